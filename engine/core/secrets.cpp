@@ -1,0 +1,128 @@
+#include <hoist/secrets.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <utility>
+
+namespace hoist {
+namespace {
+
+std::string base64(std::string_view in, bool url, bool pad) {
+  static const char* std_abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const char* url_abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const char* abc = url ? url_abc : std_abc;
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
+    out += {abc[v >> 18 & 63], abc[v >> 12 & 63], abc[v >> 6 & 63], abc[v & 63]};
+  }
+  if (i + 1 == in.size()) {
+    unsigned v = (unsigned char)in[i] << 16;
+    out += {abc[v >> 18 & 63], abc[v >> 12 & 63]};
+    if (pad) out += "==";
+  } else if (i + 2 == in.size()) {
+    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8;
+    out += {abc[v >> 18 & 63], abc[v >> 12 & 63], abc[v >> 6 & 63]};
+    if (pad) out += "=";
+  }
+  return out;
+}
+
+std::string url_encode(std::string_view in) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : in) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += char(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+// The base64 of a secret embedded in a longer base64 text (an auth header of
+// "user:secret") is aligned differently; the three shifted encodings, trimmed of the
+// characters that depend on neighbours, catch those too.
+void add_shifted_base64(std::string_view value, std::vector<std::string>& out) {
+  for (int shift = 0; shift < 3; ++shift) {
+    std::string padded(shift, '\0');
+    padded.append(value);
+    for (bool url : {false, true}) {
+      std::string enc = base64(padded, url, false);
+      size_t skip = shift == 0 ? 0 : (shift == 1 ? 2 : 3);
+      size_t total_bits = padded.size() * 8;
+      size_t stable = total_bits / 6;  // characters fully determined by our bytes
+      if (stable <= skip + 3) continue;
+      out.push_back(enc.substr(skip, stable - skip));
+    }
+  }
+}
+
+}  // namespace
+
+void Secrets::add(std::string_view value) {
+  if (value.size() < 4) return;
+  std::lock_guard lock(mu_);
+  if (std::find(raw_.begin(), raw_.end(), value) != raw_.end()) return;
+  raw_.emplace_back(value);
+  std::vector<std::string> forms{std::string(value), url_encode(value)};
+  forms.push_back(base64(value, false, true));
+  forms.push_back(base64(value, true, true));
+  add_shifted_base64(value, forms);
+  for (auto& f : forms)
+    if (f.size() >= 4 && std::find(patterns_.begin(), patterns_.end(), f) == patterns_.end())
+      patterns_.push_back(f);
+  std::sort(patterns_.begin(), patterns_.end(), [](auto& a, auto& b) { return a.size() > b.size(); });
+}
+
+bool Secrets::empty() const {
+  std::lock_guard lock(mu_);
+  return patterns_.empty();
+}
+
+std::size_t Secrets::longest() const {
+  std::lock_guard lock(mu_);
+  return patterns_.empty() ? 0 : patterns_.front().size();
+}
+
+std::vector<std::string> Secrets::values() const {
+  std::lock_guard lock(mu_);
+  return raw_;
+}
+
+std::string Secrets::scrub(std::string_view text) const {
+  std::lock_guard lock(mu_);
+  std::string out(text);
+  if (patterns_.empty()) return out;
+  for (auto& p : patterns_) {
+    for (size_t pos = 0; (pos = out.find(p, pos)) != std::string::npos;) {
+      out.replace(pos, p.size(), kMask);
+      pos += kMask.size();
+    }
+  }
+  return out;
+}
+
+std::string StreamScrubber::feed(std::string_view chunk) {
+  pending_.append(chunk);
+  size_t keep = secrets_ ? secrets_->longest() : 0;
+  if (keep == 0) return std::exchange(pending_, {});
+  std::string scrubbed = secrets_->scrub(pending_);
+  // Hold back a tail that could be the start of a secret completed by the next write.
+  size_t hold = std::min(scrubbed.size(), keep - 1);
+  std::string ready = scrubbed.substr(0, scrubbed.size() - hold);
+  pending_ = scrubbed.substr(scrubbed.size() - hold);
+  return ready;
+}
+
+std::string StreamScrubber::finish() {
+  std::string out = secrets_ ? secrets_->scrub(pending_) : pending_;
+  pending_.clear();
+  return out;
+}
+
+}  // namespace hoist

@@ -1,0 +1,94 @@
+local t = require "hoist.test"
+
+t.case("sleep yields to other tasks", function()
+  local order = {}
+  local a = hoist.spawn(function() hoist.sleep(0.05); order[#order + 1] = "a" end)
+  local b = hoist.spawn(function() order[#order + 1] = "b" end)
+  a:wait(); b:wait()
+  t.eq(order, { "b", "a" })
+end)
+
+t.case("spawn returns results through wait", function()
+  local task = hoist.spawn(function(x, y) return x + y, "two" end, 1, 2)
+  local sum, two = task:wait()
+  t.eq(sum, 3); t.eq(two, "two")
+  t.eq(task:status(), "done")
+end)
+
+t.case("parallel runs concurrently and keeps order", function()
+  local started = hoist.now()
+  local a, b, c = hoist.parallel(
+    function() hoist.sleep(0.2); return 1 end,
+    function() hoist.sleep(0.2); return 2 end,
+    function() hoist.sleep(0.2); return 3 end)
+  t.eq({ a, b, c }, { 1, 2, 3 })
+  t.ok(hoist.now() - started < 0.5, "three 0.2 s sleeps did not overlap")
+end)
+
+t.case("the first error cancels the others and is raised after they stop", function()
+  local stopped = false
+  local err = t.raises(function()
+    hoist.parallel(
+      function() hoist.sleep(0.01); hoist.error { code = "conflict", message = "first" } end,
+      function()
+        local ok, e = pcall(hoist.sleep, 10)
+        stopped = not ok and e.code == "cancelled"
+        error(e, 0)
+      end)
+  end, "conflict", "first")
+  t.ok(stopped, "the sibling saw its cancellation before parallel returned")
+end)
+
+t.case("map honours the limit", function()
+  local running, peak = 0, 0
+  local out = hoist.map({ 1, 2, 3, 4, 5, 6 }, function(x)
+    running = running + 1
+    peak = math.max(peak, running)
+    hoist.sleep(0.02)
+    running = running - 1
+    return x * 10
+  end, { limit = 2 })
+  t.eq(out, { 10, 20, 30, 40, 50, 60 })
+  t.eq(peak, 2)
+end)
+
+t.case("timeout raises timeout and cancels the work", function()
+  local cancelled = false
+  t.raises(function()
+    hoist.timeout(0.05, function()
+      local ok, e = pcall(hoist.sleep, 5)
+      cancelled = e and e.code == "cancelled"
+    end)
+  end, "timeout")
+  t.ok(cancelled)
+  t.eq(hoist.timeout(1, function() return "fast" end), "fast")
+end)
+
+t.case("cancel makes a waiting task fail with cancelled", function()
+  local task = hoist.spawn(function() hoist.sleep(10) end)
+  hoist.sleep(0.01)
+  task:cancel()
+  t.raises(function() task:wait() end, "cancelled")
+  t.eq(task:status(), "cancelled")
+end)
+
+t.cases("errors have code, message and retryable", {
+  { code = "timeout", retryable = true },
+  { code = "throttled", retryable = true },
+  { code = "not_found", retryable = false },
+  { code = "policy_violation", retryable = false },
+}, function(row)
+  local e = t.raises(function() hoist.error { code = row.code, message = "m" } end, row.code)
+  t.eq(e.retryable, row.retryable)
+  t.match(tostring(e), "^" .. row.code .. ": m")
+  t.match(e.where, "tasks_test.lua:%d+")
+end)
+
+t.case("an unknown error code is refused", function()
+  t.raises(function() hoist.error { code = "nope", message = "x" } end, "invalid_argument", "nope")
+end)
+
+t.case("modules are reachable as hoist.x and require 'hoist.x'", function()
+  t.ok(hoist.log == require "hoist.log")
+  t.ok(hoist.test == require "hoist.test")
+end)
