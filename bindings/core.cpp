@@ -4,6 +4,8 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <hoist/version.hpp>
+
 #include <chrono>
 
 namespace hoist::lua {
@@ -178,6 +180,8 @@ int l_run(lua_State* L) {
   lua_setfield(L, -2, "dry_run");
   lua_pushstring(L, rt.options().state_dir.c_str());
   lua_setfield(L, -2, "state_dir");
+  lua_pushstring(L, kVersion);
+  lua_setfield(L, -2, "version");
   push_json(L, rt.args.is_null() ? nlohmann::json::object() : rt.args);
   lua_setfield(L, -2, "args");
   return 1;

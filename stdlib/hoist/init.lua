@@ -3,6 +3,7 @@
 ---@class hoist
 ---@field args table<string, any> script arguments (`--set key=value`, `--params-file`)
 ---@field run hoist.RunInfo the current run
+---@field version string engine version, e.g. "0.1.0"
 local core = require "hoist.native.core"
 
 local M = {}
@@ -216,6 +217,8 @@ setmetatable(M, {
     end
     if k == "run" then
       return core.run()
+    elseif k == "version" then
+      return core.run().version
     elseif k == "args" then
       local a = core.run().args
       rawset(t, k, a)
