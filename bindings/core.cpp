@@ -168,7 +168,7 @@ int l_now(lua_State* L) {
   return 1;
 }
 
-// {id=, dir=, dry_run=, args=} = core.run()
+// {id=, dir=, dry_run=, state_dir=, version=, log_format=, args=} = core.run()
 int l_run(lua_State* L) {
   Runtime& rt = Runtime::from(L);
   lua_createtable(L, 0, 4);
@@ -182,6 +182,8 @@ int l_run(lua_State* L) {
   lua_setfield(L, -2, "state_dir");
   lua_pushstring(L, kVersion);
   lua_setfield(L, -2, "version");
+  lua_pushstring(L, rt.options().log_format.c_str());
+  lua_setfield(L, -2, "log_format");
   push_json(L, rt.args.is_null() ? nlohmann::json::object() : rt.args);
   lua_setfield(L, -2, "args");
   return 1;

@@ -228,8 +228,10 @@ struct Engine::Impl {
     if (result.error) {
       result.where = secrets->scrub(result.where);
       result.traceback = secrets->scrub(result.traceback);
+      auto details = result.error->details();
+      scrub_json(*secrets, details);
       *result.error = Error(result.error->code(), secrets->scrub(result.error->message()),
-                            result.error->retryable(), result.error->details());
+                            result.error->retryable(), details);
     }
     nlohmann::json fields = {{"run", result.run_id}, {"ok", result.ok}, {"exit_code", result.exit_code}};
     if (result.error) {
@@ -302,7 +304,18 @@ RunResult Engine::run_file(const std::string& path, const nlohmann::json& args) 
     return impl_->load_error("no such script file: " + path, Code::invalid_argument, 2);
   impl_->prepare_globals();
   lua_State* L = impl_->rt->L();
-  return impl_->run_chunk(luaL_loadfile(L, path.c_str()), args);
+  int status = luaL_loadfile(L, path.c_str());
+  if (status != 0) return impl_->run_chunk(status, args);
+  // A file that returns hoist.pipeline.define{...} runs through the pipeline runtime, like
+  // a bundled pipeline; any other script's results come back as they are.
+  static const std::string runner =
+      "local chunk, args, path = ...\nreturn require('hoist.pipeline').run_chunk(chunk, args, path)";
+  if (luaL_loadbuffer(L, runner.data(), runner.size(), "=hoist.pipeline") != 0)
+    return impl_->load_error(lua_tostring(L, -1), Code::internal, 1);
+  lua_insert(L, -2);  // runner, chunk
+  lua::push_json(L, args);
+  lua_pushlstring(L, path.data(), path.size());
+  return impl_->run_main(3);
 }
 
 RunResult Engine::run_string(const std::string& code, const std::string& chunkname, const nlohmann::json& args) {

@@ -6,10 +6,20 @@ namespace hoist::lua {
 
 int luaopen_hoist_core(lua_State* L);
 int luaopen_hoist_json(lua_State* L);
+int luaopen_hoist_yaml(lua_State* L);
+int luaopen_hoist_process(lua_State* L);
+int luaopen_hoist_journal(lua_State* L);
+int luaopen_hoist_http(lua_State* L);
+int luaopen_hoist_registry(lua_State* L);
 
 void register_builtin_modules(Runtime& rt) {
   rt.preload("hoist.native.core", luaopen_hoist_core);
   rt.preload("hoist.native.json", luaopen_hoist_json);
+  rt.preload("hoist.native.yaml", luaopen_hoist_yaml);
+  rt.preload("hoist.native.process", luaopen_hoist_process);
+  rt.preload("hoist.native.journal", luaopen_hoist_journal);
+  rt.preload("hoist.native.http", luaopen_hoist_http);
+  rt.preload("hoist.native.registry", luaopen_hoist_registry);
 }
 
 }  // namespace hoist::lua

@@ -1,5 +1,6 @@
 // The hoist command: a small host of libhoist.
 #include <hoist/engine.hpp>
+#include <hoist/proxy.hpp>  // hoist proxy
 #include <hoist/version.hpp>
 
 #include <CLI/CLI.hpp>
@@ -79,7 +80,8 @@ bool looks_like_file(const std::string& target) {
          std::filesystem::exists(target);
 }
 
-// One readable paragraph: where, what, why; the traceback only at debug level.
+// One readable paragraph: where, what, why; the traceback only at debug level. A failed
+// pipeline also says what its cause's own details were and what is left to undo.
 void print_failure(const hoist::RunResult& r, const std::string& log_level) {
   const auto& e = *r.error;
   std::cerr << "\nhoist: run " << r.run_id << " failed";
@@ -87,14 +89,24 @@ void print_failure(const hoist::RunResult& r, const std::string& log_level) {
   std::cerr << "\n  " << hoist::to_string(e.code()) << ": " << e.message() << "\n";
   auto details = e.details();
   details.erase("exit_code");
-  if (!details.empty()) std::cerr << "  details: " << details.dump() << "\n";
+  if (details.contains("cause") && details.contains("status")) {
+    auto cause = details["cause"].value("details", nlohmann::json::object());
+    if (cause.is_object() && !cause.empty()) std::cerr << "  details: " << cause.dump() << "\n";
+    if (details["left"].is_array() && !details["left"].empty()) {
+      std::cerr << "  NOT undone:";
+      for (auto& l : details["left"]) std::cerr << " " << l.get<std::string>() << ";";
+      std::cerr << "\n  finish with: hoist rollback " << details.value("run", r.run_id) << "\n";
+    }
+  } else if (!details.empty()) {
+    std::cerr << "  details: " << details.dump() << "\n";
+  }
   if (!r.traceback.empty() && log_level == "debug") std::cerr << r.traceback << "\n";
 }
 
 int run_command(const RunFlags& f, bool test_mode) {
   auto args = collect_args(f);
   auto options = engine_options(f);
-  if (test_mode) options.write_run_dir = false;
+  if (test_mode || f.help) options.write_run_dir = false;
   hoist::Engine engine(options);
   hoist::RunResult r;
   if (test_mode) {
@@ -107,8 +119,10 @@ int run_command(const RunFlags& f, bool test_mode) {
         "hoist test", {{"paths", paths}});
     if (!r.ok && r.error->code() == hoist::Code::tool_failed) return 1;
   } else if (f.help) {
-    r = engine.run_string("local spec = ...\nprint(require('hoist.scripts').help(spec.spec))", "hoist help",
-                          {{"spec", f.target}});
+    r = engine.run_string(
+        "local a = ...\nlocal text = a.file and require('hoist.pipeline').help_file(a.spec)\n"
+        "  or require('hoist.scripts').help(a.spec)\nio.stdout:write(text)",
+        "hoist help", {{"spec", f.target}, {"file", looks_like_file(f.target)}});
   } else if (looks_like_file(f.target)) {
     r = engine.run_file(f.target, args);
   } else {
@@ -140,9 +154,138 @@ void print_version() {
             << NLOHMANN_JSON_VERSION_PATCH << "\n";
 }
 
+
+// ---------------------------------------------------------------- hoist runs / rollback / report
+// Commands about recorded runs: they read .hoist/runs/ and write no run folder of their own.
+struct RunsFlags {
+  std::string run_id;
+  std::string state_dir = ".hoist";
+  std::string html;
+  std::string log_format = "text";
+  bool json = false;
+  bool force = false;
+  bool no_color = false;
+};
+
+int lua_tool(const RunsFlags& f, const std::string& code, const std::string& name, nlohmann::json args,
+             const std::string& log_level = "info") {
+  RunFlags rf;
+  rf.state_dir = f.state_dir;
+  rf.log_format = f.log_format;
+  rf.log_level = log_level;
+  rf.no_color = f.no_color;
+  auto options = engine_options(rf);
+  options.write_run_dir = false;
+  hoist::Engine engine(options);
+  args["state_dir"] = f.state_dir;
+  auto r = engine.run_string(code, name, args);
+  if (!r.ok) {
+    // The tool's own run id and chunk line would only confuse: say what went wrong.
+    std::cerr << name << ": " << hoist::to_string(r.error->code()) << ": " << r.error->message() << "\n";
+    auto details = r.error->details();
+    if (details.contains("left")) std::cerr << "  NOT undone: " << details["left"].dump() << "\n";
+  }
+  return r.exit_code;
+}
+
+void add_runs_commands(CLI::App& app, RunsFlags& f, CLI::App*& runs, CLI::App*& rollback, CLI::App*& report) {
+  runs = app.add_subcommand("runs", "List recorded runs: status, pipeline, version, start, duration");
+  runs->add_option("--state-dir", f.state_dir, "Where runs are recorded (default .hoist)");
+  runs->add_flag("--json", f.json, "Print the list as JSON");
+  rollback = app.add_subcommand("rollback", "Finish the rollback of a run (after a crash) from its journal");
+  rollback->add_option("run", f.run_id, "Run id (see hoist runs)")->required();
+  rollback->add_option("--state-dir", f.state_dir, "Where runs are recorded (default .hoist)");
+  rollback->add_flag("--force", f.force, "Also when the run succeeded or its process still runs");
+  rollback->add_option("--log-format", f.log_format, "text (default) or json, on stderr");
+  rollback->add_flag("--no-color", f.no_color, "Plain terminal output");
+  report = app.add_subcommand("report", "Show a run: text on stdout, or a self-contained HTML page");
+  report->add_option("run", f.run_id, "Run id (see hoist runs)")->required();
+  report->add_option("--state-dir", f.state_dir, "Where runs are recorded (default .hoist)");
+  report->add_option("--html", f.html, "Write the HTML report to this file");
+}
+
+int runs_command(const RunsFlags& f, CLI::App* runs, CLI::App* rollback, CLI::App* report) {
+  if (*runs)
+    return lua_tool(f, "local a = ...\nrequire('hoist.pipeline.report').print_runs("
+                       "require('hoist.pipeline').runs{state_dir = a.state_dir}, {json = a.json})",
+                    "hoist runs", {{"json", f.json}}, "warn");
+  if (*rollback)
+    return lua_tool(f, "local a = ...\nrequire('hoist.pipeline').rollback{run = a.run, state_dir = a.state_dir, force = a.force}",
+                    "hoist rollback", {{"run", f.run_id}, {"force", f.force}});
+  return lua_tool(f, "local a = ...\nrequire('hoist.pipeline.html').main{run = a.run, state_dir = a.state_dir, html = a.html}",
+                  "hoist report", {{"run", f.run_id}, {"html", f.html}}, "warn");
+}
+// ---------------------------------------------------------------- end of runs / rollback / report
+
+// ---------------------------------------------------------------- hoist proxy (container helper)
+// A stable TCP front on a service port (engine/core/proxy.cpp). The local deploy target
+// starts it detached and switches its upstream; operators can do the same by hand.
+struct ProxyFlags {
+  std::string listen, upstream, state, name, log, switch_to;
+  bool detach = false, stop = false, status = false;
+  double timeout = 10;
+};
+
+void add_proxy_command(CLI::App& app, ProxyFlags& f, CLI::App*& cmd) {
+  cmd = app.add_subcommand("proxy", "A TCP front on a service port that switches upstream without dropping connections");
+  cmd->add_option("--listen", f.listen, "Listen on HOST:PORT (e.g. 127.0.0.1:8080)");
+  cmd->add_option("--upstream", f.upstream, "Send connections to HOST:PORT");
+  cmd->add_option("--state", f.state, "State file (pid, listen, upstream); how the proxy is found again");
+  cmd->add_option("--name", f.name, "Service name, recorded in the state file and the log");
+  cmd->add_option("--log", f.log, "Log file when detached (default: the state file with .log)");
+  cmd->add_flag("--detach", f.detach, "Run in the background (survives this process); prints the state");
+  cmd->add_option("--switch", f.switch_to, "Switch the running proxy of --state to HOST:PORT and wait for it");
+  cmd->add_flag("--stop", f.stop, "Stop the running proxy of --state (open connections may finish)");
+  cmd->add_flag("--status", f.status, "Print the state of --state as JSON (exit 1 when not running)");
+  cmd->add_option("--timeout", f.timeout, "Seconds to wait for --switch or --stop (default 10)");
+}
+
+int proxy_command(const ProxyFlags& f) {
+  namespace proxy = hoist::proxy;
+  auto ms = std::chrono::milliseconds(static_cast<long>(f.timeout * 1000));
+  int modes = (f.stop ? 1 : 0) + (f.status ? 1 : 0) + (f.switch_to.empty() ? 0 : 1);
+  if (modes > 1) usage_error("proxy: use one of --switch, --stop, --status");
+  if (modes == 1 && f.state.empty()) usage_error("proxy: --switch, --stop and --status need --state FILE");
+  try {
+    if (!f.switch_to.empty()) {
+      std::cout << proxy::switch_upstream(f.state, proxy::Endpoint::parse(f.switch_to, "--switch"), ms).dump() << "\n";
+      return 0;
+    }
+    if (f.stop) {
+      std::cout << (proxy::stop(f.state, ms) ? "stopped" : "not running") << "\n";
+      return 0;
+    }
+    if (f.status) {
+      auto s = proxy::status(f.state);
+      std::cout << s.dump() << "\n";
+      return s["running"].get<bool>() ? 0 : 1;
+    }
+    if (f.listen.empty() || f.upstream.empty()) usage_error("proxy: --listen and --upstream are required");
+    proxy::Options o;
+    o.listen = proxy::Endpoint::parse(f.listen, "--listen");
+    o.upstream = proxy::Endpoint::parse(f.upstream, "--upstream");
+    o.state_file = f.state;
+    o.name = f.name;
+    o.log_file = f.log;
+    return proxy::serve(o, f.detach);
+  } catch (const hoist::Error& e) {
+    std::cerr << "hoist proxy: " << hoist::to_string(e.code()) << ": " << e.message() << "\n";
+    return e.code() == hoist::Code::invalid_argument ? kExitUsage : 1;
+  }
+}
+
+// The local deploy target runs this very executable (`hoist proxy --detach`): tell the Lua
+// side where it is, unless the caller chose one.
+void export_self_path() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec && !std::getenv("HOIST_BIN")) ::setenv("HOIST_BIN", self.c_str(), 1);
+}
+// ---------------------------------------------------------------- end of hoist proxy
 }  // namespace
 
 int main(int argc, char** argv) {
+  export_self_path();  // hoist proxy
   CLI::App app{"hoist: build, scan, push, deploy and verify containers, scripted in Lua"};
   app.require_subcommand(1);
   app.footer(
@@ -174,6 +317,14 @@ int main(int argc, char** argv) {
   list_flags.log_level = "warn";
   auto* pipelines = app.add_subcommand("pipelines", "List the bundled pipelines and their versions");
 
+  RunsFlags runs_flags;
+  CLI::App *runs_cmd = nullptr, *rollback_cmd = nullptr, *report_cmd = nullptr;
+  add_runs_commands(app, runs_flags, runs_cmd, rollback_cmd, report_cmd);
+
+  ProxyFlags proxy_flags;  // hoist proxy
+  CLI::App* proxy_cmd = nullptr;
+  add_proxy_command(app, proxy_flags, proxy_cmd);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -185,6 +336,7 @@ int main(int argc, char** argv) {
       print_version();
       return 0;
     }
+    if (*proxy_cmd) return proxy_command(proxy_flags);  // hoist proxy
     if (*run) {
       if (run_flags.target.empty()) {
         std::cout << run->help();
@@ -193,6 +345,7 @@ int main(int argc, char** argv) {
       return run_command(run_flags, false);
     }
     if (*test) return run_command(test_flags, true);
+    if (*runs_cmd || *rollback_cmd || *report_cmd) return runs_command(runs_flags, runs_cmd, rollback_cmd, report_cmd);
     if (*doctor) {
       RunFlags f = doctor_flags;
       auto options = engine_options(f);

@@ -21,23 +21,6 @@ double now_seconds() {
   return duration<double>(system_clock::now().time_since_epoch()).count();
 }
 
-// Replaces secrets in every string of a JSON value (keys included).
-void scrub_json(const Secrets& secrets, nlohmann::json& j) {
-  if (j.is_string()) {
-    j = secrets.scrub(j.get_ref<const std::string&>());
-  } else if (j.is_array()) {
-    for (auto& v : j) scrub_json(secrets, v);
-  } else if (j.is_object()) {
-    nlohmann::json out = nlohmann::json::object();
-    for (auto& [k, v] : j.items()) {
-      auto value = v;
-      scrub_json(secrets, value);
-      out[secrets.scrub(k)] = std::move(value);
-    }
-    j = std::move(out);
-  }
-}
-
 class TerminalSink : public Sink {
  public:
   TerminalSink(std::FILE* out, bool color, std::string min_level)
@@ -59,6 +42,14 @@ class TerminalSink : public Sink {
     if (e.kind == "exec.line") {
       line = "  | " + e.fields.value("program", std::string()) + ": " + e.message;
       colour = color_ ? "\x1b[2m" : "";
+    } else if (e.kind == "stage.start" || e.kind == "stage.end" || e.kind == "compensation.end") {
+      // Pipeline progress: the message carries its own mark (▶ ✓ ✗); colour says the outcome.
+      line = e.message;
+      auto status = e.fields.is_object() ? e.fields.value("status", std::string()) : std::string();
+      if (e.kind == "stage.start") colour = "\x1b[1m";
+      else if (status == "succeeded") colour = "\x1b[32m";
+      else if (status == "failed") colour = "\x1b[31m";
+      else colour = "\x1b[2m";
     } else {
       line = std::string(tag) + e.message;
     }
@@ -115,6 +106,22 @@ class CallbackSink : public Sink {
 };
 
 }  // namespace
+
+void scrub_json(const Secrets& secrets, nlohmann::json& j) {
+  if (j.is_string()) {
+    j = secrets.scrub(j.get_ref<const std::string&>());
+  } else if (j.is_array()) {
+    for (auto& v : j) scrub_json(secrets, v);
+  } else if (j.is_object()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (auto& [k, v] : j.items()) {
+      auto value = v;
+      scrub_json(secrets, value);
+      out[secrets.scrub(k)] = std::move(value);
+    }
+    j = std::move(out);
+  }
+}
 
 nlohmann::json Event::to_json() const {
   nlohmann::json j = {{"ts", ts}, {"level", level}, {"kind", kind}, {"message", message}};

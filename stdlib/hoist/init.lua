@@ -205,6 +205,7 @@ function M.now() return core.now() end
 local shortcuts = {
   exec = { "hoist.process", "exec" },
   which = { "hoist.process", "which" },
+  env = { "hoist.process", "env" },
 }
 
 setmetatable(M, {

@@ -28,7 +28,7 @@ local function fail(msg, level) error("assertion failed: " .. msg, (level or 1) 
 
 local function show(v)
   if type(v) == "string" then return ("%q"):format(v) end
-  if type(v) == "table" and not getmetatable(v) then
+  if type(v) == "table" and (not getmetatable(v) or getmetatable(v).__jsontype) then -- plain or decoded
     local ok, text = pcall(hoist.json.encode, v)
     if ok then return text end
   end

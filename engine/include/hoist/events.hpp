@@ -47,6 +47,9 @@ class EventBus {
   std::vector<std::shared_ptr<Sink>> sinks_;
 };
 
+// Masks secrets in every string (and key) of a JSON value.
+void scrub_json(const Secrets& secrets, nlohmann::json& value);
+
 // Human view for a terminal or a plain log: one line per event, colour when asked.
 std::shared_ptr<Sink> make_terminal_sink(std::FILE* out, bool color, std::string min_level = "info");
 // One JSON object per line.

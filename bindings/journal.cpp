@@ -1,0 +1,268 @@
+// hoist.native.journal: the run journal (JSON lines, fsynced) and the run folders.
+#include "bindings/json_bridge.hpp"
+#include "bindings/runtime.hpp"
+
+#include <hoist/journal.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+
+#include <climits>
+#include <cstdlib>
+#include <unistd.h>
+
+namespace hoist::lua {
+namespace {
+
+const char* const kJournalMeta = "hoist.Journal";
+
+struct JournalBox {
+  Journal* journal;
+};
+
+Journal& check_journal(lua_State* L) {
+  auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
+  if (!box->journal) throw Error(Code::invalid_argument, "journal is closed");
+  return *box->journal;
+}
+
+// Every string of the entry (keys too) is scrubbed: the journal is written out like a log.
+void scrub(const Secrets& secrets, nlohmann::json& j) {
+  if (j.is_string()) {
+    j = secrets.scrub(j.get_ref<const std::string&>());
+  } else if (j.is_array()) {
+    for (auto& v : j) scrub(secrets, v);
+  } else if (j.is_object()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (auto& [k, v] : j.items()) {
+      auto value = v;
+      scrub(secrets, value);
+      out[secrets.scrub(k)] = std::move(value);
+    }
+    j = std::move(out);
+  }
+}
+
+// journal = journal.open(path): creates the file (and folders), appends from then on
+int l_open(lua_State* L) {
+  std::string path = luaL_checkstring(L, 1);
+  auto owned = std::make_unique<Journal>(path);
+  auto* box = static_cast<JournalBox*>(lua_newuserdata(L, sizeof(JournalBox)));
+  box->journal = owned.release();
+  luaL_getmetatable(L, kJournalMeta);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+// journal:append(entry): one JSON line, scrubbed, fsynced before returning
+int l_append(lua_State* L) {
+  Journal& j = check_journal(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  nlohmann::json entry = to_json(L, 2);
+  const Secrets& secrets = Runtime::from(L).secrets();
+  if (!secrets.empty()) scrub(secrets, entry);
+  j.append(entry);
+  return 0;
+}
+
+// journal:close()
+int l_close(lua_State* L) {
+  auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
+  delete box->journal;
+  box->journal = nullptr;
+  return 0;
+}
+
+int l_tostring(lua_State* L) {
+  auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
+  std::string s = "hoist.Journal(" + (box->journal ? box->journal->path() : std::string("closed")) + ")";
+  lua_pushlstring(L, s.data(), s.size());
+  return 1;
+}
+
+// entries, skipped = journal.read(path): raises not_found when the file is missing
+int l_read(lua_State* L) {
+  std::string path = luaL_checkstring(L, 1);
+  int skipped = 0;
+  auto entries = read_json_lines(path, &skipped);
+  lua_createtable(L, static_cast<int>(entries.size()), 0);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    push_json(L, entries[i]);
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  lua_pushinteger(L, skipped);
+  return 2;
+}
+
+// runs = journal.list_runs(state_dir): {{id=, dir=, journal=bool, events=bool, mtime=}...}, newest first
+int l_list_runs(lua_State* L) {
+  auto runs = list_run_folders(luaL_checkstring(L, 1));
+  lua_createtable(L, static_cast<int>(runs.size()), 0);
+  int i = 0;
+  for (auto& r : runs) {
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, r.id.c_str());
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, r.dir.c_str());
+    lua_setfield(L, -2, "dir");
+    lua_pushboolean(L, r.has_journal);
+    lua_setfield(L, -2, "journal");
+    lua_pushboolean(L, r.has_events);
+    lua_setfield(L, -2, "events");
+    lua_pushnumber(L, r.mtime);
+    lua_setfield(L, -2, "mtime");
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
+// bool = journal.alive(pid)
+int l_alive(lua_State* L) {
+  lua_pushboolean(L, process_alive(static_cast<long>(luaL_checknumber(L, 1))));
+  return 1;
+}
+
+// {pid=, exe=, cwd=} = journal.self(): this process, for run.start and for tests that
+// start the engine again
+int l_self(lua_State* L) {
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, ::getpid());
+  lua_setfield(L, -2, "pid");
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  lua_pushstring(L, exe.c_str());
+  lua_setfield(L, -2, "exe");
+  auto cwd = std::filesystem::current_path(ec).string();
+  lua_pushstring(L, cwd.c_str());
+  lua_setfield(L, -2, "cwd");
+  return 1;
+}
+
+// absolute = journal.realpath(path): raises not_found when it does not exist
+int l_realpath(lua_State* L) {
+  const char* path = luaL_checkstring(L, 1);
+  char buf[PATH_MAX];
+  if (!::realpath(path, buf)) throw Error(Code::not_found, std::string("no such file: ") + path);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+// journal.write_file(path, text): whole file, durably (temp file, fsync, rename); scrubbed
+int l_write_file(lua_State* L) {
+  std::string path = luaL_checkstring(L, 1);
+  size_t n;
+  const char* s = luaL_checklstring(L, 2, &n);
+  write_file_durable(path, Runtime::from(L).secrets().scrub(std::string_view(s, n)));
+  return 0;
+}
+
+// names = journal.list_dir(path): entry names, sorted ({} when the folder does not exist)
+int l_list_dir(lua_State* L) {
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (auto& e : std::filesystem::directory_iterator(luaL_checkstring(L, 1), ec))
+    names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  lua_createtable(L, static_cast<int>(names.size()), 0);
+  for (size_t i = 0; i < names.size(); ++i) {
+    lua_pushstring(L, names[i].c_str());
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  return 1;
+}
+
+// Events of kind "plan", whoever emits them (hoist.pipeline.plan, hoist.docker, a native
+// module): the pipeline runtime collects them into the dry run's plan.
+class PlanCollector : public Sink {
+ public:
+  void write(const Event& e) override {
+    if (!on || e.kind != "plan") return;
+    nlohmann::json step = e.fields.is_object() ? e.fields : nlohmann::json::object();
+    if (!step.contains("message")) step["message"] = e.message;
+    steps.push_back(std::move(step));
+  }
+  bool on = false;
+  std::vector<nlohmann::json> steps;
+};
+
+const char* const kPlanKey = "hoist.plan_collector";
+
+PlanCollector& plan_collector(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, kPlanKey);
+  auto* box = static_cast<std::shared_ptr<PlanCollector>*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  if (box) return **box;
+  // Created once per runtime; the event bus outlives the Lua state, so it keeps a share.
+  auto collector = std::make_shared<PlanCollector>();
+  Runtime::from(L).events().add_sink(collector);
+  void* mem = lua_newuserdata(L, sizeof(std::shared_ptr<PlanCollector>));
+  new (mem) std::shared_ptr<PlanCollector>(collector);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, [](lua_State* L) -> int {
+    static_cast<std::shared_ptr<PlanCollector>*>(lua_touserdata(L, 1))->~shared_ptr();
+    return 0;
+  });
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, kPlanKey);
+  return *collector;
+}
+
+// journal.plan_capture(on): start or stop collecting plan events
+int l_plan_capture(lua_State* L) {
+  plan_collector(L).on = lua_toboolean(L, 1);
+  return 0;
+}
+
+// steps = journal.plan_take(): the plan events collected since the last take (fields + message)
+int l_plan_take(lua_State* L) {
+  auto& c = plan_collector(L);
+  auto steps = std::move(c.steps);
+  c.steps.clear();
+  lua_createtable(L, static_cast<int>(steps.size()), 0);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    push_json(L, steps[i]);
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  return 1;
+}
+
+const luaL_Reg kMethods[] = {
+    {"append", protect<l_append>},
+    {"close", protect<l_close>},
+    {nullptr, nullptr},
+};
+
+const luaL_Reg kFunctions[] = {
+    {"open", protect<l_open>},
+    {"read", protect<l_read>},
+    {"list_runs", protect<l_list_runs>},
+    {"alive", protect<l_alive>},
+    {"self", protect<l_self>},
+    {"realpath", protect<l_realpath>},
+    {"write_file", protect<l_write_file>},
+    {"list_dir", protect<l_list_dir>},
+    {"plan_capture", protect<l_plan_capture>},
+    {"plan_take", protect<l_plan_take>},
+    {nullptr, nullptr},
+};
+
+}  // namespace
+
+int luaopen_hoist_journal(lua_State* L) {
+  luaL_newmetatable(L, kJournalMeta);
+  lua_newtable(L);
+  luaL_register(L, nullptr, kMethods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, protect<l_close>);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, protect<l_tostring>);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  luaL_register(L, nullptr, kFunctions);
+  return 1;
+}
+
+}  // namespace hoist::lua

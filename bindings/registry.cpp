@@ -1,0 +1,278 @@
+// hoist.native.registry: the OCI Distribution client (engine/registry) for Lua. One client
+// per Lua state (logins and token caches live for the run); every waiting call yields.
+#include "bindings/json_bridge.hpp"
+#include "bindings/runtime.hpp"
+
+#include <hoist/registry.hpp>
+
+namespace hoist::lua {
+namespace {
+
+using namespace hoist::registry;
+using nlohmann::json;
+
+const char* const kClientKey = "hoist.registry.client";
+
+struct ClientBox {
+  std::shared_ptr<Client> client;
+};
+
+int l_client_gc(lua_State* L) {
+  static_cast<ClientBox*>(lua_touserdata(L, 1))->~ClientBox();
+  return 0;
+}
+
+std::shared_ptr<Client> client_of(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, kClientKey);
+  if (auto* box = static_cast<ClientBox*>(lua_touserdata(L, -1))) {
+    lua_pop(L, 1);
+    return box->client;
+  }
+  lua_pop(L, 1);
+  Runtime& rt = Runtime::from(L);
+  auto* box = new (lua_newuserdata(L, sizeof(ClientBox))) ClientBox{
+      Client::create(rt.io(), HttpClient::for_loop(rt.io()), rt.events().secrets(), &rt.events())};
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_client_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, kClientKey);
+  return box->client;
+}
+
+json args(lua_State* L, const char* fn) {
+  if (!lua_istable(L, 1)) throw Error(Code::invalid_argument, std::string("registry.") + fn + ": expected an options table");
+  return to_json(L, 1);
+}
+
+std::string str(const json& j, const char* fn, const char* field, bool required = true) {
+  auto it = j.find(field);
+  if (it == j.end() || it->is_null()) {
+    if (required) throw Error(Code::invalid_argument, std::string("registry.") + fn + ": option '" + field + "' is required");
+    return "";
+  }
+  if (!it->is_string())
+    throw Error(Code::invalid_argument, std::string("registry.") + fn + ": option '" + field + "' must be a string");
+  return it->get<std::string>();
+}
+
+double num(const json& j, const char* fn, const char* field, double fallback) {
+  auto it = j.find(field);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (!it->is_number())
+    throw Error(Code::invalid_argument, std::string("registry.") + fn + ": option '" + field + "' must be a number");
+  return it->get<double>();
+}
+
+Credentials credentials(const json& j, const char* fn, const char* field) {
+  Credentials c;
+  c.source = "options";
+  const json& a = j.at(field);
+  if (!a.is_object())
+    throw Error(Code::invalid_argument, std::string("registry.") + fn + ": option '" + field +
+                                            "' must be a table {username=, password=} or {token=}");
+  c.username = str(a, fn, "username", false);
+  c.password = str(a, fn, "password", false);
+  c.registry_token = str(a, fn, "token", false);
+  c.identity_token = str(a, fn, "identity_token", false);
+  c.aad_token = str(a, fn, "aad_token", false);
+  if (c.empty())
+    throw Error(Code::invalid_argument, std::string("registry.") + fn + ": option '" + field + "' holds no credentials");
+  return c;
+}
+
+// Options every call shares; `auth` applies to the registries given.
+CallOptions call_options(lua_State* L, const json& j, const char* fn, std::vector<std::string> registries) {
+  CallOptions o;
+  o.attempts = static_cast<int>(num(j, fn, "attempts", o.attempts));
+  o.backoff = num(j, fn, "backoff", o.backoff);
+  o.max_backoff = num(j, fn, "max_backoff", o.max_backoff);
+  o.timeout = num(j, fn, "timeout", o.timeout);
+  o.concurrency = static_cast<int>(num(j, fn, "concurrency", o.concurrency));
+  o.buffer = static_cast<std::size_t>(num(j, fn, "buffer", static_cast<double>(o.buffer)));
+  if (o.attempts < 1) throw Error(Code::invalid_argument, std::string("registry.") + fn + ": attempts must be >= 1");
+  o.dry_run = Runtime::from(L).options().dry_run || (j.contains("dry_run") && j["dry_run"] == true);
+  if (auto it = j.find("insecure_registries"); it != j.end() && it->is_array())
+    for (auto& r : *it)
+      if (r.is_string()) o.insecure_registries.push_back(parse_registry_host(r.get<std::string>()));
+  if (j.contains("auth"))
+    for (auto& r : registries) o.credentials[r] = credentials(j, fn, "auth");
+  return o;
+}
+
+json resolved_json(const Resolved& r, const std::string& name) {
+  return {{"digest", r.digest}, {"media_type", r.media_type}, {"size", r.size}, {"image", name + "@" + r.digest}};
+}
+
+json result_json(const CopyResult& r, bool copy) {
+  json j = {{"digest", r.digest}, {"media_type", r.media_type}, {"image", r.image}};
+  if (copy) {
+    j["blobs_copied"] = r.blobs_copied;
+    j["blobs_mounted"] = r.blobs_mounted;
+    j["blobs_skipped"] = r.blobs_skipped;
+    j["manifests"] = r.manifests;
+    j["bytes"] = r.bytes;
+  }
+  if (r.planned) {
+    j["planned"] = true;
+    j["steps"] = json::array();
+    for (auto& s : r.steps) j["steps"].push_back(to_json(s));
+  }
+  return j;
+}
+
+// Suspends until `start` completes; `convert` turns the value into one JSON result.
+template <class T, class Start, class Convert>
+int wait_for(lua_State* L, Start start, Convert convert) {
+  return suspend(L, [&](Resumer r) -> OperationPtr {
+    return start([r, convert](Outcome<T> out) {
+      if (!out) return r.fail(out.error());
+      json j = convert(out.value());
+      r.ok([j = std::move(j)](lua_State* co) {
+        push_json(co, j);
+        return 1;
+      });
+    });
+  });
+}
+
+// r = registry.resolve{image=, auth=, attempts=, ...}
+int l_resolve(lua_State* L) {
+  json j = args(L, "resolve");
+  Reference image = Reference::parse(str(j, "resolve", "image"));
+  CallOptions o = call_options(L, j, "resolve", {image.registry});
+  auto c = client_of(L);
+  return wait_for<Resolved>(L, [&](auto done) { return c->resolve(image, o, done); },
+                            [name = image.name()](const Resolved& r) { return resolved_json(r, name); });
+}
+
+// bool = registry.exists{image=, ...}
+int l_exists(lua_State* L) {
+  json j = args(L, "exists");
+  Reference image = Reference::parse(str(j, "exists", "image"));
+  CallOptions o = call_options(L, j, "exists", {image.registry});
+  auto c = client_of(L);
+  return wait_for<bool>(L, [&](auto done) { return c->exists(image, o, done); }, [](bool b) { return json(b); });
+}
+
+// tags = registry.tags{repository=, n=, limit=, ...}
+int l_tags(lua_State* L) {
+  json j = args(L, "tags");
+  Reference repo = Reference::parse_repository(str(j, "tags", "repository"));
+  CallOptions o = call_options(L, j, "tags", {repo.registry});
+  int n = static_cast<int>(num(j, "tags", "n", 0)), limit = static_cast<int>(num(j, "tags", "limit", 0));
+  auto c = client_of(L);
+  return wait_for<std::vector<std::string>>(L, [&](auto done) { return c->tags(repo, n, limit, o, done); },
+                                            [](const std::vector<std::string>& v) { return json(v); });
+}
+
+// repositories = registry.catalog{registry=, n=, limit=, ...}
+int l_catalog(lua_State* L) {
+  json j = args(L, "catalog");
+  std::string registry = parse_registry_host(str(j, "catalog", "registry"));
+  CallOptions o = call_options(L, j, "catalog", {registry});
+  int n = static_cast<int>(num(j, "catalog", "n", 0)), limit = static_cast<int>(num(j, "catalog", "limit", 0));
+  auto c = client_of(L);
+  return wait_for<std::vector<std::string>>(L, [&](auto done) { return c->catalog(registry, n, limit, o, done); },
+                                            [](const std::vector<std::string>& v) { return json(v); });
+}
+
+// m = registry.manifest{image=, ...}: {digest, media_type, size, raw, manifest}
+int l_manifest(lua_State* L) {
+  json j = args(L, "manifest");
+  Reference image = Reference::parse(str(j, "manifest", "image"));
+  CallOptions o = call_options(L, j, "manifest", {image.registry});
+  auto c = client_of(L);
+  return wait_for<Manifest>(L, [&](auto done) { return c->manifest(image, o, done); },
+                            [name = image.name()](const Manifest& m) {
+                              json r = resolved_json(m.resolved, name);
+                              r["raw"] = m.bytes;
+                              r["manifest"] = m.content.json;
+                              return r;
+                            });
+}
+
+// r = registry.delete{image=, ...}
+int l_delete(lua_State* L) {
+  json j = args(L, "delete");
+  Reference image = Reference::parse(str(j, "delete", "image"));
+  CallOptions o = call_options(L, j, "delete", {image.registry});
+  auto c = client_of(L);
+  return wait_for<CopyResult>(L, [&](auto done) { return c->remove(image, o, done); }, [](const CopyResult& r) {
+    json out = result_json(r, false);
+    if (!r.planned) out["deleted"] = true;
+    return out;
+  });
+}
+
+// r = registry.copy{from=, to=, auth=, from_auth=, to_auth=, concurrency=, ...}
+int l_copy(lua_State* L) {
+  json j = args(L, "copy");
+  Reference from = Reference::parse(str(j, "copy", "from"));
+  Reference to = Reference::parse(str(j, "copy", "to"));
+  CallOptions o = call_options(L, j, "copy", {from.registry, to.registry});
+  if (j.contains("from_auth")) o.credentials[from.registry] = credentials(j, "copy", "from_auth");
+  if (j.contains("to_auth")) o.credentials[to.registry] = credentials(j, "copy", "to_auth");
+  if (o.concurrency < 1) throw Error(Code::invalid_argument, "registry.copy: concurrency must be >= 1");
+  auto c = client_of(L);
+  return wait_for<CopyResult>(L, [&](auto done) { return c->copy(from, to, o, done); },
+                              [](const CopyResult& r) { return result_json(r, true); });
+}
+
+// r = registry.retag{image=, tag=, ...}
+int l_retag(lua_State* L) {
+  json j = args(L, "retag");
+  Reference image = Reference::parse(str(j, "retag", "image"));
+  std::string tag = str(j, "retag", "tag");
+  Reference::parse(image.name() + ":" + tag);  // validates the tag, naming it
+  CallOptions o = call_options(L, j, "retag", {image.registry});
+  auto c = client_of(L);
+  return wait_for<CopyResult>(L, [&](auto done) { return c->retag(image, tag, o, done); },
+                              [](const CopyResult& r) { return result_json(r, false); });
+}
+
+// registry.login{registry=, username=, password=} | {registry=, token=} | {registry=, aad_token=}
+int l_login(lua_State* L) {
+  json j = args(L, "login");
+  std::string registry = parse_registry_host(str(j, "login", "registry"));
+  json wrapped = {{"auth", j}};
+  Credentials c = credentials(wrapped, "login", "auth");
+  c.source = "login";
+  if (!c.password.empty() && c.username.empty())
+    throw Error(Code::invalid_argument, "registry.login: a password needs a username");
+  client_of(L)->login(registry, c);
+  lua_pushstring(L, registry.c_str());
+  return 1;
+}
+
+// registry.logout{registry=}
+int l_logout(lua_State* L) {
+  json j = args(L, "logout");
+  client_of(L)->logout(parse_registry_host(str(j, "logout", "registry")));
+  return 0;
+}
+
+// ref = registry.parse(text): {registry, repository, tag, digest, name}
+int l_parse(lua_State* L) {
+  Reference r = Reference::parse(luaL_checkstring(L, 1));
+  push_json(L, {{"registry", r.registry}, {"repository", r.repository}, {"tag", r.tag},
+                {"digest", r.digest}, {"name", r.name()}});
+  return 1;
+}
+
+const luaL_Reg kFunctions[] = {
+    {"resolve", protect<l_resolve>},   {"exists", protect<l_exists>},   {"tags", protect<l_tags>},
+    {"catalog", protect<l_catalog>},   {"manifest", protect<l_manifest>}, {"delete", protect<l_delete>},
+    {"copy", protect<l_copy>},         {"retag", protect<l_retag>},     {"login", protect<l_login>},
+    {"logout", protect<l_logout>},     {"parse", protect<l_parse>},     {nullptr, nullptr},
+};
+
+}  // namespace
+
+int luaopen_hoist_registry(lua_State* L) {
+  lua_newtable(L);
+  luaL_register(L, nullptr, kFunctions);
+  return 1;
+}
+
+}  // namespace hoist::lua

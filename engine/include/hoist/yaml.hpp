@@ -1,0 +1,36 @@
+#pragma once
+// YAML text <-> nlohmann::json, with yaml-cpp underneath.
+//
+// Reading: anchors and aliases are resolved, `<<` merge keys applied, and plain (unquoted)
+// scalars typed by the YAML 1.2 core schema: null/Null/NULL/~/empty, true/false (three
+// spellings each), decimal/0o octal/0x hex integers, floats with .inf/.nan; anything else,
+// and every quoted or block scalar, is a string. Mapping keys are kept as their text.
+// Malformed text raises invalid_argument naming the line and column (details {line, column,
+// reason}).
+//
+// Writing: block style, keys sorted (nlohmann::json objects are ordered maps), and every
+// string that a YAML 1.2 or 1.1 reader would take for another type is double-quoted
+// ("1.10", "true", "yes", "null", "0755", ""), so Kubernetes' YAML 1.1 parser reads it back
+// as a string too.
+#include <hoist/error.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hoist {
+
+// Every document of a YAML stream, in order. An empty document (e.g. after a trailing
+// "---") is null; an empty stream has no documents.
+std::vector<nlohmann::json> parse_yaml_all(std::string_view text);
+
+// One document as block-style YAML ending in "\n" (no "---" marker).
+std::string dump_yaml(const nlohmann::json& value);
+
+// How a plain (unquoted) scalar reads under the YAML 1.2 core schema.
+enum class YamlPlain { null, boolean, integer, floating, string };
+YamlPlain yaml_plain_kind(std::string_view text);
+
+}  // namespace hoist

@@ -1,0 +1,197 @@
+// registry.copy: an image by digest, with every child of an index, from one repository to
+// another. Inside one registry blobs are mounted (no bytes move); across registries they
+// stream from source to destination. Children go before parents and the destination tag
+// is written last, so a copy that fails half-way leaves no new tag behind.
+#include "registry/internal.hpp"
+
+#include <set>
+
+namespace hoist::registry::detail {
+namespace {
+
+constexpr int kMaxDepth = 8;  // an index of indexes of ... deeper than this is a loop
+
+struct CopyState {
+  Reference from, to;
+  Endpoint src, dst;
+  bool same_registry = false;
+  std::vector<std::string> src_scopes, dst_scopes;
+  std::vector<Manifest> order;  // children first, the top manifest last
+  std::vector<Descriptor> blobs;
+  std::set<std::string> seen;
+  CopyResult res;
+};
+using State = std::shared_ptr<CopyState>;
+
+std::string blob_path(const std::string& repository, const std::string& digest) {
+  return "/v2/" + repository + "/blobs/" + digest;
+}
+
+}  // namespace
+
+static Task<void> collect(ClientImpl* self, Ctx ctx, State st, Manifest m, int depth) {
+  if (depth > kMaxDepth)
+    throw Error(Code::invalid_argument, "copy " + st->from.str() + ": indexes nested deeper than " +
+                                            std::to_string(kMaxDepth));
+  if (m.content.index) {
+    for (const Descriptor& child : m.content.manifests) {
+      if (!st->seen.insert(child.digest).second) continue;
+      std::string what = "copy " + st->from.name() + "@" + child.digest;
+      Manifest cm = co_await self->get_manifest(ctx, st->src, st->from.repository, child.digest,
+                                                st->src_scopes, what);
+      if (child.size >= 0 && cm.resolved.size != child.size)
+        throw Error(Code::internal, what + ": index says " + std::to_string(child.size) + " bytes, manifest has " +
+                                        std::to_string(cm.resolved.size), false,
+                    {{"reason", "size_mismatch"}, {"digest", child.digest}});
+      co_await collect(self, ctx, st, std::move(cm), depth + 1);
+    }
+  } else {
+    for (const Descriptor& b : m.content.blobs)
+      if (st->seen.insert(b.digest).second) st->blobs.push_back(b);
+  }
+  st->order.push_back(std::move(m));
+}
+
+// One blob: skip it if the destination has it, else mount it (same registry) or stream it.
+static Task<void> copy_blob(ClientImpl* self, Ctx ctx, State st, Descriptor b) {
+  const std::string what = "copy blob " + b.digest + " to " + st->to.name();
+  Req head{"HEAD", blob_path(st->to.repository, b.digest), {}, {}, st->dst_scopes, what};
+  HttpResponse h = co_await self->send(ctx, st->dst, head);
+  if (h.status == 200) {
+    ++st->res.blobs_skipped;
+    self->emit("debug", "registry.blob", "skipped " + b.digest + " (already there)",
+               {{"digest", b.digest}, {"action", "skipped"}});
+    co_return;
+  }
+  if (h.status != 404) throw_status(h, head, st->dst);
+
+  const std::string uploads = "/v2/" + st->to.repository + "/blobs/uploads/";
+  std::string location;
+  if (st->same_registry) {
+    Req mount{"POST", uploads + "?mount=" + url_encode(b.digest) + "&from=" + url_encode(st->from.repository),
+              {}, {}, st->dst_scopes, what};
+    if (ctx->opts.dry_run) {
+      self->plan(ctx, PlanStep{"POST", absolute_url(st->dst, mount.target), "mount_blob", nullptr, b.digest, b.size});
+      ++st->res.blobs_mounted;
+      co_return;
+    }
+    HttpResponse r = co_await self->send(ctx, st->dst, mount);
+    if (r.status == 201) {
+      ++st->res.blobs_mounted;
+      self->emit("debug", "registry.blob", "mounted " + b.digest, {{"digest", b.digest}, {"action", "mounted"}});
+      co_return;
+    }
+    if (r.status != 202) throw_status(r, mount, st->dst);
+    location = r.header("location");  // not mountable: the registry opened an upload instead
+  } else if (ctx->opts.dry_run) {
+    self->plan(ctx, PlanStep{"PUT", absolute_url(st->dst, uploads) + "<session>?digest=" + b.digest,
+                             "upload_blob", nullptr, b.digest, b.size});
+    ++st->res.blobs_copied;
+    st->res.bytes += b.size;
+    co_return;
+  }
+
+  for (int attempt = 1;; ++attempt) {
+    if (location.empty()) {
+      Req post{"POST", uploads, {}, {}, st->dst_scopes, what};
+      HttpResponse r = co_await self->send(ctx, st->dst, post);
+      if (r.status != 202) throw_status(r, post, st->dst);
+      location = r.header("location");
+      if (location.empty())
+        throw Error(Code::internal, what + ": the registry opened an upload without a Location", false,
+                    {{"registry", st->dst.registry}});
+    }
+    std::optional<Error> failed;
+    try {
+      std::int64_t n = co_await self->stream_blob(ctx, st->src, st->from.repository, st->dst,
+                                                  st->dst_scopes, absolute_url(st->dst, location), b);
+      ++st->res.blobs_copied;
+      st->res.bytes += n;
+      self->emit("debug", "registry.blob", "copied " + b.digest,
+                 {{"digest", b.digest}, {"action", "copied"}, {"bytes", n}});
+      co_return;
+    } catch (const Error& e) {
+      if (!e.retryable() || attempt >= ctx->opts.attempts || ctx->cancelled || ctx->aborted) throw;
+      failed = e;
+    }
+    // a broken upload session cannot be resumed reliably: start a new one
+    self->emit("warn", "registry.retry", failed->message(), {{"attempt", attempt}, {"digest", b.digest}});
+    location.clear();
+    co_await sleep_for(ctx, self->backoff_delay(ctx, attempt, nullptr));
+  }
+}
+
+static Task<void> put_manifest(ClientImpl* self, Ctx ctx, State st, const Manifest& m, std::string target) {
+  std::string what = "copy " + st->from.str() + " to " + st->to.name() + ":" + target;
+  Req put{"PUT", "/v2/" + st->to.repository + "/manifests/" + target,
+          {{"Content-Type", m.resolved.media_type}}, m.bytes, st->dst_scopes, what};
+  if (ctx->opts.dry_run) {
+    self->plan(ctx, PlanStep{"PUT", absolute_url(st->dst, put.target), "put_manifest", m.content.json,
+                             m.resolved.digest, m.resolved.size});
+    ++st->res.manifests;
+    co_return;
+  }
+  HttpResponse r = co_await self->send(ctx, st->dst, put);
+  if (r.status != 201 && r.status != 200) throw_status(r, put, st->dst);
+  if (auto d = r.header("docker-content-digest"); !d.empty() && d != m.resolved.digest)
+    throw digest_mismatch(what, m.resolved.digest, d);
+  ++st->res.manifests;
+}
+
+Task<CopyResult> ClientImpl::do_copy(Ctx ctx, Reference from, Reference to) {
+  auto st = std::make_shared<CopyState>();
+  st->from = from;
+  st->to = to;
+  st->src = endpoint(ctx, from.registry);
+  st->dst = endpoint(ctx, to.registry);
+  st->same_registry = st->src.base == st->dst.base;
+  st->dst_scopes = {repo_scope(to.repository, "pull,push")};
+  if (st->same_registry && from.repository != to.repository)
+    st->dst_scopes.push_back(repo_scope(from.repository, "pull"));  // mount needs both
+  // one registry, one token: read the source with the destination's scopes
+  st->src_scopes = st->same_registry ? st->dst_scopes : std::vector{repo_scope(from.repository, "pull")};
+
+  Manifest top = co_await get_manifest(ctx, st->src, from.repository, from.target(), st->src_scopes,
+                                       "copy " + from.str());
+  if (!to.digest.empty() && to.digest != top.resolved.digest)
+    throw Error(Code::invalid_argument, "copy: destination " + to.str() + " names digest " + to.digest +
+                                            " but the source is " + top.resolved.digest);
+  st->seen.insert(top.resolved.digest);
+  co_await collect(this, ctx, st, std::move(top), 0);
+
+  // named, not a temporary in the co_await expression: GCC 12 destroys those twice
+  std::function<Task<void>(std::size_t)> one_blob = [self = this, ctx, st](std::size_t i) {
+    return copy_blob(self, ctx, st, st->blobs[i]);
+  };
+  std::size_t limit = static_cast<std::size_t>(std::max(1, ctx->opts.concurrency));
+  co_await for_each_bounded(ctx, st->blobs.size(), limit, one_blob);
+
+  const Manifest& root = st->order.back();
+  for (std::size_t i = 0; i + 1 < st->order.size(); ++i)
+    co_await put_manifest(this, ctx, st, st->order[i], st->order[i].resolved.digest);
+  std::string tag = !to.tag.empty() ? to.tag : to.digest.empty() ? from.tag : "";
+  std::string top_target = tag.empty() ? root.resolved.digest : tag;
+  co_await put_manifest(this, ctx, st, root, top_target);  // the tag: last
+
+  CopyResult res = st->res;
+  res.digest = root.resolved.digest;
+  res.media_type = root.resolved.media_type;
+  res.image = to.name() + (tag.empty() ? "" : ":" + tag) + "@" + res.digest;
+  if (ctx->opts.dry_run) {
+    res.planned = true;
+    res.steps = ctx->plan;
+  } else {
+    emit("info", "registry.copy", "copied " + from.str() + " to " + res.image,
+         {{"from", from.str()}, {"to", res.image}, {"blobs_copied", res.blobs_copied},
+          {"blobs_mounted", res.blobs_mounted}, {"blobs_skipped", res.blobs_skipped}, {"bytes", res.bytes}});
+  }
+  co_return res;
+}
+
+OperationPtr ClientImpl::copy(Reference from, Reference to, CallOptions o, Completion<CopyResult> done) {
+  auto self = std::static_pointer_cast<ClientImpl>(shared_from_this());
+  return start<CopyResult>(std::move(o), [self, from, to](Ctx ctx) { return self->do_copy(ctx, from, to); },
+                           std::move(done));
+}
+
+}  // namespace hoist::registry::detail

@@ -1,0 +1,188 @@
+-- container@1: from source to a verified deployment. build (git-sha tag, OCI labels) ->
+-- scan (Trivy gate) -> push (digest) -> deploy (target) -> verify -> done. A failure after a
+-- change rolls back through the target's named compensations; see docs/container.md.
+local pipeline = hoist.pipeline
+local targets = require "hoist.targets"
+
+local SEVERITIES = { "CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN" }
+local SPEC = "container@1"
+
+-- The service name docker and the proxy accept, from the image's last path part.
+local function default_name(image)
+  local last = (image:match("([^/]+)$") or "app"):lower():gsub("[^%w_.%-]", "-"):gsub("^[^%w]+", "")
+  return last ~= "" and last or "app"
+end
+
+-- "127.0.0.1:5000/team/app" -> "127.0.0.1:5000"; nil for a Docker Hub name.
+local function registry_host(image)
+  local first, rest = image:match("^([^/]+)/(.+)$")
+  if first and rest and (first:find("[.:]") or first == "localhost") then return first end
+end
+
+local function whole_port(v) return type(v) == "number" and v == math.floor(v) and v >= 1 and v <= 65535 end
+
+-- Checks that need more than one parameter's type: all problems at once, exit code 2.
+local function check(p)
+  local problems = {}
+  local function problem(text) problems[#problems + 1] = text end
+  local last = p.image:match("([^/]+)$") or ""
+  if p.image:find("@", 1, true) or last:find(":", 1, true) then
+    problem(("image: give the repository without tag or digest (e.g. 127.0.0.1:5000/app), got %q"):format(p.image))
+  elseif not p.image:match("^[%w][%w._%-/:]*[%w]$") or p.image:find("//", 1, true) then
+    problem(("image: %q is not a repository name"):format(p.image))
+  end
+  if not whole_port(p.port) then problem(("port: must be a whole number from 1 to 65535, got %s"):format(tostring(p.port))) end
+  if not whole_port(p.container_port) then
+    problem(("container_port: must be a whole number from 1 to 65535, got %s"):format(tostring(p.container_port)))
+  end
+  if p.health_path:sub(1, 1) ~= "/" then problem(("health_path: must start with '/', got %q"):format(p.health_path)) end
+  if p.name and not p.name:match("^[%w][%w_.%-]*$") then
+    problem(("name: must be a container name ([A-Za-z0-9][A-Za-z0-9_.-]*), got %q"):format(p.name))
+  end
+  if p.verify_timeout <= 0 then problem("verify_timeout: must be > 0") end
+  if p.drain < 0 then problem("drain: must be >= 0") end
+  if (p.registry_password == nil) ~= (p.registry_username == nil) then
+    problem("registry_username and registry_password: give both or neither")
+  end
+  if p.tag then
+    local ok, why = hoist.tags.validate(p.tag)
+    if not ok then problem("tag: " .. why) end
+  end
+  local ok, err = pcall(targets.get, p.target, SPEC)
+  if not ok then problem("target: " .. ((hoist.is_error(err) and err.message or tostring(err)):gsub("^" .. SPEC .. ": ", ""))) end
+  if #problems > 0 then
+    hoist.error { code = "invalid_argument",
+      message = (#problems == 1 and "invalid parameter: " or "invalid parameters: ") .. table.concat(problems, "; "),
+      details = { exit_code = 2 } }
+  end
+end
+
+local function verify_settings(p)
+  local interval = 0.5
+  return { interval = interval, retries = math.max(1, math.ceil(p.verify_timeout / interval)), timeout = 5 }
+end
+
+return pipeline.define {
+  name = "container",
+  version = "1.0.0",
+  requires = ">=0.1 <2",
+  description = "Build, scan, push, deploy and verify a container image (target: local)",
+  -- Cross-parameter checks, run before anything changes (the build stage calls it too).
+  check = check,
+  params = {
+    context = { type = "string", default = ".", description = "Build context folder" },
+    dockerfile = { type = "string", description = "Dockerfile (default: <context>/Dockerfile)" },
+    image = { type = "string", required = true,
+              description = "Repository to push to, without tag or digest (e.g. 127.0.0.1:5000/app)" },
+    tag = { type = "string", description = "Image tag (default: from tag_strategy, the commit's short sha)" },
+    tag_strategy = { type = "list", default = { "sha" }, allowed = { "sha", "semver", "env-date" },
+                     description = "How tags are made from the commit (hoist.tags.for_commit): sha, semver, env-date" },
+    build_args = { type = "map", default = {}, description = "Docker build arguments NAME=value (stored in the image: no secrets)" },
+    target = { type = "string", default = "local", allowed = { "local", "aci", "appservice", "containerapp", "aks" },
+               description = "Where to deploy: local (the local Docker engine); aci, appservice, containerapp and aks "
+                 .. "are not available in this version" },
+    name = { type = "string", description = "Service name, also the container's (default: the image's last path part)" },
+    port = { type = "number", default = 8080, description = "Service port on 127.0.0.1 (served by hoist proxy)" },
+    container_port = { type = "number", default = 8080, description = "Port the app listens on inside the container" },
+    health_path = { type = "string", default = "/health", description = "GET path that answers 200 when the app is healthy" },
+    env = { type = "map", default = {}, description = "Container environment NAME=value (recorded in the journal: no secrets)" },
+    scan = { type = "string", default = "required", allowed = { "required", "if_available", "off" },
+             description = "Image scan: required (no scanner = refused), if_available (warn and go on), off" },
+    fail_on = { type = "list", default = { "CRITICAL" }, allowed = SEVERITIES,
+                description = "Severities that stop the pipeline before the push" },
+    ignore_unfixed = { type = "boolean", default = false, description = "Findings without a fix do not fail the scan" },
+    registry_username = { type = "string", env = "HOIST_REGISTRY_USERNAME",
+                          description = "Registry user for the push (else docker's stored credentials)" },
+    registry_password = { type = "string", secret = true, env = "HOIST_REGISTRY_PASSWORD",
+                          description = "Registry password or token (prefer the environment variable)" },
+    verify_timeout = { type = "number", default = 60, description = "Seconds the new container has to become healthy" },
+    drain = { type = "number", default = 2,
+              description = "Seconds the old container keeps its open connections after the switch" },
+  },
+  stages = {
+    { name = "build", timeout = 1800,
+      description = "docker build, tagged from the commit, with OCI labels",
+      run = function(ctx)
+        local p = ctx.params
+        check(p)
+        local tags = p.tag and { p.tag } or hoist.tags.for_commit { dir = p.context, strategy = p.tag_strategy }
+        local refs = hoist.tags.refs(p.image, tags)
+        local built = hoist.docker.build {
+          context = p.context, file = p.dockerfile, tags = refs, build_args = p.build_args,
+          labels = { ["org.opencontainers.image.version"] = tags[1],
+                     ["org.opencontainers.image.title"] = p.name or default_name(p.image) },
+        }
+        ctx:summary("Image", { table.concat(refs, ", "), "image id " .. tostring(built.id) })
+        return { image = refs[1], refs = refs, tag = tags[1], id = built.id }
+      end },
+    { name = "scan", timeout = 900,
+      description = "Trivy scan of the built image, gated by fail_on before anything is pushed",
+      run = function(ctx)
+        local p, image = ctx.params, ctx.outputs.build.image
+        if ctx.dry_run then
+          if p.scan ~= "off" then
+            ctx:plan { action = "trivy.scan", message = ("scan %s; fail on %s"):format(image, table.concat(p.fail_on, ",")) }
+          end
+          return { ran = false, planned = true }
+        end
+        local r = hoist.trivy.gate_scan { image = image, mode = p.scan, fail_on = p.fail_on,
+                                          ignore_unfixed = p.ignore_unfixed }
+        if r.warning then ctx:summary("Scan", r.warning) end
+        if r.ran then
+          local counts = r.report and r.report.counts or {}
+          local parts = {}
+          for _, s in ipairs(SEVERITIES) do parts[#parts + 1] = ("%s %d"):format(s, counts[s] or 0) end
+          ctx:summary("Scan", ("passed (fail on %s): %s"):format(table.concat(p.fail_on, ","), table.concat(parts, ", ")))
+        end
+        return { ran = r.ran, mode = r.mode, counts = r.report and r.report.counts or nil }
+      end },
+    { name = "push", timeout = 900, retry = { attempts = 3, backoff = 2 },
+      description = "docker push; the digest is read back from the registry",
+      run = function(ctx)
+        local p, image = ctx.params, ctx.outputs.build.image
+        if p.registry_username then
+          local host = registry_host(p.image)
+          if not host then
+            hoist.error { code = "invalid_argument", message = ("registry_username given but image %q names no registry host"):format(p.image) }
+          end
+          hoist.docker.login { registry = host, username = p.registry_username, password = p.registry_password or "" }
+        end
+        local pushed = hoist.docker.push(image)
+        for i = 2, #ctx.outputs.build.refs do hoist.docker.push(ctx.outputs.build.refs[i]) end
+        local reference = pushed.reference or image -- dry-run: no digest, deploy the tag
+        ctx:summary("Image", "pushed " .. reference)
+        return { digest = pushed.digest, reference = reference }
+      end },
+    { name = "deploy", timeout = 900,
+      description = "Start the new container beside the old one, check it, switch the service port",
+      run = function(ctx)
+        local p = ctx.params
+        local target = targets.get(p.target, SPEC)
+        local r = target.deploy {
+          ctx = ctx, service = p.name or default_name(p.image), image = ctx.outputs.push.reference,
+          port = p.port, container_port = p.container_port, health_path = p.health_path, env = p.env,
+          verify = verify_settings(p), drain = p.drain,
+        }
+        ctx:summary("Deployment", { ("%s serves %s"):format(r.service, r.url), "image " .. r.image,
+                                    "replaced " .. (r.previous or "nothing (first deploy)") })
+        return { service = r.service, url = r.url, upstream = r.upstream, previous = r.previous }
+      end },
+    { name = "verify", timeout = 300,
+      description = "The service port answers health_path with 200",
+      run = function(ctx)
+        local p, url = ctx.params, ctx.outputs.deploy.url .. ctx.params.health_path
+        local v = verify_settings(p)
+        local r = hoist.verify.http { name = "service " .. url, url = url, expect_status = 200,
+                                      retries = v.retries, interval = v.interval, timeout = v.timeout }
+        return { url = url, attempts = r.attempts, latency = r.latency }
+      end },
+    { name = "done",
+      description = "Outputs and summary",
+      run = function(ctx)
+        local o = ctx.outputs
+        ctx:summary(("%s %s: %s -> %s"):format(o.push.reference, ctx.dry_run and "would be deployed" or "deployed",
+          o.deploy.service, o.deploy.url))
+        return { image = o.push.reference, digest = o.push.digest, url = o.deploy.url, service = o.deploy.service }
+      end },
+  },
+}

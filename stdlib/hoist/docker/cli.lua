@@ -1,0 +1,307 @@
+--- hoist.docker.cli: how hoist.docker calls the docker CLI: one place for running it, mapping
+--- its failures to error codes, dry-run plans and private temp files. Internal to hoist.docker.
+local M = {}
+
+--- Test hook: a function(argv_spec) -> {code, stdout, stderr, ...} used instead of hoist.exec.
+---@type fun(spec: table): table|nil
+M.runner = nil
+--- Test hook: true/false forces dry-run on or off; nil follows hoist.run.dry_run.
+---@type boolean|nil
+M.force_dry_run = nil
+
+local function scrub_deep(v)
+  if type(v) == "string" then return hoist.scrub(v) end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = scrub_deep(x) end
+  return out
+end
+
+-- Raises a hoist error. Messages and details quote docker's and containers' output, which
+-- may echo a secret: they are scrubbed here, once for every caller.
+local function fail(code, message, details)
+  hoist.error { code = code, message = hoist.scrub(message), details = scrub_deep(details) }
+end
+M.fail = fail
+
+--- True when path names an existing file or folder.
+function M.exists(path)
+  local f = type(path) == "string" and io.open(path, "r")
+  if not f then return false end
+  f:close()
+  return true
+end
+
+--- The docker program: $HOIST_DOCKER_BIN, else "docker" from PATH.
+---@return string
+function M.binary()
+  local b = os.getenv("HOIST_DOCKER_BIN")
+  return (b and b ~= "") and b or "docker"
+end
+
+function M.dry_run()
+  if M.force_dry_run ~= nil then return M.force_dry_run end
+  return hoist.run.dry_run == true
+end
+
+--- Lines of text without ANSI colour codes (the classic builder colours a step's stderr).
+---@param text string?
+---@return string[]
+function M.lines(text)
+  local out = {}
+  text = (text or ""):gsub("\27%[[%d;]*[A-Za-z]", "")
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    line = line:gsub("\r+$", ""):gsub("^.*\r", "") -- progress redraws keep their last state
+    out[#out + 1] = line
+  end
+  while out[#out] == "" do out[#out] = nil end
+  return out
+end
+
+--- The last n lines of a list.
+function M.tail(list, n)
+  local out = {}
+  for i = math.max(1, #list - n + 1), #list do out[#out + 1] = list[i] end
+  return out
+end
+
+-- Docker's words -> error code. Order matters: "unauthorized" beats "not found" in
+-- "pull access denied ... may require 'docker login'".
+local classes = {
+  { "unavailable", { "cannot connect to the docker daemon", "error during connect",
+                     "is the docker daemon running", "connection refused" } },
+  { "forbidden", { "permission denied while trying to connect" } },
+  { "unauthorized", { "unauthorized", "incorrect username or password", "authentication required",
+                      "no basic auth credentials", "invalid username/password" } },
+  { "not_found", { "no such container", "no such image", "no such object", "does not exist locally",
+                   "not found: manifest unknown", "manifest unknown", "repository does not exist",
+                   "pull access denied", "reference does not exist", "no such host" } },
+  { "forbidden", { "requested access to the resource is denied", "denied:" } },
+  { "conflict", { "is already in use", "conflict:", "port is already allocated",
+                  "address already in use", "you cannot remove a running container",
+                  "is not running" } },
+  { "throttled", { "toomanyrequests", "too many requests" } },
+}
+
+--- The error code for docker's stderr.
+---@param stderr string
+---@return string
+function M.classify(stderr)
+  local low = (stderr or ""):lower()
+  for _, c in ipairs(classes) do
+    for _, needle in ipairs(c[2]) do
+      if low:find(needle, 1, true) then return c[1] end
+    end
+  end
+  return "tool_failed"
+end
+
+-- The line that says what went wrong: the last "Error..." line, else the last line that is
+-- not a warning.
+function M.reason(stderr)
+  local lines = M.lines(stderr)
+  for i = #lines, 1, -1 do
+    if lines[i]:match("^%s*[Ee][Rr][Rr][Oo][Rr]") then return (lines[i]:gsub("^%s+", "")) end
+  end
+  for i = #lines, 1, -1 do
+    local l = lines[i]
+    if l:match("%S") and not l:match("^%s*WARNING") and not l:match("^%s*DEPRECATED")
+        and not l:match("^%s+https?://") then
+      return (l:gsub("^%s+", ""))
+    end
+  end
+  return "no error message"
+end
+
+--- Copies argv with registered secrets masked (for plans and error details).
+function M.scrub_argv(argv)
+  local out = {}
+  for i, a in ipairs(argv) do out[i] = hoist.scrub(a) end
+  return out
+end
+
+-- Secrets never go on a command line: they would show in `ps`, in docker's history and in
+-- our own plans. Refuse rather than mask.
+local function refuse_secrets(argv, what)
+  for i, a in ipairs(argv) do
+    if hoist.scrub(a) ~= a then
+      fail("invalid_argument", ("docker %s: argument %d holds a registered secret; secrets never go on a "
+        .. "command line (use env = {...} for docker.run, secrets = {...} for docker.build)"):format(what, i - 1),
+        { argument = i - 1 })
+    end
+  end
+end
+
+--- Runs `docker <args...>`; a non-zero exit is returned as data. `spec` carries hoist.exec's
+--- options (stdin, env, timeout, stream, cwd).
+---@param args string[]
+---@param spec? table
+---@return {code: integer, stdout: string, stderr: string, timed_out?: boolean, duration?: number, argv: string[]}
+function M.exec(args, spec)
+  local argv = { M.binary() }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  refuse_secrets(argv, args[1] or "")
+  local call = {}
+  for i, a in ipairs(argv) do call[i] = a end
+  for k, v in pairs(spec or {}) do call[k] = v end
+  call.check = false
+  local run = M.runner or hoist.exec
+  local ok, r = pcall(run, call)
+  if not ok then
+    if hoist.is_error(r, "tool_missing") then
+      fail("tool_missing", ("the docker CLI (%s) is not installed or not on PATH; install docker.io or set "
+        .. "HOIST_DOCKER_BIN"):format(argv[1]), { program = argv[1] })
+    end
+    error(r, 0)
+  end
+  r.argv = argv
+  if r.timed_out then
+    fail("timeout", ("docker %s timed out after %gs"):format(args[1] or "", spec and spec.timeout or 0),
+      { argv = M.scrub_argv(argv), stderr = M.tail(M.lines(r.stderr), 20) })
+  end
+  return r
+end
+
+--- Raises the error a failed docker call means, with docker's own words.
+---@param what string e.g. "push 127.0.0.1:5000/app:1"
+---@param r table exec result
+---@param details? table more evidence
+---@param code? string the code to use instead of classifying stderr
+function M.raise(what, r, details, code)
+  details = details or {}
+  details.status = r.code
+  details.stderr = details.stderr or M.tail(M.lines(r.stderr), 20)
+  details.argv = M.scrub_argv(r.argv or {})
+  fail(code or M.classify(r.stderr), ("docker %s: %s"):format(what, M.reason(r.stderr)), details)
+end
+
+--- Runs docker and raises on a non-zero exit.
+function M.check(what, args, spec)
+  local r = M.exec(args, spec)
+  if r.code ~= 0 then M.raise(what, r) end
+  return r
+end
+
+--- In dry-run mode: emits a "plan" event with the command line and returns the plan.
+---@param action string e.g. "docker.build"
+---@param args string[] docker's arguments
+---@param fields? table more facts for the event and the result
+---@return {planned: true, action: string, argv: string[]}
+function M.plan(action, args, fields)
+  local argv = { M.binary() }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  refuse_secrets(argv, args[1] or "")
+  local result = { planned = true, action = action, argv = M.scrub_argv(argv) }
+  for k, v in pairs(fields or {}) do result[k] = v end
+  hoist.log.event("plan", "would run: " .. table.concat(result.argv, " "), result)
+  return result
+end
+
+--- Creates an empty private file (mode 0600, mkstemp) and returns its path.
+---@return string
+function M.private_file(content)
+  local path = os.tmpname()
+  if content then
+    local f = assert(io.open(path, "w")) -- truncating keeps mkstemp's 0600 mode
+    f:write(content)
+    f:close()
+  end
+  return path
+end
+
+--- Reads a whole file, nil when absent.
+function M.read_file(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+--- Runs fn(files) where files:new(content) makes private files; removes them all afterwards,
+--- whether fn returns or raises.
+function M.with_files(fn)
+  local paths = {}
+  local files = { new = function(_, content)
+    local p = M.private_file(content)
+    paths[#paths + 1] = p
+    return p
+  end }
+  local results = { pcall(fn, files) }
+  for _, p in ipairs(paths) do os.remove(p) end
+  if not results[1] then error(results[2], 0) end
+  return unpack(results, 2, table.maxn(results))
+end
+
+--- Asserts an option's type; raises invalid_argument naming it.
+function M.opt(fn, opts, name, kind, required)
+  local v = opts[name]
+  if v == nil then
+    if required then fail("invalid_argument", ("%s: option %s is required"):format(fn, name)) end
+    return nil
+  end
+  local ok = type(v) == kind or (kind == "list" and type(v) == "table")
+      or (kind == "map" and type(v) == "table")
+  if kind == "list" and type(v) == "string" then return { v } end
+  if not ok then
+    fail("invalid_argument", ("%s: option %s must be a %s, got %s"):format(fn, name, kind, type(v)))
+  end
+  if kind == "list" then
+    for i, item in ipairs(v) do
+      if type(item) ~= "string" then
+        fail("invalid_argument", ("%s: %s[%d] must be a string, got %s"):format(fn, name, i, type(item)))
+      end
+    end
+  elseif kind == "map" then
+    for k, item in pairs(v) do
+      local t = type(item)
+      if type(k) ~= "string" or not (t == "string" or t == "number" or t == "boolean") then
+        fail("invalid_argument", ("%s: %s must map names to strings (bad entry %s)"):format(fn, name, tostring(k)))
+      end
+    end
+  elseif kind == "string" and v == "" then
+    fail("invalid_argument", ("%s: option %s must not be empty"):format(fn, name))
+  end
+  return v
+end
+
+--- Sorted keys of a map, so command lines are stable.
+function M.sorted_keys(map)
+  local keys = {}
+  for k in pairs(map or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+--- Checks an image reference `[host[:port]/]path[:tag][@digest]` (docker gives the precise
+--- verdict; this catches what is plainly wrong before anything runs).
+function M.check_image(fn, name, ref)
+  local function bad(why)
+    fail("invalid_argument", ("%s: %s %q is not a valid image reference%s"):format(fn, name, tostring(ref), why or ""))
+  end
+  if type(ref) ~= "string" or ref == "" then bad(" (expected a string such as registry/app:tag)") end
+  local rest, digest = ref:match("^(.-)@(.*)$")
+  if digest and not digest:match("^sha256:%x+$") and not digest:match("^sha512:%x+$") then bad(": bad digest") end
+  rest = rest or ref
+  local repo, tag = rest:match("^(.*[^/]):([^:/]+)$")
+  repo = repo or rest
+  local parts = {}
+  for part in (repo .. "/"):gmatch("([^/]*)/") do parts[#parts + 1] = part end
+  local first = parts[1]
+  if #parts > 1 and (first:find("[.:]") or first == "localhost") then
+    if not first:match("^[%w.%-]+:?%d*$") and not first:match("^%[[%x:]+%]:?%d*$") then bad(": bad registry host") end
+    table.remove(parts, 1)
+  end
+  for _, part in ipairs(parts) do
+    if not part:match("^[a-z0-9][a-z0-9._%-]*$") then
+      bad((" (path component %q: lower-case letters, digits, '.', '_' and '-')"):format(part))
+    end
+  end
+  if tag then
+    local ok, why = require("hoist.tags").validate(tag)
+    if not ok then fail("invalid_argument", ("%s: %s %q: %s"):format(fn, name, ref, why)) end
+  end
+  return ref
+end
+
+return M

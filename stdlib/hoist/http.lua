@@ -1,0 +1,197 @@
+--- hoist.http: HTTP and HTTPS requests on the engine's loop (libcurl underneath): proxies
+--- from the environment, TLS options, redirects, timeouts, connection reuse. A request waits
+--- in its own task only; others go on, so `hoist.map` over URLs runs them concurrently.
+---
+--- Any HTTP status is a response (`resp.status`) unless `check = true`. Errors are raised
+--- for what is not a response: `unavailable` (refused, DNS, TLS, reset; retryable),
+--- `timeout`, `cancelled`, `invalid_argument` (bad options). The full reference:
+--- docs/http.md.
+local native = require "hoist.native.http"
+local core = require "hoist.native.core"
+local json = require "hoist.json"
+
+local M = {}
+
+local function await(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+
+local function invalid(message)
+  error(core.new_error { code = "invalid_argument", message = "hoist.http: " .. message }, 0)
+end
+
+---@class hoist.HttpRequest
+---@field url string http:// or https:// URL
+---@field method? string GET (default), POST, PUT, PATCH, DELETE, HEAD, ...
+---@field headers? table<string, string|number> request headers; Authorization values become secrets
+---@field body? string request body, sent as is
+---@field json? any encoded as the body, with Content-Type: application/json unless given
+---@field query? table<string, string|number|boolean|(string|number)[]> appended to the URL, encoded
+---@field timeout? number seconds for the whole request (default 30; 0 = none)
+---@field connect_timeout? number seconds to connect (default 10)
+---@field insecure? boolean skip TLS verification
+---@field cacert? string CA bundle file (PEM)
+---@field client_cert? string client certificate file (PEM), for mutual TLS
+---@field client_key? string its private key file (PEM)
+---@field unix_socket? string connect to this unix socket (e.g. /var/run/docker.sock)
+---@field follow_redirects? boolean default true; Authorization never goes to another host
+---@field max_redirects? integer default 10
+---@field check? boolean raise on a status >= 400 (code from the status: 404 not_found, ...)
+
+---@class hoist.HttpResponse
+---@field status integer
+---@field headers table<string, string> lower-cased names, final response only; repeats joined by ", "
+---@field body string
+---@field json? any the decoded body when the Content-Type is JSON (nil if it does not parse)
+---@field url string the URL after redirects
+---@field duration number seconds
+
+local known = {
+  url = "string", method = "string", headers = "table", body = "string", query = "table",
+  timeout = "number", connect_timeout = "number", insecure = "boolean", cacert = "string",
+  client_cert = "string", client_key = "string", unix_socket = "string",
+  follow_redirects = "boolean", max_redirects = "number", check = "boolean",
+}
+
+local function escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+-- Appends `query` to the URL, keys sorted so the same table gives the same URL.
+local function with_query(url, query)
+  local keys = {}
+  for k in pairs(query) do
+    if type(k) ~= "string" then invalid("query: keys must be strings") end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = query[k]
+    local values = type(v) == "table" and v or { v }
+    for _, item in ipairs(values) do
+      local t = type(item)
+      if t ~= "string" and t ~= "number" and t ~= "boolean" then
+        invalid(("query: value of '%s' must be a string, number or boolean, got %s"):format(k, t))
+      end
+      parts[#parts + 1] = escape(k) .. "=" .. escape(item)
+    end
+  end
+  if #parts == 0 then return url end
+  local hash = url:find("#", 1, true)
+  local base, fragment = url, ""
+  if hash then base, fragment = url:sub(1, hash - 1), url:sub(hash) end
+  local sep = base:find("?", 1, true) and (base:match("[?&]$") and "" or "&") or "?"
+  return base .. sep .. table.concat(parts, "&") .. fragment
+end
+
+local function has_header(headers, name)
+  for k in pairs(headers) do
+    if type(k) == "string" and k:lower() == name then return true end
+  end
+  return false
+end
+
+local function is_json_type(ctype)
+  if not ctype then return false end
+  local mime = ctype:lower():match("^%s*([^;%s]+)")
+  return mime ~= nil and (mime == "application/json" or mime:match("^application/.+%+json$") ~= nil)
+end
+
+-- Checks the options and builds what the native request takes.
+local function prepare(opts)
+  if type(opts) ~= "table" then invalid("request: expected an options table, got " .. type(opts)) end
+  for k, v in pairs(opts) do
+    if k ~= "json" then
+      if known[k] == nil then invalid(("unknown option '%s'"):format(tostring(k))) end
+      if type(v) ~= known[k] then
+        invalid(("option '%s' must be a %s, got %s"):format(k, known[k], type(v)))
+      end
+    end
+  end
+  if opts.url == nil then invalid("option 'url' is required") end
+  if not opts.url:match("^[Hh][Tt][Tt][Pp][Ss]?://") then
+    invalid(("option 'url' must be an http:// or https:// URL, got %q"):format(native.redact_url(opts.url)))
+  end
+  if opts.body ~= nil and opts.json ~= nil then invalid("options 'body' and 'json' are exclusive") end
+  local req = {}
+  for k, v in pairs(opts) do req[k] = v end
+  req.query, req.json, req.check = nil, nil, nil
+  if opts.query then req.url = with_query(opts.url, opts.query) end
+  if opts.json ~= nil then
+    req.body = json.encode(opts.json)
+    req.headers = {}
+    for k, v in pairs(opts.headers or {}) do req.headers[k] = v end
+    if not has_header(req.headers, "content-type") then req.headers["Content-Type"] = "application/json" end
+    req.method = req.method or "POST"
+  end
+  return req
+end
+
+--- Sends one request and waits for its response (other tasks go on meanwhile).
+---@param opts hoist.HttpRequest
+---@return hoist.HttpResponse
+function M.request(opts)
+  local req = prepare(opts)
+  local resp = await(native.request(req))
+  if is_json_type(resp.headers["content-type"]) and resp.body ~= "" then
+    local ok, doc = pcall(json.decode, resp.body)
+    if ok then resp.json = doc end
+  end
+  if opts.check and resp.status >= 400 then
+    local snippet = core.scrub(resp.body:sub(1, 500))
+    error(core.new_error {
+      code = native.code_for_status(resp.status),
+      message = ("%s %s: HTTP %d"):format((req.method or "GET"):upper(), native.redact_url(resp.url), resp.status),
+      details = { status = resp.status, url = native.redact_url(resp.url), body = snippet },
+    }, 0)
+  end
+  return resp
+end
+
+local function with_method(method, url, opts)
+  if type(url) ~= "string" then
+    invalid(("%s: expected a URL string as the first argument, got %s"):format(method:lower(), type(url)))
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    invalid(("%s: options must be a table, got %s"):format(method:lower(), type(opts)))
+  end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.url, o.method = url, method
+  return M.request(o)
+end
+
+--- GET `url`.
+---@param url string
+---@param opts? hoist.HttpRequest (url and method are taken from the arguments)
+---@return hoist.HttpResponse
+function M.get(url, opts) return with_method("GET", url, opts) end
+
+--- POST to `url` (give `body` or `json` in opts).
+---@param url string
+---@param opts? hoist.HttpRequest
+---@return hoist.HttpResponse
+function M.post(url, opts) return with_method("POST", url, opts) end
+
+--- PUT to `url`.
+---@param url string
+---@param opts? hoist.HttpRequest
+---@return hoist.HttpResponse
+function M.put(url, opts) return with_method("PUT", url, opts) end
+
+--- DELETE `url`.
+---@param url string
+---@param opts? hoist.HttpRequest
+---@return hoist.HttpResponse
+function M.delete(url, opts) return with_method("DELETE", url, opts) end
+
+--- The URL with passwords and secret-looking query values (sig, token, ...) masked, for logs.
+---@param url string
+---@return string
+function M.redact_url(url) return native.redact_url(url) end
+
+M._with_query = with_query -- for tests
+
+return M

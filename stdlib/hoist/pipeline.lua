@@ -1,0 +1,429 @@
+--- hoist.pipeline: the pipeline runtime. A pipeline declares typed parameters and ordered
+--- stages; the runtime validates the parameters before anything runs, runs the stages with
+--- timeouts and retries, journals every step, and undoes what the run changed when a stage
+--- fails. Reference: docs/pipeline.md.
+local params = require "hoist.pipeline.params"
+local actions = require "hoist.pipeline.actions"
+local journal = require "hoist.pipeline.journal"
+local semver = require "hoist.semver"
+local github = require "hoist.github"
+local native = require "hoist.native.journal"
+
+local M = {}
+
+---@class hoist.ParamSpec
+---@field type? "string"|"number"|"boolean"|"list"|"map" default "string"
+---@field items? "string"|"number"|"boolean"|"any" element type of a list or map
+---@field default? any
+---@field required? boolean
+---@field description? string
+---@field secret? boolean registered with hoist.secret, never printed, "***" in the journal
+---@field env? string environment variable that supplies the value when not given
+---@field allowed? any[] accepted values
+---@field pattern? string Lua pattern the whole value must match
+
+---@class hoist.Retry
+---@field attempts integer attempts in all (1 = no retry)
+---@field backoff? number seconds before the 2nd attempt, doubled after each (default 1)
+---@field max_delay? number cap of one wait (default 60)
+
+---@class hoist.Stage
+---@field name string
+---@field run fun(ctx: hoist.StageContext): table?
+---@field description? string
+---@field timeout? number seconds per attempt
+---@field retry? hoist.Retry
+---@field when? fun(ctx: hoist.StageContext): boolean
+
+---@class hoist.ParallelGroup
+---@field name? string
+---@field parallel hoist.Stage[]
+
+---@class hoist.Pipeline
+---@field name string
+---@field version string semver
+---@field requires? string engine version range
+---@field description? string
+---@field params table<string, hoist.ParamSpec>
+---@field stages (hoist.Stage|hoist.ParallelGroup)[]
+---@field summary? fun(ctx: hoist.StageContext, result: hoist.PipelineResult)
+
+local defined = setmetatable({}, { __mode = "k" })
+local active -- the run in progress: primitives ask it whether this is a dry run
+local planned = 0 -- plan steps recorded by this process
+
+local function bad(message) hoist.error { code = "invalid_argument", message = message } end
+
+local function usage_error(message, details)
+  details = details or {}
+  details.exit_code = 2
+  hoist.error { code = "invalid_argument", message = message, details = details }
+end
+
+local STAGE_FIELDS = { name = true, run = true, description = true, timeout = true, retry = true, when = true }
+
+local function check_stage(st, where, seen)
+  if type(st) ~= "table" then bad(where .. ": expected a table {name=, run=}") end
+  for k in pairs(st) do
+    if not STAGE_FIELDS[k] then bad(("%s: unknown field %q"):format(where, tostring(k))) end
+  end
+  if type(st.name) ~= "string" or not st.name:match("^[%w_%-]+$") then
+    bad(where .. ": name must be letters, digits, '_' or '-'")
+  end
+  where = ("pipeline: stage %q"):format(st.name)
+  if seen[st.name] then bad(where .. " is defined twice") end
+  seen[st.name] = true
+  if type(st.run) ~= "function" then bad(where .. ": run must be a function(ctx)") end
+  if st.timeout ~= nil and (type(st.timeout) ~= "number" or st.timeout <= 0) then
+    bad(where .. ": timeout must be a number of seconds > 0")
+  end
+  if st.when ~= nil and type(st.when) ~= "function" then bad(where .. ": when must be a function(ctx)") end
+  if st.retry ~= nil then
+    local r = st.retry
+    if type(r) ~= "table" or type(r.attempts) ~= "number" or r.attempts < 1 or r.attempts ~= math.floor(r.attempts) then
+      bad(where .. ": retry must be {attempts = N >= 1, backoff = seconds}")
+    end
+    if r.backoff ~= nil and (type(r.backoff) ~= "number" or r.backoff < 0) then bad(where .. ": retry.backoff must be >= 0") end
+    if r.max_delay ~= nil and (type(r.max_delay) ~= "number" or r.max_delay < 0) then bad(where .. ": retry.max_delay must be >= 0") end
+  end
+end
+
+--- Checks a pipeline definition and marks it as one. Raises invalid_argument naming the bad field.
+---@param def hoist.Pipeline
+---@return hoist.Pipeline
+function M.define(def)
+  if type(def) ~= "table" then bad("pipeline.define: expected a table") end
+  if type(def.name) ~= "string" or not def.name:match("^[%w_%-]+$") then
+    bad("pipeline: name must be letters, digits, '_' or '-'")
+  end
+  local where = ("pipeline %q"):format(def.name)
+  if type(def.version) ~= "string" then bad(where .. ": version must be a semver string like \"1.0.0\"") end
+  local ok, err = pcall(semver.parse, def.version)
+  if not ok then bad(where .. ": version " .. tostring(err.message or err)) end
+  if def.requires ~= nil then
+    if type(def.requires) ~= "string" then bad(where .. ": requires must be a version range like \">=0.1 <2\"") end
+    ok, err = pcall(semver.satisfies, "0.0.0", def.requires)
+    if not ok then bad(where .. ": requires " .. tostring(err.message or err)) end
+  end
+  if def.description ~= nil and type(def.description) ~= "string" then bad(where .. ": description must be a string") end
+  if def.summary ~= nil and type(def.summary) ~= "function" then bad(where .. ": summary must be a function(ctx, result)") end
+  def.params = params.check_specs(def.params)
+  if type(def.stages) ~= "table" or #def.stages == 0 then bad(where .. ": stages must be a non-empty list") end
+  local seen = {}
+  for i, item in ipairs(def.stages) do
+    if type(item) == "table" and item.parallel ~= nil then
+      if type(item.parallel) ~= "table" or #item.parallel == 0 then bad(("%s: stage %d: parallel must be a list of stages"):format(where, i)) end
+      for k in pairs(item) do
+        if k ~= "parallel" and k ~= "name" then bad(("%s: parallel group %d: unknown field %q"):format(where, i, tostring(k))) end
+      end
+      for j, st in ipairs(item.parallel) do
+        if type(st) == "table" and st.parallel then bad(("%s: parallel groups do not nest (group %d)"):format(where, i)) end
+        check_stage(st, ("%s: stage %d.%d"):format(where, i, j), seen)
+      end
+    else
+      check_stage(item, ("%s: stage %d"):format(where, i), seen)
+    end
+  end
+  defined[def] = true
+  return def
+end
+
+--- True for a table returned by pipeline.define.
+---@param v any
+---@return boolean
+function M.is_pipeline(v) return type(v) == "table" and defined[v] == true end
+
+--- Registers a named rollback action (see docs/pipeline.md, "Compensations").
+---@param name string
+---@param fn fun(args: table, rctx: hoist.RollbackContext)
+---@param opts? {module?: string}
+function M.action(name, fn, opts)
+  actions.define(name, fn, opts, 1)
+  return name -- not a tail call: actions.define finds the definer one frame up
+end
+
+--- Names of the registered rollback actions.
+---@return string[]
+function M.actions() return actions.names() end
+
+---------------------------------------------------------------- dry run and plan
+
+--- True inside a dry run: mutating primitives must call pipeline.plan instead of acting.
+---@return boolean
+function M.dry_run()
+  if active then return active.dry_run end
+  return hoist.run.dry_run == true
+end
+
+local function shell_quote(a)
+  a = tostring(a)
+  if a:match("^[%w%._/:=@%-,+]+$") then return a end
+  return "'" .. a:gsub("'", "'\\''") .. "'"
+end
+
+---@class hoist.PlanStep
+---@field message? string one human line
+---@field action? string e.g. "docker.push"
+---@field argv? string[] a command line
+---@field method? string HTTP method
+---@field url? string
+---@field body? any
+---@field manifest? any a document to apply
+---@field stage? string
+
+--- Records one planned change: emits it as an event of kind "plan", which the runtime
+--- collects into the run's plan. Returns how many steps this process has planned so far.
+---@param step hoist.PlanStep
+---@return integer
+function M.plan(step)
+  if type(step) ~= "table" then bad("pipeline.plan: expected a table {message=, argv= | method=, url= | manifest=}") end
+  local s = {}
+  for k, v in pairs(step) do s[k] = v end
+  if s.argv ~= nil and type(s.argv) ~= "table" then bad("pipeline.plan: argv must be a list of strings") end
+  s.stage = s.stage or (active and active.current) or nil
+  if not s.message then
+    if s.argv then
+      local parts = {}
+      for i, a in ipairs(s.argv) do parts[i] = shell_quote(a) end
+      s.message = table.concat(parts, " ")
+    elseif s.method then
+      s.message = ("%s %s"):format(s.method, s.url or "")
+    elseif s.manifest then
+      s.message = "apply a manifest"
+    else
+      s.message = s.action or "a change"
+    end
+  end
+  -- The runtime collects every event of kind "plan" (from here or from any primitive that
+  -- emits one itself) into the run's plan.
+  planned = planned + 1
+  hoist.log.event("plan", "would " .. s.message, s)
+  return planned
+end
+
+---------------------------------------------------------------- stage context
+
+---@class hoist.StageContext
+---@field params table<string, any>
+---@field outputs table<string, table>
+---@field run {id: string, dir: string, dry_run: boolean, pipeline: string, version: string, started: number}
+---@field dry_run boolean
+---@field stage string
+---@field attempt integer
+---@field log table debug/info/warn/error(message, fields?)
+local Ctx = {}
+Ctx.__index = Ctx
+
+local function new_ctx(run, stage_name)
+  local function logger(level)
+    return function(message, fields)
+      local f = {}
+      if type(fields) == "table" then for k, v in pairs(fields) do f[k] = v end end
+      f.stage = stage_name
+      hoist.log[level](message, f)
+    end
+  end
+  return setmetatable({
+    params = run.params, outputs = run.outputs, run = run.info, dry_run = run.dry_run,
+    stage = stage_name, attempt = 1, _run = run,
+    log = { debug = logger("debug"), info = logger("info"), warn = logger("warn"), error = logger("error") },
+  }, Ctx)
+end
+
+--- Registers the compensation of a change this stage makes (a named action + JSON args).
+---@param action string
+---@param args? table
+function Ctx:on_rollback(action, args)
+  local run = self._run
+  local a = actions.get(action)
+  if not a then
+    bad(("on_rollback: unknown rollback action %q (define it with hoist.pipeline.action; defined: %s)"):format(
+      tostring(action), table.concat(actions.names(), ", ")))
+  end
+  args = args or {}
+  if type(args) ~= "table" then bad(("on_rollback %q: args must be a table"):format(action)) end
+  local ok, text = pcall(hoist.json and hoist.json.encode or require("hoist.native.json").encode, args)
+  if not ok then bad(("on_rollback %q: args must be JSON-encodable: %s"):format(action, tostring(text))) end
+  if hoist.scrub(text) ~= text then
+    bad(("on_rollback %q: args contain a secret value; pass a reference to it (an env var name), not the value"):format(action))
+  end
+  local c = { id = #run.compensations + 1, stage = self.stage, action = action, module = a.origin.module,
+              file = a.origin.file, args = args }
+  run.compensations[#run.compensations + 1] = c
+  run.journal:append { kind = "compensation.registered", id = c.id, stage = c.stage, action = action,
+                       module = c.module, file = c.file, args = args, dry_run = run.dry_run or nil }
+  hoist.log.event("compensation.registered", ("registered rollback %s"):format(action),
+    { id = c.id, stage = c.stage, action = action }, "debug")
+end
+
+--- Adds to the final summary: `ctx:summary("line")` or `ctx:summary("Section", {"line", ...})`.
+---@param section_or_line string
+---@param lines? string|string[]
+function Ctx:summary(section_or_line, lines)
+  local run = self._run
+  local title, list
+  if lines == nil then
+    title, list = self.stage, { tostring(section_or_line) }
+  else
+    title = tostring(section_or_line)
+    list = type(lines) == "table" and lines or { tostring(lines) }
+  end
+  local sec = run.sections_by_title[title]
+  if not sec then
+    sec = { title = title, lines = {} }
+    run.sections_by_title[title] = sec
+    run.sections[#run.sections + 1] = sec
+  end
+  for _, l in ipairs(list) do sec.lines[#sec.lines + 1] = hoist.scrub(tostring(l)) end
+  hoist.log.event("summary", title .. ": " .. table.concat(list, "; "), { stage = self.stage, section = title, lines = list }, "debug")
+end
+
+--- Records a planned change, tagged with this stage (see pipeline.plan).
+---@param step hoist.PlanStep
+---@return integer
+function Ctx:plan(step)
+  local s = {}
+  for k, v in pairs(step) do s[k] = v end
+  s.stage = s.stage or self.stage
+  return M.plan(s)
+end
+
+---------------------------------------------------------------- running stages
+
+local runner = require "hoist.pipeline.runner"
+runner.init { new_ctx = new_ctx, set_active = function(r) local p = active; active = r; return p end }
+
+--- Validates raw parameters against a pipeline's declarations (exit code 2 on failure).
+---@param def hoist.Pipeline
+---@param raw table
+---@return table typed
+function M.validate(def, raw) return params.validate(def.params or {}, raw or {}) end
+
+--- Checks that this engine is inside the pipeline's `requires` range (exit code 2 if not).
+---@param def hoist.Pipeline
+function M.check_requires(def)
+  if def.requires and hoist.version and not semver.satisfies(hoist.version, def.requires) then
+    usage_error(("pipeline %s %s requires hoist %s, but this is hoist %s"):format(def.name, def.version, def.requires, hoist.version),
+      { requires = def.requires, engine = hoist.version })
+  end
+end
+
+---@class hoist.PipelineResult
+---@field run string
+---@field dir string
+---@field status string succeeded|failed|rolled_back|rollback_failed
+---@field outputs table<string, table>
+---@field duration number
+---@field stages table[] {name, status, duration, attempts, error?}
+---@field rolled_back string[]
+---@field left string[]
+---@field plan hoist.PlanStep[]
+---@field sections {title: string, lines: string[]}[]
+---@field error? hoist.Error
+
+--- Runs a pipeline with raw parameters (see docs/pipeline.md, "Running").
+---@param def hoist.Pipeline
+---@param raw? table
+---@param opts? {state_dir?: string, dry_run?: boolean, spec?: string, source?: table, raise?: boolean, quiet?: boolean}
+---@return hoist.PipelineResult
+function M.run(def, raw, opts)
+  if not M.is_pipeline(def) then def = M.define(def) end
+  return runner.run(def, raw or {}, opts or {}, M)
+end
+
+--- Host glue for `hoist run FILE`: runs the chunk; if it returns a pipeline definition, runs
+--- that with the script arguments as parameters.
+---@param chunk function
+---@param args table
+---@param path string
+function M.run_chunk(chunk, args, path)
+  local results = { n = 0 }
+  local function collect(...) results = { n = select("#", ...), ... } end
+  collect(chunk(args))
+  local def = results[1]
+  if M.is_pipeline(def) then
+    local ok, abs = pcall(native.realpath, path)
+    return M.run(def, args, { source = { file = ok and abs or path }, spec = path })
+  end
+  return unpack(results, 1, results.n)
+end
+
+--- `hoist rollback <run-id>`: finishes the rollback of a run from its journal.
+---@param opts {run: string, state_dir?: string, force?: boolean}
+---@return hoist.RollbackResult
+function M.rollback(opts)
+  local r = journal.rollback(opts)
+  if r.status == "rollback_failed" then
+    local left = {}
+    for i, c in ipairs(r.left) do left[i] = ("%s (%s): %s"):format(c.action, c.stage or "?", c.error and c.error.message or "?") end
+    hoist.error { code = "internal", message = ("rollback of run %s is incomplete: %d compensation(s) failed"):format(opts.run, #r.left),
+                  details = { exit_code = 3, run = opts.run, status = r.status, left = left } }
+  end
+  return r
+end
+
+--- Every run folder of a state dir, newest first.
+---@param opts? {state_dir?: string}
+---@return hoist.RunSummary[]
+function M.runs(opts)
+  return journal.runs((opts and opts.state_dir) or hoist.run.state_dir or ".hoist")
+end
+
+--- The text of `hoist run X --help`.
+---@param def hoist.Pipeline
+---@param opts? {spec?: string}
+---@return string
+function M.help(def, opts)
+  opts = opts or {}
+  local lines = { ("%s %s%s"):format(def.name, def.version, def.description and (": " .. def.description) or "") }
+  if def.requires then
+    local fits = not hoist.version or semver.satisfies(hoist.version, def.requires)
+    lines[#lines + 1] = ("requires hoist %s (this is %s%s)"):format(def.requires, hoist.version or "?", fits and "" or ": NOT SUPPORTED")
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = ("Usage: hoist run %s [--set NAME=VALUE]... [--params-file FILE] [--dry-run]"):format(opts.spec or def.name)
+  lines[#lines + 1] = ""
+  local text = table.concat(lines, "\n") .. "\n" .. params.help(def.params or {}) .. "\nStages:\n"
+  for i, item in ipairs(def.stages) do
+    local function describe(st)
+      local extra = {}
+      if st.timeout then extra[#extra + 1] = ("timeout %gs"):format(st.timeout) end
+      if st.retry and st.retry.attempts > 1 then extra[#extra + 1] = ("%d attempts"):format(st.retry.attempts) end
+      if st.when then extra[#extra + 1] = "conditional" end
+      return st.name .. (#extra > 0 and (" (" .. table.concat(extra, ", ") .. ")") or "")
+        .. (st.description and (": " .. st.description) or "")
+    end
+    if item.parallel then
+      local names = {}
+      for j, st in ipairs(item.parallel) do names[j] = describe(st) end
+      text = text .. ("  %d. in parallel%s:\n"):format(i, item.name and (" (" .. item.name .. ")") or "")
+      for _, n in ipairs(names) do text = text .. "       - " .. n .. "\n" end
+    else
+      text = text .. ("  %d. %s\n"):format(i, describe(item))
+    end
+  end
+  return text
+end
+
+--- `hoist run FILE --help`: the help of a pipeline file, without running a plain script.
+---@param path string
+---@return string
+function M.help_file(path)
+  local f = io.open(path, "r")
+  if not f then usage_error("no such script file: " .. path) end
+  local src = f:read("*a")
+  f:close()
+  if not src:find("define", 1, true) then
+    return ("%s is a plain script (it does not return hoist.pipeline.define{...}): it declares no parameters;\n"
+      .. "its arguments (--set k=v) arrive in hoist.args.\n"):format(path)
+  end
+  local chunk, err = loadfile(path)
+  if not chunk then usage_error("cannot load " .. path .. ": " .. tostring(err)) end
+  local def = chunk({})
+  if not M.is_pipeline(def) then
+    return ("%s does not return a pipeline definition: it declares no parameters.\n"):format(path)
+  end
+  return M.help(def, { spec = path })
+end
+
+return M

@@ -1,0 +1,387 @@
+-- container@1 end to end, through the hoist command as a user runs it, against the real
+-- Docker engine and registry of tests/env (tests/env/up.sh, then . /tmp/hoist-env/env.sh).
+-- Trivy is the stand-in tests/tools/trivy with recorded reports.
+--
+-- The deploy cases share one service and run in order: v1 (first deploy), v2 (a good
+-- replacement, polled), v3 built with HEALTHY=false (refused, polled), then a run SIGKILLed
+-- in the middle of its deploy and finished with `hoist rollback`. A poller task requests the
+-- service port in a loop during each of them and counts failed requests.
+local t = require "hoist.test"
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local root = hoist.exec({ "realpath", here .. "/../.." }).stdout:match("[^\n]+")
+local BASE = os.getenv("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"
+local REGISTRY = os.getenv("HOIST_TEST_REGISTRY") or "127.0.0.1:5000"
+math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
+local ID = ("%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
+local SLOW = { timeout = 900 }
+
+local function docker_available() return os.getenv("HOIST_TEST_DOCKER") == "1" end
+local function need_docker()
+  if docker_available() then return end
+  local why = "HOIST_TEST_DOCKER is not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
+  if os.getenv("CI") == "true" then hoist.error { code = "unavailable", message = why .. " (CI=true: not skipping)" } end
+  t.skip("*** container@1 integration test skipped *** " .. why)
+end
+
+local function read(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- The hoist executable running this test.
+local function hoist_bin()
+  local bin = os.getenv("HOIST_BIN")
+  if bin and bin ~= "" then return bin end
+  local pid = read("/proc/self/stat"):match("^(%d+)")
+  return hoist.exec({ "readlink", "/proc/" .. pid .. "/exe", check = true }).stdout:match("[^\n]+")
+end
+
+local function free_port()
+  local r = hoist.exec { "python3", "-c",
+    "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])", check = true }
+  return tonumber(r.stdout:match("%d+"))
+end
+
+local CLEAN = root .. "/tests/fixtures/trivy/hoist-clean.json"
+-- A recorded report with a CRITICAL finding (alpine-310 has only MEDIUM ones).
+local function critical_fixture()
+  local shared = root .. "/../shared/fixtures/trivy/debian-buster-ignore-unfixed.json.golden"
+  if read(shared) then return shared end
+  print("note: ../shared/fixtures not found: using tests/fixtures/trivy/hoist-demo.json for the CRITICAL scan")
+  return root .. "/tests/fixtures/trivy/hoist-demo.json"
+end
+
+local S = { -- shared by the deploy cases
+  state = hoist.exec({ "mktemp", "-d", "/tmp/hoist-container-test.XXXXXX", check = true }).stdout:match("%S+"),
+  service = "hoist-ct-" .. ID,
+  repo = REGISTRY .. "/hoist-ct-" .. ID .. "/app",
+  port = nil,
+  times = {},
+  failed = {},
+}
+
+-- `hoist run container@1 --set k=v ...` in its own process; returns {code, stdout, stderr, seconds}.
+local function run_pipeline(sets, opts)
+  opts = opts or {}
+  local argv = { hoist_bin(), "run", opts.spec or "container@1", "--state-dir", S.state, "--no-color" }
+  if opts.dry_run then argv[#argv + 1] = "--dry-run" end
+  for k, v in pairs(sets) do
+    argv[#argv + 1] = "--set"
+    argv[#argv + 1] = k .. "=" .. tostring(v)
+  end
+  argv.env = { HOIST_TRIVY = root .. "/tests/tools/trivy", HOIST_TRIVY_FIXTURE = opts.fixture or CLEAN }
+  for k, v in pairs(opts.env or {}) do argv.env[k] = v end
+  argv.timeout = 600
+  local started = hoist.now()
+  local r = hoist.exec(argv)
+  r.seconds = hoist.now() - started
+  return r
+end
+
+local function app_params(version, healthy)
+  return {
+    image = S.repo, context = root .. "/examples/app", name = S.service, port = S.port, tag = version,
+    build_args = ("BASE_IMAGE=%s,VERSION=%s,HEALTHY=%s"):format(BASE, version, healthy == false and "false" or "true"),
+    verify_timeout = 8, drain = 1,
+  }
+end
+
+local function show(r) return ("exit %d\n--- stdout\n%s\n--- stderr\n%s"):format(r.code, r.stdout, r.stderr) end
+
+local function version_now()
+  local ok, r = pcall(hoist.http.request, { url = ("http://127.0.0.1:%d/version"):format(S.port), timeout = 5 })
+  return ok and r.status == 200 and r.body or nil
+end
+
+-- Requests the service port until stopped; counts the requests that did not answer 200.
+local function start_poller()
+  local p = { total = 0, failed = 0, errors = {}, seen = {}, stop = false }
+  p.task = hoist.spawn(function()
+    while not p.stop do
+      local ok, r = pcall(hoist.http.request, { url = ("http://127.0.0.1:%d/version"):format(S.port), timeout = 5 })
+      p.total = p.total + 1
+      if ok and r.status == 200 then
+        p.seen[r.body] = (p.seen[r.body] or 0) + 1
+      else
+        p.failed = p.failed + 1
+        if #p.errors < 5 then p.errors[#p.errors + 1] = ok and ("status " .. r.status) or tostring(r) end
+      end
+      hoist.sleep(0.01)
+    end
+  end)
+  function p:finish(label)
+    self.stop = true
+    self.task:wait()
+    local seen = {}
+    for body, n in pairs(self.seen) do seen[#seen + 1] = ("%s x%d"):format(body, n) end
+    table.sort(seen)
+    print(("poller during %s: %d requests, %d failed (%s)%s"):format(label, self.total, self.failed,
+      table.concat(seen, ", "), #self.errors > 0 and ("; first errors: " .. table.concat(self.errors, " | ")) or ""))
+    S.failed[label] = self.failed
+    return self
+  end
+  return p
+end
+
+local function service_containers()
+  return hoist.docker.ps { all = true, filters = { label = "hoist.service=" .. S.service } }
+end
+
+local function registry_tags(repo)
+  local path = repo:gsub("^[^/]+/", "")
+  local r = hoist.http.request { url = ("http://%s/v2/%s/tags/list"):format(REGISTRY, path), timeout = 10 }
+  if r.status == 404 then return {} end
+  return (r.json and r.json.tags) or {}
+end
+
+---------------------------------------------------------------- parameters
+
+t.cases("bad parameters are refused before anything runs, exit code 2", {
+  { name = "unknown target", sets = { target = "heroku" }, pat = 'target: must be one of local, aci' },
+  { name = "port not a number", sets = { port = "http" }, pat = "port: expected a number" },
+  { name = "unknown parameter", sets = { imgae = "x" }, pat = 'unknown parameter "imgae" %(did you mean "image"%?%)' },
+  { name = "missing image", sets = {}, no_image = true, pat = "image: required string parameter is missing" },
+  { name = "bad scan mode", sets = { scan = "sometimes" }, pat = "scan: must be one of required, if_available, off" },
+  { name = "bad severity", sets = { fail_on = "CRITICAL,SEVERE" }, pat = "fail_on: item 2 must be one of" },
+}, function(row)
+  local sets = { image = "127.0.0.1:5000/hoist-ct-params/app" }
+  if row.no_image then sets.image = nil end
+  for k, v in pairs(row.sets) do sets[k] = v end
+  local r = run_pipeline(sets)
+  t.eq(r.code, 2, show(r))
+  t.match(r.stderr, row.pat)
+end)
+
+-- Checks that need the parameters together (target availability, port range, image form).
+-- They fail before anything changes; their exit code is 2 once the pipeline runtime runs a
+-- definition's `check` before the run starts (see docs/container.md), 1 until then.
+t.cases("parameters checked together are refused before anything changes", {
+  { name = "target not available", sets = { target = "aci" }, pat = 'target "aci" is not available in this version' },
+  { name = "target aks", sets = { target = "aks" }, pat = 'target "aks" is not available in this version' },
+  { name = "port out of range", sets = { port = 70000 }, pat = "port: must be a whole number from 1 to 65535, got 70000" },
+  { name = "port zero", sets = { port = 0 }, pat = "port: must be a whole number from 1 to 65535" },
+  { name = "image with a tag", sets = { image = "127.0.0.1:5000/app:v1" }, pat = "without tag or digest" },
+  { name = "bad health path", sets = { health_path = "health" }, pat = "health_path: must start with '/'" },
+}, function(row)
+  local sets = { image = "127.0.0.1:5000/hoist-ct-params/app", context = "/nonexistent-context" }
+  for k, v in pairs(row.sets) do sets[k] = v end
+  local r = run_pipeline(sets)
+  t.ok(r.code == 2 or r.code == 1, show(r))
+  if r.code ~= 2 then print(("note: %s exits %d (2 needs the runtime's check hook)"):format(row.name, r.code)) end
+  t.match(r.stderr, row.pat)
+  t.no_match(r.stderr, "/nonexistent-context", "nothing was built")
+end)
+
+t.case("an unknown pipeline version is a usage error", function()
+  local r = run_pipeline({ image = "127.0.0.1:5000/x/app" }, { spec = "container@9" })
+  t.eq(r.code, 2, show(r))
+  t.match(r.stderr, "container@9 is not shipped")
+end)
+
+---------------------------------------------------------------- dry run
+
+t.case("--dry-run changes nothing and prints every command", function()
+  need_docker()
+  S.port = S.port or free_port()
+  local r = run_pipeline(app_params("dry"), { dry_run = true })
+  t.eq(r.code, 0, show(r))
+  local out = r.stdout .. r.stderr
+  for _, needle in ipairs { "docker build", "scan " .. S.repo .. ":dry", "docker push " .. S.repo .. ":dry",
+                            "docker run", "proxy --listen 127.0.0.1:" .. S.port, "docker rename" } do
+    t.ok(out:find(needle, 1, true), ("the plan shows %q:\n%s"):format(needle, out))
+  end
+  t.eq(hoist.docker.exists { name = S.repo .. ":dry", type = "image" }, false)
+  t.eq(registry_tags(S.repo), {})
+  t.eq(#service_containers(), 0)
+  t.eq(hoist.proxy.status({ state = hoist.proxy.state_file(S.service, S.state) }).running, false)
+end, SLOW)
+
+---------------------------------------------------------------- scan gate
+
+t.case("a CRITICAL finding stops the run before the push: exit 4, no tag", function()
+  need_docker()
+  S.port = S.port or free_port()
+  local p = app_params("vuln")
+  p.image = S.repo .. "-vuln"
+  local r = run_pipeline(p, { fixture = critical_fixture() })
+  t.eq(r.code, 4, show(r))
+  t.match(r.stderr, "policy_violation")
+  t.match(r.stderr, "CRITICAL")
+  t.eq(registry_tags(p.image), {})
+  t.eq(#service_containers(), 0)
+  hoist.docker.rmi { image = p.image .. ":vuln", force = true, missing_ok = true }
+end, SLOW)
+
+---------------------------------------------------------------- deploys
+
+t.case("v1: a first deploy builds, pushes, serves and verifies", function()
+  need_docker()
+  S.port = S.port or free_port()
+  local r = run_pipeline(app_params("v1"))
+  S.times.v1 = r.seconds
+  t.eq(r.code, 0, show(r))
+  t.eq(version_now(), "v1")
+  t.eq(registry_tags(S.repo), { "v1" })
+  local rows = service_containers()
+  t.eq(#rows, 1)
+  t.eq(rows[1].name, S.service)
+  t.match(rows[1].image, "^" .. S.repo:gsub("%p", "%%%0") .. "@sha256:")
+end, SLOW)
+
+t.case("v2: a good replacement serves without a failed request", function()
+  need_docker()
+  t.eq(version_now(), "v1", "v1 serves before")
+  local poller = start_poller()
+  local r = run_pipeline(app_params("v2"))
+  hoist.sleep(0.5)
+  poller:finish("the good deploy v1 -> v2")
+  S.times.v2 = r.seconds
+  t.eq(r.code, 0, show(r))
+  t.eq(version_now(), "v2")
+  t.eq(#service_containers(), 1)
+  t.ok(poller.total > 50, "the poller ran throughout")
+  t.ok((poller.seen.v2 or 0) > 0, "the poller saw v2")
+  t.eq(poller.failed, 0, "failed requests during the good deploy")
+end, SLOW)
+
+t.case("v2 again: the end-to-end time with a warm build cache", function()
+  need_docker()
+  local r = run_pipeline(app_params("v2"))
+  S.times.v2_again = r.seconds
+  t.eq(r.code, 0, show(r))
+  t.eq(version_now(), "v2")
+  print(("container@1 end to end: first deploy v1 %.1fs, v2 %.1fs, v2 again (warm cache) %.1fs")
+    :format(S.times.v1 or -1, S.times.v2 or -1, S.times.v2_again))
+end, SLOW)
+
+t.case("v3 built with HEALTHY=false is refused; v2 answers throughout", function()
+  need_docker()
+  local poller = start_poller()
+  local r = run_pipeline(app_params("v3", false))
+  poller:finish("the failed deploy v2 -> v3")
+  t.eq(r.code, 1, show(r))
+  t.match(r.stderr, "rollout_failed")
+  t.match(r.stderr, "did not become healthy")
+  t.eq(version_now(), "v2")
+  local rows = service_containers()
+  t.eq(#rows, 1, "the broken candidate was removed")
+  t.eq(rows[1].name, S.service)
+  t.eq(poller.seen.v3, nil, "v3 never served")
+  t.eq(poller.failed, 0, "failed requests during the failed deploy")
+end, SLOW)
+
+-- Starts a deploy of `version` in its own process, waits until `ready()` says the moment has
+-- come, SIGKILLs it and returns the id of the killed run.
+local function kill_mid_deploy(version, hook, ready)
+  local pidfile = S.state .. "/killed.pid"
+  os.remove(pidfile)
+  local argv = { hoist_bin(), "run", "container@1", "--state-dir", S.state, "--no-color" }
+  for k, v in pairs(app_params(version)) do
+    argv[#argv + 1] = "--set"
+    argv[#argv + 1] = k .. "=" .. tostring(v)
+  end
+  local quoted = {}
+  for i, a in ipairs(argv) do quoted[i] = "'" .. a:gsub("'", "'\\''") .. "'" end
+  local env = { HOIST_TRIVY = root .. "/tests/tools/trivy", HOIST_TRIVY_FIXTURE = CLEAN, [hook] = "60" }
+  local task = hoist.spawn(function()
+    return hoist.exec { "sh", "-c", ("echo $$ > %s; exec %s"):format(pidfile, table.concat(quoted, " ")), env = env,
+                        timeout = 600 }
+  end)
+  local run_id
+  for _ = 1, 1500 do
+    run_id = ready()
+    if run_id or task:status() ~= "running" then break end
+    hoist.sleep(0.2)
+  end
+  t.ok(run_id, "the moment to kill came (" .. hook .. ")")
+  hoist.exec { "kill", "-KILL", read(pidfile):match("%d+"), check = true }
+  local killed = task:wait()
+  t.eq(killed.signal, 9, "the run was killed")
+  return run_id
+end
+
+local function candidate_run()
+  for _, row in ipairs(service_containers()) do
+    if row.name ~= S.service and row.labels["hoist.role"] == "candidate" then return row.labels["hoist.run"] end
+  end
+end
+
+local function rollback(run_id, force)
+  local argv = { hoist_bin(), "rollback", run_id, "--state-dir", S.state, "--no-color", timeout = 300 }
+  if force then argv[#argv + 1] = "--force" end
+  return hoist.exec(argv)
+end
+
+t.case("SIGKILL before the switch, then hoist rollback: v2 serves, nothing stray", function()
+  need_docker()
+  local poller = start_poller()
+  local run_id = kill_mid_deploy("v4", "HOIST_TEST_PAUSE_IN_DEPLOY", candidate_run)
+  t.eq(version_now(), "v2", "v2 serves after the kill")
+  t.eq(#service_containers(), 2, "the v4 candidate is left by the killed run")
+  local rb = rollback(run_id)
+  poller:finish("a deploy killed before the switch, then hoist rollback")
+  t.eq(rb.code, 0, show(rb))
+  t.eq(version_now(), "v2")
+  local rows = service_containers()
+  t.eq(#rows, 1, "no stray container")
+  t.eq(rows[1].name, S.service)
+  t.eq(poller.failed, 0, "failed requests around the kill and the rollback")
+end, SLOW)
+
+t.case("SIGKILL after the switch, then hoist rollback: v2 serves again, nothing stray", function()
+  need_docker()
+  local poller = start_poller()
+  local run_id = kill_mid_deploy("v5", "HOIST_TEST_PAUSE_AFTER_SWITCH", function()
+    return version_now() == "v5" and candidate_run() or nil
+  end)
+  t.eq(version_now(), "v5", "the killed run had switched to v5")
+  local rb = rollback(run_id)
+  poller:finish("a deploy killed after the switch, then hoist rollback")
+  t.eq(rb.code, 0, show(rb))
+  t.eq(version_now(), "v2")
+  local rows = service_containers()
+  t.eq(#rows, 1, "no stray container")
+  t.eq(rows[1].name, S.service)
+  t.eq(poller.failed, 0, "failed requests around the kill and the rollback")
+end, SLOW)
+
+t.case("hoist rollback --force of a finished deploy recreates the previous container", function()
+  need_docker()
+  local before = hoist.docker.inspect { name = S.service, type = "container" }
+  local r = run_pipeline(app_params("v6"))
+  t.eq(r.code, 0, show(r))
+  t.eq(version_now(), "v6")
+  local run_id = hoist.docker.inspect({ name = S.service, type = "container" }).Config.Labels["hoist.run"]
+  local poller = start_poller()
+  local rb = rollback(run_id, true)
+  poller:finish("hoist rollback --force of a finished deploy v2 -> v6")
+  t.eq(rb.code, 0, show(rb))
+  t.eq(version_now(), "v2")
+  local after = hoist.docker.inspect { name = S.service, type = "container" }
+  t.eq(after.Image, before.Image, "the same image")
+  t.eq(after.Config.Image, before.Config.Image, "the same reference (repository@digest)")
+  t.eq(after.Config.Labels["hoist.role"], "active")
+  t.eq(#service_containers(), 1, "no stray container")
+  t.eq(poller.failed, 0, "failed requests during the rollback")
+end, SLOW)
+
+t.case("report and clean up", function()
+  if not docker_available() then
+    hoist.exec { "rm", "-rf", S.state }
+    need_docker()
+  end
+  local labels = {}
+  for k, v in pairs(S.failed) do labels[#labels + 1] = ("%s: %d"):format(k, v) end
+  table.sort(labels)
+  print("failed requests on the service port: " .. (#labels > 0 and table.concat(labels, "; ") or "none measured"))
+  require("hoist.targets.local").remove { service = S.service, state_dir = S.state }
+  for _, tag in ipairs { "v1", "v2", "v3", "v4", "v5", "v6", "dry" } do
+    hoist.docker.rmi { image = S.repo .. ":" .. tag, force = true, missing_ok = true }
+  end
+  hoist.exec { "rm", "-rf", S.state }
+  t.eq(#service_containers(), 0)
+end, SLOW)

@@ -1,0 +1,220 @@
+-- hoist.targets.local and hoist.proxy: option checks (always), and against the real Docker
+-- engine of tests/env: deploy, replace, a failing candidate, rollback of a finished deploy.
+-- The Docker cases skip loudly without HOIST_TEST_DOCKER=1 and fail instead when CI=true.
+local t = require "hoist.test"
+local targets = require "hoist.targets"
+local target = require "hoist.targets.local"
+local actions = require "hoist.pipeline.actions"
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local root = here .. "/../.."
+local BASE = os.getenv("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"
+math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
+local ID = ("%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
+local SLOW = { timeout = 600 }
+
+local function need_docker()
+  if os.getenv("HOIST_TEST_DOCKER") == "1" then return end
+  local why = "HOIST_TEST_DOCKER is not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
+  if os.getenv("CI") == "true" then hoist.error { code = "unavailable", message = why .. " (CI=true: not skipping)" } end
+  t.skip("*** local target integration test skipped *** " .. why)
+end
+
+local function free_port()
+  local r = hoist.exec { "python3", "-c",
+    "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])", check = true }
+  return tonumber(r.stdout:match("%d+"))
+end
+
+local function get(url)
+  local ok, r = pcall(hoist.http.request, { url = url, timeout = 5 })
+  if not ok then return nil, r end
+  return r
+end
+
+local function state_dir()
+  return hoist.exec({ "mktemp", "-d", "/tmp/hoist-local-target.XXXXXX", check = true }).stdout:match("%S+")
+end
+
+-- An image of examples/app answering /version with `version`; local only (no push needed).
+local built = {}
+local function app_image(version, healthy)
+  local key = version .. tostring(healthy)
+  if built[key] then return built[key] end
+  local ref = ("hoist-lt-%s/app:%s"):format(ID, version)
+  hoist.docker.build { context = root .. "/examples/app", tags = { ref }, stream = false,
+    build_args = { BASE_IMAGE = BASE, VERSION = version, HEALTHY = healthy == false and "false" or "true" } }
+  built[key] = ref
+  return ref
+end
+
+-- A stand-in stage context that records the compensations a deploy registers.
+local function recording_ctx(run_id)
+  local ctx = { run = { id = run_id }, registered = {} }
+  function ctx:on_rollback(action, args)
+    self.registered[#self.registered + 1] = { action = action, args = hoist.json.decode(hoist.json.encode(args)) }
+  end
+  return ctx
+end
+
+-- What `hoist rollback` does with them: each action, newest first.
+local function roll_back(ctx)
+  for i = #ctx.registered, 1, -1 do
+    local c = ctx.registered[i]
+    actions.get(c.action).fn(c.args, { run = { id = ctx.run.id } })
+  end
+end
+
+local function containers(service)
+  return hoist.docker.ps { all = true, filters = { label = "hoist.service=" .. service } }
+end
+
+---------------------------------------------------------------- without docker
+
+t.cases("deploy refuses bad options before touching anything", {
+  { name = "port 0", o = { port = 0 }, pat = "port must be a whole number from 1 to 65535" },
+  { name = "port too big", o = { port = 70000 }, pat = "port must be a whole number" },
+  { name = "port not whole", o = { port = 80.5 }, pat = "port must be a whole number" },
+  { name = "container_port", o = { container_port = "x" }, pat = "container_port must be" },
+  { name = "service name", o = { service = "bad name" }, pat = "service must be a container name" },
+  { name = "health path", o = { health_path = "health" }, pat = "health_path must start with '/'" },
+  { name = "no image", o = { image = "" }, pat = "image is required" },
+  { name = "drain", o = { drain = -1 }, pat = "drain must be" },
+}, function(row)
+  local o = { service = "svc", image = "x:1", port = 8080, container_port = 8080, health_path = "/health" }
+  for k, v in pairs(row.o) do o[k] = v end
+  t.raises(function() target.deploy(o) end, "invalid_argument", row.pat)
+end)
+
+t.cases("targets.get names the target it refuses", {
+  { name = "unknown", target = "heroku", pat = 'unknown target "heroku"' },
+  { name = "aci", target = "aci", pat = 'target "aci" is not available in this version' },
+  { name = "aks", target = "aks", pat = 'target "aks" is not available in this version' },
+  { name = "appservice", target = "appservice", pat = "not available in this version %(available: local%)" },
+}, function(row)
+  local err = t.raises(function() targets.get(row.target, "container@1") end, "invalid_argument", row.pat)
+  t.eq(err.details.exit_code, 2)
+end)
+
+t.case("targets.get returns the local target", function()
+  t.eq(targets.get("local"), target)
+  t.eq(targets.names(true), { "local" })
+end)
+
+t.case("the rollback actions are registered by name", function()
+  t.ok(actions.get("local.restore"), "local.restore")
+  t.ok(actions.get("local.remove_candidate"), "local.remove_candidate")
+end)
+
+t.case("proxy state files are absolute and named after the service", function()
+  t.match(hoist.proxy.state_file("web", ".hoist"), "^/.*/%.hoist/proxy/web%.json$")
+  t.eq(hoist.proxy.state_file("web", "/tmp/s"), "/tmp/s/proxy/web.json")
+  t.raises(function() hoist.proxy.state_file("../x", "/tmp") end, "invalid_argument", "bad service name")
+end)
+
+t.case("proxy status of a service without a proxy", function()
+  local st = hoist.proxy.status { state = "/tmp/hoist-no-such-proxy-" .. ID .. ".json" }
+  t.eq(st.running, false)
+end)
+
+t.case("proxy start refuses a bad address with the proxy's own message", function()
+  local dir = state_dir()
+  t.raises(function()
+    hoist.proxy.start { name = "x", listen = "localhost:1", upstream = "127.0.0.1:2", state = dir .. "/p.json" }
+  end, "invalid_argument", "numeric IP address")
+  hoist.exec { "rm", "-rf", dir }
+end)
+
+---------------------------------------------------------------- with docker
+
+t.case("deploy, replace, refuse a broken candidate, roll back a finished deploy", function()
+  need_docker()
+  local dir, port, service = state_dir(), free_port(), "hoist-lt-" .. ID
+  local v1, v2, bad = app_image("v1"), app_image("v2"), app_image("v3-broken", false)
+  local base = { service = service, port = port, container_port = 8080, health_path = "/health",
+                 state_dir = dir, verify = { retries = 20, interval = 0.5, timeout = 2 }, drain = 0.5 }
+  local function deploy(image, run_id)
+    local o = { image = image, run = run_id, ctx = recording_ctx(run_id) }
+    for k, v in pairs(base) do o[k] = v end
+    return o.ctx, target.deploy(o)
+  end
+  local ok, err = pcall(function()
+    -- first deploy: the proxy starts, v1 answers on the service port
+    local _, r1 = deploy(v1, "r1-" .. ID)
+    t.eq(r1.url, "http://127.0.0.1:" .. port)
+    t.eq(get(r1.url .. "/version").body, "v1")
+    local st = target.status { service = service, state_dir = dir }
+    t.ok(st.proxy.running, "the proxy runs")
+    t.eq(#st.containers, 1)
+    t.eq(st.active.name, service)
+
+    -- second deploy replaces it; the old container is gone
+    local ctx2, r2 = deploy(v2, "r2-" .. ID)
+    t.eq(get(r2.url .. "/version").body, "v2")
+    t.eq(r2.previous, v1)
+    t.eq(#containers(service), 1)
+    t.eq(ctx2.registered[1].action, "local.remove_candidate")
+    t.eq(ctx2.registered[2].action, "local.restore")
+    t.eq(ctx2.registered[2].args.previous.image, v1)
+
+    -- a broken candidate is removed and v2 keeps serving
+    local err3 = t.raises(function() deploy(bad, "r3-" .. ID) end, "rollout_failed", "did not become healthy")
+    t.match(err3.message, "keeps serving")
+    t.eq(get(r2.url .. "/version").body, "v2")
+    t.eq(#containers(service), 1)
+
+    -- rolling back the finished second deploy brings v1 back, same image, then removes v2
+    roll_back(ctx2)
+    t.eq(get(r2.url .. "/version").body, "v1")
+    local after = containers(service)
+    t.eq(#after, 1)
+    t.eq(after[1].name, service)
+    local info = hoist.docker.inspect { name = service, type = "container" }
+    t.eq(info.Config.Image, v1)
+    t.eq(info.Config.Labels["hoist.role"], "active")
+    -- and running it again changes nothing (idempotent)
+    roll_back(ctx2)
+    t.eq(get(r2.url .. "/version").body, "v1")
+    t.eq(hoist.docker.inspect({ name = service, type = "container" }).Id, info.Id)
+  end)
+  local removed = target.remove { service = service, state_dir = dir }
+  hoist.exec { "rm", "-rf", dir }
+  if not ok then error(err, 0) end
+  t.eq(removed.proxy_stopped, true)
+  t.eq(#containers(service), 0)
+end, SLOW)
+
+t.case("rolling back a first deploy takes the service down", function()
+  need_docker()
+  local dir, port, service = state_dir(), free_port(), "hoist-lt1-" .. ID
+  local ctx = recording_ctx("f1-" .. ID)
+  local ok, err = pcall(function()
+    target.deploy { service = service, image = app_image("v1"), port = port, container_port = 8080,
+                    health_path = "/health", state_dir = dir, ctx = ctx, run = ctx.run.id, drain = 0 }
+    t.eq(get("http://127.0.0.1:" .. port .. "/version").body, "v1")
+    roll_back(ctx)
+    t.eq(get("http://127.0.0.1:" .. port .. "/version"), nil)
+    t.eq(#containers(service), 0)
+    t.eq(hoist.proxy.status({ state = hoist.proxy.state_file(service, dir) }).running, false)
+  end)
+  target.remove { service = service, state_dir = dir }
+  hoist.exec { "rm", "-rf", dir }
+  if not ok then error(err, 0) end
+end, SLOW)
+
+t.case("a container hoist did not start keeps its name", function()
+  need_docker()
+  local service = "hoist-lt-foreign-" .. ID
+  hoist.docker.run { image = BASE, name = service, command = { "sleep", "30" } }
+  local ok, err = pcall(target.deploy, { service = service, image = app_image("v1"), port = free_port(),
+    container_port = 8080, health_path = "/health", state_dir = "/tmp/hoist-lt-unused-" .. ID })
+  hoist.docker.rm { name = service, force = true, missing_ok = true }
+  t.ok(not ok)
+  t.eq(err.code, "conflict")
+  t.match(err.message, "hoist did not start")
+end, SLOW)
+
+t.case("remove cleans up the test images", function()
+  need_docker()
+  for _, ref in pairs(built) do hoist.docker.rmi { image = ref, force = true, missing_ok = true } end
+end, SLOW)

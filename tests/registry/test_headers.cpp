@@ -1,0 +1,75 @@
+// WWW-Authenticate challenges, Link pagination and Retry-After.
+#include <doctest/doctest.h>
+#include <hoist/registry.hpp>
+
+using namespace hoist::registry;
+
+TEST_CASE("a registry's Bearer challenge") {
+  auto c = parse_www_authenticate(
+      R"(Bearer realm="http://127.0.0.1:5003/token",service="127.0.0.1:5002",scope="repository:app:pull,push")");
+  REQUIRE(c.size() == 1);
+  CHECK(c[0].scheme == "bearer");
+  CHECK(c[0].param("realm") == "http://127.0.0.1:5003/token");
+  CHECK(c[0].param("service") == "127.0.0.1:5002");
+  CHECK(c[0].param("scope") == "repository:app:pull,push");
+  CHECK(c[0].param("error").empty());
+}
+
+TEST_CASE("challenge parameters: case, spaces, unquoted values, escapes, errors") {
+  auto c = parse_www_authenticate(
+      R"(BEARER  Realm = "https://auth.example/token" , service=registry.example ,)"
+      R"( error="insufficient_scope", error_description="say \"hi\"")");
+  REQUIRE(c.size() == 1);
+  CHECK(c[0].scheme == "bearer");
+  CHECK(c[0].param("realm") == "https://auth.example/token");
+  CHECK(c[0].param("service") == "registry.example");
+  CHECK(c[0].param("error") == "insufficient_scope");
+  CHECK(c[0].param("error_description") == "say \"hi\"");
+}
+
+TEST_CASE("several challenges in one header, and a comma inside quotes") {
+  auto c = parse_www_authenticate(
+      R"(Basic realm="a, b", Bearer realm="https://t/token",service="s", Negotiate)");
+  REQUIRE(c.size() == 3);
+  CHECK(c[0].scheme == "basic");
+  CHECK(c[0].param("realm") == "a, b");
+  CHECK(c[1].scheme == "bearer");
+  CHECK(c[1].param("service") == "s");
+  CHECK(c[2].scheme == "negotiate");
+  CHECK(c[2].params.empty());
+}
+
+TEST_CASE("token68 challenges") {
+  auto c = parse_www_authenticate("Negotiate abc+/def==, Basic realm=\"x\"");
+  REQUIRE(c.size() == 2);
+  CHECK(c[0].token68 == "abc+/def==");
+  CHECK(c[1].param("realm") == "x");
+}
+
+TEST_CASE("empty and junk headers do not crash") {
+  CHECK(parse_www_authenticate("").empty());
+  CHECK(parse_www_authenticate(" , ,").empty());
+  auto c = parse_www_authenticate("Bearer realm=\"unterminated");
+  REQUIRE(c.size() == 1);
+  CHECK(c[0].param("realm") == "unterminated");
+}
+
+TEST_CASE("Link rel=next") {
+  CHECK(parse_link_next(R"(</v2/app/tags/list?last=b&n=2>; rel="next")") == "/v2/app/tags/list?last=b&n=2");
+  CHECK(parse_link_next(R"(<https://r/v2/_catalog?last=x>;rel=next)") == "https://r/v2/_catalog?last=x");
+  CHECK(parse_link_next(R"(</first>; rel="prev", </second>; rel="next")") == "/second");
+  CHECK(parse_link_next(R"(</a>; rel="prev next")") == "/a");
+  CHECK(parse_link_next(R"(</a>; rel="prev")").empty());
+  CHECK(parse_link_next("").empty());
+}
+
+TEST_CASE("Retry-After: seconds or an HTTP date") {
+  CHECK(*parse_retry_after("3", 0) == 3);
+  CHECK(*parse_retry_after(" 120 ", 0) == 120);
+  // Wed, 21 Oct 2015 07:28:00 GMT = 1445412480
+  CHECK(*parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470) == doctest::Approx(10));
+  CHECK(*parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412490) == 0);
+  CHECK_FALSE(parse_retry_after("", 0));
+  CHECK_FALSE(parse_retry_after("soon", 0));
+  CHECK_FALSE(parse_retry_after("-1", 0));
+}
