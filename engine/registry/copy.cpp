@@ -151,6 +151,13 @@ Task<CopyResult> ClientImpl::do_copy(Ctx ctx, Reference from, Reference to) {
   // one registry, one token: read the source with the destination's scopes
   st->src_scopes = st->same_registry ? st->dst_scopes : std::vector{repo_scope(from.repository, "pull")};
 
+  if (!st->same_registry) {
+    // authenticate at the destination once, up front: the blob workers then share one token,
+    // and bad credentials fail before anything is read
+    Req ping{"GET", "/v2/", {}, {}, st->dst_scopes, "copy to " + to.name()};
+    HttpResponse p = co_await send(ctx, st->dst, ping);
+    if (p.status == 401 || p.status == 403) throw_status(p, ping, st->dst);
+  }
   Manifest top = co_await get_manifest(ctx, st->src, from.repository, from.target(), st->src_scopes,
                                        "copy " + from.str());
   if (!to.digest.empty() && to.digest != top.resolved.digest)

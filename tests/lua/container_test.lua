@@ -200,6 +200,14 @@ t.case("--dry-run changes nothing and prints every command", function()
   t.eq(hoist.proxy.status({ state = hoist.proxy.state_file(S.service, S.state) }).running, false)
 end, SLOW)
 
+t.case("examples/container-params.json is a valid parameter file (dry run)", function()
+  need_docker()
+  local r = hoist.exec { hoist_bin(), "run", "container@1", "--dry-run", "--no-color", "--state-dir", S.state,
+                         "--params-file", "examples/container-params.json", cwd = root, timeout = 120 }
+  t.eq(r.code, 0, show(r))
+  t.match(r.stdout .. r.stderr, "docker push 127%.0%.0%.1:5000/team/app:")
+end, SLOW)
+
 ---------------------------------------------------------------- scan gate
 
 t.case("a CRITICAL finding stops the run before the push: exit 4, no tag", function()

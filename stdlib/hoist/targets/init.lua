@@ -4,6 +4,7 @@
 local M = {}
 
 --- Every target name a pipeline may be asked for, and whether this engine ships it.
+---@type table<string, boolean>
 M.known = {
   ["local"] = true,     -- the local Docker engine behind a stable front (hoist proxy)
   aci = false,          -- Azure Container Instances
