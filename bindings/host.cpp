@@ -99,6 +99,20 @@ struct Engine::Impl {
       events.add_sink(make_terminal_sink(stderr, options.color, options.log_level));
     if (options.on_event) events.add_sink(make_callback_sink(options.on_event));
     events.add_sink(run_sink);
+    if (const char* gha = std::getenv("GITHUB_ACTIONS"); gha && std::string(gha) == "true") {
+      // GitHub hides a masked value in its own log; this line is the one place it appears.
+      secrets->on_add([](const std::string& value) {
+        std::size_t start = 0;
+        while (start <= value.size()) {  // GitHub masks line by line
+          auto end = value.find('\n', start);
+          std::string line = value.substr(start, end == std::string::npos ? std::string::npos : end - start);
+          if (!line.empty()) std::fprintf(stdout, "::add-mask::%s\n", line.c_str());
+          if (end == std::string::npos) break;
+          start = end + 1;
+        }
+        std::fflush(stdout);
+      });
+    }
     rt = std::make_unique<lua::Runtime>(io, events, options);
   }
 

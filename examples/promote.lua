@@ -57,6 +57,7 @@ if not pushed.planned then
   end
 end
 
-print(("built and pushed %s\n  digest %s"):format(image, tostring(pushed.digest)))
-for _, ref in ipairs(promoted) do print("  promoted to " .. ref) end
+local would = pushed.planned and "would be " or ""
+print(("%sbuilt and pushed %s\n  digest %s"):format(would, image, tostring(pushed.digest)))
+for _, ref in ipairs(promoted) do print(("  %spromoted to %s"):format(would, ref)) end
 return { image = image, digest = pushed.digest, promoted = promoted }

@@ -133,7 +133,8 @@ int run_command(const RunFlags& f, bool test_mode) {
 }
 
 void add_run_flags(CLI::App* cmd, RunFlags& f) {
-  cmd->add_option("--set", f.sets, "Set a parameter: key=value (repeatable)");
+  // one key=value per --set, so `--set a=b script.lua` keeps script.lua as the target
+  cmd->add_option("--set", f.sets, "Set a parameter: key=value (repeatable)")->allow_extra_args(false);
   cmd->add_option("--params-file", f.params_file, "Parameters as a JSON object");
   cmd->add_option("--log-format", f.log_format, "text (default) or json, on stderr");
   cmd->add_option("--log-level", f.log_level, "debug, info, warn or error");

@@ -64,15 +64,37 @@ void add_shifted_base64(std::string_view value, std::vector<std::string>& out) {
 
 }  // namespace
 
+void Secrets::on_add(std::function<void(const std::string&)> fn) {
+  std::lock_guard lock(mu_);
+  on_add_ = std::move(fn);
+}
+
 void Secrets::add(std::string_view value) {
   if (value.size() < 4) return;
-  std::lock_guard lock(mu_);
-  if (std::find(raw_.begin(), raw_.end(), value) != raw_.end()) return;
+  std::function<void(const std::string&)> notify;
+  {
+    std::lock_guard lock(mu_);
+    if (std::find(raw_.begin(), raw_.end(), value) != raw_.end()) return;
+    add_locked(value);
+    notify = on_add_;
+  }
+  if (notify) notify(std::string(value));
+}
+
+void Secrets::add_locked(std::string_view value) {
   raw_.emplace_back(value);
   std::vector<std::string> forms{std::string(value), url_encode(value)};
   forms.push_back(base64(value, false, true));
   forms.push_back(base64(value, true, true));
   add_shifted_base64(value, forms);
+  // A multi-line secret (a PEM key) is echoed line by line by children: mask each line.
+  for (size_t start = 0, end; value.find('\n') != std::string_view::npos && start < value.size(); start = end + 1) {
+    end = value.find('\n', start);
+    if (end == std::string_view::npos) end = value.size();
+    auto line = value.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() >= 8 && line.find("-----") != 0) forms.emplace_back(line);
+  }
   for (auto& f : forms)
     if (f.size() >= 4 && std::find(patterns_.begin(), patterns_.end(), f) == patterns_.end())
       patterns_.push_back(f);

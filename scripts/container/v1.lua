@@ -48,8 +48,8 @@ local function check(p)
     local ok, why = hoist.tags.validate(p.tag)
     if not ok then problem("tag: " .. why) end
   end
-  local ok, err = pcall(targets.get, p.target, SPEC)
-  if not ok then problem("target: " .. ((hoist.is_error(err) and err.message or tostring(err)):gsub("^" .. SPEC .. ": ", ""))) end
+  local ok, err = pcall(targets.get, p.target)
+  if not ok then problem(hoist.is_error(err) and err.message or tostring(err)) end -- names the target
   if #problems > 0 then
     hoist.error { code = "invalid_argument",
       message = (#problems == 1 and "invalid parameter: " or "invalid parameters: ") .. table.concat(problems, "; "),

@@ -49,7 +49,7 @@ function M.push(image)
   if cli.dry_run() then return cli.plan("docker.push", args, { image = image, digest = "dry-run" }) end
   cli.check("push " .. image, args, { timeout = o.timeout, stream = o.stream ~= false })
   -- The digest the registry serves (what a deployment will pull), not text from docker's output.
-  local digest = hoist.registry.resolve(image).digest
+  local digest = require("hoist.registry").resolve(image).digest
   local repo = image:gsub("@.*$", ""):gsub(":[^:/]+$", "")
   hoist.log.event("docker.pushed", ("pushed %s (%s)"):format(image, digest), { image = image, digest = digest })
   return { image = image, digest = digest, reference = repo .. "@" .. digest }

@@ -107,6 +107,7 @@ function M.define(def)
   end
   if def.description ~= nil and type(def.description) ~= "string" then bad(where .. ": description must be a string") end
   if def.summary ~= nil and type(def.summary) ~= "function" then bad(where .. ": summary must be a function(ctx, result)") end
+  if def.check ~= nil and type(def.check) ~= "function" then bad(where .. ": check must be a function(params)") end
   def.params = params.check_specs(def.params)
   if type(def.stages) ~= "table" or #def.stages == 0 then bad(where .. ": stages must be a non-empty list") end
   local seen = {}

@@ -208,6 +208,25 @@ t.case("examples/container-params.json is a valid parameter file (dry run)", fun
   t.match(r.stdout .. r.stderr, "docker push 127%.0%.0%.1:5000/team/app:")
 end, SLOW)
 
+t.case("a registry with basic auth: the password comes from the environment and never shows", function()
+  need_docker()
+  local registry = os.getenv("HOIST_TEST_REGISTRY_BASIC")
+  local user, password = os.getenv("HOIST_TEST_REGISTRY_BASIC_USER"), os.getenv("HOIST_TEST_REGISTRY_BASIC_PASSWORD")
+  if not (registry and user and password) then t.skip("HOIST_TEST_REGISTRY_BASIC* is not set (tests/env)") end
+  local config = hoist.exec({ "mktemp", "-d", "/tmp/hoist-ct-docker-config.XXXXXX", check = true }).stdout:match("%S+")
+  local p = app_params("auth")
+  p.image, p.name, p.port, p.scan = registry .. "/hoist-ct-" .. ID .. "/auth", S.service .. "-auth", free_port(), "off"
+  p.registry_username = user
+  local r = run_pipeline(p, { env = { HOIST_REGISTRY_PASSWORD = password, DOCKER_CONFIG = config } })
+  local journal = hoist.exec({ "sh", "-c", "cat " .. S.state .. "/runs/*/journal.jsonl" }).stdout
+  require("hoist.targets.local").remove { service = p.name, state_dir = S.state }
+  hoist.docker.rmi { image = p.image .. ":auth", force = true, missing_ok = true }
+  hoist.exec { "rm", "-rf", config }
+  t.eq(r.code, 0, show(r))
+  t.no_match(r.stdout .. r.stderr, password, "the password in the output")
+  t.no_match(journal, password, "the password in a journal")
+end, SLOW)
+
 ---------------------------------------------------------------- scan gate
 
 t.case("a CRITICAL finding stops the run before the push: exit 4, no tag", function()

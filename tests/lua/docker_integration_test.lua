@@ -149,15 +149,18 @@ end, SLOW)
 t.case("a failing Dockerfile names the step and shows its output", function()
   need_docker()
   local dir = mktemp_dir()
-  write(dir .. "/Dockerfile", ("FROM %s\nRUN echo fine\nRUN echo about to fail && ls /nope && echo never\n"):format(BASE))
+  write(dir .. "/Dockerfile", ("FROM %s\nRUN echo fine\nRUN echo about to fail && ls /nope && echo never %s\n"):format(BASE, RUN_ID))
   local ok, err = pcall(docker.build, { context = dir, tags = { "hoist-it/broken:" .. RUN_ID } })
   hoist.exec { "rm", "-rf", dir }
   t.ok(not ok, "the build failed")
   t.eq(err.code, "tool_failed", tostring(err))
-  t.match(err.message, "at step 3/%d `RUN echo about to fail && ls /nope && echo never`")
+  t.match(err.message, "at step 3/%d `RUN echo about to fail && ls /nope && echo never " .. RUN_ID .. "`")
   t.match(err.message, "| ls: /nope: No such file or directory")
-  t.eq(err.details.step, "RUN echo about to fail && ls /nope && echo never")
+  t.eq(err.details.step, "RUN echo about to fail && ls /nope && echo never " .. RUN_ID)
   t.ok(#err.details.tail > 0 and #err.details.tail <= 20)
+  for _, c in ipairs(docker.ps { all = true }) do
+    t.no_match(c.command or "", RUN_ID, "the failed step's container is removed")
+  end
 end, SLOW)
 
 t.case("login and push to the basic-auth registry; the password never reaches the events", function()

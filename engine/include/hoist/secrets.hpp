@@ -1,5 +1,6 @@
 #pragma once
 // Registered secret values, and scrubbing of every byte hoist writes.
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -20,11 +21,15 @@ class Secrets {
   // Longest registered pattern: a stream scrubber must hold back this many bytes - 1.
   std::size_t longest() const;
   std::vector<std::string> values() const;  // the raw secrets (for ::add-mask::)
+  // Called with each newly registered value (GitHub Actions needs `::add-mask::`).
+  void on_add(std::function<void(const std::string&)> fn);
 
  private:
+  void add_locked(std::string_view value);
   mutable std::mutex mu_;
   std::vector<std::string> raw_;
   std::vector<std::string> patterns_;  // sorted longest first
+  std::function<void(const std::string&)> on_add_;
 };
 
 // Scrubs a byte stream that arrives in arbitrary pieces (a child's stdout): a secret split

@@ -264,8 +264,8 @@ function M.build(opts)
   for k, v in pairs(labels) do all_labels[k] = v end
 
   return cli.with_files(function(files)
-    local args = { "build" }
-    if builder == "buildkit" then args[#args + 1] = "--progress=plain" end
+    -- The classic builder keeps the container of a failed step unless told otherwise.
+    local args = { "build", builder == "buildkit" and "--progress=plain" or "--force-rm" }
     if opts.file then args[#args + 1] = "--file"; args[#args + 1] = opts.file end
     for _, t in ipairs(tags) do args[#args + 1] = "--tag"; args[#args + 1] = t end
     add_map(args, "--build-arg", build_args, fn, "build_args")

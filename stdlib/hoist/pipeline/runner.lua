@@ -246,6 +246,16 @@ function R.run(def, raw, opts, P)
     for _, v in ipairs(secrets) do github.mask(v) end
   end
   local values = params.validate(def.params or {}, raw)
+  -- Checks across parameters, still before anything runs: a problem is a usage error.
+  if def.check then
+    local ok, err = pcall(def.check, values)
+    if not ok then
+      if not hoist.is_error(err) then err = hoist.new_error { code = "invalid_argument", message = tostring(err) } end
+      err.details = err.details or {}
+      err.details.exit_code = 2
+      error(err, 0)
+    end
+  end
   local run = new_run(def, values, opts)
   local previous = hooks.set_active(run)
   native.plan_capture(true)
