@@ -53,7 +53,7 @@ EOF
 hoist_copy() { # from to [user password]: prints "inside_ms bytes copied mounted skipped"
   local args=(--set "from=$1" --set "to=$2")
   [[ $# -ge 4 ]] && args+=(--set "user=$3" --set "password=$4")
-  "$hoist" run --state-dir "$work/state" --log-level warn "${args[@]}" "$work/copy.lua"
+  "$hoist" run "$work/copy.lua" --state-dir "$work/state" --log-level warn "${args[@]}"
 }
 
 # ---- 1. same registry
@@ -85,6 +85,29 @@ for d in $digests; do
 done
 t1=$(now); curl_ms=$(ms "$t0" "$t1")
 
+# the same copy done with curl: GET each blob piped into a monolithic PUT (sequential)
+t0=$(now)
+for d in $digests; do
+  loc=$(curl -fsS -u "$basic_user:$basic_pw" -X POST -D - -o /dev/null "http://$basic/v2/$repo/curlpipe/blobs/uploads/" |
+        tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')
+  size=$(curl -fsSI "http://$reg/v2/$repo/big/blobs/$d" | tr -d '\r' | awk 'tolower($1) == "content-length:" { print $2 }')
+  curl -fsS "http://$reg/v2/$repo/big/blobs/$d" |
+    curl -fsS -u "$basic_user:$basic_pw" -T - -H "Content-Length: $size" -H "Content-Type: application/octet-stream" \
+      -o /dev/null "$loc&digest=$d"
+done
+t1=$(now); pipe_ms=$(ms "$t0" "$t1")
+
+# what the destination can absorb at all: curl PUT of one file of the same size (no source)
+head -c "$curl_bytes" /dev/urandom > "$work/upload"
+up_digest=sha256:$(sha256sum "$work/upload" | cut -d' ' -f1)
+loc=$(curl -fsS -u "$basic_user:$basic_pw" -X POST -D - -o /dev/null "http://$basic/v2/$repo/putonly/blobs/uploads/" |
+      tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')
+t0=$(now)
+curl -fsS -u "$basic_user:$basic_pw" -T "$work/upload" -H "Content-Type: application/octet-stream" -o /dev/null \
+  "$loc&digest=$up_digest"
+t1=$(now); put_ms=$(ms "$t0" "$t1")
+rm -f "$work/upload"
+
 mbps() { awk -v b="$1" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0 ? b / 1048576 / (ms / 1000) : 0) }'; }
 cat <<EOF
 image: $reg/$repo/big:v1, 4 x $layer_mb MB layers
@@ -96,4 +119,6 @@ across registries ($reg -> $basic):
   hoist registry.copy   ${cross_ms} ms for $x_bytes bytes (${x_in} ms inside): $(mbps "$x_bytes" "$x_in") MB/s
   curl GET of the blobs ${curl_ms} ms for $curl_bytes bytes: $(mbps "$curl_bytes" "$curl_ms") MB/s
   -> curl's throughput / hoist's = $(ratio "$(mbps "$curl_bytes" "$curl_ms")" "$(mbps "$x_bytes" "$x_in")") (goal <= 2)
+  curl PUT of a file    ${put_ms} ms for as many bytes: $(mbps "$curl_bytes" "$put_ms") MB/s (what $basic can ingest: the bound)
+  curl GET | curl PUT   ${pipe_ms} ms for the same blobs: $(mbps "$curl_bytes" "$pipe_ms") MB/s (the copy done with curl, one blob at a time)
 EOF

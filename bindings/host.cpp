@@ -106,7 +106,9 @@ struct Engine::Impl {
         while (start <= value.size()) {  // GitHub masks line by line
           auto end = value.find('\n', start);
           std::string line = value.substr(start, end == std::string::npos ? std::string::npos : end - start);
-          if (!line.empty()) std::fprintf(stdout, "::add-mask::%s\n", line.c_str());
+          std::string data;  // workflow-command escaping: % and CR
+          for (char c : line) data += c == '%' ? "%25" : c == '\r' ? "%0D" : std::string(1, c);
+          if (!data.empty()) std::fprintf(stdout, "::add-mask::%s\n", data.c_str());
           if (end == std::string::npos) break;
           start = end + 1;
         }

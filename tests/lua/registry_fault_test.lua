@@ -169,3 +169,20 @@ t.case("inside a registry that cannot mount, a 202 falls back to a streamed copy
   t.eq(registry.resolve(server() .. "/good/copy:v2").digest, r.digest)
   t.eq(stats().tags["good/copy"], { "v2" })
 end)
+
+t.case("a copy cancelled half-way (hoist.timeout) stops at once and writes no tag", function()
+  local started = hoist.now()
+  local from = ("%s/flaky/c%s/app:v1"):format(server(), RUN) -- its first answer: 429, Retry-After: 1
+  t.raises(function()
+    hoist.timeout(0.3, function() registry.copy { from = from, to = server() .. "/good/cancelled:v1" } end)
+  end, "timeout")
+  t.ok(hoist.now() - started < 0.9, "the wait for Retry-After was cut short")
+  t.eq(stats().tags["good/cancelled"], nil)
+end)
+
+t.case("resolve falls back to GET (and hashes) when HEAD has no Docker-Content-Digest", function()
+  local want = registry.resolve(server() .. "/good/app:v1").digest
+  local before = stats().counts["GET manifests"] or 0
+  t.eq(registry.resolve(server() .. "/nodigest/app:v1").digest, want)
+  t.eq(stats().counts["GET manifests"] - before, 1, "one GET after the HEAD")
+end)

@@ -9,6 +9,7 @@ The first path component of a repository picks the behaviour:
   badblob/<name>      the 2 MiB layer's bytes do not match its digest (streamed copy)
   badsmall/<name>     the config blob's bytes do not match its digest (small, buffered copy)
   badmanifest/<name>  the manifest's bytes do not match the Docker-Content-Digest header
+  nodigest/<name>     manifests come without a Docker-Content-Digest header
   dropupload/<name>   as a destination: blob uploads (PUT) are cut half-way (connection drop)
   flaky/<name>        like good/, but the first request of each kind to each path answers
                       503 (or 429 with Retry-After: 1 for .../manifests/...); then it works
@@ -142,7 +143,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "tags":
             with STATE.lock:
                 tags = sorted(t for t in STATE.pushed.get(repo, {}) if ":" not in t)
-            if mode in ("good", "flaky", "badblob", "badsmall", "badmanifest"):
+            if mode in ("good", "flaky", "badblob", "badsmall", "badmanifest", "nodigest"):
                 tags = sorted(set(tags) | {"v1"})
             return self.send(200, json.dumps({"name": repo, "tags": tags}).encode(),
                              [("Content-Type", "application/json")], head)
@@ -172,7 +173,10 @@ class Handler(BaseHTTPRequestHandler):
             body = body.replace(b'"schemaVersion": 2', b'"schemaVersion":  2')  # same JSON, other bytes
             if ref != "v1":
                 digest = ref
-        return self.send(200, body, [("Content-Type", DOCKER_MANIFEST), ("Docker-Content-Digest", digest)], head)
+        headers = [("Content-Type", DOCKER_MANIFEST)]
+        if mode != "nodigest":
+            headers.append(("Docker-Content-Digest", digest))
+        return self.send(200, body, headers, head)
 
     def blobs(self, repo, mode, rest, head, url):
         if rest.startswith("uploads"):

@@ -241,10 +241,8 @@ end
 --- Runs a defined pipeline (hoist.pipeline.run).
 function R.run(def, raw, opts, P)
   P.check_requires(def)
-  local secrets = params.register_secrets(def.params or {}, raw)
-  if github.active() then
-    for _, v in ipairs(secrets) do github.mask(v) end
-  end
+  -- registering prints GitHub's ::add-mask:: line for each secret (bindings/host.cpp)
+  params.register_secrets(def.params or {}, raw)
   local values = params.validate(def.params or {}, raw)
   -- Checks across parameters, still before anything runs: a problem is a usage error.
   if def.check then
