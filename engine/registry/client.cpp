@@ -48,6 +48,21 @@ Task<Manifest> ClientImpl::get_manifest(Ctx ctx, Endpoint ep, std::string reposi
   co_return m;
 }
 
+Task<std::optional<Manifest>> ClientImpl::planned_source(Ctx ctx, Endpoint ep, std::string repository,
+                                                         std::string target, std::vector<std::string> scopes,
+                                                         std::string what) {
+  std::optional<Error> missing;
+  try {
+    co_return co_await get_manifest(ctx, ep, repository, target, scopes, what);
+  } catch (const Error& e) {
+    if (!ctx->opts.dry_run || e.code() != Code::not_found) throw;
+    missing = e;
+  }
+  emit("warn", "plan", what + ": the source does not exist (yet); planned without reading it",
+       {{"error", missing->message()}});
+  co_return std::nullopt;
+}
+
 Task<Resolved> ClientImpl::do_resolve(Ctx ctx, Reference image) {
   Endpoint ep = endpoint(ctx, image.registry);
   std::vector<std::string> scopes{repo_scope(image.repository, "pull")};
@@ -161,11 +176,14 @@ OperationPtr ClientImpl::remove(Reference image, CallOptions o, Completion<CopyR
     Endpoint ep = self->endpoint(ctx, image.registry);
     CopyResult res;
     // registries delete manifests by digest only: a tag is resolved first
-    Resolved r = co_await self->do_resolve(ctx, image);
+    std::vector<std::string> pull{repo_scope(image.repository, "pull")};
+    auto found = co_await self->planned_source(ctx, ep, image.repository, image.target(), pull,
+                                               "delete " + image.str());
+    Resolved r = found ? found->resolved : Resolved{};  // not found: dry-run only
     res.digest = r.digest;
     res.media_type = r.media_type;
-    res.image = image.name() + "@" + r.digest;
-    Req del{"DELETE", manifest_path(image.repository, r.digest), {}, {},
+    res.image = found ? image.name() + "@" + r.digest : image.str();
+    Req del{"DELETE", manifest_path(image.repository, found ? r.digest : image.target()), {}, {},
             {repo_scope(image.repository, "delete")}, "delete " + image.str()};
     if (ctx->opts.dry_run) {
       self->plan(ctx, PlanStep{"DELETE", absolute_url(ep, del.target), "delete_manifest", nullptr, r.digest});
@@ -187,8 +205,16 @@ OperationPtr ClientImpl::retag(Reference image, std::string tag, CallOptions o, 
     Endpoint ep = self->endpoint(ctx, image.registry);
     std::vector<std::string> scopes{repo_scope(image.repository, "pull,push")};
     std::string what = "retag " + image.str() + " as " + tag;
-    Manifest m = co_await self->get_manifest(ctx, ep, image.repository, image.target(), scopes, what);
+    auto found = co_await self->planned_source(ctx, ep, image.repository, image.target(), scopes, what);
     CopyResult res;
+    if (!found) {  // dry-run only
+      self->plan(ctx, PlanStep{"PUT", absolute_url(ep, manifest_path(image.repository, tag)), "put_manifest"});
+      res.image = image.name() + ":" + tag;
+      res.planned = true;
+      res.steps = ctx->plan;
+      co_return res;
+    }
+    Manifest& m = *found;
     res.digest = m.resolved.digest;
     res.media_type = m.resolved.media_type;
     res.image = image.name() + ":" + tag + "@" + m.resolved.digest;

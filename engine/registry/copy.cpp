@@ -158,8 +158,19 @@ Task<CopyResult> ClientImpl::do_copy(Ctx ctx, Reference from, Reference to) {
     HttpResponse p = co_await send(ctx, st->dst, ping);
     if (p.status == 401 || p.status == 403) throw_status(p, ping, st->dst);
   }
-  Manifest top = co_await get_manifest(ctx, st->src, from.repository, from.target(), st->src_scopes,
+  std::string tag = !to.tag.empty() ? to.tag : to.digest.empty() ? from.tag : "";
+  auto found = co_await planned_source(ctx, st->src, from.repository, from.target(), st->src_scopes,
                                        "copy " + from.str());
+  if (!found) {  // dry-run only
+    std::string target = tag.empty() ? to.digest.empty() ? "<digest>" : to.digest : tag;
+    plan(ctx, PlanStep{"PUT", absolute_url(st->dst, "/v2/" + to.repository + "/manifests/" + target), "copy_image"});
+    CopyResult res;
+    res.image = to.name() + (tag.empty() ? "" : ":" + tag);
+    res.planned = true;
+    res.steps = ctx->plan;
+    co_return res;
+  }
+  Manifest top = std::move(*found);
   if (!to.digest.empty() && to.digest != top.resolved.digest)
     throw Error(Code::invalid_argument, "copy: destination " + to.str() + " names digest " + to.digest +
                                             " but the source is " + top.resolved.digest);
@@ -176,7 +187,6 @@ Task<CopyResult> ClientImpl::do_copy(Ctx ctx, Reference from, Reference to) {
   const Manifest& root = st->order.back();
   for (std::size_t i = 0; i + 1 < st->order.size(); ++i)
     co_await put_manifest(this, ctx, st, st->order[i], st->order[i].resolved.digest);
-  std::string tag = !to.tag.empty() ? to.tag : to.digest.empty() ? from.tag : "";
   std::string top_target = tag.empty() ? root.resolved.digest : tag;
   co_await put_manifest(this, ctx, st, root, top_target);  // the tag: last
 

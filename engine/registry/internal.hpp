@@ -118,6 +118,11 @@ class ClientImpl : public Client {
   Task<Resolved> do_resolve(Ctx ctx, Reference image);
   Task<Manifest> get_manifest(Ctx ctx, Endpoint ep, std::string repository, std::string target,
                               std::vector<std::string> scopes, std::string what);
+  // get_manifest, except that in dry-run a missing source is not an error (an earlier
+  // planned step may be what would create it): nullopt, and a warning in the plan.
+  Task<std::optional<Manifest>> planned_source(Ctx ctx, Endpoint ep, std::string repository,
+                                               std::string target, std::vector<std::string> scopes,
+                                               std::string what);
   Task<CopyResult> do_copy(Ctx ctx, Reference from, Reference to);
   // Streams one blob from `src` to an upload `location` on `dst` (bytes hashed on the way).
   Task<std::int64_t> stream_blob(Ctx ctx, Endpoint src, std::string src_repo, Endpoint dst,

@@ -186,3 +186,17 @@ t.case("resolve falls back to GET (and hashes) when HEAD has no Docker-Content-D
   t.eq(registry.resolve(server() .. "/nodigest/app:v1").digest, want)
   t.eq(stats().counts["GET manifests"] - before, 1, "one GET after the HEAD")
 end)
+
+t.case("dry-run plans from a source that does not exist yet (an earlier step was only planned)", function()
+  local r = registry.copy { from = server() .. "/good/app:nope", to = server() .. "/good/later:v1", dry_run = true }
+  t.eq(r.planned, true)
+  t.eq(r.steps[1].action, "copy_image")
+  t.match(r.steps[1].url, "/good/later/manifests/v1$")
+  local rt = registry.retag { image = server() .. "/good/app:nope", tag = "x", dry_run = true }
+  t.eq(rt.steps[1].method, "PUT")
+  local d = registry.delete { image = server() .. "/good/app:nope", dry_run = true }
+  t.eq(d.steps[1].method, "DELETE")
+  t.match(d.steps[1].url, "/manifests/nope$")
+  t.raises(function() registry.retag { image = server() .. "/good/app:nope", tag = "x" } end, "not_found")
+  t.eq(stats().tags["good/later"], nil)
+end)
