@@ -75,9 +75,22 @@ local function probe(argv)
   return r
 end
 
+-- Trivy also works as the aquasec/trivy image in the local engine (hoist.trivy.scanner).
+local function trivy_image()
+  local ok, scanner = pcall(function() return require("hoist.trivy").scanner() end)
+  if ok and scanner and scanner.kind == "docker" then return scanner end
+end
+
 local function check(tool)
   local report = { name = tool.name, program = tool.program, disables = tool.disables, found = false }
   local path = process.which(tool.program)
+  if not path and tool.name == "trivy" then
+    local scanner = trivy_image()
+    if scanner then
+      report.found, report.path, report.version = true, "image " .. scanner.image .. " (local docker engine)", "image"
+    end
+    return report
+  end
   if not path then return report end
   report.found, report.path = true, path
   local argv = { path }

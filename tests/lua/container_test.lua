@@ -9,7 +9,8 @@
 local t = require "hoist.test"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-local root = hoist.exec({ "realpath", here .. "/../.." }).stdout:match("[^\n]+")
+local support = dofile(here .. "/support.lua")
+local root = support.root
 local BASE = os.getenv("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"
 local REGISTRY = os.getenv("HOIST_TEST_REGISTRY") or "127.0.0.1:5000"
 math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
@@ -17,34 +18,8 @@ local ID = ("%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
 local SLOW = { timeout = 900 }
 
 local function docker_available() return os.getenv("HOIST_TEST_DOCKER") == "1" end
-local function need_docker()
-  if docker_available() then return end
-  local why = "HOIST_TEST_DOCKER is not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-  if os.getenv("CI") == "true" then hoist.error { code = "unavailable", message = why .. " (CI=true: not skipping)" } end
-  t.skip("*** container@1 integration test skipped *** " .. why)
-end
-
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
--- The hoist executable running this test.
-local function hoist_bin()
-  local bin = os.getenv("HOIST_BIN")
-  if bin and bin ~= "" then return bin end
-  local pid = read("/proc/self/stat"):match("^(%d+)")
-  return hoist.exec({ "readlink", "/proc/" .. pid .. "/exe", check = true }).stdout:match("[^\n]+")
-end
-
-local function free_port()
-  local r = hoist.exec { "python3", "-c",
-    "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])", check = true }
-  return tonumber(r.stdout:match("%d+"))
-end
+local function need_docker() support.need_docker("container@1 integration test") end
+local read, hoist_bin, free_port = support.read, support.hoist_bin, support.free_port
 
 local CLEAN = root .. "/tests/fixtures/trivy/hoist-clean.json"
 -- A recorded report with a CRITICAL finding (alpine-310 has only MEDIUM ones).

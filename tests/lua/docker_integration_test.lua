@@ -4,58 +4,28 @@ local t = require "hoist.test"
 local docker = hoist.docker
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-local root = here .. "/../.."
+local support = dofile(here .. "/support.lua")
+local root = support.root
 local BASE = os.getenv("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"
 math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
 local RUN_ID = ("%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
 local SLOW = { timeout = 300 }
 
-local function need_docker()
-  if os.getenv("HOIST_TEST_DOCKER") == "1" then return end
-  local why = "HOIST_TEST_DOCKER is not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-  if os.getenv("CI") == "true" then hoist.error { code = "unavailable", message = why .. " (CI=true: not skipping)" } end
-  t.skip("*** docker integration test skipped *** " .. why)
-end
-
-local function mktemp_dir()
-  return hoist.exec({ "mktemp", "-d", "/tmp/hoist-docker-it.XXXXXX", check = true }).stdout:match("%S+")
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
--- The hoist executable running this test (HOIST_BIN from ctest, else /proc/<pid>/exe).
-local function hoist_bin()
-  local bin = os.getenv("HOIST_BIN")
-  if bin and bin ~= "" then return bin end
-  local pid = read("/proc/self/stat"):match("^(%d+)")
-  return hoist.exec({ "readlink", "/proc/" .. pid .. "/exe", check = true }).stdout:match("[^\n]+")
-end
+local function need_docker() support.need_docker("docker integration test") end
+local function mktemp_dir() return support.tmpdir("hoist-docker-it") end
+local read, write = support.read, support.write
 
 -- Runs `hoist run <args...>` in a child with its own state dir; returns the result with the
 -- run's events text. `script` (Lua source) is written to a file and run when given.
 local function run_hoist(args, env, script)
   local dir = mktemp_dir()
-  local argv = { hoist_bin(), "run" }
+  local argv = { "run" }
   if script then
     write(dir .. "/script.lua", script)
     argv[#argv + 1] = dir .. "/script.lua"
   end
   for _, a in ipairs { "--state-dir", dir .. "/state", "--no-color", unpack(args) } do argv[#argv + 1] = a end
-  argv.env = env
-  argv.timeout = 240
-  local r = hoist.exec(argv)
+  local r = support.run_hoist(argv, { env = env, timeout = 240 })
   local found = hoist.exec({ "find", dir .. "/state", "-name", "events.jsonl" }).stdout:match("[^\n]+")
   r.events = found and read(found) or ""
   hoist.exec { "rm", "-rf", dir }

@@ -2,6 +2,7 @@
 -- and from GitHub Actions' variables when git is absent.
 local t = require "hoist.test"
 local git = hoist.git
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
 
 local function sh(argv, cwd)
   argv.cwd = cwd
@@ -11,15 +12,11 @@ local function sh(argv, cwd)
   return hoist.exec(argv)
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = support.write
 
 -- A fresh folder, removed after fn returns or fails.
 local function with_dir(fn)
-  local dir = hoist.exec({ "mktemp", "-d", "/tmp/hoist-git-test.XXXXXX", check = true }).stdout:match("%S+")
+  local dir = support.tmpdir("hoist-git-test")
   local ok, err = pcall(fn, dir)
   hoist.exec { "rm", "-rf", dir }
   if not ok then error(err, 0) end

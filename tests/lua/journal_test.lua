@@ -5,36 +5,19 @@
 local t = require "hoist.test"
 local native = require "hoist.native.journal"
 
-local here = debug.getinfo(1, "S").source:sub(2)
-local root = here:match("^(.*)tests/lua/[^/]+$") or "./"
-if root == "" then root = "./" end
-local bin = os.getenv("HOIST_BIN") or native.self().exe
-local PIPES = root .. "tests/pipelines/"
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+local PIPES = support.root .. "/tests/pipelines/"
 
 -- Children never think they run in GitHub Actions unless a test says so.
 local function hoist_cli(args, env)
-  local argv = { bin }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
   local e = { GITHUB_ACTIONS = "false", NO_COLOR = "1" }
   for k, v in pairs(env or {}) do e[k] = v end
-  argv.env = e
-  argv.timeout = 60
-  return hoist.exec(argv)
+  return support.run_hoist(args, { env = e, timeout = 60 })
 end
 
 local function lit(s) return (s:gsub("%p", "%%%0")) end -- a plain string as a pattern
 
-local function tmpdir()
-  return (hoist.exec { "mktemp", "-d", check = true }.stdout:gsub("%s+$", ""))
-end
-
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local tmpdir, read = support.tmpdir, support.read
 
 local function only_run(state)
   local runs = native.list_runs(state)

@@ -163,32 +163,12 @@ end)
 
 ---------------------------------------------------------------- recorded fixtures
 
-local fixtures = "../shared/fixtures"
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+local read = support.must_read
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function fixture_files(patterns)
-  if not io.open(fixtures .. "/SOURCES.md") then return nil end
-  local args = { "find", fixtures, "-type", "f", "(" }
-  for i, p in ipairs(patterns) do
-    if i > 1 then args[#args + 1] = "-o" end
-    args[#args + 1] = "-name"; args[#args + 1] = p
-  end
-  args[#args + 1] = ")"
-  local files = {}
-  for line in hoist.exec(args).stdout:gmatch("[^\n]+") do files[#files + 1] = { name = line, path = line } end
-  table.sort(files, function(a, b) return a.path < b.path end)
-  return files
-end
-
-local files = fixture_files { "*.json", "*.json.golden", "*.sarif.golden" }
+local files = support.fixture_files(nil, { "*.json", "*.json.golden", "*.sarif.golden" })
 if not files then
-  t.case("recorded JSON fixtures", function() t.skip("skipped: ../shared/fixtures not found") end)
+  t.case("recorded JSON fixtures", function() t.skip(support.SKIP_SHARED) end)
 else
   t.case("recorded JSON fixtures are there", function() t.ok(#files >= 20, "found " .. #files) end)
   t.cases("recorded fixture round trip", files, function(row)

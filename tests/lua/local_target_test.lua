@@ -6,25 +6,15 @@ local targets = require "hoist.targets"
 local target = require "hoist.targets.local"
 local actions = require "hoist.pipeline.actions"
 
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-local root = here .. "/../.."
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+local root = support.root
 local BASE = os.getenv("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"
 math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
 local ID = ("%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
 local SLOW = { timeout = 600 }
 
-local function need_docker()
-  if os.getenv("HOIST_TEST_DOCKER") == "1" then return end
-  local why = "HOIST_TEST_DOCKER is not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-  if os.getenv("CI") == "true" then hoist.error { code = "unavailable", message = why .. " (CI=true: not skipping)" } end
-  t.skip("*** local target integration test skipped *** " .. why)
-end
-
-local function free_port()
-  local r = hoist.exec { "python3", "-c",
-    "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])", check = true }
-  return tonumber(r.stdout:match("%d+"))
-end
+local function need_docker() support.need_docker("local target integration test") end
+local free_port = support.free_port
 
 local function get(url)
   local ok, r = pcall(hoist.http.request, { url = url, timeout = 5 })
@@ -32,9 +22,7 @@ local function get(url)
   return r
 end
 
-local function state_dir()
-  return hoist.exec({ "mktemp", "-d", "/tmp/hoist-local-target.XXXXXX", check = true }).stdout:match("%S+")
-end
+local function state_dir() return support.tmpdir("hoist-local-target") end
 
 -- An image of examples/app answering /version with `version`; local only (no push needed).
 local built = {}

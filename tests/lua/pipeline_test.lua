@@ -35,9 +35,8 @@ local function stage(name, fn, extra)
   return s
 end
 
-local function tmpdir()
-  return (hoist.exec { "mktemp", "-d", check = true }.stdout:gsub("%s+$", ""))
-end
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+local function tmpdir() return support.tmpdir() end
 
 ---------------------------------------------------------------- definitions
 

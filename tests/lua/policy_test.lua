@@ -5,22 +5,10 @@ local t = require "hoist.test"
 local policy = hoist.policy
 local trivy = hoist.trivy
 
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-local OWN = here .. "/../fixtures/trivy"
-local SHARED = here .. "/../../../shared/fixtures/trivy"
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+local OWN = support.root .. "/tests/fixtures/trivy"
+local SHARED = support.SHARED .. "/trivy"
+local read, exists = support.must_read, support.exists
 
 local DEMO = trivy.parse(read(OWN .. "/hoist-demo.json"))
 local CLEAN = trivy.parse(read(OWN .. "/hoist-clean.json"))
@@ -161,7 +149,7 @@ t.case("allow_from_ignorefile: hoist's own files", function()
 end)
 
 t.case("allow_from_ignorefile: Trivy's examples", function()
-  if not exists(SHARED) then t.skip("skipped: ../shared/fixtures not found") end
+  if not exists(SHARED) then t.skip(support.SKIP_SHARED) end
   local plain = policy.allow_from_ignorefile(SHARED .. "/trivyignore.example")
   t.eq(#plain, 9) -- a plain file does not say which kind of finding an id is
   local yaml = policy.allow_from_ignorefile(SHARED .. "/trivyignore.yaml.example")

@@ -134,21 +134,8 @@ end)
 
 ---------------------------------------------------------------- secrets in child output
 
-local function hoist_bin()
-  local bin = hoist.env("HOIST_BIN")
-  if bin and bin ~= "" then return bin end
-  for _, candidate in ipairs { "build/hoist", "build-process/hoist" } do
-    if hoist.which("./" .. candidate) then return "./" .. candidate end
-  end
-  t.skip("HOIST_BIN is not set and no build/hoist found")
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+local hoist_bin, read_file = support.hoist_bin, support.must_read
 
 t.case("a secret printed by a child never reaches the JSON log or events.jsonl", function()
   local bin = hoist_bin()

@@ -45,11 +45,10 @@ local function stats()
   return hoist.http.get("http://" .. server() .. "/_fault/stats").json
 end
 
+local support = dofile(here .. "/support.lua")
 local function need_registry()
-  if os.getenv("HOIST_TEST_DOCKER") == "1" then return end
-  local why = "the test registries are not up: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-  if os.getenv("CI") == "true" then hoist.error { code = "unavailable", message = why .. " (CI=true: not skipping)" } end
-  t.skip("*** registry integration case skipped *** " .. why)
+  support.need_docker("registry integration case",
+    "the test registries are not up: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`")
 end
 
 ---------------------------------------------------------------- arguments

@@ -24,12 +24,8 @@ local NS = "hoist-reg-" .. RUN -- every repository of this run lives under it
 local MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 local OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
-local function need_env()
-  if E("HOIST_TEST_DOCKER") == "1" then return end
-  local why = "HOIST_TEST_DOCKER is not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-  if E("CI") == "true" then hoist.error { code = "unavailable", message = why .. " (CI=true: not skipping)" } end
-  t.skip("*** registry integration test skipped *** " .. why)
-end
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+local function need_env() support.need_docker("registry integration test") end
 
 local function with(base, extra)
   local o = {}
@@ -38,11 +34,7 @@ local function with(base, extra)
   return o
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = support.write
 
 local function sh(argv) return hoist.exec(with(argv, { check = true, timeout = 300 })) end
 

@@ -4,41 +4,16 @@
 local t = require "hoist.test"
 local trivy = hoist.trivy
 
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-local ROOT = hoist.exec({ "realpath", here .. "/../.." }).stdout:gsub("%s+$", "")
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+local ROOT = support.root
 local STANDIN = ROOT .. "/tests/tools/trivy"
 local OWN = ROOT .. "/tests/fixtures/trivy"
-local SHARED = ROOT .. "/../shared/fixtures/trivy"
-local SKIP_SHARED = "skipped: ../shared/fixtures not found"
+local SHARED = support.SHARED .. "/trivy"
+local SKIP_SHARED = support.SKIP_SHARED
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function shared(name)
-  local path = SHARED .. "/" .. name
-  if not exists(path) then t.skip(SKIP_SHARED) end
-  return path
-end
-
-local function tmpdir()
-  return (hoist.exec({ "mktemp", "-d", "/tmp/hoist-trivy-test.XXXXXX" }).stdout:gsub("%s+$", ""))
-end
+local read, write, exists = support.must_read, support.write, support.exists
+local function shared(name) return support.shared("trivy/" .. name) end
+local function tmpdir() return support.tmpdir("hoist-trivy-test") end
 
 local function lines(path)
   local out = {}
@@ -440,12 +415,7 @@ end)
 
 ---------------------------------------------------------------- the real docker engine
 
-local function need_docker()
-  if os.getenv("HOIST_TEST_DOCKER") == "1" then return end
-  local why = "HOIST_TEST_DOCKER is not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-  if os.getenv("CI") == "true" then hoist.error { code = "unavailable", message = why .. " (CI=true: not skipping)" } end
-  t.skip("*** docker integration test skipped *** " .. why)
-end
+local function need_docker() support.need_docker("docker integration test") end
 
 -- The real environment, except that trivy is never found on PATH or in $HOIST_TRIVY.
 local function real_hooks(extra)

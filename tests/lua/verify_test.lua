@@ -5,15 +5,9 @@ local t = require "hoist.test"
 local verify = hoist.verify
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local support = dofile(here .. "/support.lua")
 local SERVER = here .. "/../servers/verify_server.py"
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = support.read
 
 -- One server for the file, started on first use (and again if it went away).
 local base, task

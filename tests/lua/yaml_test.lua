@@ -284,13 +284,9 @@ end)
 
 ---------------------------------------------------------------- recorded fixtures
 
-local dir = "../shared/fixtures/k8s"
-local files = {}
-if io.open("../shared/fixtures/SOURCES.md") then
-  for line in hoist.exec({ "find", dir, "-name", "*.yaml" }).stdout:gmatch("[^\n]+") do
-    files[#files + 1] = { name = line, path = line }
-  end
-  table.sort(files, function(a, b) return a.path < b.path end)
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+local files = support.fixture_files("k8s", { "*.yaml" })
+if files then
   t.case("recorded Kubernetes YAML fixtures are there", function() t.ok(#files >= 4, "found " .. #files) end)
   t.cases("recorded Kubernetes YAML round trip", files, function(row)
     local f = assert(io.open(row.path, "rb"))
@@ -304,5 +300,5 @@ if io.open("../shared/fixtures/SOURCES.md") then
     end
   end)
 else
-  t.case("recorded Kubernetes YAML fixtures", function() t.skip("skipped: ../shared/fixtures not found") end)
+  t.case("recorded Kubernetes YAML fixtures", function() t.skip(support.SKIP_SHARED) end)
 end

@@ -1,0 +1,170 @@
+-- Helpers shared by the Lua tests (loaded by them; not a test file, so the runner skips it):
+-- files, temp folders, the hoist executable and its CLI, the tests/env gate and the recorded
+-- fixtures of ../shared/fixtures. Load it from a test file with
+--   local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+-- which works whether the runner was given an absolute path (ctest) or a relative one.
+local t = require "hoist.test"
+
+local M = {}
+
+-- An absolute, normalized path (".", ".." and "//" resolved in the text, symlinks kept).
+-- Pure Lua on purpose: dofile is a C call, so nothing that waits (hoist.exec) may run while
+-- this file loads.
+local function absolute(path)
+  if path:sub(1, 1) ~= "/" then path = (os.getenv("PWD") or ".") .. "/" .. path end
+  local parts = {}
+  for part in path:gmatch("[^/]+") do
+    if part == ".." and #parts > 0 and parts[#parts] ~= ".." and parts[#parts] ~= "." then
+      parts[#parts] = nil
+    elseif part ~= "." or #parts == 0 then
+      parts[#parts + 1] = part
+    end
+  end
+  local out = table.concat(parts, "/")
+  if path:sub(1, 1) == "/" then out = "/" .. out end
+  return out ~= "" and out or "/"
+end
+
+-- This folder (tests/lua) and the repository root, as absolute paths.
+M.here = absolute(debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
+M.root = absolute(M.here .. "/../..")
+
+---------------------------------------------------------------- files
+
+-- The whole file, or nil when it cannot be opened.
+---@param path string
+---@return string|nil
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- The whole file; raises when it cannot be opened (for files a test relies on).
+---@param path string
+---@return string
+function M.must_read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+---@param path string
+---@param text string
+function M.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+---@param path string
+---@return boolean
+function M.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- A fresh folder: /tmp/<prefix>.XXXXXX, or mktemp's default name without a prefix.
+---@param prefix string|nil
+---@return string
+function M.tmpdir(prefix)
+  local argv = { "mktemp", "-d", check = true }
+  if prefix then argv[3] = "/tmp/" .. prefix .. ".XXXXXX" end
+  return (hoist.exec(argv).stdout:match("%S+"))
+end
+
+-- A TCP port free on 127.0.0.1 right now (the kernel's pick).
+---@return integer
+function M.free_port()
+  local r = hoist.exec { "python3", "-c",
+    "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])", check = true }
+  return tonumber(r.stdout:match("%d+"))
+end
+
+---------------------------------------------------------------- the hoist executable
+
+-- The hoist executable running this test: $HOIST_BIN (ctest sets it), else /proc/<pid>/exe.
+---@return string
+function M.hoist_bin()
+  local bin = os.getenv("HOIST_BIN")
+  if bin and bin ~= "" then return bin end
+  local pid = M.must_read("/proc/self/stat"):match("^(%d+)")
+  return hoist.exec({ "readlink", "/proc/" .. pid .. "/exe", check = true }).stdout:match("[^\n]+")
+end
+
+-- Runs `hoist <args...>` in a child and returns hoist.exec's result (code, stdout, stderr...).
+-- opts: env, timeout, stdin, cwd, passed on to hoist.exec.
+---@param args string[]
+---@param opts table|nil
+---@return table
+function M.run_hoist(args, opts)
+  local argv = { M.hoist_bin() }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  for _, k in ipairs { "env", "timeout", "stdin", "cwd" } do argv[k] = opts and opts[k] end
+  return hoist.exec(argv)
+end
+
+---------------------------------------------------------------- the test environment
+
+M.ENV_MISSING = "HOIST_TEST_DOCKER is not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
+
+-- Returns when tests/env is up (HOIST_TEST_DOCKER=1); otherwise skips loudly with
+-- "*** <what> skipped *** <why>", or fails with code unavailable when CI=true.
+---@param what string   e.g. "docker integration test"
+---@param why string|nil defaults to M.ENV_MISSING
+function M.need_docker(what, why)
+  if os.getenv("HOIST_TEST_DOCKER") == "1" then return end
+  why = why or M.ENV_MISSING
+  if os.getenv("CI") == "true" then hoist.error { code = "unavailable", message = why .. " (CI=true: not skipping)" } end
+  t.skip("*** " .. what .. " skipped *** " .. why)
+end
+
+---------------------------------------------------------------- recorded fixtures
+
+M.SKIP_SHARED = "skipped: ../shared/fixtures not found"
+M.SHARED = M.root .. "/../shared/fixtures"
+
+-- The ../shared/fixtures folder (next to the repository), or nil when it is not there.
+---@return string|nil
+function M.shared_fixtures()
+  if M.exists(M.SHARED .. "/SOURCES.md") then return M.SHARED end
+  return nil
+end
+
+-- The path of ../shared/fixtures/<name>; skips the case with M.SKIP_SHARED when it is missing.
+---@param name string
+---@return string
+function M.shared(name)
+  local path = M.SHARED .. "/" .. name
+  if not M.exists(path) then t.skip(M.SKIP_SHARED) end
+  return path
+end
+
+-- The files under ../shared/fixtures[/sub] whose names match one of the find(1) patterns,
+-- sorted, as case rows {name = "../shared/fixtures/...", path = absolute}; nil without them.
+---@param sub string|nil
+---@param patterns string[]
+---@return table[]|nil
+function M.fixture_files(sub, patterns)
+  local base = M.shared_fixtures()
+  if not base then return nil end
+  local dir = sub and base .. "/" .. sub or base
+  local args = { "find", dir, "-type", "f", "(" }
+  for i, p in ipairs(patterns) do
+    if i > 1 then args[#args + 1] = "-o" end
+    args[#args + 1] = "-name"; args[#args + 1] = p
+  end
+  args[#args + 1] = ")"
+  local files = {}
+  for line in hoist.exec(args).stdout:gmatch("[^\n]+") do
+    files[#files + 1] = { name = "../shared/fixtures" .. line:sub(#base + 1), path = line }
+  end
+  table.sort(files, function(a, b) return a.path < b.path end)
+  return files
+end
+
+return M
