@@ -326,6 +326,16 @@ int main(int argc, char** argv) {
   CLI::App* proxy_cmd = nullptr;
   add_proxy_command(app, proxy_flags, proxy_cmd);
 
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string name = argv[1];
+    bool known = false;
+    std::string names;
+    for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known = known || sub->get_name() == name;
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) usage_error("unknown command '" + name + "' (commands: " + names + "; see hoist --help)");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,121 @@
+-- The `hoist` command itself: usage errors and their exit codes, the failure paragraph,
+-- the JSON log and events.jsonl, version. Runs the real executable.
+local t = require "hoist.test"
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local support = dofile(here .. "/support.lua")
+
+local function script(dir, name, text)
+  local path = dir .. "/" .. name
+  support.write(path, text)
+  return path
+end
+
+local function cli(args, opts)
+  opts = opts or {}
+  opts.env = opts.env or { NO_COLOR = "1", GITHUB_ACTIONS = "false" }
+  opts.timeout = opts.timeout or 60
+  return support.run_hoist(args, opts)
+end
+
+-- Usage errors: a clear message naming the bad thing, exit code 2, nothing ran.
+t.cases("usage errors exit 2 and name the bad thing", {
+  { name = "missing script file", args = { "run", "/nonexistent/deploy.lua" }, says = "no such script file: /nonexistent/deploy.lua" },
+  { name = "--set without =", args = { "run", "@SCRIPT", "--set", "novalue" }, says = "%-%-set expects key=value, got 'novalue'" },
+  { name = "--set with an empty key", args = { "run", "@SCRIPT", "--set", "=x" }, says = "%-%-set expects key=value" },
+  { name = "--set with a bad key", args = { "run", "@SCRIPT", "--set", "a b=1" }, says = "key 'a b'" },
+  { name = "--params-file missing", args = { "run", "@SCRIPT", "--params-file", "/nonexistent.json" }, says = "/nonexistent.json" },
+  { name = "--params-file malformed", args = { "run", "@SCRIPT", "--params-file", "@BADJSON" }, says = "not valid JSON.*line 2" },
+  { name = "--params-file not an object", args = { "run", "@SCRIPT", "--params-file", "@ARRAYJSON" }, says = "must hold a JSON object" },
+  { name = "bad --log-format", args = { "run", "@SCRIPT", "--log-format", "xml" }, says = "%-%-log%-format must be text or json" },
+  { name = "unknown command", args = { "deploy" }, says = "unknown command 'deploy'" },
+  { name = "unknown pipeline", args = { "run", "nosuchpipeline" }, says = "no bundled pipeline named \"nosuchpipeline\"" },
+}, function(row)
+  local dir = support.tmpdir("hoist-cli")
+  local subst = {
+    ["@SCRIPT"] = script(dir, "ok.lua", "return 1\n"),
+    ["@BADJSON"] = script(dir, "bad.json", '{"a": 1,\n  "b": }\n'),
+    ["@ARRAYJSON"] = script(dir, "array.json", "[1, 2]\n"),
+  }
+  local args = {}
+  for i, a in ipairs(row.args) do args[i] = subst[a] or a end
+  args[#args + 1] = args[1] == "run" and "--state-dir" or nil
+  args[#args + 1] = args[1] == "run" and (dir .. "/state") or nil
+  local r = cli(args)
+  t.eq(r.code, 2, r.stderr)
+  t.match(r.stderr, row.says)
+end)
+
+t.case("a script error prints one paragraph with file:line, code and message; exit 1", function()
+  local dir = support.tmpdir("hoist-cli")
+  local path = script(dir, "fails.lua", "local x = 1\n\nhoist.error { code = 'not_found', message = 'no app named web' }\n")
+  local r = cli { "run", path, "--state-dir", dir .. "/state" }
+  t.eq(r.code, 1)
+  t.match(r.stderr, "failed at " .. path:gsub("%p", "%%%0") .. ":3")
+  t.match(r.stderr, "not_found: no app named web")
+end)
+
+t.case("a syntax error names the file and line; exit 1", function()
+  local dir = support.tmpdir("hoist-cli")
+  local path = script(dir, "syntax.lua", "local ok = true\nlocal = 2\n")
+  local r = cli { "run", path, "--state-dir", dir .. "/state" }
+  t.eq(r.code, 1)
+  t.match(r.stderr, "syntax error: " .. path:gsub("%p", "%%%0") .. ":2:")
+end)
+
+t.case("a plain Lua runtime error keeps its location", function()
+  local dir = support.tmpdir("hoist-cli")
+  local path = script(dir, "nil.lua", "local t = nil\nreturn t.field\n")
+  local r = cli { "run", path, "--state-dir", dir .. "/state" }
+  t.eq(r.code, 1)
+  t.match(r.stderr, "nil.lua:2")
+  t.match(r.stderr, "internal: .*attempt to index")
+end)
+
+t.case("--set and --params-file reach hoist.args; --set wins; the target may follow --set", function()
+  local dir = support.tmpdir("hoist-cli")
+  local path = script(dir, "args.lua", "print(hoist.json.encode(hoist.args))\n")
+  local params = script(dir, "p.json", '{"a": "from-file", "n": 3}')
+  local r = cli { "run", "--set", "a=from-set", path, "--params-file", params, "--set", "b=x=y", "--state-dir", dir .. "/s" }
+  t.eq(r.code, 0, r.stderr)
+  t.eq(hoist.json.decode(r.stdout), { a = "from-set", b = "x=y", n = 3 })
+end)
+
+t.case("--log-format json writes one JSON object per line; events.jsonl is written, secrets masked", function()
+  local dir = support.tmpdir("hoist-cli")
+  local path = script(dir, "log.lua", [[
+local s = hoist.secret("cli-test-secret-7781")
+hoist.log.info("token " .. s, { token = s })
+hoist.log.warn("careful")
+]])
+  local r = cli { "run", path, "--log-format", "json", "--state-dir", dir .. "/state" }
+  t.eq(r.code, 0, r.stderr)
+  local kinds = {}
+  for line in r.stderr:gmatch("[^\n]+") do
+    local e = hoist.json.decode(line)
+    t.ok(e.ts and e.level and e.kind, "every line is an event: " .. line)
+    kinds[#kinds + 1] = e.level
+  end
+  t.ok(#kinds >= 2, "info and warn lines")
+  t.no_match(r.stderr, "cli-test-secret-7781")
+  local runs = hoist.exec { "ls", dir .. "/state/runs", check = true }.stdout:gsub("%s+$", "")
+  local events = support.must_read(dir .. "/state/runs/" .. runs .. "/events.jsonl")
+  t.match(events, '"message":"token %*%*%*"')
+  t.no_match(events, "cli-test-secret-7781")
+end)
+
+t.case("hoist version names the engine and its libraries", function()
+  local r = cli { "version" }
+  t.eq(r.code, 0)
+  for _, lib in ipairs { "^hoist %d+%.%d+%.%d+", "LuaJIT 2%.1", "libcurl %d", "Boost 1%.%d+", "nlohmann_json 3" } do
+    t.match(r.stdout, lib)
+  end
+end)
+
+t.case("hoist --help lists the commands and the exit codes", function()
+  local r = cli { "--help" }
+  t.eq(r.code, 0)
+  for _, cmd in ipairs { "run", "test", "doctor", "version", "pipelines", "runs", "rollback", "report" } do
+    t.match(r.stdout, "\n%s+" .. cmd .. "%s")
+  end
+  t.match(r.stdout, "Exit codes: 0 succeeded")
+end)
