@@ -57,6 +57,14 @@ local function check(p)
   end
 end
 
+-- env and secret_env together; secret_env wins (its values are registered secrets).
+local function container_env(p)
+  local env = {}
+  for k, v in pairs(p.env or {}) do env[k] = v end
+  for k, v in pairs(p.secret_env or {}) do env[k] = v end
+  return env
+end
+
 local function verify_settings(p)
   local interval = 0.5
   return { interval = interval, retries = math.max(1, math.ceil(p.verify_timeout / interval)), timeout = 5 }
@@ -86,6 +94,9 @@ return pipeline.define {
     container_port = { type = "number", default = 8080, description = "Port the app listens on inside the container" },
     health_path = { type = "string", default = "/health", description = "GET path that answers 200 when the app is healthy" },
     env = { type = "map", default = {}, description = "Container environment NAME=value (recorded in the journal: no secrets)" },
+    secret_env = { type = "map", secret = true, env = "HOIST_SECRET_ENV",
+                   description = "Container environment whose values are secrets: masked in every output, "
+                     .. "passed through a 0600 env file, kept for rollback in a 0600 file of the state folder" },
     scan = { type = "string", default = "required", allowed = { "required", "if_available", "off" },
              description = "Image scan: required (no scanner = refused), if_available (warn and go on), off" },
     fail_on = { type = "list", default = { "CRITICAL" }, allowed = SEVERITIES,
@@ -160,7 +171,7 @@ return pipeline.define {
         local target = targets.get(p.target, SPEC)
         local r = target.deploy {
           ctx = ctx, service = p.name or default_name(p.image), image = ctx.outputs.push.reference,
-          port = p.port, container_port = p.container_port, health_path = p.health_path, env = p.env,
+          port = p.port, container_port = p.container_port, health_path = p.health_path, env = container_env(p),
           verify = verify_settings(p), drain = p.drain,
         }
         ctx:summary("Deployment", { ("%s serves %s"):format(r.service, r.url), "image " .. r.image,

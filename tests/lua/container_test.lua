@@ -371,6 +371,34 @@ t.case("hoist rollback --force of a finished deploy recreates the previous conta
   t.eq(poller.failed, 0, "failed requests during the rollback")
 end, SLOW)
 
+t.case("secret_env reaches the container, never the output or the journal, and survives a rollback", function()
+  need_docker()
+  local secret = "ct-secret-env-" .. ID .. "-x9"
+  local r = run_pipeline(app_params("v7"), { env = { HOIST_SECRET_ENV = "APP_TOKEN=" .. secret } })
+  t.eq(r.code, 0, show(r))
+  t.no_match(r.stdout .. r.stderr, secret)
+  local function env_of_service()
+    return table.concat(hoist.docker.inspect({ name = S.service, type = "container" }).Config.Env, "\n")
+  end
+  t.ok(env_of_service():find("APP_TOKEN=" .. secret, 1, true), "the container has the secret")
+  local r2 = run_pipeline(app_params("v8"))
+  t.eq(r2.code, 0, show(r2))
+  local run_id = hoist.docker.inspect({ name = S.service, type = "container" }).Config.Labels["hoist.run"]
+  local rb = rollback(run_id, true)
+  t.eq(rb.code, 0, show(rb))
+  t.eq(version_now(), "v7")
+  t.ok(env_of_service():find("APP_TOKEN=" .. secret, 1, true), "the restored container has its secret again")
+  t.no_match(rb.stdout .. rb.stderr, secret)
+  -- the one file holding it is the 0600 copy kept for the rollback
+  local holders = hoist.exec { "grep", "-rl", secret, S.state }.stdout
+  for path in holders:gmatch("[^\n]+") do
+    t.match(path, "/local/[^/]+%.env%.json$", "only the kept environment file holds the secret")
+    t.eq(hoist.exec({ "stat", "-c", "%a", path, check = true }).stdout, "600\n")
+  end
+  t.ok(holders ~= "", "the environment was kept for the rollback")
+  t.eq(#service_containers(), 1, "no stray container")
+end, SLOW)
+
 t.case("report and clean up", function()
   if not docker_available() then
     hoist.exec { "rm", "-rf", S.state }
@@ -381,7 +409,7 @@ t.case("report and clean up", function()
   table.sort(labels)
   print("failed requests on the service port: " .. (#labels > 0 and table.concat(labels, "; ") or "none measured"))
   require("hoist.targets.local").remove { service = S.service, state_dir = S.state }
-  for _, tag in ipairs { "v1", "v2", "v3", "v4", "v5", "v6", "dry" } do
+  for _, tag in ipairs { "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "dry" } do
     hoist.docker.rmi { image = S.repo .. ":" .. tag, force = true, missing_ok = true }
   end
   hoist.exec { "rm", "-rf", S.state }

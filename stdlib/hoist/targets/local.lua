@@ -20,6 +20,8 @@ local M = {}
 
 local L_SERVICE, L_RUN, L_ROLE = "hoist.service", "hoist.run", "hoist.role"
 local L_PORT, L_HEALTH = "hoist.container_port", "hoist.health_path"
+-- names (never values) of the env variables that hold secrets, so a later run knows them
+local L_SECRET_ENV = "hoist.secret_env"
 
 local function fail(code, message, details)
   hoist.error { code = code, message = message, details = details }
@@ -94,9 +96,15 @@ end
 
 local function snapshot(info, fallback)
   local labels = labels_of(info)
+  local env = run_env(info)
+  -- secrets set by an earlier run: register them here too before anything is written
+  for key in (labels[L_SECRET_ENV] or ""):gmatch("[^,]+") do
+    local v = env[key]
+    if type(v) == "string" and #v >= 4 then hoist.secret(v) end
+  end
   return {
     id = info.Id, name = name_of(info), image_id = info.Image, image = info.Config.Image,
-    env = run_env(info), labels = labels, run = labels[L_RUN] or "",
+    env = env, labels = labels, run = labels[L_RUN] or "",
     container_port = tonumber(labels[L_PORT]) or fallback.container_port,
     health_path = labels[L_HEALTH] or fallback.health_path,
   }
@@ -192,12 +200,49 @@ local function free_service_name(args, keep_id)
   rename(holder.Id, args.candidate)
 end
 
+-- The journal is scrubbed of secrets, so an environment holding one cannot travel in the
+-- compensation's arguments: it is kept in a 0600 file of the state folder instead (docker
+-- itself keeps the same values in its container config).
+local function keep_secret_env(prev, o, run_id)
+  if not prev or dry_run() then return prev end
+  local secret_keys = {}
+  for k, v in pairs(prev.env or {}) do
+    if hoist.scrub(v) ~= v then secret_keys[#secret_keys + 1] = k end
+  end
+  if #secret_keys == 0 then return prev end
+  table.sort(secret_keys)
+  local dir = (o.state_dir or hoist.run.state_dir or ".hoist") .. "/local"
+  local path = ("%s/%s-%s.env.json"):format(dir, o.service, run_id)
+  hoist.exec { "sh", "-c", 'umask 077 && mkdir -p "$1" && cat > "$2"', "sh", dir, path,
+               stdin = hoist.json.encode { env = prev.env, secret_keys = secret_keys }, check = true }
+  prev.env, prev.env_file = nil, path
+  return prev
+end
+
+local function previous_env(prev)
+  if not prev.env_file then return prev.env or {} end
+  local f = io.open(prev.env_file, "r")
+  if not f then
+    fail("rollout_failed", ("cannot recreate the previous container: its environment (with secrets) was kept in %s, "
+      .. "which is gone"):format(prev.env_file), { env_file = prev.env_file })
+  end
+  local text = f:read("*a")
+  f:close()
+  local kept = hoist.json.decode(text)
+  -- a rollback may run in a later process: register the secrets again before any output
+  for _, k in ipairs(kept.secret_keys or {}) do
+    local v = kept.env[k]
+    if type(v) == "string" and #v >= 4 then hoist.secret(v) end
+  end
+  return kept.env
+end
+
 -- Starts the previous container again from its snapshot: same image, env, port and labels.
 local function recreate(prev, service)
   local labels = {}
   for k, v in pairs(prev.labels or {}) do labels[k] = v end
   labels[L_ROLE] = "active"
-  local spec = { name = service, ports = { tostring(prev.container_port) }, env = prev.env or {}, labels = labels }
+  local spec = { name = service, ports = { tostring(prev.container_port) }, env = previous_env(prev), labels = labels }
   -- The same reference as before when it still names the same image (a tag may have moved
   -- since; a digest cannot), else the image id itself.
   local ok_ref, ref_info = pcall(hoist.docker.inspect, { name = prev.image, type = "image" })
@@ -279,7 +324,7 @@ end
 ---@field port integer the service port on 127.0.0.1
 ---@field container_port integer the port the app listens on inside the container
 ---@field health_path string GET path that answers 200 when the app is healthy
----@field env? table<string, string> container environment (not secret: it goes to the journal)
+---@field env? table<string, string> container environment; values registered as secrets (hoist.secret) stay out of the journal: a rollback reads them from a 0600 file in the state folder
 ---@field labels? table<string, string> more container labels
 ---@field verify? {retries?: integer, interval?: number, timeout?: number} the candidate's health check
 ---@field drain? number seconds the old container keeps its open connections after the switch (default 2)
@@ -317,6 +362,7 @@ function M.deploy(o)
       .. "or deploy under another name"):format(o.service, L_SERVICE, o.service), { container = o.service })
   end
   local previous = current and current.State and current.State.Running and snapshot(current, o) or nil
+  previous = keep_secret_env(previous, o, run_id)
   local front = hoist.proxy.status { state = state }
   if front.running and front.listen ~= upstream_of(o.port) then
     fail("conflict", ("service %s is served on %s, not on %s: deploy with port=%s, or take it down first "
@@ -329,6 +375,12 @@ function M.deploy(o)
   local labels = { [L_SERVICE] = o.service, [L_RUN] = run_id, [L_ROLE] = "candidate",
                    [L_PORT] = tostring(o.container_port), [L_HEALTH] = o.health_path }
   for k, v in pairs(o.labels or {}) do labels[k] = v end
+  local secret_keys = {}
+  for k, v in pairs(o.env or {}) do
+    if type(v) == "string" and hoist.scrub(v) ~= v then secret_keys[#secret_keys + 1] = k end
+  end
+  table.sort(secret_keys)
+  if #secret_keys > 0 then labels[L_SECRET_ENV] = table.concat(secret_keys, ",") end
   on_rollback("local.remove_candidate", { service = o.service, run = run_id, name = candidate, proxy_state = state })
   hoist.docker.run { image = o.image, name = candidate, ports = { tostring(o.container_port) }, env = o.env or {},
                      labels = labels }
