@@ -90,7 +90,6 @@ struct Engine::Impl {
   std::shared_ptr<RunFileSink> run_sink = std::make_shared<RunFileSink>();
   std::list<HostFunction> host_functions;  // stable addresses for the closures
   std::uint64_t main_fiber = 0;
-  bool cancelled = false;
 
   explicit Impl(EngineOptions o) : options(std::move(o)) {
     if (options.log_format == "json")
@@ -148,7 +147,6 @@ struct Engine::Impl {
   }
 
   void start_run(const nlohmann::json& args) {
-    cancelled = false;
     rt->run_id = new_run_id();
     rt->args = args;
     rt->run_dir.clear();
@@ -180,7 +178,6 @@ struct Engine::Impl {
         if (++interrupts > 1) std::_Exit(130);
         events.log("warn", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                                ": cancelling the run (again to exit now)");
-        cancelled = true;
         rt->cancel_all();
         signals->async_wait(on_signal);
       };
@@ -278,6 +275,9 @@ struct Engine::Impl {
       lua_pop(L, 1);
       throw Error(Code::internal, "cannot load the hoist stdlib: " + msg);
     }
+    // hoist.args is cached on first use; a new run on the same engine has new arguments
+    lua_pushnil(L);
+    lua_setfield(L, -2, "args");
     lua_setglobal(L, "hoist");
   }
 
@@ -356,7 +356,6 @@ RunResult Engine::run_pipeline(const std::string& spec, const nlohmann::json& ar
 
 void Engine::cancel() {
   boost::asio::post(impl_->io, [impl = impl_.get()] {
-    impl->cancelled = true;
     impl->rt->cancel_all();
   });
 }

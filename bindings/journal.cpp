@@ -27,23 +27,6 @@ Journal& check_journal(lua_State* L) {
   return *box->journal;
 }
 
-// Every string of the entry (keys too) is scrubbed: the journal is written out like a log.
-void scrub(const Secrets& secrets, nlohmann::json& j) {
-  if (j.is_string()) {
-    j = secrets.scrub(j.get_ref<const std::string&>());
-  } else if (j.is_array()) {
-    for (auto& v : j) scrub(secrets, v);
-  } else if (j.is_object()) {
-    nlohmann::json out = nlohmann::json::object();
-    for (auto& [k, v] : j.items()) {
-      auto value = v;
-      scrub(secrets, value);
-      out[secrets.scrub(k)] = std::move(value);
-    }
-    j = std::move(out);
-  }
-}
-
 // journal = journal.open(path): creates the file (and folders), appends from then on
 int l_open(lua_State* L) {
   std::string path = luaL_checkstring(L, 1);
@@ -61,7 +44,7 @@ int l_append(lua_State* L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   nlohmann::json entry = to_json(L, 2);
   const Secrets& secrets = Runtime::from(L).secrets();
-  if (!secrets.empty()) scrub(secrets, entry);
+  if (!secrets.empty()) scrub_json(secrets, entry);  // written out like a log
   j.append(entry);
   return 0;
 }

@@ -33,22 +33,13 @@ bool is_library_frame(const lua_Debug& ar) {
 // package.preload loader for an embedded chunk; HOIST_LUA_PATH / options.lua_path win.
 int load_embedded(lua_State* L) {
   auto* chunk = static_cast<const EmbeddedChunk*>(lua_touserdata(L, lua_upvalueindex(1)));
-  Runtime& rt = Runtime::from(L);
-  std::string root = rt.options().lua_path;
-  int status;
+  const std::string& root = Runtime::from(L).options().lua_path;
+  std::string src(chunk->data, chunk->size);
   if (!root.empty()) {
-    std::string rel = chunk->chunkname + 1;
-    std::ifstream in(root + "/" + rel, std::ios::binary);
-    if (in) {
-      std::string src((std::istreambuf_iterator<char>(in)), {});
-      status = luaL_loadbuffer(L, src.data(), src.size(), chunk->chunkname);
-    } else {
-      status = luaL_loadbuffer(L, chunk->data, chunk->size, chunk->chunkname);
-    }
-  } else {
-    status = luaL_loadbuffer(L, chunk->data, chunk->size, chunk->chunkname);
+    std::ifstream in(root + "/" + (chunk->chunkname + 1), std::ios::binary);
+    if (in) src.assign(std::istreambuf_iterator<char>(in), {});
   }
-  if (status != 0) return lua_error(L);
+  if (luaL_loadbuffer(L, src.data(), src.size(), chunk->chunkname) != 0) return lua_error(L);
   lua_pushvalue(L, 1);
   lua_call(L, 1, 1);
   return 1;
@@ -254,22 +245,15 @@ void Runtime::complete(Fiber& f, int status) {
   if (f.on_done) f.on_done(f);
   Fiber* self = fiber(id);
   if (!self) return;
+  // a waiter resumes with (true,) child_ok, results_or_error
+  bool child_ok = !self->failed;
+  int ref = child_ok ? self->results_ref : self->error_ref;
   for (auto& [token, r] : waiters) {
-    if (self->failed) {
-      int ref = self->error_ref;
-      r.ok([ref](lua_State* L) {
-        lua_pushboolean(L, 0);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-        return 2;  // (true,) false, error
-      });
-    } else {
-      int ref = self->results_ref;
-      r.ok([ref](lua_State* L) {
-        lua_pushboolean(L, 1);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-        return 2;  // (true,) true, results
-      });
-    }
+    r.ok([child_ok, ref](lua_State* L) {
+      lua_pushboolean(L, child_ok);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+      return 2;
+    });
   }
   if (!self->task_alive) release(id);
 }

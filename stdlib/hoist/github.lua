@@ -1,9 +1,9 @@
 --- hoist.github: GitHub Actions workflow commands (groups, masks, annotations) and the
 --- step summary / outputs files. Outside Actions (GITHUB_ACTIONS ~= "true") they do nothing.
 ---
---- Workflow commands go to stdout, where the runner reads them. Everything is scrubbed of
---- registered secrets except the value given to `mask`: the `::add-mask::` line is the one
---- place a secret is written, and GitHub hides that line from the log.
+--- Workflow commands go to stdout, where the runner reads them, scrubbed of registered
+--- secrets. `::add-mask::` lines are printed by the engine itself as each secret is
+--- registered (bindings/host.cpp): the one place a secret is written; GitHub hides it.
 local M = {}
 
 --- True when running as a GitHub Actions step.
@@ -42,15 +42,6 @@ function M.command(name, props, message)
   end
   local text = "::" .. name .. (#parts > 0 and (" " .. table.concat(parts, ",")) or "") .. "::" .. escape_data(message or "")
   out(hoist.scrub(text))
-end
-
---- Asks GitHub to mask `value` in the log from now on (one `::add-mask::` per line of it).
----@param value string
-function M.mask(value)
-  if not M.active() or type(value) ~= "string" then return end
-  for line in (value .. "\n"):gmatch("(.-)\r?\n") do
-    if line ~= "" then out("::add-mask::" .. escape_data(line)) end
-  end
 end
 
 --- Opens a collapsible group in the log.

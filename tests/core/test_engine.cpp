@@ -102,3 +102,11 @@ TEST_CASE("cancel from another thread stops a sleeping script") {
   CHECK(r.error->code() == hoist::Code::cancelled);
   CHECK(r.exit_code == 130);
 }
+
+TEST_CASE("each run on one engine sees its own arguments") {
+  hoist::Engine engine(quiet());
+  auto a = engine.run_string("return hoist.args.name", "t", {{"name", "first"}});
+  auto b = engine.run_string("return hoist.args.name", "t", {{"name", "second"}});
+  CHECK(a.value == "first");
+  CHECK(b.value == "second");
+}

@@ -213,8 +213,8 @@ local function sorted_keys(t)
 end
 M.sorted_keys = sorted_keys
 
---- Registers the secret parameters' values (given or from env) before anything is printed.
---- Returns the raw values it registered.
+--- Registers the secret parameters' values (given or from env) before anything is printed;
+--- a secret list or map registers each of its string values too. Returns what it registered.
 ---@param specs table<string, hoist.ParamSpec>
 ---@param raw table
 ---@return string[]
@@ -226,9 +226,11 @@ function M.register_secrets(specs, raw)
       local v = raw[name]
       if v == nil and spec.env then v = os.getenv(spec.env) end
       if v == nil then v = spec.default end
-      if type(v) == "string" and #v >= 4 then
-        hoist.secret(v)
-        values[#values + 1] = v
+      for _, s in pairs(type(v) == "table" and v or { v }) do
+        if type(s) == "string" and #s >= 4 then
+          hoist.secret(s)
+          values[#values + 1] = s
+        end
       end
     end
   end

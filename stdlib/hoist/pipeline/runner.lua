@@ -244,14 +244,7 @@ function R.run(def, raw, opts, P)
   -- registering prints GitHub's ::add-mask:: line for each secret (bindings/host.cpp)
   params.register_secrets(def.params or {}, raw)
   local values = params.validate(def.params or {}, raw)
-  -- a secret list or map: each of its values is a secret of its own
-  for name, spec in pairs(def.params or {}) do
-    if spec.secret and type(values[name]) == "table" then
-      for _, v in pairs(values[name]) do
-        if type(v) == "string" and #v >= 4 then hoist.secret(v) end
-      end
-    end
-  end
+  params.register_secrets(def.params or {}, values) -- a `--set` map's values exist only now
   -- Checks across parameters, still before anything runs: a problem is a usage error.
   if def.check then
     local ok, err = pcall(def.check, values)

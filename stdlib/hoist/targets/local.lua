@@ -200,21 +200,27 @@ local function free_service_name(args, keep_id)
   rename(holder.Id, args.candidate)
 end
 
+-- The names of the variables whose values are registered secrets, sorted.
+local function secret_keys(env)
+  local keys = {}
+  for k, v in pairs(env or {}) do
+    if type(v) == "string" and hoist.scrub(v) ~= v then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  return keys
+end
+
 -- The journal is scrubbed of secrets, so an environment holding one cannot travel in the
 -- compensation's arguments: it is kept in a 0600 file of the state folder instead (docker
 -- itself keeps the same values in its container config).
 local function keep_secret_env(prev, o, run_id)
   if not prev or dry_run() then return prev end
-  local secret_keys = {}
-  for k, v in pairs(prev.env or {}) do
-    if hoist.scrub(v) ~= v then secret_keys[#secret_keys + 1] = k end
-  end
-  if #secret_keys == 0 then return prev end
-  table.sort(secret_keys)
+  local keys = secret_keys(prev.env)
+  if #keys == 0 then return prev end
   local dir = (o.state_dir or hoist.run.state_dir or ".hoist") .. "/local"
   local path = ("%s/%s-%s.env.json"):format(dir, o.service, run_id)
   hoist.exec { "sh", "-c", 'umask 077 && mkdir -p "$1" && cat > "$2"', "sh", dir, path,
-               stdin = hoist.json.encode { env = prev.env, secret_keys = secret_keys }, check = true }
+               stdin = hoist.json.encode { env = prev.env, secret_keys = keys }, check = true }
   prev.env, prev.env_file = nil, path
   return prev
 end
@@ -375,12 +381,8 @@ function M.deploy(o)
   local labels = { [L_SERVICE] = o.service, [L_RUN] = run_id, [L_ROLE] = "candidate",
                    [L_PORT] = tostring(o.container_port), [L_HEALTH] = o.health_path }
   for k, v in pairs(o.labels or {}) do labels[k] = v end
-  local secret_keys = {}
-  for k, v in pairs(o.env or {}) do
-    if type(v) == "string" and hoist.scrub(v) ~= v then secret_keys[#secret_keys + 1] = k end
-  end
-  table.sort(secret_keys)
-  if #secret_keys > 0 then labels[L_SECRET_ENV] = table.concat(secret_keys, ",") end
+  local keys = secret_keys(o.env)
+  if #keys > 0 then labels[L_SECRET_ENV] = table.concat(keys, ",") end
   on_rollback("local.remove_candidate", { service = o.service, run = run_id, name = candidate, proxy_state = state })
   hoist.docker.run { image = o.image, name = candidate, ports = { tostring(o.container_port) }, env = o.env or {},
                      labels = labels }
