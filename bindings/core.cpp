@@ -176,7 +176,7 @@ int l_run(lua_State* L) {
   lua_setfield(L, -2, "id");
   lua_pushstring(L, rt.run_dir.c_str());
   lua_setfield(L, -2, "dir");
-  lua_pushboolean(L, rt.options().dry_run);
+  lua_pushboolean(L, rt.dry_run());
   lua_setfield(L, -2, "dry_run");
   lua_pushstring(L, rt.options().state_dir.c_str());
   lua_setfield(L, -2, "state_dir");
@@ -186,6 +186,46 @@ int l_run(lua_State* L) {
   lua_setfield(L, -2, "log_format");
   push_json(L, rt.args.is_null() ? nlohmann::json::object() : rt.args);
   lua_setfield(L, -2, "args");
+  return 1;
+}
+
+// bool = core.dry_run(): the run's dry-run flag (the one every module reads)
+int l_dry_run(lua_State* L) {
+  lua_pushboolean(L, Runtime::from(L).dry_run());
+  return 1;
+}
+
+// previous = core.set_dry_run(bool|nil): sets the flag for the run in progress (nil: back to
+// the engine option); returns the previous setting (nil when it was the engine option)
+int l_set_dry_run(lua_State* L) {
+  Runtime& rt = Runtime::from(L);
+  auto previous = rt.dry_run_set;
+  if (lua_isnoneornil(L, 1)) {
+    rt.dry_run_set.reset();
+  } else {
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    rt.dry_run_set = lua_toboolean(L, 1) != 0;
+  }
+  if (previous) lua_pushboolean(L, *previous);
+  else lua_pushnil(L);
+  return 1;
+}
+
+// previous = core.plan_capture(on): start or stop collecting the run's plan (events of kind
+// "plan", engine/core/events.cpp); returns the previous setting
+int l_plan_capture(lua_State* L) {
+  lua_pushboolean(L, Runtime::from(L).events().capture_plan(lua_toboolean(L, 1)));
+  return 1;
+}
+
+// steps = core.plan_take(): the plan steps collected since the last take (fields + message)
+int l_plan_take(lua_State* L) {
+  auto steps = Runtime::from(L).events().take_plan();
+  lua_createtable(L, static_cast<int>(steps.size()), 0);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    push_json(L, steps[i]);
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
   return 1;
 }
 
@@ -206,6 +246,10 @@ const luaL_Reg kFunctions[] = {
     {"is_error", protect<l_is_error>},
     {"now", protect<l_now>},
     {"run", protect<l_run>},
+    {"dry_run", protect<l_dry_run>},
+    {"set_dry_run", protect<l_set_dry_run>},
+    {"plan_capture", protect<l_plan_capture>},
+    {"plan_take", protect<l_plan_take>},
     {nullptr, nullptr},
 };
 

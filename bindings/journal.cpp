@@ -155,62 +155,6 @@ int l_list_dir(lua_State* L) {
   return 1;
 }
 
-// Events of kind "plan", whoever emits them (hoist.pipeline.plan, hoist.docker, a native
-// module): the pipeline runtime collects them into the dry run's plan.
-class PlanCollector : public Sink {
- public:
-  void write(const Event& e) override {
-    if (!on || e.kind != "plan") return;
-    nlohmann::json step = e.fields.is_object() ? e.fields : nlohmann::json::object();
-    if (!step.contains("message")) step["message"] = e.message;
-    steps.push_back(std::move(step));
-  }
-  bool on = false;
-  std::vector<nlohmann::json> steps;
-};
-
-const char* const kPlanKey = "hoist.plan_collector";
-
-PlanCollector& plan_collector(lua_State* L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, kPlanKey);
-  auto* box = static_cast<std::shared_ptr<PlanCollector>*>(lua_touserdata(L, -1));
-  lua_pop(L, 1);
-  if (box) return **box;
-  // Created once per runtime; the event bus outlives the Lua state, so it keeps a share.
-  auto collector = std::make_shared<PlanCollector>();
-  Runtime::from(L).events().add_sink(collector);
-  void* mem = lua_newuserdata(L, sizeof(std::shared_ptr<PlanCollector>));
-  new (mem) std::shared_ptr<PlanCollector>(collector);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, [](lua_State* L) -> int {
-    static_cast<std::shared_ptr<PlanCollector>*>(lua_touserdata(L, 1))->~shared_ptr();
-    return 0;
-  });
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, kPlanKey);
-  return *collector;
-}
-
-// journal.plan_capture(on): start or stop collecting plan events
-int l_plan_capture(lua_State* L) {
-  plan_collector(L).on = lua_toboolean(L, 1);
-  return 0;
-}
-
-// steps = journal.plan_take(): the plan events collected since the last take (fields + message)
-int l_plan_take(lua_State* L) {
-  auto& c = plan_collector(L);
-  auto steps = std::move(c.steps);
-  c.steps.clear();
-  lua_createtable(L, static_cast<int>(steps.size()), 0);
-  for (size_t i = 0; i < steps.size(); ++i) {
-    push_json(L, steps[i]);
-    lua_rawseti(L, -2, static_cast<int>(i + 1));
-  }
-  return 1;
-}
-
 const luaL_Reg kMethods[] = {
     {"append", protect<l_append>},
     {"close", protect<l_close>},
@@ -226,8 +170,6 @@ const luaL_Reg kFunctions[] = {
     {"realpath", protect<l_realpath>},
     {"write_file", protect<l_write_file>},
     {"list_dir", protect<l_list_dir>},
-    {"plan_capture", protect<l_plan_capture>},
-    {"plan_take", protect<l_plan_take>},
     {nullptr, nullptr},
 };
 

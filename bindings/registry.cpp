@@ -91,7 +91,7 @@ CallOptions call_options(lua_State* L, const json& j, const char* fn, std::vecto
   o.concurrency = static_cast<int>(num(j, fn, "concurrency", o.concurrency));
   o.buffer = static_cast<std::size_t>(num(j, fn, "buffer", static_cast<double>(o.buffer)));
   if (o.attempts < 1) throw Error(Code::invalid_argument, std::string("registry.") + fn + ": attempts must be >= 1");
-  o.dry_run = Runtime::from(L).options().dry_run || (j.contains("dry_run") && j["dry_run"] == true);
+  o.dry_run = Runtime::from(L).dry_run() || (j.contains("dry_run") && j["dry_run"] == true);
   if (auto it = j.find("insecure_registries"); it != j.end() && it->is_array())
     for (auto& r : *it)
       if (r.is_string()) o.insecure_registries.push_back(parse_registry_host(r.get<std::string>()));

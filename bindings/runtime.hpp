@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -75,6 +76,10 @@ class Runtime {
   std::string run_id;
   std::string run_dir;
   nlohmann::json args = nlohmann::json::object();
+  // The run's one dry-run flag, read by every module (core.dry_run, the registry binding):
+  // the engine option unless hoist.pipeline.run{dry_run=} set it for its duration.
+  std::optional<bool> dry_run_set;
+  bool dry_run() const { return dry_run_set.value_or(options_.dry_run); }
 
   // Registers a native module as package.preload[name].
   void preload(const std::string& name, lua_CFunction opener);

@@ -4,6 +4,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 namespace hoist {
 namespace {
@@ -145,7 +146,22 @@ void EventBus::emit(Event e) {
     scrub_json(*secrets_, e.fields);
   }
   std::lock_guard lock(mu_);
+  if (capturing_plan_ && e.kind == "plan") {
+    nlohmann::json step = e.fields.is_object() ? e.fields : nlohmann::json::object();
+    if (!step.contains("message")) step["message"] = e.message;
+    plan_.push_back(std::move(step));
+  }
   for (auto& s : sinks_) s->write(e);
+}
+
+bool EventBus::capture_plan(bool on) {
+  std::lock_guard lock(mu_);
+  return std::exchange(capturing_plan_, on);
+}
+
+std::vector<nlohmann::json> EventBus::take_plan() {
+  std::lock_guard lock(mu_);
+  return std::exchange(plan_, {});
 }
 
 void EventBus::log(std::string level, std::string message, nlohmann::json fields) {

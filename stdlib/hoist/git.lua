@@ -4,9 +4,8 @@ local tags = require "hoist.tags"
 
 local M = {}
 
-local function fail(code, message, details)
-  hoist.error { code = code, message = message, details = details }
-end
+local util = require "hoist.util"
+local fail = util.fail
 
 --- Removes credentials from a remote URL (CI checkouts put tokens there) and turns an scp-like
 --- address `git@host:owner/repo.git` into `https://host/owner/repo`, the form image labels use.

@@ -9,17 +9,13 @@
 local native = require "hoist.native.http"
 local core = require "hoist.native.core"
 local json = require "hoist.json"
+local util = require "hoist.util"
 
 local M = {}
 
-local function await(ok, ...)
-  if ok then return ... end
-  error((...), 0)
-end
+local await = util.await
 
-local function invalid(message)
-  error(core.new_error { code = "invalid_argument", message = "hoist.http: " .. message }, 0)
-end
+local function invalid(message) util.fail("invalid_argument", "hoist.http: " .. message) end
 
 ---@class hoist.HttpRequest
 ---@field url string http:// or https:// URL
@@ -38,6 +34,7 @@ end
 ---@field follow_redirects? boolean default true; Authorization never goes to another host
 ---@field max_redirects? integer default 10
 ---@field check? boolean raise on a status >= 400 (code from the status: 404 not_found, ...)
+---@field safe? boolean this POST/PUT/PATCH/DELETE only reads (a query API): it is sent in a dry run too
 
 ---@class hoist.HttpResponse
 ---@field status integer
@@ -46,13 +43,28 @@ end
 ---@field json? any the decoded body when the Content-Type is JSON (nil if it does not parse)
 ---@field url string the URL after redirects
 ---@field duration number seconds
+---@field planned? boolean true in a dry run: the request was recorded as a plan step, not sent (status 0)
 
 local known = {
   url = "string", method = "string", headers = "table", body = "string", query = "table",
   timeout = "number", connect_timeout = "number", insecure = "boolean", cacert = "string",
   client_cert = "string", client_key = "string", unix_socket = "string",
-  follow_redirects = "boolean", max_redirects = "number", check = "boolean",
+  follow_redirects = "boolean", max_redirects = "number", check = "boolean", safe = "boolean",
 }
+
+-- Methods that change something on the server: in a dry run they become plan steps.
+local MUTATING = { POST = true, PUT = true, PATCH = true, DELETE = true }
+
+-- A dry run's stand-in for a mutating request: a plan step (method, URL with secrets masked,
+-- the body; the event bus scrubs registered secrets) and a response that says so.
+local function plan_request(req, opts)
+  local method = (req.method or "GET"):upper()
+  local url = native.redact_url(req.url)
+  local body = opts.json
+  if body == nil and req.body ~= nil then body = #req.body <= 4096 and req.body or (req.body:sub(1, 4096) .. "...") end
+  util.plan { action = "http." .. method:lower(), method = method, url = url, body = body }
+  return { status = 0, headers = {}, body = "", url = url, duration = 0, planned = true }
+end
 
 local function escape(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
@@ -117,7 +129,7 @@ local function prepare(opts)
   if opts.body ~= nil and opts.json ~= nil then invalid("options 'body' and 'json' are exclusive") end
   local req = {}
   for k, v in pairs(opts) do req[k] = v end
-  req.query, req.json, req.check = nil, nil, nil
+  req.query, req.json, req.check, req.safe = nil, nil, nil, nil
   if opts.query then req.url = with_query(opts.url, opts.query) end
   if opts.json ~= nil then
     req.body = json.encode(opts.json)
@@ -129,11 +141,16 @@ local function prepare(opts)
   return req
 end
 
---- Sends one request and waits for its response (other tasks go on meanwhile).
+--- Sends one request and waits for its response (other tasks go on meanwhile). In a dry
+--- run a POST, PUT, PATCH or DELETE is not sent: it becomes a plan step and the response is
+--- `{status = 0, planned = true}`, unless the call says `safe = true` (it only reads).
 ---@param opts hoist.HttpRequest
 ---@return hoist.HttpResponse
 function M.request(opts)
   local req = prepare(opts)
+  if MUTATING[(req.method or "GET"):upper()] and not opts.safe and util.dry_run() then
+    return plan_request(req, opts)
+  end
   local resp = await(native.request(req))
   if is_json_type(resp.headers["content-type"]) and resp.body ~= "" then
     local ok, doc = pcall(json.decode, resp.body)
@@ -141,11 +158,9 @@ function M.request(opts)
   end
   if opts.check and resp.status >= 400 then
     local snippet = core.scrub(resp.body:sub(1, 500))
-    error(core.new_error {
-      code = native.code_for_status(resp.status),
-      message = ("%s %s: HTTP %d"):format((req.method or "GET"):upper(), native.redact_url(resp.url), resp.status),
-      details = { status = resp.status, url = native.redact_url(resp.url), body = snippet },
-    }, 0)
+    util.fail(native.code_for_status(resp.status),
+      ("%s %s: HTTP %d"):format((req.method or "GET"):upper(), native.redact_url(resp.url), resp.status),
+      { status = resp.status, url = native.redact_url(resp.url), body = snippet })
   end
   return resp
 end

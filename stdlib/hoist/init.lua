@@ -5,6 +5,7 @@
 ---@field run hoist.RunInfo the current run
 ---@field version string engine version, e.g. "0.1.0"
 local core = require "hoist.native.core"
+local util = require "hoist.util"
 
 local M = {}
 
@@ -14,12 +15,21 @@ local M = {}
 ---@field dry_run boolean
 ---@field state_dir string
 
--- Waiting natives return `ok, ...`; raise the error value when ok is false.
-local function await(ok, ...)
-  if ok then return ... end
-  error((...), 0)
+local await, fail = util.await, util.fail
+
+local function invalid(message, details) fail("invalid_argument", message, details) end
+
+-- Checks a duration argument of a task primitive: a number of seconds >= 0.
+local function check_seconds(fname, what, v)
+  if type(v) ~= "number" or v ~= v then
+    invalid(("%s: %s must be a number of seconds, got %s"):format(fname, what, type(v)))
+  end
+  if v < 0 then invalid(("%s: %s must be >= 0, got %g"):format(fname, what, v)) end
 end
-M._await = await
+
+local function check_fn(fname, what, v)
+  if type(v) ~= "function" then invalid(("%s: %s must be a function, got %s"):format(fname, what, type(v))) end
+end
 
 ---------------------------------------------------------------- errors
 
@@ -85,13 +95,16 @@ end
 ---@param fn function
 ---@return hoist.Task
 function M.spawn(fn, ...)
-  assert(type(fn) == "function", "hoist.spawn: expected a function")
+  check_fn("hoist.spawn", "argument 1", fn)
   return setmetatable({ _native = core.spawn(fn, ...) }, Task)
 end
 
 --- Pauses the calling task; other tasks go on.
 ---@param seconds number
-function M.sleep(seconds) return await(core.sleep(seconds)) end
+function M.sleep(seconds)
+  check_seconds("hoist.sleep", "seconds", seconds)
+  return await(core.sleep(seconds))
+end
 
 -- Runs body(i) for i = 1..n on at most `limit` tasks. The first error cancels the rest;
 -- it is raised once they have all stopped.
@@ -131,9 +144,7 @@ end
 function M.parallel(...)
   local fns = { ... }
   local n = select("#", ...)
-  for i = 1, n do
-    assert(type(fns[i]) == "function", "hoist.parallel: argument " .. i .. " is not a function")
-  end
+  for i = 1, n do check_fn("hoist.parallel", "argument " .. i, fns[i]) end
   return unpack(run_group(n, n, function(i) return fns[i]() end), 1, n)
 end
 
@@ -145,8 +156,11 @@ end
 ---@param opts? {limit?: integer}
 ---@return R[]
 function M.map(list, fn, opts)
-  local limit = opts and opts.limit or #list
-  assert(limit >= 1, "hoist.map: limit must be >= 1")
+  if type(list) ~= "table" then invalid(("hoist.map: list must be a table, got %s"):format(type(list))) end
+  check_fn("hoist.map", "fn", fn)
+  local o = util.check_opts("hoist.map", opts, { limit = "integer" })
+  local limit = o.limit or #list
+  if limit < 1 then invalid(("hoist.map: option 'limit' must be >= 1, got %d"):format(limit)) end
   return run_group(#list, limit, function(i) return fn(list[i], i) end)
 end
 
@@ -156,6 +170,8 @@ end
 ---@param fn function
 ---@return any ...
 function M.timeout(seconds, fn, ...)
+  check_seconds("hoist.timeout", "seconds", seconds)
+  check_fn("hoist.timeout", "fn", fn)
   local task = M.spawn(fn, ...)
   local expired = false
   local timer = M.spawn(function()
@@ -171,7 +187,7 @@ function M.timeout(seconds, fn, ...)
     error(child_ok, 0)
   end
   if expired then -- even if fn swallowed its cancellation: the deadline has passed
-    error(core.new_error { code = "timeout", message = ("timed out after %gs"):format(seconds) }, 0)
+    fail("timeout", ("timed out after %gs"):format(seconds))
   end
   if child_ok then return unpack(payload, 1, payload.n) end
   error(payload, 0)
@@ -187,7 +203,7 @@ function M.yield() return await(core.sleep(0)) end
 ---@param value string
 ---@return string
 function M.secret(value)
-  assert(type(value) == "string", "hoist.secret: expected a string")
+  if type(value) ~= "string" then invalid("hoist.secret: expected a string, got " .. type(value)) end
   return core.secret(value)
 end
 

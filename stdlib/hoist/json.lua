@@ -18,9 +18,9 @@ local M = {}
 ---@type userdata
 M.null = native.null
 
-local function invalid(message)
-  error(core.new_error { code = "invalid_argument", message = message }, 0)
-end
+local util = require "hoist.util"
+
+local function invalid(message) util.fail("invalid_argument", message) end
 
 -- Checks an options table against {name = "type"}; unknown names are refused so a typo
 -- does not pass silently.

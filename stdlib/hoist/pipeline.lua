@@ -5,8 +5,10 @@
 local params = require "hoist.pipeline.params"
 local actions = require "hoist.pipeline.actions"
 local journal = require "hoist.pipeline.journal"
+local context = require "hoist.pipeline.context"
+local runner = require "hoist.pipeline.runner"
 local semver = require "hoist.semver"
-local github = require "hoist.github"
+local util = require "hoist.util"
 local native = require "hoist.native.journal"
 
 local M = {}
@@ -49,15 +51,13 @@ local M = {}
 ---@field summary? fun(ctx: hoist.StageContext, result: hoist.PipelineResult)
 
 local defined = setmetatable({}, { __mode = "k" })
-local active -- the run in progress: primitives ask it whether this is a dry run
-local planned = 0 -- plan steps recorded by this process
 
-local function bad(message) hoist.error { code = "invalid_argument", message = message } end
+local function bad(message) util.fail("invalid_argument", message) end
 
 local function usage_error(message, details)
   details = details or {}
   details.exit_code = 2
-  hoist.error { code = "invalid_argument", message = message, details = details }
+  util.fail("invalid_argument", message, details)
 end
 
 local STAGE_FIELDS = { name = true, run = true, description = true, timeout = true, retry = true, when = true }
@@ -149,150 +149,21 @@ function M.actions() return actions.names() end
 
 ---------------------------------------------------------------- dry run and plan
 
---- True inside a dry run: mutating primitives must call pipeline.plan instead of acting.
+--- True in a dry run: mutating primitives record a plan step instead of acting. The run's
+--- one flag (hoist.util.dry_run): `hoist run --dry-run`, or a pipeline.run{dry_run = true}
+--- in progress.
 ---@return boolean
-function M.dry_run()
-  if active then return active.dry_run end
-  return hoist.run.dry_run == true
-end
+M.dry_run = util.dry_run
 
-local function shell_quote(a)
-  a = tostring(a)
-  if a:match("^[%w%._/:=@%-,+]+$") then return a end
-  return "'" .. a:gsub("'", "'\\''") .. "'"
-end
-
----@class hoist.PlanStep
----@field message? string one human line
----@field action? string e.g. "docker.push"
----@field argv? string[] a command line
----@field method? string HTTP method
----@field url? string
----@field body? any
----@field manifest? any a document to apply
----@field stage? string
-
---- Records one planned change: emits it as an event of kind "plan", which the runtime
---- collects into the run's plan. Returns how many steps this process has planned so far.
+--- Records one planned change: emits it as an event of kind "plan", which the engine
+--- collects into the run's plan (tagged with the stage in progress). Returns how many steps
+--- this process has planned so far.
 ---@param step hoist.PlanStep
 ---@return integer
-function M.plan(step)
-  if type(step) ~= "table" then bad("pipeline.plan: expected a table {message=, argv= | method=, url= | manifest=}") end
-  local s = {}
-  for k, v in pairs(step) do s[k] = v end
-  if s.argv ~= nil and type(s.argv) ~= "table" then bad("pipeline.plan: argv must be a list of strings") end
-  s.stage = s.stage or (active and active.current) or nil
-  if not s.message then
-    if s.argv then
-      local parts = {}
-      for i, a in ipairs(s.argv) do parts[i] = shell_quote(a) end
-      s.message = table.concat(parts, " ")
-    elseif s.method then
-      s.message = ("%s %s"):format(s.method, s.url or "")
-    elseif s.manifest then
-      s.message = "apply a manifest"
-    else
-      s.message = s.action or "a change"
-    end
-  end
-  -- The runtime collects every event of kind "plan" (from here or from any primitive that
-  -- emits one itself) into the run's plan.
-  planned = planned + 1
-  hoist.log.event("plan", "would " .. s.message, s)
-  return planned
-end
-
----------------------------------------------------------------- stage context
-
----@class hoist.StageContext
----@field params table<string, any>
----@field outputs table<string, table>
----@field run {id: string, dir: string, dry_run: boolean, pipeline: string, version: string, started: number}
----@field dry_run boolean
----@field stage string
----@field attempt integer
----@field log table debug/info/warn/error(message, fields?)
-local Ctx = {}
-Ctx.__index = Ctx
-
-local function new_ctx(run, stage_name)
-  local function logger(level)
-    return function(message, fields)
-      local f = {}
-      if type(fields) == "table" then for k, v in pairs(fields) do f[k] = v end end
-      f.stage = stage_name
-      hoist.log[level](message, f)
-    end
-  end
-  return setmetatable({
-    params = run.params, outputs = run.outputs, run = run.info, dry_run = run.dry_run,
-    stage = stage_name, attempt = 1, _run = run,
-    log = { debug = logger("debug"), info = logger("info"), warn = logger("warn"), error = logger("error") },
-  }, Ctx)
-end
-
---- Registers the compensation of a change this stage makes (a named action + JSON args).
----@param action string
----@param args? table
-function Ctx:on_rollback(action, args)
-  local run = self._run
-  local a = actions.get(action)
-  if not a then
-    bad(("on_rollback: unknown rollback action %q (define it with hoist.pipeline.action; defined: %s)"):format(
-      tostring(action), table.concat(actions.names(), ", ")))
-  end
-  args = args or {}
-  if type(args) ~= "table" then bad(("on_rollback %q: args must be a table"):format(action)) end
-  local ok, text = pcall(hoist.json and hoist.json.encode or require("hoist.native.json").encode, args)
-  if not ok then bad(("on_rollback %q: args must be JSON-encodable: %s"):format(action, tostring(text))) end
-  if hoist.scrub(text) ~= text then
-    bad(("on_rollback %q: args contain a secret value; pass a reference to it (an env var name), not the value"):format(action))
-  end
-  local c = { id = #run.compensations + 1, stage = self.stage, action = action, module = a.origin.module,
-              file = a.origin.file, args = args }
-  run.compensations[#run.compensations + 1] = c
-  run.journal:append { kind = "compensation.registered", id = c.id, stage = c.stage, action = action,
-                       module = c.module, file = c.file, args = args, dry_run = run.dry_run or nil }
-  hoist.log.event("compensation.registered", ("registered rollback %s"):format(action),
-    { id = c.id, stage = c.stage, action = action }, "debug")
-end
-
---- Adds to the final summary: `ctx:summary("line")` or `ctx:summary("Section", {"line", ...})`.
----@param section_or_line string
----@param lines? string|string[]
-function Ctx:summary(section_or_line, lines)
-  local run = self._run
-  local title, list
-  if lines == nil then
-    title, list = self.stage, { tostring(section_or_line) }
-  else
-    title = tostring(section_or_line)
-    list = type(lines) == "table" and lines or { tostring(lines) }
-  end
-  local sec = run.sections_by_title[title]
-  if not sec then
-    sec = { title = title, lines = {} }
-    run.sections_by_title[title] = sec
-    run.sections[#run.sections + 1] = sec
-  end
-  for _, l in ipairs(list) do sec.lines[#sec.lines + 1] = hoist.scrub(tostring(l)) end
-  hoist.log.event("summary", title .. ": " .. table.concat(list, "; "), { stage = self.stage, section = title, lines = list }, "debug")
-end
-
---- Records a planned change, tagged with this stage (see pipeline.plan).
----@param step hoist.PlanStep
----@return integer
-function Ctx:plan(step)
-  local s = {}
-  for k, v in pairs(step) do s[k] = v end
-  s.stage = s.stage or self.stage
-  return M.plan(s)
-end
+M.plan = context.plan
 
 ---------------------------------------------------------------- running stages
 
-local runner = require "hoist.pipeline.runner"
-runner.init { new_ctx = new_ctx, set_active = function(r) local p = active; active = r; return p end }
 
 --- Validates raw parameters against a pipeline's declarations (exit code 2 on failure).
 ---@param def hoist.Pipeline
@@ -302,12 +173,7 @@ function M.validate(def, raw) return params.validate(def.params or {}, raw or {}
 
 --- Checks that this engine is inside the pipeline's `requires` range (exit code 2 if not).
 ---@param def hoist.Pipeline
-function M.check_requires(def)
-  if def.requires and hoist.version and not semver.satisfies(hoist.version, def.requires) then
-    usage_error(("pipeline %s %s requires hoist %s, but this is hoist %s"):format(def.name, def.version, def.requires, hoist.version),
-      { requires = def.requires, engine = hoist.version })
-  end
-end
+M.check_requires = runner.check_requires
 
 ---@class hoist.PipelineResult
 ---@field run string
@@ -329,7 +195,7 @@ end
 ---@return hoist.PipelineResult
 function M.run(def, raw, opts)
   if not M.is_pipeline(def) then def = M.define(def) end
-  return runner.run(def, raw or {}, opts or {}, M)
+  return runner.run(def, raw or {}, opts or {})
 end
 
 --- Host glue for `hoist run FILE`: runs the chunk; if it returns a pipeline definition, runs

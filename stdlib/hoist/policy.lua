@@ -5,9 +5,8 @@ local M = {}
 
 local function trivy() return require "hoist.trivy" end
 
-local function fail(code, message, details)
-  hoist.error { code = code, message = message, details = details }
-end
+local util = require "hoist.util"
+local fail = util.fail
 
 ---------------------------------------------------------------- dates
 

@@ -13,19 +13,13 @@ local CODES = {
   tool_missing = true, tool_failed = true, internal = true,
 }
 
-local function fail(code, message, details)
-  hoist.error { code = code, message = message, details = details }
-end
+local util = require "hoist.util"
+local fail = util.fail
 
-local function dry_run()
-  local ok, pipeline = pcall(require, "hoist.pipeline")
-  if ok and pipeline.dry_run then return pipeline.dry_run() end
-  return hoist.run.dry_run == true
-end
+local dry_run = util.dry_run
 
 local function plan(action, argv)
-  local ok, pipeline = pcall(require, "hoist.pipeline")
-  if ok and pipeline.plan then pipeline.plan { action = action, argv = argv } end
+  util.plan { action = action, argv = argv }
   return { planned = true, action = action, argv = argv }
 end
 

@@ -10,14 +10,8 @@ local native = require "hoist.native.registry"
 
 local M = {}
 
-local function await(ok, ...)
-  if ok then return ... end
-  error((...), 0)
-end
-
-local function fail(code, message, details)
-  hoist.error { code = code, message = message, details = details }
-end
+local util = require "hoist.util"
+local await, fail = util.await, util.fail
 
 --- Retry and transfer defaults; change them here for the whole run (or per call).
 ---@class hoist.registry.Defaults

@@ -8,7 +8,7 @@ local M = {}
 local function usage_error(message, details)
   details = details or {}
   details.exit_code = 2
-  hoist.error { code = "invalid_argument", message = message, details = details }
+  require("hoist.util").fail("invalid_argument", message, details)
 end
 
 -- With HOIST_LUA_PATH the scripts on disk count too (new ones need no rebuild).

@@ -9,7 +9,7 @@ local M = {}
 ---@field pre? string prerelease ("rc.1"), sorts before the release
 
 local function bad(message)
-  hoist.error { code = "invalid_argument", message = message }
+  require("hoist.util").fail("invalid_argument", message)
 end
 
 --- Parses "1.2.3", "1.2", "1", "v1.2.3-rc.1" (missing parts are 0; build metadata ignored).

@@ -2,9 +2,8 @@
 --- tag grammar. Policy lives here: `latest` is refused for production registries.
 local M = {}
 
-local function fail(code, message, details)
-  hoist.error { code = code, message = message, details = details }
-end
+local util = require "hoist.util"
+local fail = util.fail
 
 --- Checks a tag against Docker's grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 ---@param tag any

@@ -21,9 +21,8 @@ M.hooks = {
 local DEFAULT_TIMEOUT = 300 -- Trivy's own default is 5m
 local DEFAULT_MAX_AGE = 24 * 3600 -- the vulnerability DB changes daily
 
-local function fail(code, message, details)
-  hoist.error { code = code, message = message, details = details }
-end
+local util = require "hoist.util"
+local fail = util.fail
 
 -- JSON null arrives as a sentinel; these read a field as the type we expect or nil.
 local function str(v) return type(v) == "string" and v or nil end

@@ -4,18 +4,11 @@
 --- what a pipeline needs to roll back and to say why. See docs/verify.md.
 local M = {}
 
---- Test hook: true/false forces dry-run on or off; nil follows hoist.run.dry_run.
----@type boolean|nil
-M.force_dry_run = nil
 
-local function fail(code, message, details)
-  hoist.error { code = code, message = message, details = details }
-end
+local util = require "hoist.util"
+local fail = util.fail
 
-local function dry_run()
-  if M.force_dry_run ~= nil then return M.force_dry_run end
-  return hoist.run.dry_run
-end
+local dry_run = util.dry_run
 
 local function positive(v, name, where, allow_zero)
   if type(v) ~= "number" or v < 0 or (v == 0 and not allow_zero) or v ~= v then

@@ -41,10 +41,12 @@ function F.with_docker(script, fn, opts)
     end
     error("unexpected docker call: " .. text, 0)
   end
-  cli.force_dry_run = opts and opts.dry_run or false
+  local core = require "hoist.native.core"
+  local previous = core.set_dry_run(opts and opts.dry_run or false)
   build.reset_detection()
   local ok, err = pcall(fn, calls)
-  cli.runner, cli.force_dry_run, health.http = nil, nil, nil
+  cli.runner, health.http = nil, nil
+  core.set_dry_run(previous)
   build.reset_detection()
   if not ok then error(err, 0) end
 end

@@ -92,3 +92,24 @@ t.case("modules are reachable as hoist.x and require 'hoist.x'", function()
   t.ok(hoist.log == require "hoist.log")
   t.ok(hoist.test == require "hoist.test")
 end)
+
+-- Bad arguments to the task primitives raise structured invalid_argument errors naming the
+-- function and the argument; none runs with a wrong argument silently ignored.
+local function f() end
+t.cases("task primitives reject bad arguments", {
+  { name = "sleep string", call = function() hoist.sleep("1") end, pattern = "hoist%.sleep: seconds must be a number" },
+  { name = "sleep nil", call = function() hoist.sleep() end, pattern = "hoist%.sleep: seconds must be a number of seconds, got nil" },
+  { name = "sleep negative", call = function() hoist.sleep(-1) end, pattern = "hoist%.sleep: seconds must be >= 0" },
+  { name = "spawn non-function", call = function() hoist.spawn(42) end, pattern = "hoist%.spawn: argument 1 must be a function, got number" },
+  { name = "parallel non-function", call = function() hoist.parallel(f, "x") end, pattern = "hoist%.parallel: argument 2 must be a function, got string" },
+  { name = "map string list", call = function() hoist.map("abc", f) end, pattern = "hoist%.map: list must be a table, got string" },
+  { name = "map no fn", call = function() hoist.map({ 1 }, nil) end, pattern = "hoist%.map: fn must be a function, got nil" },
+  { name = "map limit 0", call = function() hoist.map({ 1 }, f, { limit = 0 }) end, pattern = "hoist%.map: option 'limit' must be >= 1" },
+  { name = "map limit string", call = function() hoist.map({ 1 }, f, { limit = "2" }) end, pattern = "hoist%.map: option 'limit' must be an integer, got string" },
+  { name = "map unknown option", call = function() hoist.map({ 1 }, f, { limits = 2 }) end, pattern = "hoist%.map: unknown option 'limits'" },
+  { name = "timeout string", call = function() hoist.timeout("x", f) end, pattern = "hoist%.timeout: seconds must be a number of seconds, got string" },
+  { name = "timeout no fn", call = function() hoist.timeout(1, "f") end, pattern = "hoist%.timeout: fn must be a function, got string" },
+}, function(row)
+  local err = t.raises(row.call, "invalid_argument", row.pattern)
+  t.ok(hoist.is_error(err), "a structured error")
+end)

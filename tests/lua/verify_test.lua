@@ -186,10 +186,11 @@ end)
 
 t.case("dry-run: nothing is requested, the check is planned", function()
   local k = key()
-  verify.force_dry_run = true
+  local core = require "hoist.native.core"
+  local previous = core.set_dry_run(true)
   local ok, r = pcall(verify.http, check("/ok?key=" .. k))
   local ok2, all = pcall(verify.all, { checks = { check("/ok?key=" .. k) } })
-  verify.force_dry_run = nil
+  core.set_dry_run(previous)
   t.ok(ok and ok2, tostring(r))
   t.eq({ r.ok, r.planned, r.attempts }, { true, true, 0 })
   t.eq({ all.ok, all.planned }, { true, true })

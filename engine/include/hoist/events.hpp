@@ -41,10 +41,19 @@ class EventBus {
   void flush();
   const std::shared_ptr<Secrets>& secrets() const { return secrets_; }
 
+  // The plan of a dry run. While capturing, every event of kind "plan" (whoever emits it:
+  // hoist.pipeline.plan, hoist.docker, a native module) is kept as a step: its fields, scrubbed,
+  // with "message" added when they lack it. capture_plan returns the previous setting;
+  // take_plan hands over the steps kept since the last take.
+  bool capture_plan(bool on);
+  std::vector<nlohmann::json> take_plan();
+
  private:
   std::shared_ptr<Secrets> secrets_;
   std::mutex mu_;
   std::vector<std::shared_ptr<Sink>> sinks_;
+  bool capturing_plan_ = false;
+  std::vector<nlohmann::json> plan_;
 };
 
 // Masks secrets in every string (and key) of a JSON value.

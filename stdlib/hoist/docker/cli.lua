@@ -1,27 +1,16 @@
 --- hoist.docker.cli: how hoist.docker calls the docker CLI: one place for running it, mapping
 --- its failures to error codes, dry-run plans and private temp files. Internal to hoist.docker.
+local util = require "hoist.util"
+
 local M = {}
 
 --- Test hook: a function(argv_spec) -> {code, stdout, stderr, ...} used instead of hoist.exec.
 ---@type fun(spec: table): table|nil
 M.runner = nil
---- Test hook: true/false forces dry-run on or off; nil follows hoist.run.dry_run.
----@type boolean|nil
-M.force_dry_run = nil
 
-local function scrub_deep(v)
-  if type(v) == "string" then return hoist.scrub(v) end
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = scrub_deep(x) end
-  return out
-end
-
--- Raises a hoist error. Messages and details quote docker's and containers' output, which
--- may echo a secret: they are scrubbed here, once for every caller.
-local function fail(code, message, details)
-  hoist.error { code = code, message = hoist.scrub(message), details = scrub_deep(details) }
-end
+-- Messages and details quote docker's and containers' output, which may echo a secret:
+-- util.fail scrubs them.
+local fail = util.fail
 M.fail = fail
 
 --- True when path names an existing file or folder.
@@ -39,10 +28,7 @@ function M.binary()
   return (b and b ~= "") and b or "docker"
 end
 
-function M.dry_run()
-  if M.force_dry_run ~= nil then return M.force_dry_run end
-  return hoist.run.dry_run == true
-end
+M.dry_run = util.dry_run
 
 --- Lines of text without ANSI colour codes (the classic builder colours a step's stderr).
 ---@param text string?
@@ -193,7 +179,7 @@ function M.plan(action, args, fields)
   refuse_secrets(argv, args[1] or "")
   local result = { planned = true, action = action, argv = M.scrub_argv(argv) }
   for k, v in pairs(fields or {}) do result[k] = v end
-  hoist.log.event("plan", "would run: " .. table.concat(result.argv, " "), result)
+  util.plan(result)
   return result
 end
 

@@ -1,19 +1,34 @@
 --- hoist.pipeline.runner: runs the stages of a defined pipeline: journal, retries,
 --- timeouts, parallel groups, compensation on failure, the final result and error.
---- Scripts use hoist.pipeline.run; this module is its engine room.
+--- Scripts use hoist.pipeline.run; this module is its engine room. It does not know
+--- hoist.pipeline (which requires it): stage contexts come from hoist.pipeline.context.
 local params = require "hoist.pipeline.params"
 local actions = require "hoist.pipeline.actions"
+local context = require "hoist.pipeline.context"
 local journal = require "hoist.pipeline.journal"
 local report = require "hoist.pipeline.report"
 local github = require "hoist.github"
+local semver = require "hoist.semver"
+local util = require "hoist.util"
+local core = require "hoist.native.core"
 local native = require "hoist.native.journal"
 
 local R = {}
-local hooks -- {new_ctx, set_active} from hoist.pipeline
 local as_error = actions.as_error
 
-function R.init(h) hooks = h end
+--- Checks that this engine is inside the pipeline's `requires` range (exit code 2 if not).
+---@param def hoist.Pipeline
+function R.check_requires(def)
+  if def.requires and hoist.version and not semver.satisfies(hoist.version, def.requires) then
+    util.fail("invalid_argument",
+      ("pipeline %s %s requires hoist %s, but this is hoist %s"):format(def.name, def.version, def.requires, hoist.version),
+      { requires = def.requires, engine = hoist.version, exit_code = 2 })
+  end
+end
 
+-- FALLBACK, to be replaced by the engine's one run id generator (bindings/host.cpp, exposed
+-- to Lua by branch `defects`): a run with a state_dir of its own needs an id of its own;
+-- every other run takes the engine's (core.run().id).
 local seeded = false
 local function new_run_id()
   if not seeded then
@@ -35,8 +50,8 @@ local function new_run(def, values, opts)
   else
     id = (info.id and info.id ~= "") and info.id or new_run_id()
   end
-  local dry_run = opts.dry_run
-  if dry_run == nil then dry_run = info.dry_run == true end
+  -- A run may turn dry-run on, never off: inside `hoist run --dry-run` nothing changes.
+  local dry_run = opts.dry_run == true or util.dry_run()
   local run = {
     def = def, params = values, outputs = {}, compensations = {}, sections = {}, sections_by_title = {},
     plan = {}, stages = {}, dry_run = dry_run, id = id, dir = dir, opts = opts,
@@ -94,7 +109,7 @@ end
 -- Moves the plan events emitted since the last call into the run's plan, tagged with the
 -- stage (or parallel group) that emitted them when they do not say.
 local function collect_plan(run, label)
-  for _, step in ipairs(native.plan_take()) do
+  for _, step in ipairs(core.plan_take()) do
     step.stage = step.stage or label
     run.plan[#run.plan + 1] = step
     step.n = #run.plan
@@ -102,7 +117,7 @@ local function collect_plan(run, label)
 end
 
 local function run_stage(run, st, group)
-  local ctx = hooks.new_ctx(run, st.name)
+  local ctx = context.new(run, st.name)
   local rec = { name = st.name, group = group and group.label, status = "running" }
   run.stages[#run.stages + 1] = rec
   if not group then run.current = st.name end
@@ -239,8 +254,8 @@ local function final_error(run, result)
 end
 
 --- Runs a defined pipeline (hoist.pipeline.run).
-function R.run(def, raw, opts, P)
-  P.check_requires(def)
+function R.run(def, raw, opts)
+  R.check_requires(def)
   -- registering prints GitHub's ::add-mask:: line for each secret (bindings/host.cpp)
   params.register_secrets(def.params or {}, raw)
   local values = params.validate(def.params or {}, raw)
@@ -256,9 +271,11 @@ function R.run(def, raw, opts, P)
     end
   end
   local run = new_run(def, values, opts)
-  local previous = hooks.set_active(run)
-  native.plan_capture(true)
-  native.plan_take() -- steps planned before this run are not part of it
+  local previous = context.set_active(run)
+  -- the run's flag is the one every module reads, for the run's duration
+  local previous_dry_run = core.set_dry_run(run.dry_run)
+  local was_capturing = core.plan_capture(true)
+  if not was_capturing then core.plan_take() end -- steps planned before this run are not part of it
   run.journal:append {
     kind = "run.start", run = run.id, pipeline = def.name, version = def.version, spec = opts.spec,
     source = opts.source, params = params.redact(def.params or {}, values), dry_run = run.dry_run,
@@ -287,7 +304,7 @@ function R.run(def, raw, opts, P)
   end
   result.duration = hoist.now() - run.started
   if def.summary then
-    local ctx = hooks.new_ctx(run, "summary")
+    local ctx = context.new(run, "summary")
     local sok, serr = pcall(def.summary, ctx, result)
     if not sok then hoist.log.warn("the pipeline's summary function failed: " .. tostring(serr)) end
   end
@@ -302,8 +319,9 @@ function R.run(def, raw, opts, P)
     { pipeline = def.name, version = def.version, run = run.id, status = result.status, duration = result.duration,
       rolled_back = result.rolled_back, left = result.left }, run.json and "info" or "debug")
   run.journal:close()
-  hooks.set_active(previous)
-  if not previous then native.plan_capture(false) end
+  context.set_active(previous)
+  core.set_dry_run(previous_dry_run)
+  core.plan_capture(was_capturing)
   report.finish(run, result)
   if result.error and opts.raise ~= false then error(result.error, 0) end
   return result

@@ -23,11 +23,10 @@ local L_PORT, L_HEALTH = "hoist.container_port", "hoist.health_path"
 -- names (never values) of the env variables that hold secrets, so a later run knows them
 local L_SECRET_ENV = "hoist.secret_env"
 
-local function fail(code, message, details)
-  hoist.error { code = code, message = message, details = details }
-end
+local util = require "hoist.util"
+local fail = util.fail
 
-local function dry_run() return hoist.pipeline.dry_run() end
+local dry_run = util.dry_run
 
 ---------------------------------------------------------------- docker helpers
 
@@ -57,7 +56,7 @@ local function rename(from, to)
   local bin = os.getenv("HOIST_DOCKER_BIN")
   local argv = { (bin and bin ~= "") and bin or "docker", "rename", from, to }
   if dry_run() then
-    hoist.pipeline.plan { action = "docker.rename", argv = argv }
+    util.plan { action = "docker.rename", argv = argv }
     return
   end
   argv.timeout = 60

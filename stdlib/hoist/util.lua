@@ -1,0 +1,180 @@
+--- hoist.util: the helpers every stdlib module shares, written once: `await` (the Lua half of
+--- a waiting native), `fail` (raise a structured error), `check_opts` (one option checker)
+--- and `dry_run` (the run's one dry-run flag). Reference: docs/core.md, "Helpers for modules".
+local core = require "hoist.native.core"
+
+local M = {}
+
+--- Waiting natives return `ok, ...`: returns the rest when ok, raises the error value when not.
+---@return any ...
+function M.await(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+
+local function scrub_deep(v, depth)
+  if type(v) == "string" then return core.scrub(v) end
+  if type(v) ~= "table" or depth > 20 then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = scrub_deep(x, depth + 1) end
+  return out
+end
+
+--- Raises a structured error `{code, message, details}`. The message and details often quote
+--- a tool's or a remote's own words, which may echo a secret: both are scrubbed here, once
+--- for every caller.
+---@param code string one of the codes of hoist.Error
+---@param message string
+---@param details? table
+---@param retryable? boolean default from the code
+function M.fail(code, message, details, retryable)
+  error(core.new_error { code = code, message = core.scrub(tostring(message)),
+                         details = details and scrub_deep(details, 0), retryable = retryable }, 0)
+end
+
+local function type_name(v)
+  local t = type(v)
+  if t == "number" and v == math.floor(v) then return "number", "integer" end
+  return t
+end
+
+local function fits(want, v)
+  local t, sub = type_name(v)
+  for alt in want:gmatch("[^|]+") do
+    if alt == t or alt == sub or alt == "any" then return true end
+  end
+  return false
+end
+
+local function article(word) return (word:match("^[aeiou]") and "an " or "a ") .. word end
+
+local function show(v)
+  if type(v) == "string" then return ("%q"):format(v) end
+  return tostring(v)
+end
+
+---@class hoist.util.OptSpec
+---@field type string "string", "number", "integer", "boolean", "table", "function", "any"; alternatives joined by "|"
+---@field required? boolean
+---@field default? any filled in when the option is absent (tables are copied shallowly)
+---@field allowed? any[] the accepted values
+---@field secret? boolean a string value is registered with hoist.secret
+
+--- Checks an options table against a spec and returns a copy with the defaults filled in.
+--- Unknown options, wrong types, missing required options and values outside `allowed`
+--- raise invalid_argument naming the function and the option:
+--- "hoist.docker.run: option 'ports' must be a table, got string".
+--- `spec[name]` is a hoist.util.OptSpec or just its type ("string"). When `key` is given, a
+--- string in place of the table stands for `{[key] = string}`.
+---@param fname string the public name, e.g. "hoist.docker.run"
+---@param opts any
+---@param spec table<string, string|hoist.util.OptSpec>
+---@param key? string
+---@return table
+function M.check_opts(fname, opts, spec, key)
+  if opts == nil then opts = {} end
+  if key and type(opts) == "string" then opts = { [key] = opts } end
+  if type(opts) ~= "table" then
+    M.fail("invalid_argument", ("%s: expected %san options table, got %s"):format(
+      fname, key and (key .. " or ") or "", type(opts)))
+  end
+  local out = {}
+  for k, v in pairs(opts) do
+    local s = spec[k]
+    if s == nil then
+      local names = {}
+      for name in pairs(spec) do names[#names + 1] = name end
+      table.sort(names)
+      M.fail("invalid_argument", ("%s: unknown option '%s' (known: %s)"):format(fname, tostring(k), table.concat(names, ", ")),
+        { option = tostring(k) })
+    end
+    local want = type(s) == "string" and s or s.type
+    if not fits(want, v) then
+      M.fail("invalid_argument", ("%s: option '%s' must be %s, got %s"):format(
+        fname, k, article((want:gsub("|", " or "))), type(v)), { option = k })
+    end
+    out[k] = v
+  end
+  for k, s in pairs(spec) do
+    if type(s) == "table" then
+      local v = out[k]
+      if v == nil then
+        if s.required then M.fail("invalid_argument", ("%s: option '%s' is required"):format(fname, k), { option = k }) end
+        if type(s.default) == "table" then
+          v = {}
+          for dk, dv in pairs(s.default) do v[dk] = dv end
+        else
+          v = s.default
+        end
+        out[k] = v
+      elseif s.allowed then
+        local ok = false
+        for _, a in ipairs(s.allowed) do if a == v then ok = true break end end
+        if not ok then
+          local names = {}
+          for i, a in ipairs(s.allowed) do names[i] = show(a) end
+          M.fail("invalid_argument", ("%s: option '%s' must be one of %s, got %s"):format(
+            fname, k, table.concat(names, ", "), show(v)), { option = k })
+        end
+      end
+      if s.secret and type(out[k]) == "string" then core.secret(out[k]) end
+    end
+  end
+  return out
+end
+
+--- True when the run in progress is a dry run: mutating primitives record a plan step
+--- (hoist.pipeline.plan) instead of acting. The one source: the engine's run context
+--- (`hoist run --dry-run`, or hoist.pipeline.run{dry_run=} for its duration).
+---@return boolean
+function M.dry_run() return core.dry_run() end
+
+local function shell_quote(a)
+  a = tostring(a)
+  if a:match("^[%w%._/:=@%-,+]+$") then return a end
+  return "'" .. a:gsub("'", "'\\''") .. "'"
+end
+
+---@class hoist.PlanStep
+---@field message? string one human line (made from argv, method and url, or action when absent)
+---@field action? string e.g. "docker.push"
+---@field argv? string[] a command line
+---@field method? string HTTP method
+---@field url? string
+---@field body? any
+---@field manifest? any a document to apply
+---@field stage? string
+
+--- Records one planned change: an event of kind "plan" (message "would <message>"), which
+--- the engine collects into the run's plan. Returns the step as recorded (a copy, message
+--- filled in). The one recorder: hoist.pipeline.plan, hoist.docker, hoist.http, hoist.proxy
+--- and the targets all come here.
+---@param step hoist.PlanStep
+---@return hoist.PlanStep
+function M.plan(step)
+  if type(step) ~= "table" then
+    M.fail("invalid_argument", "hoist.pipeline.plan: expected a table {message=, argv= | method=, url= | manifest=}")
+  end
+  if step.argv ~= nil and type(step.argv) ~= "table" then
+    M.fail("invalid_argument", "hoist.pipeline.plan: argv must be a list of strings")
+  end
+  local s = {}
+  for k, v in pairs(step) do s[k] = v end
+  if not s.message then
+    if s.argv then
+      local parts = {}
+      for i, a in ipairs(s.argv) do parts[i] = shell_quote(a) end
+      s.message = table.concat(parts, " ")
+    elseif s.method then
+      s.message = ("%s %s"):format(s.method, s.url or "")
+    elseif s.manifest then
+      s.message = "apply a manifest"
+    else
+      s.message = s.action or "a change"
+    end
+  end
+  core.log("info", "would " .. s.message, s, "plan")
+  return s
+end
+
+return M
