@@ -46,7 +46,7 @@ local function invalid(message) util.fail("invalid_argument", "hoist.http: " .. 
 ---@field planned? boolean true in a dry run: the request was recorded as a plan step, not sent (status 0)
 
 local known = {
-  url = "string", method = "string", headers = "table", body = "string", query = "table",
+  url = { type = "string", required = true }, json = "any", method = "string", headers = "table", body = "string", query = "table",
   timeout = "number", connect_timeout = "number", insecure = "boolean", cacert = "string",
   client_cert = "string", client_key = "string", unix_socket = "string",
   follow_redirects = "boolean", max_redirects = "number", check = "boolean", safe = "boolean",
@@ -113,16 +113,7 @@ end
 
 -- Checks the options and builds what the native request takes.
 local function prepare(opts)
-  if type(opts) ~= "table" then invalid("request: expected an options table, got " .. type(opts)) end
-  for k, v in pairs(opts) do
-    if k ~= "json" then
-      if known[k] == nil then invalid(("unknown option '%s'"):format(tostring(k))) end
-      if type(v) ~= known[k] then
-        invalid(("option '%s' must be a %s, got %s"):format(k, known[k], type(v)))
-      end
-    end
-  end
-  if opts.url == nil then invalid("option 'url' is required") end
+  util.check_opts("hoist.http.request", opts, known)
   if not opts.url:match("^[Hh][Tt][Tt][Pp][Ss]?://") then
     invalid(("option 'url' must be an http:// or https:// URL, got %q"):format(native.redact_url(opts.url)))
   end

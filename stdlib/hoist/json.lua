@@ -22,24 +22,6 @@ local util = require "hoist.util"
 
 local function invalid(message) util.fail("invalid_argument", message) end
 
--- Checks an options table against {name = "type"}; unknown names are refused so a typo
--- does not pass silently.
-local function check_options(fname, opts, allowed)
-  if opts == nil then return end
-  if type(opts) ~= "table" then invalid(("%s: options must be a table, got %s"):format(fname, type(opts))) end
-  for k, v in pairs(opts) do
-    local want = allowed[k]
-    if want == nil then
-      local names = {}
-      for name in pairs(allowed) do names[#names + 1] = name end
-      table.sort(names)
-      invalid(("%s: unknown option '%s' (known: %s)"):format(fname, tostring(k), table.concat(names, ", ")))
-    elseif type(v) ~= want then
-      invalid(("%s: option '%s' must be a %s, got %s"):format(fname, k, want, type(v)))
-    end
-  end
-end
-
 ---@class hoist.json.EncodeOptions
 ---@field pretty? boolean indent nested values by 2 spaces, one member per line (default false)
 ---@field indent? integer indent by this many spaces (0..16); implies pretty
@@ -53,7 +35,7 @@ end
 ---@param opts? hoist.json.EncodeOptions
 ---@return string
 function M.encode(value, opts)
-  check_options("hoist.json.encode", opts, { pretty = "boolean", indent = "number", ascii = "boolean" })
+  util.check_opts("hoist.json.encode", opts, { pretty = "boolean", indent = "number", ascii = "boolean" })
   return native.encode(value, opts)
 end
 

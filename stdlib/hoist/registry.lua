@@ -48,24 +48,13 @@ local option_types = {
   aad_token = "string",
 }
 
--- f("ref") or f{key = "ref", ...}: validated options with the defaults filled in.
+-- f("ref") or f{key = "ref", ...}: validated options (util.check_opts) with the defaults
+-- of M.defaults filled in (read at each call: a script may change them).
 local function options(fn, v, key, allowed)
-  if type(v) == "string" then v = { [key] = v } end
-  if type(v) ~= "table" then
-    fail("invalid_argument", ("registry.%s: expected %s or an options table, got %s"):format(fn, key, type(v)))
-  end
-  local o = {}
-  for k, value in pairs(v) do
-    local want = option_types[k]
-    if not want or not allowed[k] then
-      fail("invalid_argument", ("registry.%s: unknown option '%s'"):format(fn, tostring(k)))
-    end
-    if type(value) ~= want then
-      fail("invalid_argument", ("registry.%s: option '%s' must be a %s, got %s"):format(fn, k, want, type(value)))
-    end
-    o[k] = value
-  end
-  if o[key] == nil then fail("invalid_argument", ("registry.%s: option '%s' is required"):format(fn, key)) end
+  local spec = {}
+  for k in pairs(allowed) do spec[k] = option_types[k] end
+  spec[key] = { type = option_types[key], required = true }
+  local o = util.check_opts("hoist.registry." .. fn, v, spec, key)
   for k, d in pairs(M.defaults) do
     if allowed[k] and o[k] == nil then o[k] = d end
   end
@@ -161,8 +150,8 @@ end
 ---@return hoist.registry.CopyResult
 function M.copy(opts)
   local o = options("copy", opts, "from", set("from", "to", "from_auth", "to_auth", "concurrency", "buffer", "dry_run"))
-  if o.to == nil then fail("invalid_argument", "registry.copy: option 'to' is required") end
-  if o.concurrency < 1 then fail("invalid_argument", "registry.copy: concurrency must be >= 1") end
+  if o.to == nil then fail("invalid_argument", "hoist.registry.copy: option 'to' is required") end
+  if o.concurrency < 1 then fail("invalid_argument", "hoist.registry.copy: option 'concurrency' must be >= 1") end
   return await(native.copy(o))
 end
 
@@ -171,7 +160,7 @@ end
 ---@return {digest: string, media_type: string, image: string}|hoist.registry.Plan
 function M.retag(opts)
   local o = options("retag", opts, "image", set("image", "tag", "dry_run"))
-  if o.tag == nil then fail("invalid_argument", "registry.retag: option 'tag' is required") end
+  if o.tag == nil then fail("invalid_argument", "hoist.registry.retag: option 'tag' is required") end
   return await(native.retag(o))
 end
 

@@ -83,11 +83,15 @@ function M.severity_list(v, what)
   return out
 end
 
+local SCAN_SPEC = {
+  image = { type = "string", required = true }, digest = "string", severity = "table|string",
+  ignore_unfixed = "boolean", ignorefile = "string", timeout = "number", skip_db_update = "boolean",
+  cache = "boolean", cache_dir = "string", max_age = "number",
+}
+
 local function check_scan_opts(opts)
-  if type(opts) ~= "table" then fail("invalid_argument", "trivy.scan: expected an options table") end
-  if type(opts.image) ~= "string" or opts.image == "" then
-    fail("invalid_argument", "trivy.scan: option 'image' (an image reference) is required")
-  end
+  util.check_opts("hoist.trivy.scan", opts, SCAN_SPEC)
+  if opts.image == "" then fail("invalid_argument", "hoist.trivy.scan: option 'image' (an image reference) must not be empty") end
   if opts.image:sub(1, 1) == "-" then
     fail("invalid_argument", "trivy.scan: image must not start with '-': " .. opts.image)
   end

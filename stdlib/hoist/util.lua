@@ -60,6 +60,40 @@ end
 ---@field allowed? any[] the accepted values
 ---@field secret? boolean a string value is registered with hoist.secret
 
+--- Checks one option's value against its spec; returns the value, or its default when absent.
+--- Raises invalid_argument naming the function and the option (see check_opts).
+---@param fname string
+---@param name string
+---@param v any
+---@param s string|hoist.util.OptSpec
+---@return any
+function M.check_opt(fname, name, v, s)
+  if type(s) == "string" then s = { type = s } end
+  if v == nil then
+    if s.required then M.fail("invalid_argument", ("%s: option '%s' is required"):format(fname, name), { option = name }) end
+    if type(s.default) ~= "table" then return s.default end
+    local copy = {}
+    for dk, dv in pairs(s.default) do copy[dk] = dv end
+    return copy
+  end
+  if not fits(s.type, v) then
+    M.fail("invalid_argument", ("%s: option '%s' must be %s, got %s"):format(
+      fname, name, article((s.type:gsub("|", " or "))), type(v)), { option = name })
+  end
+  if s.allowed then
+    local ok = false
+    for _, a in ipairs(s.allowed) do if a == v then ok = true break end end
+    if not ok then
+      local names = {}
+      for i, a in ipairs(s.allowed) do names[i] = show(a) end
+      M.fail("invalid_argument", ("%s: option '%s' must be one of %s, got %s"):format(
+        fname, name, table.concat(names, ", "), show(v)), { option = name })
+    end
+  end
+  if s.secret and type(v) == "string" then core.secret(v) end
+  return v
+end
+
 --- Checks an options table against a spec and returns a copy with the defaults filled in.
 --- Unknown options, wrong types, missing required options and values outside `allowed`
 --- raise invalid_argument naming the function and the option:
@@ -75,51 +109,20 @@ function M.check_opts(fname, opts, spec, key)
   if opts == nil then opts = {} end
   if key and type(opts) == "string" then opts = { [key] = opts } end
   if type(opts) ~= "table" then
-    M.fail("invalid_argument", ("%s: expected %san options table, got %s"):format(
-      fname, key and (key .. " or ") or "", type(opts)))
+    M.fail("invalid_argument", key and ("%s: expected %s or an options table, got %s"):format(fname, key, type(opts))
+      or ("%s: options must be a table, got %s"):format(fname, type(opts)))
   end
-  local out = {}
-  for k, v in pairs(opts) do
-    local s = spec[k]
-    if s == nil then
+  for k in pairs(opts) do
+    if spec[k] == nil then
       local names = {}
       for name in pairs(spec) do names[#names + 1] = name end
       table.sort(names)
       M.fail("invalid_argument", ("%s: unknown option '%s' (known: %s)"):format(fname, tostring(k), table.concat(names, ", ")),
         { option = tostring(k) })
     end
-    local want = type(s) == "string" and s or s.type
-    if not fits(want, v) then
-      M.fail("invalid_argument", ("%s: option '%s' must be %s, got %s"):format(
-        fname, k, article((want:gsub("|", " or "))), type(v)), { option = k })
-    end
-    out[k] = v
   end
-  for k, s in pairs(spec) do
-    if type(s) == "table" then
-      local v = out[k]
-      if v == nil then
-        if s.required then M.fail("invalid_argument", ("%s: option '%s' is required"):format(fname, k), { option = k }) end
-        if type(s.default) == "table" then
-          v = {}
-          for dk, dv in pairs(s.default) do v[dk] = dv end
-        else
-          v = s.default
-        end
-        out[k] = v
-      elseif s.allowed then
-        local ok = false
-        for _, a in ipairs(s.allowed) do if a == v then ok = true break end end
-        if not ok then
-          local names = {}
-          for i, a in ipairs(s.allowed) do names[i] = show(a) end
-          M.fail("invalid_argument", ("%s: option '%s' must be one of %s, got %s"):format(
-            fname, k, table.concat(names, ", "), show(v)), { option = k })
-        end
-      end
-      if s.secret and type(out[k]) == "string" then core.secret(out[k]) end
-    end
-  end
+  local out = {}
+  for k, s in pairs(spec) do out[k] = M.check_opt(fname, k, opts[k], s) end
   return out
 end
 

@@ -33,21 +33,24 @@ end
 ---@field timeout? number seconds for one attempt (default 5)
 ---@field latency_budget? number seconds: a slower attempt counts as failed
 
--- Validated options with defaults; raises invalid_argument naming the bad field.
+local SPEC = {
+  url = { type = "string", required = true }, name = "string", method = { type = "string", default = "GET" },
+  headers = "table", body = "string", json = "any", expect_status = "number|table", expect_body = "string",
+  expect_json = "function", retries = { type = "number", default = 30 }, interval = { type = "number", default = 1 },
+  timeout = { type = "number", default = 5 }, latency_budget = "number",
+}
+
+-- Validated options with defaults (util.check_opts, then what a type cannot say); raises
+-- invalid_argument naming the bad field.
 local function options(opts, where)
-  if type(opts) ~= "table" then fail("invalid_argument", where .. ": expected an options table") end
-  if type(opts.url) ~= "string" or not opts.url:match("^https?://[^/]") then
-    fail("invalid_argument", ("%s: url must be an http:// or https:// URL, got %s"):format(where, tostring(opts.url)))
+  local o = util.check_opts("hoist." .. where, opts, SPEC)
+  if not o.url:match("^https?://[^/]") then
+    fail("invalid_argument", ("%s: url must be an http:// or https:// URL, got %s"):format(where, o.url))
   end
-  local o = {
-    url = opts.url, method = (opts.method or "GET"):upper(), headers = opts.headers, body = opts.body,
-    json = opts.json, expect_body = opts.expect_body, expect_json = opts.expect_json,
-    retries = opts.retries == nil and 30 or opts.retries, interval = opts.interval == nil and 1 or opts.interval,
-    timeout = opts.timeout == nil and 5 or opts.timeout, latency_budget = opts.latency_budget,
-  }
+  o.method = o.method:upper()
   -- what messages, events and evidence show: passwords and token-looking query values masked
   o.shown = hoist.http.redact_url(o.url)
-  o.name = opts.name or (o.method .. " " .. o.shown)
+  o.name = o.name or (o.method .. " " .. o.shown)
   where = ("%s %s"):format(where, o.name)
   if math.floor(positive(o.retries, "retries", where, true)) ~= o.retries then
     fail("invalid_argument", where .. ": retries must be a whole number")
@@ -55,7 +58,7 @@ local function options(opts, where)
   positive(o.interval, "interval", where, true)
   positive(o.timeout, "timeout", where)
   if o.latency_budget ~= nil then positive(o.latency_budget, "latency_budget", where) end
-  local status = opts.expect_status == nil and { 200 } or opts.expect_status
+  local status = o.expect_status == nil and { 200 } or o.expect_status
   if type(status) == "number" then status = { status } end
   if type(status) ~= "table" or #status == 0 then
     fail("invalid_argument", where .. ": expect_status must be a status code or a list of them")

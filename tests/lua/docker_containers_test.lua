@@ -102,7 +102,7 @@ t.cases("run: bad options", {
   { opts = { image = "acme/app:1", env = { ["BAD-NAME"] = "x" } }, pattern = "env name \"BAD%-NAME\"" },
   { opts = { image = "acme/app:1", env = { A = "two\nlines" } }, pattern = "env.A holds a line break" },
   { opts = { image = "acme/app:1", env = { A = {} } }, pattern = "env must map names" },
-  { opts = { image = "acme/app:1", ports = "8080:80" }, pattern = "option ports must be a table" },
+  { opts = { image = "acme/app:1", ports = "8080:80" }, pattern = "^invalid_argument: hoist%.docker%.run: option 'ports' must be a table, got string" },
   { opts = { image = "acme/app:1", args = { 1 } }, pattern = "args%[1%] must be a string" },
 }, function(row)
   with_docker({}, function()
@@ -147,7 +147,7 @@ t.case("stop / rm of a missing container: not_found, or missing with missing_ok"
     t.raises(function() docker.stop { name = "web" } end, "not_found")
   end)
   t.raises(function() docker.stop { name = "web", timeout = -1 } end, "invalid_argument", "timeout")
-  t.raises(function() docker.rm {} end, "invalid_argument", "option name is required")
+  t.raises(function() docker.rm {} end, "invalid_argument", "option 'name' is required")
 end)
 
 t.case("logs merges stdout and stderr in time order", function()
@@ -260,7 +260,7 @@ t.case("wait_healthy: a removed container and bad options", function()
     t.raises(function() docker.wait_healthy { name = "web", healthcheck = true } end, "invalid_argument", "has no HEALTHCHECK")
   end)
   t.raises(function() docker.wait_healthy { name = "web" } end, "invalid_argument", "give url=")
-  t.raises(function() docker.wait_healthy { url = "http://x/" } end, "invalid_argument", "option name is required")
+  t.raises(function() docker.wait_healthy { url = "http://x/" } end, "invalid_argument", "option 'name' is required")
   t.raises(function() docker.wait_healthy { name = "w", url = "ftp://x/" } end, "invalid_argument", "url must start with http")
   t.raises(function() docker.wait_healthy { name = "w", url = "http://x/", timeout = "5" } end, "invalid_argument", "option timeout")
 end)

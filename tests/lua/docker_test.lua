@@ -98,7 +98,7 @@ end)
 
 t.cases("build: bad options name the option", {
   { name = "not a table", opts = "ctx", pattern = "expected an options table" },
-  { name = "no context", opts = {}, pattern = "option context is required" },
+  { name = "no context", opts = {}, pattern = "option 'context' is required" },
   { name = "missing context", opts = { context = "/nonexistent/ctx" }, pattern = "context /nonexistent/ctx does not exist" },
   { name = "bad tag", opts = { context = ".", tags = { "acme/app:feature/x" } }, pattern = "tags%[1%]" },
   { name = "upper-case repo", opts = { context = ".", tags = "Acme/App:1" }, pattern = "not a valid image reference" },
@@ -307,10 +307,10 @@ t.case("login: wrong credentials are unauthorized, without the password in the e
 end)
 
 t.cases("login: bad options", {
-  { opts = { registry = "r", username = "u" }, pattern = "option password is required" },
-  { opts = { username = "u", password = "p" }, pattern = "option registry is required" },
-  { opts = { registry = "r", password = "p" }, pattern = "option username is required" },
-  { opts = { registry = "r", username = "u", password = 5 }, pattern = "option password must be a string" },
+  { opts = { registry = "r", username = "u" }, pattern = "option 'password' is required" },
+  { opts = { username = "u", password = "p" }, pattern = "option 'registry' is required" },
+  { opts = { registry = "r", password = "p" }, pattern = "option 'username' is required" },
+  { opts = { registry = "r", username = "u", password = 5 }, pattern = "option 'password' must be a string" },
 }, function(row)
   t.raises(function() docker.login(row.opts) end, "invalid_argument", row.pattern)
 end)

@@ -66,7 +66,7 @@ t.cases("deploy refuses bad options before touching anything", {
   { name = "container_port", o = { container_port = "x" }, pat = "container_port must be" },
   { name = "service name", o = { service = "bad name" }, pat = "service must be a container name" },
   { name = "health path", o = { health_path = "health" }, pat = "health_path must start with '/'" },
-  { name = "no image", o = { image = "" }, pat = "image is required" },
+  { name = "no image", o = { image = "" }, pat = "option 'image' must not be empty" },
   { name = "drain", o = { drain = -1 }, pat = "drain must be" },
 }, function(row)
   local o = { service = "svc", image = "x:1", port = 8080, container_port = 8080, health_path = "/health" }

@@ -75,7 +75,7 @@ t.cases("bad options are invalid_argument naming the option", {
   { name = "registry with path", call = function() registry.catalog("r.io/a") end, why = "no path" },
   { name = "auth not a table", call = function() registry.resolve { image = "r.io/a", auth = "x" } end, why = "'auth' must be a table" },
   { name = "empty auth", call = function() registry.resolve { image = "r.io/a", auth = {} } end, why = "holds no credentials" },
-  { name = "zero concurrency", call = function() registry.copy { from = "r.io/a:1", to = "r.io/b:1", concurrency = 0 } end, why = "concurrency must be >= 1" },
+  { name = "zero concurrency", call = function() registry.copy { from = "r.io/a:1", to = "r.io/b:1", concurrency = 0 } end, why = "option 'concurrency' must be >= 1" },
   { name = "password without user", call = function() registry.login { registry = "r.io", password = "pw12" } end, why = "needs a username" },
   { name = "not a table", call = function() registry.resolve(42) end, why = "expected image or an options table" },
 }, function(row)

@@ -198,14 +198,15 @@ t.case("dry-run: nothing is requested, the check is planned", function()
 end)
 
 t.cases("bad options", {
-  { name = "no url", opts = {}, pattern = "url must be an http" },
+  { name = "no url", opts = {}, pattern = "hoist%.verify%.http: option 'url' is required" },
   { name = "ftp url", opts = { url = "ftp://x/" }, pattern = "url must be an http" },
   { name = "negative retries", opts = { url = "http://x/", retries = -1 }, pattern = "retries must be a non%-negative number" },
   { name = "fractional retries", opts = { url = "http://x/", retries = 1.5 }, pattern = "retries must be a whole number" },
   { name = "zero timeout", opts = { url = "http://x/", timeout = 0 }, pattern = "timeout must be a positive number" },
-  { name = "status as text", opts = { url = "http://x/", expect_status = "200" }, pattern = "expect_status must be" },
+  { name = "status as text", opts = { url = "http://x/", expect_status = "200" }, pattern = "option 'expect_status' must be a number or table, got string" },
   { name = "bad pattern", opts = { url = "http://x/", expect_body = "[" }, pattern = "expect_body must be a valid Lua pattern" },
-  { name = "predicate not a function", opts = { url = "http://x/", expect_json = true }, pattern = "expect_json must be a function" },
+  { name = "predicate not a function", opts = { url = "http://x/", expect_json = true }, pattern = "option 'expect_json' must be a function, got boolean" },
+  { name = "unknown option", opts = { url = "http://x/", retry = 3 }, pattern = "unknown option 'retry'" },
   { name = "budget", opts = { url = "http://x/", latency_budget = 0 }, pattern = "latency_budget must be a positive" },
 }, function(row)
   t.raises(function() verify.http(row.opts) end, "invalid_argument", row.pattern)

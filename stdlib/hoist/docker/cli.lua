@@ -219,19 +219,14 @@ function M.with_files(fn)
   return unpack(results, 2, table.maxn(results))
 end
 
---- Asserts an option's type; raises invalid_argument naming it.
+--- Checks one option (util.check_opt), plus docker's shapes: "list" (a string becomes {s};
+--- items are strings), "map" (names to scalars), and no empty strings.
 function M.opt(fn, opts, name, kind, required)
   local v = opts[name]
-  if v == nil then
-    if required then fail("invalid_argument", ("%s: option %s is required"):format(fn, name)) end
-    return nil
-  end
-  local ok = type(v) == kind or (kind == "list" and type(v) == "table")
-      or (kind == "map" and type(v) == "table")
   if kind == "list" and type(v) == "string" then return { v } end
-  if not ok then
-    fail("invalid_argument", ("%s: option %s must be a %s, got %s"):format(fn, name, kind, type(v)))
-  end
+  if not fn:match("^hoist%.") then fn = "hoist." .. fn end
+  v = util.check_opt(fn, name, v, { type = (kind == "list" or kind == "map") and "table" or kind, required = required })
+  if v == nil then return nil end
   if kind == "list" then
     for i, item in ipairs(v) do
       if type(item) ~= "string" then

@@ -132,19 +132,23 @@ local function positive_int(v, field, max)
 end
 
 local function check_options(o)
-  if type(o) ~= "table" then fail("invalid_argument", "targets.local.deploy: expected an options table") end
+  local fname = "hoist.targets.local.deploy"
+  if type(o) ~= "table" then util.check_opts(fname, o, {}) end
   if type(o.service) ~= "string" or not o.service:match("^[%w][%w_.%-]*$") then
     fail("invalid_argument", ("targets.local: service must be a container name ([A-Za-z0-9][A-Za-z0-9_.-]*), got %s")
       :format(tostring(o.service)))
   end
-  if type(o.image) ~= "string" or o.image == "" then fail("invalid_argument", "targets.local: image is required") end
+  util.check_opt(fname, "image", o.image, { type = "string", required = true })
+  if o.image == "" then fail("invalid_argument", fname .. ": option 'image' must not be empty") end
   positive_int(o.port, "port")
   positive_int(o.container_port, "container_port")
   if type(o.health_path) ~= "string" or o.health_path:sub(1, 1) ~= "/" then
     fail("invalid_argument", ("targets.local: health_path must start with '/', got %s"):format(tostring(o.health_path)))
   end
-  if o.env ~= nil and type(o.env) ~= "table" then fail("invalid_argument", "targets.local: env must be a map") end
-  if o.drain ~= nil and (type(o.drain) ~= "number" or o.drain < 0) then
+  util.check_opt(fname, "env", o.env, "table")
+  util.check_opt(fname, "labels", o.labels, "table")
+  util.check_opt(fname, "verify", o.verify, "table")
+  if util.check_opt(fname, "drain", o.drain, "number") and o.drain < 0 then
     fail("invalid_argument", "targets.local: drain must be a number of seconds >= 0")
   end
 end
