@@ -1,4 +1,5 @@
-// hoist.native.journal: the run journal (JSON lines, fsynced) and the run folders.
+// hoist.native.journal: the run journal (JSON lines, fsynced) and the run folders. Files in
+// general are hoist.native.fs (bindings/fs.cpp).
 #include "bindings/json_bridge.hpp"
 #include "bindings/runtime.hpp"
 
@@ -8,8 +9,6 @@
 #include <filesystem>
 #include <memory>
 
-#include <climits>
-#include <cstdlib>
 #include <unistd.h>
 
 namespace hoist::lua {
@@ -100,12 +99,6 @@ int l_list_runs(lua_State* L) {
   return 1;
 }
 
-// bool = journal.alive(pid)
-int l_alive(lua_State* L) {
-  lua_pushboolean(L, process_alive(static_cast<long>(luaL_checknumber(L, 1))));
-  return 1;
-}
-
 // {pid=, exe=, cwd=} = journal.self(): this process, for run.start and for tests that
 // start the engine again
 int l_self(lua_State* L) {
@@ -122,39 +115,6 @@ int l_self(lua_State* L) {
   return 1;
 }
 
-// absolute = journal.realpath(path): raises not_found when it does not exist
-int l_realpath(lua_State* L) {
-  const char* path = luaL_checkstring(L, 1);
-  char buf[PATH_MAX];
-  if (!::realpath(path, buf)) throw Error(Code::not_found, std::string("no such file: ") + path);
-  lua_pushstring(L, buf);
-  return 1;
-}
-
-// journal.write_file(path, text): whole file, durably (temp file, fsync, rename); scrubbed
-int l_write_file(lua_State* L) {
-  std::string path = luaL_checkstring(L, 1);
-  size_t n;
-  const char* s = luaL_checklstring(L, 2, &n);
-  write_file_durable(path, Runtime::from(L).secrets().scrub(std::string_view(s, n)));
-  return 0;
-}
-
-// names = journal.list_dir(path): entry names, sorted ({} when the folder does not exist)
-int l_list_dir(lua_State* L) {
-  std::error_code ec;
-  std::vector<std::string> names;
-  for (auto& e : std::filesystem::directory_iterator(luaL_checkstring(L, 1), ec))
-    names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  lua_createtable(L, static_cast<int>(names.size()), 0);
-  for (size_t i = 0; i < names.size(); ++i) {
-    lua_pushstring(L, names[i].c_str());
-    lua_rawseti(L, -2, static_cast<int>(i + 1));
-  }
-  return 1;
-}
-
 const luaL_Reg kMethods[] = {
     {"append", protect<l_append>},
     {"close", protect<l_close>},
@@ -165,11 +125,7 @@ const luaL_Reg kFunctions[] = {
     {"open", protect<l_open>},
     {"read", protect<l_read>},
     {"list_runs", protect<l_list_runs>},
-    {"alive", protect<l_alive>},
     {"self", protect<l_self>},
-    {"realpath", protect<l_realpath>},
-    {"write_file", protect<l_write_file>},
-    {"list_dir", protect<l_list_dir>},
     {nullptr, nullptr},
 };
 

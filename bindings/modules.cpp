@@ -11,6 +11,8 @@ int luaopen_hoist_process(lua_State* L);
 int luaopen_hoist_journal(lua_State* L);
 int luaopen_hoist_http(lua_State* L);
 int luaopen_hoist_registry(lua_State* L);
+int luaopen_hoist_fs(lua_State* L);
+int luaopen_hoist_image(lua_State* L);
 
 void register_builtin_modules(Runtime& rt) {
   rt.preload("hoist.native.core", luaopen_hoist_core);
@@ -20,6 +22,8 @@ void register_builtin_modules(Runtime& rt) {
   rt.preload("hoist.native.journal", luaopen_hoist_journal);
   rt.preload("hoist.native.http", luaopen_hoist_http);
   rt.preload("hoist.native.registry", luaopen_hoist_registry);
+  rt.preload("hoist.native.fs", luaopen_hoist_fs);
+  rt.preload("hoist.native.image", luaopen_hoist_image);
 }
 
 }  // namespace hoist::lua

@@ -119,12 +119,13 @@ std::vector<RunFolder> list_run_folders(const std::string& state_dir) {
   return out;
 }
 
-void write_file_durable(const std::string& path, const std::string& content) {
+void write_file_durable(const std::string& path, const std::string& content, unsigned mode) {
   fs::path p(path);
   std::error_code ec;
   if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
   std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ::unlink(tmp.c_str());  // a leftover of a crash keeps its old mode: start afresh
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) throw io_error("cannot create", tmp);
   try {
     write_all(fd, content, tmp);

@@ -9,7 +9,7 @@ local context = require "hoist.pipeline.context"
 local runner = require "hoist.pipeline.runner"
 local semver = require "hoist.semver"
 local util = require "hoist.util"
-local native = require "hoist.native.journal"
+local fs = require "hoist.fs"
 
 local M = {}
 
@@ -209,7 +209,7 @@ function M.run_chunk(chunk, args, path)
   collect(chunk(args))
   local def = results[1]
   if M.is_pipeline(def) then
-    local ok, abs = pcall(native.realpath, path)
+    local ok, abs = pcall(fs.realpath, path)
     return M.run(def, args, { source = { file = ok and abs or path }, spec = path })
   end
   return unpack(results, 1, results.n)

@@ -53,9 +53,7 @@ function M.state_file(name, state_dir)
   local dir = state_dir or hoist.run.state_dir or ".hoist"
   local path = dir .. "/proxy/" .. name .. ".json"
   if path:sub(1, 1) == "/" then return path end
-  local r = hoist.exec { "realpath", "-m", path }
-  if r.code ~= 0 then fail("internal", "proxy.state_file: realpath failed: " .. r.stderr) end
-  return (r.stdout:gsub("%s+$", ""))
+  return hoist.fs.absolute(path)
 end
 
 -- Runs `hoist proxy ARGS...`; maps "hoist proxy: <code>: <message>" to a hoist error.

@@ -15,10 +15,10 @@ end
 local function disk_scripts(out)
   local root = os.getenv("HOIST_LUA_PATH")
   if not root or root == "" then return end
-  local native = require "hoist.native.journal"
-  for _, name in ipairs(native.list_dir(root .. "/scripts")) do
+  local fs = require "hoist.fs"
+  for _, name in ipairs(fs.list(root .. "/scripts")) do
     if name:match("^[%w_%-]+$") then
-      for _, file in ipairs(native.list_dir(root .. "/scripts/" .. name)) do
+      for _, file in ipairs(fs.list(root .. "/scripts/" .. name)) do
         local major = file:match("^v(%d+)%.lua$")
         if major then
           out[name] = out[name] or {}

@@ -28,32 +28,12 @@ local fail = util.fail
 local function str(v) return type(v) == "string" and v or nil end
 local function list(v) return type(v) == "table" and v or {} end
 
+local fs = require "hoist.fs"
+
+-- nil when the file cannot be read (missing, a folder, no permission)
 local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function write_file(path, text)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  f:write(text)
-  f:close()
-  return os.rename(tmp, path)
-end
-
-local function mkdir_p(dir)
-  local r = hoist.exec { "mkdir", "-p", dir }
-  return r.code == 0
+  local ok, text = pcall(fs.read_file, path)
+  return ok and text or nil
 end
 
 ---------------------------------------------------------------- options
@@ -152,7 +132,7 @@ function M.scanner()
   local env = M.hooks.getenv("HOIST_TRIVY")
   if env and env ~= "" then
     local path = env:find("/", 1, true) and env or M.hooks.which(env)
-    if path and exists(path) then return { kind = "binary", path = path } end
+    if path and fs.exists(path) then return { kind = "binary", path = path } end
     return nil, ("HOIST_TRIVY=%s: no such program"):format(env)
   end
   local path = M.hooks.which("trivy")
@@ -176,8 +156,7 @@ end
 
 local function abspath(path)
   if path:sub(1, 1) == "/" then return path end
-  local r = hoist.exec { "realpath", "-m", path }
-  return (r.stdout:gsub("%s+$", ""))
+  return fs.absolute(path)
 end
 
 -- The argv of one scan: trivy's flags are the same for the binary and the container, only
@@ -220,7 +199,7 @@ local function scan_argv(scanner, opts, severities, format)
   local state = opts.cache_dir or (hoist.run.state_dir ~= "" and hoist.run.state_dir .. "/cache") or nil
   if state then
     local db = abspath(state .. "/trivy-db")
-    mkdir_p(db)
+    fs.mkdir(db)
     argv[#argv + 1] = "-v"
     argv[#argv + 1] = db .. ":/root/.cache/trivy"
   end
@@ -291,12 +270,7 @@ end
 
 local function cache_put(path, key, output)
   if not path then return end
-  local dir = path:match("^(.*)/[^/]+$")
-  if not mkdir_p(dir) then
-    hoist.log.warn("trivy: cannot create the cache folder " .. dir)
-    return
-  end
-  local ok, err = write_file(path, hoist.json.encode { key = key, scanned_at = os.time(), output = output })
+  local ok, err = pcall(fs.write_file, path, hoist.json.encode { key = key, scanned_at = os.time(), output = output })
   if not ok then hoist.log.warn("trivy: cannot write the cache file " .. path .. ": " .. tostring(err)) end
 end
 
@@ -570,7 +544,7 @@ function M.sarif(what, opts)
   local severities = check_scan_opts(scan)
   local text = scan_output(scan, severities, "sarif", ".sarif.json")
   if opts and opts.output then
-    local ok, err = write_file(opts.output, text)
+    local ok, err = pcall(fs.write_file, opts.output, text)
     if not ok then fail("internal", "trivy.sarif: cannot write " .. opts.output .. ": " .. tostring(err)) end
   end
   return text

@@ -44,7 +44,8 @@ struct RunFolder {
 std::vector<RunFolder> list_run_folders(const std::string& state_dir);
 
 // Writes a whole file durably: a temporary sibling, fsync, rename, fsync of the folder.
-void write_file_durable(const std::string& path, const std::string& content);
+// `mode` is the new file's permission bits (before the umask): 0600 for a file holding secrets.
+void write_file_durable(const std::string& path, const std::string& content, unsigned mode = 0644);
 
 // fsyncs a folder, so the names created in it survive a crash.
 void fsync_dir(const std::string& dir);

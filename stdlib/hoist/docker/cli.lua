@@ -14,12 +14,7 @@ local fail = util.fail
 M.fail = fail
 
 --- True when path names an existing file or folder.
-function M.exists(path)
-  local f = type(path) == "string" and io.open(path, "r")
-  if not f then return false end
-  f:close()
-  return true
-end
+function M.exists(path) return type(path) == "string" and hoist.fs.exists(path) end
 
 --- The docker program: $HOIST_DOCKER_BIN, else "docker" from PATH.
 ---@return string
@@ -196,13 +191,7 @@ function M.private_file(content)
 end
 
 --- Reads a whole file, nil when absent.
-function M.read_file(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+function M.read_file(path) return hoist.fs.read_file(path, { missing_ok = true }) end
 
 --- Runs fn(files) where files:new(content) makes private files; removes them all afterwards,
 --- whether fn returns or raises.

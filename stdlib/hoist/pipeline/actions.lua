@@ -4,7 +4,7 @@
 --- process (`hoist rollback <run-id>`) can run it from the journal. Each action remembers
 --- where it was defined (a module to `require`, or a file to run again) and the journal
 --- keeps that origin next to the action's name.
-local native = require "hoist.native.journal"
+local fs = require "hoist.fs"
 
 local M = {}
 
@@ -29,7 +29,7 @@ local function origin_of(level)
   local name, major = src:match("scripts/([%w_%-]+)/(v%d+)%.lua$")
   if name then origin.module = ("scripts.%s.%s"):format(name, major) end
   if src:sub(1, 1) == "@" then
-    local ok, abs = pcall(native.realpath, src:sub(2))
+    local ok, abs = pcall(fs.realpath, src:sub(2))
     if ok then origin.file = abs end
   end
   return origin

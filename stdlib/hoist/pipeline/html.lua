@@ -187,7 +187,7 @@ end
 function M.main(opts)
   local rep = M.collect(opts)
   if opts.html and opts.html ~= "" then
-    native.write_file(opts.html, M.render(rep))
+    require("hoist.fs").write_file(opts.html, hoist.scrub(M.render(rep)))
     print(("wrote %s (run %s, %s)"):format(opts.html, rep.run.id, rep.run.status))
   else
     io.stdout:write(M.text(rep))

@@ -132,7 +132,7 @@ function M.summarize(entries, id)
     if c.status ~= "succeeded" then s.pending = s.pending + 1 end
   end
   if not s.status then
-    s.status = (s.pid and native.alive(s.pid)) and "running" or "died"
+    s.status = (s.pid and require("hoist.fs").pid_alive(s.pid)) and "running" or "died"
   end
   return s
 end

@@ -2,6 +2,7 @@
 --- dry-run plan, GitHub Actions annotations and step summary, `hoist runs` and
 --- `hoist report` (text, or a self-contained HTML page).
 local github = require "hoist.github"
+local fs = require "hoist.fs"
 local native = require "hoist.native.journal"
 
 local R = {}
@@ -52,7 +53,7 @@ local function write_plan(run, result)
     hoist.log.warn("the plan holds values JSON cannot carry: " .. tostring(text))
     return
   end
-  if run.dir then native.write_file(run.dir .. "/plan.json", text .. "\n") end
+  if run.dir then fs.write_file(run.dir .. "/plan.json", hoist.scrub(text) .. "\n") end
   if run.opts.quiet then return end
   if run.json then
     io.stdout:write(hoist.scrub(text), "\n")

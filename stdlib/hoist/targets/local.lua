@@ -222,21 +222,19 @@ local function keep_secret_env(prev, o, run_id)
   if #keys == 0 then return prev end
   local dir = (o.state_dir or hoist.run.state_dir or ".hoist") .. "/local"
   local path = ("%s/%s-%s.env.json"):format(dir, o.service, run_id)
-  hoist.exec { "sh", "-c", 'umask 077 && mkdir -p "$1" && cat > "$2"', "sh", dir, path,
-               stdin = hoist.json.encode { env = prev.env, secret_keys = keys }, check = true }
+  hoist.fs.mkdir(dir, { mode = "0700" })
+  hoist.fs.write_file(path, hoist.json.encode { env = prev.env, secret_keys = keys }, { mode = "0600" })
   prev.env, prev.env_file = nil, path
   return prev
 end
 
 local function previous_env(prev)
   if not prev.env_file then return prev.env or {} end
-  local f = io.open(prev.env_file, "r")
-  if not f then
+  local text = hoist.fs.read_file(prev.env_file, { missing_ok = true })
+  if not text then
     fail("rollout_failed", ("cannot recreate the previous container: its environment (with secrets) was kept in %s, "
       .. "which is gone"):format(prev.env_file), { env_file = prev.env_file })
   end
-  local text = f:read("*a")
-  f:close()
   local kept = hoist.json.decode(text)
   -- a rollback may run in a later process: register the secrets again before any output
   for _, k in ipairs(kept.secret_keys or {}) do
