@@ -7,17 +7,14 @@ local targets = require "hoist.targets"
 local SEVERITIES = { "CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN" }
 local SPEC = "container@1"
 
--- The service name docker and the proxy accept, from the image's last path part.
+-- The service name docker and the proxy accept: the repository's last path part (a valid
+-- repository's path parts are already lower-case letters, digits and separators).
 local function default_name(image)
-  local last = (image:match("([^/]+)$") or "app"):lower():gsub("[^%w_.%-]", "-"):gsub("^[^%w]+", "")
-  return last ~= "" and last or "app"
+  return hoist.image.parse(image).path:match("([^/]+)$")
 end
 
--- "127.0.0.1:5000/team/app" -> "127.0.0.1:5000"; nil for a Docker Hub name.
-local function registry_host(image)
-  local first, rest = image:match("^([^/]+)/(.+)$")
-  if first and rest and (first:find("[.:]") or first == "localhost") then return first end
-end
+-- "127.0.0.1:5000/team/app" -> "127.0.0.1:5000"; "docker.io" for a Docker Hub name.
+local function registry_host(image) return hoist.image.parse(image).registry end
 
 local function whole_port(v) return type(v) == "number" and v == math.floor(v) and v >= 1 and v <= 65535 end
 
@@ -25,11 +22,12 @@ local function whole_port(v) return type(v) == "number" and v == math.floor(v) a
 local function check(p)
   local problems = {}
   local function problem(text) problems[#problems + 1] = text end
-  local last = p.image:match("([^/]+)$") or ""
-  if p.image:find("@", 1, true) or last:find(":", 1, true) then
+  -- the image with Docker's own grammar (hoist.image), so a bad name stops here, before the build
+  local ok_ref, ref = pcall(hoist.image.parse, p.image)
+  if not ok_ref then
+    problem("image: " .. (ref.message or tostring(ref)))
+  elseif ref.tag or ref.digest then
     problem(("image: give the repository without tag or digest (e.g. 127.0.0.1:5000/app), got %q"):format(p.image))
-  elseif not p.image:match("^[%w][%w._%-/:]*[%w]$") or p.image:find("//", 1, true) then
-    problem(("image: %q is not a repository name"):format(p.image))
   end
   if not whole_port(p.port) then problem(("port: must be a whole number from 1 to 65535, got %s"):format(tostring(p.port))) end
   if not whole_port(p.container_port) then
@@ -153,9 +151,6 @@ return pipeline.define {
         local p, image = ctx.params, ctx.outputs.build.image
         if p.registry_username then
           local host = registry_host(p.image)
-          if not host then
-            hoist.error { code = "invalid_argument", message = ("registry_username given but image %q names no registry host"):format(p.image) }
-          end
           hoist.docker.login { registry = host, username = p.registry_username, password = p.registry_password or "" }
         end
         local pushed = hoist.docker.push(image)

@@ -50,7 +50,7 @@ function M.push(image)
   cli.check("push " .. image, args, { timeout = o.timeout, stream = o.stream ~= false })
   -- The digest the registry serves (what a deployment will pull), not text from docker's output.
   local digest = require("hoist.registry").resolve(image).digest
-  local repo = image:gsub("@.*$", ""):gsub(":[^:/]+$", "")
+  local repo = hoist.image.parse(image).repository
   hoist.log.event("docker.pushed", ("pushed %s (%s)"):format(image, digest), { image = image, digest = digest })
   return { image = image, digest = digest, reference = repo .. "@" .. digest }
 end

@@ -140,6 +140,10 @@ t.cases("parameters checked together are refused before anything changes", {
   { name = "port out of range", sets = { port = 70000 }, pat = "port: must be a whole number from 1 to 65535, got 70000" },
   { name = "port zero", sets = { port = 0 }, pat = "port: must be a whole number from 1 to 65535" },
   { name = "image with a tag", sets = { image = "127.0.0.1:5000/app:v1" }, pat = "without tag or digest" },
+  -- Docker's grammar (hoist.image), before the build: uppercase, a..b, a name over 255 characters
+  { name = "image uppercase", sets = { image = "127.0.0.1:5000/Team/App" }, pat = "image: invalid image reference '127.0.0.1:5000/Team/App': repository name must be lowercase" },
+  { name = "image a..b", sets = { image = "127.0.0.1:5000/a..b" }, pat = "bad separator '..'" },
+  { name = "image too long", sets = { image = "127.0.0.1:5000/" .. ("a"):rep(250) }, pat = "longer than 255 characters" },
   { name = "bad health path", sets = { health_path = "health" }, pat = "health_path: must start with '/'" },
 }, function(row)
   local sets = { image = "127.0.0.1:5000/hoist-ct-params/app", context = "/nonexistent-context" }

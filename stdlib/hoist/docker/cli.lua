@@ -243,33 +243,17 @@ function M.sorted_keys(map)
   return keys
 end
 
---- Checks an image reference `[host[:port]/]path[:tag][@digest]` (docker gives the precise
---- verdict; this catches what is plainly wrong before anything runs).
+--- Checks an image reference with Docker's grammar (hoist.image) before anything runs;
+--- returns it unchanged (docker normalises it itself).
 function M.check_image(fn, name, ref)
-  local function bad(why)
-    fail("invalid_argument", ("%s: %s %q is not a valid image reference%s"):format(fn, name, tostring(ref), why or ""))
+  if type(ref) ~= "string" then
+    fail("invalid_argument", ("%s: %s %q is not a valid image reference (expected a string such as registry/app:tag)")
+      :format(fn, name, tostring(ref)))
   end
-  if type(ref) ~= "string" or ref == "" then bad(" (expected a string such as registry/app:tag)") end
-  local rest, digest = ref:match("^(.-)@(.*)$")
-  if digest and not digest:match("^sha256:%x+$") and not digest:match("^sha512:%x+$") then bad(": bad digest") end
-  rest = rest or ref
-  local repo, tag = rest:match("^(.*[^/]):([^:/]+)$")
-  repo = repo or rest
-  local parts = {}
-  for part in (repo .. "/"):gmatch("([^/]*)/") do parts[#parts + 1] = part end
-  local first = parts[1]
-  if #parts > 1 and (first:find("[.:]") or first == "localhost") then
-    if not first:match("^[%w.%-]+:?%d*$") and not first:match("^%[[%x:]+%]:?%d*$") then bad(": bad registry host") end
-    table.remove(parts, 1)
-  end
-  for _, part in ipairs(parts) do
-    if not part:match("^[a-z0-9][a-z0-9._%-]*$") then
-      bad((" (path component %q: lower-case letters, digits, '.', '_' and '-')"):format(part))
-    end
-  end
-  if tag then
-    local ok, why = require("hoist.tags").validate(tag)
-    if not ok then fail("invalid_argument", ("%s: %s %q: %s"):format(fn, name, ref, why)) end
+  local ok, err = pcall(hoist.image.parse, ref)
+  if not ok then
+    fail("invalid_argument", ("%s: %s %q is not a valid image reference: %s"):format(fn, name, ref, err.message or tostring(err)),
+      { reference = ref })
   end
   return ref
 end
