@@ -252,19 +252,11 @@ int l_logout(lua_State* L) {
   return 0;
 }
 
-// ref = registry.parse(text): {registry, repository, tag, digest, name}
-int l_parse(lua_State* L) {
-  Reference r = Reference::parse(luaL_checkstring(L, 1));
-  push_json(L, {{"registry", r.registry}, {"repository", r.repository}, {"tag", r.tag},
-                {"digest", r.digest}, {"name", r.name()}});
-  return 1;
-}
-
 const luaL_Reg kFunctions[] = {
     {"resolve", protect<l_resolve>},   {"exists", protect<l_exists>},   {"tags", protect<l_tags>},
     {"catalog", protect<l_catalog>},   {"manifest", protect<l_manifest>}, {"delete", protect<l_delete>},
     {"copy", protect<l_copy>},         {"retag", protect<l_retag>},     {"login", protect<l_login>},
-    {"logout", protect<l_logout>},     {"parse", protect<l_parse>},     {nullptr, nullptr},
+    {"logout", protect<l_logout>},     {nullptr, nullptr},
 };
 
 }  // namespace

@@ -184,12 +184,9 @@ function M.logout(opts)
   native.logout(options("logout", opts, "registry", { registry = true }))
 end
 
---- Splits a reference: {registry, repository, tag, digest, name}. Raises invalid_argument.
+--- Splits a reference: the same as hoist.image.parse (one parser, one spelling of each noun).
 ---@param image string
----@return {registry: string, repository: string, tag: string, digest: string, name: string}
-function M.parse(image)
-  if type(image) ~= "string" then fail("invalid_argument", "registry.parse: expected a string") end
-  return native.parse(image)
-end
+---@return hoist.image.Ref
+function M.parse(image) return require("hoist.image").parse(image) end
 
 return M

@@ -83,9 +83,10 @@ t.cases("bad options are invalid_argument naming the option", {
 end)
 
 t.case("parse splits a reference with docker's defaults", function()
-  t.eq(registry.parse("busybox"), { registry = "docker.io", repository = "library/busybox", tag = "", digest = "", name = "docker.io/library/busybox" })
+  t.eq(registry.parse("busybox"), { registry = "docker.io", repository = "docker.io/library/busybox",
+                                    path = "library/busybox", image = "docker.io/library/busybox" })
   local r = registry.parse("127.0.0.1:5000/team/app:v1")
-  t.eq({ r.registry, r.repository, r.tag }, { "127.0.0.1:5000", "team/app", "v1" })
+  t.eq({ r.registry, r.repository, r.path, r.tag }, { "127.0.0.1:5000", "127.0.0.1:5000/team/app", "team/app", "v1" })
 end)
 
 ---------------------------------------------------------------- reads against the fault registry
