@@ -10,6 +10,7 @@ local runner = require "hoist.pipeline.runner"
 local semver = require "hoist.semver"
 local util = require "hoist.util"
 local fs = require "hoist.fs"
+local core = require "hoist.native.core"
 
 local M = {}
 
@@ -206,11 +207,19 @@ end
 function M.run_chunk(chunk, args, path)
   local results = { n = 0 }
   local function collect(...) results = { n = select("#", ...), ... } end
-  collect(chunk(args))
+  -- a plain script's dry run has a plan too: collected from the start, shown at the end
+  local dry = util.dry_run()
+  local was_capturing = dry and core.plan_capture(true)
+  local ok, err = pcall(function() collect(chunk(args)) end)
   local def = results[1]
+  if dry and not (ok and M.is_pipeline(def)) then
+    core.plan_capture(was_capturing)
+    runner.script_plan(path, core.plan_take(), ok)
+  end
+  if not ok then error(err, 0) end
   if M.is_pipeline(def) then
-    local ok, abs = pcall(fs.realpath, path)
-    return M.run(def, args, { source = { file = ok and abs or path }, spec = path })
+    local rok, abs = pcall(fs.realpath, path)
+    return M.run(def, args, { source = { file = rok and abs or path }, spec = path })
   end
   return unpack(results, 1, results.n)
 end

@@ -239,3 +239,80 @@ t.case("GitHub Actions: a failure gets an ::error annotation with file and line"
   end
   hoist.exec { "rm", "-rf", dir }
 end)
+
+---------------------------------------------------------------- runs and reports of every kind of run
+
+-- A run folder written by hand: journal.jsonl from `entries` (ts given), no process behind it.
+local function fake_run(state, id, entries)
+  local lines = {}
+  for i, e in ipairs(entries) do lines[i] = hoist.json.encode(e) end
+  hoist.fs.write_file(("%s/runs/%s/journal.jsonl"):format(state, id), table.concat(lines, "\n") .. "\n")
+end
+
+local DEAD_PID = 2147483646 -- no such process
+
+t.case("`hoist report`: a stage cut short is interrupted; a succeeded run's compensations are not needed", function()
+  local state = tmpdir()
+  fake_run(state, "20260101-000000-dead", {
+    { kind = "run.start", ts = 1000, run = "20260101-000000-dead", pipeline = "p", version = "1.0.0", pid = DEAD_PID },
+    { kind = "stage.start", ts = 1001, stage = "deploy", attempt = 1 },
+  })
+  fake_run(state, "20260101-000000-good", {
+    { kind = "run.start", ts = 2000, run = "20260101-000000-good", pipeline = "p", version = "1.0.0", pid = DEAD_PID },
+    { kind = "stage.start", ts = 2001, stage = "deploy", attempt = 1 },
+    { kind = "compensation.registered", ts = 2002, id = 1, stage = "deploy", action = "x.undo", args = {} },
+    { kind = "stage.end", ts = 2003, stage = "deploy", status = "succeeded", duration = 2 },
+    { kind = "run.end", ts = 2004, status = "succeeded", duration = 4 },
+  })
+  local dead = hoist_cli { "report", "20260101-000000-dead", "--state-dir", state }
+  t.eq(dead.code, 0, dead.stderr)
+  t.match(dead.stdout, "deploy%s+interrupted")
+  t.no_match(dead.stdout, "running")
+  local good = hoist_cli { "report", "20260101-000000-good", "--state-dir", state }
+  t.eq(good.code, 0, good.stderr)
+  t.match(good.stdout, "compensation 1 x%.undo %(deploy%): not_needed")
+  t.no_match(good.stdout, "pending")
+  local list = hoist.json.decode(hoist_cli({ "runs", "--state-dir", state, "--json" }).stdout)
+  t.eq({ list[1].id, list[1].pending, list[2].id, list[2].status }, { "20260101-000000-good", 0, "20260101-000000-dead", "died" })
+  hoist.exec { "rm", "-rf", state }
+end)
+
+t.case("`hoist runs` orders runs by start time, not by id", function()
+  local state = tmpdir()
+  -- ids sort the other way round from their start times
+  fake_run(state, "b-early", { { kind = "run.start", ts = 1000, run = "b-early", pipeline = "p", version = "1.0.0", pid = DEAD_PID },
+                               { kind = "run.end", ts = 1001, status = "succeeded" } })
+  fake_run(state, "a-late", { { kind = "run.start", ts = 3000, run = "a-late", pipeline = "p", version = "1.0.0", pid = DEAD_PID },
+                              { kind = "run.end", ts = 3001, status = "succeeded" } })
+  fake_run(state, "c-middle", { { kind = "run.start", ts = 2000, run = "c-middle", pipeline = "p", version = "1.0.0", pid = DEAD_PID },
+                                { kind = "run.end", ts = 2001, status = "failed" } })
+  local list = hoist.json.decode(hoist_cli({ "runs", "--state-dir", state, "--json" }).stdout)
+  t.eq({ list[1].id, list[2].id, list[3].id }, { "a-late", "c-middle", "b-early" })
+  hoist.exec { "rm", "-rf", state }
+end)
+
+t.case("a plain script: --dry-run prints the plan and writes plan.json; `hoist report` shows its run", function()
+  local dir = tmpdir()
+  local script = dir .. "/plain.lua"
+  support.write(script, [[
+hoist.docker.tag("127.0.0.1:5000/app:1", "127.0.0.1:5000/app:2")
+hoist.http.post("http://127.0.0.1:1/hooks/deployed", { json = { version = 2 } })
+print("script done")
+]])
+  local r = hoist_cli { "run", script, "--dry-run", "--state-dir", dir .. "/state" }
+  t.eq(r.code, 0, r.stderr)
+  t.match(r.stdout, "Plan: dry run of " .. lit(script) .. " %(run [%w%-]+%), 2 change%(s%) it would make:\n"
+    .. "  1%. docker tag 127%.0%.0%.1:5000/app:1 127%.0%.0%.1:5000/app:2\n  2%. POST http://127%.0%.0%.1:1/hooks/deployed")
+  local id, run_dir = only_run(dir .. "/state")
+  local plan = hoist.json.decode(read(run_dir .. "/plan.json"))
+  t.eq({ #plan.steps, plan.steps[1].action, plan.steps[2].method }, { 2, "docker.tag", "POST" })
+  local rep = hoist_cli { "report", id, "--state-dir", dir .. "/state" }
+  t.eq(rep.code, 0, rep.stderr)
+  t.match(rep.stdout, "^script · run " .. lit(id) .. " · succeeded")
+  local html = hoist_cli { "report", id, "--state-dir", dir .. "/state", "--html", dir .. "/r.html" }
+  t.eq(html.code, 0, html.stderr)
+  t.match(read(dir .. "/r.html"), "POST http://127%.0%.0%.1:1/hooks/deployed")
+  local list = hoist.json.decode(hoist_cli({ "runs", "--state-dir", dir .. "/state", "--json" }).stdout)
+  t.eq({ list[1].id, list[1].dry_run }, { id, true })
+  hoist.exec { "rm", "-rf", dir }
+end)

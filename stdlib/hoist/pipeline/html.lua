@@ -2,6 +2,7 @@
 --- events.jsonl, as text or as one self-contained HTML page (inline CSS, no external assets).
 local journal = require "hoist.pipeline.journal"
 local native = require "hoist.native.journal"
+local fs = require "hoist.fs"
 local fmt_duration = require("hoist.pipeline.report").fmt_duration
 
 local M = {}
@@ -24,7 +25,12 @@ end
 function M.collect(opts)
   local state_dir = opts.state_dir or ".hoist"
   local dir = journal.run_dir(state_dir, opts.run)
-  local s = journal.summarize(journal.read(dir), opts.run)
+  local s
+  if not fs.exists(dir .. "/journal.jsonl") and fs.exists(dir .. "/events.jsonl") then
+    s = journal.script_summary(dir, opts.run) -- a plain script's run
+  else
+    s = journal.summarize(journal.read(dir), opts.run) -- raises when there is no such run
+  end
   local ok, events = pcall(native.read, dir .. "/events.jsonl")
   if not ok then events = {} end
   local rep = { run = s, sections = {}, errors = {}, plan = {}, dir = dir }
@@ -166,8 +172,8 @@ end
 ---@return string
 function M.text(rep)
   local s = rep.run
-  local lines = { ("%s %s · run %s · %s · %s"):format(s.pipeline or "script", s.version or "", s.id, s.status,
-    fmt_duration(s.duration)) }
+  local lines = { ("%s%s · run %s · %s%s · %s"):format(s.pipeline or "script", s.version and (" " .. s.version) or "",
+    s.id, s.status, s.dry_run and " (dry run)" or "", fmt_duration(s.duration)) }
   for _, st in ipairs(s.stages) do
     lines[#lines + 1] = ("  %-20s %-10s %8s%s"):format(st.name, st.status or "running", fmt_duration(st.duration),
       st.error and ("  " .. (st.error.code or "?") .. ": " .. (st.error.message or "")) or "")
@@ -187,7 +193,7 @@ end
 function M.main(opts)
   local rep = M.collect(opts)
   if opts.html and opts.html ~= "" then
-    require("hoist.fs").write_file(opts.html, hoist.scrub(M.render(rep)))
+    fs.write_file(opts.html, hoist.scrub(M.render(rep)))
     print(("wrote %s (run %s, %s)"):format(opts.html, rep.run.id, rep.run.status))
   else
     io.stdout:write(M.text(rep))

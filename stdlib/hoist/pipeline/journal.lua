@@ -2,6 +2,8 @@
 --- and finishing the rollback of a run from another process (`hoist rollback <run-id>`).
 local native = require "hoist.native.journal"
 local actions = require "hoist.pipeline.actions"
+local fs = require "hoist.fs"
+local util = require "hoist.util"
 
 local M = {}
 
@@ -43,7 +45,7 @@ end
 local function usage_error(message, details)
   details = details or {}
   details.exit_code = 2
-  hoist.error { code = "invalid_argument", message = message, details = details }
+  util.fail("invalid_argument", message, details)
 end
 
 --- The folder of a run.
@@ -75,9 +77,10 @@ end
 ---@field duration? number seconds (nil while running)
 ---@field dry_run boolean
 ---@field pid? integer
----@field stages table[] {name, status, duration, attempt, started, error?}
----@field compensations hoist.Compensation[] with status "pending"|"succeeded"|"failed"
----@field pending integer compensations not done yet
+---@field stages table[] {name, status, duration, attempt, started, error?}; status "interrupted" when the run ended (or died) while the stage ran
+---@field compensations hoist.Compensation[] with status "pending"|"succeeded"|"failed"|"not_needed" (the run succeeded)
+---@field pending integer compensations not done yet (none for a succeeded run)
+---@field script? boolean a plain script's run (no journal: told from events.jsonl)
 ---@field error? table
 ---@field finish? table the last run.end entry
 
@@ -128,27 +131,42 @@ function M.summarize(entries, id)
       if s.started and e.ts then s.duration = e.ts - s.started end
     end
   end
-  for _, c in ipairs(s.compensations) do
-    if c.status ~= "succeeded" then s.pending = s.pending + 1 end
-  end
   if not s.status then
-    s.status = (s.pid and require("hoist.fs").pid_alive(s.pid)) and "running" or "died"
+    s.status = (s.pid and fs.pid_alive(s.pid)) and "running" or "died"
+  end
+  for _, st in ipairs(s.stages) do
+    -- a stage still "running" in a run that is over was cut short (SIGKILL, a crash)
+    if st.status == "running" and s.status ~= "running" then st.status = "interrupted" end
+  end
+  for _, c in ipairs(s.compensations) do
+    if c.status == "pending" and s.status == "succeeded" then
+      c.status = "not_needed" -- the run succeeded: nothing had to be undone
+    elseif c.status ~= "succeeded" then
+      s.pending = s.pending + 1
+    end
   end
   return s
 end
 
-local function read_events_outcome(dir)
+--- The summary of a plain script's run (it writes no journal): told from its events.jsonl.
+---@param dir string
+---@param id string
+---@param mtime? number the folder's, when events.jsonl says nothing of the start
+---@return hoist.RunSummary
+function M.script_summary(dir, id, mtime)
+  local s = { id = id, dir = dir, script = true, stages = {}, compensations = {}, pending = 0, dry_run = false }
   local ok, events = pcall(native.read, dir .. "/events.jsonl")
-  if not ok then return {} end
-  local out = {}
-  for _, e in ipairs(events) do
-    if e.kind == "run.start" then out.started = e.ts end
+  for _, e in ipairs(ok and events or {}) do
+    if e.kind == "run.start" then s.started = e.ts end
     if e.kind == "run.end" then
-      out.status = (e.fields and e.fields.ok) and "succeeded" or "failed"
-      if out.started then out.duration = e.ts - out.started end
+      s.status = (e.fields and e.fields.ok) and "succeeded" or "failed"
+      if s.started then s.duration = e.ts - s.started end
     end
+    if e.kind == "plan" then s.dry_run = true end
   end
-  return out
+  s.started = s.started or mtime
+  s.status = s.status or "died"
+  return s
 end
 
 --- Every run folder of a state dir, newest first.
@@ -163,13 +181,15 @@ function M.runs(state_dir)
       s.dir = r.dir
       out[#out + 1] = s
     else
-      -- a plain script's run: only events.jsonl tells what happened
-      local ev = read_events_outcome(r.dir)
-      out[#out + 1] = { id = r.id, dir = r.dir, status = ev.status or "died", pipeline = nil, script = true,
-                        started = ev.started or r.mtime, duration = ev.duration, stages = {}, compensations = {},
-                        pending = 0, dry_run = false }
+      out[#out + 1] = M.script_summary(r.dir, r.id, r.mtime) -- a plain script's run
     end
   end
+  -- newest first by start time (ids sort by second only, and differ in form between engines)
+  table.sort(out, function(a, b)
+    local x, y = a.started or 0, b.started or 0
+    if x ~= y then return x > y end
+    return a.id > b.id
+  end)
   return out
 end
 
@@ -203,7 +223,7 @@ function M.rollback(opts)
   if #pending == 0 then
     hoist.log.info(("run %s: no compensation left to run"):format(opts.run))
     if not s.finish then
-      local array = require("hoist.pipeline.runner").array
+      local array = hoist.json.array
       writer:append { kind = "run.end", status = #s.compensations > 0 and "rolled_back" or "failed",
                       by = "hoist rollback", rolled_back = array(), left = array() }
     end
@@ -215,7 +235,7 @@ function M.rollback(opts)
   local done, left = actions.compensate(pending, { journal = writer, run = { id = opts.run, dir = dir } })
   result.done, result.left = done, left
   result.status = #left == 0 and "rolled_back" or "rollback_failed"
-  local array = require("hoist.pipeline.runner").array
+  local array = hoist.json.array
   local names = array()
   for i, c in ipairs(done) do names[i] = ("%s (%s)"):format(c.action, c.stage or "?") end
   local left_names = array()

@@ -23,8 +23,8 @@ R.fmt_duration = fmt_duration
 ---------------------------------------------------------------- plan
 
 local function plan_lines(run, result)
-  local lines = { ("Plan: dry run of %s %s (run %s), %d change(s) it would make:"):format(
-    result.pipeline, result.version, result.run, #result.plan) }
+  local lines = { ("Plan: dry run of %s%s (run %s), %d change(s) it would make:"):format(
+    result.pipeline, result.version ~= "" and (" " .. result.version) or "", result.run, #result.plan) }
   for i, s in ipairs(result.plan) do
     local detail = ""
     if s.method and s.url and not s.message:find(s.url, 1, true) then detail = ("  [%s %s]"):format(s.method, s.url) end
@@ -62,6 +62,8 @@ local function write_plan(run, result)
   end
   io.stdout:flush()
 end
+
+R.write_plan = write_plan
 
 ---------------------------------------------------------------- terminal summary
 

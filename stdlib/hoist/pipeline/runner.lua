@@ -253,6 +253,17 @@ local function final_error(run, result)
   return err
 end
 
+--- The plan of a plain script's dry run: printed and written to plan.json like a pipeline's.
+---@param path string the script
+---@param steps hoist.PlanStep[]
+---@param ok boolean whether the script finished without an error
+function R.script_plan(path, steps, ok)
+  local info = hoist.run
+  for i, s in ipairs(steps) do s.n = i end
+  report.write_plan({ dir = info.dir ~= "" and info.dir or nil, opts = {}, json = info.log_format == "json" },
+    { pipeline = path, version = "", run = info.id, status = ok and "succeeded" or "failed", plan = steps })
+end
+
 --- Runs a defined pipeline (hoist.pipeline.run).
 function R.run(def, raw, opts)
   R.check_requires(def)
