@@ -6,12 +6,11 @@
 local native = require "hoist.native.process"
 local core = require "hoist.native.core"
 local log = require "hoist.log"
+local util = require "hoist.util"
 
 local M = {}
 
-local function invalid(message)
-  error(core.new_error { code = "invalid_argument", message = "hoist.exec: " .. message }, 0)
-end
+local function invalid(message) util.fail("invalid_argument", "hoist.exec: " .. message) end
 
 ---@class hoist.ExecOptions
 ---@field [integer] string the program and its arguments (numbers are converted)
@@ -50,8 +49,8 @@ local function validate(opts)
       end
     elseif known[k] == nil then
       invalid(("unknown option '%s'"):format(tostring(k)))
-    elseif type(v) ~= known[k] then
-      invalid(("option '%s' must be a %s, got %s"):format(k, known[k], type(v)))
+    else
+      util.check_opt("hoist.exec", k, v, known[k])
     end
   end
   if n == 0 then invalid("argv is empty: give the program first, as in hoist.exec{'ls', '-l'}") end
@@ -165,8 +164,7 @@ end
 ---@return string|nil
 function M.which(name)
   if type(name) ~= "string" or name == "" then
-    error(core.new_error { code = "invalid_argument",
-      message = "hoist.which: expected a program name, got " .. type(name) }, 0)
+    util.fail("invalid_argument", "hoist.which: expected a program name, got " .. type(name))
   end
   return native.which(name)
 end
@@ -176,8 +174,7 @@ end
 ---@return string|nil
 function M.env(name)
   if type(name) ~= "string" or name == "" then
-    error(core.new_error { code = "invalid_argument",
-      message = "hoist.env: expected a variable name, got " .. type(name) }, 0)
+    util.fail("invalid_argument", "hoist.env: expected a variable name, got " .. type(name))
   end
   return os.getenv(name)
 end
