@@ -66,8 +66,8 @@ local CSS = [[
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1000px;color:#1d2330;padding:0 1em}
 h1{font-size:1.5em;margin:0 0 .2em}h2{font-size:1.15em;margin:1.6em 0 .5em;border-bottom:1px solid #dde;padding-bottom:.2em}
 .meta{color:#5a6275}.badge{display:inline-block;padding:.1em .6em;border-radius:1em;font-weight:600;color:#fff}
-.succeeded{background:#1f883d}.failed,.rollback_failed,.died{background:#cf222e}.rolled_back{background:#bf8700}
-.running,.pending{background:#0969da}.skipped,.cancelled{background:#8c959f}
+.succeeded{background:#1f883d}.failed,.rollback_failed,.died,.interrupted{background:#cf222e}.rolled_back{background:#bf8700}
+.running,.pending{background:#0969da}.skipped,.cancelled,.not_needed{background:#8c959f}
 .timeline{position:relative;border-left:1px solid #ccd;margin:.5em 0}
 .row{display:flex;align-items:center;height:26px}.label{width:170px;flex:none;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .track{position:relative;flex:1;height:18px;background:#f3f4f7;border-radius:3px}

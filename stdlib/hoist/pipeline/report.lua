@@ -9,7 +9,7 @@ local R = {}
 
 local function json() return require("hoist.native.json") end
 
-local ICON = { succeeded = "✓", failed = "✗", cancelled = "✗", skipped = "-", running = "…" }
+local ICON = { succeeded = "✓", failed = "✗", cancelled = "✗", skipped = "-", running = "…", interrupted = "✗" }
 local GH_ICON = { succeeded = "✅", failed = "❌", cancelled = "⛔", skipped = "⏭️", rolled_back = "↩️",
                   rollback_failed = "🔥", running = "⏳", died = "💀" }
 
