@@ -30,6 +30,12 @@ local function list(v) return type(v) == "table" and v or {} end
 
 local fs = require "hoist.fs"
 
+-- The digest an image reference names (hoist.image), nil when it names none or is not one.
+local function digest_of(image)
+  local ok, ref = pcall(hoist.image.parse, image)
+  return ok and ref.digest or nil
+end
+
 -- nil when the file cannot be read (missing, a folder, no permission)
 local function read_file(path)
   local ok, text = pcall(fs.read_file, path)
@@ -276,7 +282,7 @@ end
 
 -- Runs trivy (or reuses the cached output for this digest and these options).
 local function scan_output(opts, severities, format, ext)
-  local digest = opts.digest or opts.image:match("@([%w+._-]+:%x+)$")
+  local digest = opts.digest or digest_of(opts.image)
   local path = cache_file(opts, digest, ext)
   local key = cache_key(opts, severities, format)
   local cached = cache_get(path, key, opts.max_age or DEFAULT_MAX_AGE)
@@ -370,7 +376,7 @@ function M.parse(raw, opts)
   local digest = opts.digest
   if not digest then
     local rd = str(list(meta.RepoDigests)[1])
-    digest = rd and rd:match("@([%w+._-]+:%x+)$")
+    digest = rd and digest_of(rd)
   end
   local osinfo = type(meta.OS) == "table" and meta.OS or {}
   local report = {
