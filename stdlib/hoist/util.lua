@@ -166,7 +166,8 @@ function M.plan(step)
   if not s.message then
     if s.argv then
       local parts = {}
-      for i, a in ipairs(s.argv) do parts[i] = shell_quote(a) end
+      -- scrub, then quote: quoting first would hide a secret holding ' from the scrubber
+      for i, a in ipairs(s.argv) do parts[i] = shell_quote(core.scrub(tostring(a))) end
       s.message = table.concat(parts, " ")
     elseif s.method then
       s.message = ("%s %s"):format(s.method, s.url or "")

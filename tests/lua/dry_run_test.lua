@@ -190,3 +190,10 @@ t.case("a dry pipeline run through every mutating primitive changes nothing and 
   t.match(requests, "DELETE [^\n]*/manifests/sha256:", "registry.delete")
   t.no_match(hoist.json.encode(r.plan), "hoist-basic-secret", "no secret in the plan")
 end, { timeout = 600 })
+
+t.case("a plan step's command line is scrubbed before it is quoted", function()
+  local secret = hoist.secret("it's-a-secret-value")
+  local step = require("hoist.util").plan { argv = { "login", "--password", secret } }
+  t.no_match(step.message, "secret-value")
+  t.match(step.message, "login %-%-password '%*%*%*'")
+end)
