@@ -1,10 +1,9 @@
 // Sending a REST request: the dry-run hook, auth hooks, the retry loop around each try,
-// streaming of line-delimited bodies; and pagination over it.
+// streaming of line-delimited bodies.
 #include <hoist/rest.hpp>
 
 #include <algorithm>
 #include <chrono>
-#include <set>
 
 namespace hoist::rest {
 namespace {
@@ -181,51 +180,6 @@ bool LineBuffer::finish(const std::function<bool(std::string_view)>& on_line) {
   std::string last = std::exchange(pending_, {});
   if (last.back() == '\r') last.pop_back();
   return on_line(last);
-}
-
-// ------------------------------------------------------------------ pagination
-
-NextPage next_by_link() {
-  return [](const std::string& url, const HttpResponse& resp, const nlohmann::json&) {
-    std::string next = parse_link_next(resp.header("link"));
-    return next.empty() ? next : resolve_url(url, next);
-  };
-}
-
-NextPage next_by_field(std::string pointer) {
-  return [ptr = nlohmann::json::json_pointer(pointer)](const std::string&, const HttpResponse&,
-                                                       const nlohmann::json& body) {
-    if (!body.contains(ptr) || !body.at(ptr).is_string()) return std::string();
-    return body.at(ptr).get<std::string>();
-  };
-}
-
-NextPage next_by_continue() {
-  return [](const std::string& url, const HttpResponse&, const nlohmann::json& body) {
-    static const nlohmann::json::json_pointer ptr("/metadata/continue");
-    if (!body.contains(ptr) || !body.at(ptr).is_string() || body.at(ptr).get_ref<const std::string&>().empty())
-      return std::string();
-    return with_query(url, "continue", body.at(ptr).get<std::string>());
-  };
-}
-
-Task<void> paginate(const Client& client, ContextPtr ctx, Request req, NextPage next,
-                    std::function<bool(nlohmann::json& page)> on_page) {
-  std::set<std::string> seen;
-  while (true) {
-    if (!seen.insert(req.http.url).second)
-      throw Error(Code::internal, req.what + ": the server's pagination loops",
-                  {{"url", redact_url(req.http.url)}});
-    Response r = co_await client.send(ctx, req);
-    if (r.status != 200) throw client.status_error(r, req);
-    auto page = nlohmann::json::parse(r.body, nullptr, false);
-    if (page.is_discarded() || !page.is_object())
-      throw Error(Code::internal, req.what + ": the answer is not a JSON object",
-                  {{"url", redact_url(req.http.url)}, {"body", r.body.substr(0, 512)}});
-    std::string url = next(req.http.url, r, page);
-    if (!on_page(page) || url.empty()) co_return;
-    req.http.url = std::move(url);
-  }
 }
 
 }  // namespace hoist::rest

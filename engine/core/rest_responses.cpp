@@ -1,7 +1,10 @@
-// A remote's failure as a structured error: the code from the HTTP status (DESIGN.md's
-// codes, via code_for_http_status) unless the remote's body says better, the remote's own
-// message, and what a support request needs in details (status, method, url, request ids).
+// What to make of a remote's answer: a failure as a structured error (the code from the HTTP
+// status, DESIGN.md's codes via code_for_http_status, unless the remote's body says better;
+// the remote's own message; status, method, url and request ids in details), and where the
+// next page of a list is.
 #include <hoist/rest.hpp>
+
+#include <set>
 
 namespace hoist::rest {
 namespace {
@@ -76,6 +79,51 @@ Error Client::status_error(const HttpResponse& resp, const Request& req) const {
                what + ": " + remote.message + " (HTTP " + std::to_string(resp.status) + " from " +
                    url_host(req.http.url) + ")",
                details);
+}
+
+// ------------------------------------------------------------------ pagination
+
+NextPage next_by_link() {
+  return [](const std::string& url, const HttpResponse& resp, const nlohmann::json&) {
+    std::string next = parse_link_next(resp.header("link"));
+    return next.empty() ? next : resolve_url(url, next);
+  };
+}
+
+NextPage next_by_field(std::string pointer) {
+  return [ptr = nlohmann::json::json_pointer(pointer)](const std::string&, const HttpResponse&,
+                                                       const nlohmann::json& body) {
+    if (!body.contains(ptr) || !body.at(ptr).is_string()) return std::string();
+    return body.at(ptr).get<std::string>();
+  };
+}
+
+NextPage next_by_continue() {
+  return [](const std::string& url, const HttpResponse&, const nlohmann::json& body) {
+    static const nlohmann::json::json_pointer ptr("/metadata/continue");
+    if (!body.contains(ptr) || !body.at(ptr).is_string() || body.at(ptr).get_ref<const std::string&>().empty())
+      return std::string();
+    return with_query(url, "continue", body.at(ptr).get<std::string>());
+  };
+}
+
+Task<void> paginate(const Client& client, ContextPtr ctx, Request req, NextPage next,
+                    std::function<bool(nlohmann::json& page)> on_page) {
+  std::set<std::string> seen;
+  while (true) {
+    if (!seen.insert(req.http.url).second)
+      throw Error(Code::internal, req.what + ": the server's pagination loops",
+                  {{"url", redact_url(req.http.url)}});
+    Response r = co_await client.send(ctx, req);
+    if (r.status != 200) throw client.status_error(r, req);
+    auto page = nlohmann::json::parse(r.body, nullptr, false);
+    if (page.is_discarded() || !page.is_object())
+      throw Error(Code::internal, req.what + ": the answer is not a JSON object",
+                  {{"url", redact_url(req.http.url)}, {"body", r.body.substr(0, 512)}});
+    std::string url = next(req.http.url, r, page);
+    if (!on_page(page) || url.empty()) co_return;
+    req.http.url = std::move(url);
+  }
 }
 
 }  // namespace hoist::rest
