@@ -194,26 +194,20 @@ std::function<Reply(const Seen&)> fail_then_ok(int n, int status, hoist::Headers
 }  // namespace
 
 TEST_CASE("rest: retryable statuses are retried with backoff, and a retry event says so") {
-  for (int status : {408, 429, 500, 502, 503, 504}) {
-    CAPTURE(status);
+  struct Row { int status; bool retried; };
+  for (auto row : {Row{408, true}, Row{429, true}, Row{500, true}, Row{502, true}, Row{503, true},
+                   Row{504, true}, Row{400, false}, Row{401, false}, Row{404, false}, Row{409, false},
+                   Row{501, false}, Row{505, false}}) {
+    CAPTURE(row.status);
     Fixture f;
-    f.server.handler = fail_then_ok(2, status);
+    f.server.handler = fail_then_ok(2, row.status);
     auto r = f.send(f.ctx(), f.get("/x"));
     REQUIRE(r.ok());
-    CHECK(r->status == 200);
-    CHECK(r->attempts == 3);
-    CHECK(f.server.seen.size() == 3);
+    CHECK(r->status == (row.retried ? 200 : row.status));  // not retried: the caller gets the answer
+    CHECK(f.server.seen.size() == (row.retried ? 3u : 1u));
+    CHECK(r->attempts == static_cast<int>(f.server.seen.size()));
     auto kinds = f.kinds();
-    CHECK(std::count(kinds.begin(), kinds.end(), "test.retry") == 2);
-  }
-  for (int status : {400, 401, 404, 409, 501, 505}) {
-    CAPTURE(status);
-    Fixture f;
-    f.server.handler = fail_then_ok(1, status);
-    auto r = f.send(f.ctx(), f.get("/x"));
-    REQUIRE(r.ok());
-    CHECK(r->status == status);  // not retried: the caller gets the answer
-    CHECK(f.server.seen.size() == 1);
+    CHECK(std::count(kinds.begin(), kinds.end(), "test.retry") == (row.retried ? 2 : 0));
   }
 }
 
