@@ -103,9 +103,11 @@ bool digest_matches(std::string_view bytes, std::string_view digest);
 
 // ------------------------------------------------------------------ auth
 
-// The header grammars live in the REST layer (hoist/rest.hpp); named here too for callers of
-// the registry's auth.
+// The header grammars live in the REST layer (hoist/rest.hpp); these names stay for callers
+// written before the move (aliases, not copies).
 using rest::Challenge;
+using rest::parse_link_next;
+using rest::parse_retry_after;
 using rest::parse_www_authenticate;
 
 struct Credentials {
