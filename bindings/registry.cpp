@@ -84,13 +84,13 @@ Credentials credentials(const json& j, const char* fn, const char* field) {
 // Options every call shares; `auth` applies to the registries given.
 CallOptions call_options(lua_State* L, const json& j, const char* fn, std::vector<std::string> registries) {
   CallOptions o;
-  o.attempts = static_cast<int>(num(j, fn, "attempts", o.attempts));
-  o.backoff = num(j, fn, "backoff", o.backoff);
-  o.max_backoff = num(j, fn, "max_backoff", o.max_backoff);
+  o.retry.attempts = static_cast<int>(num(j, fn, "attempts", o.retry.attempts));
+  o.retry.backoff = num(j, fn, "backoff", o.retry.backoff);
+  o.retry.max_backoff = num(j, fn, "max_backoff", o.retry.max_backoff);
   o.timeout = num(j, fn, "timeout", o.timeout);
   o.concurrency = static_cast<int>(num(j, fn, "concurrency", o.concurrency));
   o.buffer = static_cast<std::size_t>(num(j, fn, "buffer", static_cast<double>(o.buffer)));
-  if (o.attempts < 1) throw Error(Code::invalid_argument, std::string("registry.") + fn + ": attempts must be >= 1");
+  if (o.retry.attempts < 1) throw Error(Code::invalid_argument, std::string("registry.") + fn + ": attempts must be >= 1");
   o.dry_run = Runtime::from(L).dry_run() || (j.contains("dry_run") && j["dry_run"] == true);
   if (auto it = j.find("insecure_registries"); it != j.end() && it->is_array())
     for (auto& r : *it)

@@ -219,7 +219,7 @@ int runs_command(const RunsFlags& f, CLI::App* runs, CLI::App* rollback, CLI::Ap
 // ---------------------------------------------------------------- end of runs / rollback / report
 
 // ---------------------------------------------------------------- hoist proxy (container helper)
-// A stable TCP front on a service port (engine/core/proxy.cpp). The local deploy target
+// A stable TCP front on a service port (engine/local/proxy.cpp). The local deploy target
 // starts it detached and switches its upstream; operators can do the same by hand.
 struct ProxyFlags {
   std::string listen, upstream, state, name, log, switch_to;

@@ -42,7 +42,7 @@ std::string form(std::initializer_list<std::pair<std::string, std::string>> fiel
   for (auto& [k, v] : fields) {
     if (v.empty()) continue;
     if (!out.empty()) out += '&';
-    out += url_encode(k) + "=" + url_encode(v);
+    out += rest::url_encode(k) + "=" + rest::url_encode(v);
   }
   return out;
 }
@@ -62,6 +62,25 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
 }
 
 }  // namespace
+
+std::string describe(const Credentials& c) {
+  std::string who = !c.username.empty() && c.username != kAcrTokenUser ? "user '" + c.username + "'"
+                    : !c.aad_token.empty()                                ? "an Azure AD token"
+                    : !c.registry_token.empty()                           ? "a registry token"
+                                                                          : "a refresh token";
+  if (c.source == "options") return who + " from the call's auth option";
+  if (c.source == "login") return who + " from registry.login";
+  if (c.source == "config") return who + " from docker's config.json";
+  if (c.source.rfind("helper:", 0) == 0) return who + " from docker-credential-" + c.source.substr(7);
+  return who;
+}
+
+const Credentials* ClientImpl::known_credentials(const Ctx& ctx, const std::string& registry) const {
+  const std::map<std::string, Credentials>* maps[] = {&ctx->credentials, &logins_, &configured_};
+  for (const auto* m : maps)
+    if (auto it = m->find(registry); it != m->end()) return &it->second;
+  return nullptr;
+}
 
 void ClientImpl::remember(const Credentials& c) {
   for (const std::string* s : {&c.password, &c.identity_token, &c.registry_token, &c.aad_token})
@@ -84,7 +103,7 @@ void ClientImpl::logout(const std::string& registry) {
 }
 
 Task<Credentials> ClientImpl::credentials_for(Ctx ctx, std::string registry) {
-  if (auto it = ctx->opts.credentials.find(registry); it != ctx->opts.credentials.end()) {
+  if (auto it = ctx->credentials.find(registry); it != ctx->credentials.end()) {
     remember(it->second);
     co_return it->second;
   }
@@ -113,7 +132,7 @@ Task<Credentials> ClientImpl::from_helper(Ctx ctx, std::string helper, std::stri
   o.argv = {"docker-credential-" + helper, "get"};
   o.stdin_data = registry == "docker.io" ? "https://index.docker.io/v1/" : registry;
   o.timeout = 60;
-  auto out = co_await await_op<ExecResult>(ctx, [&](Completion<ExecResult> done) {
+  auto out = co_await rest::await_op<ExecResult>(ctx, [&](Completion<ExecResult> done) {
     return exec_async(io_, o, std::move(done));
   });
   if (!out.ok()) {
@@ -183,23 +202,25 @@ Task<std::string> ClientImpl::bearer_token(Ctx ctx, Endpoint ep, Challenge ch,
   if (c.username == kAcrTokenUser) refresh = c.password;  // ACR: the password is a refresh token
   if (!c.aad_token.empty()) refresh = co_await acr_refresh_token(ctx, ep, ch, c);
 
-  HttpRequest req;
-  req.timeout = std::min(ctx->opts.timeout, 60.0);
+  rest::Request req;
+  req.what = "token for " + ep.registry;
+  req.timeout = std::min(ctx->options.timeout, 60.0);
+  req.safe = true;  // a token request changes nothing: dry-runs need the token too
+  HttpRequest& h = req.http;
   if (!refresh.empty()) {  // OAuth2 refresh grant (docker's identity tokens, ACR)
-    req.method = "POST";
-    req.url = realm;
-    req.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
-    req.body = form({{"grant_type", "refresh_token"}, {"service", service}, {"scope", join(scopes, " ")},
-                     {"refresh_token", refresh}, {"client_id", "hoist"}});
+    h.method = "POST";
+    h.url = realm;
+    h.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
+    h.body = form({{"grant_type", "refresh_token"}, {"service", service}, {"scope", join(scopes, " ")},
+                   {"refresh_token", refresh}, {"client_id", "hoist"}});
   } else {  // docker's token GET, Basic-authenticated when we have a user
-    req.url = realm + (realm.find('?') == std::string::npos ? "?" : "&") + form({{"service", service}});
-    for (auto& s : scopes) req.url += "&scope=" + url_encode(s);
-    req.url += "&client_id=hoist";
+    h.url = realm + (realm.find('?') == std::string::npos ? "?" : "&") + form({{"service", service}});
+    for (auto& s : scopes) h.url += "&scope=" + rest::url_encode(s);
+    h.url += "&client_id=hoist";
     if (!c.username.empty() || !c.password.empty())
-      req.headers.emplace_back("Authorization", "Basic " + b64encode(c.username + ":" + c.password));
+      h.headers.emplace_back("Authorization", "Basic " + b64encode(c.username + ":" + c.password));
   }
-  std::string what = "token for " + ep.registry;
-  auto j = co_await token_request(ctx, std::move(req), what);
+  auto j = co_await token_request(ctx, std::move(req), c);
   std::string token = j.value("token", "");
   if (token.empty()) token = j.value("access_token", "");
   if (token.empty())
@@ -217,15 +238,16 @@ Task<std::string> ClientImpl::acr_refresh_token(Ctx ctx, Endpoint ep, Challenge 
   std::string key = ep.registry + "|" + who(c);
   if (auto it = refresh_tokens_.find(key); it != refresh_tokens_.end()) co_return it->second;
   // ACR serves /oauth2/exchange next to its token endpoint (the realm)
-  HttpRequest req;
-  req.method = "POST";
-  req.url = origin(ch.param("realm")) + "/oauth2/exchange";
-  req.timeout = std::min(ctx->opts.timeout, 60.0);
-  req.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
-  req.body = form({{"grant_type", "access_token"}, {"service", ch.param("service")},
-                   {"access_token", c.aad_token}});
-  std::string what = "ACR token exchange for " + ep.registry;
-  auto j = co_await token_request(ctx, std::move(req), what);
+  rest::Request req;
+  req.what = "ACR token exchange for " + ep.registry;
+  req.timeout = std::min(ctx->options.timeout, 60.0);
+  req.safe = true;
+  req.http.method = "POST";
+  req.http.url = origin(ch.param("realm")) + "/oauth2/exchange";
+  req.http.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
+  req.http.body = form({{"grant_type", "access_token"}, {"service", ch.param("service")},
+                        {"access_token", c.aad_token}});
+  auto j = co_await token_request(ctx, std::move(req), c);
   std::string refresh = j.value("refresh_token", "");
   if (refresh.empty())
     throw Error(Code::unauthorized, "ACR token exchange for " + ep.registry + " returned no refresh_token",
@@ -235,36 +257,23 @@ Task<std::string> ClientImpl::acr_refresh_token(Ctx ctx, Endpoint ep, Challenge 
   co_return refresh;
 }
 
-Task<nlohmann::json> ClientImpl::token_request(Ctx ctx, HttpRequest req, std::string what) {
-  Req info{req.method, req.url, {}, {}, {}, what};
-  Endpoint ep{origin(req.url), origin(req.url)};
-  for (int attempt = 1;; ++attempt) {
-    auto out = co_await http_await(ctx, http_, req);
-    if (!out.ok()) {
-      if (out.error().retryable() && attempt < ctx->opts.attempts) {
-        co_await sleep_for(ctx, backoff_delay(ctx, attempt, nullptr));
-        continue;
-      }
-      throw Error(out.error().code(), what + ": " + out.error().message(), out.error().retryable(),
-                  {{"url", req.url}});
-    }
-    HttpResponse& r = out.value();
-    bool transient = r.status == 429 || r.status >= 500;
-    if (transient && attempt < ctx->opts.attempts) {
-      co_await sleep_for(ctx, backoff_delay(ctx, attempt, &r));
-      continue;
-    }
-    if (r.status != 200) {
-      Error e = status_error(r, info, ep);
-      // a refused login is "unauthorized", whatever status the token server chose
-      Code code = r.status == 400 ? Code::unauthorized : e.code();
-      throw Error(code, e.message(), e.retryable(), e.details());
-    }
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      throw Error(Code::unauthorized, what + ": the token server's answer is not JSON", {{"url", req.url}});
-    co_return j;
+Task<nlohmann::json> ClientImpl::token_request(Ctx ctx, rest::Request req, Credentials creds) {
+  rest::Response r = co_await rest_.send(ctx, req);
+  if (r.status != 200) {
+    Error e = rest_.status_error(r, req);
+    // a refused login is "unauthorized", whatever status the token server chose
+    bool refused = r.status == 400 || r.status == 401 || r.status == 403;
+    std::string message = e.message();
+    if (refused && !creds.empty())
+      message = req.what + ": the token server rejected the credentials given (" + describe(creds) + "): " +
+                message.substr(std::min(message.size(), req.what.size() + 2));
+    throw Error(refused ? Code::unauthorized : e.code(), message, e.retryable(), e.details());
   }
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    throw Error(Code::unauthorized, req.what + ": the token server's answer is not JSON",
+                {{"url", redact_url(req.http.url)}});
+  co_return j;
 }
 
 }  // namespace hoist::registry::detail

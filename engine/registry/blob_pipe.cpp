@@ -168,10 +168,6 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
   PipeResult r_;
 };
 
-std::string with_digest(const std::string& location, const std::string& digest) {
-  return location + (location.find('?') == std::string::npos ? "?" : "&") + "digest=" + url_encode(digest);
-}
-
 }  // namespace
 
 Task<std::int64_t> ClientImpl::stream_blob(Ctx ctx, Endpoint src, std::string src_repo, Endpoint dst,
@@ -181,18 +177,18 @@ Task<std::int64_t> ClientImpl::stream_blob(Ctx ctx, Endpoint src, std::string sr
   std::vector<std::string> src_scopes{repo_scope(src_repo, "pull")};
   if (src.base == dst.base) src_scopes = dst_scopes;
   Req get{"GET", "/v2/" + src_repo + "/blobs/" + blob.digest, {}, {}, src_scopes, what};
-  Req put{"PUT", with_digest(location, blob.digest),
+  Req put{"PUT", rest::with_query(location, "digest", blob.digest),
           {{"Content-Type", "application/octet-stream"}}, {}, dst_scopes, what};
 
   bool sha256 = blob.digest.rfind("sha256:", 0) == 0;
   if (blob.size < kStreamThreshold || !sha256) {
-    HttpResponse g = co_await send(ctx, src, get);
-    if (g.status != 200) throw_status(g, get, src);
+    auto g = co_await send(ctx, src, get);
+    if (g.status != 200) fail(ctx, g, get, src);
     if (static_cast<std::int64_t>(g.body.size()) != blob.size || !digest_matches(g.body, blob.digest))
       throw digest_mismatch(what, blob.digest, sha256_digest(g.body));
     put.body = std::move(g.body);
-    HttpResponse p = co_await send(ctx, dst, put);
-    if (p.status != 201 && p.status != 204) throw_status(p, put, dst);
+    auto p = co_await send(ctx, dst, put);
+    if (p.status != 201 && p.status != 204) fail(ctx, p, put, dst);
     co_return blob.size;
   }
 
@@ -206,8 +202,8 @@ Task<std::int64_t> ClientImpl::stream_blob(Ctx ctx, Endpoint src, std::string sr
   hput.headers = put.headers;
   if (auto a = co_await authorization(ctx, dst, put.scopes); !a.empty()) hput.headers.emplace_back("Authorization", a);
 
-  auto pipe = std::make_shared<Pipe>(io_, blob, ctx->opts.buffer);
-  auto out = co_await await_op<PipeResult>(ctx, [&](Completion<PipeResult> done) {
+  auto pipe = std::make_shared<Pipe>(io_, blob, ctx->buffer);
+  auto out = co_await rest::await_op<PipeResult>(ctx, [&](Completion<PipeResult> done) {
     return pipe->start(http_, std::move(hget), std::move(hput), std::move(done));
   });
   ctx->check();
@@ -222,7 +218,7 @@ Task<std::int64_t> ClientImpl::stream_blob(Ctx ctx, Endpoint src, std::string sr
     if (s.status != 200) {
       s.body = r.src_body;
       if (s.status == 401) on_unauthorized(src, s);
-      Error e = status_error(s, get, src);
+      Error e = status_error(ctx, s, get, src);
       throw Error(e.code(), e.message(), e.retryable() || s.status == 401, e.details());
     }
   }
@@ -244,7 +240,7 @@ Task<std::int64_t> ClientImpl::stream_blob(Ctx ctx, Endpoint src, std::string sr
     HttpResponse& d = r.dst->value();
     if (d.status != 201 && d.status != 204) {
       if (d.status == 401) on_unauthorized(dst, d);
-      Error e = status_error(d, put, dst);
+      Error e = status_error(ctx, d, put, dst);
       throw Error(e.code(), e.message(), e.retryable() || d.status == 401, e.details());
     }
   }

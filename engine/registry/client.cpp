@@ -24,8 +24,8 @@ Task<Manifest> ClientImpl::get_manifest(Ctx ctx, Endpoint ep, std::string reposi
                                         std::string target, std::vector<std::string> scopes,
                                         std::string what) {
   Req req{"GET", manifest_path(repository, target), {{"Accept", media::accept_manifests()}}, {}, scopes, what};
-  HttpResponse r = co_await send(ctx, ep, req);
-  if (r.status != 200) throw_status(r, req, ep);
+  auto r = co_await send(ctx, ep, req);
+  if (r.status != 200) fail(ctx, r, req, ep);
   Manifest m;
   m.bytes = std::move(r.body);
   bool by_digest = target.find(':') != std::string::npos;
@@ -55,10 +55,10 @@ Task<std::optional<Manifest>> ClientImpl::planned_source(Ctx ctx, Endpoint ep, s
   try {
     co_return co_await get_manifest(ctx, ep, repository, target, scopes, what);
   } catch (const Error& e) {
-    if (!ctx->opts.dry_run || e.code() != Code::not_found) throw;
+    if (!ctx->options.dry_run || e.code() != Code::not_found) throw;
     missing = e;
   }
-  emit("warn", "plan", what + ": the source does not exist (yet); planned without reading it",
+  ctx->emit("warn", "plan", what + ": the source does not exist (yet); planned without reading it",
        {{"error", missing->message()}});
   co_return std::nullopt;
 }
@@ -69,7 +69,7 @@ Task<Resolved> ClientImpl::do_resolve(Ctx ctx, Reference image) {
   std::string what = "resolve " + image.str();
   Req head{"HEAD", manifest_path(image.repository, image.target()),
            {{"Accept", media::accept_manifests()}}, {}, scopes, what};
-  HttpResponse r = co_await send(ctx, ep, head);
+  auto r = co_await send(ctx, ep, head);
   if (r.status == 200) {
     std::string digest = r.header("docker-content-digest");
     std::string type = r.header("content-type");
@@ -98,7 +98,7 @@ OperationPtr ClientImpl::exists(Reference image, CallOptions o, Completion<bool>
     std::string what = "exists " + image.str();
     Req head{"HEAD", manifest_path(image.repository, image.target()),
              {{"Accept", media::accept_manifests()}}, {}, scopes, what};
-    HttpResponse r = co_await self->send(ctx, ep, head);
+    auto r = co_await self->send(ctx, ep, head);
     if (r.status == 200) co_return true;
     if (r.status == 404) co_return false;
     co_await self->get_manifest(ctx, ep, image.repository, image.target(), scopes, what);
@@ -121,28 +121,19 @@ OperationPtr ClientImpl::manifest(Reference image, CallOptions o, Completion<Man
 // Follows Link: <...>; rel="next" until the last page (or `limit` names).
 static Task<std::vector<std::string>> list_pages(ClientImpl* self, Ctx ctx, Endpoint ep, Req req,
                                                  std::string field, int limit) {
-  std::vector<std::string> out;
-  std::set<std::string> seen;
-  while (true) {
-    if (!seen.insert(req.target).second)
-      throw Error(Code::internal, req.what + ": the registry's pagination loops", {{"url", req.target}});
-    HttpResponse r = co_await self->send(ctx, ep, req);
-    if (r.status != 200) throw_status(r, req, ep);
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      throw Error(Code::internal, req.what + ": the answer is not a JSON object", {{"body", r.body.substr(0, 512)}});
-    if (j.contains(field) && j[field].is_array())
-      for (auto& v : j[field])
-        if (v.is_string()) out.push_back(v.get<std::string>());
-    if (limit > 0 && static_cast<int>(out.size()) >= limit) {
-      out.resize(static_cast<std::size_t>(limit));
-      break;
+  auto out = std::make_shared<std::vector<std::string>>();
+  std::function<bool(nlohmann::json&)> on_page = [out, field, limit](nlohmann::json& page) {
+    if (page.contains(field) && page[field].is_array())
+      for (auto& v : page[field])
+        if (v.is_string()) out->push_back(v.get<std::string>());
+    if (limit > 0 && static_cast<int>(out->size()) >= limit) {
+      out->resize(static_cast<std::size_t>(limit));
+      return false;
     }
-    std::string next = parse_link_next(r.header("link"));
-    if (next.empty()) break;
-    req.target = next;
-  }
-  co_return out;
+    return true;
+  };
+  co_await rest::paginate(self->rest(), ctx, self->rest_request(ctx, ep, req), rest::next_by_link(), on_page);
+  co_return std::move(*out);
 }
 
 OperationPtr ClientImpl::tags(Reference repository, int page_size, int limit, CallOptions o,
@@ -184,16 +175,12 @@ OperationPtr ClientImpl::remove(Reference image, CallOptions o, Completion<CopyR
     res.media_type = r.media_type;
     res.image = found ? image.name() + "@" + r.digest : image.str();
     Req del{"DELETE", manifest_path(image.repository, found ? r.digest : image.target()), {}, {},
-            {repo_scope(image.repository, "delete")}, "delete " + image.str()};
-    if (ctx->opts.dry_run) {
-      self->plan(ctx, PlanStep{"DELETE", absolute_url(ep, del.target), "delete_manifest", nullptr, r.digest});
-      res.planned = true;
-      res.steps = ctx->plan;
-      co_return res;
-    }
-    HttpResponse resp = co_await self->send(ctx, ep, del);
-    if (resp.status != 202 && resp.status != 200) throw_status(resp, del, ep);
-    self->emit("info", "registry.delete", "deleted " + res.image, {{"image", res.image}});
+            {repo_scope(image.repository, "delete")}, "delete " + image.str(), "delete_manifest"};
+    if (found) del.fields = {{"digest", r.digest}};
+    auto resp = co_await self->send(ctx, ep, del);
+    if (resp.planned) co_return planned_result(ctx, res);
+    if (resp.status != 202 && resp.status != 200) self->fail(ctx, resp, del, ep);
+    ctx->emit("info", "registry.delete", "deleted " + res.image, {{"image", res.image}});
     co_return res;
   };
   return start<CopyResult>(std::move(o), body, std::move(done));
@@ -208,27 +195,19 @@ OperationPtr ClientImpl::retag(Reference image, std::string tag, CallOptions o, 
     auto found = co_await self->planned_source(ctx, ep, image.repository, image.target(), scopes, what);
     CopyResult res;
     if (!found) {  // dry-run only
-      self->plan(ctx, PlanStep{"PUT", absolute_url(ep, manifest_path(image.repository, tag)), "put_manifest"});
+      rest::plan(ctx, rest::PlanStep{"PUT", absolute_url(ep, manifest_path(image.repository, tag)), "put_manifest"});
       res.image = image.name() + ":" + tag;
-      res.planned = true;
-      res.steps = ctx->plan;
-      co_return res;
+      co_return planned_result(ctx, res);
     }
     Manifest& m = *found;
     res.digest = m.resolved.digest;
     res.media_type = m.resolved.media_type;
     res.image = image.name() + ":" + tag + "@" + m.resolved.digest;
     Req put{"PUT", manifest_path(image.repository, tag), {{"Content-Type", m.resolved.media_type}},
-            m.bytes, scopes, what};
-    if (ctx->opts.dry_run) {
-      self->plan(ctx, PlanStep{"PUT", absolute_url(ep, put.target), "put_manifest", m.content.json,
-                               m.resolved.digest, m.resolved.size});
-      res.planned = true;
-      res.steps = ctx->plan;
-      co_return res;
-    }
-    HttpResponse r = co_await self->send(ctx, ep, put);
-    if (r.status != 201 && r.status != 200) throw_status(r, put, ep);
+            m.bytes, scopes, what, "put_manifest", {{"digest", m.resolved.digest}, {"size", m.resolved.size}}};
+    auto r = co_await self->send(ctx, ep, put);
+    if (r.planned) co_return planned_result(ctx, res);
+    if (r.status != 201 && r.status != 200) self->fail(ctx, r, put, ep);
     if (auto d = r.header("docker-content-digest"); !d.empty() && d != m.resolved.digest)
       throw digest_mismatch(what, m.resolved.digest, d);
     res.manifests = 1;

@@ -143,12 +143,4 @@ bool digest_matches(std::string_view bytes, std::string_view digest) {
   return false;
 }
 
-nlohmann::json to_json(const PlanStep& s) {
-  nlohmann::json j = {{"method", s.method}, {"url", s.url}, {"action", s.action}};
-  if (!s.digest.empty()) j["digest"] = s.digest;
-  if (s.size >= 0) j["size"] = s.size;
-  if (!s.manifest.is_null()) j["manifest"] = s.manifest;
-  return j;
-}
-
 }  // namespace hoist::registry

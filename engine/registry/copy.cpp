@@ -55,84 +55,70 @@ static Task<void> collect(ClientImpl* self, Ctx ctx, State st, Manifest m, int d
 // One blob: skip it if the destination has it, else mount it (same registry) or stream it.
 static Task<void> copy_blob(ClientImpl* self, Ctx ctx, State st, Descriptor b) {
   const std::string what = "copy blob " + b.digest + " to " + st->to.name();
+  const nlohmann::json fields = {{"digest", b.digest}, {"size", b.size}};
   Req head{"HEAD", blob_path(st->to.repository, b.digest), {}, {}, st->dst_scopes, what};
-  HttpResponse h = co_await self->send(ctx, st->dst, head);
+  auto h = co_await self->send(ctx, st->dst, head);
   if (h.status == 200) {
     ++st->res.blobs_skipped;
-    self->emit("debug", "registry.blob", "skipped " + b.digest + " (already there)",
-               {{"digest", b.digest}, {"action", "skipped"}});
+    ctx->emit("debug", "registry.blob", "skipped " + b.digest + " (already there)",
+              {{"digest", b.digest}, {"action", "skipped"}});
     co_return;
   }
-  if (h.status != 404) throw_status(h, head, st->dst);
+  if (h.status != 404) self->fail(ctx, h, head, st->dst);
 
   const std::string uploads = "/v2/" + st->to.repository + "/blobs/uploads/";
   std::string location;
   if (st->same_registry) {
-    Req mount{"POST", uploads + "?mount=" + url_encode(b.digest) + "&from=" + url_encode(st->from.repository),
-              {}, {}, st->dst_scopes, what};
-    if (ctx->opts.dry_run) {
-      self->plan(ctx, PlanStep{"POST", absolute_url(st->dst, mount.target), "mount_blob", nullptr, b.digest, b.size});
+    Req mount{"POST", uploads + "?mount=" + rest::url_encode(b.digest) + "&from=" + rest::url_encode(st->from.repository),
+              {}, {}, st->dst_scopes, what, "mount_blob", fields};
+    auto r = co_await self->send(ctx, st->dst, mount);
+    if (r.planned || r.status == 201) {
       ++st->res.blobs_mounted;
+      if (!r.planned)
+        ctx->emit("debug", "registry.blob", "mounted " + b.digest, {{"digest", b.digest}, {"action", "mounted"}});
       co_return;
     }
-    HttpResponse r = co_await self->send(ctx, st->dst, mount);
-    if (r.status == 201) {
-      ++st->res.blobs_mounted;
-      self->emit("debug", "registry.blob", "mounted " + b.digest, {{"digest", b.digest}, {"action", "mounted"}});
-      co_return;
-    }
-    if (r.status != 202) throw_status(r, mount, st->dst);
+    if (r.status != 202) self->fail(ctx, r, mount, st->dst);
     location = r.header("location");  // not mountable: the registry opened an upload instead
-  } else if (ctx->opts.dry_run) {
-    self->plan(ctx, PlanStep{"PUT", absolute_url(st->dst, uploads) + "<session>?digest=" + b.digest,
-                             "upload_blob", nullptr, b.digest, b.size});
-    ++st->res.blobs_copied;
-    st->res.bytes += b.size;
-    co_return;
   }
 
-  for (int attempt = 1;; ++attempt) {
-    if (location.empty()) {
-      Req post{"POST", uploads, {}, {}, st->dst_scopes, what};
-      HttpResponse r = co_await self->send(ctx, st->dst, post);
-      if (r.status != 202) throw_status(r, post, st->dst);
-      location = r.header("location");
-      if (location.empty())
+  // A broken upload session cannot be resumed reliably: each try opens a new one.
+  rest::Attempt upload = [self, ctx, st, b, what, fields, uploads, &location](int, bool) -> Task<std::optional<rest::Retry>> {
+    std::string at = std::exchange(location, {});
+    if (at.empty()) {
+      Req post{"POST", uploads, {}, {}, st->dst_scopes, what, "upload_blob", fields};
+      auto r = co_await self->send(ctx, st->dst, post);
+      if (r.planned) {
+        ++st->res.blobs_copied;
+        st->res.bytes += b.size;
+        co_return std::nullopt;
+      }
+      if (r.status != 202) self->fail(ctx, r, post, st->dst);
+      at = r.header("location");
+      if (at.empty())
         throw Error(Code::internal, what + ": the registry opened an upload without a Location", false,
                     {{"registry", st->dst.registry}});
     }
-    std::optional<Error> failed;
-    try {
-      std::int64_t n = co_await self->stream_blob(ctx, st->src, st->from.repository, st->dst,
-                                                  st->dst_scopes, absolute_url(st->dst, location), b);
-      ++st->res.blobs_copied;
-      st->res.bytes += n;
-      self->emit("debug", "registry.blob", "copied " + b.digest,
-                 {{"digest", b.digest}, {"action", "copied"}, {"bytes", n}});
-      co_return;
-    } catch (const Error& e) {
-      if (!e.retryable() || attempt >= ctx->opts.attempts || ctx->cancelled || ctx->aborted) throw;
-      failed = e;
-    }
-    // a broken upload session cannot be resumed reliably: start a new one
-    self->emit("warn", "registry.retry", failed->message(), {{"attempt", attempt}, {"digest", b.digest}});
-    location.clear();
-    co_await sleep_for(ctx, self->backoff_delay(ctx, attempt, nullptr));
-  }
+    std::int64_t n = co_await self->stream_blob(ctx, st->src, st->from.repository, st->dst, st->dst_scopes,
+                                                absolute_url(st->dst, at), b);
+    ++st->res.blobs_copied;
+    st->res.bytes += n;
+    ctx->emit("debug", "registry.blob", "copied " + b.digest, {{"digest", b.digest}, {"action", "copied"}, {"bytes", n}});
+    co_return std::nullopt;
+  };
+  rest::OnRetry warn = [ctx, b](int n, const rest::Retry& why, double) {
+    ctx->emit("warn", "registry.retry", why.reason, {{"attempt", n}, {"digest", b.digest}});
+  };
+  co_await rest::retry_loop(ctx, ctx->options.retry, upload, warn);
 }
 
 static Task<void> put_manifest(ClientImpl* self, Ctx ctx, State st, const Manifest& m, std::string target) {
   std::string what = "copy " + st->from.str() + " to " + st->to.name() + ":" + target;
   Req put{"PUT", "/v2/" + st->to.repository + "/manifests/" + target,
-          {{"Content-Type", m.resolved.media_type}}, m.bytes, st->dst_scopes, what};
-  if (ctx->opts.dry_run) {
-    self->plan(ctx, PlanStep{"PUT", absolute_url(st->dst, put.target), "put_manifest", m.content.json,
-                             m.resolved.digest, m.resolved.size});
-    ++st->res.manifests;
-    co_return;
-  }
-  HttpResponse r = co_await self->send(ctx, st->dst, put);
-  if (r.status != 201 && r.status != 200) throw_status(r, put, st->dst);
+          {{"Content-Type", m.resolved.media_type}}, m.bytes, st->dst_scopes, what, "put_manifest",
+          {{"digest", m.resolved.digest}, {"size", m.resolved.size}}};
+  auto r = co_await self->send(ctx, st->dst, put);
+  if (!r.planned && r.status != 201 && r.status != 200) self->fail(ctx, r, put, st->dst);
   if (auto d = r.header("docker-content-digest"); !d.empty() && d != m.resolved.digest)
     throw digest_mismatch(what, m.resolved.digest, d);
   ++st->res.manifests;
@@ -155,20 +141,19 @@ Task<CopyResult> ClientImpl::do_copy(Ctx ctx, Reference from, Reference to) {
     // authenticate at the destination once, up front: the blob workers then share one token,
     // and bad credentials fail before anything is read
     Req ping{"GET", "/v2/", {}, {}, st->dst_scopes, "copy to " + to.name()};
-    HttpResponse p = co_await send(ctx, st->dst, ping);
-    if (p.status == 401 || p.status == 403) throw_status(p, ping, st->dst);
+    auto p = co_await send(ctx, st->dst, ping);
+    if (p.status == 401 || p.status == 403) fail(ctx, p, ping, st->dst);
   }
   std::string tag = !to.tag.empty() ? to.tag : to.digest.empty() ? from.tag : "";
   auto found = co_await planned_source(ctx, st->src, from.repository, from.target(), st->src_scopes,
                                        "copy " + from.str());
   if (!found) {  // dry-run only
     std::string target = tag.empty() ? to.digest.empty() ? "<digest>" : to.digest : tag;
-    plan(ctx, PlanStep{"PUT", absolute_url(st->dst, "/v2/" + to.repository + "/manifests/" + target), "copy_image"});
+    rest::plan(ctx, rest::PlanStep{"PUT", absolute_url(st->dst, "/v2/" + to.repository + "/manifests/" + target),
+                                   "copy_image"});
     CopyResult res;
     res.image = to.name() + (tag.empty() ? "" : ":" + tag);
-    res.planned = true;
-    res.steps = ctx->plan;
-    co_return res;
+    co_return planned_result(ctx, res);
   }
   Manifest top = std::move(*found);
   if (!to.digest.empty() && to.digest != top.resolved.digest)
@@ -181,8 +166,8 @@ Task<CopyResult> ClientImpl::do_copy(Ctx ctx, Reference from, Reference to) {
   std::function<Task<void>(std::size_t)> one_blob = [self = this, ctx, st](std::size_t i) {
     return copy_blob(self, ctx, st, st->blobs[i]);
   };
-  std::size_t limit = static_cast<std::size_t>(std::max(1, ctx->opts.concurrency));
-  co_await for_each_bounded(ctx, st->blobs.size(), limit, one_blob);
+  std::size_t limit = static_cast<std::size_t>(std::max(1, ctx->concurrency));
+  co_await rest::for_each_bounded(ctx, st->blobs.size(), limit, one_blob);
 
   const Manifest& root = st->order.back();
   for (std::size_t i = 0; i + 1 < st->order.size(); ++i)
@@ -194,11 +179,10 @@ Task<CopyResult> ClientImpl::do_copy(Ctx ctx, Reference from, Reference to) {
   res.digest = root.resolved.digest;
   res.media_type = root.resolved.media_type;
   res.image = to.name() + (tag.empty() ? "" : ":" + tag) + "@" + res.digest;
-  if (ctx->opts.dry_run) {
-    res.planned = true;
-    res.steps = ctx->plan;
+  if (ctx->options.dry_run) {
+    res = planned_result(ctx, res);
   } else {
-    emit("info", "registry.copy", "copied " + from.str() + " to " + res.image,
+    ctx->emit("info", "registry.copy", "copied " + from.str() + " to " + res.image,
          {{"from", from.str()}, {"to", res.image}, {"blobs_copied", res.blobs_copied},
           {"blobs_mounted", res.blobs_mounted}, {"blobs_skipped", res.blobs_skipped}, {"bytes", res.bytes}});
   }

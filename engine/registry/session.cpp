@@ -1,109 +1,15 @@
-// The registry client's plumbing: calls as coroutines with cancellation, sending a request
-// with auth and retries, and turning a registry's answer into a structured error.
+// Sending a registry request on the REST layer (auth hooks, plan steps) and turning a
+// registry's answer into a structured error.
 #include "registry/internal.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-
-#include <cmath>
 #include <cstdlib>
-#include <random>
 #include <sstream>
 
 namespace hoist::registry::detail {
 
 namespace asio = boost::asio;
 
-// ------------------------------------------------------------------ call context
-
-void CallCtx::track(const std::shared_ptr<Operation>& op) {
-  std::erase_if(inflight, [](const std::weak_ptr<Operation>& w) { return w.expired(); });
-  inflight.push_back(op);
-}
-
-void CallCtx::cancel() {
-  cancelled = true;
-  for (auto& w : std::exchange(inflight, {}))
-    if (auto op = w.lock()) op->cancel();
-}
-
-void CallCtx::abort(const Error& error) {
-  if (!aborted) aborted = error;
-  for (auto& w : std::exchange(inflight, {}))
-    if (auto op = w.lock()) op->cancel();
-}
-
-void CallCtx::check() const {
-  if (cancelled) throw Error(Code::cancelled, "cancelled");
-  if (aborted) throw *aborted;
-}
-
-Task<Outcome<HttpResponse>> http_await(Ctx ctx, HttpClient& http, HttpRequest req) {
-  co_return co_await await_op<HttpResponse>(ctx, [&](Completion<HttpResponse> done) -> OperationPtr {
-    return http.request(std::move(req), std::move(done));
-  });
-}
-
-Task<void> sleep_for(Ctx ctx, double seconds) {
-  ctx->check();
-  auto timer = std::make_shared<asio::steady_timer>(ctx->io);
-  timer->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::duration<double>(seconds)));
-  ctx->track(std::make_shared<FunctionOperation>([timer] { timer->cancel(); }));
-  co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
-  ctx->check();
-}
-
-Task<void> for_each_bounded(Ctx ctx, std::size_t n, std::size_t limit,
-                            std::function<Task<void>(std::size_t)> fn) {
-  struct Group {
-    explicit Group(asio::io_context& io) : wake(io) {}
-    std::size_t next = 0, running = 0;
-    std::exception_ptr first;
-    asio::steady_timer wake;
-  };
-  auto g = std::make_shared<Group>(ctx->io);
-  g->wake.expires_at(std::chrono::steady_clock::time_point::max());
-  auto worker = [](std::shared_ptr<Group> g, std::size_t n,
-                   std::function<Task<void>(std::size_t)> fn) -> Task<void> {
-    while (!g->first && g->next < n) co_await fn(g->next++);
-  };
-  std::size_t workers = std::min(n, std::max<std::size_t>(limit, 1));
-  for (std::size_t w = 0; w < workers; ++w) {
-    ++g->running;
-    asio::co_spawn(ctx->io, worker(g, n, fn), [g, ctx](std::exception_ptr e) {
-      if (e && !g->first) {
-        g->first = e;
-        try {
-          std::rethrow_exception(e);
-        } catch (const Error& err) {
-          ctx->abort(err);
-        } catch (const std::exception& err) {
-          ctx->abort(Error(Code::internal, err.what()));
-        }
-      }
-      if (--g->running == 0) g->wake.cancel();
-    });
-  }
-  if (g->running > 0) co_await g->wake.async_wait(asio::as_tuple(asio::use_awaitable));
-  if (g->first) std::rethrow_exception(g->first);
-}
-
 // ------------------------------------------------------------------ urls and errors
-
-std::string url_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 std::string absolute_url(const Endpoint& ep, const std::string& target) {
   if (target.rfind("http://", 0) == 0 || target.rfind("https://", 0) == 0) return target;
@@ -114,45 +20,35 @@ std::string repo_scope(const std::string& repository, const std::string& actions
   return "repository:" + repository + ":" + actions;
 }
 
-Error status_error(const HttpResponse& resp, const Req& req, const Endpoint& ep) {
-  // 405: the registry does not allow the operation (deletes disabled, read-only mirror)
-  Code code = resp.status == 405 ? Code::forbidden : code_for_http_status(resp.status);
-  nlohmann::json details = {{"status", resp.status},
-                            {"method", req.method},
-                            {"url", redact_url(absolute_url(ep, req.target))},
-                            {"registry", ep.registry}};
-  std::string remote;
+rest::RemoteError registry_error_body(const HttpResponse& resp) {
+  rest::RemoteError out;
   auto body = nlohmann::json::parse(resp.body, nullptr, false);
   if (!body.is_discarded() && body.is_object() && body.contains("errors") && body["errors"].is_array()) {
-    details["errors"] = body["errors"];
+    out.details["errors"] = body["errors"];
     for (auto& e : body["errors"]) {
       if (!e.is_object()) continue;
       std::string m = e.value("message", "");
       std::string c = e.value("code", "");
-      if (!remote.empty()) remote += "; ";
-      remote += m.empty() ? c : c.empty() ? m : m + " (" + c + ")";
+      if (!out.message.empty()) out.message += "; ";
+      out.message += m.empty() ? c : c.empty() ? m : m + " (" + c + ")";
     }
-  } else if (!body.is_discarded() && body.is_object() && body.contains("error")) {
-    details["error"] = body["error"];  // token servers: {"error": ..., "error_description": ...}
-    remote = body["error"].is_string() ? body["error"].get<std::string>() : body["error"].dump();
-  } else if (!resp.body.empty()) {
-    details["body"] = resp.body.substr(0, 2048);
+  } else {
+    out = rest::default_error_parser(resp);  // token servers: {"error": ..., "error_description": ...}
   }
-  if (remote.empty()) {
-    if (resp.status == 401) remote = "authentication required";
-    else if (resp.status == 403) remote = "access denied";
-    else if (resp.status == 404) remote = "not found";
-    else remote = "unexpected answer";
-  }
-  std::string msg = req.what + ": " + remote + " (HTTP " + std::to_string(resp.status) + " from " +
-                    ep.registry + ")";
-  if (resp.status == 401)
-    msg += "; give credentials with registry.login{}, options.auth or docker login";
-  return Error(code, msg, details);
+  // 405: the registry does not allow the operation (deletes disabled, read-only mirror)
+  if (resp.status == 405) out.code = Code::forbidden;
+  return out;
 }
 
-void throw_status(const HttpResponse& resp, const Req& req, const Endpoint& ep) {
-  throw status_error(resp, req, ep);
+const rest::Api& registry_api() {
+  static const rest::Api api{"registry", rest::Api{}.request_id_headers, registry_error_body};
+  return api;
+}
+
+CopyResult planned_result(const Ctx& ctx, CopyResult res) {
+  res.planned = true;
+  res.steps = ctx->plan;
+  return res;
 }
 
 Error digest_mismatch(const std::string& what, const std::string& expected, const std::string& actual) {
@@ -166,7 +62,8 @@ Error digest_mismatch(const std::string& what, const std::string& expected, cons
 
 ClientImpl::ClientImpl(asio::io_context& io, HttpClient& http, std::shared_ptr<Secrets> secrets,
                        EventBus* events, ClientOptions options)
-    : io_(io), http_(http), secrets_(std::move(secrets)), events_(events), options_(std::move(options)) {
+    : io_(io), http_(http), rest_(http, registry_api()), secrets_(std::move(secrets)), events_(events),
+      options_(std::move(options)) {
   if (const char* env = std::getenv("HOIST_INSECURE_REGISTRIES")) {
     std::stringstream ss(env);
     for (std::string item; std::getline(ss, item, ',');) {
@@ -183,81 +80,62 @@ Endpoint ClientImpl::endpoint(const Ctx& ctx, const std::string& registry) const
   std::string host = r.host();
   // like docker: plain HTTP on loopback and for registries the user calls insecure
   bool plain = is_loopback_host(host);
-  const std::vector<std::string>* lists[] = {&options_.insecure_registries, &ctx->opts.insecure_registries};
+  const std::vector<std::string>* lists[] = {&options_.insecure_registries, &ctx->insecure_registries};
   for (const auto* list : lists)
     for (const auto& h : *list)
       if (h == registry || h == host) plain = true;
   return Endpoint{registry, (plain ? "http://" : "https://") + host};
 }
 
-double ClientImpl::backoff_delay(const Ctx& ctx, int attempt, const HttpResponse* resp) const {
-  if (resp) {
-    auto now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    if (auto ra = parse_retry_after(resp->header("retry-after"), now))
-      return std::min(*ra, 300.0);  // honour the registry, within reason
+rest::Request ClientImpl::rest_request(const Ctx& ctx, const Endpoint& ep, const Req& req) {
+  rest::Request r;
+  r.http.method = req.method;
+  r.http.url = absolute_url(ep, req.target);
+  r.http.headers = req.headers;
+  r.http.body = req.body;
+  r.what = req.what;
+  r.action = req.action;
+  r.plan_fields = req.fields;
+  auto self = std::static_pointer_cast<ClientImpl>(shared_from_this());
+  r.authorization = [self, ctx, ep, scopes = req.scopes] { return self->authorization(ctx, ep, scopes); };
+  // the first answer of a registry is often a 401 with its challenge: not a failure
+  r.renew = [self, ep](const HttpResponse& resp) {
+    if (resp.header("www-authenticate").empty()) return false;
+    self->on_unauthorized(ep, resp);
+    return true;
+  };
+  return r;
+}
+
+Task<rest::Response> ClientImpl::send(Ctx ctx, Endpoint ep, Req req) {
+  co_return co_await rest_.send(ctx, rest_request(ctx, ep, req));
+}
+
+Error ClientImpl::status_error(const Ctx& ctx, const HttpResponse& resp, const Req& req, const Endpoint& ep) const {
+  rest::Request info;
+  info.http.method = req.method;
+  info.http.url = absolute_url(ep, req.target);
+  info.what = req.what;
+  Error e = rest_.status_error(resp, info);
+  nlohmann::json details = e.details();
+  details["registry"] = ep.registry;
+  std::string message = e.message();
+  if (resp.status == 401) {
+    const Credentials* c = known_credentials(ctx, ep.registry);
+    if (c && !c->empty()) {
+      // say who was refused (never the secret), so nobody hunts for credentials that were given
+      std::string remote = message.substr(std::min(message.size(), req.what.size() + 2));
+      message = req.what + ": " + ep.registry + " rejected the credentials given (" + describe(*c) + "): " + remote;
+      details["credentials"] = describe(*c);
+    } else {
+      message += "; give credentials with registry.login{}, options.auth or docker login";
+    }
   }
-  static thread_local std::mt19937 rng{std::random_device{}()};
-  double base = ctx->opts.backoff * std::pow(2.0, attempt - 1);
-  base = std::min(base, ctx->opts.max_backoff);
-  return base * std::uniform_real_distribution<double>(0.5, 1.0)(rng);  // jitter: no herd
+  return Error(e.code(), message, e.retryable(), details);
 }
 
-Task<HttpResponse> ClientImpl::send(Ctx ctx, Endpoint ep, Req req) {
-  bool reauthed = false;
-  int attempt = 0;
-  while (true) {
-    ctx->check();
-    HttpRequest h;
-    h.method = req.method;
-    h.url = absolute_url(ep, req.target);
-    h.headers = req.headers;
-    h.body = req.body;
-    h.timeout = ctx->opts.timeout;
-    std::string auth = co_await authorization(ctx, ep, req.scopes);
-    if (!auth.empty()) h.headers.emplace_back("Authorization", auth);
-    auto out = co_await http_await(ctx, http_, std::move(h));
-    ++attempt;
-    if (!out.ok()) {
-      const Error& e = out.error();
-      if (e.code() == Code::cancelled) ctx->check();
-      if (e.retryable() && attempt < ctx->opts.attempts) {
-        co_await sleep_for(ctx, backoff_delay(ctx, attempt, nullptr));
-        continue;
-      }
-      nlohmann::json details = e.details();
-      details["method"] = req.method;
-      details["url"] = redact_url(absolute_url(ep, req.target));
-      details["registry"] = ep.registry;
-      details["attempts"] = attempt;
-      throw Error(e.code(), req.what + ": " + ep.registry + " unreachable: " + e.message(), e.retryable(), details);
-    }
-    HttpResponse& r = out.value();
-    if (r.status == 401 && !reauthed && !r.header("www-authenticate").empty()) {
-      reauthed = true;
-      on_unauthorized(ep, r);
-      --attempt;  // the first answer of a registry is often a 401: not a failure
-      continue;
-    }
-    bool transient = r.status == 429 || (r.status >= 500 && r.status != 501 && r.status != 505);
-    if (transient && attempt < ctx->opts.attempts) {
-      emit("debug", "registry.retry", req.what + ": HTTP " + std::to_string(r.status) + ", retrying",
-           {{"attempt", attempt}, {"url", absolute_url(ep, req.target)}});
-      co_await sleep_for(ctx, backoff_delay(ctx, attempt, &r));
-      continue;
-    }
-    co_return std::move(r);
-  }
-}
-
-void ClientImpl::plan(const Ctx& ctx, PlanStep step) {
-  emit("info", "plan", "would " + step.method + " " + step.url, to_json(step));
-  ctx->plan.push_back(std::move(step));
-}
-
-void ClientImpl::emit(std::string level, std::string kind, std::string message, nlohmann::json fields) {
-  if (!events_) return;
-  if (!fields.is_object()) fields = nlohmann::json::object();
-  events_->emit(Event{0, std::move(level), std::move(kind), std::move(message), std::move(fields)});
+void ClientImpl::fail(const Ctx& ctx, const HttpResponse& resp, const Req& req, const Endpoint& ep) const {
+  throw status_error(ctx, resp, req, ep);
 }
 
 }  // namespace hoist::registry::detail

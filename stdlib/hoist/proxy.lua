@@ -1,5 +1,5 @@
 --- hoist.proxy: the Lua face of `hoist proxy`, the TCP front that keeps a service port
---- answering while a deploy swaps the container behind it (engine/core/proxy.cpp).
+--- answering while a deploy swaps the container behind it (engine/local/proxy.cpp).
 ---
 --- The proxy is its own detached process: it must outlive the hoist run that started it,
 --- even a SIGKILLed one. This module starts, switches, stops and reads it by running the

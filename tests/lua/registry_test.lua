@@ -155,6 +155,38 @@ t.cases("wrong or missing credentials are unauthorized with the registry's words
   t.no_match(tostring(err) .. hoist.json.encode(err.details), "not-an-aad-token")
 end)
 
+-- A wrong password must not read as a missing one: the message says the registry (or its
+-- token server) refused the credentials that were given, and whose they were.
+t.cases("a 401 says given credentials were rejected, and missing ones missing", {
+  { name = "basic, wrong password", reg = BASIC, auth = { username = "hoist", password = "not-the-password" },
+    says = "rejected the credentials given %(user 'hoist' from the call's auth option%)" },
+  { name = "token, wrong password", reg = TOKEN, auth = { username = "hoist", password = "not-the-password" },
+    says = "token server rejected the credentials given %(user 'hoist' from the call's auth option%)" },
+  { name = "basic, none", reg = BASIC, says = "give credentials with registry.login" },
+}, function(row)
+  local p = setup().pushed[row.reg]
+  local err = t.raises(function() registry.resolve { image = p.image, auth = row.auth } end, "unauthorized", row.says)
+  t.match(tostring(err), row.reg:gsub("%p", "%%%0"))
+  if row.auth then t.no_match(tostring(err), "give credentials") end
+  t.no_match(tostring(err) .. hoist.json.encode(err.details), "not%-the%-password")
+end)
+
+t.case("a wrong password from docker's config.json is rejected, not missing", function()
+  local p = setup().pushed[BASIC]
+  local dir = sh({ "mktemp", "-d", "/tmp/hoist-registry-cfg.XXXXXX" }).stdout:match("%S+")
+  local auth = sh({ "sh", "-c", "printf %s hoist:not-the-password | base64" }).stdout:match("%S+")
+  write(dir .. "/config.json", hoist.json.encode { auths = { [BASIC] = { auth = auth } } })
+  local script = dir .. "/check.lua"
+  write(script, ("print(hoist.registry.resolve(%q).digest)"):format(p.image))
+  local bin = E("HOIST_BIN") or "/proc/self/exe"
+  local r = hoist.exec { bin, "run", "--state-dir", dir .. "/state", script, timeout = 60,
+    env = { DOCKER_CONFIG = dir, PATH = E("PATH"), HOIST_LUA_PATH = E("HOIST_LUA_PATH") or "" } }
+  t.ok(r.code ~= 0, "the resolve fails")
+  t.match(r.stderr, "rejected the credentials given %(user 'hoist' from docker's config.json%)")
+  t.no_match(r.stdout .. r.stderr, "not%-the%-password")
+  sh { "rm", "-rf", dir }
+end)
+
 t.case("login keeps credentials for the run; logout forgets them", function()
   local p = setup().pushed[BASIC]
   t.eq(registry.login(with(BASIC_AUTH, { registry = BASIC })), BASIC)
@@ -314,7 +346,8 @@ t.case("dry-run copy, retag and delete plan and change nothing", function()
   local last = r.steps[#r.steps]
   t.eq(last.method, "PUT")
   t.match(last.url, "/v2/" .. NS:gsub("%p", "%%%0") .. "/planned/manifests/v1$")
-  t.eq(last.manifest.schemaVersion, 2)
+  t.eq(last.action, "put_manifest")
+  t.eq(last.body.schemaVersion, 2, "the manifest is the planned request's body")
   t.ok(#r.steps >= 3, "blob uploads and the manifest")
   t.eq(registry.exists { image = to, auth = BASIC_AUTH }, false)
 

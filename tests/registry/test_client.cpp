@@ -1,4 +1,4 @@
-// The client's transport choices and retry timing (engine/registry/internal.hpp).
+// The client's transport choices and its errors (engine/registry/internal.hpp).
 #include <doctest/doctest.h>
 
 #include "registry/internal.hpp"
@@ -54,56 +54,31 @@ TEST_CASE("HOIST_INSECURE_REGISTRIES is a comma list") {
   unsetenv("HOIST_INSECURE_REGISTRIES");
 }
 
-TEST_CASE("backoff doubles with jitter, capped; Retry-After wins") {
+TEST_CASE("registry errors keep the registry's own words") {
   Fixture f;
   auto c = f.make();
-  CallOptions o;
-  o.backoff = 0.5;
-  o.max_backoff = 3;
-  auto ctx = f.ctx(o);
-  for (int i = 0; i < 20; ++i) {
-    double d1 = c->backoff_delay(ctx, 1, nullptr);
-    double d3 = c->backoff_delay(ctx, 3, nullptr);
-    double d9 = c->backoff_delay(ctx, 9, nullptr);
-    CHECK(d1 >= 0.25);
-    CHECK(d1 <= 0.5);
-    CHECK(d3 >= 1.0);
-    CHECK(d3 <= 2.0);
-    CHECK(d9 >= 1.5);
-    CHECK(d9 <= 3.0);
-  }
-  hoist::HttpResponse r;
-  r.headers = {{"retry-after", "7"}};
-  CHECK(c->backoff_delay(ctx, 1, &r) == 7);
-  r.headers = {{"retry-after", "100000"}};
-  CHECK(c->backoff_delay(ctx, 1, &r) == 300);  // within reason
-  r.headers = {{"retry-after", "garbage"}};
-  CHECK(c->backoff_delay(ctx, 1, &r) <= 0.5);
-}
-
-TEST_CASE("registry errors keep the registry's own words") {
+  auto ctx = f.ctx();
   hoist::HttpResponse r;
   r.status = 404;
   r.body = R"({"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"v9"}}]})";
   Req req{"GET", "/v2/app/manifests/v9", {}, {}, {}, "resolve 127.0.0.1:5000/app:v9"};
   Endpoint ep{"127.0.0.1:5000", "http://127.0.0.1:5000"};
-  hoist::Error e = status_error(r, req, ep);
+  hoist::Error e = c->status_error(ctx, r, req, ep);
   CHECK(e.code() == hoist::Code::not_found);
   CHECK(e.message() == "resolve 127.0.0.1:5000/app:v9: manifest unknown (MANIFEST_UNKNOWN) (HTTP 404 from 127.0.0.1:5000)");
   CHECK(e.details()["errors"][0]["detail"]["Tag"] == "v9");
   CHECK(e.details()["url"] == "http://127.0.0.1:5000/v2/app/manifests/v9");
+  CHECK(e.details()["registry"] == "127.0.0.1:5000");
 
   r.status = 405;
   r.body = "";
-  CHECK(status_error(r, req, ep).code() == hoist::Code::forbidden);
+  CHECK(c->status_error(ctx, r, req, ep).code() == hoist::Code::forbidden);
   r.status = 503;
   r.body = "<html>down</html>";
-  auto e503 = status_error(r, req, ep);
+  auto e503 = c->status_error(ctx, r, req, ep);
   CHECK(e503.code() == hoist::Code::unavailable);
   CHECK(e503.retryable());
   CHECK(e503.details()["body"] == "<html>down</html>");
-  r.status = 401;
-  CHECK(status_error(r, req, ep).message().find("registry.login") != std::string::npos);
 
   auto m = digest_mismatch("copy blob x", "sha256:aa", "sha256:bb");
   CHECK(m.code() == hoist::Code::internal);
@@ -111,11 +86,44 @@ TEST_CASE("registry errors keep the registry's own words") {
   CHECK(m.details()["reason"] == "digest_mismatch");
 }
 
+TEST_CASE("a 401 says credentials are missing when none were given, rejected when they were") {
+  Fixture f;
+  auto c = f.make(ClientOptions{{}, "", false});
+  hoist::HttpResponse r;
+  r.status = 401;
+  r.body = R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})";
+  Req req{"GET", "/v2/app/manifests/v1", {}, {}, {}, "resolve 127.0.0.1:5001/app:v1"};
+  Endpoint ep{"127.0.0.1:5001", "http://127.0.0.1:5001"};
+
+  auto none = c->status_error(f.ctx(), r, req, ep);
+  CHECK(none.code() == hoist::Code::unauthorized);
+  CHECK(none.message().find("give credentials with registry.login{}") != std::string::npos);
+  CHECK(none.message().find("rejected") == std::string::npos);
+
+  CallOptions o;
+  Credentials given;
+  given.username = "hoist";
+  given.password = "wrong-password";
+  given.source = "options";
+  o.credentials["127.0.0.1:5001"] = given;
+  auto refused = c->status_error(f.ctx(o), r, req, ep);
+  CHECK(refused.code() == hoist::Code::unauthorized);
+  CHECK(refused.message() ==
+        "resolve 127.0.0.1:5001/app:v1: 127.0.0.1:5001 rejected the credentials given (user 'hoist' from "
+        "the call's auth option): authentication required (UNAUTHORIZED) (HTTP 401 from 127.0.0.1:5001)");
+  CHECK(refused.message().find("registry.login{}") == std::string::npos);
+  CHECK(refused.to_json().dump().find("wrong-password") == std::string::npos);
+
+  given.source = "";  // login() names its own source
+  c->login("127.0.0.1:5001", given);
+  CHECK(c->status_error(f.ctx(), r, req, ep).message().find("(user 'hoist' from registry.login)") !=
+        std::string::npos);
+}
+
 TEST_CASE("urls") {
   Endpoint ep{"r.io", "https://r.io"};
   CHECK(absolute_url(ep, "/v2/") == "https://r.io/v2/");
   CHECK(absolute_url(ep, "v2/x") == "https://r.io/v2/x");
   CHECK(absolute_url(ep, "https://other/upload?x=1") == "https://other/upload?x=1");
-  CHECK(url_encode("sha256:ab/c d") == "sha256%3Aab%2Fc%20d");
   CHECK(repo_scope("team/app", "pull,push") == "repository:team/app:pull,push");
 }

@@ -6,6 +6,7 @@
 #include <hoist/events.hpp>
 #include <hoist/http.hpp>
 #include <hoist/operation.hpp>
+#include <hoist/rest.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
@@ -102,20 +103,12 @@ bool digest_matches(std::string_view bytes, std::string_view digest);
 
 // ------------------------------------------------------------------ auth
 
-// One challenge of a WWW-Authenticate header (RFC 7235): scheme plus parameters (names
-// lower-cased), or a token68.
-struct Challenge {
-  std::string scheme;  // lower-cased: "basic", "bearer"
-  std::map<std::string, std::string> params;
-  std::string token68;
-  std::string param(const std::string& name) const;
-};
-std::vector<Challenge> parse_www_authenticate(std::string_view header);
-
-// Where a Link header's rel="next" points ("" if none).
-std::string parse_link_next(std::string_view header);
-// Retry-After as seconds from now (delta-seconds or HTTP date); nullopt if absent/bad.
-std::optional<double> parse_retry_after(std::string_view value, double now_unix);
+// The header grammars live in the REST layer (hoist/rest.hpp); these names stay for callers
+// written before the move (aliases, not copies).
+using rest::Challenge;
+using rest::parse_link_next;
+using rest::parse_retry_after;
+using rest::parse_www_authenticate;
 
 struct Credentials {
   std::string username, password;
@@ -153,17 +146,13 @@ struct ClientOptions {
   bool use_docker_config = true;
 };
 
-// Per call: credentials, wire retry policy (stdlib sets it), concurrency, dry run.
-struct CallOptions {
+// Per call: the REST layer's options (retry policy, which stdlib sets; timeout per request;
+// dry run) plus credentials and concurrency.
+struct CallOptions : rest::Options {
   std::map<std::string, Credentials> credentials;  // by registry host, beats login/config
   std::vector<std::string> insecure_registries;
-  int attempts = 4;          // per request, for 429/5xx/connection errors
-  double backoff = 0.2;      // first delay, seconds; doubles, with jitter
-  double max_backoff = 10;
-  double timeout = 300;      // per HTTP request
   int concurrency = 4;       // blobs in flight (copy)
   std::size_t buffer = 8 << 20;  // bytes held between a source GET and a destination PUT
-  bool dry_run = false;
 };
 
 struct Resolved {
@@ -177,22 +166,13 @@ struct Manifest {
   ManifestContent content;
 };
 
-struct PlanStep {
-  std::string method, url, action;
-  nlohmann::json manifest;  // for PUT manifest steps
-  std::string digest;
-  std::int64_t size = -1;
-};
-
 struct CopyResult {
   std::string digest, media_type, image;
   int blobs_copied = 0, blobs_mounted = 0, blobs_skipped = 0, manifests = 0;
   std::int64_t bytes = 0;
   bool planned = false;
-  std::vector<PlanStep> steps;
+  std::vector<rest::PlanStep> steps;  // dry-run: {method, url, action, body, digest, size}
 };
-
-nlohmann::json to_json(const PlanStep& step);
 
 class Client : public std::enable_shared_from_this<Client> {
  public:

@@ -1,6 +1,6 @@
-// HTTP header grammars the registry protocol leans on: WWW-Authenticate challenges
-// (RFC 7235), Link rel="next" (RFC 8288) for pagination, Retry-After (RFC 9110).
-#include <hoist/registry.hpp>
+// HTTP header grammars REST clients lean on: WWW-Authenticate challenges (RFC 7235), Link
+// rel="next" (RFC 8288) for pagination, Retry-After (RFC 9110); and URL building.
+#include <hoist/rest.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -8,7 +8,7 @@
 #include <ctime>
 #include <cstring>
 
-namespace hoist::registry {
+namespace hoist::rest {
 namespace {
 
 bool tchar(char c) {
@@ -154,16 +154,86 @@ std::optional<double> parse_retry_after(std::string_view value, double now_unix)
   while (!value.empty() && ows(value.front())) value.remove_prefix(1);
   while (!value.empty() && ows(value.back())) value.remove_suffix(1);
   if (value.empty()) return std::nullopt;
-  if (std::all_of(value.begin(), value.end(), ::isdigit)) {
+  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     if (value.size() > 9) return std::nullopt;
     return std::strtod(std::string(value).c_str(), nullptr);
   }
-  std::tm tm{};
+  // IMF-fixdate, and the two obsolete forms RFC 9110 still asks recipients to accept
+  static constexpr const char* kFormats[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
+                                             "%a %b %e %H:%M:%S %Y"};
   std::string v(value);
-  const char* end = strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (!end || *end) return std::nullopt;
-  double at = static_cast<double>(timegm(&tm));
-  return at > now_unix ? at - now_unix : 0.0;
+  for (const char* format : kFormats) {
+    std::tm tm{};
+    const char* end = strptime(v.c_str(), format, &tm);
+    if (!end || *end) continue;
+    double at = static_cast<double>(timegm(&tm));
+    return at > now_unix ? at - now_unix : 0.0;
+  }
+  return std::nullopt;
 }
 
-}  // namespace hoist::registry
+// ------------------------------------------------------------------ urls
+
+std::string url_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string resolve_url(std::string_view base, std::string_view ref) {
+  auto scheme = ref.find("://");
+  if (scheme != std::string_view::npos && ref.find_first_of("/?#") > scheme) return std::string(ref);
+  auto origin_end = base.find('/', base.find("://") == std::string_view::npos ? 0 : base.find("://") + 3);
+  std::string_view origin = base.substr(0, origin_end);
+  if (ref.substr(0, 2) == "//") return std::string(base.substr(0, base.find("://") + 1)) + std::string(ref);
+  if (!ref.empty() && ref.front() == '/') return std::string(origin) + std::string(ref);
+  std::string_view path = origin_end == std::string_view::npos ? "/" : base.substr(origin_end);
+  path = path.substr(0, path.find_first_of("?#"));
+  if (!ref.empty() && ref.front() == '?') return std::string(origin) + std::string(path) + std::string(ref);
+  return std::string(origin) + std::string(path.substr(0, path.rfind('/') + 1)) + std::string(ref);
+}
+
+std::string url_host(std::string_view url) {
+  auto start = url.find("://");
+  start = start == std::string_view::npos ? 0 : start + 3;
+  auto end = url.find_first_of("/?#", start);
+  std::string_view host = url.substr(start, end == std::string_view::npos ? url.npos : end - start);
+  if (auto at = host.rfind('@'); at != std::string_view::npos) host.remove_prefix(at + 1);
+  return std::string(host);
+}
+
+std::string with_query(std::string_view url, std::string_view name, std::string_view value) {
+  std::string_view fragment;
+  if (auto hash = url.find('#'); hash != std::string_view::npos) {
+    fragment = url.substr(hash);
+    url = url.substr(0, hash);
+  }
+  auto q = url.find('?');
+  std::string out(url.substr(0, q));
+  std::string query;
+  if (q != std::string_view::npos) {
+    std::string_view rest = url.substr(q + 1);
+    while (!rest.empty()) {
+      auto amp = rest.find('&');
+      std::string_view pair = rest.substr(0, amp);
+      if (pair.substr(0, pair.find('=')) != name && !pair.empty())
+        query += (query.empty() ? "" : "&") + std::string(pair);
+      if (amp == std::string_view::npos) break;
+      rest.remove_prefix(amp + 1);
+    }
+  }
+  query += (query.empty() ? "" : "&") + std::string(name) + "=" + url_encode(value);
+  return out + "?" + query + std::string(fragment);
+}
+
+}  // namespace hoist::rest

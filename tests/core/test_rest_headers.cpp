@@ -1,8 +1,8 @@
-// WWW-Authenticate challenges, Link pagination and Retry-After.
+// The REST layer's header grammars (WWW-Authenticate, Link, Retry-After) and URL helpers.
 #include <doctest/doctest.h>
-#include <hoist/registry.hpp>
+#include <hoist/rest.hpp>
 
-using namespace hoist::registry;
+using namespace hoist::rest;
 
 TEST_CASE("a registry's Bearer challenge") {
   auto c = parse_www_authenticate(
@@ -72,4 +72,28 @@ TEST_CASE("Retry-After: seconds or an HTTP date") {
   CHECK_FALSE(parse_retry_after("", 0));
   CHECK_FALSE(parse_retry_after("soon", 0));
   CHECK_FALSE(parse_retry_after("-1", 0));
+  CHECK_FALSE(parse_retry_after("1e3", 0));
+  CHECK_FALSE(parse_retry_after("99999999999999999999", 0));
+  CHECK_FALSE(parse_retry_after("\xff\xfe", 0));
+}
+
+TEST_CASE("Retry-After: the obsolete date forms RFC 9110 still asks recipients to accept") {
+  CHECK(*parse_retry_after("Wednesday, 21-Oct-15 07:28:00 GMT", 1445412470) == doctest::Approx(10));
+  CHECK(*parse_retry_after("Wed Oct 21 07:28:00 2015", 1445412470) == doctest::Approx(10));
+}
+
+TEST_CASE("urls: encode, resolve, set a query parameter, host") {
+  CHECK(url_encode("sha256:ab/c d~") == "sha256%3Aab%2Fc%20d~");
+  CHECK(resolve_url("http://r:5000/v2/app/tags/list?n=2", "/v2/app/tags/list?last=b") ==
+        "http://r:5000/v2/app/tags/list?last=b");
+  CHECK(resolve_url("http://r:5000/v2/app/tags/list", "https://other/x") == "https://other/x");
+  CHECK(resolve_url("http://r:5000/a/b?x=1", "c?y=2") == "http://r:5000/a/c?y=2");
+  CHECK(resolve_url("http://r:5000/a/b?x=1", "?y=2") == "http://r:5000/a/b?y=2");
+  CHECK(resolve_url("https://r/a", "//s/b") == "https://s/b");
+  CHECK(with_query("http://k/api/v1/pods?limit=2&continue=old", "continue", "a b=") ==
+        "http://k/api/v1/pods?limit=2&continue=a%20b%3D");
+  CHECK(with_query("http://k/x", "digest", "sha256:ab") == "http://k/x?digest=sha256%3Aab");
+  CHECK(with_query("http://k/x?_state=s#f", "digest", "d") == "http://k/x?_state=s&digest=d#f");
+  CHECK(url_host("https://user:pw@myacr.azurecr.io/v2/?x") == "myacr.azurecr.io");
+  CHECK(url_host("http://127.0.0.1:5000") == "127.0.0.1:5000");
 }
