@@ -11,6 +11,7 @@ int luaopen_hoist_process(lua_State* L);
 int luaopen_hoist_journal(lua_State* L);
 int luaopen_hoist_http(lua_State* L);
 int luaopen_hoist_registry(lua_State* L);
+int luaopen_hoist_lock(lua_State* L);
 
 void register_builtin_modules(Runtime& rt) {
   rt.preload("hoist.native.core", luaopen_hoist_core);
@@ -20,6 +21,7 @@ void register_builtin_modules(Runtime& rt) {
   rt.preload("hoist.native.journal", luaopen_hoist_journal);
   rt.preload("hoist.native.http", luaopen_hoist_http);
   rt.preload("hoist.native.registry", luaopen_hoist_registry);
+  rt.preload("hoist.native.lock", luaopen_hoist_lock);
 }
 
 }  // namespace hoist::lua
