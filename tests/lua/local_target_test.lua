@@ -207,6 +207,34 @@ t.case("deploy, replace, refuse a broken candidate, roll back a finished deploy"
   t.eq(#containers(service), 0)
 end, SLOW)
 
+t.case("the rollback of a run that another run has superseded leaves the newer version serving", function()
+  need_docker()
+  local dir, port, service = state_dir(), free_port(), "hoist-lt-sup-" .. ID
+  local base = { service = service, port = port, container_port = 8080, health_path = "/health", state_dir = dir,
+                 drain = 0, verify = { retries = 20, interval = 0.5, timeout = 2 } }
+  local function deploy(image, run_id)
+    local o = { image = image, run = run_id, ctx = recording_ctx(run_id) }
+    for k, v in pairs(base) do o[k] = v end
+    target.deploy(o)
+    return o.ctx
+  end
+  local ok, err = pcall(function()
+    local ctx_first = deploy(app_image("v1"), "s1-" .. ID)
+    local ctx2 = deploy(app_image("v2"), "s2-" .. ID)
+    deploy(app_image("v3"), "s3-" .. ID)
+    -- undoing s2 (e.g. `hoist rollback` of it) must not put v1 back over v3, nor fail forever
+    roll_back(ctx2)
+    t.eq(get("http://127.0.0.1:" .. port .. "/version").body, "v3", "v3 still serves")
+    -- nor may undoing the very first deploy stop the front that s3 serves through
+    roll_back(ctx_first)
+    t.eq(get("http://127.0.0.1:" .. port .. "/version").body, "v3", "v3 still serves")
+    t.eq(#containers(service), 1)
+  end)
+  target.remove { service = service, state_dir = dir }
+  hoist.exec { "rm", "-rf", dir }
+  if not ok then error(err, 0) end
+end, SLOW)
+
 t.case("rolling back a first deploy takes the service down", function()
   need_docker()
   local dir, port, service = state_dir(), free_port(), "hoist-lt1-" .. ID
