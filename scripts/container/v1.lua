@@ -7,6 +7,10 @@ local targets = require "hoist.targets"
 local SEVERITIES = { "CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN" }
 local SPEC = "container@1"
 
+-- What a run holds until it is over (its rollback included), by run id: the deploy lock of
+-- its service and the private docker config of its push.
+local held = {}
+
 -- The service name docker and the proxy accept: the repository's last path part (a valid
 -- repository's path parts are already lower-case letters, digits and separators).
 local function default_name(image)
@@ -38,6 +42,7 @@ local function check(p)
     problem(("name: must be a container name ([A-Za-z0-9][A-Za-z0-9_.-]*), got %q"):format(p.name))
   end
   if p.verify_timeout <= 0 then problem("verify_timeout: must be > 0") end
+  if p.lock_timeout < 0 then problem("lock_timeout: must be >= 0") end
   if p.drain < 0 then problem("drain: must be >= 0") end
   if (p.registry_password == nil) ~= (p.registry_username == nil) then
     problem("registry_username and registry_password: give both or neither")
@@ -55,12 +60,34 @@ local function check(p)
   end
 end
 
--- env and secret_env together; secret_env wins (its values are registered secrets).
-local function container_env(p)
-  local env = {}
-  for k, v in pairs(p.env or {}) do env[k] = v end
-  for k, v in pairs(p.secret_env or {}) do env[k] = v end
-  return env
+-- A docker config folder of this run only (0700, in the run's folder): `docker login`
+-- writes the registry password there, never in the user's ~/.docker/config.json.
+local function private_docker_config(ctx)
+  local base = (ctx.run.dir ~= nil and ctx.run.dir ~= "") and ctx.run.dir
+    or hoist.exec({ "mktemp", "-d", "/tmp/hoist-docker-config.XXXXXX", check = true }).stdout:match("%S+")
+  local dir = base .. "/docker-config"
+  hoist.fs.mkdir(dir, { mode = "0700" })
+  local mine = held[ctx.run.id] or {}
+  held[ctx.run.id] = mine
+  mine.docker_config = { dir = dir, temp = base ~= ctx.run.dir and base or nil }
+  return dir
+end
+
+-- Removes the run's private docker config, with the credentials docker wrote there.
+local function drop_docker_config(run_id)
+  local mine = held[run_id]
+  local c = mine and mine.docker_config
+  if not c then return end
+  mine.docker_config = nil
+  hoist.exec { "rm", "-rf", c.temp or c.dir }
+end
+
+-- The run is over: nothing of it stays held.
+local function let_go(run_id)
+  drop_docker_config(run_id)
+  local mine = held[run_id]
+  held[run_id] = nil
+  if mine and mine.lock then mine.lock:release() end
 end
 
 local function verify_settings(p)
@@ -75,6 +102,9 @@ return pipeline.define {
   description = "Build, scan, push, deploy and verify a container image (target: local)",
   -- Cross-parameter checks, run before anything changes (the build stage calls it too).
   check = check,
+  -- Called once the run is over, after its rollback if any: only then may another run
+  -- deploy the service (a rollback is part of this run's deploy).
+  summary = function(ctx) let_go(ctx.run.id) end,
   params = {
     context = { type = "string", default = ".", description = "Build context folder" },
     dockerfile = { type = "string", description = "Dockerfile (default: <context>/Dockerfile)" },
@@ -84,9 +114,9 @@ return pipeline.define {
     tag_strategy = { type = "list", default = { "sha" }, allowed = { "sha", "semver", "env-date" },
                      description = "How tags are made from the commit (hoist.tags.for_commit): sha, semver, env-date" },
     build_args = { type = "map", default = {}, description = "Docker build arguments NAME=value (stored in the image: no secrets)" },
-    target = { type = "string", default = "local", allowed = { "local", "aci", "appservice", "containerapp", "aks" },
-               description = "Where to deploy: local (the local Docker engine); aci, appservice, containerapp and aks "
-                 .. "are not available in this version" },
+    target = { type = "string", default = "local", allowed = targets.names(),
+               description = ("Where to deploy: %s (local: the local Docker engine; the others are not available in "
+                 .. "this version)"):format(table.concat(targets.names(), ", ")) },
     name = { type = "string", description = "Service name, also the container's (default: the image's last path part)" },
     port = { type = "number", default = 8080, description = "Service port on 127.0.0.1 (served by hoist proxy)" },
     container_port = { type = "number", default = 8080, description = "Port the app listens on inside the container" },
@@ -107,6 +137,8 @@ return pipeline.define {
     verify_timeout = { type = "number", default = 60, description = "Seconds the new container has to become healthy" },
     drain = { type = "number", default = 2,
               description = "Seconds the old container keeps its open connections after the switch" },
+    lock_timeout = { type = "number", default = 300,
+                     description = "Seconds to wait while another run deploys the same service, then fail with conflict" },
   },
   stages = {
     { name = "build", timeout = 1800,
@@ -149,25 +181,41 @@ return pipeline.define {
       description = "docker push; the digest is read back from the registry",
       run = function(ctx)
         local p, image = ctx.params, ctx.outputs.build.image
+        local config
         if p.registry_username then
           local host = registry_host(p.image)
-          hoist.docker.login { registry = host, username = p.registry_username, password = p.registry_password or "" }
+          config = not ctx.dry_run and private_docker_config(ctx) or nil
+          hoist.docker.login { registry = host, username = p.registry_username, password = p.registry_password or "",
+                               config = config }
+          -- the digest is read back by hoist's own registry client: same credentials
+          hoist.registry.login { registry = host, username = p.registry_username, password = p.registry_password or "" }
         end
-        local pushed = hoist.docker.push(image)
-        for i = 2, #ctx.outputs.build.refs do hoist.docker.push(ctx.outputs.build.refs[i]) end
+        local ok, pushed = pcall(function()
+          local first = hoist.docker.push { image = image, config = config }
+          for i = 2, #ctx.outputs.build.refs do hoist.docker.push { image = ctx.outputs.build.refs[i], config = config } end
+          return first
+        end)
+        drop_docker_config(ctx.run.id)
+        if not ok then error(pushed, 0) end
         local reference = pushed.reference or image -- dry-run: no digest, deploy the tag
         ctx:summary("Image", "pushed " .. reference)
         return { digest = pushed.digest, reference = reference }
       end },
     { name = "deploy", timeout = 900,
-      description = "Start the new container beside the old one, check it, switch the service port",
+      description = "Take the service's deploy lock; start the new container beside the old one, check it, "
+        .. "switch the service port",
       run = function(ctx)
         local p = ctx.params
         local target = targets.get(p.target, SPEC)
+        local service = p.name or default_name(p.image)
+        -- held until the run is over (summary): verify and a rollback belong to this deploy
+        local mine = held[ctx.run.id] or {}
+        held[ctx.run.id] = mine
+        mine.lock = mine.lock or targets.lock(p.target, { service = service, run = ctx.run.id, timeout = p.lock_timeout })
         local r = target.deploy {
-          ctx = ctx, service = p.name or default_name(p.image), image = ctx.outputs.push.reference,
-          port = p.port, container_port = p.container_port, health_path = p.health_path, env = container_env(p),
-          verify = verify_settings(p), drain = p.drain,
+          ctx = ctx, service = service, image = ctx.outputs.push.reference,
+          port = p.port, container_port = p.container_port, health_path = p.health_path, env = p.env,
+          secret_env = p.secret_env, verify = verify_settings(p), drain = p.drain, lock_timeout = p.lock_timeout,
         }
         ctx:summary("Deployment", { ("%s serves %s"):format(r.service, r.url), "image " .. r.image,
                                     "replaced " .. (r.previous or "nothing (first deploy)") })

@@ -39,15 +39,23 @@ end
 ---@field reference string repository@digest
 ---@field planned? boolean
 
---- Pushes an image and reads its digest back from the registry.
----@param image string|{image: string, timeout?: number, stream?: boolean}
+-- The environment that points docker at another config folder (DOCKER_CONFIG), or nil.
+local function config_env(fn, o)
+  local dir = opt(fn, o, "config", "string")
+  return dir and { DOCKER_CONFIG = dir } or nil
+end
+
+--- Pushes an image and reads its digest back from the registry. `config`: a docker config
+--- folder to use instead of ~/.docker (DOCKER_CONFIG), e.g. one a private docker.login wrote.
+---@param image string|{image: string, config?: string, timeout?: number, stream?: boolean}
 ---@return hoist.docker.PushResult
 function M.push(image)
   local o = options("docker.push", image, "image")
   image = cli.check_image("docker.push", "image", o.image)
+  local env = config_env("docker.push", o)
   local args = { "push", image }
   if cli.dry_run() then return cli.plan("docker.push", args, { image = image, digest = "dry-run" }) end
-  cli.check("push " .. image, args, { timeout = o.timeout, stream = o.stream ~= false })
+  cli.check("push " .. image, args, { timeout = o.timeout, stream = o.stream ~= false, env = env })
   -- The digest the registry serves (what a deployment will pull), not text from docker's output.
   local digest = require("hoist.registry").resolve(image).digest
   local repo = hoist.image.parse(image).repository
@@ -56,8 +64,9 @@ function M.push(image)
 end
 
 --- Logs in to a registry; the password goes on docker's stdin only and is registered as a
---- secret first.
----@param opts {registry: string, username: string, password: string, timeout?: number}
+--- secret first. docker stores the credentials in ~/.docker/config.json, or in the folder
+--- `config` names (DOCKER_CONFIG): give a private folder to leave the user's file alone.
+---@param opts {registry: string, username: string, password: string, config?: string, timeout?: number}
 ---@return {registry: string, username: string, planned?: boolean}
 function M.login(opts)
   local fn = "docker.login"
@@ -66,9 +75,10 @@ function M.login(opts)
   hoist.secret(password)
   local registry = opt(fn, opts, "registry", "string", true)
   local username = opt(fn, opts, "username", "string", true)
+  local env = config_env(fn, opts)
   local args = { "login", "--username", username, "--password-stdin", registry }
   if cli.dry_run() then return cli.plan("docker.login", args, { registry = registry, username = username }) end
-  local r = cli.exec(args, { stdin = password, timeout = opts.timeout or 60 })
+  local r = cli.exec(args, { stdin = password, timeout = opts.timeout or 60, env = env })
   if r.code ~= 0 then
     local code = cli.classify(r.stderr)
     cli.raise("login " .. registry, r, nil, code == "tool_failed" and "unauthorized" or code)
@@ -169,10 +179,42 @@ end
 ---@field command? string|string[] the container's command (after the image)
 ---@field timeout? number seconds
 
---- Starts a container. Detached (the default): returns its id and name; with detach =
---- false: waits and also returns its exit code and output.
+--- The host ports a container publishes: `{[8080] = 49153}` for tcp (the container port as a
+--- number), `{["53/udp"] = 5353}` for other protocols; the first host binding of each.
+---@param info table `docker inspect` of a container
+---@return table<integer|string, integer>
+function M.published_ports(info)
+  local out = {}
+  local ports = info and info.NetworkSettings and info.NetworkSettings.Ports or {}
+  for key, bindings in pairs(type(ports) == "table" and ports or {}) do
+    local port, proto = tostring(key):match("^(%d+)/(%a+)$")
+    if port and type(bindings) == "table" then
+      for _, b in ipairs(bindings) do
+        local hp = tonumber(b.HostPort)
+        if hp then
+          out[proto == "tcp" and tonumber(port) or key] = hp
+          break
+        end
+      end
+    end
+  end
+  return out
+end
+
+---@class hoist.docker.RunResult
+---@field id string
+---@field name? string
+---@field ports? table<integer|string, integer> detached: host port of each published container port (see published_ports)
+---@field code? integer detach = false: the container's exit code
+---@field stdout? string
+---@field stderr? string
+---@field planned? boolean
+
+--- Starts a container. Detached (the default): returns its id, name and published ports
+--- (`r.ports[8080]` is the host port docker picked for "8080"); with detach = false: waits
+--- and returns its exit code and output instead of ports.
 ---@param opts hoist.docker.RunOptions
----@return {id: string, name: string, code?: integer, stdout?: string, stderr?: string, planned?: boolean}
+---@return hoist.docker.RunResult
 function M.run(opts)
   local fn = "docker.run"
   if type(opts) ~= "table" then fail("invalid_argument", fn .. ": expected an options table {image=, ...}") end
@@ -214,6 +256,7 @@ function M.run(opts)
       { image = image, name = opts.name, env = env_names })
     plan.id = "dry-run"
     plan.name = opts.name
+    plan.ports = {}
     return plan
   end
   return cli.with_files(function(files)
@@ -228,15 +271,17 @@ function M.run(opts)
     local r = cli.exec(argv, { timeout = opts.timeout or (detach and 300 or nil) })
     if r.code ~= 0 and (detach or r.code == 125) then cli.raise("run " .. image, r) end
     local id = detach and r.stdout:match("(%x+)%s*$") or (cli.read_file(cidfile) or ""):match("%x+")
-    local name = opts.name
-    if not name and id then -- docker chose it (a --rm container may be gone already)
-      local ok, info = pcall(M.inspect, { name = id, type = "container" })
-      if ok then name = (info.Name or ""):gsub("^/", "") end
+    local name, info = opts.name, nil
+    -- docker chose the name, or the host ports (a --rm container may be gone already)
+    if id and (not name or (detach and #ports > 0)) then
+      local ok, i = pcall(M.inspect, { name = id, type = "container" })
+      if ok then info = i end
     end
+    if not name and info then name = (info.Name or ""):gsub("^/", "") end
     local what = detach and "started" or ("ran (exit code %d)"):format(r.code)
     hoist.log.event("docker.run", ("%s %s (%s) from %s"):format(what, name or "container", (id or "?"):sub(1, 12), image),
       { id = id, name = name, image = image, code = not detach and r.code or nil })
-    if detach then return { id = id, name = name } end
+    if detach then return { id = id, name = name, ports = info and M.published_ports(info) or {} } end
     return { id = id, name = name, code = r.code, stdout = r.stdout, stderr = r.stderr }
   end)
 end

@@ -187,23 +187,34 @@ t.case("examples/container-params.json is a valid parameter file (dry run)", fun
   t.match(r.stdout .. r.stderr, "docker push 127%.0%.0%.1:5000/team/app:")
 end, SLOW)
 
-t.case("a registry with basic auth: the password comes from the environment and never shows", function()
+t.case("a registry with basic auth: the password comes from the environment and never shows, "
+  .. "nor lands in ~/.docker/config.json", function()
   need_docker()
   local registry = os.getenv("HOIST_TEST_REGISTRY_BASIC")
   local user, password = os.getenv("HOIST_TEST_REGISTRY_BASIC_USER"), os.getenv("HOIST_TEST_REGISTRY_BASIC_PASSWORD")
   if not (registry and user and password) then t.skip("HOIST_TEST_REGISTRY_BASIC* is not set (tests/env)") end
-  local config = hoist.exec({ "mktemp", "-d", "/tmp/hoist-ct-docker-config.XXXXXX", check = true }).stdout:match("%S+")
+  -- the user's home, with a config.json of their own that must stay as it is
+  local home = hoist.exec({ "mktemp", "-d", "/tmp/hoist-ct-home.XXXXXX", check = true }).stdout:match("%S+")
+  hoist.exec { "mkdir", "-p", home .. "/.docker", check = true }
+  local mine = '{"auths":{"example.invalid":{}},"note":"the user\'s own"}\n'
+  support.write(home .. "/.docker/config.json", mine)
   local p = app_params("auth")
   p.image, p.name, p.port, p.scan = registry .. "/hoist-ct-" .. ID .. "/auth", S.service .. "-auth", free_port(), "off"
   p.registry_username = user
-  local r = run_pipeline(p, { env = { HOIST_REGISTRY_PASSWORD = password, DOCKER_CONFIG = config } })
+  local r = run_pipeline(p, { env = { HOIST_REGISTRY_PASSWORD = password, HOME = home, DOCKER_CONFIG = "" } })
   local journal = hoist.exec({ "sh", "-c", "cat " .. S.state .. "/runs/*/journal.jsonl" }).stdout
+  local in_home = hoist.exec({ "grep", "-rl", "--", registry, home }).stdout
+  local user_config = read(home .. "/.docker/config.json")
+  local left = hoist.exec({ "sh", "-c", "ls -d " .. S.state .. "/runs/*/docker-config 2>/dev/null" }).stdout
   require("hoist.targets.local").remove { service = p.name, state_dir = S.state }
   hoist.docker.rmi { image = p.image .. ":auth", force = true, missing_ok = true }
-  hoist.exec { "rm", "-rf", config }
+  hoist.exec { "rm", "-rf", home }
   t.eq(r.code, 0, show(r))
   t.no_match(r.stdout .. r.stderr, password, "the password in the output")
   t.no_match(journal, password, "the password in a journal")
+  t.eq(user_config, mine, "~/.docker/config.json is unchanged")
+  t.eq(in_home, "", "no credential anywhere in the home folder")
+  t.eq(left, "", "the run's private docker config is removed at the end")
 end, SLOW)
 
 ---------------------------------------------------------------- scan gate
@@ -396,12 +407,104 @@ t.case("secret_env reaches the container, never the output or the journal, and s
   -- the one file holding it is the 0600 copy kept for the rollback
   local holders = hoist.exec { "grep", "-rl", secret, S.state }.stdout
   for path in holders:gmatch("[^\n]+") do
-    t.match(path, "/local/[^/]+%.env%.json$", "only the kept environment file holds the secret")
+    t.match(path, "/local/" .. S.service:gsub("%p", "%%%0") .. "/[^/]+%.env%.json$",
+      "only the kept environment file holds the secret")
     t.eq(hoist.exec({ "stat", "-c", "%a", path, check = true }).stdout, "600\n")
   end
   t.ok(holders ~= "", "the environment was kept for the rollback")
   t.eq(#service_containers(), 1, "no stray container")
 end, SLOW)
+
+---------------------------------------------------------------- two deploys at once
+
+-- Ten pairs (HOIST_TEST_PAIRS) of simultaneous deploys of one service (its own name and port). In even pairs
+-- the second version is unhealthy, so one run of the pair fails and rolls back. After each
+-- pair: exactly one version serves, the one of the run that succeeded last; `hoist runs`
+-- says what happened; no rollback is left incomplete.
+local P = { service = "hoist-ct-pairs-" .. ID, repo = REGISTRY .. "/hoist-ct-" .. ID .. "/pairs", tags = {} }
+
+local function pair_params(version, healthy)
+  local p = app_params(version, healthy)
+  p.image, p.name, p.port, p.scan, p.verify_timeout, p.drain = P.repo, P.service, P.port, "off", 6, 0.2
+  P.tags[#P.tags + 1] = version
+  return p
+end
+
+local function runs_json()
+  local r = hoist.exec { hoist_bin(), "runs", "--state-dir", P.state, "--json", timeout = 60 }
+  t.eq(r.code, 0, show(r))
+  return hoist.json.decode(r.stdout)
+end
+
+local function version_of_run(id)
+  local first = read(P.state .. "/runs/" .. id .. "/journal.jsonl"):match("^[^\n]+")
+  return hoist.json.decode(first).params.tag
+end
+
+local function serving_versions(n)
+  local seen, list = {}, {}
+  for _ = 1, n do
+    local ok, r = pcall(hoist.http.request, { url = ("http://127.0.0.1:%d/version"):format(P.port), timeout = 5 })
+    local v = ok and r.status == 200 and r.body or "<none>"
+    if not seen[v] then seen[v] = true; list[#list + 1] = v end
+  end
+  table.sort(list)
+  return list
+end
+
+t.case("ten pairs of simultaneous deploys of one service: one version serves, the last succeeded run's; "
+  .. "hoist runs tells the truth", function()
+  need_docker()
+  P.state = hoist.exec({ "mktemp", "-d", "/tmp/hoist-ct-pairs.XXXXXX", check = true }).stdout:match("%S+")
+  P.port = free_port()
+  local waited, started = 0, hoist.now()
+  local ok, err = pcall(function()
+    for i = 1, tonumber(os.getenv("HOIST_TEST_PAIRS") or "") or 10 do
+      local a, b = ("p%da"):format(i), ("p%db"):format(i)
+      local specs = { pair_params(a), pair_params(b, i % 2 ~= 0) }
+      local tasks = {}
+      for j, params in ipairs(specs) do
+        tasks[j] = hoist.spawn(function()
+          local argv = { hoist_bin(), "run", "container@1", "--state-dir", P.state, "--no-color" }
+          for k, v in pairs(params) do argv[#argv + 1] = "--set"; argv[#argv + 1] = k .. "=" .. tostring(v) end
+          argv.timeout = 600
+          return hoist.exec(argv)
+        end)
+      end
+      local results = { tasks[1]:wait(), tasks[2]:wait() }
+      for _, r in ipairs(results) do
+        if (r.stderr or ""):find("which is deploying local/" .. P.service, 1, true) then waited = waited + 1 end
+      end
+      local label = ("pair %d (%s, %s%s)"):format(i, a, b, i % 2 == 0 and " unhealthy" or "")
+      -- what hoist runs says about every run so far
+      local last_ok, last_end
+      for _, run in ipairs(runs_json()) do
+        t.ok(run.status == "succeeded" or run.status == "rolled_back" or run.status == "failed",
+          ("%s: run %s is %s"):format(label, run.id, tostring(run.status)))
+        if run.status ~= "succeeded" then -- (a succeeded run's compensations are not needed)
+          t.eq(run.pending or 0, 0, label .. ": no compensation left pending in run " .. run.id)
+        end
+        local ended = (run.started or 0) + (run.duration or 0)
+        if run.status == "succeeded" and (not last_end or ended > last_end) then last_ok, last_end = run.id, ended end
+      end
+      -- the exit codes agree with it: a good version's run succeeds, an unhealthy one fails
+      t.eq(results[1].code, 0, label .. " " .. a .. ": " .. show(results[1]))
+      t.eq(results[2].code, i % 2 == 0 and 1 or 0, label .. " " .. b .. ": " .. show(results[2]))
+      local want = version_of_run(last_ok)
+      t.eq(serving_versions(20), { want }, label .. ": exactly one version serves, the last succeeded run's")
+      local rows = hoist.docker.ps { all = true, filters = { label = "hoist.service=" .. P.service } }
+      t.eq(#rows, 1, label .. ": one container for the service")
+      t.eq(rows[1].name, P.service)
+    end
+  end)
+  print(("ten pairs of simultaneous deploys: %.0fs; the second run of a pair waited for the lock %d time(s)")
+    :format(hoist.now() - started, waited))
+  require("hoist.targets.local").remove { service = P.service, state_dir = P.state }
+  for _, tag in ipairs(P.tags) do hoist.docker.rmi { image = P.repo .. ":" .. tag, force = true, missing_ok = true } end
+  hoist.exec { "rm", "-rf", P.state }
+  if not ok then error(err, 0) end
+  t.ok(waited > 0, "deploys of one service waited for each other")
+end, { timeout = 1800 })
 
 t.case("report and clean up", function()
   if not docker_available() then

@@ -10,6 +10,15 @@ local F = dofile(here .. "/docker_fake.lua")
 local has, after, with_docker = F.has, F.after, F.with_docker
 
 local ID = ("a1"):rep(32)
+local samples = dofile(here .. "/docker_samples.lua")
+
+-- `docker inspect` of a container publishing `ports` ({["8080/tcp"] = "49153", ...}).
+local function inspect_reply(name, ports)
+  local np = {}
+  for key, hp in pairs(ports or {}) do np[key] = { { HostIp = "127.0.0.1", HostPort = hp } } end
+  return { match = "^inspect ", stdout = hoist.json.encode { { Id = ID, Name = "/" .. name,
+    NetworkSettings = { Ports = hoist.json.object(np) } } } }
+end
 
 t.cases("ports publish on 127.0.0.1 unless asked otherwise", {
   { p = "8080:80", want = "127.0.0.1:8080:80" },
@@ -44,13 +53,13 @@ t.case("run: command line, env through a private file", function()
     env_path = after(spec, "--env-file")
     env_text = cli.read_file(env_path)
     env_mode = hoist.exec({ "stat", "-c", "%a", env_path }).stdout:match("%d+")
-  end } }, function(calls)
+  end }, inspect_reply("web", { ["80/tcp"] = "8080" }) }, function(calls)
     local r = docker.run {
       image = "acme/app:1", name = "web", ports = { "8080:80" }, network = "bridge", restart = "on-failure:3",
       labels = { ["hoist.run"] = "r1" }, env = { TOKEN = secret, PORT = 8080, DEBUG = false },
       args = { "--read-only" }, command = { "httpd", "-f" }, rm = true,
     }
-    t.eq(r, { id = ID, name = "web" })
+    t.eq(r, { id = ID, name = "web", ports = { [80] = 8080 } })
     local spec = calls[1]
     local line = table.concat(spec, " ", 2)
     t.match(line, "^run %-%-detach %-%-rm %-%-name web %-%-network bridge %-%-restart on%-failure:3 %-%-label hoist%.run=r1 "
@@ -65,7 +74,7 @@ end)
 t.case("run: without a name asks docker for it; no env means no env file", function()
   with_docker({ { match = "^run ", stdout = ID .. "\n" },
                 { match = "^inspect ", stdout = ('[{"Id":"%s","Name":"/quirky_turing"}]'):format(ID) } }, function(calls)
-    t.eq(docker.run { image = "acme/app:1" }, { id = ID, name = "quirky_turing" })
+    t.eq(docker.run { image = "acme/app:1" }, { id = ID, name = "quirky_turing", ports = {} })
     t.ok(not has(calls[1], "--env-file"))
   end)
 end)
@@ -83,6 +92,33 @@ t.case("run: detach = false returns the exit code and output; the id comes from 
     t.eq({ r.code, r.stdout, r.name, r.id }, { 3, "hello\n", "job", ID })
     r = docker.run { image = "acme/app:1", detach = false, rm = true }
     t.eq({ r.id, r.name }, { ID, nil }, "a --rm container is gone: no name")
+  end)
+end)
+
+t.case("run: returns the host ports docker picked, by container port", function()
+  with_docker({ { match = "^run ", stdout = ID .. "\n" },
+                inspect_reply("web", { ["8080/tcp"] = "49153", ["53/udp"] = "5353", ["9000/tcp"] = "" }) }, function(calls)
+    local r = docker.run { image = "acme/app:1", name = "web", ports = { "8080", "53/udp", "9000" } }
+    t.eq(r.ports, { [8080] = 49153, ["53/udp"] = 5353 })
+    t.eq(#calls, 2, "one run, one inspect")
+  end)
+  with_docker({ { match = "^run ", stdout = ID .. "\n" } }, function(calls)
+    t.eq(docker.run { image = "acme/app:1", name = "web" }.ports, {}, "nothing published: no inspect")
+    t.eq(#calls, 1)
+  end)
+end)
+
+t.cases("run: docker's refusal is the message, not the --help hint after it", {
+  { name = "invalid reference", stderr = samples.run_invalid_reference_stderr, code = "invalid_argument",
+    pat = ": docker run acme/app:1: invalid reference format: repository name %(library/Bad%) must be lowercase %(at" },
+  { name = "manifest unknown", stderr = samples.run_manifest_unknown_stderr, code = "not_found",
+    pat = ": docker run acme/app:1: Error response from daemon: manifest for .* not found: manifest unknown" },
+  { name = "bad port", stderr = samples.run_bad_port_stderr, code = "invalid_argument",
+    pat = ": docker run acme/app:1: invalid containerPort: notaport %(at" },
+}, function(row)
+  with_docker({ { match = "^run ", code = 125, stderr = row.stderr } }, function()
+    local err = t.raises(function() docker.run { image = "acme/app:1", name = "web" } end, row.code, row.pat)
+    t.no_match(err.message, "%-%-help")
   end)
 end)
 

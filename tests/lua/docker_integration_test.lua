@@ -75,6 +75,7 @@ t.case("run with a port, wait_healthy, logs, ps, stop, rm", function()
   local ok, err = pcall(function()
     t.eq(c.name, name)
     t.match(c.id, "^%x+$")
+    if opts.ports then t.eq(c.ports, { [8080] = port }, "run returns the published ports") end
     local h = docker.wait_healthy { name = name, healthcheck = true, timeout = 60, interval = 0.5 }
     t.eq(h.health, "healthy")
     if hoist.http and hoist.http.request then
@@ -98,6 +99,25 @@ t.case("run with a port, wait_healthy, logs, ps, stop, rm", function()
   if not ok then error(err, 0) end
   t.eq(docker.exists(name), false)
   t.raises(function() docker.inspect(name) end, "not_found")
+end, SLOW)
+
+t.case("run: a random host port comes back in ports; docker's refusals name the reason, not --help", function()
+  need_docker()
+  local name = "hoist-it-ports-" .. RUN_ID
+  local c = docker.run { image = BASE, name = name, ports = { "8080", "53/udp" }, command = { "sleep", "30" } }
+  local ok, err = pcall(function()
+    t.ok(type(c.ports[8080]) == "number" and c.ports[8080] > 0, "a host port for 8080/tcp")
+    t.ok(type(c.ports["53/udp"]) == "number", "a host port for 53/udp")
+    t.eq(docker.published_ports(docker.inspect(name)), c.ports)
+  end)
+  docker.rm { name = name, force = true, missing_ok = true }
+  if not ok then error(err, 0) end
+  local e1 = t.raises(function() docker.run { image = (os.getenv("HOIST_TEST_REGISTRY") or "127.0.0.1:5000") .. "/hoist-it-none-" .. RUN_ID .. "/app:v9" } end,
+    "not_found", "manifest unknown")
+  t.no_match(e1.message, "%-%-help")
+  local e2 = t.raises(function() docker.run { image = BASE, args = { "--publish", "127.0.0.1::notaport" } } end,
+    "invalid_argument", "invalid containerPort: notaport")
+  t.no_match(e2.message, "%-%-help")
 end, SLOW)
 
 t.case("wait_healthy reports a container that exits at once, with its exit code and logs", function()

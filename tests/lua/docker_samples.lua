@@ -191,5 +191,34 @@ Dockerfile:2
 ERROR: failed to solve: dockerfile parse error on line 2: unknown instruction: FOO
 ]==]
 
+-- docker CLI 28.2 refusing a command line (exit code 125): the line that says why comes
+-- before a blank line and a pointer to --help.
+S.run_invalid_reference_stderr = [==[
+docker: invalid reference format: repository name (library/Bad) must be lowercase
+
+Run 'docker run --help' for more information
+]==]
+
+S.run_manifest_unknown_stderr = [==[
+Unable to find image '127.0.0.1:5000/nope/none:v9' locally
+docker: Error response from daemon: manifest for 127.0.0.1:5000/nope/none:v9 not found: manifest unknown: manifest unknown
+
+Run 'docker run --help' for more information
+]==]
+
+S.run_bad_port_stderr = [==[
+docker: invalid containerPort: notaport
+
+Run 'docker run --help' for more information
+]==]
+
+S.build_bad_tag_stderr = [==[
+invalid argument "Bad:Ref" for "-t, --tag" flag: invalid reference format: repository name (library/Bad) must be lowercase
+
+Usage:  docker build [OPTIONS] PATH | URL | -
+
+Run 'docker build --help' for more information
+]==]
+
 for k, v in pairs(S) do S[k] = v:gsub("<ESC>", "\27"):gsub("<CR>", "\r") end
 return S

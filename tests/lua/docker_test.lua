@@ -156,6 +156,15 @@ t.case("build: an unreachable daemon is unavailable", function()
     end)
 end)
 
+t.case("build: docker's refusal of its command line is the message, not the --help hint", function()
+  with_docker({ NO_BUILDX, { match = "^build ", code = 125, stderr = samples.build_bad_tag_stderr } }, function()
+    local err = t.raises(function() docker.build { context = here, git = GIT } end, "tool_failed",
+      'docker build failed: invalid argument "Bad:Ref" for "%-t, %-%-tag" flag: invalid reference format')
+    t.no_match(err.message, "%-%-help")
+    t.no_match(err.message, "Usage:")
+  end)
+end)
+
 t.cases("parse_failure on recorded output", {
   { name = "classic RUN", out = "classic_run_stdout", err = "classic_run_stderr", builder = "classic",
     position = "3/4", instruction = "RUN echo about to fail && ls /nope && echo never",

@@ -89,6 +89,41 @@ t.case("targets.get returns the local target", function()
   t.eq(targets.names(true), { "local" })
 end)
 
+t.case("every shipped target keeps the contract of hoist.targets", function()
+  local shipped = targets.names(true)
+  t.ok(#shipped >= 1, "at least one target ships")
+  for _, name in ipairs(shipped) do
+    t.eq(targets.check(name, targets.get(name)), {}, "target " .. name)
+  end
+  -- local-only options stay in the local target's table
+  t.ok(target.options.port and target.options.drain, "port and drain are the local target's")
+  t.eq(targets.options.port, nil)
+  t.eq(targets.options.drain, nil)
+end)
+
+t.case("the contract check names what a module lacks", function()
+  local problems = targets.check("fake", {
+    deploy = function() end, remove = true, options = { service = { type = "string", description = "x" }, zone = {} },
+    compensations = { "other.undo", "fake.undefined" }, lock = "yes",
+  })
+  local text = table.concat(problems, "\n")
+  for _, pat in ipairs { "status is not a function", "remove is not a function", "lock is neither nil nor a function",
+                         "option service is a common option", "option zone needs a spec",
+                         "compensation other.undo is not named fake.<action>",
+                         "compensation fake.undefined is not defined" } do
+    t.match(text, pat:gsub("[%.%-]", "%%%0"))
+  end
+end)
+
+t.case("container@1 offers the targets of targets.known, and no other list", function()
+  local _, def = require("hoist.scripts").resolve("container@1")
+  t.eq(def.params.target.allowed, targets.names())
+  t.eq(targets.names(), { "local", "aci", "aks", "appservice", "containerapp", "kubernetes" })
+  t.ok(def.params.lock_timeout, "container@1 has lock_timeout")
+  local src = support.must_read(root .. "/scripts/container/v1.lua")
+  t.no_match(src, '"appservice"', "v1.lua does not repeat the list")
+end)
+
 t.case("the rollback actions are registered by name", function()
   t.ok(actions.get("local.restore"), "local.restore")
   t.ok(actions.get("local.remove_candidate"), "local.remove_candidate")
@@ -172,6 +207,34 @@ t.case("deploy, replace, refuse a broken candidate, roll back a finished deploy"
   t.eq(#containers(service), 0)
 end, SLOW)
 
+t.case("the rollback of a run that another run has superseded leaves the newer version serving", function()
+  need_docker()
+  local dir, port, service = state_dir(), free_port(), "hoist-lt-sup-" .. ID
+  local base = { service = service, port = port, container_port = 8080, health_path = "/health", state_dir = dir,
+                 drain = 0, verify = { retries = 20, interval = 0.5, timeout = 2 } }
+  local function deploy(image, run_id)
+    local o = { image = image, run = run_id, ctx = recording_ctx(run_id) }
+    for k, v in pairs(base) do o[k] = v end
+    target.deploy(o)
+    return o.ctx
+  end
+  local ok, err = pcall(function()
+    local ctx_first = deploy(app_image("v1"), "s1-" .. ID)
+    local ctx2 = deploy(app_image("v2"), "s2-" .. ID)
+    deploy(app_image("v3"), "s3-" .. ID)
+    -- undoing s2 (e.g. `hoist rollback` of it) must not put v1 back over v3, nor fail forever
+    roll_back(ctx2)
+    t.eq(get("http://127.0.0.1:" .. port .. "/version").body, "v3", "v3 still serves")
+    -- nor may undoing the very first deploy stop the front that s3 serves through
+    roll_back(ctx_first)
+    t.eq(get("http://127.0.0.1:" .. port .. "/version").body, "v3", "v3 still serves")
+    t.eq(#containers(service), 1)
+  end)
+  target.remove { service = service, state_dir = dir }
+  hoist.exec { "rm", "-rf", dir }
+  if not ok then error(err, 0) end
+end, SLOW)
+
 t.case("rolling back a first deploy takes the service down", function()
   need_docker()
   local dir, port, service = state_dir(), free_port(), "hoist-lt1-" .. ID
@@ -184,6 +247,52 @@ t.case("rolling back a first deploy takes the service down", function()
     t.eq(get("http://127.0.0.1:" .. port .. "/version"), nil)
     t.eq(#containers(service), 0)
     t.eq(hoist.proxy.status({ state = hoist.proxy.state_file(service, dir) }).running, false)
+  end)
+  target.remove { service = service, state_dir = dir }
+  hoist.exec { "rm", "-rf", dir }
+  if not ok then error(err, 0) end
+end, SLOW)
+
+t.case("teardown removes the service's 0600 environment files; under --dry-run it only says what it would remove", function()
+  need_docker()
+  local dir, port, service = state_dir(), free_port(), "hoist-lt-td-" .. ID
+  local secret = "lt-teardown-secret-" .. ID
+  local base = { service = service, port = port, container_port = 8080, health_path = "/health", state_dir = dir,
+                 drain = 0, verify = { retries = 20, interval = 0.5, timeout = 2 } }
+  local function deploy(image, run_id, extra)
+    local o = { image = image, run = run_id, ctx = recording_ctx(run_id) }
+    for k, v in pairs(base) do o[k] = v end
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return target.deploy(o)
+  end
+  local function teardown(dry)
+    local argv = { "run", root .. "/examples/local-teardown.lua", "--set", "service=" .. service, "--state-dir", dir,
+                   "--no-color" }
+    if dry then argv[#argv + 1] = "--dry-run" end
+    return support.run_hoist(argv, { timeout = 120 })
+  end
+  local ok, err = pcall(function()
+    deploy(app_image("v1"), "td1-" .. ID, { secret_env = { APP_TOKEN = secret } })
+    deploy(app_image("v2"), "td2-" .. ID) -- keeps v1's environment (with its secret) for a rollback
+    local kept = dir .. "/local/" .. service .. "/td2-" .. ID .. ".env.json"
+    t.eq(hoist.exec({ "stat", "-c", "%a", kept }).stdout, "600\n", "the kept environment is a 0600 file")
+
+    local dry = teardown(true)
+    t.eq(dry.code, 0, dry.stderr)
+    t.match(dry.stdout .. dry.stderr, service:gsub("%p", "%%%0") .. ": would remove 1 container%(s%) and 1 environment file%(s%), would stop its proxy")
+    t.match(dry.stdout .. dry.stderr, "would remove " .. kept:gsub("%p", "%%%0"))
+    t.ok(support.exists(kept), "a dry run removes no file")
+    t.eq(#containers(service), 1, "a dry run removes no container")
+    t.eq(get("http://127.0.0.1:" .. port .. "/version").body, "v2", "a dry run leaves the service serving")
+
+    local real = teardown(false)
+    t.eq(real.code, 0, real.stderr)
+    t.match(real.stdout .. real.stderr, service:gsub("%p", "%%%0") .. ": removed 1 container%(s%) and 1 environment file%(s%), stopped its proxy")
+    t.no_match(real.stdout .. real.stderr, secret)
+    t.ok(not support.exists(kept), "the environment file is gone")
+    t.ok(not support.exists(dir .. "/local/" .. service), "and its folder")
+    t.eq(#containers(service), 0)
+    t.eq(hoist.exec({ "grep", "-rl", secret, dir }).stdout, "", "no file of the state folder holds the secret")
   end)
   target.remove { service = service, state_dir = dir }
   hoist.exec { "rm", "-rf", dir }

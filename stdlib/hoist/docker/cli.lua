@@ -62,6 +62,9 @@ local classes = {
                   "address already in use", "you cannot remove a running container",
                   "is not running" } },
   { "throttled", { "toomanyrequests", "too many requests" } },
+  -- docker refused its own command line (exit code 125) before asking the daemon
+  { "invalid_argument", { "invalid reference format", "invalid containerport", "invalid hostport",
+                          "invalid argument", "unknown flag:", "invalid proto" } },
 }
 
 --- The error code for docker's stderr.
@@ -77,19 +80,31 @@ function M.classify(stderr)
   return "tool_failed"
 end
 
--- The line that says what went wrong: the last "Error..." line, else the last line that is
--- not a warning.
+-- Lines that only point at help: docker ends a refused command line with them, after the
+-- line that says what is wrong ("docker: invalid reference format ...").
+local HINTS = { "^Run 'docker .*%-%-help' for more information", "^See 'docker .*%-%-help'", "^Usage:%s+docker " }
+
+local function is_hint(line)
+  for _, p in ipairs(HINTS) do
+    if line:match(p) then return true end
+  end
+  return false
+end
+
+-- The line that says what went wrong: the last "Error..." line (docker's own "docker: "
+-- prefix dropped), else the last line that is neither a warning nor a pointer to --help.
 function M.reason(stderr)
-  local lines = M.lines(stderr)
+  local lines = {}
+  for _, l in ipairs(M.lines(stderr)) do
+    l = l:gsub("^%s+", ""):gsub("^docker: ", "")
+    if l ~= "" and not is_hint(l) then lines[#lines + 1] = l end
+  end
   for i = #lines, 1, -1 do
-    if lines[i]:match("^%s*[Ee][Rr][Rr][Oo][Rr]") then return (lines[i]:gsub("^%s+", "")) end
+    if lines[i]:match("^[Ee][Rr][Rr][Oo][Rr]") then return lines[i] end
   end
   for i = #lines, 1, -1 do
     local l = lines[i]
-    if l:match("%S") and not l:match("^%s*WARNING") and not l:match("^%s*DEPRECATED")
-        and not l:match("^%s+https?://") then
-      return (l:gsub("^%s+", ""))
-    end
+    if not l:match("^WARNING") and not l:match("^DEPRECATED") and not l:match("^https?://") then return l end
   end
   return "no error message"
 end

@@ -15,8 +15,27 @@
 --- over; a rollback that recreates the previous container creates it as <name> (role active).
 ---
 --- Compensations (named actions, JSON arguments, idempotent; `hoist rollback <run-id>` runs
---- them from a new process): "local.remove_candidate" and "local.restore".
+--- them from a new process): "local.remove_candidate" and "local.restore". Each touches only
+--- what its own run created: once another run has deployed the service since, restoring is
+--- not this run's business any more (it says so and succeeds).
+---
+--- Deploys, compensations and remove hold the deploy lock of the service
+--- (hoist.targets.lock, a file lock in the state folder), so they never interleave.
 local M = {}
+
+M.name = "local"
+
+--- The options only this target takes (the common ones are hoist.targets.options).
+M.options = {
+  port = { type = "number", required = true, description = "Service port on 127.0.0.1 (served by hoist proxy)" },
+  drain = { type = "number", default = 2, description = "Seconds the old container keeps its open connections after the switch" },
+}
+
+--- The named rollback actions deploy registers.
+M.compensations = { "local.remove_candidate", "local.restore" }
+
+local locks = require "hoist.targets.lock"
+local targets_options = require("hoist.targets").options
 
 local L_SERVICE, L_RUN, L_ROLE = "hoist.service", "hoist.run", "hoist.role"
 local L_PORT, L_HEALTH = "hoist.container_port", "hoist.health_path"
@@ -43,12 +62,7 @@ local function name_of(info) return ((info and info.Name) or ""):gsub("^/", "") 
 
 -- The loopback port docker published for container_port, nil when none (yet).
 local function host_port(info, container_port)
-  local ports = info and info.NetworkSettings and info.NetworkSettings.Ports or {}
-  local bindings = ports[("%d/tcp"):format(container_port)]
-  if type(bindings) ~= "table" then return nil end
-  for _, b in ipairs(bindings) do
-    if b.HostPort and b.HostPort ~= "" then return tonumber(b.HostPort) end
-  end
+  return hoist.docker.published_ports(info)[container_port]
 end
 
 -- `docker rename` (hoist.docker has no wrapper for it); honours dry-run.
@@ -146,11 +160,23 @@ local function check_options(o)
     fail("invalid_argument", ("targets.local: health_path must start with '/', got %s"):format(tostring(o.health_path)))
   end
   util.check_opt(fname, "env", o.env, "table")
+  util.check_opt(fname, "secret_env", o.secret_env, "table")
   util.check_opt(fname, "labels", o.labels, "table")
   util.check_opt(fname, "verify", o.verify, "table")
   if util.check_opt(fname, "drain", o.drain, "number") and o.drain < 0 then
     fail("invalid_argument", "targets.local: drain must be a number of seconds >= 0")
   end
+end
+
+-- The deploy lock of a service, held by `run` (again, when this process holds it already).
+local function lock(service, run, state_dir, timeout)
+  return locks.acquire { target = M.name, service = service, run = run, state_dir = state_dir, timeout = timeout }
+end
+
+-- Runs fn holding the lock; a compensation's args carry what it needs to find it.
+local function locked(args, fn)
+  return locks.with({ target = M.name, service = args.service, run = args.run, state_dir = args.state_dir,
+                      timeout = args.lock_timeout }, fn, args)
 end
 
 ---------------------------------------------------------------- the front
@@ -213,15 +239,24 @@ local function secret_keys(env)
   return keys
 end
 
+--- The folder of a service's 0600 files holding the environment (with secrets) of the
+--- containers a rollback may recreate: `<state_dir>/local/<service>/`.
+---@param service string
+---@param state_dir? string
+---@return string
+function M.secret_dir(service, state_dir)
+  return ("%s/local/%s"):format(state_dir or hoist.run.state_dir or ".hoist", service)
+end
+
 -- The journal is scrubbed of secrets, so an environment holding one cannot travel in the
 -- compensation's arguments: it is kept in a 0600 file of the state folder instead (docker
 -- itself keeps the same values in its container config).
-local function keep_secret_env(prev, o, run_id)
+local function keep_secret_env(prev, service, state_dir, run_id)
   if not prev or dry_run() then return prev end
   local keys = secret_keys(prev.env)
   if #keys == 0 then return prev end
-  local dir = (o.state_dir or hoist.run.state_dir or ".hoist") .. "/local"
-  local path = ("%s/%s-%s.env.json"):format(dir, o.service, run_id)
+  local dir = M.secret_dir(service, state_dir)
+  local path = ("%s/%s.env.json"):format(dir, run_id)
   hoist.fs.mkdir(dir, { mode = "0700" })
   hoist.fs.write_file(path, hoist.json.encode { env = prev.env, secret_keys = keys }, { mode = "0600" })
   prev.env, prev.env_file = nil, path
@@ -266,10 +301,39 @@ local function recreate(prev, service)
   return inspect(service)
 end
 
+-- The run whose container the front sends new connections to; nil when none or unknown.
+local function serving_run(args, front)
+  if not front.running or not front.applied then return nil end
+  for _, row in ipairs(hoist.docker.ps { all = true, filters = { label = L_SERVICE .. "=" .. args.service } }) do
+    local info = inspect(row.id)
+    local hp = info and host_port(info, tonumber(labels_of(info)[L_PORT]) or 0)
+    if hp and upstream_of(hp) == front.applied then return labels_of(info)[L_RUN] or "" end
+  end
+end
+
+-- The run that deployed the service after this one (its container has the service name, or
+-- the front), nil when nothing newer than this run and its previous version serves.
+local function superseded_by(args, prev)
+  local ours = { [args.run] = true }
+  if prev and prev.run and prev.run ~= "" then ours[prev.run] = true end
+  local holder = inspect(args.service)
+  local hrun = holder and labels_of(holder)[L_RUN]
+  if holder and not ours[hrun] and not (prev and holder.Id == prev.id) then return hrun or "?" end
+  local srun = serving_run(args, hoist.proxy.status { state = args.proxy_state })
+  if srun and not ours[srun] then return srun end
+end
+
 -- Puts the previous container back behind the service port (or, when the service did not
--- exist before, takes the front down). Safe to run again at any point.
+-- exist before, takes the front down). Safe to run again at any point. Once another run
+-- deployed the service since, it leaves the service alone.
 local function restore(args)
   local state, prev = args.proxy_state, args.previous
+  local newer = superseded_by(args, prev)
+  if newer then
+    hoist.log.event("local.superseded", ("not restoring %s: run %s deployed it since, and its version serves")
+      :format(args.service, newer), { service = args.service, run = args.run, newer = newer })
+    return
+  end
   if not prev then
     local front = hoist.proxy.status { state = state }
     if front.running then hoist.proxy.stop { state = state } end
@@ -302,8 +366,8 @@ local function restore(args)
     { service = args.service, image = prev.image, container = target.Id })
 end
 
-hoist.pipeline.action("local.remove_candidate", function(args) remove_candidate(args) end)
-hoist.pipeline.action("local.restore", function(args) restore(args) end)
+hoist.pipeline.action("local.remove_candidate", function(args) locked(args, remove_candidate) end)
+hoist.pipeline.action("local.restore", function(args) locked(args, restore) end)
 
 ---------------------------------------------------------------- deploy
 
@@ -325,39 +389,17 @@ local function test_pause(variable, what)
   end
 end
 
----@class hoist.targets.local.DeployOptions
----@field service string service (and container) name
----@field image string what to run, ideally repository@digest
----@field port integer the service port on 127.0.0.1
----@field container_port integer the port the app listens on inside the container
----@field health_path string GET path that answers 200 when the app is healthy
----@field env? table<string, string> container environment; values registered as secrets (hoist.secret) stay out of the journal: a rollback reads them from a 0600 file in the state folder
----@field labels? table<string, string> more container labels
----@field verify? {retries?: integer, interval?: number, timeout?: number} the candidate's health check
----@field drain? number seconds the old container keeps its open connections after the switch (default 2)
----@field ctx? hoist.StageContext registers the compensations (without it: none)
----@field run? string run id (default ctx.run.id or hoist.run.id)
----@field state_dir? string where the proxy state lives (default hoist.run.state_dir)
+---@class hoist.targets.local.DeployOptions: hoist.targets.DeployOptions
+---@field port integer the service port on 127.0.0.1 (local only)
+---@field drain? number seconds the old container keeps its open connections after the switch (default 2; local only)
 
----@class hoist.targets.local.DeployResult
----@field service string
+---@class hoist.targets.local.DeployResult: hoist.targets.DeployResult
 ---@field container string the serving container's name (= service)
----@field image string
----@field url string http://127.0.0.1:PORT
 ---@field upstream string the container's own loopback address
----@field previous? string the image that served before
----@field planned? boolean dry-run
 
---- Deploys `image` as `service` behind 127.0.0.1:port. Raises rollout_failed when the new
---- container does not become healthy (it is removed; what served before keeps serving),
---- conflict when the port or the name belongs to something else.
----@param o hoist.targets.local.DeployOptions
----@return hoist.targets.local.DeployResult
-function M.deploy(o)
-  check_options(o)
+local function deploy(o, run_id, state_dir)
   local ctx = o.ctx
-  local run_id = o.run or (ctx and ctx.run and ctx.run.id) or hoist.run.id
-  local state = hoist.proxy.state_file(o.service, o.state_dir)
+  local state = hoist.proxy.state_file(o.service, state_dir)
   local on_rollback = function(action, args)
     if ctx then ctx:on_rollback(action, args) end
   end
@@ -369,7 +411,7 @@ function M.deploy(o)
       .. "or deploy under another name"):format(o.service, L_SERVICE, o.service), { container = o.service })
   end
   local previous = current and current.State and current.State.Running and snapshot(current, o) or nil
-  previous = keep_secret_env(previous, o, run_id)
+  previous = keep_secret_env(previous, o.service, state_dir, run_id)
   local front = hoist.proxy.status { state = state }
   if front.running and front.listen ~= upstream_of(o.port) then
     fail("conflict", ("service %s is served on %s, not on %s: deploy with port=%s, or take it down first "
@@ -382,13 +424,16 @@ function M.deploy(o)
   local labels = { [L_SERVICE] = o.service, [L_RUN] = run_id, [L_ROLE] = "candidate",
                    [L_PORT] = tostring(o.container_port), [L_HEALTH] = o.health_path }
   for k, v in pairs(o.labels or {}) do labels[k] = v end
-  local keys = secret_keys(o.env)
+  local env = {}
+  for k, v in pairs(o.env or {}) do env[k] = v end
+  for k, v in pairs(o.secret_env or {}) do env[k] = hoist.secret(v) end
+  local keys = secret_keys(env)
   if #keys > 0 then labels[L_SECRET_ENV] = table.concat(keys, ",") end
-  on_rollback("local.remove_candidate", { service = o.service, run = run_id, name = candidate, proxy_state = state })
-  hoist.docker.run { image = o.image, name = candidate, ports = { tostring(o.container_port) }, env = o.env or {},
-                     labels = labels }
-  local cand_info = not dry_run() and inspect(candidate) or nil
-  local cand_port = cand_info and host_port(cand_info, o.container_port)
+  on_rollback("local.remove_candidate", { service = o.service, run = run_id, name = candidate, proxy_state = state,
+                                          state_dir = state_dir, lock_timeout = o.lock_timeout })
+  local started = hoist.docker.run { image = o.image, name = candidate, ports = { tostring(o.container_port) },
+                                     env = env, labels = labels }
+  local cand_port = (started.ports or {})[o.container_port]
   if not dry_run() and not cand_port then
     hoist.docker.rm { name = candidate, force = true, missing_ok = true }
     fail("rollout_failed", ("container %s publishes no port for %d"):format(candidate, o.container_port))
@@ -411,7 +456,8 @@ function M.deploy(o)
 
   -- take over the service port, then retire the old container
   on_rollback("local.restore", { service = o.service, port = o.port, proxy_state = state, run = run_id,
-                                 candidate = candidate, previous = previous or false, verify = o.verify })
+                                 candidate = candidate, previous = previous or false, verify = o.verify,
+                                 state_dir = state_dir, lock_timeout = o.lock_timeout })
   local upstream = upstream_of(cand_port or "<candidate port>")
   take_over(o.service, o.port, state, upstream)
   test_pause("HOIST_TEST_PAUSE_AFTER_SWITCH", "after the switch to " .. candidate)
@@ -428,11 +474,58 @@ function M.deploy(o)
            upstream = upstream, previous = previous and previous.image or nil, planned = dry_run() or nil }
 end
 
+-- The state folder as an absolute path (the proxy's state file is absolute): a rollback
+-- from another process and folder must find the same lock and files.
+local function absolute_state_dir(service, state_dir)
+  return (hoist.proxy.state_file(service, state_dir):gsub("/proxy/[^/]+$", ""))
+end
+
+--- Deploys `image` as `service` behind 127.0.0.1:port, holding the service's deploy lock
+--- (waiting up to lock_timeout for another run's deploy, then conflict). Raises
+--- rollout_failed when the new container does not become healthy (it is removed; what
+--- served before keeps serving), conflict when the port or the name belongs to something
+--- else.
+---@param o hoist.targets.local.DeployOptions
+---@return hoist.targets.local.DeployResult
+function M.deploy(opts)
+  local o = {}
+  for k, v in pairs(type(opts) == "table" and opts or {}) do o[k] = v end
+  if type(opts) == "table" then
+    o.container_port = o.container_port or targets_options.container_port.default
+    o.health_path = o.health_path or targets_options.health_path.default
+  end
+  check_options(type(opts) == "table" and o or opts)
+  local run_id = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
+  local state_dir = absolute_state_dir(o.service, o.state_dir)
+  local held = lock(o.service, run_id, state_dir, o.lock_timeout)
+  local ok, r = pcall(deploy, o, run_id, state_dir)
+  held:release()
+  if not ok then error(r, 0) end
+  return r
+end
+
+--- The deploy lock of a service (hoist.targets.lock in the state folder). container@1 holds
+--- it from its deploy stage until the run is over, rollback included.
+---@param opts hoist.targets.LockOptions
+---@return hoist.targets.Lock
+function M.lock(opts)
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.target = M.name
+  o.state_dir = absolute_state_dir(o.service, o.state_dir)
+  return locks.acquire(o)
+end
+
 ---------------------------------------------------------------- inspection and teardown
 
---- What runs for a service: its proxy and its containers.
+---@class hoist.targets.local.Status: hoist.targets.Status
+---@field proxy hoist.proxy.State
+---@field containers table[] docker ps rows of the service's containers
+---@field active? table the row of the container named after the service
+
+--- What runs for a service: its proxy and its containers. Changes nothing.
 ---@param opts {service: string, state_dir?: string}
----@return {service: string, proxy: hoist.proxy.State, containers: table[], active?: table}
+---@return hoist.targets.local.Status
 function M.status(opts)
   if type(opts) ~= "table" or type(opts.service) ~= "string" then
     fail("invalid_argument", "targets.local.status: expected {service=}")
@@ -443,22 +536,59 @@ function M.status(opts)
   for _, r in ipairs(rows) do
     if r.name == opts.service then active = r end
   end
-  return { service = opts.service, proxy = hoist.proxy.status { state = state }, containers = rows, active = active }
+  local proxy = hoist.proxy.status { state = state }
+  return { service = opts.service, proxy = proxy, containers = rows, active = active,
+           serving = proxy.running == true and active ~= nil, image = active and active.image or nil,
+           url = proxy.listen and ("http://" .. proxy.listen) or nil }
 end
 
---- Takes a service down: stops its proxy and removes all its containers. Idempotent.
----@param opts {service: string, state_dir?: string}
----@return {removed: string[], proxy_stopped: boolean}
+-- The files of the service's secret folder (see M.secret_dir).
+local function secret_files(service, state_dir)
+  local dir = M.secret_dir(service, state_dir)
+  local out = {}
+  for _, name in ipairs(hoist.fs.list(dir)) do out[#out + 1] = dir .. "/" .. name end
+  return out, dir
+end
+
+---@class hoist.targets.local.RemoveResult
+---@field removed string[] names of the containers removed (dry-run: that would be)
+---@field files string[] the 0600 environment files removed (dry-run: that would be)
+---@field proxy_stopped boolean (dry-run: would be)
+---@field planned? boolean dry-run: nothing was removed
+
+--- Takes a service down: stops its proxy, removes all its containers and the 0600 files that
+--- kept their environment for a rollback. Holds the service's deploy lock while it works.
+--- Idempotent. Under dry-run it plans each step and removes nothing.
+---@param opts {service: string, state_dir?: string, lock_timeout?: number}
+---@return hoist.targets.local.RemoveResult
 function M.remove(opts)
   local st = M.status(opts)
-  local stopped = false
-  if st.proxy.running then stopped = hoist.proxy.stop { state = st.proxy.state_file }.stopped end
-  local removed = {}
-  for _, r in ipairs(st.containers) do
-    hoist.docker.rm { name = r.id, force = true, missing_ok = true }
-    removed[#removed + 1] = r.name
-  end
-  return { removed = removed, proxy_stopped = stopped }
+  local state_dir = absolute_state_dir(opts.service, opts.state_dir)
+  local held = lock(opts.service, hoist.run.id or "teardown", state_dir, opts.lock_timeout)
+  local ok, r = pcall(function()
+    local planned = dry_run()
+    local stopped = false
+    if st.proxy.running then stopped = hoist.proxy.stop { state = st.proxy.state_file }.stopped == true or planned end
+    local removed = {}
+    for _, row in ipairs(st.containers) do
+      hoist.docker.rm { name = row.id, force = true, missing_ok = true }
+      removed[#removed + 1] = row.name
+    end
+    local files, dir = secret_files(opts.service, state_dir)
+    for _, path in ipairs(files) do
+      if planned then
+        hoist.pipeline.plan { action = "file.remove", message = "remove " .. path, path = path }
+      else
+        local gone, why = os.remove(path)
+        if not gone then fail("internal", ("cannot remove %s: %s"):format(path, tostring(why)), { path = path }) end
+      end
+    end
+    if not planned and #files > 0 then os.remove(dir) end
+    return { removed = removed, files = files, proxy_stopped = stopped, planned = planned or nil }
+  end)
+  held:release()
+  if not ok then error(r, 0) end
+  return r
 end
 
 return M
