@@ -36,7 +36,8 @@ M.defaults = { timeout = 300, interval = 0.25, say_every = 10 }
 
 local held = {} -- key -> {run=, count=, native=, path=}
 
-local fail = require("hoist.util").fail
+local util = require "hoist.util"
+local fail = util.fail
 
 local function name_ok(v) return type(v) == "string" and v:match("^[%w][%w_.%-]*$") ~= nil end
 
@@ -86,7 +87,7 @@ function M.acquire(opts)
   if type(timeout) ~= "number" or timeout < 0 then
     fail("invalid_argument", ("targets.lock: timeout must be a number of seconds >= 0, got %s"):format(tostring(timeout)))
   end
-  if hoist.pipeline.dry_run() then
+  if util.dry_run() then
     return { key = key, run = run, planned = true, release = function() end }
   end
   local mine = held[key]
