@@ -181,18 +181,19 @@ return pipeline.define {
       description = "docker push; the digest is read back from the registry",
       run = function(ctx)
         local p, image = ctx.params, ctx.outputs.build.image
-        local config
+        local config, auth
         if p.registry_username then
           local host = registry_host(p.image)
           config = not ctx.dry_run and private_docker_config(ctx) or nil
           hoist.docker.login { registry = host, username = p.registry_username, password = p.registry_password or "",
                                config = config }
-          -- the digest is read back by hoist's own registry client: same credentials
-          hoist.registry.login { registry = host, username = p.registry_username, password = p.registry_password or "" }
+          -- the digest is read back by hoist's own registry client with the same credentials,
+          -- given to the call only: nothing of this run's login outlives it
+          auth = { username = p.registry_username, password = p.registry_password or "" }
         end
         local ok, pushed = pcall(function()
-          local first = hoist.docker.push { image = image, config = config }
-          for i = 2, #ctx.outputs.build.refs do hoist.docker.push { image = ctx.outputs.build.refs[i], config = config } end
+          local first = hoist.docker.push { image = image, config = config, auth = auth }
+          for i = 2, #ctx.outputs.build.refs do hoist.docker.push { image = ctx.outputs.build.refs[i], config = config, auth = auth } end
           return first
         end)
         drop_docker_config(ctx.run.id)

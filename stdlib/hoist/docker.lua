@@ -47,7 +47,9 @@ end
 
 --- Pushes an image and reads its digest back from the registry. `config`: a docker config
 --- folder to use instead of ~/.docker (DOCKER_CONFIG), e.g. one a private docker.login wrote.
----@param image string|{image: string, config?: string, timeout?: number, stream?: boolean}
+--- `auth`: the credentials hoist's registry client reads the digest with (see
+--- registry.resolve's `auth`), for a push whose login went to a private config folder.
+---@param image string|{image: string, config?: string, auth?: table, timeout?: number, stream?: boolean}
 ---@return hoist.docker.PushResult
 function M.push(image)
   local o = options("docker.push", image, "image")
@@ -57,7 +59,8 @@ function M.push(image)
   if cli.dry_run() then return cli.plan("docker.push", args, { image = image, digest = "dry-run" }) end
   cli.check("push " .. image, args, { timeout = o.timeout, stream = o.stream ~= false, env = env })
   -- The digest the registry serves (what a deployment will pull), not text from docker's output.
-  local digest = require("hoist.registry").resolve(image).digest
+  local auth = opt("docker.push", o, "auth", "table")
+  local digest = require("hoist.registry").resolve { image = image, auth = auth }.digest
   local repo = hoist.image.parse(image).repository
   hoist.log.event("docker.pushed", ("pushed %s (%s)"):format(image, digest), { image = image, digest = digest })
   return { image = image, digest = digest, reference = repo .. "@" .. digest }
