@@ -24,14 +24,15 @@ for name in $targets; do
   fuzz_seeds "$name" | while read -r f; do cp "$f" "$work/$name.seeds/$(sha1sum <"$f" | cut -c1-16)"; done
   log=$work/$name.log
   # the KILL bounds an out-of-memory report, whose heap profile of 2 GB takes minutes
-  timeout -s KILL $((minutes * 60 + 300)) nice -n 19 "$bin" -max_total_time=$((minutes * 60)) -timeout=60 -rss_limit_mb=2048 -max_len=65536 \
+  timeout -s KILL $((minutes * 60 + 300)) nice -n 19 "$bin" -max_total_time=$((minutes * 60)) -timeout=60 -rss_limit_mb=2048 -malloc_limit_mb=256 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="$root/fuzz/corpus/$name/" \
     "$work/$name" "$work/$name.seeds" >"$log" 2>&1
   rc=$?
   inited=$(grep -m1 -E '#[0-9]+\s+INITED' "$log")
   last=$(grep -E '#[0-9]+\s+(DONE|NEW|REDUCE|pulse|RELOAD)' "$log" | tail -1)
-  execs=$(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$')
-  rate=$(grep -m1 -o 'stat::average_exec_per_sec: [0-9]*' "$log" | grep -o '[0-9]*$')
+  stat() { grep -m1 -oE "stat::$1: +[0-9]+" "$log" | grep -oE '[0-9]+$'; }
+  execs=$(stat number_of_executed_units)
+  rate=$(stat average_exec_per_sec)
   field() { grep -o "$1: [0-9]*" <<<"$2" | head -1 | grep -o '[0-9]*$'; }
   result=ok
   if ((rc != 0)); then

@@ -18,7 +18,7 @@ for name in $HOIST_FUZZ_TARGETS; do
   mapfile -t files < <(fuzz_seeds "$name")
   start=$SECONDS
   # the KILL bounds an out-of-memory report, whose heap profile of 2 GB takes minutes
-  if ! timeout -s KILL 600 "$bin" -timeout=60 -rss_limit_mb=2048 "${files[@]}" >"$log" 2>&1; then
+  if ! timeout -s KILL 300 "$bin" -timeout=60 -rss_limit_mb=1024 -malloc_limit_mb=256 "${files[@]}" >"$log" 2>&1; then
     tail -40 "$log"
     echo "replay: fuzz_$name FAILED on the $(grep -o 'Running: .*' "$log" | tail -1)" >&2
     exit 1
