@@ -5,12 +5,9 @@
 # serving on http://127.0.0.1:8080.
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! dpkg -s $(cat .ci/packages) >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq $(cat .ci/packages) >/dev/null
-fi
+.ci/setup
 if [ ! -f build/build.ninja ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOIST_UNITY=ON >/dev/null
 fi
 cmake --build build -j "$(nproc)" >/dev/null
 tests/env/up.sh

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The test command: builds hoist, starts the local test services (Docker engine with the
-# vfs driver, three registries, a token server; all on 127.0.0.1) and runs every test
+# The test command: installs the Debian packages that are missing (.ci/setup, so a fresh
+# machine needs nothing else), builds hoist, starts the local test services (Docker engine
+# with the vfs driver, three registries, a token server; all on 127.0.0.1) and runs every test
 # (C++ doctest, Lua tests run by hoist itself, integration tests) under ctest.
 #   ./test.sh [ctest args...]       e.g. ./test.sh -R lua
 set -euo pipefail
 cd "$(dirname "$0")"
+.ci/setup
 if [ ! -f build/build.ninja ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOIST_UNITY=ON >/dev/null
 fi
 cmake --build build -j "$(nproc)"
 tests/env/up.sh
