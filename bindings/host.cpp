@@ -170,9 +170,10 @@ struct Engine::Impl {
 
     std::optional<boost::asio::signal_set> signals;
     int interrupts = 0;
+    // Lives as long as the wait: the handler re-arms itself with it after each signal.
+    std::function<void(boost::system::error_code, int)> on_signal;
     if (options.handle_signals) {
       signals.emplace(io, SIGINT, SIGTERM);
-      std::function<void(boost::system::error_code, int)> on_signal;
       on_signal = [&](boost::system::error_code ec, int sig) {
         if (ec) return;
         if (++interrupts > 1) std::_Exit(130);

@@ -119,3 +119,29 @@ t.case("hoist --help lists the commands and the exit codes", function()
   end
   t.match(r.stdout, "Exit codes: 0 succeeded")
 end)
+
+-- SIGINT and SIGTERM cancel the run: compensations run, the paragraph prints, exit 130.
+t.cases("a signal mid-pipeline rolls back and exits 130", { { name = "TERM" }, { name = "INT" } }, function(row)
+  local dir = support.tmpdir("hoist-cli")
+  local marker = dir .. "/undone"
+  -- wait until the compensation is journaled (the run sleeps in its second stage), then signal
+  local sh = [[
+"$1" run "$2" --set marker="$3" --state-dir "$4" 2>"$4.err" &
+pid=$!
+i=0
+until grep -qs test.slow_undo "$4"/runs/*/journal.jsonl; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.05; done
+sleep 0.2
+kill -]] .. row.name .. [[ $pid
+wait $pid
+echo "exit=$?"
+]]
+  local r = hoist.exec { "sh", "-c", sh, "sh", support.hoist_bin(), support.root .. "/tests/pipelines/slow.lua",
+    marker, dir .. "/state", env = { NO_COLOR = "1", GITHUB_ACTIONS = "false" }, timeout = 60 }
+  local stderr = support.read(dir .. "/state.err") or ""
+  t.match(r.stdout, "exit=130", stderr)
+  t.no_match(stderr, "bad_function_call")
+  t.match(stderr, "received SIG" .. row.name)
+  t.match(stderr, "hoist: run %S+ failed")
+  t.match(stderr, "cancelled")
+  t.eq(support.read(marker), "undone change\n")
+end)
