@@ -265,7 +265,18 @@ void Runtime::finish_suspension(std::uint64_t id, std::uint64_t seq, bool ok,
   ++f->seq;  // any later completion of this suspension is stale
   lua_settop(f->co, 0);
   lua_pushboolean(f->co, ok);
-  int n = push(f->co);
+  int n = 0;
+  try {
+    n = push(f->co);
+  } catch (const std::exception& e) {
+    // A result that cannot be pushed (nested too deep, say) fails the wait: the stdlib
+    // wrapper raises it in the fiber, where pcall and the pipeline's rollback see it.
+    auto* error = dynamic_cast<const Error*>(&e);
+    lua_settop(f->co, 0);
+    lua_pushboolean(f->co, 0);
+    push_error(f->co, error ? *error : Error(Code::internal, e.what()));
+    n = 1;
+  }
   resume(*f, n + 1);
 }
 
@@ -346,7 +357,15 @@ void push_error(lua_State* L, const Error& error) {
   lua_setfield(L, -2, "message");
   lua_pushboolean(L, error.retryable());
   lua_setfield(L, -2, "retryable");
-  push_json(L, error.details().is_object() ? error.details() : nlohmann::json{{"value", error.details()}});
+  int top = lua_gettop(L);
+  try {
+    push_json(L, error.details().is_object() ? error.details() : nlohmann::json{{"value", error.details()}});
+  } catch (const std::exception& e) {  // details nested too deep for Lua: say so instead
+    lua_settop(L, top);
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, e.what());
+    lua_setfield(L, -2, "unreadable");
+  }
   lua_setfield(L, -2, "details");
   std::string where = script_location(L);
   if (!where.empty()) {
