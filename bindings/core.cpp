@@ -118,7 +118,7 @@ int l_log(lua_State* L) {
 int l_secret(lua_State* L) {
   size_t n;
   const char* s = luaL_checklstring(L, 1, &n);
-  Runtime::from(L).secrets().add(std::string_view(s, n));
+  Runtime::from(L).secrets().add(std::string_view(s, n), true);  // too short to mask: refused
   lua_settop(L, 1);
   return 1;
 }

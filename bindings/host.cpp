@@ -310,7 +310,7 @@ void Engine::register_lua_module(const std::string& module, LuaOpener opener) {
   impl_->rt->preload(module, opener);
 }
 
-void Engine::add_secret(const std::string& value) { impl_->secrets->add(value); }
+void Engine::add_secret(const std::string& value) { impl_->secrets->add(value, true); }
 void Engine::add_sink(std::shared_ptr<Sink> sink) { impl_->events.add_sink(std::move(sink)); }
 EventBus& Engine::events() { return impl_->events; }
 

@@ -45,6 +45,46 @@ int load_embedded(lua_State* L) {
   return 1;
 }
 
+// print(), io.write() and io.stdout/io.stderr:write() pass through the scrubber; writes to
+// files (a config a script writes on purpose) stay as they are.
+const char kScrubbedOutput[] = R"(
+local scrub = ...
+local stdout, stderr = io.stdout, io.stderr
+local methods = getmetatable(stdout).__index
+local write, iowrite, output = methods.write, io.write, io.output
+local select, type, tostring, unpack, concat = select, type, tostring, unpack, table.concat
+local function clean(...)
+  local n, t = select("#", ...), { ... }
+  for i = 1, n do
+    if type(t[i]) == "string" then t[i] = scrub(t[i]) end
+  end
+  return unpack(t, 1, n)
+end
+methods.write = function(f, ...)
+  if f == stdout or f == stderr then return write(f, clean(...)) end
+  return write(f, ...)
+end
+io.write = function(...)
+  local out = output()
+  if out == stdout or out == stderr then return write(out, clean(...)) end
+  return iowrite(...)
+end
+print = function(...)
+  local n, parts = select("#", ...), {}
+  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  write(stdout, scrub(concat(parts, "\t")), "\n")
+end
+)";
+
+// text = scrub(text), for the output wrappers above
+int scrub_output(lua_State* L) {
+  size_t n;
+  const char* s = luaL_checklstring(L, 1, &n);
+  std::string out = Runtime::from(L).secrets().scrub(std::string_view(s, n));
+  lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- Resumer
@@ -86,6 +126,12 @@ Runtime::Runtime(boost::asio::io_context& io, EventBus& events, const EngineOpti
   lua_pushcfunction(L_, error_tostring);
   lua_setfield(L_, -2, "__tostring");
   lua_pop(L_, 1);
+
+  if (luaL_loadbuffer(L_, kScrubbedOutput, sizeof kScrubbedOutput - 1, "=hoist.output") != 0)
+    throw Error(Code::internal, std::string("cannot load the output scrubber: ") + lua_tostring(L_, -1));
+  lua_pushcfunction(L_, scrub_output);
+  if (lua_pcall(L_, 1, 0, 0) != 0)
+    throw Error(Code::internal, std::string("cannot install the output scrubber: ") + lua_tostring(L_, -1));
 
   install_loaders();
   register_builtin_modules(*this);
