@@ -189,6 +189,13 @@ int l_run(lua_State* L) {
   return 1;
 }
 
+// id = core.new_run_id(): the engine's run id generator (hoist::new_run_id)
+int l_new_run_id(lua_State* L) {
+  std::string id = new_run_id();
+  lua_pushlstring(L, id.data(), id.size());
+  return 1;
+}
+
 const luaL_Reg kTaskMethods[] = {
     {"join", protect<l_task_join>},
     {"cancel", protect<l_task_cancel>},
@@ -206,6 +213,7 @@ const luaL_Reg kFunctions[] = {
     {"is_error", protect<l_is_error>},
     {"now", protect<l_now>},
     {"run", protect<l_run>},
+    {"new_run_id", protect<l_new_run_id>},
     {nullptr, nullptr},
 };
 

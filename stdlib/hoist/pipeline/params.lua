@@ -54,9 +54,10 @@ local function to_scalar(kind, v)
     return nil, "a string"
   elseif kind == "number" then
     if t == "number" then return v end
-    local n = t == "string" and tonumber((v:gsub("^%s+", ""):gsub("%s+$", ""))) or nil
-    if n and n == n and n ~= math.huge and n ~= -math.huge then return n end
-    return nil, "a number"
+    -- decimal only: Lua's tonumber would also take 0x10, 1e3, inf and nan
+    local s = t == "string" and v:gsub("^%s+", ""):gsub("%s+$", "") or ""
+    if s:match("^[-+]?%d+$") or s:match("^[-+]?%d+%.%d*$") or s:match("^[-+]?%.%d+$") then return tonumber(s) end
+    return nil, "a number (decimal: digits with an optional sign and point, like 3, -2 or 0.5)"
   elseif kind == "boolean" then
     if t == "boolean" then return v end
     if t == "string" then
