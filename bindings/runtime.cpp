@@ -48,7 +48,7 @@ int load_embedded(lua_State* L) {
 // print(), io.write() and io.stdout/io.stderr:write() pass through the scrubber; writes to
 // files (a config a script writes on purpose) stay as they are.
 const char kScrubbedOutput[] = R"(
-local scrub = ...
+local scrub = require("hoist.native.core").scrub
 local stdout, stderr = io.stdout, io.stderr
 local methods = getmetatable(stdout).__index
 local write, iowrite, output = methods.write, io.write, io.output
@@ -75,15 +75,6 @@ print = function(...)
   write(stdout, scrub(concat(parts, "\t")), "\n")
 end
 )";
-
-// text = scrub(text), for the output wrappers above
-int scrub_output(lua_State* L) {
-  size_t n;
-  const char* s = luaL_checklstring(L, 1, &n);
-  std::string out = Runtime::from(L).secrets().scrub(std::string_view(s, n));
-  lua_pushlstring(L, out.data(), out.size());
-  return 1;
-}
 
 }  // namespace
 
@@ -127,14 +118,15 @@ Runtime::Runtime(boost::asio::io_context& io, EventBus& events, const EngineOpti
   lua_setfield(L_, -2, "__tostring");
   lua_pop(L_, 1);
 
-  if (luaL_loadbuffer(L_, kScrubbedOutput, sizeof kScrubbedOutput - 1, "=hoist.output") != 0)
-    throw Error(Code::internal, std::string("cannot load the output scrubber: ") + lua_tostring(L_, -1));
-  lua_pushcfunction(L_, scrub_output);
-  if (lua_pcall(L_, 1, 0, 0) != 0)
-    throw Error(Code::internal, std::string("cannot install the output scrubber: ") + lua_tostring(L_, -1));
-
   install_loaders();
   register_builtin_modules(*this);
+  if (luaL_loadbuffer(L_, kScrubbedOutput, sizeof kScrubbedOutput - 1, "=hoist.output") != 0 ||
+      lua_pcall(L_, 0, 0, 0) != 0) {
+    std::string why = lua_tostring(L_, -1);
+    lua_close(L_);
+    L_ = nullptr;
+    throw Error(Code::internal, "cannot install the output scrubber: " + why);
+  }
   if (!options_.lua_path.empty()) {
     // New files under the override root load without a rebuild.
     lua_getglobal(L_, "package");
