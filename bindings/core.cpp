@@ -118,7 +118,7 @@ int l_log(lua_State* L) {
 int l_secret(lua_State* L) {
   size_t n;
   const char* s = luaL_checklstring(L, 1, &n);
-  Runtime::from(L).secrets().add(std::string_view(s, n));
+  Runtime::from(L).secrets().add(std::string_view(s, n), true);  // too short to mask: refused
   lua_settop(L, 1);
   return 1;
 }
@@ -229,6 +229,13 @@ int l_plan_take(lua_State* L) {
   return 1;
 }
 
+// id = core.new_run_id(): the engine's run id generator (hoist::new_run_id)
+int l_new_run_id(lua_State* L) {
+  std::string id = new_run_id();
+  lua_pushlstring(L, id.data(), id.size());
+  return 1;
+}
+
 const luaL_Reg kTaskMethods[] = {
     {"join", protect<l_task_join>},
     {"cancel", protect<l_task_cancel>},
@@ -250,6 +257,7 @@ const luaL_Reg kFunctions[] = {
     {"set_dry_run", protect<l_set_dry_run>},
     {"plan_capture", protect<l_plan_capture>},
     {"plan_take", protect<l_plan_take>},
+    {"new_run_id", protect<l_new_run_id>},
     {nullptr, nullptr},
 };
 

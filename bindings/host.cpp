@@ -35,17 +35,7 @@ class RunFileSink : public Sink {
   std::shared_ptr<Sink> inner_;
 };
 
-std::string new_run_id() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-  std::random_device rd;
-  char suffix[8];
-  std::snprintf(suffix, sizeof suffix, "%04x", rd() & 0xffff);
-  return std::string(stamp) + "-" + suffix;
-}
+constexpr int kExitUsage = 2;
 
 int exit_code_for(const Error& e) {
   if (e.details().contains("exit_code") && e.details()["exit_code"].is_number_integer())
@@ -146,11 +136,11 @@ struct Engine::Impl {
     lua_pop(L, 3);
   }
 
-  void start_run(const nlohmann::json& args) {
+  void start_run(const nlohmann::json& args, bool record = true) {
     rt->run_id = new_run_id();
     rt->args = args;
     rt->run_dir.clear();
-    if (options.write_run_dir) {
+    if (options.write_run_dir && record) {
       rt->run_dir = (std::filesystem::path(options.state_dir) / "runs" / rt->run_id).string();
       std::filesystem::create_directories(rt->run_dir);
       run_sink->open(rt->run_dir + "/events.jsonl");
@@ -170,9 +160,10 @@ struct Engine::Impl {
 
     std::optional<boost::asio::signal_set> signals;
     int interrupts = 0;
+    // Lives as long as the wait: the handler re-arms itself with it after each signal.
+    std::function<void(boost::system::error_code, int)> on_signal;
     if (options.handle_signals) {
       signals.emplace(io, SIGINT, SIGTERM);
-      std::function<void(boost::system::error_code, int)> on_signal;
       on_signal = [&](boost::system::error_code ec, int sig) {
         if (ec) return;
         if (++interrupts > 1) std::_Exit(130);
@@ -254,6 +245,13 @@ struct Engine::Impl {
     events.emit(Event{0, "debug", "run.end", result.ok ? "run succeeded" : "run failed", fields});
     events.flush();
     run_sink->close();
+    // A usage error (bad parameters) stops before anything runs: it leaves no run behind,
+    // so `hoist runs` lists only runs that did something.
+    if (result.exit_code == kExitUsage && !rt->run_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(rt->run_dir, ec);
+      rt->run_dir.clear();
+    }
   }
 
   // Loads `hoist` as a global and pushes the chunk loader result; returns false on error.
@@ -294,6 +292,18 @@ struct Engine::Impl {
   }
 };
 
+std::string new_run_id() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  std::random_device rd;
+  char suffix[8];
+  std::snprintf(suffix, sizeof suffix, "%04x", rd() & 0xffff);
+  return std::string(stamp) + "-" + suffix;
+}
+
 Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Engine::~Engine() = default;
 
@@ -309,15 +319,15 @@ void Engine::register_lua_module(const std::string& module, LuaOpener opener) {
   impl_->rt->preload(module, opener);
 }
 
-void Engine::add_secret(const std::string& value) { impl_->secrets->add(value); }
+void Engine::add_secret(const std::string& value) { impl_->secrets->add(value, true); }
 void Engine::add_sink(std::shared_ptr<Sink> sink) { impl_->events.add_sink(std::move(sink)); }
 EventBus& Engine::events() { return impl_->events; }
 
 RunResult Engine::run_file(const std::string& path, const nlohmann::json& args) {
-  impl_->start_run(args);
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    return impl_->load_error("no such script file: " + path, Code::invalid_argument, 2);
+  bool exists = std::filesystem::is_regular_file(path, ec);
+  impl_->start_run(args, exists);  // a usage error records no run
+  if (!exists) return impl_->load_error("no such script file: " + path, Code::invalid_argument, 2);
   impl_->prepare_globals();
   lua_State* L = impl_->rt->L();
   int status = luaL_loadfile(L, path.c_str());

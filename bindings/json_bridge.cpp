@@ -1,5 +1,7 @@
 #include "bindings/json_bridge.hpp"
 
+#include <hoist/json.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -15,7 +17,7 @@ const char* const kArrayMeta = "hoist.json.array";
 const char* const kObjectMeta = "hoist.json.object";
 const char* const kNullKey = "hoist.json.null";
 const char* const kFfiKey = "hoist.json.ffi";
-constexpr int kMaxDepth = 1000;
+constexpr int kMaxDepth = kMaxJsonDepth;
 constexpr double kMaxExact = 9007199254740992.0;  // 2^53: doubles are exact integers up to here
 constexpr std::int64_t kMaxExactInt = std::int64_t(1) << 53;
 constexpr int kTypeCdata = 10;                     // LuaJIT's LUA_TCDATA, not in lua.h

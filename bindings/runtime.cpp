@@ -45,6 +45,37 @@ int load_embedded(lua_State* L) {
   return 1;
 }
 
+// print(), io.write() and io.stdout/io.stderr:write() pass through the scrubber; writes to
+// files (a config a script writes on purpose) stay as they are.
+const char kScrubbedOutput[] = R"(
+local scrub = require("hoist.native.core").scrub
+local stdout, stderr = io.stdout, io.stderr
+local methods = getmetatable(stdout).__index
+local write, iowrite, output = methods.write, io.write, io.output
+local select, type, tostring, unpack, concat = select, type, tostring, unpack, table.concat
+local function clean(...)
+  local n, t = select("#", ...), { ... }
+  for i = 1, n do
+    if type(t[i]) == "string" then t[i] = scrub(t[i]) end
+  end
+  return unpack(t, 1, n)
+end
+methods.write = function(f, ...)
+  if f == stdout or f == stderr then return write(f, clean(...)) end
+  return write(f, ...)
+end
+io.write = function(...)
+  local out = output()
+  if out == stdout or out == stderr then return write(out, clean(...)) end
+  return iowrite(...)
+end
+print = function(...)
+  local n, parts = select("#", ...), {}
+  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  write(stdout, scrub(concat(parts, "\t")), "\n")
+end
+)";
+
 }  // namespace
 
 // ---------------------------------------------------------------- Resumer
@@ -89,6 +120,13 @@ Runtime::Runtime(boost::asio::io_context& io, EventBus& events, const EngineOpti
 
   install_loaders();
   register_builtin_modules(*this);
+  if (luaL_loadbuffer(L_, kScrubbedOutput, sizeof kScrubbedOutput - 1, "=hoist.output") != 0 ||
+      lua_pcall(L_, 0, 0, 0) != 0) {
+    std::string why = lua_tostring(L_, -1);
+    lua_close(L_);
+    L_ = nullptr;
+    throw Error(Code::internal, "cannot install the output scrubber: " + why);
+  }
   if (!options_.lua_path.empty()) {
     // New files under the override root load without a rebuild.
     lua_getglobal(L_, "package");
@@ -265,7 +303,18 @@ void Runtime::finish_suspension(std::uint64_t id, std::uint64_t seq, bool ok,
   ++f->seq;  // any later completion of this suspension is stale
   lua_settop(f->co, 0);
   lua_pushboolean(f->co, ok);
-  int n = push(f->co);
+  int n = 0;
+  try {
+    n = push(f->co);
+  } catch (const std::exception& e) {
+    // A result that cannot be pushed (nested too deep, say) fails the wait: the stdlib
+    // wrapper raises it in the fiber, where pcall and the pipeline's rollback see it.
+    auto* error = dynamic_cast<const Error*>(&e);
+    lua_settop(f->co, 0);
+    lua_pushboolean(f->co, 0);
+    push_error(f->co, error ? *error : Error(Code::internal, e.what()));
+    n = 1;
+  }
   resume(*f, n + 1);
 }
 
@@ -346,7 +395,15 @@ void push_error(lua_State* L, const Error& error) {
   lua_setfield(L, -2, "message");
   lua_pushboolean(L, error.retryable());
   lua_setfield(L, -2, "retryable");
-  push_json(L, error.details().is_object() ? error.details() : nlohmann::json{{"value", error.details()}});
+  int top = lua_gettop(L);
+  try {
+    push_json(L, error.details().is_object() ? error.details() : nlohmann::json{{"value", error.details()}});
+  } catch (const std::exception& e) {  // details nested too deep for Lua: say so instead
+    lua_settop(L, top);
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, e.what());
+    lua_setfield(L, -2, "unreadable");
+  }
   lua_setfield(L, -2, "details");
   std::string where = script_location(L);
   if (!where.empty()) {

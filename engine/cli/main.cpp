@@ -1,5 +1,6 @@
 // The hoist command: a small host of libhoist.
 #include <hoist/engine.hpp>
+#include <hoist/json.hpp>
 #include <hoist/proxy.hpp>  // hoist proxy
 #include <hoist/version.hpp>
 
@@ -12,7 +13,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <iostream>
+#include <vector>
 #include <unistd.h>
 
 namespace {
@@ -37,18 +40,49 @@ struct RunFlags {
   std::exit(kExitUsage);
 }
 
+// How deep one parameter's value may nest: parameters are settings, not documents.
+constexpr int kMaxParamDepth = 100;
+
+// Levels of nesting of a JSON value (a scalar is 0), walked with an explicit stack.
+int depth_of(const nlohmann::json& value) {
+  int deepest = 0;
+  std::vector<std::pair<const nlohmann::json*, int>> todo{{&value, 0}};
+  while (!todo.empty()) {
+    auto [v, d] = todo.back();
+    todo.pop_back();
+    if (!v->is_structured()) continue;
+    deepest = std::max(deepest, d + 1);
+    for (const auto& item : *v) todo.emplace_back(&item, d + 1);
+  }
+  return deepest;
+}
+
+nlohmann::json read_params_file(const std::string& path) {
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) usage_error("cannot read --params-file " + path + ": no such file");
+  if (std::filesystem::is_directory(status))
+    usage_error("cannot read --params-file " + path + ": it is a directory, not a JSON file");
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) usage_error("cannot read --params-file " + path);
+  nlohmann::json args;
+  try {
+    args = hoist::parse_json(text);  // bounded nesting: no recursion on a hostile file
+  } catch (const hoist::Error& e) {
+    usage_error("--params-file " + path + " is not valid JSON: " + e.message());
+  }
+  if (!args.is_object()) usage_error("--params-file " + path + " must hold a JSON object");
+  for (const auto& [key, value] : args.items())
+    if (depth_of(value) > kMaxParamDepth)
+      usage_error("--params-file " + path + ": parameter '" + key + "' nests deeper than " +
+                  std::to_string(kMaxParamDepth) + " levels");
+  return args;
+}
+
 nlohmann::json collect_args(const RunFlags& f) {
   nlohmann::json args = nlohmann::json::object();
-  if (!f.params_file.empty()) {
-    std::ifstream in(f.params_file);
-    if (!in) usage_error("cannot read --params-file " + f.params_file + ": no such file");
-    try {
-      args = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& e) {
-      usage_error("--params-file " + f.params_file + " is not valid JSON: " + e.what());
-    }
-    if (!args.is_object()) usage_error("--params-file " + f.params_file + " must hold a JSON object");
-  }
+  if (!f.params_file.empty()) args = read_params_file(f.params_file);
   for (auto& s : f.sets) {
     auto eq = s.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -103,6 +137,18 @@ void print_failure(const hoist::RunResult& r, const std::string& log_level) {
   if (!r.traceback.empty() && log_level == "debug") std::cerr << r.traceback << "\n";
 }
 
+// --log-format json: the failure paragraph is one error-level event, like every other line.
+void emit_failure(hoist::Engine& engine, const hoist::RunResult& r) {
+  const auto& e = *r.error;
+  std::string text = "run " + r.run_id + " failed" + (r.where.empty() ? "" : " at " + r.where) + ": " +
+                     std::string(hoist::to_string(e.code())) + ": " + e.message();
+  nlohmann::json fields = {{"run", r.run_id}, {"exit_code", r.exit_code}, {"error", e.to_json()}};
+  if (!r.where.empty()) fields["where"] = r.where;
+  if (!r.traceback.empty()) fields["traceback"] = r.traceback;
+  engine.events().emit(hoist::Event{0, "error", "run.failed", text, fields});
+  engine.events().flush();
+}
+
 int run_command(const RunFlags& f, bool test_mode) {
   auto args = collect_args(f);
   auto options = engine_options(f);
@@ -128,7 +174,10 @@ int run_command(const RunFlags& f, bool test_mode) {
   } else {
     r = engine.run_pipeline(f.target, args);
   }
-  if (!r.ok) print_failure(r, f.log_level);
+  if (!r.ok) {
+    if (f.log_format == "json") emit_failure(engine, r);
+    else print_failure(r, f.log_level);
+  }
   return r.exit_code;
 }
 
@@ -137,7 +186,8 @@ void add_run_flags(CLI::App* cmd, RunFlags& f) {
   cmd->add_option("--set", f.sets, "Set a parameter: key=value (repeatable)")->allow_extra_args(false);
   cmd->add_option("--params-file", f.params_file, "Parameters as a JSON object");
   cmd->add_option("--log-format", f.log_format, "text (default) or json, on stderr");
-  cmd->add_option("--log-level", f.log_level, "debug, info, warn or error");
+  cmd->add_option("--log-level", f.log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   cmd->add_option("--state-dir", f.state_dir, "Where runs are recorded (default .hoist)");
   cmd->add_flag("--dry-run", f.dry_run, "Report every change the run would make, make none");
   cmd->add_flag("--no-color", f.no_color, "Plain terminal output");

@@ -22,6 +22,33 @@ double now_seconds() {
   return duration<double>(system_clock::now().time_since_epoch()).count();
 }
 
+const char* progress_mark(const std::string& kind, const std::string& status) {
+  if (kind == "stage.start") return "▶ ";
+  if (kind == "compensation.start") return "↺ ";
+  if (status == "succeeded") return "✓ ";
+  if (status == "skipped") return "- ";
+  return "✗ ";
+}
+
+// " key=value ..." for a log line's fields (hoist.log.info(msg, fields)): scalars as they
+// are, strings quoted when they hold a blank or a quote, tables as compact JSON.
+std::string field_text(const nlohmann::json& fields) {
+  if (!fields.is_object()) return "";
+  std::string out;
+  for (const auto& [k, v] : fields.items()) {
+    std::string text;
+    if (v.is_string()) {
+      const auto& s = v.get_ref<const std::string&>();
+      bool plain = !s.empty() && s.find_first_of(" \t\n\r\"=") == std::string::npos;
+      text = plain ? s : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    } else {
+      text = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    out += " " + k + "=" + text;
+  }
+  return out;
+}
+
 class TerminalSink : public Sink {
  public:
   TerminalSink(std::FILE* out, bool color, std::string min_level)
@@ -43,16 +70,19 @@ class TerminalSink : public Sink {
     if (e.kind == "exec.line") {
       line = "  | " + e.fields.value("program", std::string()) + ": " + e.message;
       colour = color_ ? "\x1b[2m" : "";
-    } else if (e.kind == "stage.start" || e.kind == "stage.end" || e.kind == "compensation.end") {
-      // Pipeline progress: the message carries its own mark (▶ ✓ ✗); colour says the outcome.
-      line = e.message;
+    } else if (e.kind == "stage.start" || e.kind == "stage.end" || e.kind == "compensation.start" ||
+               e.kind == "compensation.end") {
+      // Pipeline progress: the mark (▶ ✓ ✗ ↺) is the terminal's; messages carry none, so the
+      // JSON log and events.jsonl stay plain text. Colour says the outcome.
       auto status = e.fields.is_object() ? e.fields.value("status", std::string()) : std::string();
+      line = std::string(progress_mark(e.kind, status)) + e.message;
       if (e.kind == "stage.start") colour = "\x1b[1m";
       else if (status == "succeeded") colour = "\x1b[32m";
       else if (status == "failed") colour = "\x1b[31m";
       else colour = "\x1b[2m";
     } else {
       line = std::string(tag) + e.message;
+      if (e.kind == "log") line += field_text(e.fields);
     }
     if (color_ && *colour)
       std::fprintf(out_, "\x1b[2m%s\x1b[0m %s%s\x1b[0m\n", stamp, colour, line.c_str());

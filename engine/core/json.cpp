@@ -49,7 +49,28 @@ Error malformed(std::string_view text, std::size_t offset, const std::string& re
 
 }  // namespace
 
+std::size_t json_depth_exceeded(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return i;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return std::string_view::npos;
+}
+
 nlohmann::json parse_json(std::string_view text) {
+  if (auto at = json_depth_exceeded(text); at != std::string_view::npos)
+    throw malformed(text, at, "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   try {
     return nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::parse_error& e) {

@@ -1,5 +1,9 @@
 #include <hoist/secrets.hpp>
 
+#include <hoist/error.hpp>
+
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <utility>
@@ -29,16 +33,62 @@ std::string base64(std::string_view in, bool url, bool pad) {
   return out;
 }
 
-std::string url_encode(std::string_view in) {
-  static const char* hex = "0123456789ABCDEF";
+// Percent-encoding as the usual encoders write it: upper- or lower-case hex, a space as
+// "%20" or "+" (forms), "/" escaped or kept (paths, Python's quote()).
+std::string url_encode(std::string_view in, bool lower, bool plus, bool keep_slash) {
+  const char* hex = lower ? "0123456789abcdef" : "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : in) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
       out += char(c);
+    } else if (plus && c == ' ') {
+      out += '+';
     } else {
       out += '%';
       out += hex[c >> 4];
       out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string hex_encode(std::string_view in, bool lower) {
+  const char* hex = lower ? "0123456789abcdef" : "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : in) {
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
+// The inside of a JSON string holding the value. style 0: the short escapes (\" \\ \n) and
+// \u00xx for other control bytes; 1 and 2: every character JSON writers may escape
+// (quote, backslash, control, <>&', non-ASCII bytes kept) as \u00xx in lower / upper case.
+std::string json_escape(std::string_view in, int style) {
+  const char* hex = style == 2 ? "0123456789ABCDEF" : "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : in) {
+    bool special = c == '"' || c == '\\' || c < 0x20;
+    bool html = c == '<' || c == '>' || c == '&' || c == '\'';
+    if (style == 0 && special) {
+      switch (c) {
+        case '"': out += "\\\""; continue;
+        case '\\': out += "\\\\"; continue;
+        case '\n': out += "\\n"; continue;
+        case '\r': out += "\\r"; continue;
+        case '\t': out += "\\t"; continue;
+        case '\b': out += "\\b"; continue;
+        case '\f': out += "\\f"; continue;
+        default: break;
+      }
+    }
+    if (special || (style != 0 && html)) {
+      out += "\\u00";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += char(c);
     }
   }
   return out;
@@ -69,8 +119,14 @@ void Secrets::on_add(std::function<void(const std::string&)> fn) {
   on_add_ = std::move(fn);
 }
 
-void Secrets::add(std::string_view value) {
-  if (value.size() < 4) return;
+void Secrets::add(std::string_view value, bool required) {
+  if (value.size() < kMinLength) {
+    if (required && !value.empty())
+      throw Error(Code::invalid_argument, "a secret must be at least " + std::to_string(kMinLength) +
+                                              " bytes long to be masked; this one has " +
+                                              std::to_string(value.size()));
+    return;
+  }
   std::function<void(const std::string&)> notify;
   {
     std::lock_guard lock(mu_);
@@ -83,10 +139,21 @@ void Secrets::add(std::string_view value) {
 
 void Secrets::add_locked(std::string_view value) {
   raw_.emplace_back(value);
-  std::vector<std::string> forms{std::string(value), url_encode(value)};
+  // Every form is computed once here, so scrubbing stays one pass over the text.
+  std::vector<std::string> forms{std::string(value)};
+  for (bool lower : {false, true})
+    for (bool plus : {false, true})
+      for (bool keep_slash : {false, true}) forms.push_back(url_encode(value, lower, plus, keep_slash));
   forms.push_back(base64(value, false, true));
   forms.push_back(base64(value, true, true));
   add_shifted_base64(value, forms);
+  for (bool lower : {false, true}) forms.push_back(hex_encode(value, lower));
+  for (int style : {0, 1, 2}) forms.push_back(json_escape(value, style));
+  try {  // non-ASCII text as \u code points, as JSON writers with ensure_ascii do
+    std::string ascii = nlohmann::json(std::string(value)).dump(-1, ' ', true);
+    forms.push_back(ascii.substr(1, ascii.size() - 2));
+  } catch (const nlohmann::json::exception&) {  // not UTF-8: no such form
+  }
   // A multi-line secret (a PEM key) is echoed line by line by children: mask each line.
   for (size_t start = 0, end; value.find('\n') != std::string_view::npos && start < value.size(); start = end + 1) {
     end = value.find('\n', start);
@@ -96,9 +163,12 @@ void Secrets::add_locked(std::string_view value) {
     if (line.size() >= 8 && line.find("-----") != 0) forms.emplace_back(line);
   }
   for (auto& f : forms)
-    if (f.size() >= 4 && std::find(patterns_.begin(), patterns_.end(), f) == patterns_.end())
+    if (f.size() >= kMinLength && std::find(patterns_.begin(), patterns_.end(), f) == patterns_.end())
       patterns_.push_back(f);
   std::sort(patterns_.begin(), patterns_.end(), [](auto& a, auto& b) { return a.size() > b.size(); });
+  for (auto& bucket : by_first_) bucket.clear();
+  for (std::size_t i = 0; i < patterns_.size(); ++i)
+    by_first_[static_cast<unsigned char>(patterns_[i][0])].push_back(i);
 }
 
 bool Secrets::empty() const {
@@ -116,14 +186,27 @@ std::vector<std::string> Secrets::values() const {
   return raw_;
 }
 
+// One pass, leftmost match first, the longest pattern at a position winning: only the
+// patterns that start with the byte at hand are compared.
 std::string Secrets::scrub(std::string_view text) const {
   std::lock_guard lock(mu_);
-  std::string out(text);
-  if (patterns_.empty()) return out;
-  for (auto& p : patterns_) {
-    for (size_t pos = 0; (pos = out.find(p, pos)) != std::string::npos;) {
-      out.replace(pos, p.size(), kMask);
-      pos += kMask.size();
+  if (patterns_.empty()) return std::string(text);
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t pos = 0; pos < text.size();) {
+    std::size_t matched = 0;
+    for (std::size_t i : by_first_[static_cast<unsigned char>(text[pos])]) {
+      const std::string& p = patterns_[i];
+      if (text.compare(pos, p.size(), p) == 0) {
+        matched = p.size();
+        break;
+      }
+    }
+    if (matched) {
+      out += kMask;
+      pos += matched;
+    } else {
+      out += text[pos++];
     }
   }
   return out;

@@ -2,37 +2,100 @@
 
 #include <hoist/json.hpp>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <initializer_list>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
-#include <regex>
+#include <optional>
+#include <sstream>
+#include <unordered_map>
 
 namespace hoist {
 namespace {
 
-constexpr int kMaxDepth = 1000;
-// Aliases let a few lines expand to billions of nodes ("billion laughs"). Without aliases a
-// text cannot hold more nodes than bytes, so this budget only stops alias expansion.
+constexpr int kMaxDepth = kMaxJsonDepth;
+// What one stream may expand to. Without aliases a text cannot hold more nodes or text than
+// it has bytes, so these budgets stop alias expansion ("billion laughs") and parser loops.
 constexpr std::size_t kNodeBudget = 1'000'000;
+constexpr std::size_t kByteBudget = 64u << 20;
 const std::string kCoreTag = "tag:yaml.org,2002:";
-
-bool matches(std::string_view s, const std::regex& re) {
-  return std::regex_match(s.begin(), s.end(), re);
-}
 
 bool one_of(std::string_view s, std::initializer_list<std::string_view> words) {
   return std::find(words.begin(), words.end(), s) != words.end();
 }
 
-// Numbers start with one of these; other non-letters make plain strings. Words are looked up
-// directly: the regular expressions are slow, and most keys and values start with a letter.
-bool numeric_start(char c) { return std::isdigit(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// Numbers start with one of these; other non-letters make plain strings.
+bool numeric_start(char c) { return is_digit(c) || c == '+' || c == '-' || c == '.'; }
+
+// A cursor over a scalar for the number grammars below: plain scanning, no regular
+// expressions (std::regex recurses per character and overflows the stack on long input).
+struct Cursor {
+  std::string_view s;
+  std::size_t i = 0;
+  bool done() const { return i == s.size(); }
+  bool eat(char c) {
+    if (i < s.size() && s[i] == c) return ++i, true;
+    return false;
+  }
+  void sign() { eat('+') || eat('-'); }
+  template <class Pred>
+  std::size_t run(Pred pred) {
+    std::size_t from = i;
+    while (i < s.size() && pred(s[i])) ++i;
+    return i - from;
+  }
+  std::string_view rest() const { return s.substr(i); }
+};
+
+bool digit_or_underscore(char c) { return is_digit(c) || c == '_'; }
+
+// [-+]?0b[01_]+
+bool yaml11_binary(std::string_view s) {
+  Cursor c{s};
+  c.sign();
+  return c.eat('0') && c.eat('b') && c.run([](char x) { return x == '0' || x == '1' || x == '_'; }) > 0 && c.done();
+}
+
+// [-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?  and base 60: [-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?
+bool yaml11_number(std::string_view s) {
+  Cursor c{s};
+  c.sign();
+  if (c.done() || !is_digit(s[c.i])) return false;
+  c.run(digit_or_underscore);
+  if (c.eat(':')) {
+    do {
+      std::size_t from = c.i, n = c.run(is_digit);
+      if (n == 0 || n > 2 || (n == 2 && s[from] > '5')) return false;
+    } while (c.eat(':'));
+    if (c.eat('.')) c.run(digit_or_underscore);
+    return c.done();
+  }
+  if (c.eat('.')) c.run(digit_or_underscore);
+  if (c.eat('e') || c.eat('E')) {
+    c.sign();
+    if (c.run(is_digit) == 0) return false;
+  }
+  return c.done();
+}
+
+// [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt ].*)?
+bool yaml11_timestamp(std::string_view s) {
+  Cursor c{s};
+  if (c.run(is_digit) != 4 || !c.eat('-')) return false;
+  std::size_t n = c.run(is_digit);
+  if (n < 1 || n > 2 || !c.eat('-')) return false;
+  n = c.run(is_digit);
+  if (n < 1 || n > 2) return false;
+  return c.done() || c.eat('T') || c.eat('t') || c.eat(' ');
+}
 
 // Strings that YAML 1.1 readers (Kubernetes' go-yaml, PyYAML) type differently from 1.2.
 bool yaml11_special(std::string_view s) {
@@ -40,12 +103,7 @@ bool yaml11_special(std::string_view s) {
                  "=", "<<"}))
     return true;
   if (s.empty() || !numeric_start(s[0])) return false;
-  static const std::regex re(
-      "[-+]?0b[01_]+"                                   // binary
-      "|[-+]?[0-9][0-9_]*(\\.[0-9_]*)?([eE][-+]?[0-9]+)?"  // with underscores, 1.1 floats
-      "|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\\.[0-9_]*)?"  // base 60 (1:20)
-      "|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt ].*)?");      // timestamps
-  return matches(s, re);
+  return yaml11_binary(s) || yaml11_number(s) || yaml11_timestamp(s);
 }
 
 bool needs_quotes(std::string_view s) {
@@ -65,110 +123,58 @@ bool literal_safe(std::string_view s) {
 
 // ---------------------------------------------------------------- reading
 
-class Loader {
+[[noreturn]] void fail(const YAML::Mark& mark, const std::string& why) {
+  std::string reason = valid_utf8(why);  // it may quote the input
+  if (mark.is_null() || mark.line < 0) {
+    throw Error(Code::invalid_argument, "malformed YAML: " + reason, {{"reason", reason}});
+  }
+  int line = mark.line + 1, column = mark.column + 1;
+  throw Error(Code::invalid_argument,
+              "malformed YAML at line " + std::to_string(line) + ", column " + std::to_string(column) + ": " +
+                  reason,
+              {{"line", line}, {"column", column}, {"reason", reason}});
+}
+
+// 'text' for a message, cut to a readable length.
+std::string shown(std::string_view text) {
+  constexpr std::size_t kShown = 64;
+  if (text.size() <= kShown) return "'" + std::string(text) + "'";
+  return "'" + std::string(text.substr(0, kShown)) + "...' (" + std::to_string(text.size()) + " bytes)";
+}
+
+// Types a scalar by its tag and text (YAML 1.2 core schema).
+class Scalars {
  public:
-  explicit Loader(std::size_t text_size) : max_nodes_(kNodeBudget + text_size) {}
-
-  nlohmann::json convert(const YAML::Node& node, int depth) {
-    if (depth > kMaxDepth) fail(node.Mark(), "nesting deeper than " + std::to_string(kMaxDepth));
-    if (++nodes_ > max_nodes_)
-      fail(node.Mark(), "aliases expand the stream to more than " + std::to_string(max_nodes_) + " nodes");
-    switch (node.Type()) {
-      case YAML::NodeType::Scalar: return scalar(node);
-      case YAML::NodeType::Sequence: {
-        nlohmann::json arr = nlohmann::json::array();
-        for (const auto& item : node) arr.push_back(convert(item, depth + 1));
-        return arr;
-      }
-      case YAML::NodeType::Map: return map(node, depth);
-      case YAML::NodeType::Null:
-        if (node.Tag() == kCoreTag + "str") return "";  // `key: !!str`
-        return nullptr;
-      default: return nullptr;
-    }
-  }
-
-  [[noreturn]] static void fail(const YAML::Mark& mark, const std::string& why) {
-    std::string reason = valid_utf8(why);  // it may quote the input
-    if (mark.is_null() || mark.line < 0) {
-      throw Error(Code::invalid_argument, "malformed YAML: " + reason, {{"reason", reason}});
-    }
-    int line = mark.line + 1, column = mark.column + 1;
-    throw Error(Code::invalid_argument,
-                "malformed YAML at line " + std::to_string(line) + ", column " + std::to_string(column) +
-                    ": " + reason,
-                {{"line", line}, {"column", column}, {"reason", reason}});
-  }
-
- private:
-  nlohmann::json map(const YAML::Node& node, int depth) {
-    nlohmann::json obj = nlohmann::json::object();
-    std::vector<YAML::Node> merges;
-    for (const auto& kv : node) {
-      const YAML::Node& key = kv.first;
-      if (key.IsScalar() && key.Tag() == "?" && key.Scalar() == "<<") {
-        merges.push_back(kv.second);
-        continue;
-      }
-      std::string name;
-      if (key.IsScalar()) {
-        name = key.Scalar();
-      } else if (key.IsNull()) {
-        name = "null";
-      } else {
-        fail(key.Mark(), "a mapping key must be a scalar, not a " +
-                             std::string(key.IsMap() ? "mapping" : "sequence"));
-      }
-      if (obj.contains(name)) fail(key.Mark(), "duplicate key '" + name + "'");
-      obj[name] = convert(kv.second, depth + 1);
-    }
-    // keys written in the mapping win over merged ones; earlier merge sources win over later
-    for (const auto& source : merges) {
-      std::vector<YAML::Node> maps;
-      if (source.IsSequence()) {
-        for (const auto& m : source) maps.push_back(m);
-      } else {
-        maps.push_back(source);
-      }
-      for (const auto& m : maps) {
-        if (!m.IsMap()) fail(m.Mark(), "a '<<' merge key needs a mapping or a sequence of mappings");
-        nlohmann::json merged = convert(m, depth + 1);
-        for (auto& [k, v] : merged.items()) obj.emplace(k, v);
-      }
-    }
-    return obj;
-  }
-
-  nlohmann::json scalar(const YAML::Node& node) {
-    const std::string& tag = node.Tag();
-    const std::string& text = node.Scalar();
+  static nlohmann::json typed(const YAML::Mark& mark, const std::string& tag, const std::string& text) {
     if (tag == "!") return text;  // quoted or block scalar
-    if (tag.compare(0, kCoreTag.size(), kCoreTag) != 0) return plain(node, text);  // "?" or a local tag
+    if (tag.compare(0, kCoreTag.size(), kCoreTag) != 0) return plain(mark, text);  // "?" or a local tag
     std::string name = tag.substr(kCoreTag.size());
     YamlPlain kind = yaml_plain_kind(text);
-    if (name == "int" && kind != YamlPlain::integer) fail(node.Mark(), "'" + text + "' is not an !!int");
+    if (name == "int" && kind != YamlPlain::integer) fail(mark, shown(text) + " is not an !!int");
     if (name == "float" && kind != YamlPlain::integer && kind != YamlPlain::floating)
-      fail(node.Mark(), "'" + text + "' is not a !!float");
-    if (name == "bool" && kind != YamlPlain::boolean) fail(node.Mark(), "'" + text + "' is not a !!bool");
-    if (name == "null" && kind != YamlPlain::null) fail(node.Mark(), "'" + text + "' is not a !!null");
-    if (name == "float") return to_double(node, text);
-    if (name == "int" || name == "bool" || name == "null") return plain(node, text);
+      fail(mark, shown(text) + " is not a !!float");
+    if (name == "bool" && kind != YamlPlain::boolean) fail(mark, shown(text) + " is not a !!bool");
+    if (name == "null" && kind != YamlPlain::null) fail(mark, shown(text) + " is not a !!null");
+    if (name == "float") return to_double(mark, text, text);
+    if (name == "int" || name == "bool" || name == "null") return plain(mark, text);
     return text;  // !!str, !!binary, !!timestamp and the rest stay text
   }
 
-  static nlohmann::json plain(const YAML::Node& node, const std::string& text) {
+ private:
+  static nlohmann::json plain(const YAML::Mark& mark, const std::string& text) {
     switch (yaml_plain_kind(text)) {
       case YamlPlain::null: return nullptr;
       case YamlPlain::boolean: return text[0] == 't' || text[0] == 'T';
-      case YamlPlain::integer: return to_integer(node, text);
-      case YamlPlain::floating: return to_double(node, text);
+      case YamlPlain::integer: return to_integer(mark, text);
+      case YamlPlain::floating: return to_double(mark, text, text);
       case YamlPlain::string: break;
     }
     return text;
   }
 
   // Decimal integers beyond 64 bits become doubles (as in JSON); octal and hex ones fail.
-  static nlohmann::json to_integer(const YAML::Node& node, std::string_view s) {
+  static nlohmann::json to_integer(const YAML::Mark& mark, const std::string& text) {
+    std::string_view s = text;
     bool negative = s[0] == '-';
     if (s[0] == '-' || s[0] == '+') s.remove_prefix(1);
     int base = 10;
@@ -179,8 +185,8 @@ class Loader {
     std::uint64_t magnitude = 0;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), magnitude, base);
     if (ec != std::errc() || end != s.data() + s.size()) {
-      if (base != 10) fail(node.Mark(), "integer '" + node.Scalar() + "' does not fit in 64 bits");
-      return to_double(node, node.Scalar());
+      if (base != 10) fail(mark, "integer " + shown(text) + " does not fit in 64 bits");
+      return to_double(mark, text, text);
     }
     constexpr std::uint64_t kMinMagnitude = std::uint64_t(1) << 63;
     if (!negative) {
@@ -190,10 +196,10 @@ class Loader {
     }
     if (magnitude < kMinMagnitude) return -static_cast<std::int64_t>(magnitude);
     if (magnitude == kMinMagnitude) return std::numeric_limits<std::int64_t>::min();
-    return to_double(node, node.Scalar());
+    return to_double(mark, text, text);
   }
 
-  static nlohmann::json to_double(const YAML::Node& node, std::string_view s) {
+  static nlohmann::json to_double(const YAML::Mark& mark, std::string_view s, const std::string& text) {
     bool negative = !s.empty() && s[0] == '-';
     if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
     if (s == ".inf" || s == ".Inf" || s == ".INF")
@@ -201,14 +207,178 @@ class Loader {
     if (s == ".nan" || s == ".NaN" || s == ".NAN") return std::numeric_limits<double>::quiet_NaN();
     double d = 0;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
-    if (ec == std::errc::result_out_of_range) fail(node.Mark(), "number '" + node.Scalar() + "' is out of range");
-    if (ec != std::errc() || end != s.data() + s.size())
-      fail(node.Mark(), "'" + node.Scalar() + "' is not a number");
+    if (ec == std::errc::result_out_of_range) fail(mark, "number " + shown(text) + " is out of range");
+    if (ec != std::errc() || end != s.data() + s.size()) fail(mark, shown(text) + " is not a number");
     return negative ? -d : d;
   }
+};
 
-  std::size_t nodes_ = 0;
-  std::size_t max_nodes_;
+// A finished node and what it cost: aliases copy it, so its cost counts again at each use.
+struct Node {
+  nlohmann::json value;
+  std::size_t nodes = 1;
+  std::size_t bytes = 0;
+  int height = 0;                // levels of nesting below it
+  std::optional<std::string> key;  // a scalar's own text, as a mapping key uses it
+};
+
+// Builds JSON values from yaml-cpp's parser events with an explicit stack (no recursion),
+// resolving anchors, aliases and `<<` merge keys, and keeping every stream within budget.
+class Builder : public YAML::EventHandler {
+ public:
+  explicit Builder(std::string_view text)
+      : text_(text), max_nodes_(kNodeBudget + text.size()), max_bytes_(kByteBudget + text.size()) {}
+
+  std::vector<nlohmann::json> documents;
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    // yaml-cpp 0.7 starts empty documents forever at some stray characters ("'',")
+    if (started_ && mark.pos == last_start_) {
+      std::string what = mark.pos >= 0 && static_cast<std::size_t>(mark.pos) < text_.size()
+                             ? "'" + std::string(1, text_[mark.pos]) + "'"
+                             : "text";
+      fail(mark, "unexpected " + what);
+    }
+    started_ = true;
+    last_start_ = mark.pos;
+    anchors_.clear();  // anchors are per document
+    count(mark, 1, 0);
+  }
+  void OnDocumentEnd() override {}
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    add(mark, anchor, Node{nullptr, 1, 0, 0, "null"});
+  }
+
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) fail(mark, "an alias refers to the node that contains it (a cycle)");
+    const Node& target = it->second;
+    if (static_cast<int>(stack_.size()) + target.height > kMaxDepth)
+      fail(mark, "nesting deeper than " + std::to_string(kMaxDepth));
+    count(mark, target.nodes, target.bytes);
+    add(mark, YAML::NullAnchor, target);
+  }
+
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    count(mark, 1, value.size());
+    if (want_key()) {
+      if (tag == "?" && value == "<<") {
+        stack_.back().merge_next = true;
+        stack_.back().want_key = false;
+        return;
+      }
+      // a key is its text; typed only for an alias that may use it as a value later
+      nlohmann::json typed = anchor == YAML::NullAnchor ? nlohmann::json(value) : Scalars::typed(mark, tag, value);
+      add(mark, anchor, Node{std::move(typed), 1, value.size(), 0, value});
+      return;
+    }
+    add(mark, anchor, Node{Scalars::typed(mark, tag, value), 1, value.size(), 0, value});
+  }
+
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(mark, anchor, false);
+  }
+  void OnSequenceEnd() override { close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(mark, anchor, true);
+  }
+  void OnMapEnd() override { close(); }
+
+ private:
+  struct Frame {
+    bool is_map = false;
+    YAML::Mark mark;
+    YAML::anchor_t anchor = YAML::NullAnchor;
+    Node node;
+    bool want_key = true;
+    bool merge_next = false;
+    std::string key;
+    std::vector<std::pair<YAML::Mark, nlohmann::json>> merges;
+  };
+
+  bool want_key() const { return !stack_.empty() && stack_.back().is_map && stack_.back().want_key; }
+
+  void count(const YAML::Mark& mark, std::size_t nodes, std::size_t bytes) {
+    nodes_ += nodes;
+    bytes_ += bytes;
+    if (nodes_ > max_nodes_)
+      fail(mark, "aliases expand the stream to more than " + std::to_string(max_nodes_) + " nodes");
+    if (bytes_ > max_bytes_)
+      fail(mark, "aliases expand the stream to more than " + std::to_string(max_bytes_) + " bytes of text");
+  }
+
+  void open(const YAML::Mark& mark, YAML::anchor_t anchor, bool is_map) {
+    if (want_key()) fail(mark, std::string("a mapping key must be a scalar, not a ") + (is_map ? "mapping" : "sequence"));
+    if (static_cast<int>(stack_.size()) >= kMaxDepth) fail(mark, "nesting deeper than " + std::to_string(kMaxDepth));
+    count(mark, 1, 0);
+    Frame& f = stack_.emplace_back();
+    f.is_map = is_map;
+    f.mark = mark;
+    f.anchor = anchor;
+    f.node = Node{is_map ? nlohmann::json::object() : nlohmann::json::array(), 1, 0, 1, {}};
+  }
+
+  void close() {
+    Frame f = std::move(stack_.back());
+    stack_.pop_back();
+    // keys written in the mapping win over merged ones; earlier merge sources win over later
+    for (auto& [mark, source] : f.merges) {
+      if (source.is_object()) source = nlohmann::json::array({std::move(source)});
+      for (auto& m : source)
+        for (auto& [k, v] : m.items()) f.node.value.emplace(k, std::move(v));
+    }
+    f.node.key.reset();
+    add(f.mark, f.anchor, std::move(f.node));
+  }
+
+  void add(const YAML::Mark& mark, YAML::anchor_t anchor, Node node) {
+    if (anchor != YAML::NullAnchor) {
+      count(mark, node.nodes, node.bytes);  // the copy kept for later aliases
+      anchors_[anchor] = node;
+    }
+    if (stack_.empty()) {
+      documents.push_back(std::move(node.value));
+      return;
+    }
+    Frame& f = stack_.back();
+    f.node.nodes += node.nodes;
+    f.node.bytes += node.bytes;
+    f.node.height = std::max(f.node.height, node.height + 1);
+    if (!f.is_map) {
+      f.node.value.push_back(std::move(node.value));
+      return;
+    }
+    if (f.want_key) {
+      if (!node.key) fail(mark, "a mapping key must be a scalar");
+      if (f.node.value.contains(*node.key)) fail(mark, "duplicate key " + shown(*node.key));
+      f.key = std::move(*node.key);
+      f.want_key = false;
+      return;
+    }
+    f.want_key = true;
+    if (f.merge_next) {
+      f.merge_next = false;
+      bool maps = node.value.is_object() ||
+                  (node.value.is_array() &&
+                   std::all_of(node.value.begin(), node.value.end(), [](const auto& m) { return m.is_object(); }));
+      if (!maps) fail(mark, "a '<<' merge key needs a mapping or a sequence of mappings");
+      f.merges.emplace_back(mark, std::move(node.value));
+      return;
+    }
+    f.node.value[f.key] = std::move(node.value);
+  }
+
+  std::string_view text_;
+  std::size_t max_nodes_, max_bytes_;
+  std::size_t nodes_ = 0, bytes_ = 0;
+  std::vector<Frame> stack_;
+  std::unordered_map<YAML::anchor_t, Node> anchors_;
+  bool started_ = false;
+  int last_start_ = -1;
 };
 
 // ---------------------------------------------------------------- writing
@@ -269,26 +439,46 @@ YamlPlain yaml_plain_kind(std::string_view s) {
   if (one_of(s, {"", "~", "null", "Null", "NULL"})) return YamlPlain::null;
   if (one_of(s, {"true", "True", "TRUE", "false", "False", "FALSE"})) return YamlPlain::boolean;
   if (!numeric_start(s[0])) return YamlPlain::string;
-  static const std::regex int_re("[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+");
-  static const std::regex float_re(
-      "[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\\.(inf|Inf|INF)|\\.(nan|NaN|NAN)");
-  if (matches(s, int_re)) return YamlPlain::integer;
-  if (matches(s, float_re)) return YamlPlain::floating;
-  return YamlPlain::string;
+  // integers: [-+]?[0-9]+ | 0o[0-7]+ | 0x[0-9a-fA-F]+
+  Cursor c{s};
+  c.sign();
+  if (c.run(is_digit) > 0 && c.done()) return YamlPlain::integer;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'x')) {
+    Cursor r{s.substr(2)};
+    bool hex = s[1] == 'x';
+    if (r.run([hex](char x) { return hex ? std::isxdigit(static_cast<unsigned char>(x)) != 0 : x >= '0' && x <= '7'; }) > 0 &&
+        r.done())
+      return YamlPlain::integer;
+  }
+  // floats: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? | [-+]?\.(inf|Inf|INF) | \.(nan|NaN|NAN)
+  Cursor f{s};
+  f.sign();
+  if (one_of(f.rest(), {".inf", ".Inf", ".INF"})) return YamlPlain::floating;
+  if (f.i == 0 && one_of(s, {".nan", ".NaN", ".NAN"})) return YamlPlain::floating;
+  if (f.eat('.')) {
+    if (f.run(is_digit) == 0) return YamlPlain::string;
+  } else {
+    if (f.run(is_digit) == 0) return YamlPlain::string;
+    if (f.eat('.')) f.run(is_digit);
+  }
+  if (f.eat('e') || f.eat('E')) {
+    f.sign();
+    if (f.run(is_digit) == 0) return YamlPlain::string;
+  }
+  return f.done() ? YamlPlain::floating : YamlPlain::string;
 }
 
 std::vector<nlohmann::json> parse_yaml_all(std::string_view text) {
-  std::vector<YAML::Node> docs;
+  std::istringstream in{std::string(text)};
+  Builder builder(text);
   try {
-    docs = YAML::LoadAll(std::string(text));
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(builder)) {
+    }
   } catch (const YAML::Exception& e) {
-    Loader::fail(e.mark, e.msg);
+    fail(e.mark, e.msg);
   }
-  std::vector<nlohmann::json> out;
-  out.reserve(docs.size());
-  Loader loader(text.size());
-  for (const auto& doc : docs) out.push_back(loader.convert(doc, 0));
-  return out;
+  return std::move(builder.documents);
 }
 
 std::string dump_yaml(const nlohmann::json& value) {

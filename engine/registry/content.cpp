@@ -1,4 +1,5 @@
 // Manifests, media types and digests: what an image is made of and how it is verified.
+#include <hoist/json.hpp>
 #include <hoist/registry.hpp>
 
 #include <openssl/evp.h>
@@ -73,6 +74,8 @@ std::string hash_hex(const EVP_MD* md, std::string_view bytes) {
 
 ManifestContent parse_manifest(std::string_view bytes, std::string_view content_type) {
   ManifestContent m;
+  if (json_depth_exceeded(bytes) != std::string_view::npos)  // copied recursively later
+    bad_manifest("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   m.json = nlohmann::json::parse(bytes, nullptr, false);
   if (m.json.is_discarded() || !m.json.is_object()) bad_manifest("not a JSON object");
   const auto& j = m.json;

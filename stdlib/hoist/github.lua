@@ -37,11 +37,16 @@ function M.command(name, props, message)
     for k in pairs(props) do keys[#keys + 1] = k end
     table.sort(keys)
     for _, k in ipairs(keys) do
-      if props[k] ~= nil and props[k] ~= "" then parts[#parts + 1] = k .. "=" .. escape_property(props[k]) end
+      if props[k] ~= nil and props[k] ~= "" then
+        parts[#parts + 1] = k .. "=" .. escape_property(hoist.scrub(tostring(props[k])))
+      end
     end
   end
-  local text = "::" .. name .. (#parts > 0 and (" " .. table.concat(parts, ",")) or "") .. "::" .. escape_data(message or "")
-  out(hoist.scrub(text))
+  -- scrub, then escape: GitHub un-escapes %25, %0D and %0A, so a secret holding %, CR or LF
+  -- escaped first would slip past the scrubber and reappear whole
+  local text = "::" .. name .. (#parts > 0 and (" " .. table.concat(parts, ",")) or "") .. "::" ..
+    escape_data(hoist.scrub(tostring(message or "")))
+  out(text)
 end
 
 --- Opens a collapsible group in the log.

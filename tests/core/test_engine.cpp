@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 #include <hoist/engine.hpp>
 
+#include "bindings/json_bridge.hpp"
+#include "bindings/runtime.hpp"
+
 #include <chrono>
 #include <thread>
 
@@ -109,4 +112,60 @@ TEST_CASE("each run on one engine sees its own arguments") {
   auto b = engine.run_string("return hoist.args.name", "t", {{"name", "second"}});
   CHECK(a.value == "first");
   CHECK(b.value == "second");
+}
+
+// ---------------------------------------------------------------- results that cannot be pushed
+namespace {
+nlohmann::json nested(int depth) {
+  nlohmann::json v = 1;
+  for (int i = 0; i < depth; ++i) {
+    nlohmann::json a = nlohmann::json::array();
+    a.push_back(std::move(v));
+    v = std::move(a);
+  }
+  return v;
+}
+
+// ok, value = deep.wait(depth): a waiting primitive whose result nests `depth` levels
+int l_deep_wait(lua_State* L) {
+  int depth = static_cast<int>(luaL_checkinteger(L, 1));
+  return hoist::lua::suspend(L, [depth](hoist::lua::Resumer r) -> hoist::OperationPtr {
+    auto value = std::make_shared<nlohmann::json>(nested(depth));
+    r.ok([value](lua_State* co) {
+      hoist::lua::push_json(co, *value);
+      return 1;
+    });
+    return nullptr;
+  });
+}
+
+int open_deep(lua_State* L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, hoist::lua::protect<l_deep_wait>);
+  lua_setfield(L, -2, "wait");
+  return 1;
+}
+}  // namespace
+
+TEST_CASE("a result too deep to push fails the wait as a catchable error; compensations can run") {
+  hoist::Engine engine(quiet());
+  engine.register_lua_module("deep", open_deep);
+  hoist::RunResult r;
+  REQUIRE_NOTHROW(r = engine.run_string(R"(
+    local deep = require "deep"
+    local function wait(n)
+      local ok, v = deep.wait(n)
+      if not ok then error(v, 0) end
+      return v
+    end
+    local small = wait(3)
+    local ok, e = pcall(wait, 1500)
+    return { small = small[1][1][1], ok = ok, code = e.code, message = e.message, after = wait(2)[1][1] }
+  )", "deep"));
+  REQUIRE(r.ok);
+  CHECK(r.value["small"] == 1);
+  CHECK(r.value["ok"] == false);
+  CHECK(r.value["code"] == "invalid_argument");
+  CHECK(r.value["message"].get<std::string>().find("deeper than 1000") != std::string::npos);
+  CHECK(r.value["after"] == 1);
 }

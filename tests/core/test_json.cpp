@@ -186,3 +186,15 @@ TEST_CASE("to_json names the path of what it cannot encode") {
   lua.eval("return {n = 0/0}");
   CHECK(std::isnan(hoist::lua::to_json(lua.L, -1, {.allow_nonfinite = true})["n"].get<double>()));
 }
+
+TEST_CASE("JSON nested deeper than 1000 levels is refused before parsing, naming the place") {
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto e = error_of([&] { hoist::parse_json(deep); });
+  CHECK(e.code() == hoist::Code::invalid_argument);
+  CHECK(std::string(e.message()) == "malformed JSON at line 1, column 1001: nested deeper than 1000 levels");
+  // brackets inside strings do not count; 1000 levels are fine
+  std::string ok = std::string(1000, '[') + "\"[[{{\\\"[\"" + std::string(1000, ']');
+  CHECK(hoist::parse_json(ok).is_array());
+  CHECK(hoist::json_depth_exceeded("{\"a\": [[1]]}", 2) == 7);
+  CHECK(hoist::json_depth_exceeded("{\"a\": [[1]]}", 3) == std::string_view::npos);
+}

@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <hoist/error.hpp>
 #include <hoist/events.hpp>
 #include <hoist/secrets.hpp>
 
@@ -55,6 +56,55 @@ TEST_CASE("short values are not registered, they would mask everything") {
   s.add("abc");
   CHECK(s.empty());
   CHECK(s.scrub("abc") == "abc");
+}
+
+TEST_CASE("a required secret too short to mask is refused, saying so") {
+  hoist::Secrets s;
+  try {
+    s.add("abc", true);
+    FAIL("no error");
+  } catch (const hoist::Error& e) {
+    CHECK(e.code() == hoist::Code::invalid_argument);
+    CHECK(std::string(e.message()) == "a secret must be at least 4 bytes long to be masked; this one has 3");
+  }
+  s.add("", true);  // nothing to leak
+  CHECK(s.empty());
+  s.add("abcd", true);
+  CHECK(s.scrub("xabcdx") == "x***x");
+}
+
+// The forms a child or a library may write a secret in (issue 7: 11 leaks in 118 forms).
+TEST_CASE("secrets are masked in URL, JSON and hex encodings") {
+  hoist::Secrets s;
+  const std::string secret = "p\"a ss/w%rd'&<x>\\z";
+  s.add(secret);
+  const std::pair<const char*, std::string> rows[] = {
+      {"url upper", "p%22a%20ss%2Fw%25rd%27%26%3Cx%3E%5Cz"},
+      {"url lower", "p%22a%20ss%2fw%25rd%27%26%3cx%3e%5cz"},
+      {"url plus for space", "p%22a+ss%2Fw%25rd%27%26%3Cx%3E%5Cz"},
+      {"url slash kept", "p%22a%20ss/w%25rd%27%26%3Cx%3E%5Cz"},
+      {"url lower, plus, slash kept", "p%22a+ss/w%25rd%27%26%3cx%3e%5cz"},
+      {"json short escapes", "p\\\"a ss/w%rd'&<x>\\\\z"},
+      {"json \\u00xx lower", "p\\u0022a ss/w%rd\\u0027\\u0026\\u003cx\\u003e\\u005cz"},
+      {"json \\u00XX upper", "p\\u0022a ss/w%rd\\u0027\\u0026\\u003Cx\\u003E\\u005Cz"},
+      {"hex lower", "7022612073732f7725726427263c783e5c7a"},
+      {"hex upper", "7022612073732F7725726427263C783E5C7A"},
+  };
+  for (auto& [name, form] : rows) {
+    CAPTURE(name);
+    CAPTURE(form);
+    CHECK(s.scrub("before " + form + " after") == "before *** after");
+  }
+}
+
+TEST_CASE("scrubbing is one pass: the longest form at a position wins, text around is kept") {
+  hoist::Secrets s;
+  s.add("abcd");
+  s.add("abcdefgh");
+  CHECK(s.scrub("abcdefgh abcd abc") == "*** *** abc");
+  CHECK(s.scrub("xxabcdabcdyy") == "xx******yy");
+  std::string big(1 << 20, 'a');
+  CHECK(s.scrub(big) == big);
 }
 
 TEST_CASE("a stream scrubber catches a secret split across writes") {

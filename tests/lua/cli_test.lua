@@ -27,6 +27,12 @@ t.cases("usage errors exit 2 and name the bad thing", {
   { name = "--params-file malformed", args = { "run", "@SCRIPT", "--params-file", "@BADJSON" }, says = "not valid JSON.*line 2" },
   { name = "--params-file not an object", args = { "run", "@SCRIPT", "--params-file", "@ARRAYJSON" }, says = "must hold a JSON object" },
   { name = "bad --log-format", args = { "run", "@SCRIPT", "--log-format", "xml" }, says = "%-%-log%-format must be text or json" },
+  { name = "bad --log-level", args = { "run", "@SCRIPT", "--log-level", "verbose" }, says = "%-%-log%-level: verbose not in {debug,info,warn,error}" },
+  { name = "--params-file a directory", args = { "run", "@SCRIPT", "--params-file", "@DIR" }, says = "cannot read %-%-params%-file .*hoist%-cli%.%w+: it is a directory" },
+  { name = "--params-file nested 90k deep", args = { "run", "@SCRIPT", "--params-file", "@DEEPJSON" },
+    says = "%-%-params%-file .*deep%.json is not valid JSON: malformed JSON at line 1, column 1006: nested deeper than 1000 levels" },
+  { name = "--params-file with a parameter nested too deep", args = { "run", "@SCRIPT", "--params-file", "@DEEPPARAM" },
+    says = "%-%-params%-file .*param%.json: parameter 'config' nests deeper than 100 levels" },
   { name = "unknown command", args = { "deploy" }, says = "unknown command 'deploy'" },
   { name = "unknown pipeline", args = { "run", "nosuchpipeline" }, says = "no bundled pipeline named \"nosuchpipeline\"" },
 }, function(row)
@@ -35,6 +41,9 @@ t.cases("usage errors exit 2 and name the bad thing", {
     ["@SCRIPT"] = script(dir, "ok.lua", "return 1\n"),
     ["@BADJSON"] = script(dir, "bad.json", '{"a": 1,\n  "b": }\n'),
     ["@ARRAYJSON"] = script(dir, "array.json", "[1, 2]\n"),
+    ["@DIR"] = dir,
+    ["@DEEPJSON"] = script(dir, "deep.json", '{"a": ' .. ("["):rep(90000) .. ("]"):rep(90000) .. "}"),
+    ["@DEEPPARAM"] = script(dir, "param.json", '{"config": ' .. ("["):rep(150) .. ("]"):rep(150) .. "}"),
   }
   local args = {}
   for i, a in ipairs(row.args) do args[i] = subst[a] or a end
@@ -43,6 +52,59 @@ t.cases("usage errors exit 2 and name the bad thing", {
   local r = cli(args)
   t.eq(r.code, 2, r.stderr)
   t.match(r.stderr, row.says)
+  -- a usage error ran nothing: no run folder, nothing for `hoist runs`
+  t.eq(hoist.exec({ "sh", "-c", "ls \"$1\"/state/runs 2>/dev/null", "sh", dir }).stdout, "")
+end)
+
+t.case("bad pipeline parameters are a usage error that records no run", function()
+  local dir = support.tmpdir("hoist-cli")
+  local r = cli { "run", support.root .. "/tests/pipelines/slow.lua", "--state-dir", dir .. "/state" }
+  t.eq(r.code, 2, r.stderr)
+  t.match(r.stderr, "marker: required string parameter is missing")
+  t.eq(hoist.exec({ "sh", "-c", "ls \"$1\"/state/runs 2>/dev/null", "sh", dir }).stdout, "")
+  local runs = cli { "runs", "--state-dir", dir .. "/state", "--json" }
+  t.eq(runs.code, 0, runs.stderr)
+  t.no_match(runs.stdout, "slow")
+end)
+
+t.case("--log-format json: only JSON lines, the failure as an error event, no glyphs", function()
+  local dir = support.tmpdir("hoist-cli")
+  local r = cli { "run", support.root .. "/tests/pipelines/fail.lua", "--set", "marker=" .. dir .. "/m",
+    "--log-format", "json", "--state-dir", dir .. "/state" }
+  t.eq(r.code, 1, r.stderr)
+  local last, ended
+  for _, stream in ipairs { r.stdout, r.stderr } do
+    for line in stream:gmatch("[^\n]+") do
+      local ok, e = pcall(hoist.json.decode, line)
+      t.ok(ok and type(e) == "table" and e.level and e.kind, "not a JSON event: " .. line)
+      t.no_match(e.message, "▶"); t.no_match(e.message, "✓"); t.no_match(e.message, "✗"); t.no_match(e.message, "↺")
+      if e.kind == "pipeline.end" then ended = e end
+      last = e
+    end
+  end
+  t.eq(last.kind, "run.failed")
+  t.eq(last.level, "error")
+  t.match(last.message, "^run %S+ failed at .*fail%.lua:%d+: rollout_failed: stage three failed")
+  t.eq(last.fields.error.code, "rollout_failed")
+  t.eq(ended.level, "error")
+  t.eq(ended.fields.status, "rolled_back")
+end)
+
+t.case("hoist.log fields show on the terminal as key=value, masked", function()
+  local dir = support.tmpdir("hoist-cli")
+  local path = script(dir, "fields.lua", [[
+local s = hoist.secret("fields-secret-4242")
+hoist.log.info("deployed", { service = "web", replicas = 3, token = s, note = "two words", tags = { "a" } })
+]])
+  local r = cli { "run", path, "--state-dir", dir .. "/state" }
+  t.eq(r.code, 0, r.stderr)
+  t.match(r.stderr, 'deployed note="two words" replicas=3 service=web tags=%["a"%] token=%*%*%*')
+  t.no_match(r.stderr, "fields-secret-4242")
+end)
+
+t.case("the engine's run id generator is the one Lua uses", function()
+  local id = require("hoist.native.core").new_run_id()
+  t.match(id, "^%d%d%d%d%d%d%d%d%-%d%d%d%d%d%d%-%x%x%x%x$")
 end)
 
 t.case("a script error prints one paragraph with file:line, code and message; exit 1", function()
@@ -118,4 +180,30 @@ t.case("hoist --help lists the commands and the exit codes", function()
     t.match(r.stdout, "\n%s+" .. cmd .. "%s")
   end
   t.match(r.stdout, "Exit codes: 0 succeeded")
+end)
+
+-- SIGINT and SIGTERM cancel the run: compensations run, the paragraph prints, exit 130.
+t.cases("a signal mid-pipeline rolls back and exits 130", { { name = "TERM" }, { name = "INT" } }, function(row)
+  local dir = support.tmpdir("hoist-cli")
+  local marker = dir .. "/undone"
+  -- wait until the compensation is journaled (the run sleeps in its second stage), then signal
+  local sh = [[
+"$1" run "$2" --set marker="$3" --state-dir "$4" 2>"$4.err" &
+pid=$!
+i=0
+until grep -qs test.slow_undo "$4"/runs/*/journal.jsonl; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.05; done
+sleep 0.2
+kill -]] .. row.name .. [[ $pid
+wait $pid
+echo "exit=$?"
+]]
+  local r = hoist.exec { "sh", "-c", sh, "sh", support.hoist_bin(), support.root .. "/tests/pipelines/slow.lua",
+    marker, dir .. "/state", env = { NO_COLOR = "1", GITHUB_ACTIONS = "false" }, timeout = 60 }
+  local stderr = support.read(dir .. "/state.err") or ""
+  t.match(r.stdout, "exit=130", stderr)
+  t.no_match(stderr, "bad_function_call")
+  t.match(stderr, "received SIG" .. row.name)
+  t.match(stderr, "hoist: run %S+ failed")
+  t.match(stderr, "cancelled")
+  t.eq(support.read(marker), "undone change\n")
 end)

@@ -293,7 +293,9 @@ end, SLOW)
 
 -- Starts a deploy of `version` in its own process, waits until `ready()` says the moment has
 -- come, SIGKILLs it and returns the id of the killed run.
-local function kill_mid_deploy(version, hook, ready)
+-- signal: "KILL" (default) or "TERM"; returns the run id and the run's exec result
+local function kill_mid_deploy(version, hook, ready, signal)
+  signal = signal or "KILL"
   local pidfile = S.state .. "/killed.pid"
   os.remove(pidfile)
   local argv = { hoist_bin(), "run", "container@1", "--state-dir", S.state, "--no-color" }
@@ -315,10 +317,10 @@ local function kill_mid_deploy(version, hook, ready)
     hoist.sleep(0.2)
   end
   t.ok(run_id, "the moment to kill came (" .. hook .. ")")
-  hoist.exec { "kill", "-KILL", read(pidfile):match("%d+"), check = true }
+  hoist.exec { "kill", "-" .. signal, read(pidfile):match("%d+"), check = true }
   local killed = task:wait()
-  t.eq(killed.signal, 9, "the run was killed")
-  return run_id
+  if signal == "KILL" then t.eq(killed.signal, 9, "the run was killed") end
+  return run_id, killed
 end
 
 local function candidate_run()
@@ -364,6 +366,24 @@ t.case("SIGKILL after the switch, then hoist rollback: v2 serves again, nothing 
   t.eq(#rows, 1, "no stray container")
   t.eq(rows[1].name, S.service)
   t.eq(poller.failed, 0, "failed requests around the kill and the rollback")
+end, SLOW)
+
+t.case("SIGTERM after the switch: the run rolls back itself, exit 130, v2 serves, nothing stray", function()
+  need_docker()
+  local poller = start_poller()
+  local run_id, r = kill_mid_deploy("v5t", "HOIST_TEST_PAUSE_AFTER_SWITCH", function()
+    return version_now() == "v5t" and candidate_run() or nil
+  end, "TERM")
+  poller:finish("a deploy sent SIGTERM after the switch")
+  t.ok(run_id, "the run had switched")
+  t.eq(r.code, 130, show(r))
+  t.match(r.stderr, "received SIGTERM")
+  t.match(r.stderr, "hoist: run " .. run_id:gsub("%p", "%%%0") .. " failed")
+  t.no_match(r.stderr, "bad_function_call")
+  t.eq(version_now(), "v2", "the previous version serves")
+  local rows = service_containers()
+  t.eq(#rows, 1, "no stray container")
+  t.eq(rows[1].name, S.service)
 end, SLOW)
 
 t.case("hoist rollback --force of a finished deploy recreates the previous container", function()

@@ -317,8 +317,8 @@ end)
 
 t.cases("login: bad options", {
   { opts = { registry = "r", username = "u" }, pattern = "option 'password' is required" },
-  { opts = { username = "u", password = "p" }, pattern = "option 'registry' is required" },
-  { opts = { registry = "r", password = "p" }, pattern = "option 'username' is required" },
+  { opts = { username = "u", password = "pass-word" }, pattern = "option 'registry' is required" },
+  { opts = { registry = "r", password = "pass-word" }, pattern = "option 'username' is required" },
   { opts = { registry = "r", username = "u", password = 5 }, pattern = "option 'password' must be a string" },
 }, function(row)
   t.raises(function() docker.login(row.opts) end, "invalid_argument", row.pattern)

@@ -47,8 +47,13 @@ end)
 
 t.cases("rejects bad values with exit code 2, naming the parameter", {
   { name = "missing required", raw = {}, pattern = "name: required string parameter is missing" },
-  { name = "not a number", raw = { name = "x", count = "three" }, pattern = 'count: expected a number, got "three"' },
+  { name = "not a number", raw = { name = "x", count = "three" }, pattern = 'count: expected a number %(decimal: .-%), got "three"' },
   { name = "nan", raw = { name = "x", count = "nan" }, pattern = "count: expected a number" },
+  -- decimal only: Lua's tonumber would take all of these
+  { name = "hex", raw = { name = "x", count = "0x10" }, pattern = 'count: expected a number %(decimal: digits with an optional sign and point, like 3, %-2 or 0%.5%), got "0x10"' },
+  { name = "exponent", raw = { name = "x", count = "1e3" }, pattern = 'count: expected a number .*got "1e3"' },
+  { name = "infinity", raw = { name = "x", count = "inf" }, pattern = 'count: expected a number .*got "inf"' },
+  { name = "a lone point", raw = { name = "x", count = "." }, pattern = 'count: expected a number' },
   { name = "not a boolean", raw = { name = "x", flag = "maybe" }, pattern = 'flag: expected true or false, got "maybe"' },
   { name = "list of numbers", raw = { name = "x", ports = "80,http" }, pattern = "ports: expected a list of number %(item 2 is not%)" },
   { name = "broken list JSON", raw = { name = "x", tags = "[1," }, pattern = "tags: expected a list %(this JSON does not parse%)" },

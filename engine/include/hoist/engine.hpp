@@ -29,6 +29,10 @@ using HostFunction = std::function<nlohmann::json(const nlohmann::json& args)>;
 // A raw Lua module opener, for hosts that want the full Lua C API.
 using LuaOpener = int (*)(lua_State*);
 
+// A new run id, "YYYYMMDD-HHMMSS-xxxx" (UTC time, 16 random bits): sorts by start time. The
+// one generator of run ids: Lua reaches it as hoist.native.core.new_run_id().
+std::string new_run_id();
+
 struct EngineOptions {
   std::string state_dir = ".hoist";  // runs/<id>/events.jsonl lives here
   std::string log_format = "text";   // text | json | none (stderr)

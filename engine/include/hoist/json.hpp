@@ -22,8 +22,17 @@ TextPosition position_in(std::string_view text, std::size_t offset);
 // `text` with every invalid UTF-8 sequence replaced by U+FFFD, for messages that quote input.
 std::string valid_utf8(std::string_view text);
 
-// Parses one JSON document (RFC 8259; no comments, no trailing commas).
-// Throws hoist::Error(invalid_argument) with "at line L, column C" in its message.
+// How deep JSON values may nest anywhere in hoist: nlohmann::json copies, compares and
+// writes values recursively, so a deeper document from a remote could overflow the stack.
+constexpr int kMaxJsonDepth = 1000;
+
+// The offset of the first '[' or '{' that opens a level deeper than max_depth, or npos.
+// A linear scan of the text (strings skipped), to run before parsing untrusted input.
+std::size_t json_depth_exceeded(std::string_view text, int max_depth = kMaxJsonDepth);
+
+// Parses one JSON document (RFC 8259; no comments, no trailing commas), nested at most
+// kMaxJsonDepth levels. Throws hoist::Error(invalid_argument) with "at line L, column C" in
+// its message.
 nlohmann::json parse_json(std::string_view text);
 
 }  // namespace hoist

@@ -1,5 +1,6 @@
 #pragma once
 // Registered secret values, and scrubbing of every byte hoist writes.
+#include <array>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -13,9 +14,16 @@ class Secrets {
  public:
   static constexpr std::string_view kMask = "***";
 
-  // Registers a value, its base64 forms (std and url alphabets, padded or not) and its
-  // URL-encoded form. Values shorter than 4 bytes are refused (they would mask everything).
-  void add(std::string_view value);
+  // Shorter values cannot be masked: they would mask everything.
+  static constexpr std::size_t kMinLength = 4;
+
+  // Registers a value and the forms it takes on its way out: base64 (std and url
+  // alphabets, padded or not, at any alignment), URL-encoded (upper/lower-case hex, "+" or
+  // "%20" for a space, "/" escaped or kept), hex (either case) and JSON-escaped (short
+  // escapes, or \u00xx in either case). A value shorter than kMinLength is ignored, or with
+  // `required` (hoist.secret, Engine::add_secret) refused with invalid_argument; "" is
+  // always ignored.
+  void add(std::string_view value, bool required = false);
   bool empty() const;
   std::string scrub(std::string_view text) const;
   // Longest registered pattern: a stream scrubber must hold back this many bytes - 1.
@@ -29,6 +37,7 @@ class Secrets {
   mutable std::mutex mu_;
   std::vector<std::string> raw_;
   std::vector<std::string> patterns_;  // sorted longest first
+  std::array<std::vector<std::size_t>, 256> by_first_;  // indexes into patterns_ by first byte
   std::function<void(const std::string&)> on_add_;
 };
 

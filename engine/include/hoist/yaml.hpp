@@ -5,8 +5,10 @@
 // scalars typed by the YAML 1.2 core schema: null/Null/NULL/~/empty, true/false (three
 // spellings each), decimal/0o octal/0x hex integers, floats with .inf/.nan; anything else,
 // and every quoted or block scalar, is a string. Mapping keys are kept as their text.
-// Malformed text raises invalid_argument naming the line and column (details {line, column,
-// reason}).
+// A duplicate mapping key is an error (as in kubectl's strict decoding). A stream may expand
+// to at most 1,000,000 nodes + its size and 64 MiB + its size of text (alias copies
+// included). Malformed text raises invalid_argument naming the line and column (details
+// {line, column, reason}).
 //
 // Writing: block style, keys sorted (nlohmann::json objects are ordered maps), and every
 // string that a YAML 1.2 or 1.1 reader would take for another type is double-quoted

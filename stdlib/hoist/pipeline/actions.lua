@@ -144,7 +144,7 @@ function M.compensate(list, opts)
     local c = list[i]
     local label = ("%s (stage %s)"):format(c.action, c.stage or "?")
     opts.journal:append { kind = "compensation.start", id = c.id, action = c.action, stage = c.stage }
-    hoist.log.event("compensation.start", "↺ undo " .. label, { id = c.id, action = c.action, stage = c.stage })
+    hoist.log.event("compensation.start", "undo " .. label, { id = c.id, action = c.action, stage = c.stage })
     local started = hoist.now()
     local ok, why = M.load(c)
     local err
@@ -168,13 +168,13 @@ function M.compensate(list, opts)
     if ok then
       done[#done + 1] = c
       opts.journal:append { kind = "compensation.end", id = c.id, action = c.action, status = "succeeded", duration = took }
-      hoist.log.event("compensation.end", ("✓ undone %s (%.2fs)"):format(label, took),
+      hoist.log.event("compensation.end", ("undone %s (%.2fs)"):format(label, took),
         { id = c.id, action = c.action, stage = c.stage, status = "succeeded", duration = took })
     else
       local e = { code = err.code, message = err.message, where = err.where }
       left[#left + 1] = { id = c.id, action = c.action, stage = c.stage, error = e }
       opts.journal:append { kind = "compensation.end", id = c.id, action = c.action, status = "failed", duration = took, error = e }
-      hoist.log.event("compensation.end", ("✗ could not undo %s: %s"):format(label, tostring(err)),
+      hoist.log.event("compensation.end", ("could not undo %s: %s"):format(label, tostring(err)),
         { id = c.id, action = c.action, stage = c.stage, status = "failed", duration = took, error = e }, "error")
     end
   end

@@ -54,9 +54,10 @@ local function to_scalar(kind, v)
     return nil, "a string"
   elseif kind == "number" then
     if t == "number" then return v end
-    local n = t == "string" and tonumber((v:gsub("^%s+", ""):gsub("%s+$", ""))) or nil
-    if n and n == n and n ~= math.huge and n ~= -math.huge then return n end
-    return nil, "a number"
+    -- decimal only: Lua's tonumber would also take 0x10, 1e3, inf and nan
+    local s = t == "string" and v:gsub("^%s+", ""):gsub("%s+$", "") or ""
+    if s:match("^[-+]?%d+$") or s:match("^[-+]?%d+%.%d*$") or s:match("^[-+]?%.%d+$") then return tonumber(s) end
+    return nil, "a number (decimal: digits with an optional sign and point, like 3, -2 or 0.5)"
   elseif kind == "boolean" then
     if t == "boolean" then return v end
     if t == "string" then
@@ -107,7 +108,8 @@ local function to_list(v, items)
   return out
 end
 
-local function to_map(v, items)
+-- secret: the text of a bad pair is not quoted (a typo like NAME:value holds the value)
+local function to_map(v, items, secret)
   if type(v) == "string" then
     local s = trim(v)
     if s:sub(1, 1) == "{" then
@@ -115,11 +117,16 @@ local function to_map(v, items)
       if v == nil then return nil, "a map (this JSON does not parse)" end
     else
       local out = {}
+      local n = 0
       for pair in (s .. ","):gmatch("(.-),") do
         pair = trim(pair)
+        n = n + 1
         if pair ~= "" then
           local k, val = pair:match("^([^=]+)=(.*)$")
-          if not k then return nil, ("a map (k=v,k2=v2 or a JSON object; %q has no '=')"):format(pair) end
+          if not k then
+            local which = secret and ("item %d"):format(n) or ("%q"):format(pair)
+            return nil, ("a map (k=v,k2=v2 or a JSON object; %s has no '=')"):format(which)
+          end
           out[trim(k)] = trim(val)
         end
       end
@@ -143,7 +150,7 @@ end
 function M.coerce(spec, v)
   local kind = spec.type or "string"
   if kind == "list" then return to_list(v, spec.items or "string") end
-  if kind == "map" then return to_map(v, spec.items or "string") end
+  if kind == "map" then return to_map(v, spec.items or "string", spec.secret) end
   return to_scalar(kind, v)
 end
 
@@ -213,6 +220,32 @@ local function sorted_keys(t)
 end
 M.sorted_keys = sorted_keys
 
+-- Every string a secret parameter's value holds: its items, and for a list or map given as
+-- text also each piece and each value after '=', parsed or not, so a typo ("NAME:value")
+-- leaves no part of it unmasked. Shorter than 4 bytes cannot be masked.
+local function secret_strings(spec, v)
+  local out = {}
+  local function add(s)
+    if type(s) == "string" and #s >= 4 then out[#out + 1] = s end
+  end
+  if type(v) == "table" then
+    for _, s in pairs(v) do add(s) end
+    return out
+  end
+  add(v)
+  if type(v) == "string" and (spec.type == "map" or spec.type == "list") then
+    for piece in (v .. ","):gmatch("(.-),") do
+      add(trim(piece))
+      add(trim(piece:match("=(.*)$") or ""))
+    end
+    local parsed = M.coerce(spec, v)
+    if type(parsed) == "table" then
+      for _, s in pairs(parsed) do add(s) end
+    end
+  end
+  return out
+end
+
 --- Registers the secret parameters' values (given or from env) before anything is printed;
 --- a secret list or map registers each of its string values too. Returns what it registered.
 ---@param specs table<string, hoist.ParamSpec>
@@ -226,11 +259,9 @@ function M.register_secrets(specs, raw)
       local v = raw[name]
       if v == nil and spec.env then v = os.getenv(spec.env) end
       if v == nil then v = spec.default end
-      for _, s in pairs(type(v) == "table" and v or { v }) do
-        if type(s) == "string" and #s >= 4 then
-          hoist.secret(s)
-          values[#values + 1] = s
-        end
+      for _, s in ipairs(secret_strings(spec, v)) do
+        hoist.secret(s)
+        values[#values + 1] = s
       end
     end
   end

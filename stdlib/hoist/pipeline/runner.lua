@@ -26,18 +26,9 @@ function R.check_requires(def)
   end
 end
 
--- FALLBACK, to be replaced by the engine's one run id generator (bindings/host.cpp, exposed
--- to Lua by branch `defects`): a run with a state_dir of its own needs an id of its own;
--- every other run takes the engine's (core.run().id).
-local seeded = false
-local function new_run_id()
-  if not seeded then
-    local me = native.self()
-    math.randomseed(os.time() + me.pid * 7919 + math.floor((hoist.now() % 1) * 1e6))
-    seeded = true
-  end
-  return os.date("!%Y%m%d-%H%M%S") .. ("-%04x"):format(math.random(0, 0xffff))
-end
+-- A run with a state_dir of its own needs an id of its own; every other run takes the
+-- engine's (core.run().id). Both come from the engine's one generator.
+local new_run_id = core.new_run_id
 
 local function new_run(def, values, opts)
   local info = hoist.run
@@ -126,12 +117,12 @@ local function run_stage(run, st, group)
     local ok, go = xpcall(st.when, as_error, ctx)
     if ok and not go then
       run.outputs[st.name] = {}
-      stage_end(run, rec, { status = "skipped", duration = 0 }, "info", ("- %s skipped"):format(st.name))
+      stage_end(run, rec, { status = "skipped", duration = 0 }, "info", ("%s skipped"):format(st.name))
       return
     elseif not ok then
       run.failure = run.failure or { stage = st.name, error = go }
       stage_end(run, rec, { status = "failed", duration = 0, error = error_fields(go) }, "error",
-        ("✗ %s failed in its `when`: %s"):format(st.name, tostring(go)))
+        ("%s failed in its `when`: %s"):format(st.name, tostring(go)))
       error(go, 0)
     end
   end
@@ -142,7 +133,7 @@ local function run_stage(run, st, group)
     ctx.attempt = attempt
     rec.attempts = attempt
     run.journal:append { kind = "stage.start", stage = st.name, attempt = attempt, group = rec.group }
-    hoist.log.event("stage.start", ("▶ %s%s"):format(st.name, attempt > 1 and (" (attempt %d/%d)"):format(attempt, attempts) or ""),
+    hoist.log.event("stage.start", ("%s%s"):format(st.name, attempt > 1 and (" (attempt %d/%d)"):format(attempt, attempts) or ""),
       { stage = st.name, attempt = attempt, attempts = attempts, group = rec.group })
     ok, res = xpcall(call_stage, as_error, st, ctx)
     if ok then break end
@@ -164,14 +155,14 @@ local function run_stage(run, st, group)
   if ok then
     run.outputs[st.name] = res
     stage_end(run, rec, { status = "succeeded", duration = took, attempts = rec.attempts, outputs = res }, "info",
-      ("✓ %s (%.2fs%s)"):format(st.name, took, rec.attempts > 1 and (", attempt " .. rec.attempts) or ""))
+      ("%s (%.2fs%s)"):format(st.name, took, rec.attempts > 1 and (", attempt " .. rec.attempts) or ""))
   else
     local status = res.code == "cancelled" and "cancelled" or "failed"
     rec.error = res
     if not run.failure then run.failure = { stage = st.name, error = res } end
     stage_end(run, rec, { status = status, duration = took, attempts = rec.attempts, error = error_fields(res) },
       status == "cancelled" and "warn" or "error",
-      ("✗ %s %s after %.2fs: %s"):format(st.name, status, took, tostring(res)))
+      ("%s %s after %.2fs: %s"):format(st.name, status, took, tostring(res)))
   end
   if not group then collect_plan(run, st.name) end
   if run.github and not group then github.endgroup() end
@@ -328,7 +319,8 @@ function R.run(def, raw, opts)
   }
   hoist.log.event("pipeline.end", ("%s %s: %s in %.2fs"):format(def.name, def.version, result.status, result.duration),
     { pipeline = def.name, version = def.version, run = run.id, status = result.status, duration = result.duration,
-      rolled_back = result.rolled_back, left = result.left }, run.json and "info" or "debug")
+      rolled_back = result.rolled_back, left = result.left },
+    run.json and (result.status == "succeeded" and "info" or "error") or "debug")
   run.journal:close()
   context.set_active(previous)
   core.set_dry_run(previous_dry_run)
