@@ -88,4 +88,9 @@ nlohmann::json parse_json(std::string_view text) {
   }
 }
 
+nlohmann::json parse_json_or_discarded(std::string_view text) {
+  if (json_depth_exceeded(text) != std::string_view::npos) return nlohmann::json::value_t::discarded;
+  return nlohmann::json::parse(text, nullptr, false);
+}
+
 }  // namespace hoist

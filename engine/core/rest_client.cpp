@@ -1,6 +1,7 @@
 // Sending a REST request: the dry-run hook, auth hooks, the retry loop around each try,
 // streaming of line-delimited bodies.
 #include <hoist/rest.hpp>
+#include <hoist/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -19,7 +20,7 @@ bool retryable_status(const RetryPolicy& p, long status) {
 PlanStep step_of(const Request& req) {
   PlanStep step{req.http.method, req.http.url, req.action, nullptr, req.plan_fields};
   if (!req.http.body.empty()) {
-    auto j = nlohmann::json::parse(req.http.body, nullptr, false);
+    auto j = hoist::parse_json_or_discarded(req.http.body);
     step.body = j.is_discarded() ? nlohmann::json(req.http.body) : std::move(j);
   }
   return step;

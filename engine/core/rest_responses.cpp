@@ -3,6 +3,7 @@
 // the remote's own message; status, method, url and request ids in details), and where the
 // next page of a list is.
 #include <hoist/rest.hpp>
+#include <hoist/json.hpp>
 
 #include <set>
 
@@ -35,7 +36,7 @@ std::string fallback_message(long status) {
 
 RemoteError default_error_parser(const HttpResponse& resp) {
   RemoteError out;
-  auto body = nlohmann::json::parse(resp.body, nullptr, false);
+  auto body = hoist::parse_json_or_discarded(resp.body);
   if (body.is_discarded() || !body.is_object()) return out;
   if (auto e = body.find("error"); e != body.end() && e->is_object()) {
     // ARM and OData: {error: {code, message, target, details}}
@@ -116,7 +117,7 @@ Task<void> paginate(const Client& client, ContextPtr ctx, Request req, NextPage 
                   {{"url", redact_url(req.http.url)}});
     Response r = co_await client.send(ctx, req);
     if (r.status != 200) throw client.status_error(r, req);
-    auto page = nlohmann::json::parse(r.body, nullptr, false);
+    auto page = hoist::parse_json_or_discarded(r.body);
     if (page.is_discarded() || !page.is_object())
       throw Error(Code::internal, req.what + ": the answer is not a JSON object",
                   {{"url", redact_url(req.http.url)}, {"body", r.body.substr(0, 512)}});

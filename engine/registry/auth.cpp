@@ -3,6 +3,7 @@
 // challenges; bearer tokens cached per (registry, identity, scopes) until they expire; ACR's
 // AAD -> refresh token -> access token exchange. Every credential and token is a secret.
 #include "registry/internal.hpp"
+#include <hoist/json.hpp>
 
 #include <hoist/process.hpp>
 
@@ -269,7 +270,7 @@ Task<nlohmann::json> ClientImpl::token_request(Ctx ctx, rest::Request req, Crede
                 message.substr(std::min(message.size(), req.what.size() + 2));
     throw Error(refused ? Code::unauthorized : e.code(), message, e.retryable(), e.details());
   }
-  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  auto j = hoist::parse_json_or_discarded(r.body);
   if (j.is_discarded() || !j.is_object())
     throw Error(Code::unauthorized, req.what + ": the token server's answer is not JSON",
                 {{"url", redact_url(req.http.url)}});

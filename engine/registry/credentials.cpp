@@ -1,6 +1,7 @@
 // Where credentials come from besides explicit ones: docker's config.json (`auths`,
 // `credHelpers`, `credsStore`) and docker-credential-<helper> programs.
 #include <hoist/registry.hpp>
+#include <hoist/json.hpp>
 
 #include <openssl/evp.h>
 
@@ -105,7 +106,7 @@ ConfigLookup lookup_docker_config(const nlohmann::json& config, std::string_view
 }
 
 Credentials parse_helper_output(std::string_view output, std::string_view helper) {
-  auto j = nlohmann::json::parse(output, nullptr, false);
+  auto j = hoist::parse_json_or_discarded(output);
   std::string who = "docker-credential-" + std::string(helper);
   if (j.is_discarded() || !j.is_object())
     throw Error(Code::tool_failed, who + " get: output is not a JSON object");

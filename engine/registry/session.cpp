@@ -1,6 +1,7 @@
 // Sending a registry request on the REST layer (auth hooks, plan steps) and turning a
 // registry's answer into a structured error.
 #include "registry/internal.hpp"
+#include <hoist/json.hpp>
 
 #include <cstdlib>
 #include <sstream>
@@ -22,7 +23,7 @@ std::string repo_scope(const std::string& repository, const std::string& actions
 
 rest::RemoteError registry_error_body(const HttpResponse& resp) {
   rest::RemoteError out;
-  auto body = nlohmann::json::parse(resp.body, nullptr, false);
+  auto body = hoist::parse_json_or_discarded(resp.body);
   if (!body.is_discarded() && body.is_object() && body.contains("errors") && body["errors"].is_array()) {
     out.details["errors"] = body["errors"];
     for (auto& e : body["errors"]) {

@@ -97,3 +97,17 @@ TEST_CASE("urls: encode, resolve, set a query parameter, host") {
   CHECK(url_host("https://user:pw@myacr.azurecr.io/v2/?x") == "myacr.azurecr.io");
   CHECK(url_host("http://127.0.0.1:5000") == "127.0.0.1:5000");
 }
+
+// A remote's error body is copied into details: one nested 100k deep must not recurse.
+TEST_CASE("an error body nested 100k deep is ignored, not copied") {
+  for (const char* open : {"[", "{\"error\":"}) {
+    hoist::HttpResponse resp;
+    resp.status = 500;
+    std::string body;
+    for (int i = 0; i < 100000; ++i) body += open;
+    resp.body = body + "1" + std::string(100000, open[0] == '[' ? ']' : '}');
+    auto e = default_error_parser(resp);
+    CHECK(e.details.empty());
+    CHECK(e.message.empty());
+  }
+}

@@ -35,4 +35,9 @@ std::size_t json_depth_exceeded(std::string_view text, int max_depth = kMaxJsonD
 // its message.
 nlohmann::json parse_json(std::string_view text);
 
+// For text from a remote or another program that may not be JSON at all: the document, or a
+// discarded value (is_discarded()) when it is malformed or nested deeper than kMaxJsonDepth.
+// Every engine parse of such text goes through here, never nlohmann::json::parse directly.
+nlohmann::json parse_json_or_discarded(std::string_view text);
+
 }  // namespace hoist
