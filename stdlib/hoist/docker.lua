@@ -60,7 +60,8 @@ function M.push(image)
   cli.check("push " .. image, args, { timeout = o.timeout, stream = o.stream ~= false, env = env })
   -- The digest the registry serves (what a deployment will pull), not text from docker's output.
   local auth = opt("docker.push", o, "auth", "table")
-  local digest = require("hoist.registry").resolve { image = image, auth = auth }.digest
+  local registry = require("hoist.registry")
+  local digest = (auth and registry.resolve { image = image, auth = auth } or registry.resolve(image)).digest
   local repo = hoist.image.parse(image).repository
   hoist.log.event("docker.pushed", ("pushed %s (%s)"):format(image, digest), { image = image, digest = digest })
   return { image = image, digest = digest, reference = repo .. "@" .. digest }

@@ -169,6 +169,7 @@ t.case("a dry pipeline run through every mutating primitive changes nothing and 
   local after = world(repo)
   -- clean up what the test itself made (for real: outside the dry run)
   pcall(hoist.registry.delete, repo .. ":v1")
+  hoist.registry.logout(basic) -- the login is the process's own state: later tests start without it
   pcall(hoist.docker.rmi, { image = repo .. ":v1", missing_ok = true })
   t.eq(r.status, "succeeded", tostring(r.error))
   t.eq(after, before, "images, containers and registry tags are as they were")
