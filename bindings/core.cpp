@@ -264,18 +264,7 @@ const luaL_Reg kFunctions[] = {
 }  // namespace
 
 int luaopen_hoist_core(lua_State* L) {
-  luaL_newmetatable(L, kTaskMeta);
-  lua_newtable(L);
-  luaL_register(L, nullptr, kTaskMethods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_task_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_task_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  lua_newtable(L);
-  luaL_register(L, nullptr, kFunctions);
-  return 1;
+  return open_module_with_class(L, kTaskMeta, kTaskMethods, l_task_gc, l_task_tostring, kFunctions);
 }
 
 }  // namespace hoist::lua

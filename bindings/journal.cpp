@@ -132,18 +132,7 @@ const luaL_Reg kFunctions[] = {
 }  // namespace
 
 int luaopen_hoist_journal(lua_State* L) {
-  luaL_newmetatable(L, kJournalMeta);
-  lua_newtable(L);
-  luaL_register(L, nullptr, kMethods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, protect<l_close>);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, protect<l_tostring>);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  lua_newtable(L);
-  luaL_register(L, nullptr, kFunctions);
-  return 1;
+  return open_module_with_class(L, kJournalMeta, kMethods, protect<l_close>, protect<l_tostring>, kFunctions);
 }
 
 }  // namespace hoist::lua

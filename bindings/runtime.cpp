@@ -492,4 +492,20 @@ bool opt_bool(lua_State* L, int table, const char* field, bool fallback) {
   return v;
 }
 
+int open_module_with_class(lua_State* L, const char* meta, const luaL_Reg* methods, lua_CFunction gc,
+                           lua_CFunction tostring, const luaL_Reg* functions) {
+  luaL_newmetatable(L, meta);
+  lua_newtable(L);
+  luaL_register(L, nullptr, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  luaL_register(L, nullptr, functions);
+  return 1;
+}
+
 }  // namespace hoist::lua

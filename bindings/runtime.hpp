@@ -140,6 +140,11 @@ int protect(lua_State* L) {
   detail::raise(L, failure);
 }
 
+// The body of a luaopen_ for a module with one object class: registers the class's named
+// metatable (methods as __index, __gc, __tostring), then pushes the module's function table.
+int open_module_with_class(lua_State* L, const char* meta, const luaL_Reg* methods, lua_CFunction gc,
+                           lua_CFunction tostring, const luaL_Reg* functions);
+
 // Argument helpers that raise invalid_argument naming the field.
 std::string opt_string(lua_State* L, int table, const char* field, const std::string& fallback = "");
 double opt_number(lua_State* L, int table, const char* field, double fallback);

@@ -18,7 +18,10 @@ local fail = util.fail
 
 local dry_run = util.dry_run
 
-local function plan(action, argv)
+-- The plan step of `hoist proxy <args>`: what a dry run records instead of running it.
+local function plan(action, args)
+  local argv = { M.binary(), "proxy" }
+  for _, a in ipairs(args) do argv[#argv + 1] = tostring(a) end
   util.plan { action = action, argv = argv }
   return { planned = true, action = action, argv = argv }
 end
@@ -111,11 +114,7 @@ function M.start(opts)
   local fn = "proxy.start"
   local args = { "--listen", need(fn, opts, "listen"), "--upstream", need(fn, opts, "upstream"),
                  "--state", need(fn, opts, "state"), "--name", need(fn, opts, "name"), "--detach" }
-  if dry_run() then
-    local argv = { M.binary(), "proxy" }
-    for _, a in ipairs(args) do argv[#argv + 1] = a end
-    return plan("proxy.start", argv)
-  end
+  if dry_run() then return plan("proxy.start", args) end
   local r = run(("cannot start the proxy for %s on %s"):format(opts.name, opts.listen), args)
   local state = decode(r.stdout, fn)
   hoist.log.event("proxy.started", ("proxy for %s listens on %s -> %s (pid %s)"):format(opts.name, opts.listen,
@@ -131,11 +130,7 @@ function M.switch(opts)
   local fn = "proxy.switch"
   local timeout = opts and opts.timeout or 10
   local args = { "--state", need(fn, opts, "state"), "--switch", need(fn, opts, "upstream"), "--timeout", timeout }
-  if dry_run() then
-    local argv = { M.binary(), "proxy" }
-    for _, a in ipairs(args) do argv[#argv + 1] = tostring(a) end
-    return plan("proxy.switch", argv)
-  end
+  if dry_run() then return plan("proxy.switch", args) end
   local r = run("cannot switch the proxy to " .. opts.upstream, args, timeout + 10)
   local state = decode(r.stdout, fn)
   hoist.log.event("proxy.switched", ("proxy %s now sends new connections to %s"):format(tostring(state.listen),
@@ -150,11 +145,7 @@ function M.stop(opts)
   local fn = "proxy.stop"
   local timeout = opts and opts.timeout or 15
   local args = { "--state", need(fn, opts, "state"), "--stop", "--timeout", timeout }
-  if dry_run() then
-    local argv = { M.binary(), "proxy" }
-    for _, a in ipairs(args) do argv[#argv + 1] = tostring(a) end
-    return plan("proxy.stop", argv)
-  end
+  if dry_run() then return plan("proxy.stop", args) end
   local r = run("cannot stop the proxy of " .. opts.state, args, timeout + 10)
   local stopped = r.stdout:match("^stopped") ~= nil
   if stopped then hoist.log.event("proxy.stopped", "proxy stopped: " .. opts.state, { state = opts.state }) end
