@@ -3,7 +3,7 @@
 // Retry-After is absent or a finite delay >= 0.
 #include "fuzz/fuzz.hpp"
 
-#include <hoist/registry.hpp>
+#include <hoist/rest.hpp>
 
 #include <cctype>
 #include <cmath>
@@ -19,7 +19,7 @@ bool lower_case(const std::string& s) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace hoist::fuzz;
-  namespace reg = hoist::registry;
+  namespace reg = hoist::rest;
   std::string_view text(reinterpret_cast<const char*>(data), size);
   try {
     for (const auto& c : reg::parse_www_authenticate(text)) {

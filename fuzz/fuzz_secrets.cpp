@@ -4,9 +4,8 @@
 // (StreamScrubber).
 //
 // The forms below are this file's own oracle, written from the promise (docs/core.md), not
-// from secrets.cpp. Forms marked `pending` are the ones issue 7 adds (URL-encoding variants,
-// JSON escapes, hex); they are checked only with HOIST_FUZZ_SECRET_FORMS=all until the
-// scrubber supports them, then the mark goes.
+// from secrets.cpp: raw, URL-encoded (upper- and lower-case hex, `+` for space, `/` kept),
+// base64 (both alphabets, any alignment), each line of a multi-line secret, JSON-escaped, hex.
 #include "fuzz/fuzz.hpp"
 
 #include <hoist/secrets.hpp>
@@ -103,27 +102,17 @@ void lines(std::string_view s, Forms& out) {
   }
 }
 
-bool check_pending() {
-  static const bool all = [] {
-    const char* v = std::getenv("HOIST_FUZZ_SECRET_FORMS");
-    return v && std::string_view(v) == "all";
-  }();
-  return all;
-}
-
 // Every form of `s` that must not survive scrubbing.
 Forms forms_of(const std::string& s) {
   Forms f{s, url_encode(s, false, false, false), base64(s, false), base64(s, true)};
   base64_aligned(s, f);
   lines(s, f);
-  if (check_pending()) {  // issue 7, section 2.6
-    f.push_back(url_encode(s, true, false, false));
-    f.push_back(url_encode(s, false, true, false));
-    f.push_back(url_encode(s, false, false, true));
-    f.push_back(json_escape(s));
-    f.push_back(hex(s, false));
-    f.push_back(hex(s, true));
-  }
+  f.push_back(url_encode(s, true, false, false));
+  f.push_back(url_encode(s, false, true, false));
+  f.push_back(url_encode(s, false, false, true));
+  f.push_back(json_escape(s));
+  f.push_back(hex(s, false));
+  f.push_back(hex(s, true));
   std::erase_if(f, [](const std::string& x) { return x.size() < 4; });
   return f;
 }
