@@ -90,7 +90,9 @@ TEST_CASE("secrets are masked in URL, JSON and hex encodings") {
       {"hex lower", "7022612073732f7725726427263c783e5c7a"},
       {"hex upper", "7022612073732F7725726427263C783E5C7A"},
   };
-  for (auto& [name, form] : rows) {
+  for (const auto& row : rows) {  // no structured binding: clang 14 cannot capture one
+    const char* name = row.first;
+    const std::string& form = row.second;
     CAPTURE(name);
     CAPTURE(form);
     CHECK(s.scrub("before " + form + " after") == "before *** after");
