@@ -1,13 +1,14 @@
 // Run parameters: `--params-file` JSON and `--set` values, through what the CLI does with
 // them. engine/cli/main.cpp reads them in a function private to main.cpp that exits on a bad
-// value, so this target fuzzes the nearest callable units: the params file parsed as main.cpp
-// parses it (nlohmann::json::parse), passed into a run as its arguments (the JSON bridge), and
+// value, so this target fuzzes the nearest callable units: the params file parsed with the
+// depth bound main.cpp parses it with (hoist::parse_json), passed into a run as its arguments (the JSON bridge), and
 // coerced and validated by hoist.pipeline.params against one parameter of every type.
 // Input: text starting with '{' is a params file; anything else is --set values, one a line.
 // Property: a run only ever fails with invalid_argument.
 #include "fuzz/fuzz.hpp"
 
 #include <hoist/engine.hpp>
+#include <hoist/json.hpp>
 
 #include <cstdint>
 
@@ -41,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view rest(reinterpret_cast<const char*>(data), size);
   nlohmann::json args = nlohmann::json::object();
   if (rest.starts_with('{')) {
-    args = nlohmann::json::parse(rest, nullptr, false);
+    args = hoist::parse_json_or_discarded(rest);
     if (args.is_discarded() || !args.is_object()) return 0;  // main.cpp: a usage error
   } else {
     std::size_t i = 0;
