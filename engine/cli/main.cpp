@@ -46,13 +46,13 @@ constexpr int kMaxParamDepth = 100;
 // Levels of nesting of a JSON value (a scalar is 0), walked with an explicit stack.
 int depth_of(const nlohmann::json& value) {
   int deepest = 0;
-  std::vector<std::pair<const nlohmann::json*, int>> todo{{&value, 0}};
-  while (!todo.empty()) {
-    auto [v, d] = todo.back();
-    todo.pop_back();
+  std::vector<std::pair<const nlohmann::json*, int>> pending{{&value, 0}};
+  while (!pending.empty()) {
+    auto [v, d] = pending.back();
+    pending.pop_back();
     if (!v->is_structured()) continue;
     deepest = std::max(deepest, d + 1);
-    for (const auto& item : *v) todo.emplace_back(&item, d + 1);
+    for (const auto& item : *v) pending.emplace_back(&item, d + 1);
   }
   return deepest;
 }

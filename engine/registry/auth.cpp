@@ -162,7 +162,7 @@ Task<Credentials> ClientImpl::from_helper(Ctx ctx, std::string helper, std::stri
 void ClientImpl::on_unauthorized(const Endpoint& ep, const HttpResponse& resp) {
   for (auto& [name, value] : resp.headers) {
     if (name != "www-authenticate") continue;
-    for (auto& ch : parse_www_authenticate(value)) {
+    for (auto& ch : rest::parse_www_authenticate(value)) {
       if (ch.scheme != "bearer" && ch.scheme != "basic") continue;
       // a second 401 with the same scheme means our token is stale or too narrow
       std::erase_if(tokens_, [&](auto& kv) { return kv.first.rfind(ep.registry + "|", 0) == 0; });

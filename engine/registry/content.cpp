@@ -76,7 +76,7 @@ ManifestContent parse_manifest(std::string_view bytes, std::string_view content_
   ManifestContent m;
   if (json_depth_exceeded(bytes) != std::string_view::npos)  // copied recursively later
     bad_manifest("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  m.json = hoist::parse_json_or_discarded(bytes);
+  m.json = nlohmann::json::parse(bytes, nullptr, false);  // depth checked just above
   if (m.json.is_discarded() || !m.json.is_object()) bad_manifest("not a JSON object");
   const auto& j = m.json;
   if (j.contains("mediaType") && j["mediaType"].is_string()) m.media_type = j["mediaType"];

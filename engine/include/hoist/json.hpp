@@ -37,7 +37,8 @@ nlohmann::json parse_json(std::string_view text);
 
 // For text from a remote or another program that may not be JSON at all: the document, or a
 // discarded value (is_discarded()) when it is malformed or nested deeper than kMaxJsonDepth.
-// Every engine parse of such text goes through here, never nlohmann::json::parse directly.
+// Every engine parse of such text goes through here (or checks json_depth_exceeded first), never
+// nlohmann::json::parse on unchecked text.
 nlohmann::json parse_json_or_discarded(std::string_view text);
 
 }  // namespace hoist

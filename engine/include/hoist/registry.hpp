@@ -103,12 +103,9 @@ bool digest_matches(std::string_view bytes, std::string_view digest);
 
 // ------------------------------------------------------------------ auth
 
-// The header grammars live in the REST layer (hoist/rest.hpp); these names stay for callers
-// written before the move (aliases, not copies).
+// The header grammars (WWW-Authenticate, Link, Retry-After) live in the REST layer
+// (hoist/rest.hpp); a challenge is the registry's word for rest::Challenge.
 using rest::Challenge;
-using rest::parse_link_next;
-using rest::parse_retry_after;
-using rest::parse_www_authenticate;
 
 struct Credentials {
   std::string username, password;
