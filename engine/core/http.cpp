@@ -506,6 +506,12 @@ bool is_token(std::string_view s) {
   });
 }
 
+const char* ca_bundle_from_env() {
+  for (const char* name : {"CURL_CA_BUNDLE", "SSL_CERT_FILE"})
+    if (const char* v = std::getenv(name); v && *v) return v;
+  return nullptr;
+}
+
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && lower(s.substr(0, prefix.size())) == prefix;
 }
@@ -565,7 +571,13 @@ void TransferImpl::configure(Multi& m) {
   set(CURLOPT_UNRESTRICTED_AUTH, 0L);
   set(CURLOPT_SSL_VERIFYPEER, req.insecure ? 0L : 1L);
   set(CURLOPT_SSL_VERIFYHOST, req.insecure ? 0L : 2L);
-  if (!req.cacert.empty()) set(CURLOPT_CAINFO, req.cacert.c_str());
+  // The CA bundle: the request's own, else the usual variables (curl's CURL_CA_BUNDLE, then
+  // OpenSSL's SSL_CERT_FILE), else libcurl's built-in system bundle.
+  if (!req.cacert.empty()) {
+    set(CURLOPT_CAINFO, req.cacert.c_str());
+  } else if (const char* bundle = ca_bundle_from_env()) {
+    set(CURLOPT_CAINFO, bundle);
+  }
   if (!req.client_cert.empty()) set(CURLOPT_SSLCERT, req.client_cert.c_str());
   if (!req.client_key.empty()) set(CURLOPT_SSLKEY, req.client_key.c_str());
   if (!req.unix_socket.empty()) {

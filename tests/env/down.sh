@@ -44,6 +44,13 @@ if [[ ! -d $STATE ]]; then
     exit 0
 fi
 
+# the emulators first: their workloads are containers on the engine stopped last
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+for emu_down in "$HERE"/../emulators/*/down.sh; do
+    [[ -x $emu_down ]] || continue
+    STATE=$STATE "$emu_down" || rc=1
+done
+
 # the registries drain for ~2 s on SIGTERM: stop them (and the token server) in parallel
 jobs_=()
 stop token-server "$STATE/token/token-server.pid" token_server.py 10 & jobs_+=($!)

@@ -328,6 +328,46 @@ tok=$(curl -fs --max-time 5 -u "$TOKEN_USER:$TOKEN_PASSWORD" \
 say token-auth "registry-token accepts tokens from $TOKEN_SERVER"
 
 # ---------------------------------------------------------------------------------------------
+# 6b. test CA: the emulators serve HTTPS with certificates it signs; hoist, az and kubectl trust it
+#     through the usual CA-bundle variables (env.sh: SSL_CERT_FILE, CURL_CA_BUNDLE,
+#     REQUESTS_CA_BUNDLE point at the system bundle plus this CA).
+
+CA_DIR=$STATE/ca
+mkdir -p "$CA_DIR"
+if [[ ! -s $CA_DIR/ca.pem || ! -s $CA_DIR/ca.key ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+        -subj "/CN=hoist test CA" -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout "$CA_DIR/ca.key" -out "$CA_DIR/ca.pem" >/dev/null 2>&1 ||
+        die "openssl could not create the test CA"
+    chmod 600 "$CA_DIR/ca.key"
+    rm -f "$CA_DIR"/*.crt
+fi
+SYSTEM_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+{ if [[ -r $SYSTEM_BUNDLE ]]; then cat "$SYSTEM_BUNDLE"; fi; cat "$CA_DIR/ca.pem"; } > "$CA_DIR/bundle.pem.new"
+mv "$CA_DIR/bundle.pem.new" "$CA_DIR/bundle.pem"
+
+# issue_cert NAME SAN...: $CA_DIR/NAME.crt + NAME.key, a server certificate for the given
+# subject alternative names (DNS:x or IP:x), signed by the test CA; kept while the SANs match.
+issue_cert() {
+    local name=$1; shift
+    local sans; sans=$(IFS=,; echo "$*")
+    if [[ -s $CA_DIR/$name.crt && $(cat "$CA_DIR/$name.sans" 2>/dev/null) == "$sans" ]]; then return 0; fi
+    openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=$name" \
+        -keyout "$CA_DIR/$name.key" -out "$CA_DIR/$name.csr" >/dev/null 2>&1 ||
+        die "openssl could not create a key for $name"
+    printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$sans" > "$CA_DIR/$name.ext"
+    openssl x509 -req -sha256 -days 3650 -in "$CA_DIR/$name.csr" -CA "$CA_DIR/ca.pem" \
+        -CAkey "$CA_DIR/ca.key" -CAcreateserial -extfile "$CA_DIR/$name.ext" \
+        -out "$CA_DIR/$name.crt" >/dev/null 2>&1 || die "openssl could not sign the certificate of $name"
+    chmod 600 "$CA_DIR/$name.key"
+    echo "$sans" > "$CA_DIR/$name.sans"
+    rm -f "$CA_DIR/$name.csr" "$CA_DIR/$name.ext"
+}
+export -f issue_cert die say pid_alive port_open start_bg wait_for stop_pidfile http_status
+export CA_DIR STATE
+
+# ---------------------------------------------------------------------------------------------
 # 7. env.sh
 
 cat > "$STATE/env.sh.new" <<EOF
@@ -350,6 +390,26 @@ export HOIST_TEST_TOKEN_ISSUER=$TOKEN_ISSUER
 export HOIST_TEST_TOKEN_CERT=$STATE/token/cert.pem
 export HOIST_TEST_ACR_USER=$ACR_USER
 export HOIST_TEST_ACR_AAD_TOKEN=$AAD_TOKEN
+export HOIST_TEST_CA=$CA_DIR/ca.pem
+export SSL_CERT_FILE=$CA_DIR/bundle.pem
+export CURL_CA_BUNDLE=$CA_DIR/bundle.pem
+export REQUESTS_CA_BUNDLE=$CA_DIR/bundle.pem
 EOF
+
+# ---------------------------------------------------------------------------------------------
+# 8. emulators: each tests/emulators/<name>/up.sh starts its service (idempotent; it may use the
+#    exported helpers issue_cert, say, die, start_bg, wait_for, pid_alive, stop_pidfile and
+#    $STATE, $CA_DIR) and writes its variables to $STATE/<name>/env.sh, appended here.
+#    tests/env/down.sh calls each tests/emulators/<name>/down.sh.
+
+for emu_up in "$HERE"/../emulators/*/up.sh; do
+    [[ -x $emu_up ]] || continue
+    emu=$(basename "$(dirname "$emu_up")")
+    mkdir -p "$STATE/$emu"
+    "$emu_up" || die "emulator $emu did not start (see $STATE/$emu)"
+    if [[ -s $STATE/$emu/env.sh ]]; then
+        { echo "# emulator $emu"; cat "$STATE/$emu/env.sh"; } >> "$STATE/env.sh.new"
+    fi
+done
 mv "$STATE/env.sh.new" "$STATE/env.sh"
 say env "$STATE/env.sh"
