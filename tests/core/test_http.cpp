@@ -548,6 +548,20 @@ TEST_CASE("http: TLS verification, cacert, insecure and client certificates") {
   trusted.cacert = d + "/cert.pem";
   CHECK(json_of(fetch(http, io, trusted))["client_cert"].is_null());
 
+  {  // no cacert: the usual variables name the bundle, CURL_CA_BUNDLE before SSL_CERT_FILE
+    EnvGuard env;
+    auto cert = d + "/cert.pem", missing = d + "/missing.pem";
+    env.set("CURL_CA_BUNDLE", nullptr);
+    env.set("SSL_CERT_FILE", cert.c_str());
+    CHECK(json_of(fetch(http, io, get(url)))["path"] == "/echo");
+    env.set("CURL_CA_BUNDLE", cert.c_str());
+    env.set("SSL_CERT_FILE", missing.c_str());
+    CHECK(json_of(fetch(http, io, get(url)))["path"] == "/echo");
+    env.set("CURL_CA_BUNDLE", nullptr);
+    env.set("SSL_CERT_FILE", nullptr);
+    CHECK_FALSE(fetch(http, io, get(url)).ok());
+  }
+
   trusted.client_cert = d + "/ccert.pem";
   trusted.client_key = d + "/ckey.pem";
   CHECK(json_of(fetch(http, io, trusted))["client_cert"] == "hoist-client");
