@@ -92,3 +92,32 @@ def secret_token(resource="https://management.azure.com/"):
         "client_secret": ENV["HOIST_TEST_AZURE_CLIENT_SECRET"], "scope": resource + ".default"})
     assert r.status == 200, r.raw
     return r.json["access_token"]
+
+
+class ArmClient:
+    """Minimal ARM calls with a service principal token, for the tests."""
+
+    def __init__(self, token=None):
+        self.token = token or secret_token()
+
+    def __call__(self, method, path, body=None, api="2025-04-01", headers=None, url=None):
+        h = {"Authorization": "Bearer " + self.token}
+        h.update(headers or {})
+        if url is None:
+            sep = "&" if "?" in path else "?"
+            url = ARM + path + (sep + "api-version=" + api if api else "")
+        return call(method, url, body, headers=h)
+
+    def poll(self, url, limit=50):
+        """Follows an Azure-AsyncOperation or Location URL to its end; returns the last response."""
+        for _ in range(limit):
+            r = self("GET", None, url=url)
+            if url.find("operationStatuses") >= 0:
+                if r.json["status"] not in ("InProgress",):
+                    return r
+            elif r.status != 202:
+                return r
+        raise AssertionError("operation %s did not finish in %d polls" % (url, limit))
+
+
+RG_PATH = "/subscriptions/%s/resourcegroups/" % SUB
