@@ -1,0 +1,121 @@
+"""The emulator's shared state: the directory (tenant, principals, federated credentials), keys,
+settings tests change through the control endpoint, request counters and injected faults.
+
+One process serves every endpoint, so a test's control call affects all of them at once.
+"""
+
+import json
+import os
+import threading
+
+from . import jwt
+
+TENANT_ID = "7e5a1a6e-0a11-4d5e-9b3c-00000000a11d"
+SUBSCRIPTION_ID = "5ab5c21d-0a11-4d5e-9b3c-0000000005b1"
+SP_CLIENT_ID = "c11e0001-0a11-4d5e-9b3c-000000000001"
+SP_CLIENT_SECRET = "hoist-azure-client-secret"
+SP_OBJECT_ID = "0b1ec701-0a11-4d5e-9b3c-000000000001"
+FED_CLIENT_ID = "c11e0002-0a11-4d5e-9b3c-000000000002"
+FED_OBJECT_ID = "0b1ec702-0a11-4d5e-9b3c-000000000002"
+MI_CLIENT_ID = "c11e0003-0a11-4d5e-9b3c-000000000003"
+MI_OBJECT_ID = "0b1ec703-0a11-4d5e-9b3c-000000000003"
+OIDC_REQUEST_TOKEN = "hoist-github-oidc-request-token"
+MSI_HEADER = "hoist-msi-identity-header"
+GITHUB_SUBJECT = "repo:hoist-org/app:ref:refs/heads/main"
+WORKLOAD_SUBJECT = "system:serviceaccount:default:hoist"
+EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
+# every endpoint of the emulator, on 127.0.0.1 only (tests/emulators/README.md: 5010-5019)
+PORTS = {"arm": 5010, "login": 5011, "github": 5012, "msi": 5013, "proxy": 5014}
+HOSTS = {"arm": "https://127.0.0.1:5010", "login": "https://127.0.0.1:5011",
+         "github": "https://127.0.0.1:5012", "msi": "http://127.0.0.1:5013",
+         "proxy": "http://127.0.0.1:5014"}
+
+DEFAULT_SETTINGS = {
+    "token_lifetime": 60,          # Entra and managed identity access tokens (s)
+    "github_token_lifetime": 60,   # GitHub OIDC assertions (s)
+    "retry_after": 1,              # Retry-After on LRO and throttling responses (s)
+    "page_size": 10,               # list page size before nextLink
+    "lro_polls": 1,                # polls (of the operation or the resource) an LRO stays in progress
+    "lro": {},                     # resource type (lower case) -> sync | async | location
+    "register_polls": 1,           # provider GETs a registration stays Registering
+    "github_subject": GITHUB_SUBJECT,
+}
+
+
+class Faults:
+    """'fail the next N requests' rules: {server, status, count, match, method, code}."""
+
+    def __init__(self):
+        self.rules = []
+
+    def take(self, server, method, path):
+        for rule in self.rules:
+            if rule["server"] not in ("*", server):
+                continue
+            if rule.get("method") and rule["method"].upper() != method:
+                continue
+            if rule.get("match") and rule["match"].lower() not in path.lower():
+                continue
+            rule["count"] -= 1
+            if rule["count"] <= 0:
+                self.rules.remove(rule)
+            return rule
+        return None
+
+
+class State:
+    def __init__(self, state_dir, hosts):
+        self.dir = state_dir
+        self.hosts = hosts  # {"arm": url, "login": url, "github": url, "msi": url, "proxy": url}
+        self.lock = threading.RLock()
+        keydir = os.path.join(state_dir, "keys")
+        self.entra_key = jwt.PrivateKey(os.path.join(keydir, "entra.pem"))
+        self.github_key = jwt.PrivateKey(os.path.join(keydir, "github.pem"))
+        self.workload_key = jwt.PrivateKey(os.path.join(keydir, "workload.pem"))
+        # the ACR token server verifies Entra tokens with this (tests/env/token_server.py)
+        self.write_file("entra-jwks.json", json.dumps(jwt.jwks([self.entra_key])))
+        self.tenant_id = TENANT_ID
+        self.subscription_id = SUBSCRIPTION_ID
+        self.principals = {
+            SP_CLIENT_ID: {"oid": SP_OBJECT_ID, "secret": SP_CLIENT_SECRET, "federated": []},
+            FED_CLIENT_ID: {"oid": FED_OBJECT_ID, "secret": None, "federated": [
+                {"issuer": hosts["github"], "subject": GITHUB_SUBJECT, "audiences": [EXCHANGE_AUDIENCE]},
+                {"issuer": self.workload_issuer(), "subject": WORKLOAD_SUBJECT,
+                 "audiences": [EXCHANGE_AUDIENCE]},
+            ]},
+            MI_CLIENT_ID: {"oid": MI_OBJECT_ID, "secret": None, "federated": []},
+        }
+        self.store_reset_hooks = []
+        self.shutdown_hooks = []
+        self.reset()
+
+    def workload_issuer(self):
+        return self.hosts["login"] + "/_workload"
+
+    def issuers(self):
+        """Issuers whose assertions Entra accepts, with their keys (the JWKS they publish)."""
+        return {self.hosts["github"]: [self.github_key.public()],
+                self.workload_issuer(): [self.workload_key.public()]}
+
+    def reset(self):
+        with self.lock:
+            self.settings = json.loads(json.dumps(DEFAULT_SETTINGS))
+            self.counters = {}
+            self.faults = Faults()
+
+    def count(self, name):
+        with self.lock:
+            self.counters[name] = self.counters.get(name, 0) + 1
+
+    def setting(self, name):
+        with self.lock:
+            return self.settings[name]
+
+    def write_file(self, name, text, mode=0o644):
+        path = os.path.join(self.dir, name)
+        with open(path + ".new", "w") as f:
+            f.write(text)
+        os.chmod(path + ".new", mode)
+        os.replace(path + ".new", path)
+        return path
