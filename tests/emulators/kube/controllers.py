@@ -1,0 +1,1 @@
+def start(srv): pass

@@ -1,0 +1,404 @@
+"""Object helpers: Status errors, selectors, defaulting, validation and Table rendering."""
+
+import copy
+import datetime
+import json
+import re
+import uuid
+
+MAX_DEPTH = 64          # nesting bound for every walk over a client-supplied object
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(s):
+    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def new_uid():
+    return str(uuid.uuid4())
+
+
+class ApiError(Exception):
+    """An error answered as a metav1.Status (shape of the recorded Status bodies)."""
+
+    def __init__(self, code, reason, message, details=None, retry_after=None):
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+        self.details, self.retry_after = details, retry_after
+
+    def status(self):
+        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": self.message, "reason": self.reason}
+        if self.details is not None:
+            body["details"] = self.details
+        body["code"] = self.code
+        return body
+
+
+def not_found(res, name):
+    return ApiError(404, "NotFound", f'{res.plural} "{name}" not found',
+                    {"name": name, "group": res.group, "kind": res.plural} if res.group else
+                    {"name": name, "kind": res.plural})
+
+
+def already_exists(res, name):
+    d = {"name": name, "kind": res.plural}
+    if res.group:
+        d["group"] = res.group
+    return ApiError(409, "AlreadyExists", f'{res.plural}{"." + res.group if res.group else ""} '
+                    f'"{name}" already exists', d)
+
+
+def conflict(res, name, why):
+    d = {"name": name, "kind": res.plural}
+    if res.group:
+        d["group"] = res.group
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.plural}'
+                    f'{"." + res.group if res.group else ""} "{name}": {why}', d)
+
+
+def invalid(res, name, causes):
+    """causes: [(field, reason, message)]; message format of the recorded 422 bodies."""
+    msgs = [f"{f}: {m}" for f, _, m in causes]
+    text = msgs[0] if len(msgs) == 1 else "[" + ", ".join(msgs) + "]"
+    d = {"name": name, "kind": res.kind,
+         "causes": [{"reason": r, "message": m, "field": f} for f, r, m in causes]}
+    if res.group:
+        d["group"] = res.group
+    return ApiError(422, "Invalid", f'{res.kind} "{name}" is invalid: {text}', d)
+
+
+def bad_request(message):
+    return ApiError(400, "BadRequest", message)
+
+
+# ------------------------------------------------------------------------------------------
+# selectors
+
+def parse_label_selector(text):
+    """Returns a list of (key, op, values); op in = != in notin exists !exists."""
+    reqs = []
+    if not text:
+        return reqs
+    parts, depth, cur = [], 0, ""
+    for ch in text:                       # split on commas outside parentheses
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    for p in parts:
+        p = p.strip()
+        if not p:
+            continue
+        m = re.match(r"^([^\s!=]+)\s+(in|notin)\s+\((.*)\)$", p)
+        if m:
+            vals = [v.strip() for v in m.group(3).split(",") if v.strip()]
+            reqs.append((m.group(1), m.group(2), vals))
+        elif p.startswith("!"):
+            reqs.append((p[1:].strip(), "!exists", []))
+        elif "!=" in p:
+            k, v = p.split("!=", 1)
+            reqs.append((k.strip(), "!=", [v.strip()]))
+        elif "==" in p:
+            k, v = p.split("==", 1)
+            reqs.append((k.strip(), "=", [v.strip()]))
+        elif "=" in p:
+            k, v = p.split("=", 1)
+            reqs.append((k.strip(), "=", [v.strip()]))
+        elif re.match(r"^[A-Za-z0-9./_-]+$", p):
+            reqs.append((p, "exists", []))
+        else:
+            raise bad_request(f'unable to parse requirement: invalid label selector "{text}"')
+    return reqs
+
+
+def labels_match(reqs, labels):
+    labels = labels or {}
+    for k, op, vals in reqs:
+        has = k in labels
+        v = labels.get(k)
+        if op == "=" and v != vals[0]:
+            return False
+        if op == "!=" and has and v == vals[0]:
+            return False
+        if op == "in" and v not in vals:
+            return False
+        if op == "notin" and has and v in vals:
+            return False
+        if op == "exists" and not has:
+            return False
+        if op == "!exists" and has:
+            return False
+    return True
+
+
+def selector_from_label_selector(sel):
+    """metav1.LabelSelector (matchLabels/matchExpressions) -> requirement list."""
+    reqs = [(k, "=", [v]) for k, v in sorted((sel or {}).get("matchLabels", {}).items())]
+    for e in (sel or {}).get("matchExpressions", []) or []:
+        op = {"In": "in", "NotIn": "notin", "Exists": "exists",
+              "DoesNotExist": "!exists"}.get(e.get("operator"))
+        if op:
+            reqs.append((e.get("key"), op, e.get("values") or []))
+    return reqs
+
+
+FIELD_LABELS = {"metadata.name", "metadata.namespace", "status.phase", "spec.nodeName",
+                "spec.restartPolicy", "status.podIP", "type", "reason", "source",
+                "reportingComponent", "spec.schedulerName", "spec.serviceAccountName"}
+
+
+def parse_field_selector(text, res):
+    reqs = []
+    if not text:
+        return reqs
+    for p in text.split(","):
+        p = p.strip()
+        if not p:
+            continue
+        if "!=" in p:
+            k, v = p.split("!=", 1)
+            op = "!="
+        elif "==" in p:
+            k, v = p.split("==", 1)
+            op = "="
+        elif "=" in p:
+            k, v = p.split("=", 1)
+            op = "="
+        else:
+            raise bad_request(f'invalid selector: \'{text}\'; can\'t understand \'{p}\'')
+        k = k.strip()
+        if k not in FIELD_LABELS and not (res.plural == "events" and k.startswith("involvedObject.")):
+            raise bad_request(f'"{k}" is not a known field selector: only "metadata.name", '
+                              f'"metadata.namespace"')
+        reqs.append((k, op, v.strip()))
+    return reqs
+
+
+def field_value(obj, path):
+    cur = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return ""
+        cur = cur.get(part)
+    return "" if cur is None else str(cur)
+
+
+def fields_match(reqs, obj):
+    for k, op, v in reqs:
+        got = field_value(obj, k)
+        if (op == "=" and got != v) or (op == "!=" and got == v):
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------
+# walking nested objects with a depth bound
+
+def check_depth(value, res, name):
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if d > MAX_DEPTH:
+            raise invalid(res, name, [("metadata", "FieldValueInvalid",
+                                       f"Invalid value: object nesting exceeds {MAX_DEPTH} levels")])
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+
+
+def canonical(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# ------------------------------------------------------------------------------------------
+# defaults (the ones kubectl output and the controllers rely on)
+
+def default_pod_spec(spec):
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    for c in spec.get("containers", []) or []:
+        if not isinstance(c, dict):
+            continue
+        img = c.get("image", "")
+        tag = img.rsplit("/", 1)[-1]
+        latest = "@" not in img and (":" not in tag or tag.endswith(":latest"))
+        c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        c.setdefault("resources", {})
+        for p in c.get("ports", []) or []:
+            if isinstance(p, dict):
+                p.setdefault("protocol", "TCP")
+        for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+            pr = c.get(kind)
+            if isinstance(pr, dict):
+                pr.setdefault("timeoutSeconds", 1)
+                pr.setdefault("periodSeconds", 10)
+                pr.setdefault("successThreshold", 1)
+                pr.setdefault("failureThreshold", 3)
+                if isinstance(pr.get("httpGet"), dict):
+                    pr["httpGet"].setdefault("path", "/")
+                    pr["httpGet"].setdefault("scheme", "HTTP")
+
+
+def default_template(tpl):
+    if isinstance(tpl, dict):
+        tpl.setdefault("metadata", {})
+        if isinstance(tpl.get("spec"), dict):
+            default_pod_spec(tpl["spec"])
+
+
+def apply_defaults(res, obj):
+    spec = obj.get("spec")
+    if res.plural == "pods" and isinstance(spec, dict):
+        default_pod_spec(spec)
+        spec.setdefault("serviceAccountName", "default")
+        spec.setdefault("enableServiceLinks", True)
+        spec.setdefault("priority", 0)
+        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        tol = spec.setdefault("tolerations", [])
+        if not tol:
+            for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+                tol.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                            "tolerationSeconds": 300})
+        obj.setdefault("status", {}).setdefault("phase", "Pending")
+        obj["status"].setdefault("qosClass", "BestEffort")
+    elif res.plural == "deployments" and isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        st = spec.setdefault("strategy", {})
+        st.setdefault("type", "RollingUpdate")
+        if st["type"] == "RollingUpdate":
+            ru = st.setdefault("rollingUpdate", {})
+            ru.setdefault("maxSurge", "25%")
+            ru.setdefault("maxUnavailable", "25%")
+        default_template(spec.get("template"))
+        obj.setdefault("status", {})
+    elif res.plural == "replicasets" and isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        default_template(spec.get("template"))
+        obj.setdefault("status", {}).setdefault("replicas", 0)
+    elif res.plural == "services" and isinstance(spec, dict):
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        for p in spec.get("ports", []) or []:
+            if isinstance(p, dict):
+                p.setdefault("protocol", "TCP")
+                p.setdefault("targetPort", p.get("port"))
+        obj.setdefault("status", {}).setdefault("loadBalancer", {})
+    elif res.plural == "namespaces":
+        obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+        obj.setdefault("status", {"phase": "Active"})
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+    elif res.plural == "secrets":
+        obj.setdefault("type", "Opaque")
+
+
+# ------------------------------------------------------------------------------------------
+# validation (enough for the Invalid paths clients test)
+
+def _container_causes(spec, prefix):
+    causes = []
+    cs = spec.get("containers") if isinstance(spec, dict) else None
+    if not isinstance(cs, list) or not cs:
+        causes.append((f"{prefix}.containers", "FieldValueRequired", "Required value"))
+        return causes
+    seen = set()
+    for i, c in enumerate(cs):
+        if not isinstance(c, dict):
+            causes.append((f"{prefix}.containers[{i}]", "FieldValueInvalid", "Invalid value: must be an object"))
+            continue
+        n = c.get("name")
+        if not n:
+            causes.append((f"{prefix}.containers[{i}].name", "FieldValueRequired", "Required value"))
+        elif n in seen:
+            causes.append((f"{prefix}.containers[{i}].name", "FieldValueDuplicate", f'Duplicate value: "{n}"'))
+        seen.add(n)
+        if not c.get("image"):
+            causes.append((f"{prefix}.containers[{i}].image", "FieldValueRequired", "Required value"))
+        for j, p in enumerate(c.get("ports") or []):
+            cp = p.get("containerPort") if isinstance(p, dict) else None
+            if not isinstance(cp, int) or not 0 < cp < 65536:
+                causes.append((f"{prefix}.containers[{i}].ports[{j}].containerPort", "FieldValueInvalid",
+                               f"Invalid value: {json.dumps(cp)}: must be between 1 and 65535, inclusive"))
+    return causes
+
+
+def validate(res, obj):
+    md = obj.get("metadata") or {}
+    name = md.get("name", "")
+    causes = []
+    if not name:
+        causes.append(("metadata.name", "FieldValueRequired", "Required value: name or generateName is required"))
+    elif len(name) > 253 or not NAME_RE.match(name):
+        causes.append(("metadata.name", "FieldValueInvalid",
+                       f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+                       "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"))
+    for k, v in (md.get("labels") or {}).items():
+        if not isinstance(v, str) or (v and not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", v)) or len(v) > 63:
+            causes.append((f"metadata.labels", "FieldValueInvalid", f'Invalid value: {json.dumps(v)}: a valid label must be '
+                           "an empty string or consist of alphanumeric characters, '-', '_' or '.'"))
+    spec = obj.get("spec")
+    if res.plural == "pods":
+        causes += _container_causes(spec, "spec")
+    elif res.plural in ("deployments", "replicasets"):
+        if not isinstance(spec, dict):
+            causes.append(("spec", "FieldValueRequired", "Required value"))
+        else:
+            tpl = spec.get("template") or {}
+            causes += _container_causes(tpl.get("spec"), "spec.template.spec")
+            sel = spec.get("selector")
+            if not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions")):
+                causes.append(("spec.selector", "FieldValueRequired", "Required value"))
+            elif not labels_match(selector_from_label_selector(sel), (tpl.get("metadata") or {}).get("labels")):
+                causes.append(("spec.template.metadata.labels", "FieldValueInvalid",
+                               f"Invalid value: {canonical((tpl.get('metadata') or {}).get('labels') or {})}: "
+                               "`selector` does not match template `labels`"))
+            r = spec.get("replicas")
+            if r is not None and (not isinstance(r, int) or r < 0):
+                causes.append(("spec.replicas", "FieldValueInvalid",
+                               f"Invalid value: {json.dumps(r)}: must be greater than or equal to 0"))
+    elif res.plural == "services" and isinstance(spec, dict):
+        for i, p in enumerate(spec.get("ports") or []):
+            if not isinstance(p, dict):
+                continue
+            if p.get("protocol") not in ("TCP", "UDP", "SCTP"):
+                causes.append((f"spec.ports[{i}].protocol", "FieldValueNotSupported",
+                               f'Unsupported value: {json.dumps(p.get("protocol"))}: supported values: TCP, UDP, SCTP'))
+            if not isinstance(p.get("port"), int) or not 0 < p["port"] < 65536:
+                causes.append((f"spec.ports[{i}].port", "FieldValueInvalid",
+                               f'Invalid value: {json.dumps(p.get("port"))}: must be between 1 and 65535, inclusive'))
+        ip = spec.get("clusterIP")
+        if ip not in (None, "", "None") and not re.match(r"^\d{1,3}(\.\d{1,3}){3}$", str(ip)):
+            causes.append(("spec.clusterIP", "FieldValueInvalid",
+                           f"Invalid value: {json.dumps(ip)}: must be empty, 'None', or a valid IP address"))
+    if causes:
+        raise invalid(res, name, causes)
+
+
+def strip_status(obj):
+    obj = copy.copy(obj)
+    obj.pop("status", None)
+    return obj

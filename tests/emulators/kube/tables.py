@@ -1,0 +1,88 @@
+"""meta.k8s.io/v1 Table responses for `kubectl get` (columns like the real printers)."""
+
+import time
+
+from objects import parse_time
+
+
+def age(obj):
+    ts = obj["metadata"].get("creationTimestamp")
+    if not ts:
+        return "<unknown>"
+    s = max(0, int(time.time() - parse_time(ts)))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def _col(name, typ="string", fmt="", prio=0, desc=""):
+    return {"name": name, "type": typ, "format": fmt, "description": desc, "priority": prio}
+
+
+def _pod_row(o):
+    st = o.get("status", {})
+    cs = st.get("containerStatuses") or []
+    total = len((o.get("spec") or {}).get("containers") or [])
+    ready = sum(1 for c in cs if c.get("ready"))
+    restarts = sum(c.get("restartCount", 0) for c in cs)
+    reason = st.get("reason") or st.get("phase", "Pending")
+    for c in cs:
+        state = c.get("state", {})
+        if "waiting" in state and state["waiting"].get("reason"):
+            reason = state["waiting"]["reason"]
+        elif "terminated" in state and state["terminated"].get("reason"):
+            reason = state["terminated"]["reason"]
+    if o["metadata"].get("deletionTimestamp"):
+        reason = "Terminating"
+    return [o["metadata"]["name"], f"{ready}/{total}", reason, restarts, age(o),
+            st.get("podIP", "<none>"), (o.get("spec") or {}).get("nodeName", "<none>")]
+
+
+def _svc_ports(o):
+    ps = (o.get("spec") or {}).get("ports") or []
+    return ",".join(f'{p.get("port")}/{p.get("protocol", "TCP")}' for p in ps) or "<none>"
+
+
+COLUMNS = {
+    "pods": ([_col("Name", fmt="name"), _col("Ready"), _col("Status"), _col("Restarts", "integer"),
+              _col("Age"), _col("IP", prio=1), _col("Node", prio=1)], _pod_row),
+    "deployments": ([_col("Name", fmt="name"), _col("Ready"), _col("Up-to-date", "integer"),
+                     _col("Available", "integer"), _col("Age")],
+                    lambda o: [o["metadata"]["name"],
+                               f'{o.get("status", {}).get("readyReplicas", 0)}/{o["spec"].get("replicas", 0)}',
+                               o.get("status", {}).get("updatedReplicas", 0),
+                               o.get("status", {}).get("availableReplicas", 0), age(o)]),
+    "replicasets": ([_col("Name", fmt="name"), _col("Desired", "integer"), _col("Current", "integer"),
+                     _col("Ready", "integer"), _col("Age")],
+                    lambda o: [o["metadata"]["name"], o["spec"].get("replicas", 0),
+                               o.get("status", {}).get("replicas", 0),
+                               o.get("status", {}).get("readyReplicas", 0), age(o)]),
+    "services": ([_col("Name", fmt="name"), _col("Type"), _col("Cluster-IP"), _col("External-IP"),
+                  _col("Port(s)"), _col("Age")],
+                 lambda o: [o["metadata"]["name"], o["spec"].get("type", "ClusterIP"),
+                            o["spec"].get("clusterIP", "<none>"),
+                            (o["metadata"].get("annotations") or {}).get("hoist.dev/emulator-address", "<none>"),
+                            _svc_ports(o), age(o)]),
+    "namespaces": ([_col("Name", fmt="name"), _col("Status"), _col("Age")],
+                   lambda o: [o["metadata"]["name"], o.get("status", {}).get("phase", ""), age(o)]),
+    "events": ([_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"), _col("Message")],
+               lambda o: [age(o), o.get("type", ""), o.get("reason", ""),
+                          f'{(o.get("involvedObject") or {}).get("kind", "").lower()}/'
+                          f'{(o.get("involvedObject") or {}).get("name", "")}', o.get("message", "")]),
+}
+
+
+def table(res, items, list_meta):
+    cols, row = COLUMNS.get(res.plural, ([_col("Name", fmt="name"), _col("Age")],
+                                         lambda o: [o["metadata"]["name"], age(o)]))
+    rows = []
+    for o in items:
+        meta = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                "metadata": o["metadata"]}
+        rows.append({"cells": row(o), "object": meta})
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
+            "columnDefinitions": cols, "rows": rows}
