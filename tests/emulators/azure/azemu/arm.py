@@ -340,6 +340,8 @@ class Arm:
             raise ArmError(409, "OperationCanceled", "The operation was canceled.")
         if op.kind == "delete":
             return 204, None, []
+        if op.kind == "action":
+            return 200, None, []
         res = self.get(op.rid)
         if res is None:
             return 204, None, []

@@ -242,8 +242,9 @@ def provider_resource(arm, h, m):
         if h.command != "GET":
             raise ArmError(405, "MethodNotAllowed", "The method %s is not allowed on a collection." % h.command)
         prefix = base + "".join("/%s/%s" % (t, n) for t, n in zip(tnames, names))
-        if names:
-            require_parent(arm, ctx, base, tnames, names)
+        if names and arm.get(prefix) is None:
+            raise ArmError(404, "ParentResourceNotFound", "Can not perform requested operation on "
+                           "nested resource. Parent resource '%s' not found." % "/".join(names))
         items = [rtype.view(copy.deepcopy(r)) for r in arm.children(prefix, rtype.key)]
         return 200, arm.page(h, items), []
     rid = base + "".join("/%s/%s" % (t, n) for t, n in zip(tnames, names))
