@@ -6,6 +6,7 @@ import os
 import shlex
 import ssl
 import sys
+import time
 import unittest
 import urllib.error
 import urllib.parse
@@ -108,15 +109,17 @@ class ArmClient:
             url = ARM + path + (sep + "api-version=" + api if api else "")
         return call(method, url, body, headers=h)
 
-    def poll(self, url, limit=50):
-        """Follows an Azure-AsyncOperation or Location URL to its end; returns the last response."""
+    def poll(self, url, limit=900):
+        """Follows an Azure-AsyncOperation or Location URL to its end (a tenth of a second between
+        polls: the emulator's own work, a docker pull, takes what it takes); the last response."""
         for _ in range(limit):
             r = self("GET", None, url=url)
-            if url.find("operationStatuses") >= 0:
-                if r.json["status"] not in ("InProgress",):
+            if "operationStatuses" in url:
+                if r.json["status"] != "InProgress":
                     return r
             elif r.status != 202:
                 return r
+            time.sleep(0.1)
         raise AssertionError("operation %s did not finish in %d polls" % (url, limit))
 
 

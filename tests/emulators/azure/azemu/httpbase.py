@@ -130,7 +130,8 @@ class Handler(BaseHTTPRequestHandler):
                 status, body = control.handle(self)
                 self.send(status, body)
                 return
-            rule = self.state.faults.take(self.server.name, self.command, self.url_path)
+            with self.state.lock:
+                rule = self.state.faults.take(self.server.name, self.command, self.url_path)
             if rule:
                 self.send_fault(rule)
                 return
