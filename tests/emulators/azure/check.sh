@@ -12,7 +12,8 @@ rc=0
 for t in test_identity.py test_arm.py test_acr.py; do
     echo "== $t"; python3 "$t" 2>&1 || rc=1
 done
-echo "== test_aci.py"; flock /tmp/hoist-docker.lock python3 test_aci.py 2>&1 || rc=1
+echo "== test_aci.py"
+flock -w 900 /tmp/hoist-docker.lock python3 test_aci.py 2>&1 || { echo "FAIL test_aci.py (or no docker lock in 900 s)"; rc=1; }
 echo "== test_fixtures.py"; python3 test_fixtures.py || rc=1
 echo "== test_az.sh"; ./test_az.sh || rc=1
 exit $rc
