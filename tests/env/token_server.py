@@ -16,7 +16,9 @@ Endpoints (all on --listen, default 127.0.0.1:5003):
        service, scope (space separated), client_id, access_type=offline
        -> {"access_token", "token", "scope", "expires_in", "issued_at"[, "refresh_token"]}
   POST /oauth2/exchange (form) grant_type=access_token, service, [tenant], access_token=<AAD token>
-       -> {"refresh_token"}
+       -> {"refresh_token"}. The AAD token is the fixed --aad-token, or an Entra access token of
+       the Azure emulator (RS256, checked against --azure-dir/entra-jwks.json, unexpired, aud
+       Resource Manager or https://containerregistry.azure.net).
   POST /oauth2/token    (form) grant_type=refresh_token|password, service, scope, refresh_token
        -> {"access_token"}
   GET  /oauth2/token    same as GET /token
@@ -26,6 +28,9 @@ Bad credentials give 401 with {"errors":[{"code":"UNAUTHORIZED","message":...}]}
 malformed requests give 400 with code "UNSUPPORTED" / "INVALID_REQUEST".
 
 Refresh tokens are themselves signed JWTs (like ACR's), so they survive a restart of this server.
+
+With --azure-dir, the admin users of the Azure emulator's registries ({"users": {name: [passwords]}}
+in acr-users.json there, re-read when it changes) are accepted beside --user.
 """
 
 import argparse
@@ -54,6 +59,16 @@ def b64url(data: bytes) -> str:
 def b64url_decode(text: str) -> bytes:
     pad = "=" * (-len(text) % 4)
     return base64.urlsafe_b64decode(text + pad)
+
+
+def rsa_verify(n: int, e: int, data: bytes, sig: bytes) -> bool:
+    """RS256 (PKCS#1 v1.5 with SHA-256) signature check with the public key (n, e)."""
+    k = (n.bit_length() + 7) // 8
+    if len(sig) != k:
+        return False
+    m = pow(int.from_bytes(sig, "big"), e, n).to_bytes(k, "big")
+    t = Signer.SHA256_PREFIX + hashlib.sha256(data).digest()
+    return secrets.compare_digest(m, b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t)
 
 
 def run_openssl(args, data=None):
@@ -97,12 +112,7 @@ class Signer:
         return run_openssl(["dgst", "-sha256", "-sign", self.key_path], data)
 
     def verify(self, data: bytes, sig: bytes) -> bool:
-        if len(sig) != self.k:
-            return False
-        m = pow(int.from_bytes(sig, "big"), self.e, self.n).to_bytes(self.k, "big")
-        t = self.SHA256_PREFIX + hashlib.sha256(data).digest()
-        expected = b"\x00\x01" + b"\xff" * (self.k - len(t) - 3) + b"\x00" + t
-        return secrets.compare_digest(m, expected)
+        return rsa_verify(self.n, self.e, data, sig)
 
     def make_jwt(self, claims: dict) -> str:
         header = {"typ": "JWT", "alg": "RS256", "kid": self.kid, "x5c": self.x5c}
@@ -151,15 +161,71 @@ def parse_scopes(values):
     return out
 
 
+ACR_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net",
+                 "https://containerregistry.azure.net")
+
+
+class AzureFiles:
+    """What the Azure emulator writes to its state dir: Entra's JWKS, the registries' admin users."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.cache = {}
+
+    def load(self, name):
+        if not self.dir:
+            return None
+        path = os.path.join(self.dir, name)
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            return None
+        hit = self.cache.get(name)
+        if hit and hit[0] == mtime:
+            return hit[1]
+        try:
+            with open(path) as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            return None
+        self.cache[name] = (mtime, doc)
+        return doc
+
+    def user_ok(self, username, password):
+        doc = self.load("acr-users.json") or {}
+        return any(secrets.compare_digest(password, p) for p in (doc.get("users") or {}).get(username, []))
+
+    def entra_claims(self, token):
+        """Claims of an Entra access token of the emulator, or None when it does not verify."""
+        doc = self.load("entra-jwks.json")
+        if not doc:
+            return None
+        try:
+            h, p, s = token.split(".")
+            claims = json.loads(b64url_decode(p))
+            sig = b64url_decode(s)
+            keys = [(int.from_bytes(b64url_decode(k["n"]), "big"),
+                     int.from_bytes(b64url_decode(k["e"]), "big")) for k in doc.get("keys", [])]
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            return None
+        data = (h + "." + p).encode("ascii")
+        if isinstance(claims, dict) and any(rsa_verify(n, e, data, sig) for n, e in keys):
+            return claims
+        return None
+
+
 class TokenService:
     def __init__(self, args, signer):
         self.args = args
         self.signer = signer
+        self.azure = AzureFiles(args.azure_dir)
 
     # --- credentials -------------------------------------------------------------------
     def check_password(self, username, password, service=None):
         """Returns the subject for valid credentials, raises AuthError otherwise."""
         if username == self.args.user and secrets.compare_digest(password, self.args.password):
+            return username
+        if username != ACR_USER and self.azure.user_ok(username, password):
             return username
         if username == ACR_USER:
             claims = self.check_refresh_token(password, service)
@@ -269,9 +335,21 @@ class TokenService:
         if grant not in ("access_token", "access_token_refresh_token"):
             raise AuthError(400, "UNSUPPORTED", "unsupported grant_type %r" % grant)
         aad = first(form, "access_token") or ""
-        if not secrets.compare_digest(aad, self.args.aad_token):
+        if secrets.compare_digest(aad, self.args.aad_token):
+            return {"refresh_token": self.refresh_token("aad-principal", service)}
+        claims = self.azure.entra_claims(aad)
+        if claims is None:
             raise AuthError(401, "UNAUTHORIZED", "invalid AAD access token")
-        return {"refresh_token": self.refresh_token("aad-principal", service)}
+        try:
+            expired = float(claims.get("exp", 0)) < time.time()
+        except (TypeError, ValueError):
+            expired = True
+        if expired:
+            raise AuthError(401, "UNAUTHORIZED", "the AAD access token has expired")
+        if str(claims.get("aud", "")).rstrip("/") not in ACR_AUDIENCES:
+            raise AuthError(401, "UNAUTHORIZED", "the AAD access token was issued for %r, not for "
+                            "Resource Manager or the container registry" % claims.get("aud"))
+        return {"refresh_token": self.refresh_token(str(claims.get("oid") or "aad-principal"), service)}
 
     def acr_token(self, form):
         grant = first(form, "grant_type")
@@ -385,6 +463,7 @@ def main():
     p.add_argument("--aad-token", default="hoist-aad-token")
     p.add_argument("--ttl", type=int, default=300, help="access token lifetime (s)")
     p.add_argument("--refresh-ttl", type=int, default=86400, help="refresh token lifetime (s)")
+    p.add_argument("--azure-dir", help="the Azure emulator's state dir (entra-jwks.json, acr-users.json)")
     p.add_argument("--pid-file")
     args = p.parse_args()
 

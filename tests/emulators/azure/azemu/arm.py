@@ -144,7 +144,7 @@ class Operation:
     def body(self):
         out = {"id": "/subscriptions/%s/providers/%s/locations/%s/operationStatuses/%s"
                      % (self.ctx.sub, self.rtype.namespace, self.location, self.id),
-               "name": self.id, "status": self.status, "startTime": self.start}
+               "name": self.id, "status": self.status, "startTime": self.start, "percentComplete": 0}
         if self.end:
             out["endTime"] = self.end
             out["percentComplete"] = 100
@@ -273,6 +273,8 @@ class Arm:
                            % (name, existing["location"], ctx.rg, body["location"]))
         res = rtype.create(ctx, existing, body)
         res = dict({"id": rid, "name": name, "type": rtype.type_name}, **res)
+        if isinstance(res.get("identity"), dict):
+            res["identity"] = self.identity(res["identity"], (existing or {}).get("identity"))
         if not res.get("location") and existing:
             res["location"] = existing.get("location")
         res.setdefault("properties", {})
@@ -299,9 +301,14 @@ class Arm:
     def delete(self, ctx, rtype, rid, missing_status=204):
         with self.lock:
             res = self.resources.get(rid.lower())
-            if res is not None and rid.lower() in self.pending:
-                raise ArmError(409, "AnotherOperationInProgress", "Another operation on the resource "
-                               "'%s' is in progress; retry when it has finished." % res["name"])
+            running = self.pending.get(rid.lower())
+            if res is not None and running is not None:
+                if running.kind == "delete":
+                    raise ArmError(409, "AnotherOperationInProgress", "The resource '%s' is already "
+                                   "being deleted." % res["name"])
+                # a DELETE cancels a create, update or action in progress, as ARM does
+                running.status, running.end = "Canceled", now_iso()
+                self.pending.pop(rid.lower(), None)
         if res is None:
             return missing_status, None, []
         mode = self.mode(ctx, rtype, "delete")
@@ -313,14 +320,30 @@ class Arm:
                     ct.remove(ctx, child)
             rtype.remove(ctx, res)
         if mode == "sync" and not self.forced_outcome(ctx):
+            body = rtype.view(res)  # ARM answers a synchronous DELETE with what it deleted
             work()
             with self.lock:
                 for k in [k for k in self.resources if k == rid.lower() or k.startswith(rid.lower() + "/")]:
                     del self.resources[k]
-            return 200, None, []
+            return 200, body, []
         res["properties"]["provisioningState"] = "Deleting"
         op = self.start_op(ctx, "delete", res, rtype, work)
         return 202, None, self.lro_headers(op, location=True, async_op=(mode == "async"))
+
+    def identity(self, given, old):
+        """A managed identity block as ARM returns it: ids filled in for what the PUT asked."""
+        out = {"type": given.get("type", "None")}
+        kinds = {k.strip().lower() for k in out["type"].split(",")}
+        if "systemassigned" in kinds:
+            out["principalId"] = (old or {}).get("principalId") or str(uuid.uuid4())
+            out["tenantId"] = self.state.tenant_id
+        if "userassigned" in kinds:
+            out["tenantId"] = self.state.tenant_id
+            out["userAssignedIdentities"] = {
+                k: {"clientId": str(uuid.uuid5(uuid.NAMESPACE_URL, k.lower() + "#client")),
+                    "principalId": str(uuid.uuid5(uuid.NAMESPACE_URL, k.lower() + "#principal"))}
+                for k in (given.get("userAssignedIdentities") or {})}
+        return out
 
     # --- operations ---------------------------------------------------------------------
     def operation(self, handler, kind, op_id):
@@ -340,6 +363,8 @@ class Arm:
             raise ArmError(409, "OperationCanceled", "The operation was canceled.")
         if op.kind == "delete":
             return 204, None, []
+        if op.kind == "action":
+            return 200, None, []
         res = self.get(op.rid)
         if res is None:
             return 204, None, []

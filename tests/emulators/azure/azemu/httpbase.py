@@ -50,6 +50,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # headers and body go out in two writes: without this, Nagle's algorithm and the
+        # client's delayed ACK hold the body back ~40 ms
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(self.connection, ssl.SSLSocket):
             try:
                 self.connection.do_handshake()
@@ -130,7 +133,8 @@ class Handler(BaseHTTPRequestHandler):
                 status, body = control.handle(self)
                 self.send(status, body)
                 return
-            rule = self.state.faults.take(self.server.name, self.command, self.url_path)
+            with self.state.lock:
+                rule = self.state.faults.take(self.server.name, self.command, self.url_path)
             if rule:
                 self.send_fault(rule)
                 return

@@ -91,6 +91,14 @@ class EntraHandler(Handler):
                                                           "client_secret_basic"],
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
                 "tenant_region_scope": "EU", "cloud_instance_name": login.split("://", 1)[1],
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "request_uri_parameter_supported": False, "http_logout_supported": True,
+                "frontchannel_logout_supported": True,
+                "userinfo_endpoint": "%s/oidc/userinfo" % login,
+                "kerberos_endpoint": "%s/kerberos" % base,
+                "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid"],
+                "cloud_graph_host_name": "graph.windows.net", "msgraph_host": "graph.microsoft.com",
+                "rbac_url": "https://pas.windows.net",
             })
             return
         if rest in ("/discovery/v2.0/keys", "/discovery/keys") and self.command == "GET":

@@ -88,6 +88,7 @@ class State:
         }
         self.store_reset_hooks = []
         self.shutdown_hooks = []
+        self.proxy_resolvers = []  # (host, port) -> 127.0.0.1 port or None (proxy.py)
         self.reset()
 
     def workload_issuer(self):

@@ -6,10 +6,14 @@ import copy
 
 from ..arm import ArmError, Context, ResourceType, check_api_version, route
 
-RESOURCES_API = {"2016-06-01", "2018-05-01", "2019-05-01", "2019-05-10", "2019-06-01", "2019-10-01",
-                 "2020-01-01", "2020-06-01", "2020-10-01", "2021-01-01", "2021-04-01", "2022-01-01",
-                 "2022-09-01", "2022-12-01", "2023-07-01", "2024-03-01", "2024-07-01", "2024-11-01",
-                 "2025-01-01", "2025-03-01", "2025-04-01"}
+RESOURCES_API = {"2015-11-01", "2016-02-01", "2016-06-01", "2016-09-01", "2017-05-10", "2018-02-01",
+                 "2018-05-01", "2019-03-01", "2019-05-01", "2019-05-10", "2019-07-01", "2019-08-01",
+                 "2019-10-01", "2020-06-01", "2020-08-01", "2020-10-01", "2021-01-01", "2021-04-01",
+                 "2022-01-01", "2022-09-01", "2022-12-01", "2023-07-01", "2024-03-01", "2024-07-01",
+                 "2024-11-01", "2025-01-01", "2025-03-01", "2025-04-01"}
+# Microsoft.Resources/subscriptions has its own versions (az login lists subscriptions with 2019-11-01)
+SUBSCRIPTIONS_API = {"2014-04-01-preview", "2015-11-01", "2016-06-01", "2018-06-01", "2019-06-01",
+                     "2019-11-01", "2020-01-01", "2021-01-01", "2022-12-01"}
 LOCATIONS = ["eastus", "eastus2", "westus", "westus2", "westeurope", "northeurope", "uksouth"]
 # Microsoft.ContainerInstance starts unregistered: a target must register it (az provider register)
 DEFAULT_PROVIDERS = {"Microsoft.Resources": "Registered", "Microsoft.Authorization": "Registered",
@@ -66,7 +70,7 @@ def subscription_body(arm):
 
 
 def subscriptions(arm, h, m):
-    check_api_version(h, RESOURCES_API, "subscriptions")
+    check_api_version(h, SUBSCRIPTIONS_API, "subscriptions")
     if h.command != "GET":
         raise ArmError(405, "MethodNotAllowed", "The method %s is not allowed on subscriptions." % h.command)
     if m.group(1) is None:
@@ -242,8 +246,9 @@ def provider_resource(arm, h, m):
         if h.command != "GET":
             raise ArmError(405, "MethodNotAllowed", "The method %s is not allowed on a collection." % h.command)
         prefix = base + "".join("/%s/%s" % (t, n) for t, n in zip(tnames, names))
-        if names:
-            require_parent(arm, ctx, base, tnames, names)
+        if names and arm.get(prefix) is None:
+            raise ArmError(404, "ParentResourceNotFound", "Can not perform requested operation on "
+                           "nested resource. Parent resource '%s' not found." % "/".join(names))
         items = [rtype.view(copy.deepcopy(r)) for r in arm.children(prefix, rtype.key)]
         return 200, arm.page(h, items), []
     rid = base + "".join("/%s/%s" % (t, n) for t, n in zip(tnames, names))

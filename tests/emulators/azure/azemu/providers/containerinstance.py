@@ -1,0 +1,352 @@
+"""Microsoft.ContainerInstance/containerGroups: each container runs for real on the local Docker
+engine (azemu/docker.py), pulled with the group's imageRegistryCredentials and published on
+127.0.0.1 with a kernel-chosen port; the fqdn `<dnsNameLabel>.<region>.azurecontainer.io` and
+the group's (unroutable, TEST-NET-1) ip reach them through the emulator's proxy.
+
+The instance view is read from `docker inspect` on every GET: state, restartCount, previous
+state, and events (Pulling, Pulled, Failed, BackOff, Started, Killing) worded like ACI's.
+"""
+
+import copy
+import hashlib
+import re
+import threading
+
+from .. import docker
+from ..arm import ArmError, ResourceType, check_api_version, now_iso, route
+from .resources import check_sub, require_rg
+
+API = {"2018-10-01", "2019-12-01", "2020-11-01", "2021-03-01", "2021-07-01", "2021-09-01",
+       "2021-10-01", "2022-09-01", "2022-10-01-preview", "2023-02-01-preview", "2023-05-01",
+       "2024-05-01-preview", "2024-09-01-preview", "2024-10-01-preview", "2024-11-01-preview",
+       "2025-09-01", "2026-05-01"}
+LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+
+
+def event(name, message, kind="Normal", count=1):
+    t = now_iso()
+    return {"name": name, "type": kind, "count": count, "firstTimestamp": t, "lastTimestamp": t,
+            "message": message}
+
+
+class Runtime:
+    """What the emulator knows of a group beside its ARM body: docker names, events, ip."""
+
+    def __init__(self, ip):
+        self.ip = ip
+        self.containers = {}  # container name -> docker name
+        self.events = {}      # container name -> [event]
+        self.failed = {}      # container name -> detailStatus when it never started
+        self.stopped = False
+        self.lock = threading.Lock()
+
+
+class ContainerGroups(ResourceType):
+    key = "Microsoft.ContainerInstance/containerGroups"
+    api_versions = API
+    default_lro = "async"
+    default_delete_lro = "sync"
+    actions = {"restart": (("POST",), "restart"), "stop": (("POST",), "stop"),
+               "start": (("POST",), "start")}
+
+    def __init__(self, arm):
+        self.arm = arm
+        self.runtime = {}   # group id lower -> Runtime
+        self.next_ip = 1
+        arm.state.proxy_resolvers.append(self.resolve)
+
+    # --- validation ---------------------------------------------------------------------
+    def create(self, ctx, existing, body):
+        props = copy.deepcopy(body.get("properties") or {})
+        bad = lambda code, msg, target=None: ArmError(400, code, msg, target=target)  # noqa: E731
+        containers = props.get("containers")
+        if not isinstance(containers, list) or not containers:
+            raise bad("ContainerGroupContainersEmpty" if containers == [] else "InvalidRequestContent",
+                      "The container group '%s' must have at least one container." % ctx.name,
+                      "properties.containers")
+        if props.get("osType") not in ("Linux", "Windows"):
+            raise bad("InvalidOsType", "The osType '%s' is invalid: Linux or Windows."
+                      % props.get("osType"), "properties.osType")
+        if props["osType"] == "Windows":
+            raise bad("UnsupportedOsType", "The emulator runs Linux container groups only.",
+                      "properties.osType")
+        names = set()
+        for c in containers:
+            name, cp = c.get("name"), c.get("properties") or {}
+            if not name or name in names:
+                raise bad("InvalidContainerName", "Container names must be set and unique in a group; "
+                          "got %r." % name, "properties.containers")
+            names.add(name)
+            if not cp.get("image"):
+                raise bad("InvalidImageName", "The container '%s' has no image." % name,
+                          "properties.containers.image")
+            req = (cp.get("resources") or {}).get("requests") or {}
+            if not req.get("cpu") or not req.get("memoryInGB"):
+                raise bad("InvalidResourceRequests", "The container '%s' must request cpu and "
+                          "memoryInGB." % name, "properties.containers.resources.requests")
+        restart = props.setdefault("restartPolicy", "Always")
+        if restart not in RESTART_POLICIES:
+            raise bad("InvalidRestartPolicy", "The restartPolicy '%s' is invalid: %s."
+                      % (restart, ", ".join(RESTART_POLICIES)), "properties.restartPolicy")
+        ip = props.get("ipAddress")
+        if ip:
+            label = ip.get("dnsNameLabel")
+            if label is not None and not LABEL_RE.match(label):
+                raise bad("InvalidDnsNameLabel", "The DNS name label '%s' is invalid: 3-63 lower-case "
+                          "letters, digits and '-', starting with a letter." % label,
+                          "properties.ipAddress.dnsNameLabel")
+            exposed = {p.get("port") for c in containers for p in (c["properties"].get("ports") or [])}
+            for p in ip.get("ports") or []:
+                if p.get("port") not in exposed:
+                    raise bad("InvalidIpAddressPorts", "The port %s of the ipAddress is not a port of "
+                              "any container of the group." % p.get("port"), "properties.ipAddress.ports")
+            if label and self.group_of_fqdn(self.fqdn(label, body.get("location")), ctx) is not None:
+                raise ArmError(409, "DnsNameLabelAlreadyInUse", "The DNS name label '%s' is already "
+                               "in use in location '%s'." % (label, body.get("location")))
+        if existing:
+            old = {c["name"]: (c["properties"].get("resources") or {}).get("requests")
+                   for c in existing["properties"]["containers"]}
+            for c in containers:
+                before = old.get(c["name"])
+                req = c["properties"]["resources"]["requests"]
+                if before and (float(before.get("cpu")) != float(req.get("cpu")) or
+                               float(before.get("memoryInGB")) != float(req.get("memoryInGB"))):
+                    raise bad("InvalidContainerGroupUpdate", "The updates on container group '%s' are "
+                              "invalid. If you are going to update the os type, restart policy, network "
+                              "profile, CPU, memory or GPU resources for a container group, you must "
+                              "delete it first and then create a new one." % ctx.name)
+        for c in containers:
+            for e in c["properties"].get("environmentVariables") or []:
+                if "name" not in e:
+                    raise bad("InvalidEnvironmentVariable", "An environment variable of the container "
+                              "'%s' has no name." % c["name"])
+        res = {"location": body.get("location"), "properties": props}
+        for k in ("tags", "identity", "zones"):
+            if body.get(k) is not None:
+                res[k] = body[k]
+        return res
+
+    def fqdn(self, label, location):
+        return "%s.%s.azurecontainer.io" % (label, (location or "").replace(" ", "").lower())
+
+    def group_of_fqdn(self, fqdn, ctx):
+        with self.arm.lock:
+            for res in self.arm.resources.values():
+                ip = res["properties"].get("ipAddress") or {}
+                if res["type"] == self.key and ip.get("dnsNameLabel") and \
+                        self.fqdn(ip["dnsNameLabel"], res.get("location")) == fqdn and \
+                        res["name"].lower() != (ctx.name or "").lower():
+                    return res
+        return None
+
+    # --- running ------------------------------------------------------------------------
+    def rt(self, res):
+        key = res["id"].lower()
+        with self.arm.lock:
+            if key not in self.runtime:
+                self.runtime[key] = Runtime("192.0.2.%d" % (self.next_ip % 254 + 1))
+                self.next_ip += 1
+            return self.runtime[key]
+
+    def docker_name(self, res, container):
+        h = hashlib.sha256(res["id"].lower().encode()).hexdigest()[:8]
+        safe = re.sub(r"[^a-zA-Z0-9_.-]", "-", "%s-%s" % (res["name"], container))
+        return "azemu-%s-%s" % (h, safe)
+
+    def provision(self, ctx, res):
+        rt = self.rt(res)
+        props = res["properties"]
+        with rt.lock:
+            docker.remove(rt.containers.values())
+            rt.containers, rt.events, rt.failed, rt.stopped = {}, {}, {}, False
+        creds = props.get("imageRegistryCredentials") or []
+        for c in props["containers"]:
+            cp, name = c["properties"], c["name"]
+            image = cp["image"]
+            events = rt.events.setdefault(name, [])
+            events.append(event("Pulling", 'pulling image "%s"' % image))
+            ok, msg = docker.pull(image, [x for x in creds if image.startswith(x.get("server", "") + "/")])
+            if not ok:
+                events.append(event("Failed", 'Failed to pull image "%s": %s' % (image, msg), "Warning"))
+                events.append(event("BackOff", 'Back-off pulling image "%s"' % image, "Normal"))
+                rt.failed[name] = "ImagePullBackOff"
+                return {"code": "InaccessibleImage", "message": "The image '%s' in container group "
+                        "'%s' is not accessible. Please check the image and registry credential."
+                        % (image, res["name"])}
+            events.append(event("Pulled", 'Successfully pulled image "%s"' % image))
+            env = [(e["name"], e.get("value", e.get("secureValue", "")))
+                   for e in cp.get("environmentVariables") or []]
+            dname = self.docker_name(res, name)
+            docker.remove([dname])
+            ok, out = docker.start(dname, image, {"hoist-azure-group": res["id"].lower()},
+                                   [p["port"] for p in cp.get("ports") or []
+                                    if p.get("protocol", "TCP").upper() == "TCP"],
+                                   env, cp.get("command"), props.get("restartPolicy", "Always"))
+            if not ok:
+                events.append(event("Failed", "Error: failed to start container \"%s\": %s" % (name, out),
+                                    "Warning"))
+                rt.failed[name] = "ContainerCannotRun"
+                return {"code": "ContainerGroupDeploymentFailed", "message": "The container '%s' could "
+                        "not start: %s" % (name, out)}
+            if self.arm.get(res["id"]) is not res:  # deleted meanwhile: leave nothing behind
+                docker.remove([dname])
+                return None
+            with rt.lock:
+                rt.containers[name] = dname
+            events.append(event("Created", 'Created container %s' % name))
+            events.append(event("Started", 'Started container %s' % name))
+        return None
+
+    def remove(self, ctx, res):
+        with self.arm.lock:
+            rt = self.runtime.pop(res["id"].lower(), None)
+        if rt:
+            docker.remove(rt.containers.values())
+
+    # --- views --------------------------------------------------------------------------
+    def view(self, res):
+        res = copy.deepcopy(res)
+        props = res["properties"]
+        rt = self.runtime.get(res["id"].lower())
+        # ACI never returns secrets: registry passwords, log workspace keys, secret volumes
+        for cred in props.get("imageRegistryCredentials") or []:
+            cred.pop("password", None)
+        ((props.get("diagnostics") or {}).get("logAnalytics") or {}).pop("workspaceKey", None)
+        for vol in props.get("volumes") or []:
+            if "secret" in vol:
+                vol["secret"] = {}
+            (vol.get("azureFile") or {}).pop("storageAccountKey", None)
+        states = []
+        for c in props["containers"]:
+            for e in c["properties"].get("environmentVariables") or []:
+                if "secureValue" in e:
+                    e["secureValue"] = None
+            if rt is None:
+                continue
+            iv = self.container_view(rt, c["name"])
+            c["properties"]["instanceView"] = iv
+            states.append(iv["currentState"]["state"])
+        ip = props.get("ipAddress")
+        if ip is not None and rt is not None:
+            ip["ip"] = rt.ip
+            if ip.get("dnsNameLabel"):
+                ip["fqdn"] = self.fqdn(ip["dnsNameLabel"], res.get("location"))
+        if rt is not None:
+            if rt.stopped:
+                group_state = "Stopped"
+            elif states and all(s == "Running" for s in states):
+                group_state = "Running"
+            elif rt.failed or (states and props.get("restartPolicy") != "Always"
+                               and all(s == "Terminated" for s in states)):
+                group_state = "Failed" if rt.failed else "Succeeded"
+            else:
+                group_state = "Pending"
+            props["instanceView"] = {"events": [], "state": group_state}
+        props.setdefault("isCreatedFromStandbyPool", False)
+        return res
+
+    def container_view(self, rt, name):
+        events = list(rt.events.get(name, []))
+        dname = rt.containers.get(name)
+        info = docker.inspect(dname) if dname else None
+        if rt.stopped:
+            return {"restartCount": 0, "currentState": {"state": "Terminated", "detailStatus": "Stopped"},
+                    "events": events}
+        if info is None:
+            return {"restartCount": 0, "events": events,
+                    "currentState": {"state": "Waiting", "detailStatus": rt.failed.get(name, "")}}
+        s = info["State"]
+        restarts = int(info.get("RestartCount") or 0)
+        if s.get("Running") and not s.get("Restarting"):
+            current = {"state": "Running", "startTime": s.get("StartedAt"), "detailStatus": ""}
+        elif s.get("Restarting"):
+            current = {"state": "Waiting", "detailStatus": "CrashLoopBackOff: Back-off restarting "
+                       "failed container"}
+        else:
+            current = {"state": "Terminated", "exitCode": s.get("ExitCode"),
+                       "startTime": s.get("StartedAt"), "finishTime": s.get("FinishedAt"),
+                       "detailStatus": "Completed" if s.get("ExitCode") == 0 else "Error"}
+        out = {"restartCount": restarts, "currentState": current, "events": events}
+        if restarts or current["state"] == "Terminated":
+            out["previousState"] = {"state": "Terminated", "exitCode": s.get("ExitCode"),
+                                    "finishTime": s.get("FinishedAt"),
+                                    "detailStatus": "Error" if s.get("ExitCode") else "Completed"}
+        if restarts:
+            events.append(event("Killing", "Killing container %s" % name, "Normal", restarts))
+            events.append(event("BackOff", "Back-off restarting failed container", "Warning", restarts))
+        return out
+
+    # --- actions ------------------------------------------------------------------------
+    def restart(self, ctx, res, body):
+        rt = self.rt(res)
+        if rt.stopped:
+            raise ArmError(409, "ContainerGroupStopped", "The container group '%s' is stopped; start "
+                           "it instead." % res["name"])
+        docker.run(["restart", "-t", "2"] + list(rt.containers.values()), timeout=120)
+        for name in rt.containers:
+            rt.events.setdefault(name, []).append(event("Started", "Started container %s" % name))
+        return 204, None, []
+
+    def stop(self, ctx, res, body):
+        rt = self.rt(res)
+        with rt.lock:
+            docker.remove(rt.containers.values())
+            rt.containers, rt.stopped = {}, True
+        return 204, None, []
+
+    def start(self, ctx, res, body):
+        op = self.arm.start_op(ctx, "action", res, self, lambda: self.provision(ctx, res))
+        return 202, None, self.arm.lro_headers(op, location=False)
+
+    # --- proxy --------------------------------------------------------------------------
+    def resolve(self, host, port):
+        """The 127.0.0.1 port that serves HOST:PORT (the group's fqdn or ip), or None."""
+        with self.arm.lock:
+            groups = [r for r in self.arm.resources.values() if r["type"] == self.key]
+        for res in groups:
+            ip = res["properties"].get("ipAddress") or {}
+            rt = self.runtime.get(res["id"].lower())
+            if rt is None:
+                continue
+            names = {rt.ip}
+            if ip.get("dnsNameLabel"):
+                names.add(self.fqdn(ip["dnsNameLabel"], res.get("location")))
+            if host.lower() not in names or port not in {p.get("port") for p in ip.get("ports") or []}:
+                continue
+            for c in res["properties"]["containers"]:
+                if port in {p.get("port") for p in c["properties"].get("ports") or []}:
+                    dname = rt.containers.get(c["name"])
+                    return docker.host_port(docker.inspect(dname), port) if dname else None
+        return None
+
+
+def logs(arm, h, m):
+    check_sub(arm, m.group(1))
+    check_api_version(h, API, "'Microsoft.ContainerInstance/containerGroups/containers'")
+    rg = require_rg(arm, m.group(2))
+    if h.command != "GET":
+        raise ArmError(405, "MethodNotAllowed", "Logs are read with GET.")
+    rtype = arm.types[ContainerGroups.key.lower()]
+    res = arm.get("%s/providers/%s/%s" % (rg["id"], ContainerGroups.key, m.group(3)))
+    if res is None:
+        raise ArmError(404, "ResourceNotFound", "The Resource '%s/%s' under resource group '%s' was not "
+                       "found." % (ContainerGroups.key, m.group(3), rg["name"]))
+    if m.group(4) not in {c["name"] for c in res["properties"]["containers"]}:
+        raise ArmError(404, "ContainerNotFound", "The container '%s' is not in the container group "
+                       "'%s'." % (m.group(4), res["name"]))
+    rt = rtype.runtime.get(res["id"].lower())
+    dname = rt.containers.get(m.group(4)) if rt else None
+    tail = h.query.get("tail")
+    if tail is not None and not tail.isdigit():
+        raise ArmError(400, "InvalidParameter", "tail must be a non-negative integer.", target="tail")
+    content = docker.logs(dname, tail, h.query.get("timestamps") == "true") if dname else None
+    return 200, {"content": content or ""}, []
+
+
+def install(arm):
+    # resources live in memory: containers a previous emulator process left have no group now
+    threading.Thread(target=docker.remove_labelled, daemon=True).start()
+    arm.register(ContainerGroups(arm))
+    route(arm, r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.ContainerInstance/"
+               r"containerGroups/([^/]+)/containers/([^/]+)/logs$", logs)

@@ -1,0 +1,118 @@
+"""A forward HTTP proxy on 127.0.0.1:5014 for the service hostnames of emulated workloads
+(`<label>.<region>.azurecontainer.io`, a group's ip): `GET http://host:port/path` and
+`CONNECT host:port` are relayed to the 127.0.0.1 port the workload publishes. It connects to
+nothing else: a host no provider resolves gets 502 with the reason."""
+
+import select
+import socket
+import socketserver
+import sys
+import time
+from urllib.parse import urlsplit
+
+MAX_HEAD = 64 * 1024
+HOP_HEADERS = {"proxy-connection", "proxy-authorization", "connection", "keep-alive"}
+
+
+class ProxyHandler(socketserver.StreamRequestHandler):
+    timeout = 300
+    rbufsize = 0  # unbuffered: after the head, every byte is still in the socket for relay()
+
+    def log(self, msg):
+        sys.stderr.write("%s proxy %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), msg))
+
+    def reply(self, status, reason, text):
+        body = text.encode()
+        self.wfile.write(("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                          "Connection: close\r\n\r\n" % (status, reason, len(body))).encode() + body)
+
+    def handle(self):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.rfile.readline(MAX_HEAD)
+            if not chunk:
+                return
+            head += chunk
+            if len(head) > MAX_HEAD:
+                self.reply(431, "Request Header Fields Too Large", "request head too large\n")
+                return
+            if head == b"\r\n":
+                head = b""
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            method, target, version = lines[0].split(" ")
+        except ValueError:
+            self.reply(400, "Bad Request", "malformed request line\n")
+            return
+        if method == "CONNECT":
+            host, _, port = target.rpartition(":")
+            path = None
+        else:
+            url = urlsplit(target)
+            if url.scheme != "http" or not url.hostname:
+                self.reply(400, "Bad Request", "a forward proxy needs an absolute http:// URL, not %r\n"
+                           % target)
+                return
+            host, port = url.hostname, str(url.port or 80)
+            path = (url.path or "/") + ("?" + url.query if url.query else "")
+        if not port.isdigit():
+            self.reply(400, "Bad Request", "bad port in %r\n" % target)
+            return
+        local = None
+        for resolve in self.server.state.proxy_resolvers:
+            local = resolve(host.lower(), int(port))
+            if local:
+                break
+        self.log("%s %s -> %s" % (method, target, local or "unresolved"))
+        if not local:
+            self.reply(502, "Bad Gateway", "hoist azure emulator proxy: no emulated workload answers "
+                       "on %s:%s\n" % (host, port))
+            return
+        try:
+            up = socket.create_connection(("127.0.0.1", local), timeout=10)
+        except OSError as e:
+            self.reply(502, "Bad Gateway", "hoist azure emulator proxy: %s:%s (127.0.0.1:%d) refused: "
+                       "%s\n" % (host, port, local, e))
+            return
+        with up:
+            if method == "CONNECT":
+                self.wfile.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            else:
+                out = ["%s %s %s" % (method, path, version)]
+                out += [l for l in lines[1:] if l and l.split(":", 1)[0].strip().lower() not in HOP_HEADERS]
+                out.append("Connection: close")
+                up.sendall(("\r\n".join(out) + "\r\n\r\n").encode("latin-1"))
+            self.relay(up)
+
+    def relay(self, up):
+        client = self.connection
+        socks = [client, up]
+        while True:
+            readable, _, _ = select.select(socks, [], [], self.timeout)
+            if not readable:
+                return
+            for s in readable:
+                data = s.recv(65536)
+                if not data:
+                    if s is up:
+                        return
+                    try:
+                        up.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                    socks = [up]
+                    continue
+                (up if s is client else client).sendall(data)
+
+
+class ProxyServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def start(state, port, tls):
+    import threading
+    srv = ProxyServer(("127.0.0.1", port), ProxyHandler)
+    srv.state = state
+    threading.Thread(target=srv.serve_forever, name="proxy", daemon=True).start()
+    return srv

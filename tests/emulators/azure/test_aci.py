@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Tests of the emulated Microsoft.ContainerInstance: container groups that run for real on the
+local Docker engine, pulled from the token registry with the group's credentials, reached by
+their fqdn through the emulator's proxy; instance view, logs, restart, stop, delete, errors."""
+
+import json
+import socket
+import subprocess
+import time
+import unittest
+import urllib.request
+
+from testlib import ENV, RG_PATH, SUB, ArmClient, call, control, require_emulator
+
+API = "2023-05-01"
+IMAGE = "127.0.0.1:5002/azemu/web:1"
+PROVIDER = "/subscriptions/%s/providers/Microsoft.ContainerInstance" % SUB
+
+
+def push_image():
+    p = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds",
+                        "%s:%s" % (ENV["HOIST_TEST_REGISTRY_TOKEN_USER"],
+                                   ENV["HOIST_TEST_REGISTRY_TOKEN_PASSWORD"]),
+                        "docker-daemon:" + ENV.get("HOIST_TEST_BASE_IMAGE", "hoist-test/busybox:latest"),
+                        "docker://" + IMAGE], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return p.returncode == 0, p.stderr.decode()
+
+
+def group(label, command, image=IMAGE, password=None, cpu=1, restart="Always", env=None):
+    creds = [{"server": "127.0.0.1:5002", "username": ENV["HOIST_TEST_REGISTRY_TOKEN_USER"],
+              "password": password or ENV["HOIST_TEST_REGISTRY_TOKEN_PASSWORD"]}]
+    return {"location": "westeurope", "properties": {
+        "osType": "Linux", "restartPolicy": restart, "imageRegistryCredentials": creds,
+        "ipAddress": {"type": "Public", "dnsNameLabel": label, "ports": [{"port": 8000, "protocol": "TCP"}]},
+        "containers": [{"name": "web", "properties": {
+            "image": image, "command": command, "ports": [{"port": 8000}],
+            "environmentVariables": env or [],
+            "resources": {"requests": {"cpu": cpu, "memoryInGB": 0.5}}}}]}}
+
+
+HTTPD = ["sh", "-c", "echo hello-from-aci > /tmp/index.html; echo started; exec httpd -f -p 8000 -h /tmp"]
+
+
+def via_proxy(url):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": ENV["HOIST_TEST_AZURE_PROXY"]}))
+    try:
+        with opener.open(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+@require_emulator
+class Aci(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        ok, err = push_image()
+        if not ok:
+            raise unittest.SkipTest("skipped: cannot push the test image to 127.0.0.1:5002: " + err)
+
+    def setUp(self):
+        control("reset", {"store": True})
+        self.arm = ArmClient()
+        self.arm("PUT", RG_PATH + "rg-aci", {"location": "westeurope"})
+        self.arm("POST", PROVIDER + "/register")
+        self.arm("GET", PROVIDER)
+        self.base = RG_PATH + "rg-aci/providers/Microsoft.ContainerInstance/containerGroups/"
+
+    def tearDown(self):
+        control("reset", {"store": True})
+
+    def deploy(self, name, body):
+        r = self.arm("PUT", self.base + name, body, api=API)
+        self.assertEqual(r.status, 201, r.raw)
+        self.assertEqual(r.json["properties"]["provisioningState"], "Creating")
+        return self.arm.poll(r.headers["Azure-AsyncOperation"]).json
+
+    def wait_running(self, name, tries=50):
+        for _ in range(tries):
+            g = self.arm("GET", self.base + name, api=API).json
+            if g["properties"]["instanceView"]["state"] == "Running":
+                return g
+            time.sleep(0.2)
+        self.fail("group %s never ran: %s" % (name, json.dumps(g)))
+
+    def test_group_runs_and_answers_on_its_fqdn(self):
+        op = self.deploy("app", group("hoist-app", HTTPD, env=[{"name": "TOKEN", "secureValue": "s3cr3t-env"}]))
+        self.assertEqual(op["status"], "Succeeded", op)
+        g = self.wait_running("app")
+        ip = g["properties"]["ipAddress"]
+        self.assertEqual(ip["fqdn"], "hoist-app.westeurope.azurecontainer.io")
+        c = g["properties"]["containers"][0]["properties"]
+        self.assertEqual([e["name"] for e in c["instanceView"]["events"]],
+                         ["Pulling", "Pulled", "Created", "Started"])
+        self.assertEqual(c["instanceView"]["restartCount"], 0)
+        self.assertIsNone(c["environmentVariables"][0]["secureValue"])
+        self.assertNotIn("password", g["properties"]["imageRegistryCredentials"][0])
+        self.assertNotIn("s3cr3t-env", json.dumps(g))
+        for _ in range(50):
+            status, body = via_proxy("http://%s:8000/index.html" % ip["fqdn"])
+            if status == 200:
+                break
+            time.sleep(0.2)
+        self.assertEqual((status, body.strip()), (200, "hello-from-aci"))
+        self.assertEqual(via_proxy("http://%s:8000/index.html" % ip["ip"])[0], 200)
+        # CONNECT opens a tunnel to the same port (what an https:// client does)
+        with socket.create_connection(("127.0.0.1", int(ENV["HOIST_TEST_AZURE_PROXY"].rsplit(":", 1)[1])),
+                                      timeout=10) as s:
+            s.sendall(("CONNECT %s:8000 HTTP/1.1\r\nHost: %s:8000\r\n\r\n" % (ip["fqdn"], ip["fqdn"])).encode())
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+            s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            reply = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        self.assertIn(b"hello-from-aci", reply)
+        status, body = via_proxy("http://other.westeurope.azurecontainer.io:8000/")
+        self.assertEqual(status, 502)
+        self.assertIn("other.westeurope.azurecontainer.io", body)
+        logs = self.arm("GET", self.base + "app/containers/web/logs?tail=5", api=API)
+        self.assertEqual(logs.status, 200)
+        self.assertIn("started", logs.json["content"])
+        r = self.arm("GET", self.base + "app/containers/nope/logs", api=API)
+        self.assertEqual((r.status, r.json["error"]["code"]), (404, "ContainerNotFound"))
+        self.assertEqual(self.arm("POST", self.base + "app/restart", api=API).status, 204)
+        self.wait_running("app")
+        r = self.arm("PUT", self.base + "app", group("hoist-app", HTTPD, cpu=2), api=API)
+        self.assertEqual((r.status, r.json["error"]["code"]), (400, "InvalidContainerGroupUpdate"))
+        self.assertEqual(self.arm("POST", self.base + "app/stop", api=API).status, 204)
+        self.assertEqual(self.arm("GET", self.base + "app", api=API).json["properties"]["instanceView"]["state"],
+                         "Stopped")
+        r = self.arm("DELETE", self.base + "app", api=API)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["name"], "app")
+        out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=hoist-azure-group"],
+                             stdout=subprocess.PIPE).stdout.split()
+        self.assertEqual(out, [])
+        self.assertEqual(self.arm("DELETE", self.base + "app", api=API).status, 204)
+
+    def test_crashing_container_backs_off(self):
+        self.deploy("crash", group("hoist-crash", ["sh", "-c", "echo boom; exit 3"]))
+        for _ in range(50):
+            c = self.arm("GET", self.base + "crash", api=API).json["properties"]["containers"][0]["properties"]
+            if c["instanceView"]["restartCount"] >= 1:
+                break
+            time.sleep(0.2)
+        iv = c["instanceView"]
+        self.assertGreaterEqual(iv["restartCount"], 1)
+        self.assertEqual(iv["previousState"]["exitCode"], 3)
+        self.assertIn("BackOff", [e["name"] for e in iv["events"]])
+
+    def test_image_pull_failure(self):
+        op = self.deploy("nopull", group("hoist-nopull", HTTPD, password="wrong-password"))
+        self.assertEqual(op["status"], "Failed")
+        self.assertEqual(op["error"]["code"], "InaccessibleImage")
+        g = self.arm("GET", self.base + "nopull", api=API).json
+        self.assertEqual(g["properties"]["provisioningState"], "Failed")
+        iv = g["properties"]["containers"][0]["properties"]["instanceView"]
+        self.assertEqual([e["name"] for e in iv["events"]], ["Pulling", "Failed", "BackOff"])
+        self.assertIn(IMAGE, iv["events"][1]["message"])
+        self.assertNotIn("wrong-password", json.dumps(g))
+        self.assertEqual(iv["currentState"]["state"], "Waiting")
+
+    def test_validation(self):
+        cases = [
+            ({"containers": []}, 400, "ContainerGroupContainersEmpty"),
+            ({"osType": "Plan9"}, 400, "InvalidOsType"),
+            ({"restartPolicy": "Sometimes"}, 400, "InvalidRestartPolicy"),
+            ({"ipAddress": {"type": "Public", "dnsNameLabel": "Bad_Label", "ports": []}}, 400,
+             "InvalidDnsNameLabel"),
+            ({"ipAddress": {"type": "Public", "ports": [{"port": 9999}]}}, 400, "InvalidIpAddressPorts"),
+        ]
+        for change, status, code in cases:
+            with self.subTest(code=code):
+                body = group("hoist-v", HTTPD)
+                body["properties"].update(change)
+                r = self.arm("PUT", self.base + "v", body, api=API)
+                self.assertEqual((r.status, r.json["error"]["code"]), (status, code), r.raw)
+        r = self.arm("PUT", self.base + "v", group("hoist-v", HTTPD), api="2010-01-01")
+        self.assertEqual(r.json["error"]["code"], "InvalidApiVersionParameter")
+
+    def test_unregistered_provider_is_refused(self):
+        self.arm("POST", PROVIDER + "/unregister")
+        self.arm("GET", PROVIDER)
+        r = self.arm("PUT", self.base + "x", group("hoist-x", HTTPD), api=API)
+        self.assertEqual((r.status, r.json["error"]["code"]), (409, "MissingSubscriptionRegistration"))
+
+
+if __name__ == "__main__":
+    unittest.main()
