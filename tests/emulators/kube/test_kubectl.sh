@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# ctest entry: the Kubernetes emulator against real kubectl (see test_kubectl.py).
+# Exit 77 (skipped) when the test environment or kubectl is missing.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STATE=${HOIST_ENV_DIR:-/tmp/hoist-env}
+ENV_FILE=${HOIST_KUBE_ENV:-$STATE/env.sh}
+[[ -f $ENV_FILE ]] || { echo "skipped: $ENV_FILE absent (run tests/env/up.sh)"; exit 77; }
+# shellcheck source=/dev/null
+. "$ENV_FILE"
+[[ -n ${HOIST_TEST_KUBE_SERVER:-} ]] || { echo "skipped: the kube emulator is not in $ENV_FILE"; exit 77; }
+command -v kubectl >/dev/null || { echo "skipped: kubectl is not installed"; exit 77; }
+# the workload image, in the anonymous registry the emulator's kubelet pulls from
+docker tag "${HOIST_TEST_BASE_IMAGE:-hoist-test/busybox:latest}" "$HOIST_TEST_REGISTRY/hoist-test/busybox:latest" &&
+    docker push -q "$HOIST_TEST_REGISTRY/hoist-test/busybox:latest" >/dev/null ||
+    { echo "FAIL  cannot push the workload image to $HOIST_TEST_REGISTRY"; exit 1; }
+exec flock /tmp/hoist-docker.lock python3 "$HERE/test_kubectl.py"
