@@ -423,13 +423,170 @@ def test_failures():
     kubectl("delete", "deploy/crash", "deploy/cfg", "deploy/late")
 
 
+class PodWatch:
+    """Follows the pods of an app through a watch; replays the events to check invariants."""
+
+    def __init__(self, app):
+        import threading
+        self.events = []
+        _, lst, _ = req("GET", f"/api/v1/namespaces/{NS}/pods?labelSelector=app%3D{app}")
+        self.rv = lst["metadata"]["resourceVersion"]
+        self.initial = lst["items"]
+        self.t = threading.Thread(target=self.run, args=(app,), daemon=True)
+        self.t.start()
+
+    def run(self, app):
+        _, self.events = watch_lines(f"/api/v1/namespaces/{NS}/pods?watch=1&labelSelector=app%3D{app}"
+                                     f"&resourceVersion={self.rv}&timeoutSeconds=100", 100000)
+
+    def states(self):
+        """After each event: {pod name: (template hash, active)} where active = not being deleted."""
+        pods = {p["metadata"]["name"]: p for p in self.initial}
+        for e in self.events:
+            o = e.get("object", {})
+            if e["type"] == "DELETED":
+                pods.pop(o["metadata"]["name"], None)
+            elif e["type"] in ("ADDED", "MODIFIED"):
+                pods[o["metadata"]["name"]] = o
+            yield {n: (p["metadata"]["labels"].get("pod-template-hash"), not p["metadata"].get("deletionTimestamp"))
+                   for n, p in pods.items()}
+
+
+def test_strategies():
+    d = deployment("surge", replicas=2, strategy={"type": "RollingUpdate",
+                                                   "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(d))
+    kubectl("rollout", "status", "deploy/surge", "--timeout=120s")
+    w = PodWatch("surge")
+    kubectl("set", "env", "deploy/surge", "V=2")
+    p = kubectl("rollout", "status", "deploy/surge", "--timeout=120s", ok=False)
+    req("POST", "/_emulator/drop-watches")
+    w.t.join(30)
+    most = max((sum(1 for h, a in st.values() if a) for st in w.states()), default=0)
+    check("RollingUpdate maxSurge 1 / maxUnavailable 0: never more than 3 pods, rollout completes",
+          p.returncode == 0 and most == 3, (most, p.stdout, p.stderr))
+
+    d = deployment("recreate", replicas=2, strategy={"type": "Recreate"})
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(d))
+    kubectl("rollout", "status", "deploy/recreate", "--timeout=120s")
+    w = PodWatch("recreate")
+    old = {p["metadata"]["labels"]["pod-template-hash"] for p in w.initial}
+    kubectl("set", "env", "deploy/recreate", "V=2")
+    p = kubectl("rollout", "status", "deploy/recreate", "--timeout=120s", ok=False)
+    req("POST", "/_emulator/drop-watches")
+    w.t.join(30)
+    overlap = [st for st in w.states() if any(h in old for h, _ in st.values()) and
+               any(h not in old for h, _ in st.values())]
+    check("Recreate: no new pod exists while an old one does; rollout completes",
+          p.returncode == 0 and not overlap and len(old) == 1, (overlap[:2], p.stdout, p.stderr))
+    kubectl("delete", "deploy/surge", "deploy/recreate")
+
+
+def test_probes():
+    live = deployment("live", replicas=1, probe=False,
+                      cmd=["sh", "-c", "touch /tmp/alive; (sleep 3; rm /tmp/alive) & exec httpd -f -p 8080 -h /www"])
+    c = live["spec"]["template"]["spec"]["containers"][0]
+    c["livenessProbe"] = {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 2}
+    c["startupProbe"] = {"tcpSocket": {"port": 8080}, "periodSeconds": 1}
+    ready = deployment("notready", replicas=1, probe=False)
+    ready["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "httpGet": {"path": "/ready.html", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1}
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(live, ready))
+
+    def pod(app):
+        items = json.loads(kubectl("get", "pods", "-l", f"app={app}", "-o", "json").stdout)["items"]
+        return items[0] if items else None
+
+    def restarted():
+        p = pod("live")
+        return p if p and (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1 else None
+    p = wait_until(restarted, 60)
+    check("a failing exec liveness probe restarts the container", p, p and p["status"])
+    if p:
+        evs = json.loads(kubectl("get", "events", "--field-selector", f"involvedObject.name={p['metadata']['name']}",
+                                 "-o", "json").stdout)["items"]
+        msgs = [(e["reason"], e["message"]) for e in evs]
+        check("events: Unhealthy 'Liveness probe failed' and Killing 'failed liveness probe, will be restarted'",
+              any(r == "Unhealthy" and m.startswith("Liveness probe failed") for r, m in msgs) and
+              any(r == "Killing" and "failed liveness probe, will be restarted" in m for r, m in msgs), msgs)
+
+    def unready():
+        p = pod("notready")
+        if not p or "running" not in ((p["status"].get("containerStatuses") or [{}])[0].get("state") or {}):
+            return None
+        evs = json.loads(kubectl("get", "events", "--field-selector", f"involvedObject.name={p['metadata']['name']}",
+                                 "-o", "json").stdout)["items"]
+        return (p, evs) if any(e["reason"] == "Unhealthy" for e in evs) else None
+    got = wait_until(unready, 60)
+    if got:
+        p, evs = got
+        conds = {c["type"]: c for c in p["status"]["conditions"]}
+        check("a failing readiness probe: running but not Ready (ContainersNotReady)",
+              conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "ContainersNotReady" and
+              conds["PodScheduled"]["status"] == "True", conds)
+        check("... with the event 'Readiness probe failed: HTTP probe failed with statuscode: 404'",
+              any(e["message"] == "Readiness probe failed: HTTP probe failed with statuscode: 404" for e in evs),
+              [e["message"] for e in evs])
+    else:
+        check("a failing readiness probe is reported", False)
+    kubectl("delete", "deploy/live", "deploy/notready")
+
+
+def test_pull_secret():
+    reg = os.environ.get("HOIST_TEST_REGISTRY_BASIC")
+    if not reg:
+        print("SKIP  imagePullSecrets: skipped: no basic-auth registry in the environment", flush=True)
+        return
+    image = f"{reg}/hoist-test/private:latest"
+    kubectl("create", "secret", "docker-registry", "regcred", f"--docker-server={reg}",
+            f"--docker-username={os.environ['HOIST_TEST_REGISTRY_BASIC_USER']}",
+            f"--docker-password={os.environ['HOIST_TEST_REGISTRY_BASIC_PASSWORD']}")
+    with_secret = deployment("private", replicas=1, image=image, probe=False)
+    with_secret["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
+    without = deployment("nocreds", replicas=1, image=image, probe=False)
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(with_secret, without))
+    p = kubectl("rollout", "status", "deploy/private", "--timeout=90s", ok=False)
+    check("imagePullSecrets (kubectl create secret docker-registry) pull from the basic-auth registry",
+          p.returncode == 0, p.stdout + p.stderr)
+
+    def denied():
+        items = json.loads(kubectl("get", "pods", "-l", "app=nocreds", "-o", "json").stdout)["items"]
+        w = ((items[0]["status"].get("containerStatuses") or [{}])[0].get("state") or {}).get("waiting", {}) \
+            if items else {}
+        return w if w.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
+    w = wait_until(denied, 60)
+    check("without the secret the pull fails (ErrImagePull/ImagePullBackOff)", w, w)
+    kubectl("delete", "deploy/private", "deploy/nocreds")
+
+
+def test_stored_kinds():
+    objs = [("autoscaling/v2", "horizontalpodautoscalers", {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+             "metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                                      "name": "web"}, "minReplicas": 3, "maxReplicas": 20}}),
+            ("policy/v1", "poddisruptionbudgets", {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+             "metadata": {"name": "p"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}),
+            ("coordination.k8s.io/v1", "leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": "l"}, "spec": {"holderIdentity": "host-a", "leaseDurationSeconds": 15}})]
+    for gv, plural, obj in objs:
+        code, st, _ = req("POST", f"/apis/{gv}/namespaces/{NS}/{plural}", obj)
+        code2, got, _ = req("GET", f"/apis/{gv}/namespaces/{NS}/{plural}/{obj['metadata']['name']}")
+        check(f"{plural} ({gv}) are stored", code == 201 and code2 == 200 and got["spec"] == obj["spec"], (st, got))
+    _, lease, _ = req("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/l")
+    lease["spec"]["holderIdentity"] = "host-b"
+    code, _, _ = req("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/l", lease)
+    code2, st, _ = req("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/l", lease)
+    check("a Lease taken with its resourceVersion; a second taker with the same one gets 409",
+          code == 200 and code2 == 409, st)
+
+
 def main():
     p = subprocess.run(["kubectl", "create", "namespace", NS], capture_output=True, text=True)
     if p.returncode != 0:
         print(f"FAIL  cannot create namespace {NS}: {p.stderr}")
         return 1
     try:
-        for t in (test_conformance, test_auth_and_errors, test_watch_semantics, test_ssa, test_rollout, test_failures):
+        for t in (test_conformance, test_auth_and_errors, test_watch_semantics, test_ssa, test_stored_kinds,
+                  test_rollout, test_failures, test_probes, test_strategies, test_pull_secret):
             try:
                 t()
             except Exception as e:  # noqa: BLE001 - one failing group must not hide the others

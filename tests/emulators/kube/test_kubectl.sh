@@ -14,4 +14,15 @@ command -v kubectl >/dev/null || { echo "skipped: kubectl is not installed"; exi
 docker tag "${HOIST_TEST_BASE_IMAGE:-hoist-test/busybox:latest}" "$HOIST_TEST_REGISTRY/hoist-test/busybox:latest" &&
     docker push -q "$HOIST_TEST_REGISTRY/hoist-test/busybox:latest" >/dev/null ||
     { echo "FAIL  cannot push the workload image to $HOIST_TEST_REGISTRY"; exit 1; }
+# and in the basic-auth registry, for imagePullSecrets (credentials in a throw-away DOCKER_CONFIG)
+cfg=$(mktemp -d "${TMPDIR:-/tmp}/kube-test-docker.XXXXXX")
+trap 'rm -rf "$cfg"' EXIT
+if [[ -n ${HOIST_TEST_REGISTRY_BASIC:-} ]]; then
+    printf '%s' "$HOIST_TEST_REGISTRY_BASIC_PASSWORD" |
+        docker --config "$cfg" login -u "$HOIST_TEST_REGISTRY_BASIC_USER" --password-stdin "$HOIST_TEST_REGISTRY_BASIC" >/dev/null 2>&1 &&
+    docker tag "${HOIST_TEST_BASE_IMAGE:-hoist-test/busybox:latest}" "$HOIST_TEST_REGISTRY_BASIC/hoist-test/private:latest" &&
+    docker --config "$cfg" push -q "$HOIST_TEST_REGISTRY_BASIC/hoist-test/private:latest" >/dev/null ||
+        { echo "FAIL  cannot push the private workload image to $HOIST_TEST_REGISTRY_BASIC"; exit 1; }
+fi
+rm -rf "$cfg"
 exec flock /tmp/hoist-docker.lock python3 "$HERE/test_kubectl.py"
