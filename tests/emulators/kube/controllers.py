@@ -29,6 +29,7 @@ HASH = "pod-template-hash"
 SKIP_ANNOTATIONS = {REVISION, REVISION_HISTORY, DESIRED, MAX_REPLICAS,
                     "kubectl.kubernetes.io/last-applied-configuration"}
 SAFE = "bcdfghjklmnpqrstvwxz2456789"
+MAX_EVENTS = 2000                     # per namespace
 
 
 def fnv32a(data):
@@ -526,7 +527,13 @@ def record_event(api, obj, etype, reason, message, component, count_key=None):
     store = api.store
     ts = now()
     with store.lock:
-        for e in store.list(EVENT.key, ns)[0]:
+        events = store.list(EVENT.key, ns)[0]
+        if len(events) >= MAX_EVENTS:             # bounded, like the apiserver's event TTL
+            events.sort(key=lambda e: (e.get("lastTimestamp") or "", e["metadata"]["resourceVersion"]))
+            for e in events[:len(events) - MAX_EVENTS + 1]:
+                store.remove(EVENT.key, ns, e["metadata"]["name"])
+            events = events[len(events) - MAX_EVENTS + 1:]
+        for e in events:
             io = e.get("involvedObject") or {}
             if io.get("uid") == inv["uid"] and e.get("reason") == reason and e.get("message") == message \
                     and io.get("fieldPath") == inv.get("fieldPath"):

@@ -389,7 +389,10 @@ def test_failures():
         {"name": "P", "valueFrom": {"secretKeyRef": {"name": "db-secret", "key": "password"}}}]
     late = deployment("late", replicas=1, image="127.0.0.1:5000/hoist-test/missing:v3", probe=False,
                       progressDeadlineSeconds=2)
-    kubectl("apply", "--server-side", "-f", "-", stdin=docs(crash, cfg, late))
+    oom = deployment("oom", replicas=1, probe=False,
+                     cmd=["sh", "-c", 'a=$(head -c 60000000 /dev/zero | tr "\\0" x); echo ${#a}'])
+    oom["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"memory": "16Mi"}}
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(crash, cfg, late, oom))
 
     def state(app):
         pods = json.loads(kubectl("get", "pods", "-l", f"app={app}", "-o", "json").stdout)["items"]
@@ -411,6 +414,11 @@ def test_failures():
     cs = wait_until(lambda: "running" in (s := state("cfg")).get("state", {}) and s, 60)
     check("once the secret exists the container starts", cs, cs)
 
+    cs = wait_until(lambda: (s := state("oom")).get("lastState", {}).get("terminated") and s, 60)
+    check("over its memory limit: lastState terminated OOMKilled, exit code 137",
+          cs and cs["lastState"]["terminated"]["reason"] == "OOMKilled" and
+          cs["lastState"]["terminated"]["exitCode"] == 137, cs)
+
     def deadline():
         d = json.loads(kubectl("get", "deploy/late", "-o", "json").stdout)
         return next((c for c in d["status"].get("conditions", []) if c["type"] == "Progressing" and
@@ -420,7 +428,7 @@ def test_failures():
     p = kubectl("rollout", "status", "deploy/late", "--timeout=20s", ok=False)
     check("kubectl rollout status reports the exceeded deadline", p.returncode != 0 and
           "exceeded its progress deadline" in p.stderr, p.stderr)
-    kubectl("delete", "deploy/crash", "deploy/cfg", "deploy/late")
+    kubectl("delete", "deploy/crash", "deploy/cfg", "deploy/late", "deploy/oom")
 
 
 class PodWatch:
