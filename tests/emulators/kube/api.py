@@ -16,7 +16,7 @@ import apply as ssa
 import discovery
 import patch as patches
 from objects import (ApiError, already_exists, apply_defaults, bad_request, canonical,
-                     check_depth, conflict, fields_match, labels_match, not_found, now,
+                     check_depth, drop_nulls, conflict, fields_match, labels_match, not_found, now,
                      parse_field_selector, parse_label_selector, validate)
 
 STATUS_SUBRESOURCE = {"pods", "deployments", "replicasets", "services", "horizontalpodautoscalers",
@@ -120,6 +120,7 @@ class Api:
             raise bad_request(f"the body of a {res.kind} must be a JSON object")
         check_depth(obj, res, (obj.get("metadata") or {}).get("name", ""))
         obj = copy.deepcopy(obj)
+        drop_nulls(obj)
         kind, av = obj.get("kind"), obj.get("apiVersion")
         if kind and kind != res.kind:
             raise bad_request(f'the kind "{kind}" does not match the resource {res.plural} (kind {res.kind})')
@@ -202,6 +203,7 @@ class Api:
             else:
                 new.pop("status", None)
         check_depth(new, res, name)
+        drop_nulls(new)
         if sub != "status":
             apply_defaults(res, new)
             validate(res, new)

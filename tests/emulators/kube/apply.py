@@ -128,7 +128,9 @@ def _prune_empty(obj, path):
     """After removals, drop maps/lists left empty along path (not the top level)."""
     for i in range(len(path) - 1, 0, -1):
         found, v = value_at(obj, path[:i])
-        if found and v in ({}, []):
+        if not found:
+            continue
+        if v in ({}, []):
             remove_at(obj, path[:i])
         else:
             break
@@ -284,8 +286,10 @@ def server_side_apply(live, cfg, manager, force, subresource=None):
     for e in out:
         if (e.get("subresource") == "status") == (subresource == "status"):
             others |= from_fields_v1(e.get("fieldsV1", {}))
-    for p in sorted(previous - applied, key=len, reverse=True):
-        if p not in others and not any(o[:len(p)] == p for o in others):
+    # whole list items first (their key fields are still there to find them), then leaves
+    for p in sorted(previous - applied, key=lambda x: (len(x) - (x[-1] == "."), x)):
+        base = p[:-1] if p[-1] == "." else p
+        if not any(o[:len(base)] == base for o in others):
             remove_at(new, p)
             _prune_empty(new, p)
     entry = {"manager": manager, "operation": "Apply", "apiVersion": _api_version(cfg),

@@ -398,6 +398,21 @@ def validate(res, obj):
         raise invalid(res, name, causes)
 
 
+def drop_nulls(value):
+    """Typed decoding drops null fields (e.g. the creationTimestamp: null in kubectl's templates)."""
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if d > MAX_DEPTH:
+            return
+        if isinstance(v, dict):
+            for k in [k for k, x in v.items() if x is None]:
+                del v[k]
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+
+
 def strip_status(obj):
     obj = copy.copy(obj)
     obj.pop("status", None)

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import discovery                                       # noqa: E402
+import protobuf                                        # noqa: E402
 import tables                                          # noqa: E402
 from api import Api, default_manager                   # noqa: E402
 from objects import (ApiError, bad_request, fields_match, labels_match, not_found,  # noqa: E402
@@ -125,6 +126,13 @@ class Handler(BaseHTTPRequestHandler):
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
             body = self.body() if self.command in ("POST", "PUT", "PATCH", "DELETE") else b""
+            ctype = self.headers.get("Content-Type", "")
+            if body and "protobuf" in ctype and self.command in ("POST", "PUT"):
+                body = json.dumps(protobuf.decode(body)).encode()
+            elif body and ("protobuf" in ctype or "cbor" in ctype):
+                raise ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format '
+                               f'- accepted media types include: application/json, application/yaml '
+                               f'(got "{ctype}")')
             path = url.path.rstrip("/") or "/"
             if path in ("/healthz", "/readyz", "/livez"):
                 return self.send_text(200, "ok")
@@ -264,7 +272,8 @@ class Handler(BaseHTTPRequestHandler):
         if m == "GET":
             lst, items = api.list(res, ns, query)
             if "as=Table" in self.headers.get("Accept", ""):
-                return self.send_json(200, tables.table(res, items, lst["metadata"]))
+                return self.send_json(200, tables.table(res, items, lst["metadata"],
+                                                        query.get("includeObject", "Metadata")))
             return self.send_json(200, lst)
         if m == "POST" and not name:
             obj = api.create(res, ns, self.parse(body), query, manager)
@@ -310,7 +319,8 @@ class Handler(BaseHTTPRequestHandler):
 
         def encode(etype, obj):
             if as_table and etype != "BOOKMARK":
-                obj = tables.table(res, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
+                obj = tables.table(res, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                                   query.get("includeObject", "Metadata"))
             return json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
         rv = query.get("resourceVersion", "")
@@ -549,6 +559,8 @@ def main():
 
 
 if __name__ == "__main__":
+    import faulthandler
     import signal
+    faulthandler.register(signal.SIGUSR1)     # kill -USR1 <pid>: thread stacks to server.log
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     main()

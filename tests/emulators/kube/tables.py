@@ -76,13 +76,16 @@ COLUMNS = {
 }
 
 
-def table(res, items, list_meta):
+def table(res, items, list_meta, include="Metadata"):
     cols, row = COLUMNS.get(res.plural, ([_col("Name", fmt="name"), _col("Age")],
                                          lambda o: [o["metadata"]["name"], age(o)]))
     rows = []
     for o in items:
-        meta = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                "metadata": o["metadata"]}
-        rows.append({"cells": row(o), "object": meta})
+        if include == "Object":
+            meta = dict(o, kind=res.kind, apiVersion=res.api_version)
+        else:
+            meta = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                    "metadata": o["metadata"]}
+        rows.append({"cells": row(o), "object": meta} if include != "None" else {"cells": row(o)})
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
             "columnDefinitions": cols, "rows": rows}

@@ -11,7 +11,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 declare -F issue_cert >/dev/null || { echo "kube/up.sh: run from tests/env/up.sh (issue_cert missing)" >&2; exit 1; }
 
 KS=$STATE/kube
-PORT=5020
+PORT=${HOIST_KUBE_PORT:-5020}
 SERVER=https://127.0.0.1:$PORT
 mkdir -p "$KS"
 
@@ -93,7 +93,7 @@ ARGS=(python3 "$HERE/server.py" --listen "127.0.0.1:$PORT"
       --cert "$CA_DIR/kube-apiserver.crt" --key "$CA_DIR/kube-apiserver.key"
       --client-ca "$CA_DIR/ca.pem" --token-file "$KS/tokens" --state "$KS"
       --history "${HOIST_KUBE_HISTORY:-1000}" --bookmark-interval "${HOIST_KUBE_BOOKMARK_INTERVAL:-5}"
-      --crash-backoff "${HOIST_KUBE_CRASH_BACKOFF:-2}" --no-kubelet)
+      --crash-backoff "${HOIST_KUBE_CRASH_BACKOFF:-2}")
 PF=$KS/server.pid
 sig=$( { printf '%s\n' "${ARGS[@]}"; cat "$HERE"/*.py | sha256sum; sha256sum "$CA_DIR/kube-apiserver.crt"; } |
        sha256sum | cut -d' ' -f1)

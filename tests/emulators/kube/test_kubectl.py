@@ -1,0 +1,609 @@
+#!/usr/bin/env python3
+"""The Kubernetes emulator against real kubectl and the recorded shapes in ../shared/fixtures/k8s.
+
+Needs the test environment (tests/env/up.sh; run through test_kubectl.sh, which sources env.sh
+and takes the docker lock). Works in its own namespace, deleted at the end.
+Prints PASS/FAIL lines and "N passed, M failed"; exit 1 when anything failed.
+"""
+
+import base64
+import http.client
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+FIX = os.path.join(os.environ.get("HOIST_FIXTURES") or os.path.join(REPO, "..", "shared", "fixtures"), "k8s")
+IMAGE = os.environ.get("HOIST_TEST_KUBE_IMAGE", f'{os.environ.get("HOIST_TEST_REGISTRY", "127.0.0.1:5000")}/hoist-test/busybox:latest')
+NS = "kt-" + uuid.uuid4().hex[:8]
+SERVER = os.environ["HOIST_TEST_KUBE_SERVER"]
+TOKEN = os.environ["HOIST_TEST_KUBE_TOKEN"]
+VIEWER = os.environ["HOIST_TEST_KUBE_VIEWER_TOKEN"]
+CONTROL = os.environ["HOIST_TEST_KUBE_CONTROL"]
+CTX = ssl.create_default_context(cafile=os.environ["HOIST_TEST_CA"])
+HOST, PORT = urllib.parse.urlsplit(SERVER).hostname, urllib.parse.urlsplit(SERVER).port
+
+passed = failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"PASS  {name}", flush=True)
+    else:
+        failed += 1
+        print(f"FAIL  {name}", flush=True)
+        if detail:
+            print("      " + str(detail)[:1500].replace("\n", "\n      "), flush=True)
+
+
+def kubectl(*args, ok=True, timeout=120, stdin=None):
+    p = subprocess.run(["kubectl", "-n", NS, *args], capture_output=True, text=True, timeout=timeout, input=stdin)
+    if ok and p.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed ({p.returncode}): {p.stderr.strip()}")
+    return p
+
+
+def req(method, path, body=None, token=TOKEN, ctype="application/json", headers=None, raw=False):
+    conn = http.client.HTTPSConnection(HOST, PORT, context=CTX, timeout=60)
+    h = {"Accept": "application/json", **(headers or {})}
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        h["Content-Type"] = ctype
+    conn.request(method, path, data, h)
+    r = conn.getresponse()
+    out = r.read()
+    conn.close()
+    if raw:
+        return r, out
+    try:
+        return r.status, json.loads(out or b"null"), r
+    except ValueError:
+        return r.status, out.decode(errors="replace"), r
+
+
+def watch_lines(path, max_events=50):
+    """Reads a whole (finite) watch stream; returns (response, [event dicts], raw chunk count)."""
+    conn = http.client.HTTPSConnection(HOST, PORT, context=CTX, timeout=60)
+    conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"})
+    r = conn.getresponse()
+    events = []
+    for line in r:
+        if line.strip():
+            events.append(json.loads(line))
+        if len(events) >= max_events:
+            break
+    conn.close()
+    return r, events
+
+
+def wait_until(fn, secs=90, step=0.5):
+    end = time.monotonic() + secs
+    last = None
+    while time.monotonic() < end:
+        last = fn()
+        if last:
+            return last
+        time.sleep(step)
+    return last
+
+
+def fixture(*parts):
+    p = os.path.join(FIX, *parts)
+    with open(p) as f:
+        return json.load(f)
+
+
+def shape(v, depth=0):
+    """The key structure of a JSON value (types, not values)."""
+    if isinstance(v, dict):
+        return {k: shape(x, depth + 1) for k, x in v.items()} if depth < 6 else "object"
+    if isinstance(v, list):
+        return [shape(v[0], depth + 1)] if v else []
+    return type(v).__name__
+
+
+# ------------------------------------------------------------------------------------------
+
+def test_conformance():
+    if not os.path.isdir(FIX):
+        print("SKIP  conformance: skipped: ../shared/fixtures absent", flush=True)
+        return
+    _, api, _ = req("GET", "/api")
+    rec = fixture("discovery", "api.json")
+    check("discovery /api has the recorded keys", set(api) == set(rec) and api["versions"] == ["v1"], api)
+    _, apis, _ = req("GET", "/apis")
+    rec = fixture("discovery", "apis.json")
+    check("discovery /apis has the recorded shape", set(apis) == set(rec) and
+          all(set(g) == set(rec["groups"][0]) for g in apis["groups"]), apis)
+    names = {g["name"] for g in apis["groups"]}
+    check("discovery /apis lists apps, autoscaling, policy, coordination.k8s.io",
+          {"apps", "autoscaling", "policy", "coordination.k8s.io"} <= names, names)
+    _, grp, _ = req("GET", "/apis/apps")
+    check("discovery /apis/apps equals the recorded APIGroup", grp == fixture("discovery", "apis__apps.json"), grp)
+    _, rl, _ = req("GET", "/apis/apps/v1")
+    rec = fixture("discovery", "apis__apps__v1.json")
+    recd = {r["name"]: r for r in rec["resources"]}
+    ours = {r["name"]: r for r in rl["resources"]}
+    bad = []
+    for n in ("deployments", "deployments/status", "deployments/scale", "replicasets", "replicasets/scale"):
+        a, b = ours.get(n), recd[n]
+        if a is None or a["kind"] != b["kind"] or a["namespaced"] != b["namespaced"] or \
+                a.get("shortNames") != b.get("shortNames") or not set(b["verbs"]) <= set(a["verbs"]) | {"deletecollection"}:
+            bad.append((n, a, b))
+    check("discovery /apis/apps/v1 resources match the recorded ones", not bad and set(rl) >= set(rec) - {"resources"}, bad)
+
+    # Status bodies: the recorded invalid Service, posted as recorded, answers the recorded Status
+    body = fixture("kubectl", "edit-create-list-error-3.request.json")
+    body["metadata"]["namespace"] = NS
+    code, st, _ = req("POST", f"/api/v1/namespaces/{NS}/services", body)
+    check("Invalid Service answers the recorded 422 Status", code == 422 and
+          st == fixture("kubectl", "edit-create-list-error-3.response.json"), st)
+    code, st, _ = req("GET", f"/api/v1/namespaces/{NS}/services/missing")
+    check("NotFound answers the recorded 404 Status", code == 404 and
+          st == fixture("kubectl", "edit-missing-service-0.response.json"), st)
+    # list and object shapes like client-go's recorded golden responses
+    raw = open(os.path.join(FIX, "kubectl", "client-go-golden-response-list.http")).read()
+    golden = json.loads(raw[raw.index("{"):])
+    req("POST", f"/api/v1/namespaces/{NS}/serviceaccounts", {"metadata": {"name": "foobar"}})
+    _, lst, _ = req("GET", f"/api/v1/namespaces/{NS}/serviceaccounts?fieldSelector=metadata.name%3Dfoobar")
+    check("a list has the recorded shape (kind, apiVersion, metadata.resourceVersion, items)",
+          lst.get("kind") == golden["kind"] and lst["apiVersion"] == "v1" and
+          set(golden["items"][0]["metadata"]) <= set(lst["items"][0]["metadata"]) and
+          "resourceVersion" in lst["metadata"], lst)
+    # a watch stream like the recorded one: chunked JSON lines, ADDED then the initial-events-end BOOKMARK
+    raw = open(os.path.join(FIX, "kubectl", "client-go-golden-response-watch-events.http")).read()
+    rec_events = [json.loads(line) for line in raw.splitlines() if line.startswith("{")]
+    r, evs = watch_lines(f"/api/v1/namespaces/{NS}/serviceaccounts?watch=true&sendInitialEvents=true"
+                         f"&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1"
+                         f"&fieldSelector=metadata.name%3Dfoobar")
+    check("watch: chunked application/json stream", r.getheader("Transfer-Encoding") == "chunked" and
+          r.getheader("Content-Type") == "application/json", r.getheaders())
+    check("watch: events shaped like the recorded stream (ADDED, then BOOKMARK initial-events-end)",
+          [e["type"] for e in evs[:2]] == [e["type"] for e in rec_events] and
+          set(evs[0]["object"]["metadata"]) >= set(rec_events[0]["object"]["metadata"]) and
+          evs[1]["object"]["metadata"].get("annotations") == rec_events[1]["object"]["metadata"]["annotations"] and
+          set(evs[1]["object"]) == set(rec_events[1]["object"]), evs)
+
+
+def test_auth_and_errors():
+    code, st, _ = req("GET", "/api/v1/namespaces", token=None)
+    check("no credentials: 401 Unauthorized Status", code == 401 and st.get("reason") == "Unauthorized", st)
+    code, st, _ = req("GET", "/api/v1/namespaces", token="not-a-token")
+    check("a wrong token: 401", code == 401, st)
+    code, st, _ = req("POST", f"/api/v1/namespaces/{NS}/configmaps", {"metadata": {"name": "v"}}, token=VIEWER)
+    check("viewer writes: 403 Forbidden naming user, verb and resource", code == 403 and
+          st["reason"] == "Forbidden" and '"hoist-viewer" cannot create resource "configmaps"' in st["message"], st)
+    p = kubectl("--context", "hoist-emulator-token", "get", "configmaps", ok=False)
+    check("kubectl with the token context works", p.returncode == 0, p.stderr)
+    p = kubectl("auth", "whoami", ok=False)  # not served: must fail cleanly, not hang
+    code, st, _ = req("POST", f"/api/v1/namespaces/{NS}/configmaps", {"metadata": {"name": "cm1"}, "data": {"a": "1"}})
+    check("create: 201", code == 201 and st["metadata"]["resourceVersion"], st)
+    code, st, _ = req("POST", f"/api/v1/namespaces/{NS}/configmaps", {"metadata": {"name": "cm1"}})
+    check("create again: 409 AlreadyExists", code == 409 and st["reason"] == "AlreadyExists" and
+          st["message"] == 'configmaps "cm1" already exists', st)
+    code, st, _ = req("PUT", f"/api/v1/namespaces/{NS}/configmaps/cm1",
+                      {"metadata": {"name": "cm1", "resourceVersion": "1"}, "data": {"a": "2"}})
+    check("update with a stale resourceVersion: 409 Conflict", code == 409 and st["reason"] == "Conflict" and
+          "the object has been modified" in st["message"], st)
+    code, st, _ = req("POST", f"/api/v1/namespaces/{NS}/configmaps?dryRun=All", {"metadata": {"generateName": "d-"}})
+    code2, _, _ = req("GET", f"/api/v1/namespaces/{NS}/configmaps/{st['metadata']['name']}")
+    check("dryRun=All create answers the object and stores nothing", code == 200 and code2 == 404, (code, code2))
+    code, st, _ = req("POST", f"/api/v1/namespaces/{NS}/pods", {"metadata": {"name": "p"},
+                                                                  "spec": {"containers": [{"name": "c"}]}})
+    check("Invalid pod: 422 with the field cause", code == 422 and
+          st["details"]["causes"] == [{"reason": "FieldValueRequired", "message": "Required value",
+                                       "field": "spec.containers[0].image"}], st)
+    req("POST", f"{CONTROL}/faults".replace(SERVER, ""), {"method": "GET", "path": f"/api/v1/namespaces/{NS}/secrets",
+                                                         "code": 429, "count": 1, "retryAfter": 2})
+    code, st, r = req("GET", f"/api/v1/namespaces/{NS}/secrets")
+    check("injected 429: TooManyRequests Status with Retry-After", code == 429 and r.getheader("Retry-After") == "2"
+          and st["reason"] == "TooManyRequests" and st["details"]["retryAfterSeconds"] == 2, (st, r.getheaders()))
+    code, _, _ = req("GET", f"/api/v1/namespaces/{NS}/secrets")
+    check("the fault is used up after count requests", code == 200, code)
+    for i in range(5):
+        req("POST", f"/api/v1/namespaces/{NS}/configmaps", {"metadata": {"name": f"page-{i}"}})
+    _, p1, _ = req("GET", f"/api/v1/namespaces/{NS}/configmaps?limit=2&labelSelector=")
+    _, p2, _ = req("GET", f"/api/v1/namespaces/{NS}/configmaps?limit=10&continue={p1['metadata']['continue']}")
+    names = [o["metadata"]["name"] for o in p1["items"] + p2["items"]]
+    check("list with limit and continue pages through everything once", len(names) == len(set(names)) == 6 and
+          "continue" not in p2["metadata"], names)
+
+
+def test_watch_semantics():
+    _, lst, _ = req("GET", f"/api/v1/namespaces/{NS}/configmaps")
+    rv = lst["metadata"]["resourceVersion"]
+    req("POST", f"/api/v1/namespaces/{NS}/configmaps", {"metadata": {"name": "w1", "labels": {"w": "y"}}})
+    req("PATCH", f"/api/v1/namespaces/{NS}/configmaps/w1", {"data": {"k": "v"}}, ctype="application/merge-patch+json")
+    req("DELETE", f"/api/v1/namespaces/{NS}/configmaps/w1")
+    _, evs = watch_lines(f"/api/v1/namespaces/{NS}/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+                         f"&labelSelector=w%3Dy")
+    check("watch from a resourceVersion replays ADDED, MODIFIED, DELETED in order",
+          [e["type"] for e in evs] == ["ADDED", "MODIFIED", "DELETED"], evs)
+    _, evs = watch_lines(f"/api/v1/namespaces/{NS}/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+                         f"&fieldSelector=metadata.name%3Dcm1")
+    check("watch on one object by fieldSelector sees only it", all(e["object"]["metadata"]["name"] == "cm1"
+                                                                   for e in evs), evs)
+    req("POST", "/_emulator/config", {"bookmarkIntervalSeconds": 0.2})
+    _, evs = watch_lines(f"/api/v1/namespaces/{NS}/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+                         f"&allowWatchBookmarks=true&fieldSelector=metadata.name%3Dnone")
+    req("POST", "/_emulator/config", {"bookmarkIntervalSeconds": 5})
+    check("allowWatchBookmarks: BOOKMARK events carry a resourceVersion",
+          any(e["type"] == "BOOKMARK" and int(e["object"]["metadata"]["resourceVersion"]) >= int(rv) for e in evs), evs)
+    req("POST", "/_emulator/compact")
+    _, evs = watch_lines(f"/api/v1/namespaces/{NS}/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1")
+    check("after compaction a watch from an old resourceVersion gets ERROR 410 Expired",
+          len(evs) == 1 and evs[0]["type"] == "ERROR" and evs[0]["object"]["code"] == 410 and
+          evs[0]["object"]["reason"] == "Expired", evs)
+    import threading
+    got = {}
+
+    def long_watch():
+        got["r"], got["evs"] = watch_lines(f"/api/v1/namespaces/{NS}/configmaps?watch=1&timeoutSeconds=60")
+    t = threading.Thread(target=long_watch)
+    t.start()
+    time.sleep(1)
+    _, d, _ = req("POST", "/_emulator/drop-watches")
+    t.join(30)
+    check("drop-watches ends open watch streams", not t.is_alive() and d["dropped"] >= 1, d)
+
+
+def test_ssa():
+    dep = deployment("ssa", replicas=1, image="127.0.0.1:5000/hoist-test/none:never", pods=False)
+    p = kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(dep))
+    check("kubectl apply --server-side creates", "serverside-applied" in p.stdout, p.stdout)
+    kubectl("scale", "deploy/ssa", "--replicas=0")
+    dep["spec"]["replicas"] = 2
+    p = kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(dep), ok=False)
+    check("apply after kubectl scale: conflict naming .spec.replicas and the manager",
+          p.returncode != 0 and "conflict" in p.stderr and ".spec.replicas" in p.stderr and
+          'subresource "scale"' in p.stderr, p.stderr)
+    p = kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(dep))
+    obj = json.loads(kubectl("get", "deploy/ssa", "-o", "json", "--show-managed-fields").stdout)
+    mf = {(m["manager"], m["operation"]) for m in obj["metadata"]["managedFields"]}
+    check("--force-conflicts takes the field; managedFields list the managers",
+          obj["spec"]["replicas"] == 2 and ("kubectl", "Apply") in mf, (obj["spec"]["replicas"], mf))
+    del dep["metadata"]["labels"]
+    kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(dep))
+    obj = json.loads(kubectl("get", "deploy/ssa", "-o", "json").stdout)
+    check("a field dropped from the applied config is removed", "labels" not in obj["metadata"], obj["metadata"])
+    code, st, _ = req("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/ssa?fieldManager=other",
+                      {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ssa"},
+                       "spec": {"replicas": 3}}, ctype="application/apply-patch+yaml")
+    check("raw apply conflict: 409 with FieldManagerConflict causes", code == 409 and st["reason"] == "Conflict" and
+          st["details"]["causes"][0]["field"] == ".spec.replicas" and
+          st["details"]["causes"][0]["reason"] == "FieldManagerConflict", st)
+    kubectl("delete", "deploy/ssa")
+
+
+def docs(*objs):
+    """A multi-document manifest (a v1 List would need client-side validation: /openapi/v2)."""
+    return "\n".join(json.dumps(o) for o in objs)
+
+
+def deployment(name, replicas=2, image=IMAGE, cmd=None, probe=True, pods=True, **spec):
+    c = {"name": "app", "image": image, "ports": [{"containerPort": 8080}],
+         "command": cmd or ["sh", "-c", "echo hello from $HOSTNAME > /www/index.html; echo started $HOSTNAME; "
+                                        "exec httpd -f -v -p 8080 -h /www"]}
+    if probe:
+        c["readinessProbe"] = {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [c], "terminationGracePeriodSeconds": 1}}, **spec}}
+
+
+def test_rollout():
+    dep = deployment("web")
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+           "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(dep, svc))
+    p = kubectl("rollout", "status", "deploy/web", "--timeout=120s", ok=False)
+    check("kubectl rollout status: successfully rolled out", p.returncode == 0 and
+          'deployment "web" successfully rolled out' in p.stdout, p.stdout + p.stderr)
+    y = kubectl("get", "deploy/web", "-o", "yaml").stdout
+    check("get -o yaml shows the controller's status", "availableReplicas: 2" in y and
+          "reason: NewReplicaSetAvailable" in y and "deployment.kubernetes.io/revision: \"1\"" in y, y)
+    p = kubectl("wait", "--for=condition=Available", "deploy/web", "--timeout=30s", ok=False)
+    check("kubectl wait --for=condition=Available", p.returncode == 0 and "condition met" in p.stdout, p.stderr)
+    addr = json.loads(kubectl("get", "svc/web", "-o", "json").stdout)["metadata"]["annotations"][
+        "hoist.dev/emulator-address"]
+    hosts = set()
+    for _ in range(6):
+        try:
+            c = http.client.HTTPConnection(*addr.split(":"), timeout=5)
+            c.request("GET", "/")
+            hosts.add(c.getresponse().read().decode().strip())
+            c.close()
+        except OSError as e:
+            hosts.add(f"error {e}")
+    check("the Service's 127.0.0.1 address balances across both ready pods",
+          len(hosts) == 2 and all(h.startswith("hello from") for h in hosts), hosts)
+    p = kubectl("logs", "deploy/web", "--tail=20", ok=False)
+    check("kubectl logs serves the container's output", "started" in p.stdout, p.stdout + p.stderr)
+
+    kubectl("set", "image", "deploy/web", "app=127.0.0.1:5000/hoist-test/missing:v2")
+
+    def pull_failed():
+        pods = json.loads(kubectl("get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]
+        for pod in pods:
+            for cs in pod["status"].get("containerStatuses") or []:
+                w = cs["state"].get("waiting") or {}
+                if w.get("reason") in ("ErrImagePull", "ImagePullBackOff") and "missing:v2" in w.get("message", ""):
+                    return pod
+        return None
+    pod = wait_until(pull_failed, 60)
+    check("a missing image: the new pod waits in ErrImagePull/ImagePullBackOff naming the image", pod, pod)
+    p = kubectl("rollout", "status", "deploy/web", "--timeout=3s", ok=False)
+    check("kubectl rollout status does not report success on the broken rollout",
+          p.returncode != 0 and "successfully rolled out" not in p.stdout, p.stdout)
+    if pod:
+        evs = json.loads(kubectl("get", "events", "--field-selector",
+                                 f"involvedObject.name={pod['metadata']['name']}", "-o", "json").stdout)["items"]
+        reasons = {e["reason"] for e in evs}
+        check("events about the pod: Scheduled, Pulling, Failed, BackOff", {"Scheduled", "Pulling", "Failed"} <= reasons,
+              reasons)
+    hist = kubectl("rollout", "history", "deploy/web").stdout
+    check("kubectl rollout history lists revisions 1 and 2", " 1 " in f" {hist} ".replace("\n", " ") and
+          "2" in hist, hist)
+    ok = 0
+    c = http.client.HTTPConnection(*addr.split(":"), timeout=5)
+    for _ in range(5):
+        try:
+            c = http.client.HTTPConnection(*addr.split(":"), timeout=5)
+            c.request("GET", "/")
+            ok += c.getresponse().status == 200
+            c.close()
+        except OSError:
+            pass
+    check("the old version keeps answering through the Service during the broken rollout", ok == 5, ok)
+    kubectl("rollout", "undo", "deploy/web")
+    p = kubectl("rollout", "status", "deploy/web", "--timeout=120s", ok=False)
+    check("kubectl rollout undo, then rollout status succeeds", p.returncode == 0, p.stdout + p.stderr)
+    rss = json.loads(kubectl("get", "rs", "-l", "app=web", "-o", "json").stdout)["items"]
+    revs = sorted((r["metadata"]["annotations"]["deployment.kubernetes.io/revision"], r["spec"]["replicas"],
+                   r["spec"]["template"]["spec"]["containers"][0]["image"]) for r in rss)
+    check("undo reuses the first ReplicaSet as revision 3; the broken one is scaled to 0",
+          len(rss) == 2 and revs[-1][0] == "3" and revs[-1][1] == 2 and revs[-1][2] == IMAGE and revs[0][1] == 0,
+          revs)
+    p = kubectl("delete", "deploy/web", "--timeout=60s", ok=False)
+    check("kubectl delete deployment", p.returncode == 0 and "deleted" in p.stdout, p.stderr)
+    gone = wait_until(lambda: not json.loads(kubectl("get", "rs,pods", "-l", "app=web", "-o", "json").stdout)["items"], 90)
+    check("garbage collection removes its ReplicaSets and pods", gone, kubectl("get", "rs,pods", "-l", "app=web").stdout)
+
+
+def test_failures():
+    crash = deployment("crash", replicas=1, cmd=["sh", "-c", "echo boom; exit 3"], probe=False)
+    cfg = deployment("cfg", replicas=1, probe=False)
+    cfg["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "P", "valueFrom": {"secretKeyRef": {"name": "db-secret", "key": "password"}}}]
+    late = deployment("late", replicas=1, image="127.0.0.1:5000/hoist-test/missing:v3", probe=False,
+                      progressDeadlineSeconds=2)
+    oom = deployment("oom", replicas=1, probe=False,
+                     cmd=["sh", "-c", 'a=$(head -c 60000000 /dev/zero | tr "\\0" x); echo ${#a}'])
+    oom["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"memory": "16Mi"}}
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(crash, cfg, late, oom))
+
+    def state(app):
+        pods = json.loads(kubectl("get", "pods", "-l", f"app={app}", "-o", "json").stdout)["items"]
+        return (pods[0]["status"].get("containerStatuses") or [{}])[0] if pods else {}
+
+    cs = wait_until(lambda: (s := state("crash")).get("restartCount", 0) >= 2 and s, 60)
+    check("a crashing container: restartCount grows, lastState terminated Error exit 3",
+          cs and cs["lastState"]["terminated"]["exitCode"] == 3 and cs["lastState"]["terminated"]["reason"] == "Error",
+          cs)
+    cs = wait_until(lambda: (s := state("crash")).get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"
+                    and s, 60, 0.2)
+    check("... and waits in CrashLoopBackOff with the back-off message", cs and
+          "back-off" in cs["state"]["waiting"]["message"], cs)
+    cs = wait_until(lambda: (s := state("cfg")).get("state", {}).get("waiting", {}).get("reason") ==
+                    "CreateContainerConfigError" and s, 60)
+    check("a missing secret: CreateContainerConfigError naming it",
+          cs and cs["state"]["waiting"]["message"] == 'secret "db-secret" not found', cs)
+    kubectl("create", "secret", "generic", "db-secret", "--from-literal=password=s3cret")
+    cs = wait_until(lambda: "running" in (s := state("cfg")).get("state", {}) and s, 60)
+    check("once the secret exists the container starts", cs, cs)
+
+    cs = wait_until(lambda: (s := state("oom")).get("lastState", {}).get("terminated") and s, 60)
+    check("over its memory limit: lastState terminated OOMKilled, exit code 137",
+          cs and cs["lastState"]["terminated"]["reason"] == "OOMKilled" and
+          cs["lastState"]["terminated"]["exitCode"] == 137, cs)
+
+    def deadline():
+        d = json.loads(kubectl("get", "deploy/late", "-o", "json").stdout)
+        return next((c for c in d["status"].get("conditions", []) if c["type"] == "Progressing" and
+                     c["reason"] == "ProgressDeadlineExceeded"), None)
+    cond = wait_until(deadline, 60)
+    check("progressDeadlineSeconds: Progressing False ProgressDeadlineExceeded", cond and cond["status"] == "False", cond)
+    p = kubectl("rollout", "status", "deploy/late", "--timeout=20s", ok=False)
+    check("kubectl rollout status reports the exceeded deadline", p.returncode != 0 and
+          "exceeded its progress deadline" in p.stderr, p.stderr)
+    kubectl("delete", "deploy/crash", "deploy/cfg", "deploy/late", "deploy/oom")
+
+
+class PodWatch:
+    """Follows the pods of an app through a watch; replays the events to check invariants."""
+
+    def __init__(self, app):
+        import threading
+        self.events = []
+        _, lst, _ = req("GET", f"/api/v1/namespaces/{NS}/pods?labelSelector=app%3D{app}")
+        self.rv = lst["metadata"]["resourceVersion"]
+        self.initial = lst["items"]
+        self.t = threading.Thread(target=self.run, args=(app,), daemon=True)
+        self.t.start()
+
+    def run(self, app):
+        _, self.events = watch_lines(f"/api/v1/namespaces/{NS}/pods?watch=1&labelSelector=app%3D{app}"
+                                     f"&resourceVersion={self.rv}&timeoutSeconds=100", 100000)
+
+    def states(self):
+        """After each event: {pod name: (template hash, active)} where active = not being deleted."""
+        pods = {p["metadata"]["name"]: p for p in self.initial}
+        for e in self.events:
+            o = e.get("object", {})
+            if e["type"] == "DELETED":
+                pods.pop(o["metadata"]["name"], None)
+            elif e["type"] in ("ADDED", "MODIFIED"):
+                pods[o["metadata"]["name"]] = o
+            yield {n: (p["metadata"]["labels"].get("pod-template-hash"), not p["metadata"].get("deletionTimestamp"))
+                   for n, p in pods.items()}
+
+
+def test_strategies():
+    d = deployment("surge", replicas=2, strategy={"type": "RollingUpdate",
+                                                   "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(d))
+    kubectl("rollout", "status", "deploy/surge", "--timeout=120s")
+    w = PodWatch("surge")
+    kubectl("set", "env", "deploy/surge", "V=2")
+    p = kubectl("rollout", "status", "deploy/surge", "--timeout=120s", ok=False)
+    req("POST", "/_emulator/drop-watches")
+    w.t.join(30)
+    most = max((sum(1 for h, a in st.values() if a) for st in w.states()), default=0)
+    check("RollingUpdate maxSurge 1 / maxUnavailable 0: never more than 3 pods, rollout completes",
+          p.returncode == 0 and most == 3, (most, p.stdout, p.stderr))
+
+    d = deployment("recreate", replicas=2, strategy={"type": "Recreate"})
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(d))
+    kubectl("rollout", "status", "deploy/recreate", "--timeout=120s")
+    w = PodWatch("recreate")
+    old = {p["metadata"]["labels"]["pod-template-hash"] for p in w.initial}
+    kubectl("set", "env", "deploy/recreate", "V=2")
+    p = kubectl("rollout", "status", "deploy/recreate", "--timeout=120s", ok=False)
+    req("POST", "/_emulator/drop-watches")
+    w.t.join(30)
+    overlap = [st for st in w.states() if any(h in old for h, _ in st.values()) and
+               any(h not in old for h, _ in st.values())]
+    check("Recreate: no new pod exists while an old one does; rollout completes",
+          p.returncode == 0 and not overlap and len(old) == 1, (overlap[:2], p.stdout, p.stderr))
+    kubectl("delete", "deploy/surge", "deploy/recreate")
+
+
+def test_probes():
+    live = deployment("live", replicas=1, probe=False,
+                      cmd=["sh", "-c", "touch /tmp/alive; (sleep 3; rm /tmp/alive) & exec httpd -f -p 8080 -h /www"])
+    c = live["spec"]["template"]["spec"]["containers"][0]
+    c["livenessProbe"] = {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 2}
+    c["startupProbe"] = {"tcpSocket": {"port": 8080}, "periodSeconds": 1}
+    ready = deployment("notready", replicas=1, probe=False)
+    ready["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "httpGet": {"path": "/ready.html", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1}
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(live, ready))
+
+    def pod(app):
+        items = json.loads(kubectl("get", "pods", "-l", f"app={app}", "-o", "json").stdout)["items"]
+        return items[0] if items else None
+
+    def restarted():
+        p = pod("live")
+        return p if p and (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1 else None
+    p = wait_until(restarted, 60)
+    check("a failing exec liveness probe restarts the container", p, p and p["status"])
+    if p:
+        evs = json.loads(kubectl("get", "events", "--field-selector", f"involvedObject.name={p['metadata']['name']}",
+                                 "-o", "json").stdout)["items"]
+        msgs = [(e["reason"], e["message"]) for e in evs]
+        check("events: Unhealthy 'Liveness probe failed' and Killing 'failed liveness probe, will be restarted'",
+              any(r == "Unhealthy" and m.startswith("Liveness probe failed") for r, m in msgs) and
+              any(r == "Killing" and "failed liveness probe, will be restarted" in m for r, m in msgs), msgs)
+
+    def unready():
+        p = pod("notready")
+        if not p or "running" not in ((p["status"].get("containerStatuses") or [{}])[0].get("state") or {}):
+            return None
+        evs = json.loads(kubectl("get", "events", "--field-selector", f"involvedObject.name={p['metadata']['name']}",
+                                 "-o", "json").stdout)["items"]
+        return (p, evs) if any(e["reason"] == "Unhealthy" for e in evs) else None
+    got = wait_until(unready, 60)
+    if got:
+        p, evs = got
+        conds = {c["type"]: c for c in p["status"]["conditions"]}
+        check("a failing readiness probe: running but not Ready (ContainersNotReady)",
+              conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "ContainersNotReady" and
+              conds["PodScheduled"]["status"] == "True", conds)
+        check("... with the event 'Readiness probe failed: HTTP probe failed with statuscode: 404'",
+              any(e["message"] == "Readiness probe failed: HTTP probe failed with statuscode: 404" for e in evs),
+              [e["message"] for e in evs])
+    else:
+        check("a failing readiness probe is reported", False)
+    kubectl("delete", "deploy/live", "deploy/notready")
+
+
+def test_pull_secret():
+    reg = os.environ.get("HOIST_TEST_REGISTRY_BASIC")
+    if not reg:
+        print("SKIP  imagePullSecrets: skipped: no basic-auth registry in the environment", flush=True)
+        return
+    image = f"{reg}/hoist-test/private:latest"
+    kubectl("create", "secret", "docker-registry", "regcred", f"--docker-server={reg}",
+            f"--docker-username={os.environ['HOIST_TEST_REGISTRY_BASIC_USER']}",
+            f"--docker-password={os.environ['HOIST_TEST_REGISTRY_BASIC_PASSWORD']}")
+    with_secret = deployment("private", replicas=1, image=image, probe=False)
+    with_secret["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
+    without = deployment("nocreds", replicas=1, image=image, probe=False)
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(with_secret, without))
+    p = kubectl("rollout", "status", "deploy/private", "--timeout=90s", ok=False)
+    check("imagePullSecrets (kubectl create secret docker-registry) pull from the basic-auth registry",
+          p.returncode == 0, p.stdout + p.stderr)
+
+    def denied():
+        items = json.loads(kubectl("get", "pods", "-l", "app=nocreds", "-o", "json").stdout)["items"]
+        w = ((items[0]["status"].get("containerStatuses") or [{}])[0].get("state") or {}).get("waiting", {}) \
+            if items else {}
+        return w if w.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
+    w = wait_until(denied, 60)
+    check("without the secret the pull fails (ErrImagePull/ImagePullBackOff)", w, w)
+    kubectl("delete", "deploy/private", "deploy/nocreds")
+
+
+def test_stored_kinds():
+    objs = [("autoscaling/v2", "horizontalpodautoscalers", {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+             "metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                                      "name": "web"}, "minReplicas": 3, "maxReplicas": 20}}),
+            ("policy/v1", "poddisruptionbudgets", {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+             "metadata": {"name": "p"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}),
+            ("coordination.k8s.io/v1", "leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": "l"}, "spec": {"holderIdentity": "host-a", "leaseDurationSeconds": 15}})]
+    for gv, plural, obj in objs:
+        code, st, _ = req("POST", f"/apis/{gv}/namespaces/{NS}/{plural}", obj)
+        code2, got, _ = req("GET", f"/apis/{gv}/namespaces/{NS}/{plural}/{obj['metadata']['name']}")
+        check(f"{plural} ({gv}) are stored", code == 201 and code2 == 200 and got["spec"] == obj["spec"], (st, got))
+    _, lease, _ = req("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/l")
+    lease["spec"]["holderIdentity"] = "host-b"
+    code, _, _ = req("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/l", lease)
+    code2, st, _ = req("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/l", lease)
+    check("a Lease taken with its resourceVersion; a second taker with the same one gets 409",
+          code == 200 and code2 == 409, st)
+
+
+def main():
+    p = subprocess.run(["kubectl", "create", "namespace", NS], capture_output=True, text=True)
+    if p.returncode != 0:
+        print(f"FAIL  cannot create namespace {NS}: {p.stderr}")
+        return 1
+    try:
+        for t in (test_conformance, test_auth_and_errors, test_watch_semantics, test_ssa, test_stored_kinds,
+                  test_rollout, test_failures, test_probes, test_strategies, test_pull_secret):
+            try:
+                t()
+            except Exception as e:  # noqa: BLE001 - one failing group must not hide the others
+                check(f"{t.__name__} ran to the end", False, f"{type(e).__name__}: {e}")
+    finally:
+        subprocess.run(["kubectl", "delete", "namespace", NS, "--wait=false"], capture_output=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
