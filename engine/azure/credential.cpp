@@ -186,14 +186,15 @@ class CredentialImpl : public Credential {
 
   Task<std::string> github_assertion(rest::ContextPtr ctx) {
     rest::Request req;
-    req.what = what() + ": GitHub OIDC token";
+    const std::string label = what() + ": GitHub OIDC token";
+    req.what = label;
     req.timeout = options_.timeout;
     req.http.url = rest::with_query(s_.oidc_url, "audience", "api://AzureADTokenExchange");
     req.http.headers = {{"Authorization", "Bearer " + s_.oidc_token}, {"Accept", "application/json"}};
     auto j = co_await json_answer(ctx, std::move(req), "GitHub's OIDC endpoint");
     auto v = j.find("value");
     if (v == j.end() || !v->is_string() || v->get_ref<const std::string&>().empty())
-      throw Error(Code::unauthorized, req.what + ": the answer has no 'value' (ACTIONS_ID_TOKEN_REQUEST_URL)",
+      throw Error(Code::unauthorized, label + ": the answer has no 'value' (ACTIONS_ID_TOKEN_REQUEST_URL)",
                   {{"url", redact_url(s_.oidc_url)}});
     secrets_->add(v->get<std::string>());
     co_return v->get<std::string>();

@@ -157,7 +157,9 @@ Settings select_source(const CredentialOptions& o, const Env& env) {
     // a source half configured is named first: that is the one the user meant
     reasons.push_back(std::string(s) + ": " + (s == std::string("az_cli") ? join(p.missing, ", ") : why(p)));
   }
-  throw Error(Code::unauthorized, "no Azure credential found (" + join(reasons, "; ") + ")",
+  std::string all;
+  for (auto& r : reasons) all += (all.empty() ? "" : "; ") + r;
+  throw Error(Code::unauthorized, "no Azure credential found (" + all + ")",
               {{"tried", reasons}});
 }
 
