@@ -211,6 +211,8 @@ Task<ArmResponse> Arm::wait_for(rest::ContextPtr ctx, const ArmRequest& req, std
     if (mode == Poll::resource) out.body = body;
     if (!is_terminal(state)) continue;
     out.operation_status = state;
+    out.status = r.status;  // the operation's own answer, unless a final GET follows
+    out.headers = r.headers;
     if (!is_success(state)) {
       nlohmann::json error = body.is_object() && body.contains("error") ? body["error"] : nlohmann::json(nullptr);
       if (error.is_null() && mode == Poll::resource) error = {{"code", "ProvisioningState" + state}};
