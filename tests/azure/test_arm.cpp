@@ -102,6 +102,23 @@ TEST_CASE("DELETE with Location: polls while 202, the end is the Location's answ
   CHECK(query_param(f.server.seen[1].target, "api-version") == "x");  // a poll URL's own version is kept
 }
 
+TEST_CASE("DELETE with Azure-AsyncOperation: ends with the operation's status, no body, no final GET") {
+  Fixture f;
+  f.server.handler = [&](const Seen& s) {
+    if (s.method == "DELETE")
+      return Reply{202, {{"Azure-AsyncOperation", f.server.url("/aao")}, {"Location", f.server.url("/loc")}}, ""};
+    return json_reply(200, {{"status", "Succeeded"}});
+  };
+  ArmRequest r;
+  r.method = "DELETE";
+  r.path = kOrder;
+  auto out = f.arm(f.static_token(), r);
+  REQUIRE(out.ok());
+  CHECK(out->status == 200);
+  CHECK(out->body.is_null());
+  CHECK(f.requests() == std::vector<std::string>{"DELETE " + kOrder, "GET /aao"});
+}
+
 TEST_CASE("POST with Azure-AsyncOperation and Location: the result is the Location's final body") {
   Fixture f;
   f.server.handler = [&](const Seen& s) {
