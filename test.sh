@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 .ci/setup
+tests/peers/install.sh  # npm test peers (the ARM mock scenarios)
 if [ ! -f build/build.ninja ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOIST_UNITY=ON >/dev/null
 fi
