@@ -261,4 +261,16 @@ function M.classify(object, opts)
   return native.classify(object, o.crashloop_restarts or M.defaults.crashloop_restarts)
 end
 
+-- hoist.k8s.<name> reaches the submodules stdlib/hoist/k8s/<name>.lua (hoist.k8s.app, ...).
+setmetatable(M, {
+  __index = function(t, k)
+    local name = "hoist.k8s." .. tostring(k)
+    if package.loaded[name] or package.preload[name] then
+      local v = require(name)
+      rawset(t, k, v)
+      return v
+    end
+  end,
+})
+
 return M
