@@ -15,6 +15,7 @@ int luaopen_hoist_fs(lua_State* L);
 int luaopen_hoist_image(lua_State* L);
 int luaopen_hoist_lock(lua_State* L);
 int luaopen_hoist_azure(lua_State* L);
+int luaopen_hoist_k8s(lua_State* L);
 
 void register_builtin_modules(Runtime& rt) {
   rt.preload("hoist.native.core", luaopen_hoist_core);
@@ -28,6 +29,7 @@ void register_builtin_modules(Runtime& rt) {
   rt.preload("hoist.native.image", luaopen_hoist_image);
   rt.preload("hoist.native.lock", luaopen_hoist_lock);
   rt.preload("hoist.native.azure", luaopen_hoist_azure);
+  rt.preload("hoist.native.k8s", luaopen_hoist_k8s);
 }
 
 }  // namespace hoist::lua

@@ -583,6 +583,8 @@ void TransferImpl::configure(Multi& m) {
   if (!req.unix_socket.empty()) {
     set(CURLOPT_UNIX_SOCKET_PATH, req.unix_socket.c_str());
     set(CURLOPT_PROXY, "");  // a local socket is never proxied
+  } else if (!req.proxy.empty()) {
+    set(CURLOPT_PROXY, req.proxy.c_str());
   } else if (starts_with_ci(req.url, "http://") && !std::getenv("http_proxy")) {
     // curl reads only the lower-case http_proxy (a CGI concern); Go, Docker and most tools
     // also read HTTP_PROXY. NO_PROXY / no_proxy still apply: curl checks them itself.

@@ -28,6 +28,7 @@ struct HttpRequest {
   std::string cacert;            // CA bundle file
   std::string client_cert, client_key;  // mutual TLS (kubeconfig)
   std::string unix_socket;       // e.g. /var/run/docker.sock
+  std::string proxy;             // a proxy URL for this request (kubeconfig proxy-url); "" = the environment's
   bool follow_redirects = true;  // keeps Authorization only on the same host
   int max_redirects = 10;
 
