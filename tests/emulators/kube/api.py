@@ -476,11 +476,11 @@ class Api:
                     still.append(item)
             pending = still
 
-    def _gc_delete(self, key, o):
+    def _gc_delete(self, key, o, policy="Background"):
         res = discovery.BY_KEY[key]
         try:
             self.delete(res, o["metadata"].get("namespace"), o["metadata"]["name"],
-                        {"propagationPolicy": "Background"})
+                        {"propagationPolicy": policy})
         except ApiError:
             pass
 
@@ -495,9 +495,9 @@ class Api:
             left = False
             if "foregroundDeletion" in fins:
                 deps = self.dependents(live["metadata"]["uid"])
-                for k, o in deps:
+                for k, o in deps:                 # dependents go in foreground too
                     if not o["metadata"].get("deletionTimestamp"):
-                        self._gc_delete(k, o)
+                        self._gc_delete(k, o, "Foreground")
                 if deps:
                     left = True
                 else:
