@@ -608,8 +608,10 @@ def main():
     try:
         for t in (test_conformance, test_auth_and_errors, test_watch_semantics, test_ssa, test_stored_kinds,
                   test_rollout, test_failures, test_probes, test_strategies, test_pull_secret, test_cascade):
+            t0 = time.monotonic()
             try:
                 t()
+                print(f"----  {t.__name__} took {time.monotonic() - t0:.1f} s", flush=True)
             except Exception as e:  # noqa: BLE001 - one failing group must not hide the others
                 check(f"{t.__name__} ran to the end", False, f"{type(e).__name__}: {e}")
     finally:
