@@ -59,6 +59,12 @@ class Api:
             nsobj = self.store.get("/namespaces", "", ns)
             if nsobj is None:
                 raise not_found(discovery.BY_KEY["/namespaces"], ns)
+            if nsobj["metadata"].get("deletionTimestamp"):
+                raise ApiError(403, "Forbidden", f'{res.plural}{"." + res.group if res.group else ""} is forbidden: '
+                               f"unable to create new content in namespace {ns} because it is being terminated",
+                               {"name": "", "group": res.group, "kind": res.plural,
+                                "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                                            "message": f"namespace {ns} is being terminated"}]})
             return nsobj
         return None
 
@@ -390,6 +396,8 @@ class Api:
             if res.plural == "pods":
                 g = opts.get("gracePeriodSeconds")
                 grace = int(g) if g is not None else (live.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                if md.get("deletionTimestamp") and grace > 0:
+                    return live               # already terminating: only a zero grace period forces it
                 if md.get("deletionTimestamp") is None and grace > 0 and (live.get("spec") or {}).get("nodeName") \
                         and self.on_pod_delete is not None:
                     new = copy.deepcopy(live)
@@ -476,11 +484,11 @@ class Api:
                     still.append(item)
             pending = still
 
-    def _gc_delete(self, key, o):
+    def _gc_delete(self, key, o, policy="Background"):
         res = discovery.BY_KEY[key]
         try:
             self.delete(res, o["metadata"].get("namespace"), o["metadata"]["name"],
-                        {"propagationPolicy": "Background"})
+                        {"propagationPolicy": policy})
         except ApiError:
             pass
 
@@ -495,9 +503,9 @@ class Api:
             left = False
             if "foregroundDeletion" in fins:
                 deps = self.dependents(live["metadata"]["uid"])
-                for k, o in deps:
+                for k, o in deps:                 # dependents go in foreground too
                     if not o["metadata"].get("deletionTimestamp"):
-                        self._gc_delete(k, o)
+                        self._gc_delete(k, o, "Foreground")
                 if deps:
                     left = True
                 else:

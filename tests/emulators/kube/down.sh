@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stops the Kubernetes emulator and removes the containers its kubelet started
-# (label hoist-emulator=kube). State in $STATE/kube is kept.
+# (labels hoist-emulator=kube, hoist-emulator-instance=<its port>). State in $STATE/kube is kept.
 set -uo pipefail
 STATE=${STATE:-${HOIST_ENV_DIR:-/tmp/hoist-env}}
 KS=$STATE/kube
@@ -17,7 +17,8 @@ else
 fi
 rm -f "$PF"
 if command -v docker >/dev/null && timeout 10 docker info >/dev/null 2>&1; then
-    ids=$(docker ps -aq --filter label=hoist-emulator=kube)
+    ids=$(docker ps -aq --filter label=hoist-emulator=kube \
+        --filter "label=hoist-emulator-instance=$(cat "$KS/port" 2>/dev/null || echo 5020)")
     if [[ -n $ids ]]; then
         # shellcheck disable=SC2086
         docker rm -f $ids >/dev/null || rc=1

@@ -42,36 +42,38 @@ class ApiError(Exception):
         return body
 
 
+def _qualified(res):
+    """deployments.apps, services: how the apiserver names a resource in messages."""
+    return f"{res.plural}.{res.group}" if res.group else res.plural
+
+
+def _details(res, name, kind=None):
+    d = {"name": name}
+    if res.group:
+        d["group"] = res.group
+    d["kind"] = kind or res.plural
+    return d
+
+
 def not_found(res, name):
-    return ApiError(404, "NotFound", f'{res.plural} "{name}" not found',
-                    {"name": name, "group": res.group, "kind": res.plural} if res.group else
-                    {"name": name, "kind": res.plural})
+    return ApiError(404, "NotFound", f'{_qualified(res)} "{name}" not found', _details(res, name))
 
 
 def already_exists(res, name):
-    d = {"name": name, "kind": res.plural}
-    if res.group:
-        d["group"] = res.group
-    return ApiError(409, "AlreadyExists", f'{res.plural}{"." + res.group if res.group else ""} '
-                    f'"{name}" already exists', d)
+    return ApiError(409, "AlreadyExists", f'{_qualified(res)} "{name}" already exists', _details(res, name))
 
 
 def conflict(res, name, why):
-    d = {"name": name, "kind": res.plural}
-    if res.group:
-        d["group"] = res.group
-    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.plural}'
-                    f'{"." + res.group if res.group else ""} "{name}": {why}', d)
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {_qualified(res)} "{name}": {why}',
+                    _details(res, name))
 
 
 def invalid(res, name, causes):
     """causes: [(field, reason, message)]; message format of the recorded 422 bodies."""
     msgs = [f"{f}: {m}" for f, _, m in causes]
     text = msgs[0] if len(msgs) == 1 else "[" + ", ".join(msgs) + "]"
-    d = {"name": name, "kind": res.kind,
-         "causes": [{"reason": r, "message": m, "field": f} for f, r, m in causes]}
-    if res.group:
-        d["group"] = res.group
+    d = _details(res, name, res.kind)
+    d["causes"] = [{"reason": r, "message": m, "field": f} for f, r, m in causes]
     return ApiError(422, "Invalid", f'{res.kind} "{name}" is invalid: {text}', d)
 
 

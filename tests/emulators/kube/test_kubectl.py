@@ -567,6 +567,19 @@ def test_pull_secret():
     kubectl("delete", "deploy/private", "deploy/nocreds")
 
 
+def test_cascade():
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(deployment("casc", replicas=2, probe=False)))
+    kubectl("rollout", "status", "deploy/casc", "--timeout=90s")
+    kubectl("delete", "deploy/casc", "--cascade=orphan")
+    rss = json.loads(kubectl("get", "rs", "-l", "app=casc", "-o", "json").stdout)["items"]
+    check("delete --cascade=orphan keeps the ReplicaSet, without its ownerReference",
+          len(rss) == 1 and not rss[0]["metadata"].get("ownerReferences"), rss)
+    p = kubectl("delete", "rs", "-l", "app=casc", "--cascade=foreground", ok=False)
+    pods = json.loads(kubectl("get", "pods", "-l", "app=casc", "-o", "json").stdout)["items"]
+    check("delete --cascade=foreground returns once the pods are gone", p.returncode == 0 and not pods,
+          [x["metadata"]["name"] for x in pods])
+
+
 def test_stored_kinds():
     objs = [("autoscaling/v2", "horizontalpodautoscalers", {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
              "metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -594,9 +607,11 @@ def main():
         return 1
     try:
         for t in (test_conformance, test_auth_and_errors, test_watch_semantics, test_ssa, test_stored_kinds,
-                  test_rollout, test_failures, test_probes, test_strategies, test_pull_secret):
+                  test_rollout, test_failures, test_probes, test_strategies, test_pull_secret, test_cascade):
+            t0 = time.monotonic()
             try:
                 t()
+                print(f"----  {t.__name__} took {time.monotonic() - t0:.1f} s", flush=True)
             except Exception as e:  # noqa: BLE001 - one failing group must not hide the others
                 check(f"{t.__name__} ran to the end", False, f"{type(e).__name__}: {e}")
     finally:

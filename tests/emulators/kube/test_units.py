@@ -146,6 +146,41 @@ class StoreWatch(unittest.TestCase):
         self.assertEqual((e.exception.code, e.exception.message), (404, 'namespaces "nope" not found'))
 
 
+class Namespaces(unittest.TestCase):
+    def test_no_new_content_in_a_terminating_namespace(self):
+        store = Store()
+        api = Api(store)
+        api.create(NS, None, {"metadata": {"name": "t"}}, internal=True)
+        api.create(CM, "t", {"metadata": {"name": "a"}})
+        gone = api.delete(NS, None, "t")
+        self.assertEqual(gone["status"]["phase"], "Terminating")
+        with self.assertRaises(ApiError) as e:
+            api.create(CM, "t", {"metadata": {"name": "b"}})
+        self.assertEqual(e.exception.code, 403)
+        self.assertIn("namespace t because it is being terminated", e.exception.message)
+
+
+class PodDeletion(unittest.TestCase):
+    def test_graceful_then_force(self):
+        store = Store()
+        api = Api(store)
+        handed = []
+        api.on_pod_delete = handed.append          # a kubelet that takes graceful deletions
+        pod_res = discovery.BY_KEY["/pods"]
+        api.create(NS, None, {"metadata": {"name": "default"}}, internal=True)
+        api.create(pod_res, "default", {"metadata": {"name": "p"}, "spec": {
+            "nodeName": "n", "containers": [{"name": "c", "image": "i:1"}]}})
+        first = api.delete(pod_res, "default", "p")
+        self.assertTrue(first["metadata"]["deletionTimestamp"])
+        self.assertEqual(first["metadata"]["deletionGracePeriodSeconds"], 30)
+        again = api.delete(pod_res, "default", "p")           # e.g. the garbage collector
+        self.assertIsNotNone(store.get(pod_res.key, "default", "p"))
+        self.assertEqual(again["metadata"]["uid"], first["metadata"]["uid"])
+        self.assertEqual(len(handed), 1)
+        api.delete(pod_res, "default", "p", {"gracePeriodSeconds": 0})
+        self.assertIsNone(store.get(pod_res.key, "default", "p"))
+
+
 class Hashes(unittest.TestCase):
     def test_template_hash_ignores_the_hash_label(self):
         t = dep()["spec"]["template"]

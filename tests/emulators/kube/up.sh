@@ -14,6 +14,7 @@ KS=$STATE/kube
 PORT=${HOIST_KUBE_PORT:-5020}
 SERVER=https://127.0.0.1:$PORT
 mkdir -p "$KS"
+echo "$PORT" > "$KS/port"     # down.sh removes the containers of this instance only
 
 issue_cert kube-apiserver IP:127.0.0.1 DNS:localhost
 
