@@ -37,10 +37,11 @@ def last_line(text):
     return lines[-1] if lines else ""
 
 
-def start(name, image, labels, ports, env, command, restart, args=None):
+def start(name, image, labels, ports, env, command, restart, args=None, network=None):
     """docker run -d; ports are container ports published on 127.0.0.1 with a kernel-chosen
     host port; env values go through a 0600 env file, never on the command line; `command`
-    replaces the entrypoint (with its arguments), `args` only the image's CMD.
+    replaces the entrypoint (with its arguments), `args` only the image's CMD; `network`
+    `container:<name>` joins another container's network (a pod's second container).
     Returns (ok, container id or error)."""
     with tempfile.TemporaryDirectory() as d:
         env_file = os.path.join(d, "env")
@@ -51,6 +52,8 @@ def start(name, image, labels, ports, env, command, restart, args=None):
         run_args = ["run", "-d", "--name", name, "--label", LABEL, "--env-file", env_file]
         for k, v in labels.items():
             run_args += ["--label", "%s=%s" % (k, v)]
+        if network:
+            run_args += ["--network", network]
         for p in ports:
             run_args += ["-p", "127.0.0.1::%d" % p]
         if restart == "Always":
