@@ -21,6 +21,8 @@ def main():
     p.add_argument("--state", required=True, help="state directory (keys, logs)")
     p.add_argument("--cert", required=True, help="server certificate (PEM) for the HTTPS ports")
     p.add_argument("--key", required=True, help="its private key (PEM)")
+    p.add_argument("--ca-dir", help="the test CA (ca.pem, ca.key): certificates for the service "
+                   "hostnames the proxy terminates TLS for")
     p.add_argument("--pid-file")
     args = p.parse_args()
     os.makedirs(args.state, exist_ok=True)
@@ -28,10 +30,12 @@ def main():
     hosts = dict(HOSTS)
     state = State(args.state, hosts)
     tls = (args.cert, args.key)
+    from azemu import certs
+    state.certs = certs.Certs(args.state, args.ca_dir)
     httpbase.serve(state, "login", PORTS["login"], identity.EntraHandler, tls)
     httpbase.serve(state, "github", PORTS["github"], identity.GitHubHandler, tls)
     httpbase.serve(state, "msi", PORTS["msi"], identity.MsiHandler)
-    for name, mod in (("arm", "arm"), ("proxy", "proxy")):
+    for name, mod in (("arm", "arm"), ("proxy", "proxy"), ("front", "front")):
         try:
             module = __import__("azemu." + mod, fromlist=["start"])
         except ImportError:

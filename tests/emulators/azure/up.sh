@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the Azure emulator (server.py) on 127.0.0.1:5010-5014; called by tests/env/up.sh with
+# Starts the Azure emulator (server.py) on 127.0.0.1:5010-5015; called by tests/env/up.sh with
 # the helpers issue_cert, say, die, start_bg, wait_for, pid_alive, stop_pidfile, http_status and
 # STATE, CA_DIR exported. Idempotent: a running emulator is restarted only when its code or
 # arguments changed. State and log in $STATE/azure/; variables in $STATE/azure/env.sh.
@@ -14,16 +14,16 @@ LOG=$DIR/emulator.log
 
 issue_cert azure IP:127.0.0.1 DNS:localhost
 
-ARGS=(python3 "$HERE/server.py" --state "$DIR" --cert "$CA_DIR/azure.crt" --key "$CA_DIR/azure.key")
+ARGS=(python3 "$HERE/server.py" --state "$DIR" --cert "$CA_DIR/azure.crt" --key "$CA_DIR/azure.key" --ca-dir "$CA_DIR")
 sig=$( { printf '%s\n' "${ARGS[@]}"; find "$HERE/server.py" "$HERE/azemu" -name '*.py' | sort |
          xargs sha256sum; sha256sum "$CA_DIR/azure.crt"; } | sha256sum | cut -d' ' -f1)
 healthy() { [[ $(http_status "http://127.0.0.1:5013/_emulator/health") == 200 ]]; }
 
 if pid_alive "$PF" server.py && [[ $(cat "$DIR/emulator.sig" 2>/dev/null) == "$sig" ]] && healthy; then
-    say azure "running on 127.0.0.1:5010-5014 (pid $(<"$PF"))"
+    say azure "running on 127.0.0.1:5010-5015 (pid $(<"$PF"))"
 else
     stop_pidfile "$PF"
-    for port in 5010 5011 5012 5013 5014; do
+    for port in 5010 5011 5012 5013 5014 5015; do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             die "127.0.0.1:$port is in use by a process up.sh did not start (azure emulator)"
         fi
@@ -32,7 +32,7 @@ else
     wait_for 20 "$PF" healthy ||
         { tail -n 20 "$LOG" >&2; die "the azure emulator did not start (see $LOG)"; }
     echo "$sig" > "$DIR/emulator.sig"
-    say azure "started on 127.0.0.1:5010-5014 (pid $(<"$PF"), log $LOG)"
+    say azure "started on 127.0.0.1:5010-5015 (pid $(<"$PF"), log $LOG)"
 fi
 
 python3 "$HERE/envfile.py" > "$DIR/env.sh.new"

@@ -21,7 +21,8 @@ from . import state as st
 
 SETTING_TYPES = {"token_lifetime": int, "github_token_lifetime": int, "retry_after": int,
                  "page_size": int, "lro_polls": int, "register_polls": int, "lro": dict,
-                 "github_subject": str}
+                 "github_subject": str, "appservice_start_time_limit": int,
+                 "containerapp_start_time_limit": int, "containerapp_probe_interval": int}
 LRO_MODES = ("sync", "async", "location")
 
 

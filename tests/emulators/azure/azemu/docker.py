@@ -37,9 +37,11 @@ def last_line(text):
     return lines[-1] if lines else ""
 
 
-def start(name, image, labels, ports, env, command, restart):
+def start(name, image, labels, ports, env, command, restart, args=None, network=None):
     """docker run -d; ports are container ports published on 127.0.0.1 with a kernel-chosen
-    host port; env values go through a 0600 env file, never on the command line.
+    host port; env values go through a 0600 env file, never on the command line; `command`
+    replaces the entrypoint (with its arguments), `args` only the image's CMD; `network`
+    `container:<name>` joins another container's network (a pod's second container).
     Returns (ok, container id or error)."""
     with tempfile.TemporaryDirectory() as d:
         env_file = os.path.join(d, "env")
@@ -47,19 +49,24 @@ def start(name, image, labels, ports, env, command, restart):
         with os.fdopen(fd, "w") as f:
             for k, v in env:
                 f.write("%s=%s\n" % (k, str(v).replace("\n", " ")))
-        args = ["run", "-d", "--name", name, "--label", LABEL, "--env-file", env_file]
+        run_args = ["run", "-d", "--name", name, "--label", LABEL, "--env-file", env_file]
         for k, v in labels.items():
-            args += ["--label", "%s=%s" % (k, v)]
+            run_args += ["--label", "%s=%s" % (k, v)]
+        if network:
+            run_args += ["--network", network]
         for p in ports:
-            args += ["-p", "127.0.0.1::%d" % p]
+            run_args += ["-p", "127.0.0.1::%d" % p]
         if restart == "Always":
-            args += ["--restart", "always"]
+            run_args += ["--restart", "always"]
         elif restart == "OnFailure":
-            args += ["--restart", "on-failure"]
+            run_args += ["--restart", "on-failure"]
+        cmd = args
+        args = run_args
         if command:
             args += ["--entrypoint", command[0], image] + list(command[1:])
         else:
             args.append(image)
+            args += list(cmd or [])
         rc, out, err = run(args, timeout=120)
     return (rc == 0), (out.strip() if rc == 0 else last_line(err))
 
@@ -101,3 +108,28 @@ def remove_labelled():
     rc, out, _ = run(["ps", "-aq", "--filter", "label=" + LABEL], timeout=30)
     if rc == 0 and out.split():
         remove(out.split())
+
+
+def image_digest(image):
+    """(image id, repository digest or None) of a local image."""
+    rc, out, _ = run(["image", "inspect", image], timeout=30)
+    if rc != 0:
+        return None, None
+    try:
+        info = json.loads(out)[0]
+    except (ValueError, IndexError):
+        return None, None
+    repo = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image.split("@")[0]
+    digest = next((d.split("@", 1)[1] for d in info.get("RepoDigests") or []
+                   if d.split("@", 1)[0] == repo), None)
+    return info.get("Id"), digest
+
+
+def state_of(info):
+    """'running', 'restarting', 'exited' or 'absent' from a docker inspect result."""
+    if info is None:
+        return "absent"
+    s = info.get("State") or {}
+    if s.get("Restarting"):
+        return "restarting"
+    return "running" if s.get("Running") else "exited"

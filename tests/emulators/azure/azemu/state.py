@@ -26,10 +26,10 @@ WORKLOAD_SUBJECT = "system:serviceaccount:default:hoist"
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 
 # every endpoint of the emulator, on 127.0.0.1 only (tests/emulators/README.md: 5010-5019)
-PORTS = {"arm": 5010, "login": 5011, "github": 5012, "msi": 5013, "proxy": 5014}
+PORTS = {"arm": 5010, "login": 5011, "github": 5012, "msi": 5013, "proxy": 5014, "front": 5015}
 HOSTS = {"arm": "https://127.0.0.1:5010", "login": "https://127.0.0.1:5011",
          "github": "https://127.0.0.1:5012", "msi": "http://127.0.0.1:5013",
-         "proxy": "http://127.0.0.1:5014"}
+         "proxy": "http://127.0.0.1:5014", "front": "http://127.0.0.1:5015"}
 
 DEFAULT_SETTINGS = {
     "token_lifetime": 60,          # Entra and managed identity access tokens (s)
@@ -40,6 +40,12 @@ DEFAULT_SETTINGS = {
     "lro": {},                     # resource type (lower case) -> sync | async | location
     "register_polls": 1,           # provider GETs a registration stays Registering
     "github_subject": GITHUB_SUBJECT,
+    # App Service: WEBSITES_CONTAINER_START_TIME_LIMIT when the site does not set it (s; Azure: 230)
+    "appservice_start_time_limit": 230,
+    # Container Apps: how long a new revision may take to answer its probe before it is
+    # Unhealthy/Degraded (s), and the interval of the emulator's health checks (s)
+    "containerapp_start_time_limit": 240,
+    "containerapp_probe_interval": 1,
 }
 
 
@@ -88,7 +94,9 @@ class State:
         }
         self.store_reset_hooks = []
         self.shutdown_hooks = []
-        self.proxy_resolvers = []  # (host, port) -> 127.0.0.1 port or None (proxy.py)
+        self.proxy_resolvers = []  # (host, port) -> 127.0.0.1 port, (port, tls) or None (proxy.py)
+        self.front_routes = []     # (host, handler) -> True when it answered (front.py)
+        self.certs = None          # certs.Certs when server.py has the test CA (--ca-dir)
         self.reset()
 
     def workload_issuer(self):

@@ -4,7 +4,8 @@ Container Apps, AKS) is one more module in MODULES."""
 
 import importlib
 
-MODULES = ("resources", "authorization", "containerregistry", "containerinstance")
+MODULES = ("resources", "authorization", "containerregistry", "containerinstance", "web", "containerapps",
+           "containerservice")
 
 
 def install(arm):

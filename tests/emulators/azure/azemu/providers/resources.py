@@ -277,6 +277,8 @@ def provider_resource(arm, h, m):
     if h.command == "PATCH":
         if existing is None:
             raise not_found(rtype, names[-1], rg)
+        if hasattr(rtype, "patch_request"):  # a PATCH that is a long-running update (Container Apps)
+            return rtype.patch_request(ctx, rid, existing, h.json_body() or {})
         return 200, rtype.view(copy.deepcopy(rtype.patch(ctx, existing, h.json_body() or {}))), []
     if h.command == "DELETE":
         return arm.delete(ctx, rtype, rid)
