@@ -19,29 +19,8 @@ struct CredentialBox {
   std::shared_ptr<Credential> credential;
 };
 
-struct CacheBox {
-  std::shared_ptr<TokenCache> cache;
-};
-
-int l_cache_gc(lua_State* L) {
-  static_cast<CacheBox*>(lua_touserdata(L, 1))->~CacheBox();
-  return 0;
-}
-
 std::shared_ptr<TokenCache> cache_of(lua_State* L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, kCacheKey);
-  if (auto* box = static_cast<CacheBox*>(lua_touserdata(L, -1))) {
-    lua_pop(L, 1);
-    return box->cache;
-  }
-  lua_pop(L, 1);
-  auto* box = new (lua_newuserdata(L, sizeof(CacheBox))) CacheBox{std::make_shared<TokenCache>()};
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, l_cache_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, kCacheKey);
-  return box->cache;
+  return state_object<TokenCache>(L, kCacheKey, [] { return std::make_shared<TokenCache>(); });
 }
 
 CredentialBox* check_credential(lua_State* L, int index) {
@@ -87,20 +66,6 @@ rest::Options rest_options(lua_State* L, const json& o) {
 
 json token_json(const AccessToken& t) { return {{"token", t.token}, {"expires_on", t.expires_on}}; }
 
-template <class T, class Start, class Convert>
-int wait_for(lua_State* L, Start start, Convert convert) {
-  return suspend(L, [&](Resumer r) -> OperationPtr {
-    return start([r, convert](Outcome<T> out) {
-      if (!out) return r.fail(out.error());
-      json j = convert(out.value());
-      r.ok([j = std::move(j)](lua_State* co) {
-        push_json(co, j);
-        return 1;
-      });
-    });
-  });
-}
-
 // cred = azure.credential{source=, tenant_id=, client_id=, client_secret=, token=, az=, refresh_margin=}
 int l_credential(lua_State* L) {
   json o = lua_istable(L, 1) ? to_json(L, 1) : json::object();
@@ -117,7 +82,7 @@ int l_get_token(lua_State* L) {
   std::string scope = luaL_checkstring(L, 2);
   json o = lua_istable(L, 3) ? to_json(L, 3) : json::object();
   rest::Options r = rest_options(L, o);
-  return wait_for<AccessToken>(L, [&](auto done) { return credential->get_token(scope, r, done); }, token_json);
+  return suspend_json<AccessToken>(L, [&](auto done) { return credential->get_token(scope, r, done); }, token_json);
 }
 
 // cred:source() -> "client_secret" | ...; cred:subscription_id() -> string
@@ -173,7 +138,7 @@ int l_request(lua_State* L) {
   Runtime& rt = Runtime::from(L);
   Arm arm(rt.io(), HttpClient::for_loop(rt.io()), credential, &rt.events(), str(o, "endpoint"));
   if (auto a = str(o, "audience"); !a.empty()) arm.set_audience(a);
-  return wait_for<ArmResponse>(L, [&](auto done) { return arm.request(req, options, done); }, [](const ArmResponse& r) {
+  return suspend_json<ArmResponse>(L, [&](auto done) { return arm.request(req, options, done); }, [](const ArmResponse& r) {
     json headers = json::object();
     for (auto& [k, v] : r.headers) headers[k] = v;
     json j = {{"status", r.status}, {"body", r.body}, {"headers", headers}, {"planned", r.planned}, {"polls", r.polls}};

@@ -17,6 +17,8 @@
 //   +-2^53 -> numbers, larger ones -> int64_t (or uint64_t above 2^63-1) cdata so no digit is
 //   lost; arrays and objects -> tables carrying the array / object marker metatable, so they
 //   encode back the same even when empty.
+#include "bindings/runtime.hpp"
+
 #include <hoist/error.hpp>
 
 #include <lua.hpp>
@@ -38,5 +40,21 @@ bool is_null(lua_State* L, int index);
 // Sets the array / object marker metatable on the table at the top of the stack.
 void mark_array(lua_State* L);
 void mark_object(lua_State* L);
+
+// Suspends until start(Completion<T>) completes, then resumes with convert(value) pushed as
+// one Lua value (or the error): the body of a waiting binding whose result is JSON.
+template <class T, class Start, class Convert>
+int suspend_json(lua_State* L, Start start, Convert convert) {
+  return suspend(L, [&](Resumer r) -> OperationPtr {
+    return start([r, convert](Outcome<T> out) {
+      if (!out) return r.fail(out.error());
+      nlohmann::json j = convert(out.value());
+      r.ok([j = std::move(j)](lua_State* co) {
+        push_json(co, j);
+        return 1;
+      });
+    });
+  });
+}
 
 }  // namespace hoist::lua

@@ -13,31 +13,11 @@ using nlohmann::json;
 
 const char* const kClientKey = "hoist.registry.client";
 
-struct ClientBox {
-  std::shared_ptr<Client> client;
-};
-
-int l_client_gc(lua_State* L) {
-  static_cast<ClientBox*>(lua_touserdata(L, 1))->~ClientBox();
-  return 0;
-}
-
 std::shared_ptr<Client> client_of(lua_State* L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, kClientKey);
-  if (auto* box = static_cast<ClientBox*>(lua_touserdata(L, -1))) {
-    lua_pop(L, 1);
-    return box->client;
-  }
-  lua_pop(L, 1);
-  Runtime& rt = Runtime::from(L);
-  auto* box = new (lua_newuserdata(L, sizeof(ClientBox))) ClientBox{
-      Client::create(rt.io(), HttpClient::for_loop(rt.io()), rt.events().secrets(), &rt.events())};
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, l_client_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, kClientKey);
-  return box->client;
+  return state_object<Client>(L, kClientKey, [L] {
+    Runtime& rt = Runtime::from(L);
+    return Client::create(rt.io(), HttpClient::for_loop(rt.io()), rt.events().secrets(), &rt.events());
+  });
 }
 
 json args(lua_State* L, const char* fn) {
@@ -121,28 +101,13 @@ json result_json(const CopyResult& r, bool copy) {
   return j;
 }
 
-// Suspends until `start` completes; `convert` turns the value into one JSON result.
-template <class T, class Start, class Convert>
-int wait_for(lua_State* L, Start start, Convert convert) {
-  return suspend(L, [&](Resumer r) -> OperationPtr {
-    return start([r, convert](Outcome<T> out) {
-      if (!out) return r.fail(out.error());
-      json j = convert(out.value());
-      r.ok([j = std::move(j)](lua_State* co) {
-        push_json(co, j);
-        return 1;
-      });
-    });
-  });
-}
-
 // r = registry.resolve{image=, auth=, attempts=, ...}
 int l_resolve(lua_State* L) {
   json j = args(L, "resolve");
   Reference image = Reference::parse(str(j, "resolve", "image"));
   CallOptions o = call_options(L, j, "resolve", {image.registry});
   auto c = client_of(L);
-  return wait_for<Resolved>(L, [&](auto done) { return c->resolve(image, o, done); },
+  return suspend_json<Resolved>(L, [&](auto done) { return c->resolve(image, o, done); },
                             [name = image.name()](const Resolved& r) { return resolved_json(r, name); });
 }
 
@@ -152,7 +117,7 @@ int l_exists(lua_State* L) {
   Reference image = Reference::parse(str(j, "exists", "image"));
   CallOptions o = call_options(L, j, "exists", {image.registry});
   auto c = client_of(L);
-  return wait_for<bool>(L, [&](auto done) { return c->exists(image, o, done); }, [](bool b) { return json(b); });
+  return suspend_json<bool>(L, [&](auto done) { return c->exists(image, o, done); }, [](bool b) { return json(b); });
 }
 
 // tags = registry.tags{repository=, n=, limit=, ...}
@@ -162,7 +127,7 @@ int l_tags(lua_State* L) {
   CallOptions o = call_options(L, j, "tags", {repo.registry});
   int n = static_cast<int>(num(j, "tags", "n", 0)), limit = static_cast<int>(num(j, "tags", "limit", 0));
   auto c = client_of(L);
-  return wait_for<std::vector<std::string>>(L, [&](auto done) { return c->tags(repo, n, limit, o, done); },
+  return suspend_json<std::vector<std::string>>(L, [&](auto done) { return c->tags(repo, n, limit, o, done); },
                                             [](const std::vector<std::string>& v) { return json(v); });
 }
 
@@ -173,7 +138,7 @@ int l_catalog(lua_State* L) {
   CallOptions o = call_options(L, j, "catalog", {registry});
   int n = static_cast<int>(num(j, "catalog", "n", 0)), limit = static_cast<int>(num(j, "catalog", "limit", 0));
   auto c = client_of(L);
-  return wait_for<std::vector<std::string>>(L, [&](auto done) { return c->catalog(registry, n, limit, o, done); },
+  return suspend_json<std::vector<std::string>>(L, [&](auto done) { return c->catalog(registry, n, limit, o, done); },
                                             [](const std::vector<std::string>& v) { return json(v); });
 }
 
@@ -183,7 +148,7 @@ int l_manifest(lua_State* L) {
   Reference image = Reference::parse(str(j, "manifest", "image"));
   CallOptions o = call_options(L, j, "manifest", {image.registry});
   auto c = client_of(L);
-  return wait_for<Manifest>(L, [&](auto done) { return c->manifest(image, o, done); },
+  return suspend_json<Manifest>(L, [&](auto done) { return c->manifest(image, o, done); },
                             [name = image.name()](const Manifest& m) {
                               json r = resolved_json(m.resolved, name);
                               r["raw"] = m.bytes;
@@ -198,7 +163,7 @@ int l_delete(lua_State* L) {
   Reference image = Reference::parse(str(j, "delete", "image"));
   CallOptions o = call_options(L, j, "delete", {image.registry});
   auto c = client_of(L);
-  return wait_for<CopyResult>(L, [&](auto done) { return c->remove(image, o, done); }, [](const CopyResult& r) {
+  return suspend_json<CopyResult>(L, [&](auto done) { return c->remove(image, o, done); }, [](const CopyResult& r) {
     json out = result_json(r, false);
     if (!r.planned) out["deleted"] = true;
     return out;
@@ -215,7 +180,7 @@ int l_copy(lua_State* L) {
   if (j.contains("to_auth")) o.credentials[to.registry] = credentials(j, "copy", "to_auth");
   if (o.concurrency < 1) throw Error(Code::invalid_argument, "registry.copy: concurrency must be >= 1");
   auto c = client_of(L);
-  return wait_for<CopyResult>(L, [&](auto done) { return c->copy(from, to, o, done); },
+  return suspend_json<CopyResult>(L, [&](auto done) { return c->copy(from, to, o, done); },
                               [](const CopyResult& r) { return result_json(r, true); });
 }
 
@@ -227,7 +192,7 @@ int l_retag(lua_State* L) {
   Reference::parse(image.name() + ":" + tag);  // validates the tag, naming it
   CallOptions o = call_options(L, j, "retag", {image.registry});
   auto c = client_of(L);
-  return wait_for<CopyResult>(L, [&](auto done) { return c->retag(image, tag, o, done); },
+  return suspend_json<CopyResult>(L, [&](auto done) { return c->retag(image, tag, o, done); },
                               [](const CopyResult& r) { return result_json(r, false); });
 }
 

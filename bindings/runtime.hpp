@@ -145,6 +145,31 @@ int protect(lua_State* L) {
 int open_module_with_class(lua_State* L, const char* meta, const luaL_Reg* methods, lua_CFunction gc,
                            lua_CFunction tostring, const luaL_Reg* functions);
 
+// One object per Lua state under `key` in the registry (a module's client, a token cache):
+// made by make() on first use, released with the state.
+template <class T>
+std::shared_ptr<T> state_object(lua_State* L, const char* key, const std::function<std::shared_ptr<T>()>& make) {
+  struct Box {
+    std::shared_ptr<T> object;
+  };
+  lua_getfield(L, LUA_REGISTRYINDEX, key);
+  if (auto* box = static_cast<Box*>(lua_touserdata(L, -1))) {
+    lua_pop(L, 1);
+    return box->object;
+  }
+  lua_pop(L, 1);
+  auto* box = new (lua_newuserdata(L, sizeof(Box))) Box{make()};
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, [](lua_State* S) {
+    static_cast<Box*>(lua_touserdata(S, 1))->~Box();
+    return 0;
+  });
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, key);
+  return box->object;
+}
+
 // Argument helpers that raise invalid_argument naming the field.
 std::string opt_string(lua_State* L, int table, const char* field, const std::string& fallback = "");
 double opt_number(lua_State* L, int table, const char* field, double fallback);

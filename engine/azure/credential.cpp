@@ -27,15 +27,6 @@ using detail::now_unix;
 using detail::Settings;
 
 
-std::string form(std::initializer_list<std::pair<std::string, std::string>> fields) {
-  std::string out;
-  for (auto& [k, v] : fields) {
-    if (v.empty()) continue;
-    if (!out.empty()) out += '&';
-    out += rest::url_encode(k) + "=" + rest::url_encode(v);
-  }
-  return out;
-}
 
 // A number, or a number written as a string (managed identity writes "3599").
 std::optional<double> number_of(const nlohmann::json& j, const char* key) {
@@ -175,7 +166,7 @@ class CredentialImpl : public Credential {
     req.http.url = endpoints_.authority + "/" + rest::url_encode(s_.tenant_id) + "/oauth2/v2.0/token";
     req.http.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
     bool assertion = cred.first == "client_assertion";
-    req.http.body = form({{"grant_type", "client_credentials"}, {"client_id", s_.client_id}, {"scope", scope},
+    req.http.body = rest::form_encode({{"grant_type", "client_credentials"}, {"client_id", s_.client_id}, {"scope", scope},
                           {"client_secret", assertion ? "" : cred.second},
                           {"client_assertion_type",
                            assertion ? "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" : ""},

@@ -212,6 +212,16 @@ std::string url_host(std::string_view url) {
   return std::string(host);
 }
 
+std::string form_encode(const std::vector<std::pair<std::string, std::string>>& fields) {
+  std::string out;
+  for (const auto& [k, v] : fields) {
+    if (v.empty()) continue;
+    if (!out.empty()) out += '&';
+    out += url_encode(k) + "=" + url_encode(v);
+  }
+  return out;
+}
+
 std::string with_query(std::string_view url, std::string_view name, std::string_view value) {
   std::string_view fragment;
   if (auto hash = url.find('#'); hash != std::string_view::npos) {

@@ -38,15 +38,6 @@ std::string origin(const std::string& url) {
   return url.substr(0, slash);
 }
 
-std::string form(std::initializer_list<std::pair<std::string, std::string>> fields) {
-  std::string out;
-  for (auto& [k, v] : fields) {
-    if (v.empty()) continue;
-    if (!out.empty()) out += '&';
-    out += rest::url_encode(k) + "=" + rest::url_encode(v);
-  }
-  return out;
-}
 
 std::vector<std::string> all_scopes(std::vector<std::string> scopes, const Challenge& ch) {
   std::istringstream extra(ch.param("scope"));
@@ -212,10 +203,10 @@ Task<std::string> ClientImpl::bearer_token(Ctx ctx, Endpoint ep, Challenge ch,
     h.method = "POST";
     h.url = realm;
     h.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
-    h.body = form({{"grant_type", "refresh_token"}, {"service", service}, {"scope", join(scopes, " ")},
+    h.body = rest::form_encode({{"grant_type", "refresh_token"}, {"service", service}, {"scope", join(scopes, " ")},
                    {"refresh_token", refresh}, {"client_id", "hoist"}});
   } else {  // docker's token GET, Basic-authenticated when we have a user
-    h.url = realm + (realm.find('?') == std::string::npos ? "?" : "&") + form({{"service", service}});
+    h.url = realm + (realm.find('?') == std::string::npos ? "?" : "&") + rest::form_encode({{"service", service}});
     for (auto& s : scopes) h.url += "&scope=" + rest::url_encode(s);
     h.url += "&client_id=hoist";
     if (!c.username.empty() || !c.password.empty())
@@ -246,7 +237,7 @@ Task<std::string> ClientImpl::acr_refresh_token(Ctx ctx, Endpoint ep, Challenge 
   req.http.method = "POST";
   req.http.url = origin(ch.param("realm")) + "/oauth2/exchange";
   req.http.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
-  req.http.body = form({{"grant_type", "access_token"}, {"service", ch.param("service")},
+  req.http.body = rest::form_encode({{"grant_type", "access_token"}, {"service", ch.param("service")},
                         {"access_token", c.aad_token}});
   auto j = co_await token_request(ctx, std::move(req), c);
   std::string refresh = j.value("refresh_token", "");

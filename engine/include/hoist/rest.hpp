@@ -238,6 +238,8 @@ std::optional<double> parse_retry_after(std::string_view value, double now_unix)
 
 // RFC 3986 percent-encoding of everything but unreserved characters.
 std::string url_encode(std::string_view text);
+// An application/x-www-form-urlencoded body (OAuth2 token requests); empty values are left out.
+std::string form_encode(const std::vector<std::pair<std::string, std::string>>& fields);
 // `ref` against `base`: absolute URLs as they are, "/path" on base's origin, else relative to
 // base's directory.
 std::string resolve_url(std::string_view base, std::string_view ref);

@@ -76,6 +76,8 @@ function M.new(opts)
 end
 
 --- True when `v` is a credential made by M.new.
+---@param v any
+---@return boolean
 function M.is(v) return getmetatable(v) == Credential end
 
 return M

@@ -44,7 +44,11 @@ local request_spec = {
   poll_interval = "number", wait_timeout = "number", dry_run = "boolean",
 }
 
--- The credential of a call: the one given, else the chain.
+--- The credential of a call: the one given (checked), else a new chain. For modules over
+--- hoist.azure (hoist.azure.resources, targets).
+---@param fname string the public name, for the error
+---@param c? hoist.azure.Credential
+---@return hoist.azure.Credential
 local function credential_of(fname, c)
   if c == nil then return credential.new() end
   if not credential.is(c) then
