@@ -330,6 +330,19 @@ Task<json> ClientImpl::apply(Ctx ctx, json obj, std::string ns, bool force) {
   co_return out.is_null() ? planned(req, obj) : out;
 }
 
+Task<json> ClientImpl::logs(Ctx ctx, Target pod, std::string container, int tail_lines, bool previous) {
+  if (pod.name.empty()) throw Error(Code::invalid_argument, "k8s.logs: name is required");
+  Resource r{"", "v1", "Pod", "pods", true, {}};
+  std::string path = with_params(r.path(ns_of(pod), pod.name) + "/log",
+                                 {{"container", container}, {"tailLines", tail_lines > 0 ? std::to_string(tail_lines) : ""},
+                                  {"previous", previous ? "true" : ""}});
+  auto req = request(ctx, "GET", path, "logs of pod " + pod.name + (container.empty() ? "" : " container " + container));
+  co_await ready(ctx, req);
+  rest::Response resp = co_await rest_.send(ctx, req);
+  if (resp.status < 200 || resp.status > 299) throw rest_.status_error(resp, req);
+  co_return json(resp.body);
+}
+
 }  // namespace detail
 
 std::shared_ptr<Client> Client::create(boost::asio::io_context& io, HttpClient& http, std::shared_ptr<Secrets> secrets,

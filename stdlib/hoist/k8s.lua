@@ -165,9 +165,29 @@ function Client:resource(opts)
   return await(self.native:resource(options("hoist.k8s.resource", opts, { kind = { type = "string", required = true }, api_version = "string" })))
 end
 
+--- The last lines a pod's container wrote; `previous` for the run before its last restart.
+---@param opts {name: string, namespace?: string, container?: string, tail_lines?: integer, previous?: boolean}|hoist.k8s.CallOptions
+---@return string
+function Client:logs(opts)
+  return await(self.native:logs(options("hoist.k8s.logs", opts, {
+    name = { type = "string", required = true }, namespace = "string", container = "string", tail_lines = "integer",
+    previous = "boolean",
+  })))
+end
+
 ---@class hoist.k8s.Watch
 local Watch = {}
 Watch.__index = Watch
+
+--- The last lines a pod's container wrote; `previous` for the run before its last restart.
+---@param opts {name: string, namespace?: string, container?: string, tail_lines?: integer, previous?: boolean}|hoist.k8s.CallOptions
+---@return string
+function Client:logs(opts)
+  return await(self.native:logs(options("hoist.k8s.logs", opts, {
+    name = { type = "string", required = true }, namespace = "string", container = "string", tail_lines = "integer",
+    previous = "boolean",
+  })))
+end
 
 ---@class hoist.k8s.WatchEvent
 ---@field type "LIST"|"ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"

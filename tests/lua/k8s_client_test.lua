@@ -136,7 +136,7 @@ t.case("an unknown kind or group version is not_found, naming it", function()
   local c = client()
   t.raises(function() c:resource { kind = "Widget" } end, "not_found", 'no resource for kind "Widget"')
   t.raises(function() c:resource { kind = "Widget", api_version = "apps/v1" } end, "not_found",
-    'no kind "Widget" in apps/v1 %(known: Deployment%)')
+    'no kind "Widget" in apps/v1 %(known: Deployment, ReplicaSet%)')
   t.raises(function() c:resource { kind = "Thing", api_version = "example.com/v9" } end, "not_found",
     'no API group version "example.com/v9"')
 end)
