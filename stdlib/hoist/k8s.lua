@@ -281,6 +281,16 @@ function M.classify(object, opts)
   return native.classify(object, o.crashloop_restarts or M.defaults.crashloop_restarts)
 end
 
+--- Waits for a Deployment, StatefulSet, DaemonSet or Job to roll out, watching it, its
+--- ReplicaSets, Pods and Events (one watch each); emits `k8s.rollout.progress` events ("2/3
+--- updated, 1 ready, 1 available"); fails fast with `rollout_failed` and a typed reason
+--- (ImagePullBackOff, ErrImagePull, InvalidImageName, CrashLoopBackOff, OOMKilled,
+--- CreateContainerConfigError, Unschedulable, ReadinessTimeout, ProgressDeadlineExceeded,
+--- ...) with the evidence in `details` (pods, events, logs); `timeout` when not done in time.
+---@param opts hoist.k8s.RolloutOptions
+---@return hoist.k8s.RolloutResult
+function M.rollout(opts) return require("hoist.k8s.rollout").run(opts) end
+
 -- hoist.k8s.<name> reaches the submodules stdlib/hoist/k8s/<name>.lua (hoist.k8s.app, ...).
 setmetatable(M, {
   __index = function(t, k)
