@@ -41,6 +41,7 @@ reset()
 CORE = [
     {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["ns"]},
     {"name": "configmaps", "singularName": "configmap", "namespaced": True, "kind": "ConfigMap", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["cm"]},
+    {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret", "verbs": ["get", "list", "create", "delete", "patch", "watch"]},
     {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["po"]},
     {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
     {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["ev"]},

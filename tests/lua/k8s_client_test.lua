@@ -227,6 +227,19 @@ t.case("dry runs: hoist's plans and sends nothing; the server's validates and st
   t.eq(c:delete { kind = "ConfigMap", name = "nothing", dry_run = true }.planned, true)
 end)
 
+t.case("a Secret's values are secrets of the run, and masked in a dry run's plan", function()
+  reset()
+  local c = client()
+  local secret = { apiVersion = "v1", kind = "Secret", metadata = { name = "db" },
+                   data = { password = "czNjcjN0LXBhc3N3b3Jk" }, stringData = { token = "plain-token-4242" } }
+  local planned = c:apply(secret, { dry_run = true })
+  t.eq(planned.object.data.password, "***")
+  t.eq(planned.object.stringData.token, "***")
+  t.eq(hoist.scrub("s3cr3t-password and plain-token-4242"), "*** and ***")  -- base64 decoded, and as written
+  c:apply(secret)
+  t.eq(hoist.json.decode(last_request().body).stringData.token, "plain-token-4242")  -- the real call sends them
+end)
+
 t.case("429 is retried after Retry-After; with no tries left it is throttled", function()
   reset()
   local c = client()
