@@ -5,36 +5,14 @@ local t = require "hoist.test"
 local k8s = hoist.k8s
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-local support = dofile(here .. "/support.lua")
-local SCRIPT = support.root .. "/tests/k8s/fake_apiserver.py"
-local TOKEN = "fake-apiserver-token"
+local fake = dofile(here .. "/k8s_fake.lua")
 
-local base, kube
-
+local kube
 local function client()
-  if kube then return kube end
-  local dir = support.tmpdir("hoist-k8s-rollout")
-  local port_file = dir .. "/port"
-  local task = hoist.spawn(hoist.exec, { "python3", SCRIPT, "--port-file", port_file, "--token", TOKEN, "--lifetime", "600",
-    timeout = 700 })
-  for _ = 1, 200 do
-    local port = support.read(port_file)
-    if port then base = "http://127.0.0.1:" .. port break end
-    if task:status() ~= "running" then error("fake_apiserver.py exited early: " .. tostring(task:wait().stderr)) end
-    hoist.sleep(0.05)
-  end
-  assert(base, "fake_apiserver.py did not start within 10 s")
-  support.write(dir .. "/kubeconfig", ([[
-clusters: [{name: fake, cluster: {server: "%s"}}]
-contexts: [{name: fake, context: {cluster: fake, user: u, namespace: team}}]
-users: [{name: u, user: {token: %s}}]
-current-context: fake
-]]):format(base, TOKEN))
-  kube = k8s.client { kubeconfig = dir .. "/kubeconfig" }
+  kube = kube or k8s.client { kubeconfig = fake.kubeconfig("rollout") }
   return kube
 end
-
-local function control(what) client(); hoist.http.post(base .. "/_fake/" .. what, { body = "" }) end
+local control = fake.control
 
 -- A Deployment at revision `rev`, its new ReplicaSet, and `pods` (name -> status) of it.
 local function deployment(name, status, rev)
