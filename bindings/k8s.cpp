@@ -159,6 +159,19 @@ int l_resource(lua_State* L) {
   });
 }
 
+// ok, text = kube:logs{name=, namespace=, container=, tail_lines=, previous=}
+int l_logs(lua_State* L) {
+  auto c = kube(L)->client;
+  json j = opts(L, 2);
+  Target t{"v1", "Pod", s(j, "name"), s(j, "namespace"), false};
+  std::string container = s(j, "container");
+  int tail = j.value("tail_lines", 0);
+  bool previous = j.value("previous", false);
+  return wait_json(L, c, call_options(L, j), [c, t, container, tail, previous](Client::Ctx ctx) {
+    return c->logs(ctx, t, container, tail, previous);
+  });
+}
+
 // w = kube:watch{kind=, namespace=, label_selector=, field_selector=, resource_version=, timeout_seconds=, max_queued=}
 int l_watch(lua_State* L) {
   auto c = kube(L)->client;
@@ -262,6 +275,7 @@ const luaL_Reg kKubeMethods[] = {
     {"info", protect<l_info>},     {"get", protect<l_get>},       {"list", protect<l_list>},
     {"create", protect<l_create>}, {"apply", protect<l_apply>},   {"patch", protect<l_patch>},
     {"delete", protect<l_delete>}, {"resource", protect<l_resource>}, {"watch", protect<l_watch>},
+    {"logs", protect<l_logs>},
     {nullptr, nullptr},
 };
 

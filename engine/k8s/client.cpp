@@ -91,6 +91,34 @@ std::string ns_in(const json& obj) {
   return obj["metadata"].value("namespace", "");
 }
 
+// A Secret's values become secrets of the run (decoded and as written), and what a plan shows
+// of it has them masked: a dry run prints the manifest it would apply.
+json guard_secret(const json& obj, const std::shared_ptr<Secrets>& secrets) {
+  if (!obj.is_object() || obj.value("kind", "") != "Secret") return obj;
+  json masked = obj;
+  for (const char* field : {"data", "stringData"}) {
+    auto it = masked.find(field);
+    if (it == masked.end() || !it->is_object()) continue;
+    for (auto& [key, value] : it->items()) {
+      if (!value.is_string()) continue;
+      const std::string& v = value.get_ref<const std::string&>();
+      if (secrets && v.size() >= Secrets::kMinLength) {
+        secrets->add(v);
+        if (std::string(field) == "data") {
+          try {
+            std::string plain = decode_base64(v, "Secret data");
+            if (plain.size() >= Secrets::kMinLength) secrets->add(plain);
+          } catch (const Error&) {
+            // the server will refuse it; nothing to hide beyond the text itself
+          }
+        }
+      }
+      value = "***";
+    }
+  }
+  return masked;
+}
+
 json planned(const rest::Request& req, const json& object) {
   json j = {{"planned", true}, {"method", req.http.method}, {"url", redact_url(req.http.url)}, {"action", req.action}};
   if (!object.is_null()) j["object"] = object;
@@ -276,11 +304,12 @@ Task<json> ClientImpl::create(Ctx ctx, json obj, std::string ns) {
   std::string path = with_params(r.path(target_ns), {{"dryRun", server_dry_run(ctx) ? "All" : ""}});
   auto req = request(ctx, "POST", path, "create " + r.kind + " " + name_of(obj));
   req.http.headers.emplace_back("Content-Type", "application/json");
-  req.http.body = obj.dump();
+  json shown = guard_secret(obj, secrets_);
+  req.http.body = ctx->options.dry_run ? shown.dump() : obj.dump();  // in a dry run the body is only shown
   req.action = "k8s.create";
   req.plan_fields = {{"kind", r.kind}, {"name", name_of(obj)}, {"namespace", r.namespaced ? target_ns : ""}};
   json out = co_await call(ctx, req);
-  co_return out.is_null() ? planned(req, obj) : out;
+  co_return out.is_null() ? planned(req, shown) : out;
 }
 
 Task<json> ClientImpl::patch(Ctx ctx, Target t, std::string body, std::string_view type) {
@@ -323,11 +352,26 @@ Task<json> ClientImpl::apply(Ctx ctx, json obj, std::string ns, bool force) {
                                                           {"dryRun", server_dry_run(ctx) ? "All" : ""}});
   auto req = request(ctx, "PATCH", path, "apply " + r.kind + " " + name);
   req.http.headers.emplace_back("Content-Type", std::string(PatchType::apply));
-  req.http.body = obj.dump();  // JSON is YAML: the server reads it as the applied configuration
+  json shown = guard_secret(obj, secrets_);
+  // JSON is YAML: the server reads it as the applied configuration; a dry run only shows it
+  req.http.body = ctx->options.dry_run ? shown.dump() : obj.dump();
   req.action = "k8s.apply";
   req.plan_fields = {{"kind", r.kind}, {"name", name}, {"namespace", r.namespaced ? target_ns : ""}};
   json out = co_await call(ctx, req);
-  co_return out.is_null() ? planned(req, obj) : out;
+  co_return out.is_null() ? planned(req, shown) : out;
+}
+
+Task<json> ClientImpl::logs(Ctx ctx, Target pod, std::string container, int tail_lines, bool previous) {
+  if (pod.name.empty()) throw Error(Code::invalid_argument, "k8s.logs: name is required");
+  Resource r{"", "v1", "Pod", "pods", true, {}};
+  std::string path = with_params(r.path(ns_of(pod), pod.name) + "/log",
+                                 {{"container", container}, {"tailLines", tail_lines > 0 ? std::to_string(tail_lines) : ""},
+                                  {"previous", previous ? "true" : ""}});
+  auto req = request(ctx, "GET", path, "logs of pod " + pod.name + (container.empty() ? "" : " container " + container));
+  co_await ready(ctx, req);
+  rest::Response resp = co_await rest_.send(ctx, req);
+  if (resp.status < 200 || resp.status > 299) throw rest_.status_error(resp, req);
+  co_return json(resp.body);
 }
 
 }  // namespace detail

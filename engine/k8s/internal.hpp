@@ -99,6 +99,7 @@ class ClientImpl : public Client {
   Task<nlohmann::json> patch(Ctx ctx, Target t, std::string patch, std::string_view type) override;
   Task<nlohmann::json> remove(Ctx ctx, Target t, std::string propagation) override;
   Task<nlohmann::json> apply(Ctx ctx, nlohmann::json object, std::string namespace_, bool force) override;
+  Task<nlohmann::json> logs(Ctx ctx, Target pod, std::string container, int tail_lines, bool previous) override;
   std::shared_ptr<Watch> watch(Target t, WatchOptions o, CallOptions call) override;
   void forget_discovery() override { groups_.clear(), group_list_.reset(); }
 

@@ -165,9 +165,29 @@ function Client:resource(opts)
   return await(self.native:resource(options("hoist.k8s.resource", opts, { kind = { type = "string", required = true }, api_version = "string" })))
 end
 
+--- The last lines a pod's container wrote; `previous` for the run before its last restart.
+---@param opts {name: string, namespace?: string, container?: string, tail_lines?: integer, previous?: boolean}|hoist.k8s.CallOptions
+---@return string
+function Client:logs(opts)
+  return await(self.native:logs(options("hoist.k8s.logs", opts, {
+    name = { type = "string", required = true }, namespace = "string", container = "string", tail_lines = "integer",
+    previous = "boolean",
+  })))
+end
+
 ---@class hoist.k8s.Watch
 local Watch = {}
 Watch.__index = Watch
+
+--- The last lines a pod's container wrote; `previous` for the run before its last restart.
+---@param opts {name: string, namespace?: string, container?: string, tail_lines?: integer, previous?: boolean}|hoist.k8s.CallOptions
+---@return string
+function Client:logs(opts)
+  return await(self.native:logs(options("hoist.k8s.logs", opts, {
+    name = { type = "string", required = true }, namespace = "string", container = "string", tail_lines = "integer",
+    previous = "boolean",
+  })))
+end
 
 ---@class hoist.k8s.WatchEvent
 ---@field type "LIST"|"ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"
@@ -260,6 +280,16 @@ function M.classify(object, opts)
   if type(object) ~= "table" then fail("invalid_argument", "hoist.k8s.classify: expected an object table, got " .. type(object)) end
   return native.classify(object, o.crashloop_restarts or M.defaults.crashloop_restarts)
 end
+
+--- Waits for a Deployment, StatefulSet, DaemonSet or Job to roll out, watching it, its
+--- ReplicaSets, Pods and Events (one watch each); emits `k8s.rollout.progress` events ("2/3
+--- updated, 1 ready, 1 available"); fails fast with `rollout_failed` and a typed reason
+--- (ImagePullBackOff, ErrImagePull, InvalidImageName, CrashLoopBackOff, OOMKilled,
+--- CreateContainerConfigError, Unschedulable, ReadinessTimeout, ProgressDeadlineExceeded,
+--- ...) with the evidence in `details` (pods, events, logs); `timeout` when not done in time.
+---@param opts hoist.k8s.RolloutOptions
+---@return hoist.k8s.RolloutResult
+function M.rollout(opts) return require("hoist.k8s.rollout").run(opts) end
 
 -- hoist.k8s.<name> reaches the submodules stdlib/hoist/k8s/<name>.lua (hoist.k8s.app, ...).
 setmetatable(M, {

@@ -41,12 +41,15 @@ reset()
 CORE = [
     {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["ns"]},
     {"name": "configmaps", "singularName": "configmap", "namespaced": True, "kind": "ConfigMap", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["cm"]},
+    {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret", "verbs": ["get", "list", "create", "delete", "patch", "watch"]},
     {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["po"]},
     {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
+    {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["ev"]},
 ]
 APPS = [
     {"name": "deployments", "singularName": "deployment", "namespaced": True, "kind": "Deployment", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["deploy"]},
     {"name": "deployments/status", "singularName": "", "namespaced": True, "kind": "Deployment", "verbs": ["get", "patch"]},
+    {"name": "replicasets", "singularName": "replicaset", "namespaced": True, "kind": "ReplicaSet", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["rs"]},
 ]
 CRD = [{"name": "crontabs", "singularName": "crontab", "namespaced": True, "kind": "CronTab", "verbs": ["get", "list", "create", "delete", "patch", "watch"], "shortNames": ["ct"]}]
 GROUPS = {"v1": CORE, "apps/v1": APPS, "stable.example.com/v1": CRD}
@@ -72,6 +75,20 @@ def merge(dst, src):
             else:
                 d[k] = copy.deepcopy(v)
     return dst
+
+
+def selected(obj, q):
+    """labelSelector k=v[,k=v] and fieldSelector metadata.name=x."""
+    meta = obj.get("metadata", {})
+    for term in filter(None, (q.get("labelSelector") or "").split(",")):
+        k, v = term.split("=", 1)
+        if meta.get("labels", {}).get(k) != v:
+            return False
+    for term in filter(None, (q.get("fieldSelector") or "").split(",")):
+        k, v = term.split("=", 1)
+        if k == "metadata.name" and meta.get("name") != v:
+            return False
+    return True
 
 
 def json_patch(obj, ops):
@@ -149,6 +166,19 @@ class Handler(BaseHTTPRequestHandler):
             return self.write(key, ns, json.loads(body), q, res, gv, create=True)
         with LOCK:
             obj = STATE["objects"].get(key, {}).get((ns, name))
+        if self.command == "GET" and len(rest) == 3 and rest[2] == "log":
+            if obj is None:
+                return self.send_json(*status(404, "NotFound", 'pods "%s" not found' % name, {"name": name, "kind": "pods"}))
+            lines = obj.get("metadata", {}).get("annotations", {}).get("fake/log", "").splitlines()
+            if q.get("tailLines"):
+                lines = lines[-int(q["tailLines"]):]
+            data = ("\n".join(lines) + ("\n" if lines else "")).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if self.command == "GET":
             if obj is None:
                 return self.send_json(*status(404, "NotFound", '%s "%s" not found' % (rest[0], name), {"name": name, "kind": rest[0]}))
@@ -220,14 +250,20 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(*status(422, "Invalid", '%s "%s" is invalid: metadata.name: Invalid value: "%s": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters' % (res["kind"], name, name),
                                           {"name": name, "kind": res["kind"], "causes": [{"reason": "FieldValueInvalid", "message": 'Invalid value: "%s"' % name, "field": "metadata.name"}]}))
         with LOCK:
-            exists = (ns, name) in STATE["objects"].get(key, {})
+            stored = STATE["objects"].get(key, {}).get((ns, name))
+        exists = stored is not None
         if create and exists:
             return self.send_json(*status(409, "AlreadyExists", '%s "%s" already exists' % (res["name"], name), {"name": name, "kind": res["name"]}))
         obj["apiVersion"], obj["kind"] = gv, res["kind"]
         if ns is not None:
             meta["namespace"] = ns
         meta.setdefault("uid", "uid-%s-%s" % (res["name"], name))
-        meta["generation"] = meta.get("generation", 0) + 1
+        # generation counts spec changes only (a status patch leaves it)
+        if stored is None:
+            meta["generation"] = 1
+        else:
+            gen = stored["metadata"].get("generation", 1)
+            meta["generation"] = gen + 1 if stored.get("spec") != obj.get("spec") else gen
         if q.get("dryRun") == "All":
             return self.send_json(201 if create else 200, obj)
         obj = self.record(key, ns, name, obj, "ADDED" if not exists else "MODIFIED")
@@ -237,10 +273,7 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             items = [copy.deepcopy(o) for (n, _), o in sorted(STATE["objects"].get(key, {}).items()) if ns is None or n == ns]
             rv = STATE["rv"]
-        sel = q.get("labelSelector")
-        if sel:
-            k, v = sel.split("=", 1)
-            items = [o for o in items if o.get("metadata", {}).get("labels", {}).get(k) == v]
+        items = [o for o in items if selected(o, q)]
         start = int(q.get("continue") or 0)
         limit = int(q.get("limit") or 0)
         page = items[start:start + limit] if limit else items[start:]
@@ -283,7 +316,7 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                events = [e for e in STATE["history"] if e[0] > sent and e[1] == key and (ns is None or e[2] == ns)]
+                events = [e for e in STATE["history"] if e[0] > sent and e[1] == key and (ns is None or e[2] == ns) and selected(e[4], q)]
                 if not events:
                     LOCK.wait(0.1)
                     continue_rv = STATE["rv"]

@@ -7,55 +7,14 @@ local k8s = hoist.k8s
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local support = dofile(here .. "/support.lua")
-local SCRIPT = support.root .. "/tests/k8s/fake_apiserver.py"
+local fake = dofile(here .. "/k8s_fake.lua")
 local PLUGIN = support.root .. "/tests/tools/fake-kube-credential"
-local TOKEN = "fake-apiserver-token"
-local FAST = { attempts = 3, backoff = 0.01 }
+local TOKEN = fake.TOKEN
 
-local base, dir
-
--- One fake API server for the file; it ends with the run.
-local function server()
-  if base then return base end
-  dir = support.tmpdir("hoist-k8s")
-  local port_file = dir .. "/port"
-  local task = hoist.spawn(hoist.exec, { "python3", SCRIPT, "--port-file", port_file, "--token", TOKEN,
-    "--lifetime", "600", timeout = 700 })
-  for _ = 1, 200 do
-    local port = support.read(port_file)
-    if port then
-      base = "http://127.0.0.1:" .. port
-      return base
-    end
-    if task:status() ~= "running" then error("fake_apiserver.py exited early: " .. tostring(task:wait().stderr)) end
-    hoist.sleep(0.05)
-  end
-  error("fake_apiserver.py did not start within 10 s")
-end
-
--- A kubeconfig whose user is `user` (a YAML mapping), written once per name.
-local function kubeconfig(name, user)
-  local path = dir .. "/" .. name .. ".yaml"
-  support.write(path, ([[
-apiVersion: v1
-kind: Config
-current-context: fake
-clusters: [{name: fake, cluster: {server: "%s"}}]
-contexts: [{name: fake, context: {cluster: fake, user: u, namespace: team}}]
-users:
-- name: u
-  user: %s
-]]):format(server(), user))
-  return path
-end
-
-local function client()
-  server()
-  return k8s.client { kubeconfig = kubeconfig("token", ("{token: %s}"):format(TOKEN)) }
-end
-
-local function control(what) hoist.http.post(server() .. "/_fake/" .. what, { body = "" }) end
-local function requests() return hoist.http.get(server() .. "/_fake/requests").json end
+local function server() return (fake.start()) end
+local function kubeconfig(name, user) return fake.kubeconfig(name, user) end
+local function client() return k8s.client { kubeconfig = kubeconfig("token") } end
+local control, requests = fake.control, fake.requests
 local function last_request() local r = requests(); return r[#r] end
 local function reset() control("reset") end
 
@@ -99,6 +58,7 @@ end)
 
 t.case("an exec plugin's token reaches the server; the plugin runs once for many calls", function()
   server()
+  local _, dir = fake.start()
   local log = dir .. "/plugin.log"
   os.remove(log)
   local c = k8s.client { kubeconfig = kubeconfig("exec", ([==[
@@ -136,7 +96,7 @@ t.case("an unknown kind or group version is not_found, naming it", function()
   local c = client()
   t.raises(function() c:resource { kind = "Widget" } end, "not_found", 'no resource for kind "Widget"')
   t.raises(function() c:resource { kind = "Widget", api_version = "apps/v1" } end, "not_found",
-    'no kind "Widget" in apps/v1 %(known: Deployment%)')
+    'no kind "Widget" in apps/v1 %(known: Deployment, ReplicaSet%)')
   t.raises(function() c:resource { kind = "Thing", api_version = "example.com/v9" } end, "not_found",
     'no API group version "example.com/v9"')
 end)
@@ -225,6 +185,19 @@ t.case("dry runs: hoist's plans and sends nothing; the server's validates and st
   t.eq(last_request().query.dryRun, "All")
   t.eq(c:get { kind = "ConfigMap", name = "server-only", missing_ok = true }, nil)
   t.eq(c:delete { kind = "ConfigMap", name = "nothing", dry_run = true }.planned, true)
+end)
+
+t.case("a Secret's values are secrets of the run, and masked in a dry run's plan", function()
+  reset()
+  local c = client()
+  local secret = { apiVersion = "v1", kind = "Secret", metadata = { name = "db" },
+                   data = { password = "czNjcjN0LXBhc3N3b3Jk" }, stringData = { token = "plain-token-4242" } }
+  local planned = c:apply(secret, { dry_run = true })
+  t.eq(planned.object.data.password, "***")
+  t.eq(planned.object.stringData.token, "***")
+  t.eq(hoist.scrub("s3cr3t-password and plain-token-4242"), "*** and ***")  -- base64 decoded, and as written
+  c:apply(secret)
+  t.eq(hoist.json.decode(last_request().body).stringData.token, "plain-token-4242")  -- the real call sends them
 end)
 
 t.case("429 is retried after Retry-After; with no tries left it is throttled", function()

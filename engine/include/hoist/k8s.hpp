@@ -217,6 +217,10 @@ class Client : public std::enable_shared_from_this<Client> {
   // Server-side apply (fieldManager=hoist); returns the object as stored (or planned).
   virtual Task<nlohmann::json> apply(Ctx ctx, nlohmann::json object, std::string namespace_, bool force) = 0;
 
+  // The last lines a pod's container wrote (text); `previous`: of its last run, for a
+  // container that crashed and restarted.
+  virtual Task<nlohmann::json> logs(Ctx ctx, Target pod, std::string container, int tail_lines, bool previous) = 0;
+
   // Starts a watch (its own context: it lives until close()).
   virtual std::shared_ptr<Watch> watch(Target t, WatchOptions o, CallOptions call) = 0;
 
