@@ -291,6 +291,12 @@ end
 ---@return hoist.k8s.RolloutResult
 function M.rollout(opts) return require("hoist.k8s.rollout").run(opts) end
 
+--- The manifests of a web service (Deployment + Service, and HPA, PDB, ServiceAccount) with
+--- the scenarios' production defaults; see docs/kubernetes.md, "Manifests".
+---@param spec hoist.k8s.AppSpec
+---@return table[] manifests in the order to apply them
+function M.app(spec) return require("hoist.k8s.app").app(spec) end
+
 -- hoist.k8s.<name> reaches the submodules stdlib/hoist/k8s/<name>.lua (hoist.k8s.app, ...).
 setmetatable(M, {
   __index = function(t, k)

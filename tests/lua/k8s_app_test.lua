@@ -1,6 +1,6 @@
 -- hoist.k8s.app: the manifests of a web service, with the scenarios' production defaults.
 local t = require "hoist.test"
-local app = require("hoist.k8s.app").app
+local app = hoist.k8s.app
 local json = hoist.json
 
 local IMAGE = "127.0.0.1:5000/web@sha256:" .. ("ab"):rep(32)
