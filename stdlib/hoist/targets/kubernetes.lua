@@ -331,8 +331,7 @@ function M.make(name, connect, cluster_options, module, pin)
     if not ok then
       if hoist.is_error(err, "cancelled") then error(err, 0) end
       local d = hoist.is_error(err) and err.details or {}
-      hoist.log.error(("%s: %s"):format(what_of("Deployment", ns, wname), hoist.is_error(err) and err.message or tostring(err)),
-        { reason = d.reason, pod = d.pod, container = d.container })
+      hoist.log.error(hoist.is_error(err) and err.message or tostring(err), { reason = d.reason, pod = d.pod, container = d.container })
       print_evidence(d)
       local back = roll_back(c, ns, o, before, created)
       local details = {}
