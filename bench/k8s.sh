@@ -10,16 +10,18 @@
 #    its pods: the moment the emulator records the rollout complete, or a pod failing, is when
 #    its MODIFIED event arrives), `hoist.k8s.rollout` in a hoist process, and `kubectl rollout
 #    status`. All three read CLOCK_MONOTONIC (hoist.now, time.monotonic), so their times
-#    compare directly. Rounds alternate: a good rollout, then an image that is not in the
-#    registry (kubectl runs with --timeout=$KUBECTL_TIMEOUT s, not the scenario's 300 s: it
-#    would wait them out all the same).
+#    compare directly. Rounds cycle: a good rollout; a crash loop (failing by hoist's rule once
+#    in CrashLoopBackOff after 2 restarts: hoist watches already when it comes); an image that
+#    is not in the registry (failing within a second of the apply, while hoist's process is
+#    still starting: its figure includes that start). kubectl runs with
+#    --timeout=$KUBECTL_TIMEOUT s, not the scenario's 300 s: it would wait them out all the same.
 # 2. Memory. A second emulator without a kubelet (pods stay Pending, so rollouts never end)
 #    serves 50 Deployments; one hoist process tracks all 50 with hoist.k8s.rollout in
 #    parallel tasks (4 watches each: 200 streams) for $TRACK_SECONDS s; its peak RSS (VmHWM)
 #    is reported.
 set -euo pipefail
 
-ROUNDS=${1:-6}
+ROUNDS=${1:-9}
 KUBECTL_TIMEOUT=${KUBECTL_TIMEOUT:-30}
 TRACK_SECONDS=${TRACK_SECONDS:-20}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,9 +45,16 @@ kubectl create namespace "$NS" >/dev/null
 
 # hoist's side: track one rollout, print the monotonic time of the verdict.
 cat > "$WORK/track.lua" <<'LUA'
-local ok, r = pcall(hoist.k8s.rollout, { name = hoist.args.name, namespace = hoist.args.ns, timeout = 120 })
+local client = hoist.k8s.client { namespace = hoist.args.ns }
+-- a failure's evidence (the crashed container's last lines) is fetched after the verdict:
+-- the first log request marks the moment hoist decided
+local decided
+local logs = client.logs
+client.logs = function(...) decided = decided or hoist.now(); return logs(...) end
+local ok, r = pcall(hoist.k8s.rollout, { client = client, name = hoist.args.name, timeout = 120 })
+local returned = hoist.now()
 local verdict = ok and "done" or (hoist.is_error(r) and (r.details and r.details.reason or r.code) or tostring(r))
-print(("HOIST %.6f %s"):format(hoist.now(), verdict))
+print(("HOIST %.6f %.6f %s"):format(decided or returned, returned, verdict))
 LUA
 
 # the driver: apply, start the three watchers, collect their times
@@ -86,25 +95,32 @@ def pod_failing(p):
         w = cs.get("state", {}).get("waiting") or {}
         if w.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
             return True
+        # hoist's rule (crashloop_restarts = 2): in CrashLoopBackOff after 2 restarts
+        if w.get("reason") == "CrashLoopBackOff" and cs.get("restartCount", 0) >= 2:
+            return True
     return False
 
+CASES = ("good", "crash", "pull")
 rows = []
 for i in range(rounds):
-    bad = i % 2 == 1
+    case = CASES[i % 3]
     name = "bench-%d" % i
-    img = image + ("-absent" if bad else "")
+    img = image + ("-absent" if case == "pull" else "")
+    cmd = "sleep 3600" if case != "crash" else "echo crashing; exit 3"
+    container = {"name": "app", "image": img, "command": ["sh", "-c", cmd]}
+    if case == "crash":  # never ready: a container that exits at once may look available for an instant
+        container["readinessProbe"] = {"exec": {"command": ["sh", "-c", "exit 1"]}, "periodSeconds": 1}
     manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
                 "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                         "template": {"metadata": {"labels": {"app": name}},
-                                      "spec": {"containers": [{"name": "app", "image": img,
-                                                               "command": ["sh", "-c", "sleep 3600"]}]}}}}
+                         "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}}}}
     path = os.path.join(work, name + ".json")
     with open(path, "w") as f:
         json.dump(manifest, f)
     subprocess.run(["kubectl", "apply", "-f", path], check=True, capture_output=True)
+    start = time.monotonic()
     res = {}
     def observe():
-        if bad:
+        if case != "good":
             res["cluster"] = watch("/api/v1/namespaces/%s/pods?watch=1&labelSelector=app%%3D%s" % (ns, name), pod_failing)
         else:
             res["cluster"] = watch("/apis/apps/v1/namespaces/%s/deployments?watch=1&fieldSelector=metadata.name%%3D%s" % (ns, name), complete)
@@ -113,36 +129,44 @@ for i in range(rounds):
                               "--no-color", "--log-level", "warn"], capture_output=True, text=True)
         for line in out.stdout.splitlines():
             if line.startswith("HOIST "):
-                _, t, verdict = line.split(" ", 2)
-                res["hoist"], res["hoist_verdict"] = float(t), verdict
+                _, t, back, verdict = line.split(" ", 3)
+                res["hoist"], res["hoist_back"], res["hoist_verdict"] = float(t), float(back), verdict
         if "hoist" not in res:
             res["hoist_verdict"] = "no verdict: " + out.stderr[-300:]
     def run_kubectl():
         out = subprocess.run(["kubectl", "-n", ns, "rollout", "status", "deployment/" + name, "--timeout=%ss" % kt],
                              capture_output=True, text=True)
         res["kubectl"], res["kubectl_exit"] = time.monotonic(), out.returncode
-        res["kubectl_said"] = (out.stdout.strip().splitlines() or [""])[-1] + (out.stderr.strip().splitlines() or [""])[-1]
+        res["kubectl_said"] = ((out.stdout.strip().splitlines() or [""])[-1] + " " + (out.stderr.strip().splitlines() or [""])[-1]).strip()
     threads = [threading.Thread(target=f) for f in (observe, run_hoist, run_kubectl)]
-    start = time.monotonic()
     for t in threads: t.start()
     for t in threads: t.join()
     cl = res.get("cluster")
+    def after(k):
+        return None if res.get(k) is None else res[k] - start
     def rel(k):
         return None if res.get(k) is None or cl is None else res[k] - cl
-    rows.append((name, "ImagePull" if bad else "good", cl - start if cl else None, rel("hoist"), res.get("hoist_verdict"),
-                 rel("kubectl"), res.get("kubectl_exit"), res.get("kubectl_said", "")[:60]))
+    rows.append(dict(name=name, case=case, cluster=after("cluster"), hoist=after("hoist"), hoist_rel=rel("hoist"),
+                     back_rel=rel("hoist_back"), back=after("hoist_back"),
+                     verdict=res.get("hoist_verdict"), kubectl=after("kubectl"), kubectl_rel=rel("kubectl"),
+                     kexit=res.get("kubectl_exit"), ksaid=res.get("kubectl_said", "")[:70]))
     subprocess.run(["kubectl", "-n", ns, "delete", "deployment", name, "--wait=false"], capture_output=True)
 
-print("%-9s %-9s %9s %12s %-16s %12s %s" % ("rollout", "case", "cluster@", "hoist after", "hoist verdict", "kubectl after", "kubectl"))
+f = lambda v: "-" if v is None else "%.3fs" % v
+g = lambda v: "-" if v is None else "%+.0f ms" % (1000 * v)
+print("seconds after `kubectl apply`; 'vs cluster' = minus the moment the emulator's watch delivered the change;")
+print("hoist's verdict, then its return with the evidence (pods, events, the crashed container's last lines)")
+print("%-8s %-6s %8s %8s %10s %12s %-17s %9s %10s  %s" % ("rollout", "case", "cluster", "hoist", "vs cluster", "returned",
+                                                          "hoist verdict", "kubectl", "vs cluster", "kubectl said"))
 for r in rows:
-    f = lambda v: "-" if v is None else "%+.3fs" % v
-    print("%-9s %-9s %9s %12s %-16s %12s exit %s: %s" % (r[0], r[1], f(r[2]), f(r[3]), r[4], f(r[5]), r[6], r[7]))
-good = [r[3] for r in rows if r[1] == "good" and r[3] is not None]
-badv = [r[3] for r in rows if r[1] != "good" and r[3] is not None]
-later = [r for r in rows if r[3] is not None and r[5] is not None and r[3] > r[5]]
-if good: print("hoist after the emulator, rollout complete: max %.0f ms, mean %.0f ms (%d rounds)" % (1000 * max(good), 1000 * sum(good) / len(good), len(good)))
-if badv: print("hoist after the emulator, pod failing:      max %.0f ms, mean %.0f ms (%d rounds)" % (1000 * max(badv), 1000 * sum(badv) / len(badv), len(badv)))
-print("rounds where hoist was later than kubectl: %d of %d" % (len(later), len(rows)))
+    print("%-8s %-6s %8s %8s %10s %12s %-17s %9s %10s  exit %s: %s" % (r["name"], r["case"], f(r["cluster"]), f(r["hoist"]),
+          g(r["hoist_rel"]), g(r["back_rel"]), r["verdict"], f(r["kubectl"]), g(r["kubectl_rel"]), r["kexit"], r["ksaid"]))
+for case in CASES:
+    v = [r["hoist_rel"] for r in rows if r["case"] == case and r["hoist_rel"] is not None]
+    if v:
+        print("%-5s hoist after the cluster: max %.0f ms, mean %.0f ms (%d rounds)" % (case, 1000 * max(v), 1000 * sum(v) / len(v), len(v)))
+later = [r for r in rows if r["back"] is not None and r["kubectl"] is not None and r["back"] > r["kubectl"]]
+print("rounds where hoist (returned) was later than kubectl: %d of %d" % (len(later), len(rows)))
 PY
 
 if (( ROUNDS > 0 )); then
