@@ -198,11 +198,12 @@ std::size_t escaped_reach(std::string_view text, std::size_t pos, bool partial,
   const char next = pos + 1 < text.size() ? text[pos + 1] : '%';
   std::size_t end = pos;
   bool open = false;
-  auto forms = [&](unsigned char byte, bool url, bool json) {
+  // `as_is`: text[pos] is the byte itself, not the start of an escape of it
+  auto forms = [&](unsigned char byte, bool url, bool json, bool as_is) {
     for (std::size_t i : by_first[byte]) {
       const std::string& v = values[i];
       // most false starts end at the second byte: a byte as it is there can only be v[1]
-      if (byte == first && next != v[1] && next != '%' && next != '\\' && next != '+') continue;
+      if (as_is && next != v[1] && next != '%' && next != '\\' && next != '+') continue;
       for (std::size_t n : {url ? url_form(text, pos, v) : kNone, json ? json_form(text, pos, v) : kNone}) {
         if (n == kOpen) {
           open = true;
@@ -215,11 +216,11 @@ std::size_t escaped_reach(std::string_view text, std::size_t pos, bool partial,
   if (first == '%' || first == '\\') {
     int byte = first == '%' ? hex_at(text, pos + 1, 2) : json_first_byte(text, pos);
     if (byte == kShort) open = true;
-    if (byte >= 0) forms(static_cast<unsigned char>(byte), first == '%', first == '\\');
-    forms(first, first != '%', first != '\\');  // the other encoding takes it as it is
+    if (byte >= 0) forms(static_cast<unsigned char>(byte), first == '%', first == '\\', false);
+    forms(first, first != '%', first != '\\', true);  // the other encoding takes it as it is
   } else {
-    forms(first, true, true);
-    if (first == '+') forms(' ', true, false);
+    forms(first, true, true, true);
+    if (first == '+') forms(' ', true, false, false);
   }
   return open && partial ? kOpen : end;
 }

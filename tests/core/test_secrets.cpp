@@ -145,6 +145,17 @@ TEST_CASE("URL escapes in any mix of case, + or %20 for a space, / kept or not, 
   CHECK(s.scrub("a%20b%2Fc%3Ae") == "a%20b%2Fc%3Ae");
 }
 
+// fuzz/corpus/secrets/crash-3ffbeb45...: found by the 10-minute run after the fix above.
+TEST_CASE("a secret starting with an escape character is masked in the form that escapes it") {
+  hoist::Secrets s;
+  s.add("%-u\xAA\xD0\xD0");
+  s.add("\\path\\x");
+  CHECK(s.scrub("r%25-u%AA%D0%d0r") == "r***r");
+  CHECK(s.scrub(R"(r\\path\u005cxr)") == "r***r");
+  CHECK(s.scrub(R"(r\u005Cpath%5Cxr)") == "r\\u005Cpath%5Cxr");  // JSON, then URL: no one form
+  CHECK(s.scrub(R"(r\path%5Cxr)") == "r***r");                  // '\' as it is in a URL
+}
+
 TEST_CASE("overlapping occurrences are masked as the union of their ranges") {
   hoist::Secrets s;
   s.add("p@ss wp@ss w");  // repeats itself: its occurrences can overlap
