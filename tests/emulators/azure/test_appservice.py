@@ -83,7 +83,7 @@ class AppService(unittest.TestCase):
         self.web = RG_PATH + "rg-web/providers/Microsoft.Web/"
         r = self.arm("PUT", self.web + "serverfarms/plan", {"location": "westeurope", "kind": "linux",
                                                             "sku": {"name": "B1"}, "properties": {"reserved": True}}, api=API)
-        self.assertEqual(r.status, 201, r.raw)
+        self.assertEqual(r.status, 200, r.raw)
         self.plan = r.json["id"]
 
     def tearDown(self):

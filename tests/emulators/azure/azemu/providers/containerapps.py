@@ -201,7 +201,14 @@ class ContainerApps(ResourceType):
             raise bad("ContainerAppInvalidTemplate", "template.containers must have at least one container.",
                       "template.containers")
         props["template"] = template
+        for rule in (template.get("scale") or {}).get("rules") or []:
+            custom = rule.get("custom") or {}
+            if custom.get("type") in ("http", "tcp") and rule.get(custom["type"]) is None:
+                # a custom rule of KEDA type http/tcp is the built-in rule: Azure shows it so
+                rule[custom["type"]] = {"metadata": custom.get("metadata") or {}}
+                rule.pop("custom")
         for c in template["containers"]:
+            c.setdefault("resources", {"cpu": 0.5, "memory": "1Gi", "ephemeralStorage": "2Gi"})
             if not c.get("name") or not c.get("image"):
                 raise bad("ContainerAppInvalidTemplate", "Every container needs a name and an image.",
                           "template.containers")

@@ -106,6 +106,7 @@ def host_label(site, slot):
 class ServerFarms(ResourceType):
     key = "Microsoft.Web/serverfarms"
     api_versions = API
+    created_status = 200
 
     def create(self, ctx, existing, body):
         sku = dict(body.get("sku") or (existing or {}).get("sku") or {"name": "B1"})
@@ -143,6 +144,7 @@ class ServerFarms(ResourceType):
 class Sites(ResourceType):
     key = "Microsoft.Web/sites"
     api_versions = API
+    created_status = 200
     default_lro = "sync"
     immutable_location = True
 
