@@ -32,6 +32,7 @@ import random
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -454,6 +455,10 @@ class ContainerApps(ResourceType):
                         replica.restart_counts[dname] = n
                         replica.next_restart[dname] = time.monotonic() + min(10.0, 0.5 * 2 ** n)
                         docker.run(["start", dname], timeout=60)
+                if state == "absent":  # docker did not answer (or the revision is going away)
+                    sys.stderr.write("containerapps: docker inspect %s found nothing\n" % dname)
+                    ready = False
+                    continue
                 replica.states[dname] = state
                 replica.restarts = sum(replica.restart_counts.values())
                 if state != "running":
