@@ -58,6 +58,34 @@ def via_proxy(url, headers=None, method="GET", data=None):
         return e.code, e.read().decode()
 
 
+class Watch:
+    """Requests URL in a loop in a thread until stopped; counts the answers that are not 200."""
+
+    def __init__(self, url):
+        import threading
+        self.url, self.ok, self.failed, self.bodies = url, 0, [], set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                status, body = via_proxy(self.url)
+            except OSError as e:
+                status, body = 0, str(e)
+            if status == 200:
+                self.ok += 1
+                self.bodies.add(body.strip())
+            else:
+                self.failed.append((status, body[:100]))
+
+    def end(self):
+        self.stop.set()
+        self.thread.join(30)
+        return self
+
+
 def basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()}
 
@@ -160,8 +188,15 @@ class AppService(unittest.TestCase):
         self.assertEqual(via_proxy(hook, method="POST", data=b"")[0], 401)
         self.assertEqual(via_proxy(hook, basic(user, "wrong"), "POST", b"")[0], 401)
         self.assertEqual(via_proxy(hook, basic("$other", password), "POST", b"")[0], 401)
+        watch = Watch("https://hoist-cd.azurewebsites.net/index.html")
         self.assertEqual(via_proxy(hook, basic(user, password), "POST", b"")[0], 200)
         self.wait_body("http://hoist-cd.azurewebsites.net/index.html", "site-v2")
+        time.sleep(2)  # past the old container's stop
+        watch.end()
+        # the old container served until the new one answered: no failed request during the deploy
+        self.assertEqual(watch.failed, [])
+        self.assertEqual(watch.bodies, {"site-v1", "site-v2"})
+        print("\nwebhook deploy: %d requests, %d failed" % (watch.ok + len(watch.failed), len(watch.failed)))
         digests = [l.split("Digest: ")[1] for l in self.logs("hoist-cd").splitlines() if "Digest:" in l]
         self.assertEqual(digests[0], digest_v1)
         self.assertNotEqual(digests[-1], digest_v1)

@@ -48,6 +48,7 @@ API = {"2022-01-01-preview", "2022-03-01", "2022-06-01-preview", "2022-10-01", "
 APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 SUFFIX_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 EVENTS = 500
+DRAIN = 1.0  # seconds a deactivated revision's containers live on for requests already sent
 TOKENS = {}  # log stream token -> (app id lower, expiry)
 
 
@@ -540,9 +541,9 @@ class ContainerApps(ResourceType):
                 if single and rt.latest_ready == rev.name else []
         for r in old:  # Single mode: the new healthy revision takes over, the others go
             with r.lock:
-                r.active = False
+                r.active = False  # the proxy picks it no more; what it already sent may finish
             r.event("RevisionDeactivating", "Deactivating old revision '%s': '%s' is ready" % (r.name, rev.name))
-            self.stop_replicas(r)
+            threading.Timer(DRAIN, self.stop_replicas, args=(r,)).start()
 
     # --- traffic ----------------------------------------------------------------------
     def effective_traffic(self, res, rt):
@@ -755,6 +756,9 @@ def app_op(arm, h, m):
         method("POST")
         token = secrets.token_urlsafe(32)
         expires = time.time() + 3600
+        for t, (_, exp) in list(TOKENS.items()):
+            if exp < time.time():
+                TOKENS.pop(t, None)
         TOKENS[token] = (res["id"].lower(), expires)
         return 200, {"id": res["id"] + "/authtoken", "name": "authtoken", "type": "Microsoft.App/containerApps/authtoken",
                      "location": res.get("location"), "properties": {"token": token, "expires": iso(expires)}}, []
@@ -820,7 +824,7 @@ def log_stream(apps, h):
     res = apps.arm.get("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.App/containerApps/%s"
                        % (m.group(1), m.group(2), m.group(3)))
     auth = h.headers.get("Authorization") or ""
-    token = auth[7:].strip() if auth.lower().startswith("bearer ") else h.query.get("token", "")
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
     got = TOKENS.get(token)
     if res is None or got is None or got[0] != res["id"].lower() or got[1] < time.time():
         h.send(401, {"error": "a valid token from getAuthToken of this container app is required"})
