@@ -270,9 +270,14 @@ class AppService(unittest.TestCase):
             "properties"]["linuxFxVersion"])
         self.wait_body("http://hoist-swap.azurewebsites.net/index.html", "site-v2")
         self.wait_body("http://hoist-swap-staging.azurewebsites.net/index.html", "site-v1")
-        user, password, _ = self.creds("hoist-swap")
         r = self.arm("POST", self.web + "sites/hoist-swap/slots/staging/config/publishingcredentials/list", api=API)
-        self.assertEqual(r.json["properties"]["publishingUserName"], "$hoist-swap__staging")
+        slot_user, slot_password = r.json["properties"]["publishingUserName"], r.json["properties"]["publishingPassword"]
+        self.assertEqual(slot_user, "$hoist-swap__staging")
+        # the slot's own SCM site and webhook, with the slot's credentials only
+        hook = "https://hoist-swap-staging.scm.azurewebsites.net/docker/hook"
+        user, password, _ = self.creds("hoist-swap")
+        self.assertEqual(via_proxy(hook, basic(user, password), "POST", b"")[0], 401)
+        self.assertEqual(via_proxy(hook, basic(slot_user, slot_password), "POST", b"")[0], 200)
         r = self.arm("POST", self.web + "sites/hoist-swap/slotsswap", {"targetSlot": "nope"}, api=API)
         self.assertEqual(r.status, 404)
 
@@ -289,6 +294,11 @@ class AppService(unittest.TestCase):
         status, body = via_proxy("http://hoist-mi.azurewebsites.net/index.html")
         self.assertEqual((status, body.strip()), (200, "site-v1"))
         self.assertGreaterEqual(self.logs("hoist-mi").count("initialized successfully"), 3)
+        # PATCH of the site's siteConfig deploys another image (beside the running container)
+        r = self.arm("PATCH", self.web + "sites/hoist-mi", {"properties": {"siteConfig": {
+            "linuxFxVersion": "DOCKER|%s:v2" % REPO}}}, api=API)
+        self.assertEqual(r.status, 200, r.raw)
+        self.wait_body("http://hoist-mi.azurewebsites.net/index.html", "site-v2")
         r = self.arm("DELETE", self.web + "sites/hoist-mi", api=API)
         self.assertEqual(r.status, 200)
         out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=hoist-azure-site"],

@@ -174,6 +174,12 @@ class ContainerApps(unittest.TestCase):
                 self.assertEqual(op_ok["properties"]["provisioningState"], "Succeeded")  # green before healthy
                 rev = self.wait_revision("hoist-bad", "hoist-bad--" + suffix, "healthState", "Unhealthy")
                 self.assertEqual(rev["runningState"], "Degraded")
+                if suffix == "crash":
+                    replicas = self.arm("GET", self.base + "containerApps/hoist-bad/revisions/hoist-bad--crash/"
+                                        "replicas", api=API).json["value"]
+                    c = replicas[0]["properties"]["containers"][0]
+                    self.assertGreaterEqual(c["restartCount"], 1)
+                    self.assertFalse(c["ready"])
                 self.assertIn(reason, rev["runningStateDetails"])
                 self.assertEqual(rev["trafficWeight"], 0)
                 self.assertEqual(self.get(fqdn), (200, "capp-v1\n"))  # the previous one answers throughout
@@ -185,6 +191,9 @@ class ContainerApps(unittest.TestCase):
         print("\nthree bad revisions: %d requests, %d failed" % (watch.ok + len(watch.failed), len(watch.failed)))
         r = self.arm("POST", self.base + "containerApps/hoist-bad/revisions/hoist-bad--good/deactivate", api=API)
         self.assertEqual((r.status, r.json["error"]["code"]), (400, "ContainerAppRevisionInUse"))
+        replicas = self.arm("GET", self.base + "containerApps/hoist-bad/revisions/hoist-bad--crash/replicas",
+                            api=API).json["value"]
+        self.assertEqual(replicas, [])  # deactivated: its replicas are gone
         system = self.logs("hoist-bad", "system", "hoist-bad--crash")
         self.assertIn("ContainerTerminated", [e["Reason"] for e in system])
         self.assertIn("ProbeFailed", [e["Reason"] for e in self.logs("hoist-bad", "system", "hoist-bad--probe")])

@@ -383,6 +383,9 @@ class ContainerApps(ResourceType):
                 rev.event("ContainerStarted", "Started container '%s'" % c["name"], replica=rname)
             info = docker.inspect(dnames[0])
             replica.host_ports = {p: docker.host_port(info, p) for p in ports}
+            if self.arm.get(res["id"]) is None:  # the app was deleted meanwhile: leave nothing behind
+                self.stop_replicas(rev)
+                return "the container app was deleted"
         with rev.lock:
             if rev.provisioning != "Failed":
                 rev.provisioning = "Provisioned"
