@@ -263,4 +263,4 @@ t.case("App Service: token registry, staged digest deploys, wrong port refused, 
   pcall(hoist.azure.request, { method = "DELETE", credential = S.cred, path = ("/subscriptions/%s/resourcegroups/%s")
     :format(E("HOIST_TEST_AZURE_SUBSCRIPTION_ID"), RG) })
   if not ok then error(err, 0) end
-end)
+end, { timeout = 1200 })

@@ -20,7 +20,7 @@ M.known = {
   ["local"] = true,     -- the local Docker engine behind a stable front (hoist proxy)
   aci = false,          -- Azure Container Instances
   appservice = true,    -- Azure App Service (Web App for Containers)
-  containerapp = false, -- Azure Container Apps
+  containerapp = true,  -- Azure Container Apps
   aks = false,          -- Azure Kubernetes Service
   kubernetes = false,   -- any Kubernetes cluster (a kubeconfig context)
 }
