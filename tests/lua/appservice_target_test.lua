@@ -220,17 +220,21 @@ t.case("App Service: token registry, staged digest deploys, wrong port refused, 
     local task = hoist.spawn(function()
       return hoist.exec { "sh", "-c", ("echo $$ > %s; exec %s"):format(pidfile, table.concat(quoted, " ")), env = env, timeout = 600 }
     end)
-    local run_id
-    for _ = 1, 1500 do
-      for _, id in ipairs(hoist.fs.list(S.state .. "/runs")) do
-        local ev = support.read(S.state .. "/runs/" .. id .. "/events.jsonl") or ""
-        if ev:find("HOIST_TEST_PAUSE_AFTER_SWITCH: pausing", 1, true) then run_id = id end
-      end
-      if run_id or task:status() ~= "running" then break end
-      hoist.sleep(0.2)
+    local before = {}
+    for _, id in ipairs(hoist.fs.list(S.state .. "/runs")) do before[id] = true end
+    -- the moment: production answers v4 (the run pauses right after its swap)
+    local swapped = false
+    for _ = 1, 600 do
+      swapped = body_of(prod .. "/") == "as-v4"
+      if swapped or task:status() ~= "running" then break end
+      hoist.sleep(0.5)
     end
-    t.ok(run_id, "the deploy reached the swap")
-    t.eq(body_of(prod .. "/"), "as-v4", "v4 serves after the swap")
+    t.ok(swapped, "the deploy reached the swap")
+    local run_id
+    for _, id in ipairs(hoist.fs.list(S.state .. "/runs")) do
+      if not before[id] then run_id = id end
+    end
+    t.ok(run_id, "the killed run has a folder")
     hoist.exec { "kill", "-KILL", support.must_read(pidfile):match("%d+"), check = true }
     t.eq(task:wait().signal, 9)
     local rb = support.run_hoist({ "rollback", run_id, "--state-dir", S.state, "--no-color" }, { env = S.env, timeout = 600 })
