@@ -137,4 +137,19 @@ local resources = require "hoist.azure.resources"
 M.resource_groups = resources.resource_groups
 M.providers = resources.providers
 
+-- hoist.azure.<name> reaches the service modules stdlib/hoist/azure/<name>.lua
+-- (hoist.azure.appservice, hoist.azure.containerapp, ...), as hoist.k8s.<name> does.
+setmetatable(M, {
+  __index = function(t, k)
+    local name = "hoist.azure." .. tostring(k)
+    -- (searchpath: a new file under the HOIST_LUA_PATH override, not compiled in yet)
+    if package.loaded[name] or package.preload[name]
+        or (package.searchpath and package.searchpath(name, package.path)) then
+      local v = require(name)
+      rawset(t, k, v)
+      return v
+    end
+  end,
+})
+
 return M

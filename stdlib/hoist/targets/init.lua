@@ -19,8 +19,8 @@ local M = {}
 M.known = {
   ["local"] = true,     -- the local Docker engine behind a stable front (hoist proxy)
   aci = false,          -- Azure Container Instances
-  appservice = false,   -- Azure App Service (Web App for Containers)
-  containerapp = false, -- Azure Container Apps
+  appservice = true,    -- Azure App Service (Web App for Containers)
+  containerapp = true,  -- Azure Container Apps
   aks = false,          -- Azure Kubernetes Service
   kubernetes = false,   -- any Kubernetes cluster (a kubeconfig context)
 }

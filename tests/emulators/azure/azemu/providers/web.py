@@ -329,6 +329,8 @@ class Sites(ResourceType):
             rt.write("INFO", "Pulling image from Docker hub: %s" % image)
             return self.failed(rt, gen, label)
         image_id, digest = docker.image_digest(image)
+        if "@sha256:" in image:  # pulled by digest: that is the digest, whatever RepoDigests lists
+            digest = image.split("@", 1)[1]
         rt.write("INFO", "%s Pulling from %s" % (image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1]
                                                  else "latest", image.rsplit(":", 1)[0]))
         rt.write("INFO", "Digest: %s" % (digest or image_id))
