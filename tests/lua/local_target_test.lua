@@ -77,8 +77,6 @@ end)
 t.cases("targets.get names the target it refuses", {
   { name = "unknown", target = "heroku", pat = 'unknown target "heroku"' },
   { name = "aci", target = "aci", pat = 'target "aci" is not available in this version' },
-  { name = "aks", target = "aks", pat = 'target "aks" is not available in this version' },
-  { name = "kubernetes", target = "kubernetes", pat = "not available in this version %(available: appservice, containerapp, local%)" },
 }, function(row)
   local err = t.raises(function() targets.get(row.target, "container@1") end, "invalid_argument", row.pat)
   t.eq(err.details.exit_code, 2)
@@ -86,7 +84,7 @@ end)
 
 t.case("targets.get returns the local target", function()
   t.eq(targets.get("local"), target)
-  t.eq(targets.names(true), { "appservice", "containerapp", "local" })
+  t.eq(targets.names(true), { "aks", "appservice", "containerapp", "kubernetes", "local" })
 end)
 
 t.case("every shipped target keeps the contract of hoist.targets", function()
@@ -118,7 +116,7 @@ end)
 t.case("container@1 offers the targets of targets.known, and no other list", function()
   local _, def = require("hoist.scripts").resolve("container@1")
   t.eq(def.params.target.allowed, targets.names())
-  t.eq(targets.names(), { "appservice", "containerapp", "local", "aci", "aks", "kubernetes" })
+  t.eq(targets.names(), { "aks", "appservice", "containerapp", "kubernetes", "local", "aci" })
   t.ok(def.params.lock_timeout, "container@1 has lock_timeout")
   local src = support.must_read(root .. "/scripts/container/v1.lua")
   t.no_match(src, '"appservice"', "v1.lua does not repeat the list")

@@ -21,8 +21,8 @@ M.known = {
   aci = false,          -- Azure Container Instances
   appservice = true,    -- Azure App Service (Web App for Containers)
   containerapp = true,  -- Azure Container Apps
-  aks = false,          -- Azure Kubernetes Service
-  kubernetes = false,   -- any Kubernetes cluster (a kubeconfig context)
+  aks = true,           -- Azure Kubernetes Service (hoist.targets.kubernetes with the kubeconfig from Azure)
+  kubernetes = true,    -- any Kubernetes cluster (a kubeconfig context)
 }
 
 ---@class hoist.targets.DeployOptions the options every target takes
