@@ -43,6 +43,12 @@ t.case("Container Apps: ingress on 8000 from ACR, canary, an unhealthy revision 
     return { resource_group = RG, name = NAME, image = REPO .. "@" .. digest, revision_timeout = 60,
              secret_env = "API_SECRET=" .. SECRET_ENV }
   end
+  -- a revision that never answers on targetPort turns Unhealthy after this (Azure: minutes)
+  local function settings(limit)
+    hoist.http.request { method = "POST", url = E("HOIST_TEST_AZURE_CONTROL") .. "/settings",
+                         json = { containerapp_start_time_limit = limit }, check = true, safe = true }
+  end
+  settings(20)
   local prober
   local ok, err = pcall(function()
     local r = web.run(S, SCRIPT, params(d.v1))
@@ -96,6 +102,7 @@ t.case("Container Apps: ingress on 8000 from ACR, canary, an unhealthy revision 
     web.scan(S, { S.auth.password, SECRET_ENV, E("HOIST_TEST_AZURE_CLIENT_SECRET") })
   end)
   if prober then pcall(prober.finish) end
+  pcall(settings, 240)
   pcall(hoist.azure.request, { method = "DELETE", credential = S.credential,
     path = ("/subscriptions/%s/resourcegroups/%s"):format(S.subscription, RG) })
   if not ok then error(err, 0) end

@@ -222,7 +222,8 @@ function M.logs(opts)
   local fname = "hoist.azure.containerapp.logs"
   local o = util.check_opts(fname, opts, spec { revision = "string", type = { type = "string", default = "console",
     allowed = { "console", "system" } }, tail = "integer" })
-  local app = M.get(o)
+  local app = M.get { resource_group = o.resource_group, name = o.name, subscription = o.subscription,
+                      credential = o.credential, endpoint = o.endpoint }
   if not app then fail("not_found", ("container app %s not found"):format(o.name)) end
   local c, p = locate(fname, o)
   local tok = call(c, o, { method = "POST", path = p .. "/getAuthToken", safe = true, what = "log token of " .. o.name })
