@@ -134,7 +134,10 @@ end
 ---@field username? string
 ---@field password? string a secret (registered here)
 
--- The app settings that carry registry credentials (App Service's own names).
+--- The app settings that carry registry credentials (App Service's own names:
+--- DOCKER_REGISTRY_SERVER_URL, _USERNAME, _PASSWORD; the password registered as a secret).
+---@param reg? hoist.azure.appservice.Registry
+---@return table<string, string>
 local function registry_settings(reg)
   if not reg then return {} end
   local server = reg.server:gsub("^https?://", "")

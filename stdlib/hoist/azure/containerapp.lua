@@ -222,11 +222,16 @@ function M.logs(opts)
   local fname = "hoist.azure.containerapp.logs"
   local o = util.check_opts(fname, opts, spec { revision = "string", type = { type = "string", default = "console",
     allowed = { "console", "system" } }, tail = "integer" })
-  local app = M.get(o)
+  local app = M.get { resource_group = o.resource_group, name = o.name, subscription = o.subscription,
+                      credential = o.credential, endpoint = o.endpoint }
   if not app then fail("not_found", ("container app %s not found"):format(o.name)) end
   local c, p = locate(fname, o)
   local tok = call(c, o, { method = "POST", path = p .. "/getAuthToken", safe = true, what = "log token of " .. o.name })
-  local token = hoist.secret(((tok.body or {}).properties or {}).token or "")
+  local token = ((tok.body or {}).properties or {}).token
+  if type(token) ~= "string" or #token < 4 then
+    fail("unavailable", ("getAuthToken of %s gave no token"):format(o.name))
+  end
+  hoist.secret(token)
   local url = app.properties.eventStreamEndpoint
   local r = hoist.http.request { url = url, headers = { Authorization = "Bearer " .. token }, timeout = 30,
     query = { type = o.type, tailLines = o.tail or M.defaults.log_lines, revisionName = o.revision, follow = "false" } }
@@ -241,6 +246,9 @@ function M.logs(opts)
   return out
 end
 
+--- Log lines (M.logs) as text, one "<time> <message>" line each.
+---@param lines table[]
+---@return string
 local function log_text(lines)
   local t = {}
   for _, l in ipairs(lines or {}) do t[#t + 1] = ("%s %s"):format(tostring(l.TimeStamp), tostring(l.Log or l.Msg)) end
