@@ -12,6 +12,25 @@ local WHY = "the Azure emulator's variables are not set: run tests/env/up.sh, th
 math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
 local RUN = ("%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
 
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+-- The service hostnames answer through the emulator's proxy, which hoist reaches through the
+-- standard proxy variables of its environment: cases that need it run in a child `hoist test`
+-- of this file with HTTP_PROXY set (HOIST_TEST_ACI_CHILD=1: only those cases run there).
+local CHILD = E("HOIST_TEST_ACI_CHILD") == "1"
+local function in_proxy_child(body)
+  return function()
+    if CHILD then return body() end
+    if not CONTROL or CONTROL == "" then return body() end -- skips (or fails under CI) there
+    local r = support.run_hoist({ "test", support.here .. "/aci_target_test.lua" }, { timeout = 900, env = {
+      HOIST_TEST_ACI_CHILD = "1", HTTP_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost" } })
+    if r.code ~= 0 then error("the child run with HTTP_PROXY failed:\n" .. r.stdout .. r.stderr, 0) end
+    io.stdout:write((r.stdout:gsub("[^\n]*\n", function(l) return l:match("^ok ") and "     child: " .. l or "" end)))
+  end
+end
+local function parent_only(body)
+  return function() if CHILD then t.skip("runs in the parent") end return body() end
+end
+
 local cred
 local function need_emulator()
   if not CONTROL or CONTROL == "" then
@@ -40,7 +59,7 @@ local function drop(rg)
                                credential = cred, poll_interval = 0.2 })
 end
 
-t.case("the lock is a tag on the resource group, released at the end; other tags stay", function()
+t.case("the lock is a tag on the resource group, released at the end; other tags stay", parent_only(function()
   need_emulator()
   local rg = group("tag")
   hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", tags = { team = "a" }, subscription = SUB,
@@ -59,9 +78,9 @@ t.case("the lock is a tag on the resource group, released at the end; other tags
   t.eq(tags_of(rg)["hoist-lock.aci.web"], nil)
   t.eq(tags_of(rg).team, "a")
   drop(rg)
-end)
+end))
 
-t.case("another run waits, naming the holder, then fails with conflict", function()
+t.case("another run waits, naming the holder, then fails with conflict", parent_only(function()
   need_emulator()
   local rg = group("wait")
   local h = T.lock(lock_opts(rg, "run-a"))
@@ -76,9 +95,9 @@ t.case("another run waits, naming the holder, then fails with conflict", functio
   local b = T.lock(lock_opts(rg, "run-b"))
   b:release()
   drop(rg)
-end)
+end))
 
-t.case("two runs taking it at once: exactly one holds it", function()
+t.case("two runs taking it at once: exactly one holds it", parent_only(function()
   need_emulator()
   local rg = group("race")
   hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", subscription = SUB, credential = cred }
@@ -95,9 +114,9 @@ t.case("two runs taking it at once: exactly one holds it", function()
   t.eq(tags_of(rg)["hoist-lock.aci.web"]:match("^([^:]+):"), winners[1].run)
   winners[1]:release()
   drop(rg)
-end)
+end))
 
-t.case("a lock its holder let expire is taken over, with a warning naming it", function()
+t.case("a lock its holder let expire is taken over, with a warning naming it", parent_only(function()
   need_emulator()
   local rg = group("expired")
   hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", subscription = SUB, credential = cred }
@@ -107,9 +126,9 @@ t.case("a lock its holder let expire is taken over, with a warning naming it", f
   t.match(tags_of(rg)["hoist-lock.aci.web"], "^run%-new:")
   h:release()
   drop(rg)
-end)
+end))
 
-t.case("bad lock options are named", function()
+t.case("bad lock options are named", parent_only(function()
   need_emulator()
   t.raises(function() T.lock(lock_opts(nil, "r", { resource_group = false })) end, "invalid_argument", "resource_group")
   t.raises(function() T.lock(lock_opts("rg", "r", { target = "a/b" })) end, "invalid_argument", "target must be a name")
@@ -117,4 +136,75 @@ t.case("bad lock options are named", function()
   t.raises(function() T.lock(lock_opts("rg", "r", { service = "bad name" })) end, "invalid_argument", "resource name")
   t.raises(function() T.prepare("targets.aci", { service = "web", resource_group = group("nowhere"), subscription = SUB,
                                                  credential = cred }) end, "invalid_argument", "give location= to create it")
-end)
+end))
+
+---------------------------------------------------------------- the target
+
+local targets = require "hoist.targets"
+local IMAGE = "127.0.0.1:5002/hoist-aci-test/web:1"
+local HTTPD = { "sh", "-c", "echo hello-$GREETING > /tmp/index.html; echo ok > /tmp/health; exec httpd -f -p 8000 -h /tmp" }
+
+t.case("the aci target keeps the contract of hoist.targets", parent_only(function()
+  t.eq(targets.known.aci, true)
+  t.eq(targets.check("aci", targets.get("aci")), {})
+  local aci_t = require "hoist.targets.aci"
+  for _, k in ipairs { "subscription", "resource_group", "location", "name", "credential", "registry_identity" } do
+    t.ok(aci_t.options[k], "the Azure option " .. k)
+  end
+end))
+
+local function push_image()
+  local r = hoist.exec { "skopeo", "copy", "--dest-tls-verify=false", "--dest-creds",
+    E("HOIST_TEST_REGISTRY_TOKEN_USER") .. ":" .. E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD"),
+    "docker-daemon:" .. (E("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"), "docker://" .. IMAGE }
+  if r.code ~= 0 then error("cannot push the test image: " .. r.stderr) end
+end
+
+local function via_proxy(url)
+  return hoist.exec { "curl", "-s", "-m", "5", "-x", E("HOIST_TEST_AZURE_PROXY"), url }.stdout
+end
+
+t.case("deploy, redeploy, a crashing version put back at once, status, remove", in_proxy_child(function()
+  need_emulator()
+  push_image()
+  local target = require "hoist.targets.aci"
+  local rg = group("target")
+  local state_dir = os.tmpname() .. ".d"
+  local base = { service = "web", image = IMAGE, resource_group = rg, location = "westeurope", subscription = SUB,
+                 credential = cred, container_port = 8000, health_path = "/health", dns_label = "web-" .. RUN,
+                 memory = 0.5, command = HTTPD, registry_username = E("HOIST_TEST_REGISTRY_TOKEN_USER"),
+                 registry_password = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD"), state_dir = state_dir, run = "run-1",
+                 verify = { retries = 20, interval = 0.5, timeout = 5 }, env = { GREETING = "v1" },
+                 secret_env = { API_KEY = "aci-target-secure-1" } }
+  local function with(extra)
+    local o = {}
+    for k, v in pairs(base) do o[k] = v end
+    for k, v in pairs(extra) do o[k] = v end
+    return o
+  end
+  local r1 = target.deploy(base)
+  t.eq(r1.previous, nil)
+  t.eq(r1.url, ("http://web-%s.westeurope.azurecontainer.io:8000"):format(RUN))
+  t.match(via_proxy(r1.url .. "/"), "hello%-v1")
+  local r2 = target.deploy(with { run = "run-2", env = { GREETING = "v2" } })
+  t.eq(r2.previous, IMAGE)
+  t.match(via_proxy(r2.url .. "/"), "hello%-v2")
+  -- a version that crashes: refused with the reason and evidence; v2 runs again
+  local e = t.raises(function()
+    target.deploy(with { run = "run-3", command = { "sh", "-c", "echo crashing-now; exit 4" }, env = { GREETING = "v3" } })
+  end, "rollout_failed", "the new version of web did not start .*web %(" .. IMAGE:gsub("%p", "%%%0") .. "%) runs again")
+  t.eq(e.details.reason, "crash")
+  t.match(e.details.logs, "crashing%-now")
+  t.match(via_proxy(r2.url .. "/"), "hello%-v2")
+  local st = target.status { service = "web", resource_group = rg, subscription = SUB, credential = cred, container_port = 8000 }
+  t.eq(st.serving, true)
+  t.eq(st.group.tags["hoist-run"], "run-2")
+  -- secure values never come back from Azure, and the kept copy is 0600
+  local kept = state_dir .. "/aci/" .. rg .. "--web/current.json"
+  t.eq(hoist.exec { "stat", "-c", "%a", kept }.stdout:match("%d+"), "600")
+  local removed = target.remove { service = "web", resource_group = rg, subscription = SUB, credential = cred, state_dir = state_dir }
+  t.eq(removed.removed, { "web" })
+  t.eq(target.remove { service = "web", resource_group = rg, subscription = SUB, credential = cred, state_dir = state_dir }.removed, {})
+  t.eq(target.status { service = "web", resource_group = rg, subscription = SUB, credential = cred }.serving, false)
+  drop(rg)
+end))

@@ -136,6 +136,9 @@ function M.api_version(path) return native.api_version(path) end
 local resources = require "hoist.azure.resources"
 M.resource_groups = resources.resource_groups
 M.providers = resources.providers
+-- service modules (they reach hoist.azure at call time, so loading them here is safe)
+M.acr = require "hoist.azure.acr"
+M.aci = require "hoist.azure.aci"
 
 -- hoist.azure.<name> reaches the service modules stdlib/hoist/azure/<name>.lua
 -- (hoist.azure.appservice, hoist.azure.containerapp, ...), as hoist.k8s.<name> does.

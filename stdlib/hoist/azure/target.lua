@@ -19,8 +19,10 @@ local fail = util.fail
 local M = {}
 
 --- Policy: a lock not renewed for `ttl` seconds is taken over (its holder died); a holder
---- renews it every ttl/3 seconds while it deploys, so a slow deploy keeps it.
-M.defaults = { ttl = 600, interval = 2, say_every = 10, write_attempts = 20 }
+--- renews it every ttl/3 seconds while it deploys, so a slow deploy keeps it. `settle`: where
+--- the group has no ETag, seconds between a write and its read-back (a rival that read the
+--- same state writes within a round trip; the later write wins and the earlier sees it).
+M.defaults = { ttl = 600, interval = 2, say_every = 10, write_attempts = 20, settle = 1 }
 
 --- The options every Azure target takes besides the common ones (hoist.targets.options).
 M.options = {
@@ -179,6 +181,9 @@ local function write(l, tags, etag, value)
     if is_precondition_failed(e) then return false end
     error(e, 0)
   end
+  -- No ETag (a server without them): last writer wins, so wait until a writer that read the
+  -- same state has written too, then see who won.
+  if not etag then hoist.sleep(M.defaults.settle) end
   local after = read_group(l)
   return ((after.tags or {})[l.tag]) == value
 end
