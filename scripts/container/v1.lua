@@ -127,14 +127,28 @@ end
 -- Adds every shipped target's own options (besides local's, declared above) to the
 -- parameters, marked "[target]" in their description; a parameter container@1 declares
 -- itself (name, registry_username, ...) keeps its own spec.
+-- A target option's type as a parameter type: the first alternative a parameter can have
+-- ("string|table" -> "string", "integer" -> "number"); nil for a Lua-only option ("table").
+local PARAM_TYPES = { string = true, number = true, boolean = true, list = true, map = true }
+local function param_type(t)
+  for alt in tostring(t):gmatch("[^|]+") do
+    if alt == "integer" then alt = "number" end
+    if PARAM_TYPES[alt] then return alt end
+  end
+end
+
 local function with_target_options(params)
   local added = {}
   for _, tname in ipairs(targets.names(true)) do
     if tname ~= "local" then
       for k, spec in pairs(targets.get(tname).options) do
-        if not params[k] then
+        local ptype = param_type(spec.type)
+        if not ptype then
+          -- a Lua-only option (a table): a script passes it to the target itself
+        elseif not params[k] then
           local copy = {}
           for f, v in pairs(spec) do copy[f] = v end
+          copy.type = ptype
           copy.required = nil -- required by that target only: checked by it
           copy.description = ("[%s] %s"):format(tname, spec.description)
           params[k], added[k] = copy, { tname }
