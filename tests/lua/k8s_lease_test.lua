@@ -7,23 +7,9 @@ local lease = require "hoist.k8s.lease"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local support = dofile(here .. "/support.lua")
-local E = os.getenv
-math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
-local NS = ("hoist-lease-%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
-
-local kube
-local function client()
-  if not (E("HOIST_TEST_KUBE_SERVER") and E("KUBECONFIG")) then
-    local why = "the Kubernetes emulator is not up: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-    if E("CI") == "true" then error(why) end
-    t.skip(why)
-  end
-  if not kube then
-    kube = k8s.client { namespace = NS }
-    kube:apply { apiVersion = "v1", kind = "Namespace", metadata = { name = NS } }
-  end
-  return kube
-end
+local cluster = dofile(here .. "/k8s_cluster.lua")
+local NS = cluster.namespace("hoist-lease")
+local client, drop_namespace = cluster.client_in(NS)
 
 local function get(name) return client():get { kind = "Lease", name = name, missing_ok = true } end
 
@@ -150,6 +136,4 @@ t.cases("bad options are refused", {
   t.raises(function() lease.acquire(opts) end, "invalid_argument", row.pat)
 end)
 
-t.case("cleanup", function()
-  if kube then kube:delete { kind = "Namespace", name = NS, missing_ok = true } end
-end)
+t.case("cleanup", function() drop_namespace() end)

@@ -6,22 +6,15 @@ local t = require "hoist.test"
 local k8s = hoist.k8s
 local undo = require "hoist.k8s.undo"
 
-local E = os.getenv
-math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
-local NS = ("hoist-undo-%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
-
-local kube
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local cluster = dofile(here .. "/k8s_cluster.lua")
+local NS = cluster.namespace("hoist-undo")
+local client_in, drop_namespace = cluster.client_in(NS)
+local checked
 local function client()
-  if not (E("HOIST_TEST_KUBE_SERVER") and E("KUBECONFIG")) then
-    local why = "the Kubernetes emulator is not up: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-    if E("CI") == "true" then error(why) end
-    t.skip(why)
-  end
-  if not kube then
-    kube = k8s.client { namespace = NS }
-    kube:apply { apiVersion = "v1", kind = "Namespace", metadata = { name = NS } }
-  end
-  return kube
+  local c = client_in()
+  if not checked then cluster.need_controllers(c); checked = true end
+  return c
 end
 
 local function deployment(name, image, run)
@@ -153,6 +146,4 @@ t.case("both compensations are named actions (hoist rollback runs them from a la
   t.eq(actions.get("k8s.rollout_undo").origin.module, "hoist.k8s.undo")
 end)
 
-t.case("cleanup", function()
-  if kube then kube:delete { kind = "Namespace", name = NS, missing_ok = true } end
-end)
+t.case("cleanup", function() drop_namespace() end)

@@ -22,6 +22,7 @@ local lease = require "hoist.k8s.lease"
 
 local fail, dry_run = util.fail, util.dry_run
 local RUN = undo.RUN_ANNOTATION
+local PATCH = {} -- key marking an object to patch (set_image) rather than apply
 
 local M = {}
 
@@ -97,8 +98,11 @@ local function manifests_of(o, client, run, ns)
       fail("invalid_argument", ("deployment %s/%s has no container %q (containers: %s)"):format(ns, o.service, o.container,
         table.concat(names, ", ")))
     end
+    -- a strategic merge patch, as kubectl set image: a partial server-side apply would drop
+    -- the fields an earlier full apply by hoist owns
     objects = { { apiVersion = "apps/v1", kind = "Deployment", metadata = { name = o.service, namespace = ns },
-                  spec = { template = { spec = { containers = { { name = c.name, image = o.image } } } } } } }
+                  spec = { template = { spec = { containers = { { name = c.name, image = o.image } } } } },
+                  [PATCH] = true } }
   elseif o.manifests then
     if next(o.secret_env or {}) then
       fail("invalid_argument", "targets.kubernetes: secret_env needs the default manifests; with your own, reference a Secret")
@@ -291,7 +295,13 @@ function M.make(name, connect, cluster_options, module, pin)
         on_rollback(name .. ".restore", args)
         created[#created + 1] = stub
       end
-      c:apply(m, { namespace = ns, force = true })
+      if m[PATCH] then
+        m[PATCH] = nil
+        c:patch { kind = "Deployment", api_version = "apps/v1", name = m.metadata.name, namespace = mns, type = "strategic",
+                  patch = { metadata = { annotations = m.metadata.annotations }, spec = m.spec } }
+      else
+        c:apply(m, { namespace = ns, force = true })
+      end
     end
     local result = { service = o.service, image = o.image, namespace = ns, deployment = wname, previous = before and before.image,
                      context = c.context, planned = dry_run() or nil }
@@ -321,8 +331,7 @@ function M.make(name, connect, cluster_options, module, pin)
     if not ok then
       if hoist.is_error(err, "cancelled") then error(err, 0) end
       local d = hoist.is_error(err) and err.details or {}
-      hoist.log.error(("%s: %s"):format(what_of("Deployment", ns, wname), hoist.is_error(err) and err.message or tostring(err)),
-        { reason = d.reason, pod = d.pod, container = d.container })
+      hoist.log.error(hoist.is_error(err) and err.message or tostring(err), { reason = d.reason, pod = d.pod, container = d.container })
       print_evidence(d)
       local back = roll_back(c, ns, o, before, created)
       local details = {}
