@@ -29,7 +29,9 @@ local M = {}
 --- The options of the kubernetes target (the common ones are hoist.targets.options).
 local own_options = {
   kubeconfig = { type = "string", description = "kubeconfig file(s) joined by ':' (default: $KUBECONFIG, else ~/.kube/config)" },
-  context = { type = "string", description = "kubeconfig context (default: its current-context)" },
+  -- not `context`: container@1's `context` is the build folder, and a target's options
+  -- become container@1 parameters
+  kube_context = { type = "string", description = "kubeconfig context (default: its current-context)" },
   namespace = { type = "string", description = "Namespace (default: the context's, else default)" },
   manifests = { type = "string|table", description = "YAML text, a file path, or Lua tables to apply instead of hoist.k8s.app's" },
   set_image = { type = "boolean", default = false, description = "Only change the image of the existing Deployment <service> (kubectl set image)" },
@@ -179,7 +181,7 @@ end
 function M.make(name, connect, cluster_options, module, pin)
   local T = { name = name }
   T.options = {}
-  for k, v in pairs(own_options) do if k ~= "kubeconfig" and k ~= "context" then T.options[k] = v end end
+  for k, v in pairs(own_options) do if k ~= "kubeconfig" and k ~= "kube_context" then T.options[k] = v end end
   for k, v in pairs(cluster_options) do T.options[k] = v end
   T.compensations = { name .. ".rollout_undo", name .. ".restore" }
 
@@ -413,9 +415,9 @@ end
 -- A rollback from a later process (another $KUBECONFIG, another current-context) must reach
 -- the same cluster: the journal keeps the files and the context this deploy used.
 local target = M.make("kubernetes", function(w)
-  return hoist.k8s.client { kubeconfig = w.kubeconfig, context = w.context }
-end, { kubeconfig = own_options.kubeconfig, context = own_options.context }, "hoist.targets.kubernetes", function(w, c)
-  return { kubeconfig = w.kubeconfig or os.getenv("KUBECONFIG"), context = c.context ~= "" and c.context or nil }
+  return hoist.k8s.client { kubeconfig = w.kubeconfig, context = w.kube_context }
+end, { kubeconfig = own_options.kubeconfig, kube_context = own_options.kube_context }, "hoist.targets.kubernetes", function(w, c)
+  return { kubeconfig = w.kubeconfig or os.getenv("KUBECONFIG"), kube_context = c.context ~= "" and c.context or nil }
 end)
 target.make = M.make
 return target
