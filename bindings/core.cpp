@@ -4,6 +4,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <hoist/base64.hpp>
 #include <hoist/version.hpp>
 
 #include <chrono>
@@ -128,6 +129,15 @@ int l_scrub(lua_State* L) {
   size_t n;
   const char* s = luaL_checklstring(L, 1, &n);
   auto out = Runtime::from(L).secrets().scrub(std::string_view(s, n));
+  lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
+// bytes = core.base64_decode(text, what): invalid_argument "<what> is not valid base64"
+int l_base64_decode(lua_State* L) {
+  size_t n;
+  const char* s = luaL_checklstring(L, 1, &n);
+  std::string out = base64_decode(std::string_view(s, n), luaL_optstring(L, 2, "the text"));
   lua_pushlstring(L, out.data(), out.size());
   return 1;
 }
@@ -258,6 +268,7 @@ const luaL_Reg kFunctions[] = {
     {"plan_capture", protect<l_plan_capture>},
     {"plan_take", protect<l_plan_take>},
     {"new_run_id", protect<l_new_run_id>},
+    {"base64_decode", protect<l_base64_decode>},
     {nullptr, nullptr},
 };
 

@@ -8,7 +8,6 @@
 #include <hoist/process.hpp>
 
 #include <boost/asio/as_tuple.hpp>
-#include <openssl/evp.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -23,21 +22,6 @@ namespace hoist::k8s::detail {
 
 using nlohmann::json;
 namespace asio = boost::asio;
-
-std::string decode_base64(std::string_view in, const std::string& what) {
-  std::string clean;
-  for (char c : in)
-    if (!std::isspace(static_cast<unsigned char>(c))) clean += c;
-  if (clean.size() % 4 != 0) throw Error(Code::invalid_argument, what + " is not valid base64");
-  std::string out(clean.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(clean.data()), static_cast<int>(clean.size()));
-  if (n < 0) throw Error(Code::invalid_argument, what + " is not valid base64");
-  std::size_t pad = 0;
-  while (pad < 2 && pad < clean.size() && clean[clean.size() - 1 - pad] == '=') ++pad;
-  out.resize(static_cast<std::size_t>(n) - pad);
-  return out;
-}
 
 std::optional<double> parse_rfc3339(std::string_view s) {
   std::tm tm{};

@@ -3,6 +3,8 @@
 // and get, list, create, patch, delete and server-side apply.
 #include "k8s/internal.hpp"
 
+#include <hoist/base64.hpp>
+
 #include <hoist/json.hpp>
 
 #include <algorithm>
@@ -106,7 +108,7 @@ json guard_secret(const json& obj, const std::shared_ptr<Secrets>& secrets) {
         secrets->add(v);
         if (std::string(field) == "data") {
           try {
-            std::string plain = decode_base64(v, "Secret data");
+            std::string plain = base64_decode(v, "Secret data");
             if (plain.size() >= Secrets::kMinLength) secrets->add(plain);
           } catch (const Error&) {
             // the server will refuse it; nothing to hide beyond the text itself

@@ -14,8 +14,6 @@
 #include <vector>
 
 namespace hoist::k8s::detail {
-
-std::string decode_base64(std::string_view text, const std::string& what);
 std::string read_text_file(const std::string& path, const std::string& what);
 // RFC 3339 ("2026-01-02T03:04:05Z", fractions and offsets allowed) as unix seconds; nullopt
 // when malformed.

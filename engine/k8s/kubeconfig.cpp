@@ -3,6 +3,8 @@
 // account. Nothing here talks to a cluster.
 #include "k8s/internal.hpp"
 
+#include <hoist/base64.hpp>
+
 #include <hoist/yaml.hpp>
 
 #include <cctype>
@@ -59,7 +61,7 @@ std::string text(const json& j, const char* key) {
 // A *-data field (base64) decoded, else "".
 std::string data(const json& j, const char* key, const std::string& where) {
   std::string v = text(j, key);
-  return v.empty() ? v : detail::decode_base64(v, where + "." + key);
+  return v.empty() ? v : base64_decode(v, where + "." + key);
 }
 
 ExecConfig exec_config(const json& e, const std::string& where) {

@@ -1,9 +1,8 @@
 // Where credentials come from besides explicit ones: docker's config.json (`auths`,
 // `credHelpers`, `credsStore`) and docker-credential-<helper> programs.
 #include <hoist/registry.hpp>
+#include <hoist/base64.hpp>
 #include <hoist/json.hpp>
-
-#include <openssl/evp.h>
 
 #include <cstdlib>
 
@@ -11,21 +10,6 @@ namespace hoist::registry {
 namespace {
 
 constexpr std::string_view kDockerHubKey = "https://index.docker.io/v1/";
-
-std::string b64decode(std::string_view in, std::string_view what) {
-  std::string s;
-  for (char c : in)
-    if (c != '\n' && c != '\r' && c != ' ') s += c;
-  if (s.size() % 4) s.append(4 - s.size() % 4, '=');  // tolerate missing padding
-  std::string out(s.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
-  if (n < 0) throw Error(Code::invalid_argument, std::string(what) + " is not valid base64");
-  std::size_t pad = 0;
-  for (auto it = s.rbegin(); it != s.rend() && *it == '='; ++it) ++pad;
-  out.resize(static_cast<std::size_t>(n) - std::min<std::size_t>(pad, 2));
-  return out;
-}
 
 // An `auths` key may be a bare host, a URL (https://host/v1/) or a docker hub alias.
 std::string key_host(std::string_view key) {
@@ -48,7 +32,7 @@ Credentials from_auth_entry(const nlohmann::json& e, std::string_view key) {
   if (!e.is_object()) return c;
   std::string auth = str_field(e, "auth");
   if (!auth.empty()) {
-    std::string decoded = b64decode(auth, "config.json auths[\"" + std::string(key) + "\"].auth");
+    std::string decoded = base64_decode(auth, "config.json auths[\"" + std::string(key) + "\"].auth");
     auto colon = decoded.find(':');
     if (colon == std::string::npos)
       throw Error(Code::invalid_argument, "config.json auths[\"" + std::string(key) +

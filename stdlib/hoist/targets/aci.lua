@@ -152,10 +152,7 @@ end
 local function locked(args, fn)
   local h = M.lock { service = args.service, name = args.name, run = args.run, timeout = args.lock_timeout,
                      resource_group = args.resource_group, subscription = args.subscription, credential = args.credential }
-  local ok, r = pcall(fn, args)
-  h:release()
-  if not ok then error(r, 0) end
-  return r
+  return require("hoist.targets.lock").holding(h, fn, args)
 end
 
 -- The run that deployed the group now, when it is neither this run nor the one before it.
@@ -376,10 +373,7 @@ function M.deploy(opts)
   local state_dir = absolute(o.state_dir)
   local held = M.lock { service = o.service, name = o.name, run = run_id, timeout = o.lock_timeout, location = o.location,
                         resource_group = o.resource_group, subscription = o.subscription, credential = o.credential }
-  local ok, r = pcall(deploy, o, run_id, state_dir)
-  held:release()
-  if not ok then error(r, 0) end
-  return r
+  return require("hoist.targets.lock").holding(held, deploy, o, run_id, state_dir)
 end
 
 --- The ARM-side deploy lock of the service's container group (hoist.azure.target.lock).

@@ -19,30 +19,11 @@ local cluster_options = {
   credential = { type = "string|table", description = "Azure credential source (client_secret, workload_identity, oidc, managed_identity, az_cli; default: the first that applies), or a hoist.azure.credential{}" },
 }
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local b64_value = {}
-for i = 1, #B64 do b64_value[B64:byte(i)] = i - 1 end
-
--- Standard base64 (ARM's kubeconfig `value`) to bytes; bounded by the input's length.
+-- Standard base64 (ARM's kubeconfig `value`) to bytes: the engine's one decoder.
 local function base64_decode(text)
-  local out, acc, bits = {}, 0, 0
-  for i = 1, #text do
-    local b = text:byte(i)
-    local v = b64_value[b]
-    if v then
-      acc, bits = acc * 64 + v, bits + 6
-      if bits >= 8 then
-        bits = bits - 8
-        local byte = math.floor(acc / 2 ^ bits)
-        out[#out + 1] = string.char(byte)
-        acc = acc - byte * 2 ^ bits
-      end
-    elseif b == 61 then break -- '='
-    elseif not text:sub(i, i):match("%s") then
-      fail("invalid_argument", ("aks: the kubeconfig from Azure is not base64 (byte %d at %d)"):format(b, i))
-    end
-  end
-  return table.concat(out)
+  local ok, out = pcall(require("hoist.native.core").base64_decode, text, "the kubeconfig from Azure")
+  if not ok then fail("invalid_argument", "aks: the kubeconfig from Azure is not base64") end
+  return out
 end
 
 local clients = {} -- "<sub>/<rg>/<cluster>/<admin>" -> client, one fetch per process

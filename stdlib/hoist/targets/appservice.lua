@@ -26,7 +26,6 @@ M.name = "appservice"
 
 local util = require "hoist.util"
 local fail, dry_run = util.fail, util.dry_run
-local targets_options = require("hoist.targets").options
 
 --- The options only this target takes (the common ones are hoist.targets.options).
 M.options = {
@@ -209,16 +208,7 @@ local function check_digest(launch, digest, r, image)
 end
 
 local function options_of(opts)
-  -- parameter specs (hoist.pipeline's types) as option specs (hoist.util's)
-  local spec = {}
-  for _, set in ipairs { targets_options, M.options } do
-    for k, v in pairs(set) do
-      spec[k] = { type = v.type == "map" and "table" or v.type, required = v.required, default = v.default,
-                  allowed = v.allowed, secret = v.secret }
-    end
-  end
-  spec.endpoint = "string"
-  local o = util.check_opts("hoist.targets.appservice.deploy", opts, spec)
+  local o = require("hoist.targets").check_options("hoist.targets.appservice.deploy", opts, M.options, { endpoint = "string" })
   o.name = o.name or o.service
   o.run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
   o.state_dir = o.state_dir or hoist.run.state_dir or ".hoist"
@@ -405,10 +395,7 @@ function M.deploy(opts)
   local o = options_of(opts)
   local held = require("hoist.targets").lock(M.name, { service = o.service, run = o.run, state_dir = o.state_dir,
                                                        timeout = o.lock_timeout })
-  local ok, r = pcall(deploy, o)
-  held:release()
-  if not ok then error(r, 0) end
-  return r
+  return require("hoist.targets.lock").holding(held, deploy, o)
 end
 
 ---@class hoist.targets.appservice.Status: hoist.targets.Status

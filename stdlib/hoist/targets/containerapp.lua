@@ -17,7 +17,6 @@ M.name = "containerapp"
 
 local util = require "hoist.util"
 local fail, dry_run = util.fail, util.dry_run
-local targets_options = require("hoist.targets").options
 
 --- The options only this target takes (the common ones are hoist.targets.options).
 M.options = {
@@ -107,15 +106,7 @@ local function test_pause(variable, what)
 end
 
 local function options_of(opts)
-  local spec = {}
-  for _, set in ipairs { targets_options, M.options } do
-    for k, v in pairs(set) do
-      spec[k] = { type = v.type == "map" and "table" or v.type, required = v.required, default = v.default,
-                  allowed = v.allowed, secret = v.secret }
-    end
-  end
-  spec.endpoint = "string"
-  local o = util.check_opts("hoist.targets.containerapp.deploy", opts, spec)
+  local o = require("hoist.targets").check_options("hoist.targets.containerapp.deploy", opts, M.options, { endpoint = "string" })
   o.name = o.name or o.service
   o.run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
   o.state_dir = hoist.fs.absolute(o.state_dir or hoist.run.state_dir or ".hoist")
@@ -260,10 +251,7 @@ function M.deploy(opts)
   local o = options_of(opts)
   local held = require("hoist.targets").lock(M.name, { service = o.service, run = o.run, state_dir = o.state_dir,
                                                        timeout = o.lock_timeout })
-  local ok, r = pcall(deploy, o)
-  held:release()
-  if not ok then error(r, 0) end
-  return r
+  return require("hoist.targets.lock").holding(held, deploy, o)
 end
 
 --- What the app serves now: the revisions with traffic. Changes nothing.

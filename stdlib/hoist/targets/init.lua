@@ -69,6 +69,27 @@ M.options = {
   state_dir = { type = "string", description = "State folder" },
 }
 
+--- Checks a target's deploy options against the common options and the target's own (both
+--- parameter specs, hoist.pipeline's types: a map or list is a table here) with
+--- hoist.util.check_opts; `extra` adds option specs that are not parameters. Returns the
+--- checked copy with the defaults filled in.
+---@param fname string the public name, e.g. "hoist.targets.appservice.deploy"
+---@param opts any
+---@param own table<string, table> the target's `options`
+---@param extra? table<string, string|hoist.util.OptSpec>
+---@return table
+function M.check_options(fname, opts, own, extra)
+  local spec = {}
+  for _, set in ipairs { M.options, own } do
+    for k, v in pairs(set) do
+      spec[k] = { type = (v.type == "map" or v.type == "list") and "table" or v.type, required = v.required,
+                  default = v.default, allowed = v.allowed, secret = v.secret }
+    end
+  end
+  for k, v in pairs(extra or {}) do spec[k] = v end
+  return require("hoist.util").check_opts(fname, opts, spec)
+end
+
 --- What each target must have: functions, and tables describing it.
 M.contract = { functions = { "deploy", "status", "remove" }, tables = { "options", "compensations" } }
 

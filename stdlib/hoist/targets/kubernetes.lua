@@ -234,9 +234,7 @@ function M.make(name, connect, cluster_options, module, pin)
     local ns = args.namespace or c.namespace
     local h = lease.acquire { client = c, namespace = ns, name = args.service, run = args.run,
                               timeout = args.lock_timeout, target = name }
-    local ok, err = pcall(fn, c, ns)
-    h:release()
-    if not ok then error(err, 0) end
+    require("hoist.targets.lock").holding(h, fn, c, ns)
   end
 
   hoist.pipeline.action(name .. ".rollout_undo", function(args)
@@ -294,10 +292,11 @@ function M.make(name, connect, cluster_options, module, pin)
         args.name, args.revision, args.template_hash, args.timeout = wname, before.revision, before.template_hash, o.rollout_timeout
         on_rollback(name .. ".rollout_undo", args)  -- journaled before the apply
       elseif not exists then
-        local stub = { apiVersion = m.apiVersion, kind = m.kind, metadata = { name = m.metadata.name, namespace = meta(m).namespace } }
-        args.manifest = stub
+        -- what names the object (all restore needs to delete it): no spec, no secret values
+        local ref = { apiVersion = m.apiVersion, kind = m.kind, metadata = { name = m.metadata.name, namespace = meta(m).namespace } }
+        args.manifest = ref
         on_rollback(name .. ".restore", args)
-        created[#created + 1] = stub
+        created[#created + 1] = ref
       end
       if m[PATCH] then
         m[PATCH] = nil

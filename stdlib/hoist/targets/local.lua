@@ -498,10 +498,7 @@ function M.deploy(opts)
   local run_id = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
   local state_dir = absolute_state_dir(o.service, o.state_dir)
   local held = lock(o.service, run_id, state_dir, o.lock_timeout)
-  local ok, r = pcall(deploy, o, run_id, state_dir)
-  held:release()
-  if not ok then error(r, 0) end
-  return r
+  return require("hoist.targets.lock").holding(held, deploy, o, run_id, state_dir)
 end
 
 --- The deploy lock of a service (hoist.targets.lock in the state folder). container@1 holds
@@ -565,7 +562,7 @@ function M.remove(opts)
   local st = M.status(opts)
   local state_dir = absolute_state_dir(opts.service, opts.state_dir)
   local held = lock(opts.service, hoist.run.id or "teardown", state_dir, opts.lock_timeout)
-  local ok, r = pcall(function()
+  return require("hoist.targets.lock").holding(held, function()
     local planned = dry_run()
     local stopped = false
     if st.proxy.running then stopped = hoist.proxy.stop { state = st.proxy.state_file }.stopped == true or planned end
@@ -586,9 +583,6 @@ function M.remove(opts)
     if not planned and #files > 0 then os.remove(dir) end
     return { removed = removed, files = files, proxy_stopped = stopped, planned = planned or nil }
   end)
-  held:release()
-  if not ok then error(r, 0) end
-  return r
 end
 
 return M

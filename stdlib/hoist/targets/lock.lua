@@ -128,16 +128,23 @@ function M.acquire(opts)
   end
 end
 
---- Runs fn(...) holding the lock; releases it whether fn returns or raises.
+local function release_then(handle, ok, ...)
+  handle:release()
+  if not ok then error((...), 0) end
+  return ...
+end
+
+--- Runs `fn(...)` holding `handle` (any hoist.targets.Lock: a file lock, an ARM-side or a
+--- Lease lock) and releases it however `fn` ends: its results, or its error raised again.
+---@param handle hoist.targets.Lock
+---@param fn function
+---@return any ...
+function M.holding(handle, fn, ...) return release_then(handle, pcall(fn, ...)) end
+
+--- Runs fn(...) holding the file lock of `opts`; releases it whether fn returns or raises.
 ---@param opts hoist.targets.LockOptions
 ---@param fn function
 ---@return any
-function M.with(opts, fn, ...)
-  local h = M.acquire(opts)
-  local results = { pcall(fn, ...) }
-  h:release()
-  if not results[1] then error(results[2], 0) end
-  return unpack(results, 2, table.maxn(results))
-end
+function M.with(opts, fn, ...) return M.holding(M.acquire(opts), fn, ...) end
 
 return M
