@@ -8,6 +8,7 @@
 
 #include <hoist/json.hpp>
 #include <hoist/process.hpp>
+#include <hoist/registry.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -123,8 +124,12 @@ class CredentialImpl : public Credential {
   }
 
  private:
+  // The material is part of the key (as its hash): a credential with another secret, token
+  // file or endpoint never gets the token another one earned.
   std::string key(const std::string& scope) const {
-    return s_.source + "|" + s_.tenant_id + "|" + s_.client_id + "|" + scope;
+    return s_.source + "|" + s_.tenant_id + "|" + s_.client_id + "|" + scope + "|" +
+           registry::sha256_digest(s_.client_secret + "\n" + s_.static_token + "\n" + s_.token_file + "\n" + s_.oidc_url +
+                         "\n" + s_.identity_endpoint + "\n" + s_.az);
   }
   std::string what() const { return "azure credential '" + s_.source + "'"; }
 

@@ -151,6 +151,11 @@ end, { timeout = 120 })
 
 t.case("a refused secret says which source failed and keeps Entra's AADSTS code", function()
   need_emulator()
+  -- the right secret first, so a token for this client is cached: the wrong one must not get it
+  local right = hoist.azure.credential { source = "client_secret", tenant_id = TENANT,
+                                         client_id = E("HOIST_TEST_AZURE_CLIENT_ID"),
+                                         client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
+  t.ok(right:get_token().token ~= "")
   local c = hoist.azure.credential { source = "client_secret", tenant_id = TENANT, client_id = E("HOIST_TEST_AZURE_CLIENT_ID"),
                                      client_secret = "not-the-right-secret-123" }
   local ok, e = pcall(c.get_token, c)
