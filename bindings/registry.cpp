@@ -196,6 +196,17 @@ int l_retag(lua_State* L) {
                               [](const CopyResult& r) { return result_json(r, false); });
 }
 
+// refresh_token = registry.exchange_acr_token{registry=, aad_token=, timeout=, attempts=}
+int l_exchange_acr_token(lua_State* L) {
+  json j = args(L, "exchange_acr_token");
+  std::string registry = parse_registry_host(str(j, "exchange_acr_token", "registry"));
+  std::string aad = str(j, "exchange_acr_token", "aad_token");
+  CallOptions o = call_options(L, j, "exchange_acr_token", {});
+  auto c = client_of(L);
+  return wait_for<std::string>(L, [&](auto done) { return c->exchange_acr_token(registry, aad, o, done); },
+                               [](const std::string& t) { return json(t); });
+}
+
 // registry.login{registry=, username=, password=} | {registry=, token=} | {registry=, aad_token=}
 int l_login(lua_State* L) {
   json j = args(L, "login");
@@ -221,7 +232,8 @@ const luaL_Reg kFunctions[] = {
     {"resolve", protect<l_resolve>},   {"exists", protect<l_exists>},   {"tags", protect<l_tags>},
     {"catalog", protect<l_catalog>},   {"manifest", protect<l_manifest>}, {"delete", protect<l_delete>},
     {"copy", protect<l_copy>},         {"retag", protect<l_retag>},     {"login", protect<l_login>},
-    {"logout", protect<l_logout>},     {nullptr, nullptr},
+    {"logout", protect<l_logout>},     {"exchange_acr_token", protect<l_exchange_acr_token>},
+    {nullptr, nullptr},
 };
 
 }  // namespace

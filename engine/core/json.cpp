@@ -93,4 +93,20 @@ nlohmann::json parse_json_or_discarded(std::string_view text) {
   return nlohmann::json::parse(text, nullptr, false);
 }
 
+CodePoint utf8_at(std::string_view text, std::size_t at) {
+  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[at + k]); };
+  unsigned char c = byte(0);
+  if (c < 0x80) return {c, 1};
+  std::size_t length = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+  if (length == 0 || c > 0xF4 || at + length > text.size()) return {};
+  std::uint32_t cp = c & (0x7F >> length);
+  for (std::size_t k = 1; k < length; ++k) {
+    if ((byte(k) & 0xC0) != 0x80) return {};
+    cp = cp << 6 | (byte(k) & 0x3F);
+  }
+  static constexpr std::uint32_t kLeast[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kLeast[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {};
+  return {cp, length};
+}
+
 }  // namespace hoist

@@ -110,17 +110,6 @@ bool needs_quotes(std::string_view s) {
   return yaml_plain_kind(s) != YamlPlain::string || yaml11_special(s);
 }
 
-// yaml-cpp writes a literal block ("|") without a chomping or indentation indicator, which
-// reads back exactly only for text that ends in a single "\n" and whose first line with
-// content starts with no blank.
-bool literal_safe(std::string_view s) {
-  if (s.size() < 2 || s.back() != '\n' || s[s.size() - 2] == '\n') return false;
-  for (unsigned char c : s)
-    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) return false;
-  auto first = s.find_first_not_of('\n');
-  return first != std::string_view::npos && s[first] != ' ' && s[first] != '\t';
-}
-
 // ---------------------------------------------------------------- reading
 
 [[noreturn]] void fail(const YAML::Mark& mark, const std::string& why) {
@@ -382,6 +371,11 @@ class Builder : public YAML::EventHandler {
 };
 
 // ---------------------------------------------------------------- writing
+// hoist writes YAML itself (yaml-cpp's emitter writes U+FFFE, U+FFFF and other noncharacters
+// as U+FFFD, and DEL raw): every string the reader can return is written so that it reads
+// back as the same bytes. A string goes plain when it is printable and reads back as itself,
+// as a literal block ("|") when it is printable text of lines, else double-quoted with every
+// character outside the printable set escaped.
 
 std::string float_text(double d) {
   if (std::isnan(d)) return ".nan";
@@ -389,49 +383,198 @@ std::string float_text(double d) {
   return nlohmann::json(d).dump();  // shortest text that reads back as the same double
 }
 
-void emit_string(YAML::Emitter& out, const std::string& s, bool key) {
-  if (needs_quotes(s)) {
-    out << YAML::DoubleQuoted << s;
-  } else if (s.find('\n') != std::string::npos || s.find('\r') != std::string::npos) {
-    if (!key && literal_safe(s)) {
-      out << YAML::Literal << s;
+// Characters written as they are outside double quotes: YAML's printable set (c-printable)
+// less the ones a YAML 1.1 reader (Kubernetes) takes for line breaks (NEL, U+2028, U+2029),
+// the byte order mark, C1 controls and the noncharacters. Tab and line breaks are the
+// caller's business.
+bool printable(std::uint32_t cp) {
+  if (cp < 0x80) return cp >= 0x20 && cp != 0x7F;
+  if (cp < 0xA0 || cp == 0x2028 || cp == 0x2029 || cp == 0xFEFF) return false;
+  if (cp >= 0xFDD0 && cp <= 0xFDEF) return false;
+  return (cp & 0xFFFE) != 0xFFFE;
+}
+
+[[noreturn]] void not_utf8(std::string_view s, std::size_t at) {
+  static const char* hex = "0123456789ABCDEF";
+  unsigned char b = s[at];
+  throw Error(Code::invalid_argument,
+              "cannot write YAML: invalid UTF-8 in a string at byte " + std::to_string(at + 1) + " (0x" + hex[b >> 4] +
+                  hex[b & 15] + "); YAML text is Unicode and has no escape for a raw byte",
+              {{"byte", at + 1}});
+}
+
+// Whether every character of s is printable, with tabs and line breaks allowed or not.
+bool all_printable(std::string_view s, bool breaks) {
+  for (std::size_t i = 0; i < s.size();) {
+    auto [cp, len] = utf8_at(s, i);
+    if (len == 0) not_utf8(s, i);
+    if (!printable(cp) && !(breaks && (cp == '\n' || cp == '\t'))) return false;
+    i += len;
+  }
+  return true;
+}
+
+// A plain scalar in block context that reads back as this same string (its type is
+// needs_quotes' business): no indicator first, no ": " or " #", no blank at either end, no
+// document marker, printable.
+bool plain_safe(std::string_view s) {
+  if (s.empty() || s.front() == ' ' || s.back() == ' ' || s.back() == ':') return false;
+  if (std::string_view("#,[]{}&*!|>'\"%@`").find(s[0]) != std::string_view::npos) return false;
+  if ((s[0] == '-' || s[0] == '?' || s[0] == ':') && (s.size() == 1 || s[1] == ' ')) return false;
+  if (s.starts_with("---") || s.starts_with("...")) return false;
+  if (s.find(": ") != std::string_view::npos || s.find(" #") != std::string_view::npos) return false;
+  return all_printable(s, false);
+}
+
+// A literal block ("|", clip chomping) reads back exactly text that ends in a single "\n",
+// whose first line with content starts with no blank (that would set the indentation), and
+// that holds only printable characters, tabs and "\n".
+bool literal_safe(std::string_view s) {
+  if (s.size() < 2 || s.back() != '\n' || s[s.size() - 2] == '\n') return false;
+  auto first = s.find_first_not_of('\n');
+  if (first == std::string_view::npos || s[first] == ' ' || s[first] == '\t') return false;
+  return all_printable(s, true);
+}
+
+// "s" with \" \\ \t \n \r, \xXX for other controls below U+0100, \uXXXX / \UXXXXXXXX above.
+std::string double_quoted(std::string_view s) {
+  static const char* hex = "0123456789abcdef";
+  std::string out = "\"";
+  for (std::size_t i = 0; i < s.size();) {
+    auto [cp, len] = utf8_at(s, i);
+    if (len == 0) not_utf8(s, i);
+    if (cp == '"' || cp == '\\') {
+      out += {'\\', static_cast<char>(cp)};
+    } else if (cp == '\n' || cp == '\t' || cp == '\r') {
+      out += {'\\', cp == '\n' ? 'n' : cp == '\t' ? 't' : 'r'};
+    } else if (printable(cp)) {
+      out.append(s.substr(i, len));
     } else {
-      out << YAML::DoubleQuoted << s;
+      int digits = cp < 0x100 ? 2 : cp < 0x10000 ? 4 : 8;
+      out += '\\';
+      out += digits == 2 ? 'x' : digits == 4 ? 'u' : 'U';
+      for (int d = digits - 1; d >= 0; --d) out += hex[(cp >> (4 * d)) & 15];
     }
-  } else {
-    out << s;  // yaml-cpp quotes it when plain style would not read back
+    i += len;
+  }
+  return out + "\"";
+}
+
+enum class Style { plain, literal, quoted };
+
+Style style_of(std::string_view s, bool key) {
+  if (needs_quotes(s)) return Style::quoted;
+  if (!key && literal_safe(s)) return Style::literal;
+  return plain_safe(s) ? Style::plain : Style::quoted;
+}
+
+// The text of a scalar on its line; "|" for a literal block, whose lines follow.
+std::string scalar_text(const nlohmann::json& v) {
+  using T = nlohmann::json::value_t;
+  switch (v.type()) {
+    case T::boolean: return v.get<bool>() ? "true" : "false";
+    case T::number_integer: return std::to_string(v.get<std::int64_t>());
+    case T::number_unsigned: return std::to_string(v.get<std::uint64_t>());
+    case T::number_float: return float_text(v.get<double>());
+    case T::string: {
+      const auto& s = v.get_ref<const std::string&>();
+      switch (style_of(s, false)) {
+        case Style::plain: return s;
+        case Style::literal: return "|";
+        case Style::quoted: return double_quoted(s);
+      }
+      return s;
+    }
+    case T::array: return "[]";
+    case T::object: return "{}";
+    default: return "null";  // null; binary and discarded values have no YAML form here
   }
 }
 
-void emit(YAML::Emitter& out, const nlohmann::json& v) {
-  using T = nlohmann::json::value_t;
-  switch (v.type()) {
-    case T::null: out << YAML::Null; break;
-    case T::boolean: out << v.get<bool>(); break;
-    case T::number_integer: out << v.get<std::int64_t>(); break;
-    case T::number_unsigned: out << v.get<std::uint64_t>(); break;
-    case T::number_float: out << float_text(v.get<double>()); break;
-    case T::string: emit_string(out, v.get_ref<const std::string&>(), false); break;
-    case T::array:
-      if (v.empty()) out << YAML::Flow;
-      out << YAML::BeginSeq;
-      for (const auto& item : v) emit(out, item);
-      out << YAML::EndSeq;
-      break;
-    case T::object:
-      if (v.empty()) out << YAML::Flow;
-      out << YAML::BeginMap;
-      for (const auto& [k, item] : v.items()) {
-        out << YAML::Key;
-        emit_string(out, k, true);
-        out << YAML::Value;
-        emit(out, item);
+bool is_block(const nlohmann::json& v) { return (v.is_array() || v.is_object()) && !v.empty(); }
+
+// Block-style YAML with an explicit stack: the depth of a value costs heap, not native stack.
+class Writer {
+ public:
+  std::string write(const nlohmann::json& doc) {
+    if (!is_block(doc)) {
+      scalar_line(doc, 2);  // a literal block's lines indented: "---" in it is no marker
+      return std::move(out_);
+    }
+    stack_.push_back({&doc, doc.begin(), 0, false});
+    while (!stack_.empty()) {
+      Frame& f = stack_.back();
+      if (f.it == f.node->end()) {
+        stack_.pop_back();
+        continue;
       }
-      out << YAML::EndMap;
-      break;
-    default: out << YAML::Null; break;  // binary and discarded values have no YAML form here
+      const nlohmann::json& child = *f.it;
+      const int indent = f.indent;
+      if (f.inline_first) {
+        f.inline_first = false;  // "- " is written already
+      } else {
+        out_.append(indent, ' ');
+      }
+      if (f.node->is_object()) {
+        key(f.it.key(), indent);
+      } else {
+        out_ += '-';
+      }
+      const bool in_seq = f.node->is_array();
+      ++f.it;  // f is not used below: push_back may move it
+      if (!is_block(child)) {
+        out_ += ' ';
+        scalar_line(child, indent + 2);
+      } else if (in_seq && child.is_object()) {
+        out_ += ' ';  // a mapping in a sequence starts on the dash's line
+        stack_.push_back({&child, child.begin(), indent + 2, true});
+      } else {
+        out_ += '\n';
+        stack_.push_back({&child, child.begin(), indent + 2, false});
+      }
+    }
+    return std::move(out_);
   }
-}
+
+ private:
+  struct Frame {
+    const nlohmann::json* node;
+    nlohmann::json::const_iterator it;
+    int indent;
+    bool inline_first;
+  };
+
+  // "key:"; a key written longer than YAML's 1024-character limit for an implicit key (escapes
+  // count) is explicit.
+  void key(const std::string& k, int indent) {
+    std::string text = style_of(k, true) == Style::plain ? k : double_quoted(k);
+    if (text.size() <= 1024) {
+      out_ += text + ":";
+      return;
+    }
+    out_ += "? " + text + "\n";
+    out_.append(indent, ' ');
+    out_ += ':';
+  }
+
+  // A scalar and its newline; a literal block's lines at `indent`.
+  void scalar_line(const nlohmann::json& v, int indent) {
+    std::string text = scalar_text(v);
+    out_ += text + "\n";
+    if (text != "|") return;
+    std::string_view s = v.get_ref<const std::string&>();
+    s.remove_suffix(1);  // the final "\n" is the block's own
+    for (std::size_t start = 0; start <= s.size();) {
+      std::size_t end = std::min(s.find('\n', start), s.size());
+      if (end > start) out_.append(indent, ' ').append(s.substr(start, end - start));
+      out_ += '\n';
+      start = end + 1;
+    }
+  }
+
+  std::string out_;
+  std::vector<Frame> stack_;
+};
 
 }  // namespace
 
@@ -481,13 +624,6 @@ std::vector<nlohmann::json> parse_yaml_all(std::string_view text) {
   return std::move(builder.documents);
 }
 
-std::string dump_yaml(const nlohmann::json& value) {
-  YAML::Emitter out;
-  out.SetNullFormat(YAML::LowerNull);
-  out.SetIndent(2);
-  emit(out, value);
-  if (!out.good()) throw Error(Code::internal, "YAML emitter: " + out.GetLastError());
-  return std::string(out.c_str(), out.size()) + "\n";
-}
+std::string dump_yaml(const nlohmann::json& value) { return Writer().write(value); }
 
 }  // namespace hoist

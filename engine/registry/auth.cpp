@@ -249,6 +249,28 @@ Task<std::string> ClientImpl::acr_refresh_token(Ctx ctx, Endpoint ep, Challenge 
   co_return refresh;
 }
 
+OperationPtr ClientImpl::exchange_acr_token(std::string registry, std::string aad_token, CallOptions o,
+                                            Completion<std::string> done) {
+  auto self = std::static_pointer_cast<ClientImpl>(shared_from_this());
+  Credentials c;
+  c.aad_token = std::move(aad_token);
+  c.source = "options";
+  secrets_->add(c.aad_token);
+  o.credentials[registry] = c;
+  auto body = [self, registry, c](Ctx ctx) -> Task<std::string> {
+    Endpoint ep = self->endpoint(ctx, registry);
+    if (!self->challenges_.count(ep.registry))  // the challenge names the token endpoint
+      co_await self->send(ctx, ep, Req{"GET", "/v2/", {}, {}, {}, "ping " + registry});
+    auto it = self->challenges_.find(ep.registry);
+    if (it == self->challenges_.end() || it->second.scheme != "bearer")
+      throw Error(Code::invalid_argument,
+                  registry + " does not ask for Bearer tokens: it has no ACR token exchange",
+                  {{"registry", registry}});
+    co_return co_await self->acr_refresh_token(ctx, ep, it->second, c);
+  };
+  return start<std::string>(std::move(o), body, std::move(done));
+}
+
 Task<nlohmann::json> ClientImpl::token_request(Ctx ctx, rest::Request req, Credentials creds) {
   rest::Response r = co_await rest_.send(ctx, req);
   if (r.status != 200) {

@@ -93,6 +93,8 @@ class ClientImpl : public Client {
   OperationPtr copy(Reference from, Reference to, CallOptions o, Completion<CopyResult> done) override;
   OperationPtr retag(Reference image, std::string tag, CallOptions o,
                      Completion<CopyResult> done) override;
+  OperationPtr exchange_acr_token(std::string registry, std::string aad_token, CallOptions o,
+                                  Completion<std::string> done) override;
 
   // ---- shared by the registry files
   boost::asio::io_context& io() { return io_; }

@@ -42,6 +42,10 @@ local function check(p)
     problem(("name: must be a container name ([A-Za-z0-9][A-Za-z0-9_.-]*), got %q"):format(p.name))
   end
   if p.verify_timeout <= 0 then problem("verify_timeout: must be > 0") end
+  local ok_t, mod = pcall(targets.get, p.target)
+  if ok_t and mod.options.resource_group and not p.resource_group then
+    problem(("resource_group: required for target %s"):format(p.target))
+  end
   if p.lock_timeout < 0 then problem("lock_timeout: must be >= 0") end
   if p.drain < 0 then problem("drain: must be >= 0") end
   if (p.registry_password == nil) ~= (p.registry_username == nil) then
@@ -90,22 +94,85 @@ local function let_go(run_id)
   if mine and mine.lock then mine.lock:release() end
 end
 
+-- The options of the chosen target, from the parameters (container@1 declares every shipped
+-- target's options: the parameters listed in --help with [target] in front).
+local function target_options(p)
+  local out = {}
+  local ok, mod = pcall(targets.get, p.target)
+  for k in pairs(ok and mod.options or {}) do out[k] = p[k] end
+  return out
+end
+
+-- How the push logs in: "azure" = an Entra token exchanged for an ACR refresh token
+-- (hoist.azure.acr.login: no az, no stored password); "docker" = registry_username or
+-- docker's own stored credentials. Default: azure for *.azurecr.io without registry_username.
+local function registry_auth(p)
+  if p.registry_auth then return p.registry_auth end
+  if not p.registry_username and registry_host(p.image):match("%.azurecr%.io$") then return "azure" end
+  return "docker"
+end
+
 local function verify_settings(p)
   local interval = 0.5
   return { interval = interval, retries = math.max(1, math.ceil(p.verify_timeout / interval)), timeout = 5 }
 end
 
+-- Targets not shipped in this version, for the help.
+local function not_shipped()
+  local out = {}
+  for _, n in ipairs(targets.names()) do if not targets.known[n] then out[#out + 1] = n end end
+  return #out > 0 and table.concat(out, ", ") or "none"
+end
+
+-- Adds every shipped target's own options (besides local's, declared above) to the
+-- parameters, marked "[target]" in their description; a parameter container@1 declares
+-- itself (name, registry_username, ...) keeps its own spec.
+-- A target option's type as a parameter type: the first alternative a parameter can have
+-- ("string|table" -> "string", "integer" -> "number"); nil for a Lua-only option ("table").
+local PARAM_TYPES = { string = true, number = true, boolean = true, list = true, map = true }
+local function param_type(t)
+  for alt in tostring(t):gmatch("[^|]+") do
+    if alt == "integer" then alt = "number" end
+    if PARAM_TYPES[alt] then return alt end
+  end
+end
+
+local function with_target_options(params)
+  local added = {}
+  for _, tname in ipairs(targets.names(true)) do
+    if tname ~= "local" then
+      for k, spec in pairs(targets.get(tname).options) do
+        local ptype = param_type(spec.type)
+        if not ptype then
+          -- a Lua-only option (a table): a script passes it to the target itself
+        elseif not params[k] then
+          local copy = {}
+          for f, v in pairs(spec) do copy[f] = v end
+          copy.type = ptype
+          copy.required = nil -- required by that target only: checked by it
+          copy.description = ("[%s] %s"):format(tname, spec.description)
+          params[k], added[k] = copy, { tname }
+        elseif added[k] then
+          added[k][#added[k] + 1] = tname
+          params[k].description = ("[%s] %s"):format(table.concat(added[k], ", "), spec.description)
+        end
+      end
+    end
+  end
+  return params
+end
+
 return pipeline.define {
   name = "container",
-  version = "1.0.0",
+  version = "1.1.0",
   requires = ">=0.1 <2",
-  description = "Build, scan, push, deploy and verify a container image (target: local)",
+  description = "Build, scan, push, deploy and verify a container image (targets: " .. table.concat(targets.names(true), ", ") .. ")",
   -- Cross-parameter checks, run before anything changes (the build stage calls it too).
   check = check,
   -- Called once the run is over, after its rollback if any: only then may another run
   -- deploy the service (a rollback is part of this run's deploy).
   summary = function(ctx) let_go(ctx.run.id) end,
-  params = {
+  params = with_target_options {
     context = { type = "string", default = ".", description = "Build context folder" },
     dockerfile = { type = "string", description = "Dockerfile (default: <context>/Dockerfile)" },
     image = { type = "string", required = true,
@@ -115,10 +182,14 @@ return pipeline.define {
                      description = "How tags are made from the commit (hoist.tags.for_commit): sha, semver, env-date" },
     build_args = { type = "map", default = {}, description = "Docker build arguments NAME=value (stored in the image: no secrets)" },
     target = { type = "string", default = "local", allowed = targets.names(),
-               description = ("Where to deploy: %s (local: the local Docker engine; the others are not available in "
-                 .. "this version)"):format(table.concat(targets.names(), ", ")) },
-    name = { type = "string", description = "Service name, also the container's (default: the image's last path part)" },
-    port = { type = "number", default = 8080, description = "Service port on 127.0.0.1 (served by hoist proxy)" },
+               description = ("Where to deploy: %s (local: the local Docker engine; aci: Azure Container Instances; "
+                 .. "not available in this version: %s); options marked [target] are that target's"):format(
+                 table.concat(targets.names(true), ", "), not_shipped()) },
+    registry_auth = { type = "string", allowed = { "docker", "azure" },
+                      description = "How the push logs in: azure (an ACR token from the Azure credential) or docker "
+                        .. "(registry_username, else docker's stored credentials); default azure for *.azurecr.io" },
+    name = { type = "string", description = "Service name, also the container's, container group's or app's (default: the image's last path part)" },
+    port = { type = "number", default = 8080, description = "[local] Service port on 127.0.0.1 (served by hoist proxy)" },
     container_port = { type = "number", default = 8080, description = "Port the app listens on inside the container" },
     health_path = { type = "string", default = "/health", description = "GET path that answers 200 when the app is healthy" },
     env = { type = "map", default = {}, description = "Container environment NAME=value (recorded in the journal: no secrets)" },
@@ -131,12 +202,12 @@ return pipeline.define {
                 description = "Severities that stop the pipeline before the push" },
     ignore_unfixed = { type = "boolean", default = false, description = "Findings without a fix do not fail the scan" },
     registry_username = { type = "string", env = "HOIST_REGISTRY_USERNAME",
-                          description = "Registry user for the push (else docker's stored credentials)" },
+                          description = "Registry user for the push (else docker's stored credentials); the aci target pulls with it too" },
     registry_password = { type = "string", secret = true, env = "HOIST_REGISTRY_PASSWORD",
                           description = "Registry password or token (prefer the environment variable)" },
     verify_timeout = { type = "number", default = 60, description = "Seconds the new container has to become healthy" },
     drain = { type = "number", default = 2,
-              description = "Seconds the old container keeps its open connections after the switch" },
+              description = "[local] Seconds the old container keeps its open connections after the switch" },
     lock_timeout = { type = "number", default = 300,
                      description = "Seconds to wait while another run deploys the same service, then fail with conflict" },
   },
@@ -182,7 +253,14 @@ return pipeline.define {
       run = function(ctx)
         local p, image = ctx.params, ctx.outputs.build.image
         local config, auth
-        if p.registry_username then
+        if registry_auth(p) == "azure" then
+          config = not ctx.dry_run and private_docker_config(ctx) or nil
+          if not ctx.dry_run then
+            hoist.azure.acr.login { registry = registry_host(p.image), credential = p.credential, docker = true, config = config }
+          else
+            ctx:plan { action = "azure.acr.login", message = "log docker in to " .. registry_host(p.image) .. " with an ACR token" }
+          end
+        elseif p.registry_username then
           local host = registry_host(p.image)
           config = not ctx.dry_run and private_docker_config(ctx) or nil
           hoist.docker.login { registry = host, username = p.registry_username, password = p.registry_password or "",
@@ -212,12 +290,19 @@ return pipeline.define {
         -- held until the run is over (summary): verify and a rollback belong to this deploy
         local mine = held[ctx.run.id] or {}
         held[ctx.run.id] = mine
-        mine.lock = mine.lock or targets.lock(p.target, { service = service, run = ctx.run.id, timeout = p.lock_timeout })
-        local r = target.deploy {
+        local own = target_options(p)
+        local lock_opts = { service = service, run = ctx.run.id, timeout = p.lock_timeout }
+        for k, v in pairs(own) do lock_opts[k] = v end
+        lock_opts.name = nil -- container@1's name is the service
+        mine.lock = mine.lock or targets.lock(p.target, lock_opts)
+        local deploy_opts = {
           ctx = ctx, service = service, image = ctx.outputs.push.reference,
           port = p.port, container_port = p.container_port, health_path = p.health_path, env = p.env,
           secret_env = p.secret_env, verify = verify_settings(p), drain = p.drain, lock_timeout = p.lock_timeout,
         }
+        for k, v in pairs(own) do if deploy_opts[k] == nil then deploy_opts[k] = v end end
+        deploy_opts.name = nil
+        local r = target.deploy(deploy_opts)
         ctx:summary("Deployment", { ("%s serves %s"):format(r.service, r.url), "image " .. r.image,
                                     "replaced " .. (r.previous or "nothing (first deploy)") })
         return { service = r.service, url = r.url, upstream = r.upstream, previous = r.previous }

@@ -297,6 +297,12 @@ function M.rollout(opts) return require("hoist.k8s.rollout").run(opts) end
 ---@return table[] manifests in the order to apply them
 function M.app(spec) return require("hoist.k8s.app").app(spec) end
 
+--- Rolls a Deployment back to its previous revision (or `to_revision`) as `kubectl rollout
+--- undo` does; idempotent. See docs/kubernetes.md, "Rollback".
+---@param opts hoist.k8s.UndoOptions
+---@return hoist.k8s.UndoResult
+function M.undo(opts) return require("hoist.k8s.undo").undo(opts) end
+
 -- hoist.k8s.<name> reaches the submodules stdlib/hoist/k8s/<name>.lua (hoist.k8s.app, ...).
 setmetatable(M, {
   __index = function(t, k)

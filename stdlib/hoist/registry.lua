@@ -48,6 +48,27 @@ local option_types = {
   aad_token = "string",
 }
 
+-- Credential providers by registry host (M.credentials): a call to that host without
+-- explicit auth gets a fresh Entra token from the provider's Azure credential, which the
+-- engine exchanges for ACR tokens.
+local providers = {}
+
+-- The host of an option's value (an image, repository or registry), nil when it does not parse.
+local function host_of(key, value)
+  if type(value) ~= "string" then return nil end
+  if key == "registry" then return value end
+  local ok, ref = pcall(function() return require("hoist.image").parse(value) end)
+  return ok and ref.registry or nil
+end
+
+-- auth = {aad_token = ...} from the host's provider, unless the call brings its own.
+local function provided_auth(host)
+  local p = host and providers[host]
+  if not p then return nil end
+  local token = p.acr:get_token("https://management.azure.com/.default").token
+  return { aad_token = token }
+end
+
 -- f("ref") or f{key = "ref", ...}: validated options (util.check_opts) with the defaults
 -- of M.defaults filled in (read at each call: a script may change them).
 local function options(fn, v, key, allowed)
@@ -57,6 +78,14 @@ local function options(fn, v, key, allowed)
   local o = util.check_opts("hoist.registry." .. fn, v, spec, key)
   for k, d in pairs(M.defaults) do
     if allowed[k] and o[k] == nil then o[k] = d end
+  end
+  if next(providers) then
+    if allowed.from_auth then
+      o.from_auth = o.from_auth or o.auth or provided_auth(host_of("from", o.from))
+      o.to_auth = o.to_auth or o.auth or provided_auth(host_of("to", o.to))
+    elseif allowed.auth and not o.auth then
+      o.auth = provided_auth(host_of(key, o[key]))
+    end
   end
   for _, k in ipairs { "auth", "from_auth", "to_auth" } do
     local a = o[k]
@@ -176,6 +205,54 @@ function M.login(opts)
     if o[k] and #o[k] >= 4 then hoist.secret(o[k]) end
   end
   return native.login(o)
+end
+
+---@class hoist.registry.CredentialProvider
+---@field host string a registry host: "myacr.azurecr.io", "127.0.0.1:5002"
+---@field acr hoist.azure.Credential an Azure credential: its Entra tokens are exchanged for the registry's
+
+--- Registers where the credentials of a registry host come from for the rest of the run:
+--- `acr` = an Azure credential. Every call to that host without its own `auth` (resolve,
+--- tags, catalog, copy, ...) asks the credential for an Entra token (cached and renewed by
+--- the credential) and the engine exchanges it for ACR tokens: no `az acr login`, no daemon.
+--- `acr = false` removes the host's provider.
+---@param opts hoist.registry.CredentialProvider|{host: string, acr: false}
+---@return string host the normalized host
+function M.credentials(opts)
+  local o = util.check_opts("hoist.registry.credentials", opts,
+    { host = { type = "string", required = true }, acr = { type = "table|boolean", required = true } })
+  local host = o.host:lower()
+  if o.acr == false then
+    providers[host] = nil
+    return host
+  end
+  if not require("hoist.azure.credential").is(o.acr) then
+    fail("invalid_argument", "hoist.registry.credentials: option 'acr' must come from hoist.azure.credential{} (or be false)")
+  end
+  providers[host] = { acr = o.acr }
+  return host
+end
+
+--- ACR: the refresh token of a registry for an Azure credential (the host's provider when
+--- `credential` is not given): the password of `docker login -u 00000000-0000-0000-0000-000000000000`,
+--- as `az acr login --expose-token` gives. A registered secret.
+---@param opts {registry: string, credential?: hoist.azure.Credential, timeout?: number, attempts?: number}
+---@return string
+function M.acr_refresh_token(opts)
+  local o = util.check_opts("hoist.registry.acr_refresh_token", opts,
+    { registry = { type = "string", required = true }, credential = "table", timeout = "number", attempts = "number" },
+    "registry")
+  local host = o.registry:lower()
+  local c = o.credential or (providers[host] or {}).acr
+  if not c then
+    fail("invalid_argument", ("hoist.registry.acr_refresh_token: no Azure credential for %s: pass credential= or register one "
+      .. "with hoist.registry.credentials{host=, acr=}"):format(o.registry), { registry = o.registry })
+  end
+  local token = c:get_token("https://management.azure.com/.default").token
+  local refresh = await(native.exchange_acr_token { registry = o.registry, aad_token = token,
+    timeout = o.timeout or M.defaults.timeout, attempts = o.attempts or M.defaults.attempts,
+    backoff = M.defaults.backoff, max_backoff = M.defaults.max_backoff })
+  return hoist.secret(refresh)
 end
 
 --- Forgets the credentials and tokens of a registry.

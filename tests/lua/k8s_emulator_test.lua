@@ -133,8 +133,20 @@ local function need_controllers(c)
   t.skip("the emulator runs without its deployment controller (no status.observedGeneration within 5 s)")
 end
 
+-- The workload image in the registry the kubelet pulls from (a fresh machine has only the
+-- base image in the local engine): pushed once, unless HOIST_TEST_KUBE_IMAGE names another.
+local pushed = false
+local function push_image()
+  if pushed or E("HOIST_TEST_KUBE_IMAGE") then return end
+  local r = hoist.exec { "skopeo", "copy", "--dest-tls-verify=false",
+    "docker-daemon:" .. (E("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"), "docker://" .. IMAGE }
+  if r.code ~= 0 then error("cannot push the test image " .. IMAGE .. ": " .. r.stderr) end
+  pushed = true
+end
+
 t.case("emulator: a rollout succeeds by kubectl's rule; a missing image fails it in seconds", function()
   local c = client()
+  push_image()
   need_controllers(c)
   c:apply(deployment("good", IMAGE))
   local r = k8s.rollout { name = "good", client = c, timeout = 180 }

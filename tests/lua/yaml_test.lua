@@ -95,7 +95,7 @@ t.cases("encode", {
   { value = { a = math.huge, b = -math.huge }, yaml = "a: .inf\nb: -.inf\n" },
   { value = { a = true }, yaml = "a: true\n" },
   { value = { id = 9007199254740993LL }, yaml = "id: 9007199254740993\n" },
-  { value = { a = "line1\nline2\n" }, yaml = "a: |\n  line1\n  line2\n\n" },
+  { value = { a = "line1\nline2\n" }, yaml = "a: |\n  line1\n  line2\n" },
   { value = { a = "no newline\nat end" }, yaml = 'a: "no newline\\nat end"\n' },
   { value = "plain", yaml = "plain\n" },
   { value = { 1, "x" }, yaml = "- 1\n- x\n" },
@@ -117,6 +117,11 @@ t.cases("tricky strings round-trip", {
   { s = "tab\tin" }, { s = "é ✓ 😀" }, { s = "\n\nx\n" }, { s = " x\n" }, { s = "x\r\n" }, { s = "a\n\n" },
   { s = "  indented\n  block\n" }, { s = "key: value\nother: 1\n" }, { s = "ctl\1\127" },
   { s = ("long "):rep(300) }, { s = "---" }, { s = "..." }, { s = "?" }, { s = "? x" }, { s = "x:" },
+  -- fuzz/corpus/yaml: characters outside YAML's printable set (U+FFFF, U+FFFE, NEL, U+2028,
+  -- BOM, DEL, C0 next to non-ASCII text), and a key made long by its escapes
+  { s = "x\239\191\191y" }, { s = "\239\191\190" }, { s = "a\194\133b" }, { s = "a\226\128\168b" },
+  { s = "\239\187\191bom" }, { s = "del\127" }, { s = "\1\195\169t\195\169\2" }, { s = ("\0"):rep(300) },
+  { s = "line\239\191\191\nnext\n" },
 }, function(row)
   local text = yaml.encode { s = row.s, list = { row.s }, [row.s] = 1 }
   local back = yaml.decode(text)

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -40,5 +41,13 @@ nlohmann::json parse_json(std::string_view text);
 // Every engine parse of such text goes through here (or checks json_depth_exceeded first), never
 // nlohmann::json::parse on unchecked text.
 nlohmann::json parse_json_or_discarded(std::string_view text);
+
+// The code point of the UTF-8 sequence at text[at] and its length in bytes; length 0 when none
+// starts there (a stray or truncated byte, an overlong form, a surrogate, beyond U+10FFFF).
+struct CodePoint {
+  std::uint32_t value = 0;
+  std::size_t length = 0;
+};
+CodePoint utf8_at(std::string_view text, std::size_t at);
 
 }  // namespace hoist

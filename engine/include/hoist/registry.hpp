@@ -196,6 +196,11 @@ class Client : public std::enable_shared_from_this<Client> {
                             Completion<CopyResult> done) = 0;
   virtual OperationPtr retag(Reference image, std::string tag, CallOptions o,
                              Completion<CopyResult> done) = 0;
+  // ACR: exchanges an Entra (Azure AD) access token for the registry's refresh token, the
+  // password `docker login -u 00000000-0000-0000-0000-000000000000` takes (what `az acr
+  // login` does). The exchange endpoint is found from the registry's Bearer challenge.
+  virtual OperationPtr exchange_acr_token(std::string registry, std::string aad_token, CallOptions o,
+                                          Completion<std::string> done) = 0;
 };
 
 }  // namespace hoist::registry

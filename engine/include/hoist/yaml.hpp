@@ -13,7 +13,12 @@
 // Writing: block style, keys sorted (nlohmann::json objects are ordered maps), and every
 // string that a YAML 1.2 or 1.1 reader would take for another type is double-quoted
 // ("1.10", "true", "yes", "null", "0755", ""), so Kubernetes' YAML 1.1 parser reads it back
-// as a string too.
+// as a string too. Every string parse_yaml_all can return is written so that it reads back
+// as the same bytes: one holding a character outside YAML's printable set (C0 controls but
+// tab and newline, DEL, C1 controls, the BOM, U+2028/U+2029, the noncharacters such as
+// U+FFFE and U+FFFF) is double-quoted with that character escaped (\xXX, \uXXXX,
+// \UXXXXXXXX). A string that is not UTF-8 cannot be written (YAML has no escape for a raw
+// byte): invalid_argument naming the byte. A key whose written form is longer than 1024 bytes is explicit ("? ").
 #include <hoist/error.hpp>
 
 #include <nlohmann/json.hpp>

@@ -136,5 +136,23 @@ function M.api_version(path) return native.api_version(path) end
 local resources = require "hoist.azure.resources"
 M.resource_groups = resources.resource_groups
 M.providers = resources.providers
+-- service modules (they reach hoist.azure at call time, so loading them here is safe)
+M.acr = require "hoist.azure.acr"
+M.aci = require "hoist.azure.aci"
+
+-- hoist.azure.<name> reaches the service modules stdlib/hoist/azure/<name>.lua
+-- (hoist.azure.appservice, hoist.azure.containerapp, ...), as hoist.k8s.<name> does.
+setmetatable(M, {
+  __index = function(t, k)
+    local name = "hoist.azure." .. tostring(k)
+    -- (searchpath: a new file under the HOIST_LUA_PATH override, not compiled in yet)
+    if package.loaded[name] or package.preload[name]
+        or (package.searchpath and package.searchpath(name, package.path)) then
+      local v = require(name)
+      rawset(t, k, v)
+      return v
+    end
+  end,
+})
 
 return M

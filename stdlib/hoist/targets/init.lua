@@ -18,11 +18,11 @@ local M = {}
 ---@type table<string, boolean>
 M.known = {
   ["local"] = true,     -- the local Docker engine behind a stable front (hoist proxy)
-  aci = false,          -- Azure Container Instances
-  appservice = false,   -- Azure App Service (Web App for Containers)
-  containerapp = false, -- Azure Container Apps
-  aks = false,          -- Azure Kubernetes Service
-  kubernetes = false,   -- any Kubernetes cluster (a kubeconfig context)
+  aci = true,           -- Azure Container Instances (a container group; ARM-side lock)
+  appservice = true,    -- Azure App Service (Web App for Containers)
+  containerapp = true,  -- Azure Container Apps
+  aks = true,           -- Azure Kubernetes Service (hoist.targets.kubernetes with the kubeconfig from Azure)
+  kubernetes = true,    -- any Kubernetes cluster (a kubeconfig context)
 }
 
 ---@class hoist.targets.DeployOptions the options every target takes
@@ -72,7 +72,8 @@ M.options = {
 --- What each target must have: functions, and tables describing it.
 M.contract = { functions = { "deploy", "status", "remove" }, tables = { "options", "compensations" } }
 
---- Names of the targets: those this engine ships first, then the planned ones, each sorted.
+--- Names of the targets: those this engine ships first (local, the default, leading), then the
+--- planned ones, each sorted.
 ---@param available_only? boolean only those this engine ships
 ---@return string[]
 function M.names(available_only)
@@ -82,6 +83,7 @@ function M.names(available_only)
   end
   table.sort(out, function(a, b)
     if M.known[a] ~= M.known[b] then return M.known[a] end
+    if (a == "local") ~= (b == "local") then return a == "local" end -- the default first
     return a < b
   end)
   return out

@@ -58,6 +58,34 @@ def via_proxy(url, headers=None, method="GET", data=None):
         return e.code, e.read().decode()
 
 
+class Watch:
+    """Requests URL in a loop in a thread until stopped; counts the answers that are not 200."""
+
+    def __init__(self, url):
+        import threading
+        self.url, self.ok, self.failed, self.bodies = url, 0, [], set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                status, body = via_proxy(self.url)
+            except OSError as e:
+                status, body = 0, str(e)
+            if status == 200:
+                self.ok += 1
+                self.bodies.add(body.strip())
+            else:
+                self.failed.append((status, body[:100]))
+
+    def end(self):
+        self.stop.set()
+        self.thread.join(30)
+        return self
+
+
 def basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()}
 
@@ -83,7 +111,7 @@ class AppService(unittest.TestCase):
         self.web = RG_PATH + "rg-web/providers/Microsoft.Web/"
         r = self.arm("PUT", self.web + "serverfarms/plan", {"location": "westeurope", "kind": "linux",
                                                             "sku": {"name": "B1"}, "properties": {"reserved": True}}, api=API)
-        self.assertEqual(r.status, 201, r.raw)
+        self.assertEqual(r.status, 200, r.raw)
         self.plan = r.json["id"]
 
     def tearDown(self):
@@ -160,8 +188,15 @@ class AppService(unittest.TestCase):
         self.assertEqual(via_proxy(hook, method="POST", data=b"")[0], 401)
         self.assertEqual(via_proxy(hook, basic(user, "wrong"), "POST", b"")[0], 401)
         self.assertEqual(via_proxy(hook, basic("$other", password), "POST", b"")[0], 401)
+        watch = Watch("https://hoist-cd.azurewebsites.net/index.html")
         self.assertEqual(via_proxy(hook, basic(user, password), "POST", b"")[0], 200)
         self.wait_body("http://hoist-cd.azurewebsites.net/index.html", "site-v2")
+        time.sleep(2)  # past the old container's stop
+        watch.end()
+        # the old container served until the new one answered: no failed request during the deploy
+        self.assertEqual(watch.failed, [])
+        self.assertEqual(watch.bodies, {"site-v1", "site-v2"})
+        print("\nwebhook deploy: %d requests, %d failed" % (watch.ok + len(watch.failed), len(watch.failed)))
         digests = [l.split("Digest: ")[1] for l in self.logs("hoist-cd").splitlines() if "Digest:" in l]
         self.assertEqual(digests[0], digest_v1)
         self.assertNotEqual(digests[-1], digest_v1)
@@ -235,9 +270,14 @@ class AppService(unittest.TestCase):
             "properties"]["linuxFxVersion"])
         self.wait_body("http://hoist-swap.azurewebsites.net/index.html", "site-v2")
         self.wait_body("http://hoist-swap-staging.azurewebsites.net/index.html", "site-v1")
-        user, password, _ = self.creds("hoist-swap")
         r = self.arm("POST", self.web + "sites/hoist-swap/slots/staging/config/publishingcredentials/list", api=API)
-        self.assertEqual(r.json["properties"]["publishingUserName"], "$hoist-swap__staging")
+        slot_user, slot_password = r.json["properties"]["publishingUserName"], r.json["properties"]["publishingPassword"]
+        self.assertEqual(slot_user, "$hoist-swap__staging")
+        # the slot's own SCM site and webhook, with the slot's credentials only
+        hook = "https://hoist-swap-staging.scm.azurewebsites.net/docker/hook"
+        user, password, _ = self.creds("hoist-swap")
+        self.assertEqual(via_proxy(hook, basic(user, password), "POST", b"")[0], 401)
+        self.assertEqual(via_proxy(hook, basic(slot_user, slot_password), "POST", b"")[0], 200)
         r = self.arm("POST", self.web + "sites/hoist-swap/slotsswap", {"targetSlot": "nope"}, api=API)
         self.assertEqual(r.status, 404)
 
@@ -254,6 +294,11 @@ class AppService(unittest.TestCase):
         status, body = via_proxy("http://hoist-mi.azurewebsites.net/index.html")
         self.assertEqual((status, body.strip()), (200, "site-v1"))
         self.assertGreaterEqual(self.logs("hoist-mi").count("initialized successfully"), 3)
+        # PATCH of the site's siteConfig deploys another image (beside the running container)
+        r = self.arm("PATCH", self.web + "sites/hoist-mi", {"properties": {"siteConfig": {
+            "linuxFxVersion": "DOCKER|%s:v2" % REPO}}}, api=API)
+        self.assertEqual(r.status, 200, r.raw)
+        self.wait_body("http://hoist-mi.azurewebsites.net/index.html", "site-v2")
         r = self.arm("DELETE", self.web + "sites/hoist-mi", api=API)
         self.assertEqual(r.status, 200)
         out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=hoist-azure-site"],

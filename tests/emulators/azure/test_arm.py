@@ -82,6 +82,27 @@ class Core(unittest.TestCase):
         self.assert_error(self.arm("GET", RG_PATH + "rg-a"), 404, "ResourceGroupNotFound")
         self.assert_error(self.arm("DELETE", RG_PATH + "rg-a"), 404, "ResourceGroupNotFound")
 
+    def test_resource_group_etag_guards_writes(self):
+        r = self.arm("PUT", RG_PATH + "rg-e", {"location": "westus"}, headers={"If-None-Match": "*"})
+        self.assertEqual(r.status, 201, r.raw)
+        first = r.headers["ETag"]
+        self.assertEqual(self.arm("GET", RG_PATH + "rg-e").headers["ETag"], first)
+        self.assert_error(self.arm("PUT", RG_PATH + "rg-e", {"location": "westus"},
+                                   headers={"If-None-Match": "*"}), 412, "PreconditionFailed", "exists")
+        r = self.arm("PATCH", RG_PATH + "rg-e", {"tags": {"a": "1"}}, headers={"If-Match": first})
+        self.assertEqual(r.status, 200, r.raw)
+        second = r.headers["ETag"]
+        self.assertNotEqual(second, first)
+        # the writer that read the first ETag lost: its PATCH changes nothing
+        self.assert_error(self.arm("PATCH", RG_PATH + "rg-e", {"tags": {"b": "2"}}, headers={"If-Match": first}),
+                          412, "PreconditionFailed", first)
+        self.assertEqual(self.arm("GET", RG_PATH + "rg-e").json["tags"], {"a": "1"})
+        self.assertEqual(self.arm("PATCH", RG_PATH + "rg-e", {"tags": {}}, headers={"If-Match": "*"}).status, 200)
+        self.assert_error(self.arm("PATCH", RG_PATH + "rg-none", {"tags": {}}, headers={"If-Match": "*"}),
+                          404, "ResourceGroupNotFound")
+        self.assert_error(self.arm("PUT", RG_PATH + "rg-new", {"location": "westus"}, headers={"If-Match": "*"}),
+                          412, "PreconditionFailed", "does not exist")
+
     def test_pagination_follows_next_link(self):
         control("settings", {"page_size": 2})
         for i in range(5):

@@ -103,6 +103,45 @@ check "az rest put role assignment" '"principalId": "p-az"' $R --method put --ur
     "{\"properties\":{\"roleDefinitionId\":\"$SUB/providers/Microsoft.Authorization/roleDefinitions/7f951dda-4ed3-4680-a7ca-43fe172d538d\",\"principalId\":\"p-az\"}}"
 check "az rest delete role assignment" "" $R --method delete --url "$RA"
 
+# App Service: a plan and a site (no image: nothing runs), the appsettings list, a slot
+WEB="$ARM$SUB/resourceGroups/rg-az/providers/Microsoft.Web"
+check "az rest put serverfarm" '"status": "Ready"' $R --method put \
+    --url "$WEB/serverfarms/plan-az?api-version=2022-03-01" --body '{"location":"westus","kind":"linux","sku":{"name":"B1"},"properties":{"reserved":true}}'
+check "az rest put site" '"defaultHostName": "hoist-az-site.azurewebsites.net"' $R --method put \
+    --url "$WEB/sites/hoist-az-site?api-version=2022-03-01" --body \
+    "{\"location\":\"westus\",\"kind\":\"app,linux,container\",\"properties\":{\"serverFarmId\":\"$SUB/resourceGroups/rg-az/providers/Microsoft.Web/serverfarms/plan-az\",\"siteConfig\":{\"appSettings\":[{\"name\":\"A\",\"value\":\"1\"}]}}}"
+check "az rest post appsettings list" '"A": "1"' $R --method post \
+    --url "$WEB/sites/hoist-az-site/config/appsettings/list?api-version=2022-03-01"
+check "az rest put slot" '"name": "hoist-az-site/staging"' $R --method put \
+    --url "$WEB/sites/hoist-az-site/slots/staging?api-version=2022-03-01" --body '{"location":"westus","properties":{}}'
+check "az rest delete site" "" $R --method delete --url "$WEB/sites/hoist-az-site?api-version=2022-03-01"
+
+# Container Apps: the provider, an environment (az rest does not follow the LRO: the 201 body)
+$R --method post --url "$ARM$SUB/providers/Microsoft.App/register?api-version=2021-04-01" >/dev/null 2>&1
+$R --method get --url "$ARM$SUB/providers/Microsoft.App?api-version=2021-04-01" >/dev/null 2>&1
+CAPP="$ARM$SUB/resourceGroups/rg-az/providers/Microsoft.App"
+check "az rest put managed environment" '"defaultDomain"' $R --method put \
+    --url "$CAPP/managedEnvironments/env-az?api-version=2024-03-01" --body '{"location":"westus","properties":{}}'
+# a GET counts as a poll of the operation (lro_polls 1): the second one sees it done
+check "az rest get managed environment" '"provisioningState": "Succeeded"' bash -c \
+    "$R --method get --url '$CAPP/managedEnvironments/env-az?api-version=2024-03-01' >/dev/null; sleep 0.5
+     $R --method get --url '$CAPP/managedEnvironments/env-az?api-version=2024-03-01'"
+check_fails "az rest put container app without containers" "ContainerAppInvalidTemplate" $R --method put \
+    --url "$CAPP/containerApps/app-az?api-version=2024-03-01" --body \
+    "{\"location\":\"westus\",\"properties\":{\"environmentId\":\"$SUB/resourceGroups/rg-az/providers/Microsoft.App/managedEnvironments/env-az\",\"template\":{\"containers\":[]}}}"
+
+# AKS: a cluster and its user credential (a kubeconfig for the Kubernetes emulator)
+$R --method post --url "$ARM$SUB/providers/Microsoft.ContainerService/register?api-version=2021-04-01" >/dev/null 2>&1
+$R --method get --url "$ARM$SUB/providers/Microsoft.ContainerService?api-version=2021-04-01" >/dev/null 2>&1
+AKS="$ARM$SUB/resourceGroups/rg-az/providers/Microsoft.ContainerService/managedClusters/aks-az"
+check "az rest put managed cluster" '"kubernetesVersion"' $R --method put --url "$AKS?api-version=2024-02-01" \
+    --headers x-hoist-emulator-lro=sync --body '{"location":"westus","properties":{"dnsPrefix":"aksaz"}}'
+check "az rest get managed cluster" '"fqdn": "aksaz-' $R --method get --url "$AKS?api-version=2024-02-01"
+if [[ -r ${HOIST_ENV_DIR:-/tmp/hoist-env}/kube/kubeconfig ]]; then
+    check "az rest post listClusterUserCredential" '"name": "clusterUser"' $R --method post \
+        --url "$AKS/listClusterUserCredential?api-version=2024-02-01"
+fi
+
 check "az rest delete resource group" "" $R --method delete --url "$ARM$SUB/resourcegroups/rg-az?api-version=2022-09-01"
 curl -fs -X POST -d '{"store": true}' "$HOIST_TEST_AZURE_CONTROL/reset" >/dev/null
 if ((fails)); then echo "$fails failed"; exit 1; fi

@@ -12,7 +12,7 @@ import time
 import unittest
 import urllib.parse
 
-from test_appservice import TOKEN_PASSWORD, TOKEN_USER, build, push, via_proxy
+from test_appservice import TOKEN_PASSWORD, TOKEN_USER, Watch, build, push, via_proxy
 from testlib import RG_PATH, SUB, ArmClient, control, require_emulator
 
 API = "2025-01-01"
@@ -131,10 +131,16 @@ class ContainerApps(unittest.TestCase):
         c = replicas[0]["properties"]["containers"][0]
         self.assertEqual((c["name"], c["runningState"], c["restartCount"], c["ready"]), ("web", "Running", 0, True))
         # a new template: a new revision; the old one serves until the new one is healthy, then goes
+        watch = Watch("https://%s/index.html" % fqdn)
         app = self.deploy("hoist-capp", self.body("v2", "two"))
         self.wait_revision("hoist-capp", "hoist-capp--two", "healthState", "Healthy")
         self.wait_revision("hoist-capp", "hoist-capp--one", "active", False)
         self.assertEqual(self.get(fqdn), (200, "capp-v2\n"))
+        time.sleep(2)  # past the old revision's containers' removal
+        watch.end()
+        self.assertEqual(watch.failed, [])  # the old revision served until the new one was healthy
+        self.assertEqual(watch.bodies, {"capp-v1", "capp-v2"})
+        print("\nsingle-mode deploy: %d requests, %d failed" % (watch.ok + len(watch.failed), len(watch.failed)))
         system = self.logs("hoist-capp", "system")
         reasons = [e["Reason"] for e in system if e["RevisionName"] == "hoist-capp--two"]
         for want in ("RevisionCreation", "PullingImage", "PulledImage", "ContainerStarted", "RevisionReady"):
@@ -161,20 +167,33 @@ class ContainerApps(unittest.TestCase):
                   "TargetPort 8000"),
                  ("probe", {"probes": [{"type": "Readiness", "httpGet": {"path": "/health", "port": 8000},
                                         "periodSeconds": 1}]}, "statuscode: 404")]
+        watch = Watch("https://%s/index.html" % fqdn)
         for suffix, kw, reason in cases:
             with self.subTest(case=suffix):
                 op_ok = self.deploy("hoist-bad", self.body("v2", suffix, **kw))
                 self.assertEqual(op_ok["properties"]["provisioningState"], "Succeeded")  # green before healthy
                 rev = self.wait_revision("hoist-bad", "hoist-bad--" + suffix, "healthState", "Unhealthy")
                 self.assertEqual(rev["runningState"], "Degraded")
+                if suffix == "crash":
+                    replicas = self.arm("GET", self.base + "containerApps/hoist-bad/revisions/hoist-bad--crash/"
+                                        "replicas", api=API).json["value"]
+                    c = replicas[0]["properties"]["containers"][0]
+                    self.assertGreaterEqual(c["restartCount"], 1)
+                    self.assertFalse(c["ready"])
                 self.assertIn(reason, rev["runningStateDetails"])
                 self.assertEqual(rev["trafficWeight"], 0)
                 self.assertEqual(self.get(fqdn), (200, "capp-v1\n"))  # the previous one answers throughout
                 r = self.arm("POST", self.base + "containerApps/hoist-bad/revisions/hoist-bad--%s/deactivate" % suffix,
                              api=API)
                 self.assertEqual(r.status, 200, r.raw)
+        watch.end()
+        self.assertEqual((watch.failed, watch.bodies), ([], {"capp-v1"}))
+        print("\nthree bad revisions: %d requests, %d failed" % (watch.ok + len(watch.failed), len(watch.failed)))
         r = self.arm("POST", self.base + "containerApps/hoist-bad/revisions/hoist-bad--good/deactivate", api=API)
         self.assertEqual((r.status, r.json["error"]["code"]), (400, "ContainerAppRevisionInUse"))
+        replicas = self.arm("GET", self.base + "containerApps/hoist-bad/revisions/hoist-bad--crash/replicas",
+                            api=API).json["value"]
+        self.assertEqual(replicas, [])  # deactivated: its replicas are gone
         system = self.logs("hoist-bad", "system", "hoist-bad--crash")
         self.assertIn("ContainerTerminated", [e["Reason"] for e in system])
         self.assertIn("ProbeFailed", [e["Reason"] for e in self.logs("hoist-bad", "system", "hoist-bad--probe")])

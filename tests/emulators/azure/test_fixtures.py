@@ -18,10 +18,12 @@ FIXTURES = os.path.join(os.environ.get("HOIST_FIXTURES") or os.path.join(ROOT, "
 ACI = "providers/Microsoft.ContainerInstance/containerGroups/"
 ACR = "providers/Microsoft.ContainerRegistry/registries/"
 
+WEB = "providers/Microsoft.Web/"
+CAPP = "providers/Microsoft.App/"
+AKS = "providers/Microsoft.ContainerService/managedClusters/"
+ABSENT_IMAGE = "127.0.0.1:5000/hoist/none:1"  # the examples' images are Docker Hub's: never pulled here
+
 SKIP = {
-    "web": "App Service (Microsoft.Web) is not emulated yet: a later session adds it",
-    "app": "Container Apps (Microsoft.App) is not emulated yet: a later session adds it",
-    "containerservice": "AKS credentials are not emulated yet: a later session adds them",
     "containerinstance/ContainerGroupsGet_Failed.json":
         "needs an Azure Files mount that fails (FailedMount); the emulator mounts no volumes",
     "containerregistry/ImportImageFromPublicRegistry.json":
@@ -60,6 +62,8 @@ def missing(expected, actual, path=""):
         if not isinstance(actual, dict):
             return [path or "."]
         for k, v in expected.items():
+            if v is None:  # a null in an example documents a value that is absent
+                continue
             if k not in actual:
                 out.append(path + "." + k)
             else:
@@ -239,6 +243,192 @@ class Runner:
                 return r, str(entry["StatusCode"]), entry["ResponseBody"]
         return r, "200", None
 
+    # --- App Service ----------------------------------------------------------------------
+    def web_site(self, ex, slot=None, body=None):
+        """The example's plan DefaultAsp and site (and slot), synchronously."""
+        base = self.rg(ex.p("resourceGroupName"), "eastus")
+        r = self.arm("PUT", base + WEB + "serverfarms/DefaultAsp", {"location": "East US", "sku": {"name": "S1"}},
+                     api=ex.api)
+        assert r.status == 200, r.raw
+        site = base + WEB + "sites/" + ex.p("name")
+        if body is None:
+            body = {"kind": "app", "location": "East US", "properties": {"serverFarmId": r.json["id"]}}
+        r = self.arm("PUT", site, body, api=ex.api)
+        assert r.status == 200, r.raw
+        if slot:
+            r = self.arm("PUT", site + "/slots/" + slot, body, api=ex.api)
+            assert r.status == 200, r.raw
+            site += "/slots/" + slot
+        return site
+
+    def ex_ApplySlotConfig(self, ex):
+        return self.arm("POST", self.web_site(ex, "staging").rsplit("/slots/", 1)[0] + "/applySlotConfig",
+                        ex.p("slotSwapEntity"), api=ex.api), "200"
+
+    def ex_CreateOrUpdateWebApp(self, ex):
+        control("reset", {"store": True})
+        base = self.rg(ex.p("resourceGroupName"), "eastus")
+        self.arm("PUT", base + WEB + "serverfarms/DefaultAsp", {"location": "East US", "sku": {"name": "S1"}},
+                 api=ex.api)
+        body = ours(ex.p("siteEnvelope"))
+        # the documented response has these two, which its request does not send: the runner does
+        body["properties"].update(workloadProfileName="myd4wp", resourceConfig={"cpu": 1.0, "memory": "2.0Gi"})
+        return self.arm("PUT", base + WEB + "sites/" + ex.p("name"), body, api=ex.api), "200"
+
+    def ex_CreateOrUpdateWebAppSlot(self, ex):
+        site = self.web_site(ex)
+        return self.arm("PUT", site + "/slots/" + ex.p("slot"), ours(ex.p("siteEnvelope")), api=ex.api), "200"
+
+    def ex_GetSiteConfig(self, ex):
+        return self.arm("GET", self.web_site(ex) + "/config/web", api=ex.api), "200"
+
+    def ex_GetWebApp(self, ex):
+        control("reset", {"store": True})
+        documented = ours(ex.responses["200"]["body"])
+        body = {"kind": documented["kind"], "location": documented["location"],
+                "properties": {k: v for k, v in documented["properties"].items() if k in (
+                    "serverFarmId", "workloadProfileName", "resourceConfig", "siteConfig")}}
+        return self.arm("GET", self.web_site(ex, body=body), api=ex.api), "200"
+
+    def ex_ListAppSettings(self, ex):
+        site = self.web_site(ex)
+        self.arm("PUT", site + "/config/appsettings", {"properties": ex.responses["200"]["body"]["properties"]},
+                 api=ex.api)
+        return self.arm("POST", site + "/config/appsettings/list", api=ex.api), "200"
+
+    def ex_UpdateAppSettings(self, ex):
+        return self.arm("PUT", self.web_site(ex) + "/config/appsettings", ex.p("appSettings"), api=ex.api), "200"
+
+    def ex_UpdateSiteConfig(self, ex):
+        return self.arm("PUT", self.web_site(ex) + "/config/web", ex.p("siteConfig"), api=ex.api), "200"
+
+    # --- Container Apps ---------------------------------------------------------------------
+    def capp_env(self, rg, name, body=None):
+        prov = "/subscriptions/%s/providers/Microsoft.App" % SUB
+        self.arm("POST", prov + "/register")
+        for _ in range(5):
+            if self.arm("GET", prov).json["registrationState"] == "Registered":
+                break
+        path = self.rg(rg, "eastus") + CAPP + "managedEnvironments/" + name
+        r = self.arm("PUT", path, body or {"location": "East US", "properties": {}}, api="2025-01-01",
+                     headers={"x-hoist-emulator-lro": "sync"})
+        assert r.status in (200, 201), r.raw
+        return r.json["id"]
+
+    def capp_body(self, ex, envelope, suffix):
+        """The example's app with the emulator's environment, a local image (the examples' are Docker Hub's)
+        and its traffic naming the revision the PUT makes (`<app>--<suffix>`; the examples write one dash)."""
+        body = ours(envelope)
+        env = self.capp_env(ex.p("resourceGroupName"), "demokube")
+        props = body["properties"]
+        props["environmentId"] = env
+        app = ex.p("containerAppName").lower()
+        for c in props["template"].get("containers", []) + props["template"].get("initContainers", []):
+            c["image"] = ABSENT_IMAGE
+        props["template"]["revisionSuffix"] = suffix
+        for t in ((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or []:
+            if t.get("revisionName"):
+                t["revisionName"] = rev_name(t["revisionName"]).replace(ex.p("containerAppName"), app)
+        return body
+
+    def capp_put(self, ex, body, method="PUT", name=None):
+        path = self.rg(ex.p("resourceGroupName"), "eastus") + CAPP + "containerApps/" + (
+            name or ex.p("containerAppName").lower())
+        r = self.arm(method, path, body, api=ex.api)
+        if "Azure-AsyncOperation" in r.headers:
+            self.arm.poll(r.headers["Azure-AsyncOperation"])
+        return r, path
+
+    def ex_ContainerApps_CreateOrUpdate(self, ex):
+        control("reset", {"store": True})
+        r = self.capp_put(ex, self.capp_body(ex, ex.p("containerAppEnvelope"), "ab1234"))[0]
+        return r, "201", ours(ex.responses["201"]["body"])
+
+    ex_ContainerApps_ManagedBy_CreateOrUpdate = ex_ContainerApps_CreateOrUpdate
+
+    def ex_ContainerApps_Get(self, ex):
+        control("reset", {"store": True})
+        documented = ex.responses["200"]["body"]
+        body = {k: documented[k] for k in ("location", "identity")}
+        body["properties"] = {k: v for k, v in documented["properties"].items()
+                              if k in ("configuration", "template", "workloadProfileName")}
+        body["properties"]["configuration"]["activeRevisionsMode"] = "Multiple"
+        first = self.capp_body(ex, body, "ab1234")
+        first["properties"]["configuration"]["ingress"]["traffic"] = [{"latestRevision": True, "weight": 100}]
+        self.capp_put(ex, first)
+        _, path = self.capp_put(ex, self.capp_body(ex, body, "ab4321"))  # the documented 80/20 split
+        return self.arm("GET", path, api=ex.api), "200", ours(documented)
+
+    def ex_ContainerApps_ListSecrets(self, ex):
+        control("reset", {"store": True})
+        body = self.capp_body(ex, {"location": "East US", "properties": {
+            "configuration": {"secrets": [{"name": "secret1", "value": "v1"}, {"name": "secret2", "value": "v2"}]},
+            "template": {"containers": [{"name": "c", "image": ABSENT_IMAGE}]}}}, "s1")
+        _, path = self.capp_put(ex, body)
+        return self.arm("POST", path + "/listSecrets", api=ex.api), "200"
+
+    def ex_ContainerApps_Patch(self, ex):
+        control("reset", {"store": True})
+        body = self.capp_body(ex, ex.p("containerAppEnvelope"), "ab1234")
+        self.capp_put(ex, body)
+        r, _ = self.capp_put(ex, body, "PATCH")
+        return r, "200", ours(ex.responses["200"]["body"])
+
+    def ex_ManagedEnvironments_Get(self, ex):
+        control("reset", {"store": True})
+        documented = ours(ex.responses["200"]["body"])
+        body = {"location": documented["location"], "tags": documented["tags"],
+                "properties": {k: v for k, v in documented["properties"].items() if k in (
+                    "zoneRedundant", "vnetConfiguration", "customDomainConfiguration", "workloadProfiles",
+                    "peerAuthentication", "peerTrafficConfiguration", "ingressConfiguration")}}
+        env = self.capp_env(ex.p("resourceGroupName"), ex.p("environmentName"), body)
+        return self.arm("GET", env, api=ex.api), "200"
+
+    def revision_app(self, ex):
+        """The examples' app `testcontainerApp0` with the revision `<app>--pjxhsye` (the examples
+        name it with one dash); returns the revision's path as the example spells the app."""
+        control("reset", {"store": True})
+        body = self.capp_body(ex, {"location": "East US", "properties": {
+            "configuration": {"ingress": {"external": True, "targetPort": 80}},
+            "template": {"containers": [{"name": "testcontainerApp0", "image": ABSENT_IMAGE,
+                                         "resources": {"cpu": 0.2, "memory": "100Mi"}}],
+                         "scale": {"minReplicas": 1, "maxReplicas": 5, "rules": [
+                             {"name": "httpscalingrule", "http": {"metadata": {"concurrentRequests": "50"}}}]}}}},
+            "pjxhsye")
+        self.capp_put(ex, body, name="testcontainerapp0")
+        base = self.rg(ex.p("resourceGroupName"), "eastus") + CAPP + "containerApps/" + ex.p("containerAppName")
+        return base + "/revisions"
+
+    def ex_Revisions_Get(self, ex):
+        return self.arm("GET", self.revision_app(ex) + "/" + rev_name(ex.p("revisionName")), api=ex.api), "200"
+
+    def ex_Revisions_List(self, ex):
+        return self.arm("GET", self.revision_app(ex), api=ex.api), "200"
+
+    def ex_Revisions_Activate(self, ex):
+        path = self.revision_app(ex) + "/" + rev_name(ex.p("revisionName"))
+        return self.arm("POST", path + "/activate", api=ex.api), "200"
+
+    def ex_Revisions_Restart(self, ex):
+        # the example's path names the app testStaticSite0 and its revision testcontainerApp0-...: the
+        # runner restarts that revision in its own app
+        ex = dict_example(ex, containerAppName="testcontainerApp0")
+        path = self.revision_app(ex) + "/" + rev_name(ex.p("revisionName"))
+        return self.arm("POST", path + "/restart", api=ex.api), "200"
+
+    # --- AKS ----------------------------------------------------------------------------------
+    def ex_ManagedClustersListClusterUserCredentials(self, ex):
+        prov = "/subscriptions/%s/providers/Microsoft.ContainerService" % SUB
+        self.arm("POST", prov + "/register")
+        for _ in range(5):
+            if self.arm("GET", prov).json["registrationState"] == "Registered":
+                break
+        path = self.rg(ex.p("resourceGroupName")) + AKS + ex.p("resourceName")
+        r = self.arm("PUT", path, {"location": "westus", "properties": {}}, api=ex.api,
+                     headers={"x-hoist-emulator-lro": "sync"})
+        assert r.status in (200, 201), r.raw
+        return self.arm("POST", path + "/listClusterUserCredential", api=ex.api), "200"
+
     def ex_arm_rpc_error_response_example(self, ex):
         control("reset", {"store": True})
         self.rg("rg-err")
@@ -249,6 +439,21 @@ class Runner:
             body["error"].pop(k)
         body["error"]["details"][0].pop("additionalInfo")
         return r, "409", body
+
+
+def ours(obj):
+    """A copy of an example's body with its subscription replaced by the emulator's."""
+    text = json.dumps(obj)
+    for fake in ("34adfa4f-cedf-4dc0-ba29-b6d1a69ab345", "8efdecc5-919e-44eb-b179-915dca89ebf9",
+                 "00000000-0000-0000-0000-000000000000"):
+        text = text.replace(fake, SUB)
+    return json.loads(text)
+
+
+def rev_name(example_name):
+    """'testcontainerApp0-pjxhsye' (the examples' one dash) -> 'testcontainerApp0--pjxhsye'."""
+    app, _, suffix = example_name.rpartition("-")
+    return app + "--" + suffix
 
 
 def dict_example(ex, **params):

@@ -62,6 +62,7 @@ class ResourceType:
     default_lro = "sync"          # PUT
     default_delete_lro = "sync"   # DELETE
     location_required = True
+    created_status = 201          # App Service answers a creating PUT with 200
     actions = {}       # action name -> (allowed methods, method name on the type)
     immutable_location = True
 
@@ -279,7 +280,7 @@ class Arm:
             res["location"] = existing.get("location")
         res.setdefault("properties", {})
         mode = self.mode(ctx, rtype)
-        status = 200 if existing else 201
+        status = 200 if existing else rtype.created_status
         forced = self.forced_outcome(ctx)
         if mode == "sync" and not forced:
             res["properties"]["provisioningState"] = "Creating" if not existing else "Updating"

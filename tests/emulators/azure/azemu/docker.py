@@ -133,3 +133,14 @@ def state_of(info):
     if s.get("Restarting"):
         return "restarting"
     return "running" if s.get("Running") else "exited"
+
+
+def last_exit_code(name):
+    """The exit code of the container's last death, from the daemon's events (docker inspect
+    shows 0 again once a restart policy has started it anew), or None."""
+    import time
+    rc, out, _ = run(["events", "--since", "0", "--until", str(int(time.time()) + 1), "--filter",
+                      "container=" + name, "--filter", "event=die", "--format",
+                      '{{index .Actor.Attributes "exitCode"}}'], timeout=15)
+    codes = [line.strip() for line in out.splitlines() if line.strip().lstrip("-").isdigit()]
+    return int(codes[-1]) if rc == 0 and codes else None

@@ -32,6 +32,7 @@ import random
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -47,6 +48,7 @@ API = {"2022-01-01-preview", "2022-03-01", "2022-06-01-preview", "2022-10-01", "
 APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 SUFFIX_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 EVENTS = 500
+DRAIN = 1.0  # seconds a deactivated revision's containers live on for requests already sent
 TOKENS = {}  # log stream token -> (app id lower, expiry)
 
 
@@ -201,7 +203,14 @@ class ContainerApps(ResourceType):
             raise bad("ContainerAppInvalidTemplate", "template.containers must have at least one container.",
                       "template.containers")
         props["template"] = template
+        for rule in (template.get("scale") or {}).get("rules") or []:
+            custom = rule.get("custom") or {}
+            if custom.get("type") in ("http", "tcp") and rule.get(custom["type"]) is None:
+                # a custom rule of KEDA type http/tcp is the built-in rule: Azure shows it so
+                rule[custom["type"]] = {"metadata": custom.get("metadata") or {}}
+                rule.pop("custom")
         for c in template["containers"]:
+            c.setdefault("resources", {"cpu": 0.5, "memory": "1Gi", "ephemeralStorage": "2Gi"})
             if not c.get("name") or not c.get("image"):
                 raise bad("ContainerAppInvalidTemplate", "Every container needs a name and an image.",
                           "template.containers")
@@ -374,6 +383,9 @@ class ContainerApps(ResourceType):
                 rev.event("ContainerStarted", "Started container '%s'" % c["name"], replica=rname)
             info = docker.inspect(dnames[0])
             replica.host_ports = {p: docker.host_port(info, p) for p in ports}
+            if self.arm.get(res["id"]) is None:  # the app was deleted meanwhile: leave nothing behind
+                self.stop_replicas(rev)
+                return "the container app was deleted"
         with rev.lock:
             if rev.provisioning != "Failed":
                 rev.provisioning = "Provisioned"
@@ -447,6 +459,10 @@ class ContainerApps(ResourceType):
                         replica.restart_counts[dname] = n
                         replica.next_restart[dname] = time.monotonic() + min(10.0, 0.5 * 2 ** n)
                         docker.run(["start", dname], timeout=60)
+                if state == "absent":  # docker did not answer (or the revision is going away)
+                    sys.stderr.write("containerapps: docker inspect %s found nothing\n" % dname)
+                    ready = False
+                    continue
                 replica.states[dname] = state
                 replica.restarts = sum(replica.restart_counts.values())
                 if state != "running":
@@ -528,9 +544,9 @@ class ContainerApps(ResourceType):
                 if single and rt.latest_ready == rev.name else []
         for r in old:  # Single mode: the new healthy revision takes over, the others go
             with r.lock:
-                r.active = False
+                r.active = False  # the proxy picks it no more; what it already sent may finish
             r.event("RevisionDeactivating", "Deactivating old revision '%s': '%s' is ready" % (r.name, rev.name))
-            self.stop_replicas(r)
+            threading.Timer(DRAIN, self.stop_replicas, args=(r,)).start()
 
     # --- traffic ----------------------------------------------------------------------
     def effective_traffic(self, res, rt):
@@ -743,6 +759,9 @@ def app_op(arm, h, m):
         method("POST")
         token = secrets.token_urlsafe(32)
         expires = time.time() + 3600
+        for t, (_, exp) in list(TOKENS.items()):
+            if exp < time.time():
+                TOKENS.pop(t, None)
         TOKENS[token] = (res["id"].lower(), expires)
         return 200, {"id": res["id"] + "/authtoken", "name": "authtoken", "type": "Microsoft.App/containerApps/authtoken",
                      "location": res.get("location"), "properties": {"token": token, "expires": iso(expires)}}, []
@@ -808,7 +827,7 @@ def log_stream(apps, h):
     res = apps.arm.get("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.App/containerApps/%s"
                        % (m.group(1), m.group(2), m.group(3)))
     auth = h.headers.get("Authorization") or ""
-    token = auth[7:].strip() if auth.lower().startswith("bearer ") else h.query.get("token", "")
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
     got = TOKENS.get(token)
     if res is None or got is None or got[0] != res["id"].lower() or got[1] < time.time():
         h.send(401, {"error": "a valid token from getAuthToken of this container app is required"})

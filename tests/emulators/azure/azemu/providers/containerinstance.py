@@ -269,9 +269,13 @@ class ContainerGroups(ResourceType):
                        "detailStatus": "Completed" if s.get("ExitCode") == 0 else "Error"}
         out = {"restartCount": restarts, "currentState": current, "events": events}
         if restarts or current["state"] == "Terminated":
-            out["previousState"] = {"state": "Terminated", "exitCode": s.get("ExitCode"),
+            code = s.get("ExitCode")
+            if restarts and current["state"] != "Terminated":  # running again: inspect says 0
+                code = docker.last_exit_code(dname)
+                code = s.get("ExitCode") if code is None else code
+            out["previousState"] = {"state": "Terminated", "exitCode": code,
                                     "finishTime": s.get("FinishedAt"),
-                                    "detailStatus": "Error" if s.get("ExitCode") else "Completed"}
+                                    "detailStatus": "Error" if code else "Completed"}
         if restarts:
             events.append(event("Killing", "Killing container %s" % name, "Normal", restarts))
             events.append(event("BackOff", "Back-off restarting failed container", "Warning", restarts))

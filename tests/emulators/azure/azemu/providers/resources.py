@@ -3,6 +3,7 @@ operation status resources of long-running operations, and the generic resource 
 dispatch to every provider's ResourceType."""
 
 import copy
+import uuid
 
 from ..arm import ArmError, Context, ResourceType, check_api_version, route
 
@@ -97,24 +98,60 @@ def resource_groups(arm, h, m):
         if not valid_rg_name(name):
             raise ArmError(400, "InvalidResourceGroupName", "The resource group name '%s' is invalid: "
                            "1-90 letters, digits, '.', '_', '-', '(' or ')', not ending with '.'." % name)
-        return arm.put(ctx, RG_TYPE, rid, name, h.json_body())
+        with arm.lock:  # the check and the write as one step: two guarded writers, one wins
+            check_etag(arm, h, rid, existing)
+            status, body, headers = arm.put(ctx, RG_TYPE, rid, name, h.json_body())
+            return status, body, headers + [("ETag", new_etag(arm, rid))]
     if h.command in ("GET", "HEAD"):
         if existing is None:
             if h.command == "HEAD":
                 return 404, None, []
             require_rg(arm, name)
         arm.poke(rid)
-        return (204, None, []) if h.command == "HEAD" else (200, copy.deepcopy(existing), [])
+        etag = [("ETag", etag_of(arm, rid))]
+        return (204, None, etag) if h.command == "HEAD" else (200, copy.deepcopy(existing), etag)
     if h.command == "PATCH":
         require_rg(arm, name)
         body = h.json_body() or {}
-        if "tags" in body:
-            existing["tags"] = body["tags"]
-        return 200, copy.deepcopy(existing), []
+        with arm.lock:
+            check_etag(arm, h, rid, existing)
+            if "tags" in body:
+                existing["tags"] = body["tags"]
+            return 200, copy.deepcopy(existing), [("ETag", new_etag(arm, rid))]
     if h.command == "DELETE":
         require_rg(arm, name)
         return arm.delete(ctx, RG_TYPE, rid)
     raise ArmError(405, "MethodNotAllowed", "The method %s is not allowed on resource groups." % h.command)
+
+
+# --- ETags of resource groups ----------------------------------------------------------------
+# Every write of a resource group gives it a new ETag (the ETag response header of GET, HEAD,
+# PUT and PATCH); a PUT or PATCH with If-Match that no longer matches, or with If-None-Match: *
+# on a group that exists, is refused with 412, as ARM's RPC specifies for resources with ETags.
+# hoist's ARM-side deploy lock (a tag on the group) relies on it.
+
+def etag_of(arm, rid):
+    with arm.lock:
+        etags = arm.__dict__.setdefault("etags", {})
+        return etags.setdefault(rid.lower(), '"%s"' % uuid.uuid4())
+
+
+def new_etag(arm, rid):
+    with arm.lock:
+        arm.__dict__.setdefault("etags", {})[rid.lower()] = tag = '"%s"' % uuid.uuid4()
+        return tag
+
+
+def check_etag(arm, h, rid, existing):
+    match, none_match = h.headers.get("If-Match"), h.headers.get("If-None-Match")
+    if match and match.strip() != "*" and (existing is None or match.strip() != etag_of(arm, rid)):
+        raise ArmError(412, "PreconditionFailed", "The condition specified using HTTP conditional "
+                       "header(s) is not met: If-Match %s, the resource group's ETag is %s."
+                       % (match.strip(), etag_of(arm, rid) if existing else "none (it does not exist)"))
+    if match and match.strip() == "*" and existing is None:
+        raise ArmError(412, "PreconditionFailed", "If-Match: * but the resource group does not exist.")
+    if none_match and none_match.strip() == "*" and existing is not None:
+        raise ArmError(412, "PreconditionFailed", "If-None-Match: * but the resource group exists.")
 
 
 def valid_rg_name(name):

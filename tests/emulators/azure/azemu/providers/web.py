@@ -45,6 +45,8 @@ DOMAIN = "azurewebsites.net"
 NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,58}[a-zA-Z0-9])?$")
 PING_PATH = "/robots933456.txt"
 LOG_LINES = 2000
+DRAIN = 1.0          # seconds an old container still serves after the new one took over
+KEEP_CONTAINERS = 3  # containers of a site kept (stopped) for their logs
 # what a site's siteConfig holds when the PUT does not say (the documented defaults)
 DEFAULT_SITE_CONFIG = {
     "numberOfWorkers": 1,
@@ -106,6 +108,7 @@ def host_label(site, slot):
 class ServerFarms(ResourceType):
     key = "Microsoft.Web/serverfarms"
     api_versions = API
+    created_status = 200
 
     def create(self, ctx, existing, body):
         sku = dict(body.get("sku") or (existing or {}).get("sku") or {"name": "B1"})
@@ -143,6 +146,7 @@ class ServerFarms(ResourceType):
 class Sites(ResourceType):
     key = "Microsoft.Web/sites"
     api_versions = API
+    created_status = 200
     default_lro = "sync"
     immutable_location = True
 
@@ -325,6 +329,8 @@ class Sites(ResourceType):
             rt.write("INFO", "Pulling image from Docker hub: %s" % image)
             return self.failed(rt, gen, label)
         image_id, digest = docker.image_digest(image)
+        if "@sha256:" in image:  # pulled by digest: that is the digest, whatever RepoDigests lists
+            digest = image.split("@", 1)[1]
         rt.write("INFO", "%s Pulling from %s" % (image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1]
                                                  else "latest", image.rsplit(":", 1)[0]))
         rt.write("INFO", "Digest: %s" % (digest or image_id))
@@ -391,7 +397,11 @@ class Sites(ResourceType):
         rt.write("INFO", "Container %s for site %s initialized successfully and is ready to serve requests."
                  % (dname, label))
         if old and old != dname:
+            time.sleep(DRAIN)  # requests the proxy already sent to the old container finish
             docker.run(["stop", "-t", "2", old], timeout=60)
+        with rt.lock:  # keep the last few containers (their output is the container log), not all
+            stale, rt.containers = rt.containers[:-KEEP_CONTAINERS], rt.containers[-KEEP_CONTAINERS:]
+        docker.remove(stale)
 
     def failed(self, rt, gen, label):
         with rt.lock:

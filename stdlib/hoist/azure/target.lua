@@ -1,0 +1,324 @@
+--- hoist.azure.target: what the Azure targets (aci, appservice, containerapp) share.
+---
+--- `options` are the parameter specs every Azure target merges into its own `options` (one
+--- name each: subscription, resource_group, location, name, credential, registry_identity);
+--- `prepare` resolves the credential and the subscription and makes sure the resource group
+--- exists and the resource provider is registered; `lock` is the ARM-side deploy lock.
+---
+--- The lock is a tag on the RESOURCE GROUP, `hoist-lock.<target>.<name> =
+--- <run>:<host>:<pid>:<expiry>`, written with PATCH + If-Match on the group's ETag: of two
+--- hosts that read the same ETag, one PATCH wins and the other gets 412 and reads again. The
+--- group rather than the resource carries it because the resource comes and goes inside one
+--- deploy (an ACI recreate deletes it; ACI's PUT replaces its tags), and a lock must outlive
+--- both. Every write is read back, so a server that ignores If-Match still cannot give the
+--- lock to two holders that both look at it after writing. See docs/azure.md, "The deploy lock".
+local util = require "hoist.util"
+
+local fail = util.fail
+
+local M = {}
+
+--- Policy: a lock not renewed for `ttl` seconds is taken over (its holder died); a holder
+--- renews it every ttl/3 seconds while it deploys, so a slow deploy keeps it. `settle`: where
+--- the group has no ETag, seconds between a write and its read-back (a rival that read the
+--- same state writes within a round trip; the later write wins and the earlier sees it).
+M.defaults = { ttl = 600, interval = 2, say_every = 10, write_attempts = 20, settle = 1 }
+
+--- The options every Azure target takes besides the common ones (hoist.targets.options).
+M.options = {
+  subscription = { type = "string", env = "AZURE_SUBSCRIPTION_ID",
+                   description = "Azure subscription id (default: AZURE_SUBSCRIPTION_ID, else the subscriptionId of AZURE_CREDENTIALS)" },
+  resource_group = { type = "string", description = "Azure resource group (created in location when missing); required for an Azure target" },
+  location = { type = "string", description = "Azure region (e.g. westeurope); default: the resource group's" },
+  name = { type = "string", description = "Azure resource name (default: the service name)" },
+  credential = { type = "string", description = "Azure credential source (client_secret, workload_identity, oidc, managed_identity, az_cli; default: the first that applies)" },
+  registry_identity = { type = "string", description = "Resource id of a user-assigned managed identity that pulls the image (instead of registry credentials)" },
+}
+
+--- Merges the Azure options into a target's own (the target's win).
+---@param own table<string, table>
+---@return table<string, table>
+function M.merge_options(own)
+  local out = {}
+  for k, v in pairs(M.options) do out[k] = v end
+  for k, v in pairs(own or {}) do out[k] = v end
+  return out
+end
+
+-- credentials by source name, so tokens are cached across calls of one run
+local credentials = {}
+
+--- The credential an option names: a hoist.azure.Credential as is, a source name, or nil for
+--- the chain (one per source and process: its tokens are cached).
+---@param c? string|hoist.azure.Credential
+---@return hoist.azure.Credential
+function M.credential(c)
+  local azure = require "hoist.azure"
+  if type(c) == "table" then return azure.credential_of("hoist.azure.target", c) end
+  if c ~= nil and type(c) ~= "string" then
+    fail("invalid_argument", "Azure target: option 'credential' must be a source name or a hoist.azure.credential{}")
+  end
+  local key = c or ""
+  credentials[key] = credentials[key] or azure.credential(c and { source = c } or nil)
+  return credentials[key]
+end
+
+---@class hoist.azure.target.Context
+---@field credential hoist.azure.Credential
+---@field subscription string
+---@field resource_group string
+---@field location string the group's region (or the one given)
+---@field name string the Azure resource name
+---@field group_id string "/subscriptions/<s>/resourceGroups/<rg>"
+---@field planned? boolean dry-run: the group would be created
+
+local function resource_name_ok(v) return type(v) == "string" and v:match("^[%w][%w_.%-]*$") ~= nil end
+
+--- Resolves where an Azure target works: credential, subscription, resource group (created
+--- when missing, which needs `location`) and the registration of `namespace` (registered when
+--- it is not, or a forbidden error saying exactly what an owner must run).
+---@param what string who asks, for messages ("targets.aci")
+---@param o {service?: string, name?: string, subscription?: string, resource_group?: string, location?: string, credential?: string|hoist.azure.Credential}
+---@param namespace? string resource provider, e.g. "Microsoft.ContainerInstance"
+---@return hoist.azure.target.Context
+function M.prepare(what, o, namespace)
+  local azure = require "hoist.azure"
+  local ctx = M.context(what, o)
+  local got = azure.resource_groups.get { name = ctx.resource_group, subscription = ctx.subscription, credential = ctx.credential }
+  if got then
+    ctx.location = ctx.location or got.location
+    if o.location then azure.resource_groups.ensure { name = ctx.resource_group, location = o.location,
+                                                       subscription = ctx.subscription, credential = ctx.credential } end
+  else
+    if not o.location then
+      fail("invalid_argument", ("%s: resource group %s does not exist in subscription %s; give location= to create it")
+        :format(what, ctx.resource_group, ctx.subscription), { resource_group = ctx.resource_group })
+    end
+    local g = azure.resource_groups.ensure { name = ctx.resource_group, location = o.location,
+                                             subscription = ctx.subscription, credential = ctx.credential }
+    ctx.planned = g.planned
+  end
+  if namespace then
+    azure.providers.ensure { namespace = namespace, subscription = ctx.subscription, credential = ctx.credential,
+                             poll_interval = 1 }
+  end
+  return ctx
+end
+
+--- Like prepare, but changes nothing and reads nothing: the names only (status, remove).
+---@param what string
+---@param o table
+---@return hoist.azure.target.Context
+function M.context(what, o)
+  local azure = require "hoist.azure"
+  if type(o.resource_group) ~= "string" or o.resource_group == "" then
+    fail("invalid_argument", ("%s: option 'resource_group' is required (the Azure resource group to deploy in)"):format(what),
+      { option = "resource_group" })
+  end
+  local name = o.name or o.service
+  if not resource_name_ok(name) then
+    fail("invalid_argument", ("%s: the Azure resource name must be [A-Za-z0-9][A-Za-z0-9_.-]*, got %s (option name, else service)")
+      :format(what, tostring(name)), { option = "name" })
+  end
+  local c = M.credential(o.credential)
+  local sub = azure.subscription(o.subscription, c)
+  return { credential = c, subscription = sub, resource_group = o.resource_group, location = o.location, name = name,
+           group_id = ("/subscriptions/%s/resourceGroups/%s"):format(sub, o.resource_group) }
+end
+
+---------------------------------------------------------------- the ARM-side deploy lock
+
+---@class hoist.azure.target.LockOptions: hoist.targets.LockOptions
+---@field resource_group string
+---@field subscription? string
+---@field credential? string|hoist.azure.Credential
+---@field name? string the resource name (default: service)
+---@field location? string creates the group when it is missing
+---@field ttl? number seconds a lock lives without renewal (default 600)
+
+local held = {} -- key -> {run=, count=, value=, group=, tag=, renewer=}
+
+local function hostname()
+  local h = os.getenv("HOSTNAME")
+  if h and h ~= "" then return h end
+  local text = hoist.fs.read_file("/etc/hostname", { missing_ok = true }) or ""
+  return text:match("^%s*(%S+)") or "unknown-host"
+end
+
+-- "<run>:<host>:<pid>:<expiry>" -> {run, host, pid, expiry}; nil when it is not one of ours
+local function parse(value)
+  if type(value) ~= "string" then return nil end
+  local run, host, pid, expiry = value:match("^(.+):([^:]+):(%d+):(%d+)$")
+  if not run then return nil end
+  return { run = run, host = host, pid = tonumber(pid), expiry = tonumber(expiry) }
+end
+
+local function describe(h)
+  return ("run %s (host %s, pid %s, lock valid until %s)"):format(h.run, h.host, tostring(h.pid),
+    os.date("!%Y-%m-%dT%H:%M:%SZ", h.expiry))
+end
+
+-- The group with its tags and ETag.
+local function read_group(l)
+  local r = require("hoist.azure").request { path = l.group, credential = l.credential, what = "read the deploy lock " .. l.tag }
+  return r.body or {}, r.headers.etag
+end
+
+local function is_precondition_failed(e)
+  return hoist.is_error(e, "conflict") and type(e.details) == "table" and e.details.status == 412
+end
+
+-- Writes tags[tag] = value (nil: removes it) if the group's ETag is still `etag`; true when
+-- written and read back, false when another writer came first.
+local function write(l, tags, etag, value)
+  local t = {}
+  for k, v in pairs(tags or {}) do t[k] = v end
+  t[l.tag] = value
+  local ok, e = pcall(require("hoist.azure").request, {
+    method = "PATCH", path = l.group, credential = l.credential, body = { tags = t },
+    headers = etag and { ["If-Match"] = etag } or nil, what = "write the deploy lock " .. l.tag, action = "azure.lock" })
+  if not ok then
+    if is_precondition_failed(e) then return false end
+    error(e, 0)
+  end
+  -- No ETag (a server without them): last writer wins, so wait until a writer that read the
+  -- same state has written too, then see who won.
+  if not etag then hoist.sleep(M.defaults.settle) end
+  local after = read_group(l)
+  return ((after.tags or {})[l.tag]) == value
+end
+
+local function value_for(l)
+  return ("%s:%s:%d:%d"):format(l.run, l.host, l.pid, os.time() + l.ttl)
+end
+
+-- One try: takes the lock (true), or returns false and the holder that has it.
+local function try_take(l)
+  local g, etag = read_group(l)
+  local tags = g.tags or {}
+  local holder = parse(tags[l.tag])
+  local mine = holder and holder.run == l.run and holder.host == l.host and holder.pid == l.pid
+  if holder and not mine and holder.expiry > os.time() then return false, holder end
+  local value = value_for(l)
+  if not write(l, tags, etag, value) then return false, nil end
+  if holder and not mine then
+    hoist.log.warn(("took over the deploy lock of %s from %s, which expired without being released")
+      :format(l.key, describe(holder)), { key = l.key, previous = tags[l.tag], tag = l.tag })
+  end
+  l.value = value
+  return true
+end
+
+-- Renews (new expiry) or removes our tag; another holder's tag is left alone.
+local function rewrite(l, remove)
+  for _ = 1, M.defaults.write_attempts do
+    local g, etag = read_group(l)
+    local tags = g.tags or {}
+    if tags[l.tag] ~= l.value then
+      hoist.log.warn(("the deploy lock of %s is no longer ours (tag %s = %s)"):format(l.key, l.tag, tostring(tags[l.tag])),
+        { key = l.key, tag = l.tag })
+      return false
+    end
+    local value = not remove and value_for(l) or nil
+    if write(l, tags, etag, value) then
+      l.value = value
+      return true
+    end
+  end
+  return false
+end
+
+local function renewer(l)
+  return hoist.spawn(function()
+    while true do
+      hoist.sleep(l.ttl / 3)
+      local ok, e = pcall(rewrite, l, false)
+      if not ok then hoist.log.warn(("could not renew the deploy lock of %s: %s"):format(l.key, tostring(e)), { key = l.key }) end
+    end
+  end)
+end
+
+local function handle(key, entry)
+  local h = { key = key, run = entry.run, tag = entry.tag, resource_group = entry.resource_group, released = false }
+  function h.release(self)
+    if self.released then return end
+    self.released = true
+    entry.count = entry.count - 1
+    if entry.count > 0 then return end
+    if held[key] == entry then held[key] = nil end
+    if entry.renewer then entry.renewer:cancel() end
+    -- a lock that cannot be given back expires after ttl: say so, do not fail the run for it
+    local ok, e = pcall(rewrite, entry, true)
+    if not ok then
+      hoist.log.warn(("could not release the deploy lock of %s (it expires on its own): %s"):format(key,
+        hoist.is_error(e) and e.message or tostring(e)), { key = key, tag = entry.tag })
+    else
+      hoist.log.event("lock.released", ("released the deploy lock of %s"):format(key), { key = key, run = entry.run }, "debug")
+    end
+  end
+  return h
+end
+
+--- Takes the ARM-side deploy lock of (target, Azure resource): a tag on the resource group,
+--- guarded by its ETag. Waits for another holder up to `timeout` seconds (a message names its
+--- run, host and pid every 10 s), takes over a lock whose holder let it expire (warning), and
+--- raises conflict when the time is up. Renewed in the background while held; `release()`
+--- removes the tag. Under dry-run nothing is locked.
+---@param opts hoist.azure.target.LockOptions
+---@return hoist.targets.Lock
+function M.lock(opts)
+  if type(opts) ~= "table" then fail("invalid_argument", "hoist.azure.target.lock: expected {target=, service=, resource_group=, ...}") end
+  if type(opts.target) ~= "string" or not opts.target:match("^[%w][%w_.%-]*$") then
+    fail("invalid_argument", ("hoist.azure.target.lock: target must be a name, got %s"):format(tostring(opts.target)))
+  end
+  local what = "targets." .. opts.target .. ".lock"
+  local run = opts.run or hoist.run.id or "?"
+  local timeout = opts.timeout == nil and 300 or opts.timeout
+  if type(timeout) ~= "number" or timeout < 0 then
+    fail("invalid_argument", ("%s: timeout must be a number of seconds >= 0, got %s"):format(what, tostring(timeout)))
+  end
+  local ctx = M.context(what, opts)
+  local key = opts.target .. "/" .. ctx.name
+  if util.dry_run() then return { key = key, run = run, planned = true, release = function() end } end
+  local mine = held[key]
+  if mine and mine.run == run then
+    mine.count = mine.count + 1
+    return handle(key, mine)
+  end
+  if opts.location then M.prepare(what, opts) end
+  local l = { key = key, run = run, host = hostname(), pid = require("hoist.native.journal").self().pid,
+              ttl = opts.ttl or M.defaults.ttl, tag = ("hoist-lock.%s.%s"):format(opts.target, ctx.name),
+              group = ctx.group_id, resource_group = ctx.resource_group, credential = ctx.credential, count = 1 }
+  local started, said = hoist.now(), nil
+  while true do
+    local ok, holder = try_take(l)
+    if ok then
+      l.renewer = renewer(l)
+      held[key] = l
+      hoist.log.event("lock.acquired", ("holding the deploy lock of %s (tag %s on resource group %s)"):format(key, l.tag,
+        ctx.resource_group), { key = key, run = run, tag = l.tag, resource_group = ctx.resource_group }, "debug")
+      return handle(key, l)
+    end
+    local waited = hoist.now() - started
+    if not holder and waited >= timeout then
+      fail("conflict", ("%s: could not write the deploy lock tag %s on resource group %s for %gs: other writers kept changing the group")
+        :format(key, l.tag, ctx.resource_group, math.floor(waited + 0.5)), { key = key, tag = l.tag, waited = waited })
+    end
+    if holder then
+      if waited >= timeout then
+        fail("conflict", ("%s is being deployed by %s: waited %gs for it (lock_timeout), giving up (tag %s on resource group %s)")
+          :format(key, describe(holder), math.floor(waited + 0.5), l.tag, ctx.resource_group),
+          { key = key, holder = holder, tag = l.tag, resource_group = ctx.resource_group, waited = waited, timeout = timeout })
+      end
+      if not said or hoist.now() - said >= M.defaults.say_every then
+        said = hoist.now()
+        hoist.log.info(("waiting for %s, which is deploying %s (up to %gs more)"):format(describe(holder), key,
+          math.floor(timeout - waited + 0.5)), { key = key, holder = holder, tag = l.tag })
+      end
+      hoist.sleep(math.max(0.05, math.min(M.defaults.interval, timeout - waited)))
+    end
+    if not holder then hoist.sleep(0.05) end -- another writer changed the group first: read it again
+  end
+end
+
+return M

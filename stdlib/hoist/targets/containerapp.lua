@@ -1,0 +1,309 @@
+--- hoist.targets.containerapp: deploys a container to Azure Container Apps as a new revision,
+--- with a canary.
+---
+--- The app runs in Multiple revision mode with external ingress on `container_port`. A first
+--- deploy creates the group, the environment and the app. A later deploy adds a revision
+--- (suffix from the run id) with no traffic, waits until it is provisioned, healthy and has
+--- running replicas (fails fast, with its system and console logs, when it is unhealthy),
+--- gives it `canary` percent of the traffic, verifies the app's hostname, then moves all
+--- traffic to it. The previous revision stays active (a rollback is one traffic change).
+---
+--- Compensation "containerapp.traffic_back" (journaled before the change; `hoist rollback
+--- <id>` runs it from a later process): traffic back to the previous revision, the new one
+--- deactivated; or, after a first deploy, the app deleted.
+local M = {}
+
+M.name = "containerapp"
+
+local util = require "hoist.util"
+local fail, dry_run = util.fail, util.dry_run
+local targets_options = require("hoist.targets").options
+
+--- The options only this target takes (the common ones are hoist.targets.options).
+M.options = {
+  resource_group = { type = "string", required = true, description = "Resource group of the container app" },
+  name = { type = "string", description = "Container app name (default: the service name)" },
+  location = { type = "string", default = "westeurope", description = "Region of a group or environment hoist creates" },
+  subscription = { type = "string", description = "Subscription id (default AZURE_SUBSCRIPTION_ID)" },
+  credential = { type = "table", description = "A hoist.azure.credential{} (default: the chain)" },
+  environment = { type = "string", description = "Managed environment name or id (default <name>-env, created when missing)" },
+  canary = { type = "number", default = 20, description = "Percent of traffic the new revision gets before all of it (0: none)" },
+  registry_server = { type = "string", description = "Registry the app pulls from (default: the image's)" },
+  registry_username = { type = "string", description = "Registry user" },
+  registry_password = { type = "string", secret = true, description = "Registry password (kept as an app secret)" },
+  registry_identity = { type = "string", description = "Managed identity resource id (or \"system\") pulling from ACR" },
+  revision_timeout = { type = "number", default = 600, description = "Seconds a new revision gets to become healthy" },
+}
+
+--- The named rollback actions deploy registers.
+M.compensations = { "containerapp.traffic_back" }
+
+local function svc() return require "hoist.azure.containerapp" end
+
+local function ref_of(o)
+  return { resource_group = o.resource_group, name = o.name, subscription = o.subscription, credential = o.credential,
+           endpoint = o.endpoint }
+end
+
+---------------------------------------------------------------- compensation
+
+local function traffic_back(a)
+  local r = { resource_group = a.resource_group, name = a.name, subscription = a.subscription, endpoint = a.endpoint }
+  local s = svc()
+  local app = s.get(r)
+  if not app then return end
+  if not a.previous then
+    s.delete(r)
+    hoist.log.event("containerapp.restored", ("deleted %s, which this run created"):format(a.name), { name = a.name })
+    return
+  end
+  local weights, other = {}, false
+  for _, rev in ipairs(s.revisions(r)) do
+    local w = rev.properties.trafficWeight or 0
+    if w > 0 and rev.name ~= a.previous and rev.name ~= a.revision then other = rev.name end
+    weights[rev.name] = w
+  end
+  if other then
+    hoist.log.event("containerapp.superseded", ("not moving the traffic of %s: revision %s, deployed since, has some")
+      :format(a.name, other), { name = a.name, revision = other })
+    return
+  end
+  if weights[a.previous] ~= 100 then
+    local rr = { resource_group = r.resource_group, name = r.name, subscription = r.subscription, endpoint = r.endpoint }
+    local prev = s.revision { resource_group = r.resource_group, name = r.name, subscription = r.subscription,
+                              endpoint = r.endpoint, revision = a.previous }
+    if prev and not prev.properties.active then
+      s.activate { resource_group = r.resource_group, name = r.name, subscription = r.subscription, endpoint = r.endpoint,
+                   revision = a.previous }
+      s.wait_revision { resource_group = r.resource_group, name = r.name, subscription = r.subscription,
+                        endpoint = r.endpoint, revision = a.previous }
+    end
+    rr.weights = { [a.previous] = 100 }
+    s.set_traffic(rr)
+  end
+  local new = a.revision and s.revision { resource_group = r.resource_group, name = r.name, subscription = r.subscription,
+                                          endpoint = r.endpoint, revision = a.revision }
+  if new and new.properties.active then
+    s.deactivate { resource_group = r.resource_group, name = r.name, subscription = r.subscription, endpoint = r.endpoint,
+                   revision = a.revision }
+  end
+  hoist.log.event("containerapp.restored", ("%s: all traffic on %s again, %s deactivated"):format(a.name, a.previous,
+    tostring(a.revision)), { name = a.name, previous = a.previous, revision = a.revision })
+end
+
+hoist.pipeline.action("containerapp.traffic_back", function(a)
+  require("hoist.targets.lock").with({ target = M.name, service = a.service or a.name, run = a.run,
+                                       state_dir = a.state_dir, timeout = a.lock_timeout }, traffic_back, a)
+end)
+
+---------------------------------------------------------------- deploy
+
+local function test_pause(variable, what)
+  local seconds = tonumber(os.getenv(variable) or "")
+  if seconds and seconds > 0 and not dry_run() then
+    hoist.log.warn(("%s: pausing %gs %s"):format(variable, seconds, what))
+    hoist.sleep(seconds)
+  end
+end
+
+local function options_of(opts)
+  local spec = {}
+  for _, set in ipairs { targets_options, M.options } do
+    for k, v in pairs(set) do
+      spec[k] = { type = v.type == "map" and "table" or v.type, required = v.required, default = v.default,
+                  allowed = v.allowed, secret = v.secret }
+    end
+  end
+  spec.endpoint = "string"
+  local o = util.check_opts("hoist.targets.containerapp.deploy", opts, spec)
+  o.name = o.name or o.service
+  o.run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
+  o.state_dir = hoist.fs.absolute(o.state_dir or hoist.run.state_dir or ".hoist")
+  if o.canary < 0 or o.canary >= 100 or o.canary ~= math.floor(o.canary) then
+    fail("invalid_argument", ("targets.containerapp: canary must be a whole percent from 0 to 99, got %s"):format(o.canary))
+  end
+  return o
+end
+
+-- The template, secrets and registries of a revision running `image`.
+local function template_of(o, image, suffix)
+  local env, secrets = {}, {}
+  local names = {}
+  for k in pairs(o.env or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do env[#env + 1] = { name = k, value = tostring(o.env[k]) } end
+  names = {}
+  for k in pairs(o.secret_env or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local sname = ("env-%s"):format(k:lower():gsub("[^a-z0-9]", "-"))
+    secrets[#secrets + 1] = { name = sname, value = hoist.secret(tostring(o.secret_env[k])) }
+    env[#env + 1] = { name = k, secretRef = sname }
+  end
+  local registries = {}
+  local server = o.registry_server or hoist.image.parse(image).registry
+  if o.registry_password then
+    secrets[#secrets + 1] = { name = "registry-password", value = o.registry_password }
+    registries[1] = { server = server, username = o.registry_username, passwordSecretRef = "registry-password" }
+  elseif o.registry_identity then
+    registries[1] = { server = server, identity = o.registry_identity }
+  end
+  return { revisionSuffix = suffix, containers = { { name = o.name, image = image, env = env } } }, secrets, registries
+end
+
+local function suffix_of(run)
+  return ("h" .. tostring(run):lower():gsub("[^a-z0-9]", "")):sub(1, 30)
+end
+
+local function verify_url(url, path, verify)
+  if dry_run() or not url then return end
+  verify = verify or {}
+  return hoist.verify.http { url = url .. path, expect_status = 200, retries = verify.retries or 30,
+                             interval = verify.interval or 1, timeout = verify.timeout or 10 }
+end
+
+local function deploy(o)
+  local s = svc()
+  local az = hoist.azure
+  local on_rollback = function(action, args) if o.ctx then o.ctx:on_rollback(action, args) end end
+  local ref = ref_of(o)
+  local image = o.image
+  local digest = hoist.image.parse(image).digest
+  local suffix = suffix_of(o.run)
+  local revision = o.name .. "--" .. suffix
+  local template, secrets, registries = template_of(o, image, suffix)
+  local jargs = { service = o.service, run = o.run, state_dir = o.state_dir, lock_timeout = o.lock_timeout,
+                  resource_group = o.resource_group, name = o.name, subscription = o.subscription, endpoint = o.endpoint,
+                  revision = revision }
+  local app = s.get(ref)
+  local previous
+  if not app then
+    az.resource_groups.ensure { name = o.resource_group, location = o.location, subscription = o.subscription,
+                                credential = o.credential, endpoint = o.endpoint }
+    az.providers.ensure { namespace = "Microsoft.App", subscription = o.subscription, credential = o.credential,
+                          endpoint = o.endpoint, poll_interval = 1 }
+    local env_id = o.environment or (o.name .. "-env")
+    if not env_id:find("/", 1, true) then
+      local e = s.environment { resource_group = o.resource_group, name = env_id, location = o.location,
+                                subscription = o.subscription, credential = o.credential, endpoint = o.endpoint }
+      env_id = e.id
+    end
+    jargs.previous = false
+    on_rollback("containerapp.traffic_back", jargs)
+    local body = { location = o.location, tags = o.labels, properties = { environmentId = env_id,
+      configuration = { activeRevisionsMode = "Multiple", secrets = secrets, registries = registries,
+                        ingress = { external = true, targetPort = o.container_port, transport = "auto",
+                                    traffic = { { revisionName = revision, weight = 100 } } } },
+      template = template } }
+    local p = ref_of(o)
+    p.body = body
+    app = s.put(p)
+    local w = ref_of(o)
+    w.revision, w.timeout = revision, o.revision_timeout
+    s.wait_revision(w)
+  else
+    for _, rev in ipairs(s.revisions(ref)) do
+      local wgt = rev.properties.trafficWeight or 0
+      if wgt > 0 and (not previous or wgt > previous.w) then previous = { name = rev.name, w = wgt } end
+    end
+    previous = previous and previous.name
+    if previous == revision then
+      fail("conflict", ("revision %s already serves: this run deployed it"):format(revision))
+    end
+    jargs.previous = previous or false
+    on_rollback("containerapp.traffic_back", jargs)
+    local traffic = previous and { { revisionName = previous, weight = 100 } } or nil
+    local conf = { activeRevisionsMode = "Multiple", ingress = { external = true, targetPort = o.container_port,
+                                                                 traffic = traffic } }
+    if #secrets > 0 then conf.secrets = secrets end
+    if #registries > 0 then conf.registries = registries end
+    local p = ref_of(o)
+    p.body = { properties = { configuration = conf, template = template } }
+    s.patch(p)
+    test_pause("HOIST_TEST_PAUSE_IN_DEPLOY", "with revision " .. revision .. " created")
+    local w = ref_of(o)
+    w.revision, w.timeout = revision, o.revision_timeout
+    s.wait_revision(w)
+    app = s.get(ref) or app
+    if previous and o.canary > 0 then
+      local t = ref_of(o)
+      t.weights = { [revision] = o.canary, [previous] = 100 - o.canary }
+      s.set_traffic(t)
+      verify_url(s.url(app), o.health_path, o.verify)
+    end
+    local t = ref_of(o)
+    t.weights = { [revision] = 100 }
+    if previous then t.weights[previous] = 0 end
+    s.set_traffic(t)
+    test_pause("HOIST_TEST_PAUSE_AFTER_SWITCH", "after all traffic went to " .. revision)
+  end
+  local url = s.url(app)
+  verify_url(url, o.health_path, o.verify)
+  hoist.log.event("containerapp.deployed", ("%s%s: revision %s serves %s (%s)"):format(dry_run() and "dry run: " or "",
+    o.name, revision, image, tostring(url)), { name = o.name, revision = revision, image = image })
+  return { service = o.service, url = url, image = image, digest = digest, revision = revision, previous = previous,
+           planned = dry_run() or nil }
+end
+
+---@class hoist.targets.containerapp.DeployResult: hoist.targets.DeployResult
+---@field revision string the revision that serves
+---@field previous? string the revision that served before
+---@field digest? string
+
+--- Deploys `image` as a new revision of the container app, holding the service's deploy lock.
+--- Raises rollout_failed when the revision does not become healthy (with its system and
+--- console logs in details.logs) or the hostname's check fails; the compensation registered
+--- on `ctx` moves the traffic back and deactivates the new revision.
+---@param opts hoist.targets.DeployOptions|{resource_group: string, name?: string, location?: string, subscription?: string, credential?: hoist.azure.Credential, environment?: string, canary?: integer, registry_server?: string, registry_username?: string, registry_password?: string, registry_identity?: string, revision_timeout?: number}
+---@return hoist.targets.containerapp.DeployResult
+function M.deploy(opts)
+  local o = options_of(opts)
+  local held = require("hoist.targets").lock(M.name, { service = o.service, run = o.run, state_dir = o.state_dir,
+                                                       timeout = o.lock_timeout })
+  local ok, r = pcall(deploy, o)
+  held:release()
+  if not ok then error(r, 0) end
+  return r
+end
+
+--- What the app serves now: the revisions with traffic. Changes nothing.
+---@param opts {service: string, resource_group: string, name?: string, subscription?: string, credential?: hoist.azure.Credential, endpoint?: string}
+---@return hoist.targets.Status|{revisions: table<string, integer>}
+function M.status(opts)
+  if type(opts) ~= "table" or type(opts.service) ~= "string" or type(opts.resource_group) ~= "string" then
+    fail("invalid_argument", "targets.containerapp.status: expected {service=, resource_group=, ...}")
+  end
+  local r = { resource_group = opts.resource_group, name = opts.name or opts.service, subscription = opts.subscription,
+              credential = opts.credential, endpoint = opts.endpoint }
+  local s = svc()
+  local app = s.get(r)
+  if not app then return { service = opts.service, serving = false } end
+  local weights, image, top = {}, nil, -1
+  for _, rev in ipairs(s.revisions(r)) do
+    local w = rev.properties.trafficWeight or 0
+    if w > 0 then weights[rev.name] = w end
+    if w > top and rev.properties.active then
+      top, image = w, (((rev.properties.template or {}).containers or {})[1] or {}).image
+    end
+  end
+  return { service = opts.service, serving = next(weights) ~= nil, image = image, url = s.url(app), revisions = weights }
+end
+
+--- Deletes the container app (the environment stays: other apps may share it). Idempotent.
+---@param opts {service: string, resource_group: string, name?: string, subscription?: string, credential?: hoist.azure.Credential, endpoint?: string, state_dir?: string, lock_timeout?: number}
+---@return {removed: string[], planned?: boolean}
+function M.remove(opts)
+  if type(opts) ~= "table" or type(opts.service) ~= "string" or type(opts.resource_group) ~= "string" then
+    fail("invalid_argument", "targets.containerapp.remove: expected {service=, resource_group=, ...}")
+  end
+  local r = { resource_group = opts.resource_group, name = opts.name or opts.service, subscription = opts.subscription,
+              credential = opts.credential, endpoint = opts.endpoint }
+  local removed = {}
+  require("hoist.targets.lock").with({ target = M.name, service = opts.service, state_dir = opts.state_dir,
+                                       timeout = opts.lock_timeout }, function()
+    if svc().delete(r).deleted then removed[1] = r.name end
+  end)
+  return { removed = removed, planned = dry_run() or nil }
+end
+
+return M

@@ -1,0 +1,210 @@
+-- The aci target and the ARM-side deploy lock (hoist.azure.target) against the Azure emulator:
+-- the lock's tag on the resource group, waiting and conflict naming the holder, two takers at
+-- once (one wins), the take-over of an expired lock, re-entry within a run, release.
+-- Skipped loudly without the emulator's variables; failed instead when CI=true.
+local t = require "hoist.test"
+local T = require "hoist.azure.target"
+
+local E = os.getenv
+local CONTROL = E("HOIST_TEST_AZURE_CONTROL")
+local SUB = E("HOIST_TEST_AZURE_SUBSCRIPTION_ID")
+local WHY = "the Azure emulator's variables are not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
+math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
+local RUN = ("%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
+
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+-- The service hostnames answer through the emulator's proxy, which hoist reaches through the
+-- standard proxy variables of its environment: cases that need it run in a child `hoist test`
+-- of this file with HTTP_PROXY set (HOIST_TEST_ACI_CHILD=1: only those cases run there).
+local CHILD = E("HOIST_TEST_ACI_CHILD") == "1"
+local function in_proxy_child(body)
+  return function()
+    if CHILD then return body() end
+    if not CONTROL or CONTROL == "" then return body() end -- skips (or fails under CI) there
+    local r = support.run_hoist({ "test", support.here .. "/aci_target_test.lua" }, { timeout = 900, env = {
+      HOIST_TEST_ACI_CHILD = "1", HTTP_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost" } })
+    if r.code ~= 0 then error("the child run with HTTP_PROXY failed:\n" .. r.stdout .. r.stderr, 0) end
+    io.stdout:write((r.stdout:gsub("[^\n]*\n", function(l) return l:match("^ok ") and "     child: " .. l or "" end)))
+  end
+end
+local function parent_only(body)
+  return function() if CHILD then t.skip("runs in the parent") end return body() end
+end
+
+local cred
+local function need_emulator()
+  if not CONTROL or CONTROL == "" then
+    if E("CI") == "true" then hoist.error { code = "unavailable", message = WHY .. " (CI=true: not skipping)" } end
+    t.skip("*** aci target test skipped *** " .. WHY)
+  end
+  cred = cred or hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
+    client_id = E("HOIST_TEST_AZURE_CLIENT_ID"), client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
+end
+
+local function group(suffix) return "hoist-aci-" .. RUN .. "-" .. suffix end
+
+local function lock_opts(rg, run, extra)
+  local o = { target = "aci", service = "web", run = run, resource_group = rg, location = "westeurope",
+              subscription = SUB, credential = cred, timeout = 0 }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+local function tags_of(rg)
+  return (hoist.azure.resource_groups.get { name = rg, subscription = SUB, credential = cred } or {}).tags or {}
+end
+
+local function drop(rg)
+  pcall(hoist.azure.request, { method = "DELETE", path = ("/subscriptions/%s/resourcegroups/%s"):format(SUB, rg),
+                               credential = cred, poll_interval = 0.2 })
+end
+
+t.case("the lock is a tag on the resource group, released at the end; other tags stay", parent_only(function()
+  need_emulator()
+  local rg = group("tag")
+  hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", tags = { team = "a" }, subscription = SUB,
+                                       credential = cred }
+  local h = T.lock(lock_opts(rg, "run-1"))
+  t.eq(h.key, "aci/web")
+  local v = tags_of(rg)["hoist-lock.aci.web"]
+  t.match(v, "^run%-1:[^:]+:%d+:%d+$")
+  t.eq(tags_of(rg).team, "a")
+  -- the same run takes it again without waiting; it goes with the last release
+  local again = T.lock(lock_opts(rg, "run-1"))
+  again:release()
+  t.eq(tags_of(rg)["hoist-lock.aci.web"], v)
+  h:release()
+  h:release()
+  t.eq(tags_of(rg)["hoist-lock.aci.web"], nil)
+  t.eq(tags_of(rg).team, "a")
+  drop(rg)
+end))
+
+t.case("another run waits, naming the holder, then fails with conflict", parent_only(function()
+  need_emulator()
+  local rg = group("wait")
+  local h = T.lock(lock_opts(rg, "run-a"))
+  local e = t.raises(function() T.lock(lock_opts(rg, "run-b", { timeout = 0.5 })) end, "conflict",
+    "aci/web is being deployed by run run%-a %(host [^,]+, pid %d+")
+  t.match(e.message, "hoist%-lock%.aci%.web on resource group " .. rg:gsub("%-", "%%-"))
+  t.eq(e.details.holder.run, "run-a")
+  -- another service of the same group is not held up
+  local other = T.lock(lock_opts(rg, "run-b", { service = "api" }))
+  other:release()
+  h:release()
+  local b = T.lock(lock_opts(rg, "run-b"))
+  b:release()
+  drop(rg)
+end))
+
+t.case("two runs taking it at once: exactly one holds it", parent_only(function()
+  need_emulator()
+  local rg = group("race")
+  hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", subscription = SUB, credential = cred }
+  local results = { hoist.parallel(function()
+    local ok, h = pcall(T.lock, lock_opts(rg, "run-x"))
+    return ok and h or false
+  end, function()
+    local ok, h = pcall(T.lock, lock_opts(rg, "run-y"))
+    return ok and h or false
+  end) }
+  local winners = {}
+  for _, h in ipairs(results) do if h then winners[#winners + 1] = h end end
+  t.eq(#winners, 1, "one of two concurrent takers holds the lock")
+  t.eq(tags_of(rg)["hoist-lock.aci.web"]:match("^([^:]+):"), winners[1].run)
+  winners[1]:release()
+  drop(rg)
+end))
+
+t.case("a lock its holder let expire is taken over, with a warning naming it", parent_only(function()
+  need_emulator()
+  local rg = group("expired")
+  hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", subscription = SUB, credential = cred }
+  hoist.azure.request { method = "PATCH", path = ("/subscriptions/%s/resourceGroups/%s"):format(SUB, rg), credential = cred,
+                        body = { tags = { ["hoist-lock.aci.web"] = "run-dead:otherhost:4242:" .. (os.time() - 5) } } }
+  local h = T.lock(lock_opts(rg, "run-new"))
+  t.match(tags_of(rg)["hoist-lock.aci.web"], "^run%-new:")
+  h:release()
+  drop(rg)
+end))
+
+t.case("bad lock options are named", parent_only(function()
+  need_emulator()
+  t.raises(function() T.lock(lock_opts(nil, "r", { resource_group = false })) end, "invalid_argument", "resource_group")
+  t.raises(function() T.lock(lock_opts("rg", "r", { target = "a/b" })) end, "invalid_argument", "target must be a name")
+  t.raises(function() T.lock(lock_opts("rg", "r", { timeout = -1 })) end, "invalid_argument", "timeout")
+  t.raises(function() T.lock(lock_opts("rg", "r", { service = "bad name" })) end, "invalid_argument", "resource name")
+  t.raises(function() T.prepare("targets.aci", { service = "web", resource_group = group("nowhere"), subscription = SUB,
+                                                 credential = cred }) end, "invalid_argument", "give location= to create it")
+end))
+
+---------------------------------------------------------------- the target
+
+local targets = require "hoist.targets"
+local IMAGE = "127.0.0.1:5002/hoist-aci-test/web:1"
+local HTTPD = { "sh", "-c", "echo hello-$GREETING > /tmp/index.html; echo ok > /tmp/health; exec httpd -f -p 8000 -h /tmp" }
+
+t.case("the aci target keeps the contract of hoist.targets", parent_only(function()
+  t.eq(targets.known.aci, true)
+  t.eq(targets.check("aci", targets.get("aci")), {})
+  local aci_t = require "hoist.targets.aci"
+  for _, k in ipairs { "subscription", "resource_group", "location", "name", "credential", "registry_identity" } do
+    t.ok(aci_t.options[k], "the Azure option " .. k)
+  end
+end))
+
+local function push_image()
+  local r = hoist.exec { "skopeo", "copy", "--dest-tls-verify=false", "--dest-creds",
+    E("HOIST_TEST_REGISTRY_TOKEN_USER") .. ":" .. E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD"),
+    "docker-daemon:" .. (E("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"), "docker://" .. IMAGE }
+  if r.code ~= 0 then error("cannot push the test image: " .. r.stderr) end
+end
+
+local function via_proxy(url)
+  return hoist.exec { "curl", "-s", "-m", "5", "-x", E("HOIST_TEST_AZURE_PROXY"), url }.stdout
+end
+
+t.case("deploy, redeploy, a crashing version put back at once, status, remove", in_proxy_child(function()
+  need_emulator()
+  push_image()
+  local target = require "hoist.targets.aci"
+  local rg = group("target")
+  local state_dir = os.tmpname() .. ".d"
+  local base = { service = "web", image = IMAGE, resource_group = rg, location = "westeurope", subscription = SUB,
+                 credential = cred, container_port = 8000, health_path = "/health", dns_label = "web-" .. RUN,
+                 memory = 0.5, command = HTTPD, registry_username = E("HOIST_TEST_REGISTRY_TOKEN_USER"),
+                 registry_password = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD"), state_dir = state_dir, run = "run-1",
+                 verify = { retries = 20, interval = 0.5, timeout = 5 }, env = { GREETING = "v1" },
+                 secret_env = { API_KEY = "aci-target-secure-1" } }
+  local function with(extra)
+    local o = {}
+    for k, v in pairs(base) do o[k] = v end
+    for k, v in pairs(extra) do o[k] = v end
+    return o
+  end
+  local r1 = target.deploy(base)
+  t.eq(r1.previous, nil)
+  t.eq(r1.url, ("http://web-%s.westeurope.azurecontainer.io:8000"):format(RUN))
+  t.match(via_proxy(r1.url .. "/"), "hello%-v1")
+  local r2 = target.deploy(with { run = "run-2", env = { GREETING = "v2" } })
+  t.eq(r2.previous, IMAGE)
+  t.match(via_proxy(r2.url .. "/"), "hello%-v2")
+  -- a version that crashes: refused with the reason and evidence; v2 runs again
+  local e = t.raises(function()
+    target.deploy(with { run = "run-3", command = { "sh", "-c", "echo crashing-now; exit 4" }, env = { GREETING = "v3" } })
+  end, "rollout_failed", "the new version of web did not start .*web %(" .. IMAGE:gsub("%p", "%%%0") .. "%) runs again")
+  t.eq(e.details.reason, "crash")
+  t.match(e.details.logs, "crashing%-now")
+  t.match(via_proxy(r2.url .. "/"), "hello%-v2")
+  local st = target.status { service = "web", resource_group = rg, subscription = SUB, credential = cred, container_port = 8000 }
+  t.eq(st.serving, true)
+  t.eq(st.group.tags["hoist-run"], "run-2")
+  -- secure values never come back from Azure, and the kept copy is 0600
+  local kept = state_dir .. "/aci/" .. rg .. "--web/current.json"
+  t.eq(hoist.exec { "stat", "-c", "%a", kept }.stdout:match("%d+"), "600")
+  local removed = target.remove { service = "web", resource_group = rg, subscription = SUB, credential = cred, state_dir = state_dir }
+  t.eq(removed.removed, { "web" })
+  t.eq(target.remove { service = "web", resource_group = rg, subscription = SUB, credential = cred, state_dir = state_dir }.removed, {})
+  t.eq(target.status { service = "web", resource_group = rg, subscription = SUB, credential = cred }.serving, false)
+  drop(rg)
+end))

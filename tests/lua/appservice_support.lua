@@ -1,0 +1,162 @@
+-- What the App Service and Container Apps target tests share (not a test itself): the gate on
+-- the Azure emulator, a session (a private docker login to the token registry, a state folder,
+-- the child's environment with the proxy variables), test images, what a hostname answers
+-- through the proxy, the prober, a run SIGKILLed at a chosen moment, the secret scan.
+local t = require "hoist.test"
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+
+local E = os.getenv
+local M = { support = support }
+
+local WHY = "the Azure emulator's variables are not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
+
+-- Returns when Docker and the Azure emulator are up; skips loudly otherwise (fails when CI=true).
+function M.need_emulator(what)
+  support.need_docker(what)
+  local control = E("HOIST_TEST_AZURE_CONTROL")
+  if not control or control == "" then
+    if E("CI") == "true" then hoist.error { code = "unavailable", message = WHY .. " (CI=true: not skipping)" } end
+    t.skip("*** " .. what .. " skipped *** " .. WHY)
+  end
+end
+
+-- A unique name part per test run.
+function M.run_tag()
+  math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
+  return ("%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
+end
+
+-- {auth, config, state, env, outputs, credential, subscription}: the registry token login in a
+-- private docker config, a state folder, and the environment of a child `hoist run`.
+function M.session(prefix)
+  local S = { outputs = {}, subscription = E("HOIST_TEST_AZURE_SUBSCRIPTION_ID") }
+  S.auth = { username = E("HOIST_TEST_REGISTRY_TOKEN_USER"), password = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") }
+  S.config, S.state = support.tmpdir(prefix .. "-docker"), support.tmpdir(prefix .. "-state")
+  hoist.docker.login { registry = E("HOIST_TEST_REGISTRY_TOKEN"), username = S.auth.username, password = S.auth.password,
+                       config = S.config }
+  S.env = {
+    AZURE_CLIENT_ID = E("HOIST_TEST_AZURE_CLIENT_ID"), AZURE_TENANT_ID = E("HOIST_TEST_AZURE_TENANT_ID"),
+    AZURE_CLIENT_SECRET = E("HOIST_TEST_AZURE_CLIENT_SECRET"), AZURE_SUBSCRIPTION_ID = S.subscription,
+    HTTP_PROXY = E("HOIST_TEST_AZURE_PROXY"), HTTPS_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost",
+    REGISTRY_USERNAME = S.auth.username, REGISTRY_PASSWORD = S.auth.password,
+  }
+  S.credential = hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
+    client_id = E("HOIST_TEST_AZURE_CLIENT_ID"), client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
+  return S
+end
+
+-- Builds REPO:tag FROM the base image, its httpd answering `text` on `port` (EXPOSE port),
+-- pushes it and returns its digest.
+function M.build(S, repo, tag, text, port)
+  local dir = support.tmpdir("hoist-azweb-img")
+  support.write(dir .. "/Dockerfile", ("FROM %s\nRUN mkdir -p /www && echo %s > /www/index.html\nEXPOSE %d\n"
+    .. 'CMD ["sh", "-c", "echo serving %s; exec httpd -f -v -p %d -h /www"]\n'):format(E("HOIST_TEST_BASE_IMAGE"), text,
+    port, text, port))
+  hoist.docker.build { context = dir, tags = { repo .. ":" .. tag } }
+  return hoist.docker.push { image = repo .. ":" .. tag, config = S.config, auth = S.auth }.digest
+end
+
+-- Runs `hoist run <script> --set k=v ...` with the session's environment; keeps its output.
+function M.run(S, script, params, extra_env, flag)
+  local argv = { "run", support.root .. "/" .. script, "--state-dir", S.state, "--no-color", flag }
+  local names = {}
+  for k in pairs(params) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    argv[#argv + 1] = "--set"
+    argv[#argv + 1] = k .. "=" .. tostring(params[k])
+  end
+  local env = {}
+  for k, v in pairs(S.env) do env[k] = v end
+  for k, v in pairs(extra_env or {}) do env[k] = v end
+  local r = support.run_hoist(argv, { env = env, timeout = 900 })
+  S.outputs[#S.outputs + 1] = (r.stdout or "") .. (r.stderr or "")
+  return r
+end
+
+-- What a service hostname answers (curl through the emulator's proxy), trailing space cut.
+function M.body_of(url)
+  local r = hoist.exec { "curl", "-s", "--max-time", "10", "--proxy", E("HOIST_TEST_AZURE_PROXY"), "--cacert",
+                         E("HOIST_TEST_CA"), url }
+  return (r.stdout or ""):gsub("%s+$", "")
+end
+
+-- Starts tests/lua/appservice_prober.lua on `url` in a child; finish() stops it and returns
+-- {ok, failed, statuses}.
+function M.start_prober(url)
+  local dir = support.tmpdir("hoist-azweb-probe")
+  local p = { stop = dir .. "/stop", out = dir .. "/out.json" }
+  local env = { PROBE_URL = url, PROBE_STOP = p.stop, PROBE_OUT = p.out, HTTPS_PROXY = E("HOIST_TEST_AZURE_PROXY"),
+                HTTP_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost" }
+  p.task = hoist.spawn(function()
+    return support.run_hoist({ "run", support.root .. "/tests/lua/appservice_prober.lua" }, { env = env, timeout = 1800 })
+  end)
+  function p.finish()
+    support.write(p.stop, "stop")
+    p.task:wait()
+    return hoist.json.decode(support.must_read(p.out))
+  end
+  return p
+end
+
+-- Starts `hoist run <script>` with HOIST_TEST_PAUSE_AFTER_SWITCH, waits until ready() is
+-- true, SIGKILLs it and returns the killed run's id.
+function M.kill_after_switch(S, script, params, ready)
+  local before = {}
+  for _, id in ipairs(hoist.fs.list(S.state .. "/runs")) do before[id] = true end
+  local pidfile = S.state .. "/killed.pid"
+  local argv = { support.hoist_bin(), "run", support.root .. "/" .. script, "--state-dir", S.state, "--no-color" }
+  for k, v in pairs(params) do
+    argv[#argv + 1] = "--set"
+    argv[#argv + 1] = k .. "=" .. tostring(v)
+  end
+  local quoted = {}
+  for i, a in ipairs(argv) do quoted[i] = "'" .. a:gsub("'", "'\\''") .. "'" end
+  local env = { HOIST_TEST_PAUSE_AFTER_SWITCH = "120" }
+  for k, v in pairs(S.env) do env[k] = v end
+  local task = hoist.spawn(function()
+    return hoist.exec { "sh", "-c", ("echo $$ > %s; exec %s"):format(pidfile, table.concat(quoted, " ")), env = env,
+                        timeout = 600 }
+  end)
+  local came = false
+  for _ = 1, 600 do
+    came = ready()
+    if came or task:status() ~= "running" then break end
+    hoist.sleep(0.3)
+  end
+  t.ok(came, "the deploy reached the switch")
+  local run_id
+  for _, id in ipairs(hoist.fs.list(S.state .. "/runs")) do if not before[id] then run_id = id end end
+  t.ok(run_id, "the killed run has a folder")
+  hoist.exec { "kill", "-KILL", support.must_read(pidfile):match("%d+"), check = true }
+  t.eq(task:wait().signal, 9, "the run was killed")
+  return run_id
+end
+
+-- `hoist rollback <id>` with the session's environment.
+function M.rollback(S, run_id, force)
+  local argv = { "rollback", run_id, "--state-dir", S.state, "--no-color" }
+  if force then argv[#argv + 1] = "--force" end
+  local r = support.run_hoist(argv, { env = S.env, timeout = 600 })
+  S.outputs[#S.outputs + 1] = (r.stdout or "") .. (r.stderr or "")
+  return r
+end
+
+-- Asserts that no secret appears in any kept output or in any file of any run folder.
+function M.scan(S, secrets)
+  local texts = {}
+  for i, o in ipairs(S.outputs) do texts["output " .. i] = o end
+  for _, id in ipairs(hoist.fs.list(S.state .. "/runs")) do
+    for _, f in ipairs(hoist.fs.list(S.state .. "/runs/" .. id)) do
+      texts[id .. "/" .. f] = support.read(S.state .. "/runs/" .. id .. "/" .. f) or ""
+    end
+  end
+  local n = 0
+  for where, text in pairs(texts) do
+    n = n + 1
+    for i, s in ipairs(secrets) do t.ok(not text:find(s, 1, true), ("secret %d leaked in %s"):format(i, where)) end
+  end
+  t.ok(n > 0, "something was scanned")
+end
+
+return M

@@ -1,0 +1,185 @@
+-- hoist.azure.appservice and hoist.targets.appservice. Without the emulator: the platform log
+-- parser, the WEBSITES_PORT/EXPOSE message, the contract. Against the Azure emulator (Docker
+-- under /tmp/hoist-docker.lock): the App Service scenario of examples/appservice run as a
+-- child `hoist run` with the proxy variables, pulling from the token registry with a token:
+-- a first deploy, a staged deploy by digest swapped in, a wrong-port image refused with the
+-- WEBSITES_PORT/EXPOSE message while production keeps serving, the CD webhook then a restart,
+-- a tag that did not move caught by digest, SIGKILL after the swap then `hoist rollback`; a
+-- prober counts failed requests on the production hostname throughout; every output and run
+-- file is scanned for the registry token, the publishing password, the webhook URL and the
+-- secret app setting.
+local t = require "hoist.test"
+local web = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/appservice_support.lua")
+local appservice = hoist.azure.appservice
+
+local E = os.getenv
+
+local LOG = table.concat({
+  "2024-05-01T10:00:00.001Z INFO  - Pulling image: r.io/web@sha256:" .. ("a"):rep(64),
+  "2024-05-01T10:00:00.002Z INFO  - Digest: sha256:" .. ("c"):rep(64),
+  "2024-05-01T10:00:00.003Z INFO  - docker run -d -p <host port>:8000 --name web_1 -e A=b r.io/web",
+  "2024-05-01T10:00:00.004Z INFO  - Container web_1 for site web initialized successfully and is ready to serve requests.",
+  "httpd: listening on 8000",
+  "2024-05-01T10:00:01.001Z INFO  - Pulling image: r.io/web:live",
+  "2024-05-01T10:00:01.002Z INFO  - Digest: sha256:" .. ("d"):rep(64),
+  "2024-05-01T10:00:01.003Z INFO  - docker run -d -p <host port>:80 --name web_2 r.io/web:live",
+  "2024-05-01T10:00:31.004Z ERROR - Container web_2 didn't respond to HTTP pings on port: 80, failing site start. See container logs for debugging.",
+  "2024-05-01T10:00:32.001Z INFO  - Pulling image: r.io/web:gone",
+  "2024-05-01T10:00:32.002Z ERROR - Pulling docker image r.io/web:gone failed:",
+}, "\n")
+
+t.cases("the platform's docker log: one record per container start", {
+  { name = "a start by digest runs that digest", i = 1, outcome = "started", digest = "sha256:" .. ("a"):rep(64), container = "web_1" },
+  { name = "a tag runs what the pull reported", i = 2, outcome = "no_response", digest = "sha256:" .. ("d"):rep(64), port = 80 },
+  { name = "a failed pull", i = 3, outcome = "pull_failed" },
+}, function(row)
+  local l = appservice.launches(LOG)[row.i]
+  t.eq(#appservice.launches(LOG), 3)
+  t.eq(l.outcome, row.outcome)
+  if row.digest then t.eq(l.digest, row.digest) end
+  if row.port then t.eq(l.port, row.port) end
+  if row.container then t.eq(l.container, row.container) end
+end)
+
+t.case("a log cursor keeps only what came after it; the container's own lines are not the platform's", function()
+  local after = "2024-05-01T10:00:00.004Z INFO  - Container web_1 for site web initialized successfully and is ready to serve requests."
+  local l = appservice.launches(LOG, after)
+  t.eq(#l, 2)
+  t.eq(l[1].image, "r.io/web:live")
+  t.eq(#appservice.launches(LOG, "a line that is not there"), 3)
+  t.eq(#appservice.launches("httpd: listening on 8000\nplain text"), 0)
+end)
+
+t.cases("secret-looking app settings", {
+  { name = "DOCKER_REGISTRY_SERVER_PASSWORD", secret = true }, { name = "DB_CONNECTION_STRING", secret = true },
+  { name = "api_key", secret = true }, { name = "WEBSITES_PORT", secret = false }, { name = "LOG_LEVEL", secret = false },
+}, function(row) t.eq(appservice.secret_name(row.name), row.secret) end)
+
+t.case("the target keeps the contract and is shipped", function()
+  local targets = require "hoist.targets"
+  t.eq(targets.check("appservice", require "hoist.targets.appservice"), {})
+  t.eq(targets.known.appservice, true)
+  t.raises(function() appservice.swap { resource_group = "g", name = "a", subscription = "s" } end, "invalid_argument",
+    "option 'slot' must name a deployment slot")
+end)
+
+local RUN = web.run_tag()
+local REPO = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-as/web"
+local RG, NAME = "hoist-as-" .. RUN, "hoist-as-" .. RUN
+local SECRET_SETTING = "as-secret-setting-" .. RUN
+local SCRIPT = "examples/appservice/deploy.lua"
+local body_of = web.body_of
+
+t.case("a dry run plans the first deploy (group, plan, site) and creates nothing", function()
+  if (E("HOIST_TEST_AZURE_CONTROL") or "") == "" then web.need_emulator("App Service dry-run test") end
+  local S = { outputs = {}, state = web.support.tmpdir("hoist-as-dry"), env = {
+    AZURE_CLIENT_ID = E("HOIST_TEST_AZURE_CLIENT_ID"), AZURE_TENANT_ID = E("HOIST_TEST_AZURE_TENANT_ID"),
+    AZURE_CLIENT_SECRET = E("HOIST_TEST_AZURE_CLIENT_SECRET"), AZURE_SUBSCRIPTION_ID = E("HOIST_TEST_AZURE_SUBSCRIPTION_ID"),
+    REGISTRY_USERNAME = "puller", REGISTRY_PASSWORD = "dry-run-registry-token-" .. RUN } }
+  local name = "hoist-asdry-" .. RUN
+  local r = web.run(S, SCRIPT, { image = "127.0.0.1:5002/hoist-as/web@sha256:" .. ("0"):rep(64), resource_group = name,
+                                 name = name }, nil, "--dry-run")
+  t.eq(r.code, 0, r.stderr)
+  local runs = hoist.fs.list(S.state .. "/runs")
+  local plan_text = web.support.must_read(S.state .. "/runs/" .. runs[#runs] .. "/plan.json")
+  local actions = {}
+  for i, step in ipairs(hoist.json.decode(plan_text).steps) do actions[i] = step.action end
+  t.eq(actions, { "azure.resource_group.create", "azure.appservice.plan", "azure.appservice.create" })
+  t.ok(plan_text:find("DOCKER|127.0.0.1:5002/hoist-as/web@sha256:", 1, true), "the site runs the image by digest")
+  t.ok(plan_text:find('"name": "DOCKER_REGISTRY_SERVER_PASSWORD",%s*"value": "%*%*%*"') or
+       plan_text:find('"value": "***"', 1, true), "the registry token is masked in the plan")
+  for _, text in ipairs { plan_text, r.stdout .. r.stderr } do
+    t.ok(not text:find("dry-run-registry-token-" .. RUN, 1, true), "the registry token is not shown")
+  end
+  local cred = hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
+    client_id = E("HOIST_TEST_AZURE_CLIENT_ID"), client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
+  t.eq(hoist.azure.resource_groups.get { name = name, credential = cred, subscription = E("HOIST_TEST_AZURE_SUBSCRIPTION_ID") },
+    nil, "nothing was created")
+end)
+
+---------------------------------------------------------------- the scenario, end to end
+
+
+t.case("App Service: token registry, staged digest deploys, wrong port refused, webhook + restart, stale tag, kill -9", function()
+  web.need_emulator("App Service target test")
+  local S = web.session("hoist-as")
+  local d = { v1 = web.build(S, REPO, "v1", "as-v1", 8000), v2 = web.build(S, REPO, "v2", "as-v2", 8000),
+              bad = web.build(S, REPO, "bad", "as-bad", 8001), v3 = web.build(S, REPO, "v3", "as-v3", 8000),
+              v4 = web.build(S, REPO, "v4", "as-v4", 8000) }
+  hoist.registry.retag { image = REPO .. "@" .. d.v3, tag = "live", auth = S.auth }
+  local ref = { resource_group = RG, name = NAME, credential = S.credential, subscription = S.subscription }
+  local function deploy(params)
+    params.resource_group, params.name, params.start_time_limit = RG, NAME, 8
+    params.secret_env = "API_SECRET=" .. SECRET_SETTING
+    return web.run(S, SCRIPT, params)
+  end
+  local prod = appservice.url { name = NAME }
+  local prober
+  local ok, err = pcall(function()
+    -- first deploy: group, plan, site
+    local r = deploy { image = REPO .. ":v1" }
+    t.eq(r.code, 0, "first deploy: " .. (r.stderr or ""))
+    t.eq(body_of(prod .. "/"), "as-v1")
+    prober = web.start_prober(prod .. "/")
+
+    -- a staged deploy by digest, swapped in
+    r = deploy { image = REPO .. ":v2" }
+    t.eq(r.code, 0, "v2: " .. (r.stderr or ""))
+    t.eq(body_of(prod .. "/"), "as-v2")
+    local st = require("hoist.targets.appservice").status { service = NAME, resource_group = RG,
+                                                           credential = S.credential, subscription = S.subscription }
+    t.eq(st.digest, d.v2, "production runs v2's digest")
+    t.eq(st.image, REPO .. "@" .. d.v2)
+
+    -- a container listening on another port than WEBSITES_PORT: refused on the slot
+    r = deploy { image = REPO .. ":bad" }
+    t.eq(r.code, 1, "bad port must fail")
+    t.match(r.stderr, "the container listens on 8001 %(EXPOSE 8001%) but App Service waits on 8000: set WEBSITES_PORT=8001")
+    t.eq(body_of(prod .. "/"), "as-v2", "production kept serving v2")
+    local staged = prober.finish()
+    print(("App Service prober, staged deploys (v2 swapped in, wrong port refused): %d requests ok, %d failed %s")
+      :format(staged.ok, staged.failed, hoist.json.encode(staged.statuses)))
+    t.ok(staged.ok > 0, "the prober ran")
+    t.eq(staged.failed, 0, "failed requests on the production hostname during the staged deploys")
+    prober = web.start_prober(prod .. "/")
+
+    -- the tag + the CD webhook, then a restart; in place (slot "")
+    r = deploy { image = REPO .. ":live", update = "webhook", slot = "", restart = true }
+    t.eq(r.code, 0, "webhook: " .. (r.stderr or ""))
+    t.eq(body_of(prod .. "/"), "as-v3")
+    t.eq(appservice.running(ref).digest, d.v3)
+
+    -- "I pushed a new image but nothing changed": live still points at v3, v4 is asked for
+    r = deploy { image = REPO .. ":live@" .. d.v4, update = "webhook", slot = "" }
+    t.eq(r.code, 1, "a tag that did not move must fail")
+    t.ok(r.stderr:find(("digest %s, not %s"):format(d.v3, d.v4), 1, true), "names both digests: " .. r.stderr)
+    t.match(r.stderr, "did not move")
+    t.eq(body_of(prod .. "/"), "as-v3")
+
+    local counts = prober.finish()
+    prober = nil
+    -- App Service's restart stops the container before it starts the new one: reported, not asserted
+    print(("App Service prober, in place (webhook, restart, stale tag): %d requests ok, %d failed %s")
+      :format(counts.ok, counts.failed, hoist.json.encode(counts.statuses)))
+    t.ok(counts.ok > 0, "the prober ran")
+
+    -- SIGKILL after the swap, then hoist rollback: production runs v3 again
+    local run_id = web.kill_after_switch(S, SCRIPT, { resource_group = RG, name = NAME, start_time_limit = 8,
+      image = REPO .. ":v4" }, function() return body_of(prod .. "/") == "as-v4" end)
+    local rb = web.rollback(S, run_id)
+    t.eq(rb.code, 0, "rollback: " .. (rb.stderr or ""))
+    t.eq(body_of(prod .. "/"), "as-v3", "v3 serves again after the rollback")
+    web.rollback(S, run_id, true) -- a second rollback changes nothing
+    t.eq(body_of(prod .. "/"), "as-v3")
+
+    -- no secret anywhere: outputs, events, journals, reports
+    local creds = appservice.credentials(ref)
+    web.scan(S, { S.auth.password, creds.password, creds.webhook_url, SECRET_SETTING, E("HOIST_TEST_AZURE_CLIENT_SECRET") })
+  end)
+  if prober then pcall(prober.finish) end
+  pcall(require("hoist.targets.appservice").remove, { service = NAME, resource_group = RG, credential = S.credential,
+                                                      subscription = S.subscription, state_dir = S.state })
+  pcall(hoist.azure.request, { method = "DELETE", credential = S.credential,
+    path = ("/subscriptions/%s/resourcegroups/%s"):format(S.subscription, RG) })
+  if not ok then error(err, 0) end
+end, { timeout = 1200 })

@@ -1,0 +1,109 @@
+-- hoist.azure.containerapp and hoist.targets.containerapp. Without the emulator: the
+-- contract and option checks. Against the Azure emulator (Docker under /tmp/hoist-docker.lock):
+-- examples/containerapp run as a child `hoist run` with the proxy variables, pulling from the
+-- emulated ACR's login server with a password kept as an app secret: a first revision with
+-- external ingress on 8000, a second through a canary, an unhealthy revision (listening on
+-- another port than targetPort) refused with the revision's logs, the traffic back on the
+-- previous revision and the new one deactivated; a prober counts failed requests on the
+-- app's hostname throughout; SIGKILL after the traffic moved, then `hoist rollback`; outputs and
+-- run files are scanned for the secrets.
+local t = require "hoist.test"
+local web = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/appservice_support.lua")
+local containerapp = hoist.azure.containerapp
+
+local E = os.getenv
+
+t.case("the target keeps the contract and is shipped; bad options are named", function()
+  local targets = require "hoist.targets"
+  local target = require "hoist.targets.containerapp"
+  t.eq(targets.check("containerapp", target), {})
+  t.eq(targets.known.containerapp, true)
+  t.raises(function() target.deploy { service = "a", image = "r/a:1", resource_group = "g", canary = 100 } end,
+    "invalid_argument", "canary must be a whole percent from 0 to 99, got 100")
+  t.raises(function() target.deploy { service = "a", image = "r/a:1" } end, "invalid_argument",
+    "option 'resource_group' is required")
+  t.raises(function() containerapp.set_traffic { resource_group = "g", name = "a", subscription = "s",
+    weights = { ["a--1"] = 50, ["a--2"] = 40 } } end, "invalid_argument", "the weights add up to 90, not 100")
+end)
+
+local RUN = web.run_tag()
+local REPO = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-aca/api"
+local RG, NAME = "hoist-aca-" .. RUN, "aca-" .. RUN
+local SECRET_ENV = "aca-secret-env-" .. RUN
+local SCRIPT = "examples/containerapp/deploy.lua"
+local body_of = web.body_of
+
+t.case("Container Apps: ingress on 8000 from ACR, canary, an unhealthy revision rolled back, kill -9, no secret shown", function()
+  web.need_emulator("Container Apps target test")
+  local S = web.session("hoist-aca")
+  local d = { v1 = web.build(S, REPO, "v1", "aca-v1", 8000), v2 = web.build(S, REPO, "v2", "aca-v2", 8000),
+              bad = web.build(S, REPO, "bad", "aca-bad", 8001), v3 = web.build(S, REPO, "v3", "aca-v3", 8000) }
+  local ref = { resource_group = RG, name = NAME, subscription = S.subscription, credential = S.credential }
+  local function params(digest)
+    return { resource_group = RG, name = NAME, image = REPO .. "@" .. digest, revision_timeout = 60,
+             secret_env = "API_SECRET=" .. SECRET_ENV }
+  end
+  -- a revision that never answers on targetPort turns Unhealthy after this (Azure: minutes)
+  local function settings(limit)
+    hoist.http.request { method = "POST", url = E("HOIST_TEST_AZURE_CONTROL") .. "/settings",
+                         json = { containerapp_start_time_limit = limit }, check = true, safe = true }
+  end
+  settings(20)
+  local prober
+  local ok, err = pcall(function()
+    local r = web.run(S, SCRIPT, params(d.v1))
+    t.eq(r.code, 0, "first deploy: " .. (r.stderr or ""))
+    local url = containerapp.url(containerapp.get(ref))
+    t.eq(url:find("https://" .. NAME .. ".", 1, true), 1, "the app's ingress fqdn: " .. tostring(url))
+    t.eq(body_of(url .. "/"), "aca-v1")
+    prober = web.start_prober(url .. "/")
+
+    r = web.run(S, SCRIPT, params(d.v2))
+    t.eq(r.code, 0, "v2: " .. (r.stderr or ""))
+    t.ok((r.stderr .. r.stdout):find("traffic of " .. NAME .. ": ", 1, true), "the canary step is shown")
+    t.match(r.stderr .. r.stdout, " 20%%")
+    t.eq(body_of(url .. "/"), "aca-v2")
+
+    r = web.run(S, SCRIPT, params(d.bad))
+    t.eq(r.code, 1, "an unhealthy revision must fail")
+    t.match(r.stderr, "is unhealthy")
+    t.match(r.stderr, "TargetPort 8000 does not match the listening port")
+    t.match(r.stderr, "containerapp.traffic_back")
+    t.eq(body_of(url .. "/"), "aca-v2", "v2 kept serving")
+    local by_image = {}
+    for _, rev in ipairs(containerapp.revisions(ref)) do
+      by_image[((rev.properties.template or {}).containers or {})[1].image] = rev.properties
+    end
+    t.eq(by_image[REPO .. "@" .. d.v2].trafficWeight, 100, "v2 has all the traffic")
+    t.eq(by_image[REPO .. "@" .. d.bad].active, false, "the unhealthy revision was deactivated")
+
+    local counts = prober.finish()
+    prober = nil
+    print(("Container Apps prober: %d requests ok, %d failed on %s during 2 deploys (canary, unhealthy) %s")
+      :format(counts.ok, counts.failed, url, hoist.json.encode(counts.statuses)))
+    t.ok(counts.ok > 0, "the prober ran")
+    t.eq(counts.failed, 0, "failed requests on the app's hostname")
+
+    -- SIGKILL once all traffic is on v3, then hoist rollback: v2 takes it back
+    local streak = 0
+    local run_id = web.kill_after_switch(S, SCRIPT, params(d.v3), function()
+      streak = body_of(url .. "/") == "aca-v3" and streak + 1 or 0
+      return streak >= 5
+    end)
+    local rb = web.rollback(S, run_id)
+    t.eq(rb.code, 0, "rollback: " .. (rb.stderr or ""))
+    for _ = 1, 5 do t.eq(body_of(url .. "/"), "aca-v2", "v2 serves again after the rollback") end
+    for _, rev in ipairs(containerapp.revisions(ref)) do
+      if ((rev.properties.template or {}).containers or {})[1].image == REPO .. "@" .. d.v3 then
+        t.eq(rev.properties.active, false, "the killed run's revision was deactivated")
+      end
+    end
+
+    web.scan(S, { S.auth.password, SECRET_ENV, E("HOIST_TEST_AZURE_CLIENT_SECRET") })
+  end)
+  if prober then pcall(prober.finish) end
+  pcall(settings, 240)
+  pcall(hoist.azure.request, { method = "DELETE", credential = S.credential,
+    path = ("/subscriptions/%s/resourcegroups/%s"):format(S.subscription, RG) })
+  if not ok then error(err, 0) end
+end, { timeout = 1200 })
