@@ -100,7 +100,7 @@ t.case("canary: 10% -> 50% -> 100%, the split counted through the Service, then 
     t.eq(s.errors, 0)
     t.eq(s.other, 0)
     t.ok(s.canary > 0 and s.stable > 0, ("both tracks answered at %d%%: %d canary, %d stable"):format(s.percent, s.canary, s.stable))
-    hoist.log.info(("canary at %d%%: %d of %d answers from the canary"):format(s.percent, s.canary, s.requests))
+    print(("canary at %d%%: %d of %d answers from the canary"):format(s.percent, s.canary, s.requests))
   end
   t.ok(r.steps[3].canary > r.steps[1].canary, "the canary's share grew")
   t.eq(image_of(c, "web"), image("2"))

@@ -156,7 +156,7 @@ t.case("helm: a missing image fails the upgrade with the reason; k8s.helm_rollba
   t.match(err.message, "never%-pushed")
   t.eq(err.details.release, "web")
   t.ok(#err.details.pods >= 1, "evidence: the pods and their container states")
-  hoist.log.info(("helm stand-in upgrade to a missing image: hoist's verdict after %.1fs"):format(failed_at))
+  print(("helm stand-in upgrade to a missing image: hoist's verdict after %.1fs"):format(failed_at))
   local kinds = {}
   for _, e in ipairs(r.journal) do
     if e.kind == "compensation.registered" then
