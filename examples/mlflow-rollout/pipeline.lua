@@ -19,13 +19,8 @@ end
 
 -- The Service's base URL: `url`, else the emulator's address, else its LoadBalancer ingress.
 local function service_url(c, p)
-  if p.url then return p.url end
-  local svc = c:get { kind = "Service", name = p.name }
-  local ann = svc.metadata.annotations or {}
-  if ann["hoist.dev/emulator-address"] then return "http://" .. ann["hoist.dev/emulator-address"] end
-  local ing = (((svc.status or {}).loadBalancer or {}).ingress or {})[1]
-  if ing then return "http://" .. (ing.ip or ing.hostname) end
-  hoist.error { code = "invalid_argument", message = "service " .. p.name .. " has no reachable address: set url" }
+  return k8s.service_url { name = p.name, client = c, url = p.url }
+    or hoist.error { code = "invalid_argument", message = "service " .. p.name .. " has no reachable address: set url" }
 end
 
 -- The reason and the evidence of a failed rollout, one line each, in the run's log.

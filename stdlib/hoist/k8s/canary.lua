@@ -72,19 +72,13 @@ local function canary_manifest(stable, o, replicas)
   }
 end
 
--- The Service's address: the `url` option, else the emulator's 127.0.0.1 address, else the
--- first LoadBalancer ingress.
+-- The Service's address (hoist.k8s.service_url), or an error saying to give url=.
 local function service_url(client, o)
-  if o.url then return (o.url:gsub("/+$", "")) end
-  local svc = client:get { kind = "Service", name = o.service, namespace = o.namespace }
-  local ann = meta(svc).annotations or {}
-  if ann["hoist.dev/emulator-address"] then return "http://" .. ann["hoist.dev/emulator-address"] end
-  local ing = (((svc.status or {}).loadBalancer or {}).ingress or {})[1]
-  local port = ((svc.spec or {}).ports or {})[1]
-  if ing and (ing.ip or ing.hostname) then
-    return ("http://%s:%s"):format(ing.ip or ing.hostname, port and port.port or 80)
+  local url = hoist.k8s.service_url { name = o.service, namespace = o.namespace, client = client, url = o.url }
+  if not url then
+    fail("invalid_argument", ("hoist.k8s.canary: service %s has no address hoist can reach; give url="):format(o.service))
   end
-  fail("invalid_argument", ("hoist.k8s.canary: service %s has no address hoist can reach; give url="):format(o.service))
+  return url
 end
 
 -- Sends `requests` requests through the Service, counts failures (transport errors, statuses
