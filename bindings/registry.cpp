@@ -203,8 +203,8 @@ int l_exchange_acr_token(lua_State* L) {
   std::string aad = str(j, "exchange_acr_token", "aad_token");
   CallOptions o = call_options(L, j, "exchange_acr_token", {});
   auto c = client_of(L);
-  return wait_for<std::string>(L, [&](auto done) { return c->exchange_acr_token(registry, aad, o, done); },
-                               [](const std::string& t) { return json(t); });
+  return suspend_json<std::string>(L, [&](auto done) { return c->exchange_acr_token(registry, aad, o, done); },
+                                   [](const std::string& t) { return json(t); });
 }
 
 // registry.login{registry=, username=, password=} | {registry=, token=} | {registry=, aad_token=}

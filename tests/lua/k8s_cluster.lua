@@ -59,11 +59,11 @@ function M.need_controllers(c)
             spec = { replicas = 0, selector = { matchLabels = { app = "probe-controllers" } },
                      template = { metadata = { labels = { app = "probe-controllers" } },
                                   spec = { containers = { { name = "app", image = "probe:1" } } } } } }
-  local ok = within(5, function()
+  local ok = within(30, function()
     return ((c:get { kind = "Deployment", name = "probe-controllers" }.status or {}).observedGeneration or 0) > 0
   end)
   c:delete { kind = "Deployment", name = "probe-controllers", missing_ok = true }
-  if not ok then skip("controllers", "the emulator runs without its deployment controller (no status.observedGeneration within 5 s)") end
+  if not ok then skip("controllers", "the emulator runs without its deployment controller (no status.observedGeneration within 30 s)") end
 end
 
 --- Skips (loudly) when the emulator runs no kubelet (started with --no-kubelet): pods never

@@ -120,7 +120,7 @@ end
 local function need_controllers(c)
   c:apply(deployment("probe-controllers", IMAGE))
   local w = c:watch { kind = "Deployment", field_selector = "metadata.name=probe-controllers" }
-  local deadline = hoist.now() + 5
+  local deadline = hoist.now() + 30
   while hoist.now() < deadline do
     local ev = w:next(1)
     if ev and ev.object and ((ev.object.status or {}).observedGeneration or (ev.type == "LIST" and ev.object.items[1]
@@ -130,7 +130,7 @@ local function need_controllers(c)
     end
   end
   w:close()
-  t.skip("the emulator runs without its deployment controller (no status.observedGeneration within 5 s)")
+  t.skip("the emulator runs without its deployment controller (no status.observedGeneration within 30 s)")
 end
 
 -- The workload image in the registry the kubelet pulls from (a fresh machine has only the

@@ -323,6 +323,23 @@ t.case("set_image changes only the image, as kubectl set image; the rest of the 
   t.eq(prober.failed, 0, "failed requests during set_image")
 end, SLOW)
 
+t.case("a first deploy that fails deletes what it created, its Secret included; the secret never shows", function()
+  need_env()
+  local name = "first-" .. ID
+  local secret = "first-secret-" .. ID
+  local ok, err = pcall(deploy, { service = name, image = S.repo .. ":missing", secret_env = { API_KEY = secret } })
+  t.ok(not ok, "the deploy fails")
+  t.eq(err.code, "rollout_failed")
+  t.match(err.message, "nothing served before: what this run created was deleted")
+  t.eq(err.details.rolled_back.deleted >= 3, true, "Secret, Service, Deployment (and HPA, PDB)")
+  t.no_match(hoist.json.encode(err), secret)
+  for _, kind in ipairs { "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget" } do
+    t.eq(S.kube:get { kind = kind, name = name, missing_ok = true }, nil, kind .. " deleted")
+  end
+  local left = S.kube:list { kind = "Secret", label_selector = "app.kubernetes.io/name=" .. name }.items
+  t.eq(#left, 0, "the run's Secret deleted")
+end, SLOW)
+
 t.case("status and bad options", function()
   need_env()
   local st = target.status { service = S.service, kubeconfig = S.kubeconfig }

@@ -90,5 +90,7 @@ local T = require("hoist.targets.kubernetes").make("aks", connect, cluster_optio
   out.subscription = out.subscription or require("hoist.azure").subscription(nil, type(w.credential) == "table" and w.credential or nil)
   return out
 end)
+--- Standard base64 to bytes (exposed for its test).
+---@type fun(text: string): string
 T.base64_decode = base64_decode
 return T

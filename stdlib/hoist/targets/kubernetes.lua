@@ -219,6 +219,8 @@ function M.make(name, connect, cluster_options, module, pin)
   end
 
   --- The workload's Lease (hoist.k8s.lease): container@1 holds it until the run is over.
+  ---@param opts hoist.targets.LockOptions|table plus the cluster options and namespace
+  ---@return hoist.k8s.LeaseLock
   function T.lock(opts)
     local c, ns = client_of(opts)
     return lease.acquire { client = c, namespace = ns, kind = "Deployment", name = opts.service, run = opts.run,
@@ -361,6 +363,8 @@ function M.make(name, connect, cluster_options, module, pin)
   end
 
   --- What serves now: the Deployment's image and availability, the Service's URL.
+  ---@param opts {service: string, namespace?: string, url?: string}|table plus the cluster options
+  ---@return hoist.targets.Status|{namespace: string, revision?: string, replicas?: table}
   function T.status(opts)
     local spec = { service = { type = "string", required = true }, namespace = "string", url = "string", client = "table",
                    state_dir = "string" }
@@ -377,6 +381,8 @@ function M.make(name, connect, cluster_options, module, pin)
 
   --- Deletes what the target made for the service (labelled app.kubernetes.io/name=<service>
   --- and managed-by hoist), holding its Lease. Idempotent; plans under dry-run.
+  ---@param opts {service: string, namespace?: string, lock_timeout?: number}|table plus the cluster options
+  ---@return {removed: string[], namespace: string, planned?: boolean}
   function T.remove(opts)
     local o = {}
     for k, v in pairs(opts or {}) do o[k] = v end
