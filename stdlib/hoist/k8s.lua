@@ -303,6 +303,24 @@ function M.app(spec) return require("hoist.k8s.app").app(spec) end
 ---@return hoist.k8s.UndoResult
 function M.undo(opts) return require("hoist.k8s.undo").undo(opts) end
 
+--- Where a Service answers from this machine: `url` when given, else the Kubernetes
+--- emulator's published address (annotation hoist.dev/emulator-address), else its first
+--- LoadBalancer ingress with its first port; nil when it has none (or does not exist).
+---@param opts {name: string, namespace?: string, client: hoist.k8s.Client, url?: string}
+---@return string|nil url "http://host:port", no trailing slash
+function M.service_url(opts)
+  local o = util.check_opts("hoist.k8s.service_url", opts, { name = { type = "string", required = true }, namespace = "string",
+                                                             client = { type = "table", required = true }, url = "string" })
+  if o.url then return (o.url:gsub("/+$", "")) end
+  local svc = o.client:get { kind = "Service", api_version = "v1", name = o.name, namespace = o.namespace, missing_ok = true }
+  if not svc then return nil end
+  local addr = ((svc.metadata or {}).annotations or {})["hoist.dev/emulator-address"]
+  if addr then return "http://" .. addr end
+  local ingress = (((svc.status or {}).loadBalancer or {}).ingress or {})[1]
+  local port = (((svc.spec or {}).ports or {})[1] or {}).port or 80
+  if ingress then return ("http://%s:%d"):format(ingress.hostname or ingress.ip, port) end
+end
+
 -- hoist.k8s.<name> reaches the submodules stdlib/hoist/k8s/<name>.lua (hoist.k8s.app, ...).
 setmetatable(M, {
   __index = function(t, k)

@@ -1,0 +1,73 @@
+-- Build -> Trivy gate on CRITICAL -> push to ACR with GitHub OIDC federation (no client
+-- secret) -> `helm upgrade --install` of examples/charts/app with values.prod.yaml -> hoist's
+-- tracking of the release's rollout (in place of `kubectl rollout status --timeout=300s`).
+-- The image is built and staged in the runner's local registry first, so an image the gate
+-- refuses never reaches ACR. A failed rollout rolls the release back (`helm rollback` to the
+-- previous revision, journaled before the upgrade).
+--
+--   # in GitHub Actions with `permissions: id-token: write` and AZURE_CLIENT_ID/AZURE_TENANT_ID
+--   hoist run examples/aks-helm/pipeline.lua --set acr=myacr.azurecr.io --set tag=$GITHUB_SHA \
+--     --set workload_client_id=<client id of the app's managed identity>
+local pipeline, helm = hoist.pipeline, hoist.k8s.helm
+
+local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
+local root = here .. "/../.."
+
+return pipeline.define {
+  name = "aks-helm",
+  version = "1.0.0",
+  requires = ">=0.1",
+  description = "Build, gate on CRITICAL, push to ACR with OIDC, helm upgrade --install, track the rollout",
+  params = {
+    acr = { type = "string", required = true, description = "ACR login server (myacr.azurecr.io)" },
+    repository = { type = "string", default = "web", description = "Repository in ACR" },
+    tag = { type = "string", required = true, pattern = "[%w][%w%._%-]*", description = "Image tag (the commit)" },
+    staging = { type = "string", default = "127.0.0.1:5000", description = "The runner's local registry the image is staged in" },
+    context = { type = "string", default = root .. "/examples/app", description = "Build context" },
+    build_args = { type = "map", default = {}, description = "docker build args" },
+    scan = { type = "string", default = "required", allowed = { "required", "if_available", "off" }, description = "Trivy gate mode" },
+    chart = { type = "string", default = root .. "/examples/charts/app", description = "Helm chart" },
+    values = { type = "string", default = here .. "/values.prod.yaml", description = "Values file" },
+    release = { type = "string", default = "web", description = "Helm release" },
+    namespace = { type = "string", default = "web", description = "Namespace (created when missing)" },
+    workload_client_id = { type = "string", default = "", description = "Client id for Azure Workload Identity" },
+    image_pull_secret = { type = "string", description = "docker-registry Secret for pulls (not on AKS: the kubelet identity pulls)" },
+    kubeconfig = { type = "string", description = "Kubeconfig (default $KUBECONFIG; on AKS: from listClusterUserCredential)" },
+    timeout = { type = "number", default = 600, description = "helm --timeout and rollout budget, seconds" },
+  },
+  stages = {
+    { name = "build", run = function(ctx)
+      local p = ctx.params
+      local staged = ("%s/%s:%s"):format(p.staging, p.repository, p.tag)
+      hoist.docker.build { context = p.context, tags = { staged }, build_args = p.build_args }
+      return { staged = staged, digest = hoist.docker.push(staged).digest }
+    end },
+    { name = "scan", run = function(ctx)
+      local b = ctx.outputs.build
+      local r = hoist.trivy.gate_scan { image = b.staged, digest = b.digest, mode = ctx.params.scan, fail_on = { "CRITICAL" } }
+      if r.ran then ctx:summary("Scan", { hoist.policy.markdown(r) }) end
+      return { ran = r.ran }
+    end },
+    { name = "push", run = function(ctx)
+      local p, b = ctx.params, ctx.outputs.build
+      -- GitHub OIDC federation: ACTIONS_ID_TOKEN_REQUEST_URL/TOKEN + AZURE_CLIENT_ID/TENANT_ID, no secret
+      local cred = hoist.azure.credential { source = "oidc" }
+      hoist.azure.acr.login { registry = p.acr, credential = cred }
+      local target = ("%s/%s:%s"):format(p.acr, p.repository, p.tag)
+      local r = hoist.registry.copy { from = p.staging .. "/" .. p.repository .. "@" .. b.digest, to = target }
+      ctx:summary("Image", { target .. "@" .. r.digest })
+      return { image = target, digest = r.digest }
+    end },
+    { name = "deploy", run = function(ctx)
+      local p = ctx.params
+      local values = { image = { repository = p.acr .. "/" .. p.repository, tag = p.tag },
+                       serviceAccount = { clientId = p.workload_client_id } }
+      if p.image_pull_secret then values.imagePullSecret = p.image_pull_secret end
+      local r = helm.upgrade { release = p.release, chart = p.chart, namespace = p.namespace, create_namespace = true,
+                               values_files = { p.values }, values = values, timeout = p.timeout, kubeconfig = p.kubeconfig,
+                               ctx = ctx }
+      for _, w in ipairs(r.workloads) do ctx:summary("Rollout", { ("%s (%.1fs)"):format(w.message, w.duration) }) end
+      return { revision = r.revision, previous = r.previous }
+    end },
+  },
+}

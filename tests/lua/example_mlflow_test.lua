@@ -1,0 +1,150 @@
+-- examples/mlflow-rollout end to end against the Kubernetes emulator of tests/env: version 1
+-- deployed, version 2 rolled out and notified, then an image the cluster cannot pull, a crash
+-- loop, readiness never reached and failing predictions, each undone to version 2 with its
+-- reason, while a background prober asks the Service for its version all along and counts
+-- failed requests (the goal: none). Prints how long each failure took until only version 2
+-- answered again. Skips without the emulator (fails when CI=true); run under
+-- flock /tmp/hoist-docker.lock.
+local t = require "hoist.test"
+local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
+
+local E = os.getenv
+local EXAMPLE = support.root .. "/examples/mlflow-rollout/pipeline.lua"
+math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
+local NS = ("hoist-mlflow-%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
+local REPO = (E("HOIST_TEST_REGISTRY") or "127.0.0.1:5000") .. "/" .. NS .. "/model"
+
+local function need_cluster()
+  local why
+  if not (E("HOIST_TEST_KUBE_SERVER") and E("KUBECONFIG")) then why = "the Kubernetes emulator is not up"
+  elseif E("HOIST_TEST_DOCKER") ~= "1" then why = "tests/env is not up" end
+  if not why then return end
+  why = why .. ": run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
+  if E("CI") == "true" then error(why) end
+  t.skip(why)
+end
+
+local state = {}
+
+local function setup()
+  need_cluster()
+  if state.kube then return state end
+  state.kube = hoist.k8s.client { namespace = NS }
+  state.kube:apply { apiVersion = "v1", kind = "Namespace", metadata = { name = NS } }
+  local dir = support.tmpdir("hoist-mlflow")
+  state.dir = dir
+  state.receiver = hoist.spawn(function()
+    return hoist.exec { "python3", support.root .. "/tests/servers/verify_server.py", "--port-file", dir .. "/port",
+                        "--max-time", "1800", timeout = 1900 }
+  end)
+  for _ = 1, 100 do
+    if support.read(dir .. "/port") then break end
+    hoist.sleep(0.1)
+  end
+  state.hook = "http://127.0.0.1:" .. support.read(dir .. "/port"):match("%d+") .. "/hook?key=mlflow-hook"
+  return state
+end
+
+local function run(version, extra)
+  local params = { model_version = version, registry = REPO, namespace = NS, predict_path = "/cgi-bin/predict",
+                   webhook = state.hook }
+  for k, v in pairs(extra or {}) do params[k] = v end
+  local def = dofile(EXAMPLE)
+  local r = hoist.pipeline.run(def, params, { raise = false, quiet = true })
+  return r
+end
+
+-- Asks the Service for /version every 50 ms until stopped: {at, version | error} per request.
+local function start_prober(url)
+  local p = { samples = {}, stop = false }
+  p.task = hoist.spawn(function()
+    while not p.stop do
+      local ok, r = pcall(hoist.http.get, url .. "/version", { timeout = 2 })
+      local s = { at = hoist.now() }
+      if ok and r.status == 200 then s.version = r.body:gsub("%s+$", "") else s.error = ok and ("status " .. r.status) or tostring(r.message or r) end
+      p.samples[#p.samples + 1] = s
+      hoist.sleep(0.05)
+    end
+  end)
+  return p
+end
+
+local function failures(p, since)
+  local n, first = 0, nil
+  for _, s in ipairs(p.samples) do
+    if s.at >= since and s.error then n = n + 1; first = first or s.error end
+  end
+  return n, first
+end
+
+-- Seconds from `since` until the prober's answers are all `version` from then on.
+local function back_after(p, since, version)
+  local last_other = since
+  for _, s in ipairs(p.samples) do
+    if s.at >= since and s.version ~= version then last_other = s.at end
+  end
+  return last_other - since
+end
+
+t.case("mlflow-rollout: version 1 is deployed, version 2 rolled out, checked and notified", function()
+  local s = setup()
+  local r1 = run("1")
+  t.eq(r1.status, "succeeded", r1.error and r1.error.message)
+  local svc = s.kube:get { kind = "Service", name = "model" }
+  s.url = "http://" .. svc.metadata.annotations["hoist.dev/emulator-address"]
+  s.prober = start_prober(s.url)
+  local since = hoist.now()
+  local r2 = run("2")
+  t.eq(r2.status, "succeeded", r2.error and r2.error.message)
+  t.eq(r2.outputs.predictions.predictions, 5)
+  local d = s.kube:get { kind = "Deployment", name = "model" }
+  t.eq(d.spec.replicas, 3)
+  t.eq(d.spec.template.spec.terminationGracePeriodSeconds, 30)
+  t.eq(d.spec.strategy.rollingUpdate.maxUnavailable, 0)
+  local hpa = s.kube:get { kind = "HorizontalPodAutoscaler", name = "model" }
+  t.eq({ hpa.spec.minReplicas, hpa.spec.maxReplicas }, { 3, 10 })
+  t.eq(hoist.json.decode(hoist.http.get((s.hook:gsub("/hook%?key=", "/_count?key="))).body).count, 2, "one notification per good run")
+  local events = support.read(r2.dir and (r2.dir .. "/events.jsonl") or "/dev/null") or ""
+  t.no_match(events, s.hook)
+  local n = failures(s.prober, since)
+  print(("prober: %d failed requests during the rollout 1 -> 2"):format(n))
+  t.eq(n, 0)
+end, { timeout = 600 })
+
+local broken = {
+  { name = "image pull failure", version = "3-pull", params = { pull_registry = REPO .. "-typo" }, reason = "ImagePull", stage = "rollout" },
+  { name = "crash loop", version = "3-crash", params = { build_args = { MODE = "crash" } }, reason = "crashed and was restarted %d+ times %(last exit code 3", stage = "rollout" },
+  { name = "readiness never reached", version = "3-unready", params = { build_args = { MODE = "unready" }, ready_timeout = 8 },
+    reason = "not ready after 8s", stage = "rollout" },
+  { name = "failing predictions", version = "3-badpred", params = { build_args = { MODE = "bad-predictions" } },
+    reason = "status 500", stage = "predictions" },
+}
+for _, row in ipairs(broken) do t.case("mlflow-rollout: a broken release is undone to version 2 with its reason [" .. row.name .. "]", function()
+  local s = setup()
+  if not s.prober then t.skip("the good rollout did not run first") end
+  local since = hoist.now()
+  local r = run(row.version, row.params)
+  local ended = hoist.now()
+  t.eq(r.status, "rolled_back", r.error and r.error.message)
+  local failed
+  for _, st in ipairs(r.stages) do if st.status == "failed" then failed = st.name end end
+  t.eq(failed, row.stage)
+  t.match(r.error.message, row.reason)
+  t.eq(r.rolled_back, { "k8s.rollout_undo (deploy)" })
+  hoist.k8s.rollout { name = "model", client = s.kube, timeout = 120 }
+  local d = s.kube:get { kind = "Deployment", name = "model" }
+  t.eq(d.spec.template.spec.containers[1].image, REPO .. ":2")
+  hoist.sleep(1)
+  local took = back_after(s.prober, since, "2")
+  local n, first = failures(s.prober, since)
+  print(("%s: run took %.1fs; only version 2 answered again %.1fs after the run started (%.1fs before it ended); %d failed requests%s"):format(
+    row.name, ended - since, took, ended - since - took, n, first and (" (first: " .. first .. ")") or ""))
+  t.eq(n, 0)
+end, { timeout = 300 }) end
+
+t.case("mlflow-rollout: clean up", function()
+  if state.prober then state.prober.stop = true; pcall(state.prober.task.wait, state.prober.task) end
+  if state.receiver then state.receiver:cancel() end
+  if state.kube then state.kube:delete { kind = "Namespace", name = NS, missing_ok = true } end
+  if state.dir then hoist.fs.remove(state.dir, { recursive = true }) end
+end)
