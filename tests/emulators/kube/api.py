@@ -19,8 +19,8 @@ from objects import (ApiError, already_exists, apply_defaults, bad_request, cano
                      check_depth, drop_nulls, conflict, fields_match, labels_match, not_found, now,
                      parse_field_selector, parse_label_selector, validate)
 
-STATUS_SUBRESOURCE = {"pods", "deployments", "replicasets", "services", "horizontalpodautoscalers",
-                      "poddisruptionbudgets", "namespaces", "nodes"}
+STATUS_SUBRESOURCE = {"pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "services",
+                      "horizontalpodautoscalers", "poddisruptionbudgets", "namespaces", "nodes"}
 RETURNS_OBJECT_ON_DELETE = {"pods", "namespaces", "services"}
 
 

@@ -110,6 +110,8 @@ class Controllers:
         self.queue = []
         self.queued = set()
         self.cv = threading.Condition()
+        import workloads                          # StatefulSet, DaemonSet, Job (imports this module)
+        self.workloads = workloads.Workloads(self)
         self.store.listeners.append(self.on_event)
 
     # -- events -> work ----------------------------------------------------------------
@@ -136,6 +138,7 @@ class Controllers:
                 self.enqueue(("rs", ns, ref["name"]))
         elif key == "/namespaces" and etype == "ADDED":
             self.enqueue(("sa", "", md["name"]))
+        self.workloads.on_event(key, obj)
 
     def run(self):
         last_resync = 0.0
@@ -153,6 +156,8 @@ class Controllers:
                         self.sync_replicaset(ns, name)
                     elif kind == "sa":
                         self.ensure_sa(name)
+                    else:
+                        self.workloads.sync(kind, ns, name)
                 except ApiError as e:
                     if e.code != 404 and e.code != 409:
                         print(f"controller {kind} {ns}/{name}: {e.message}", flush=True)
@@ -168,6 +173,7 @@ class Controllers:
                 for r in self.store.list(RS.key)[0]:
                     if r["spec"].get("minReadySeconds"):
                         self.enqueue(("rs", r["metadata"]["namespace"], r["metadata"]["name"]))
+                self.workloads.resync()
 
     # -- helpers -----------------------------------------------------------------------
     def mutate(self, res, ns, name, fn, sub=None):

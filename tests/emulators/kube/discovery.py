@@ -73,6 +73,12 @@ RESOURCES = [
              subresources={"status": "Deployment", "scale": "Scale"}),
     Resource("apps", "v1", "replicasets", "ReplicaSet", short=["rs"], categories=["all"],
              subresources={"status": "ReplicaSet", "scale": "Scale"}),
+    Resource("apps", "v1", "statefulsets", "StatefulSet", short=["sts"], categories=["all"],
+             subresources={"status": "StatefulSet", "scale": "Scale"}),
+    Resource("apps", "v1", "daemonsets", "DaemonSet", short=["ds"], categories=["all"],
+             subresources={"status": "DaemonSet"}),
+    Resource("apps", "v1", "controllerrevisions", "ControllerRevision"),
+    Resource("batch", "v1", "jobs", "Job", categories=["all"], subresources={"status": "Job"}),
     Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
              short=["hpa"], categories=["all"], subresources={"status": "HorizontalPodAutoscaler"}),
     Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=["pdb"],
@@ -80,8 +86,8 @@ RESOURCES = [
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
 ]
 
-GROUP_ORDER = ["", "apps", "autoscaling", "policy", "coordination.k8s.io"]
-GROUP_VERSIONS = {"": "v1", "apps": "v1", "autoscaling": "v2", "policy": "v1",
+GROUP_ORDER = ["", "apps", "autoscaling", "batch", "policy", "coordination.k8s.io"]
+GROUP_VERSIONS = {"": "v1", "apps": "v1", "autoscaling": "v2", "batch": "v1", "policy": "v1",
                   "coordination.k8s.io": "v1"}
 
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -295,6 +295,54 @@ def apply_defaults(res, obj):
             ru.setdefault("maxUnavailable", "25%")
         default_template(spec.get("template"))
         obj.setdefault("status", {})
+    elif res.plural == "statefulsets" and isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
+        st = spec.setdefault("updateStrategy", {})
+        if not st.get("type"):                   # the API server's defaults: RollingUpdate, partition 0
+            st["type"] = "RollingUpdate"
+            st.setdefault("rollingUpdate", {})
+        if st["type"] == "RollingUpdate" and isinstance(st.get("rollingUpdate"), dict):
+            st["rollingUpdate"].setdefault("partition", 0)
+        default_template(spec.get("template"))
+        obj.setdefault("status", {}).setdefault("replicas", 0)
+        obj["status"].setdefault("availableReplicas", 0)
+    elif res.plural == "daemonsets" and isinstance(spec, dict):
+        spec.setdefault("revisionHistoryLimit", 10)
+        st = spec.setdefault("updateStrategy", {})
+        st.setdefault("type", "RollingUpdate")
+        if st["type"] == "RollingUpdate":
+            ru = st.setdefault("rollingUpdate", {})
+            ru.setdefault("maxUnavailable", 1)
+            ru.setdefault("maxSurge", 0)
+        default_template(spec.get("template"))
+        obj.setdefault("status", {})
+        for k in ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"):
+            obj["status"].setdefault(k, 0)
+    elif res.plural == "jobs" and isinstance(spec, dict):
+        # like the API server's job strategy: a generated selector on the job's uid, and its
+        # labels on the pod template (unless spec.manualSelector)
+        uid = obj["metadata"].setdefault("uid", new_uid())
+        if "completions" not in spec and "parallelism" not in spec:
+            spec["completions"] = 1              # neither: one pod; parallelism alone: a work queue
+        spec.setdefault("parallelism", 1)
+        spec.setdefault("backoffLimit", 6)
+        spec.setdefault("completionMode", "NonIndexed")
+        spec.setdefault("suspend", False)
+        spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+        if not spec.get("manualSelector"):
+            name = obj["metadata"].get("name", "")
+            tpl = spec.setdefault("template", {})
+            if isinstance(tpl, dict):
+                lab = tpl.setdefault("metadata", {}).setdefault("labels", {})
+                for k, v in (("batch.kubernetes.io/controller-uid", uid), ("batch.kubernetes.io/job-name", name),
+                             ("controller-uid", uid), ("job-name", name)):
+                    lab.setdefault(k, v)
+            spec.setdefault("selector", {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}})
+        default_template(spec.get("template"))
+        obj.setdefault("status", {})
     elif res.plural == "replicasets" and isinstance(spec, dict):
         spec.setdefault("replicas", 1)
         default_template(spec.get("template"))
@@ -365,7 +413,7 @@ def validate(res, obj):
     spec = obj.get("spec")
     if res.plural == "pods":
         causes += _container_causes(spec, "spec")
-    elif res.plural in ("deployments", "replicasets"):
+    elif res.plural in ("deployments", "replicasets", "statefulsets", "daemonsets", "jobs"):
         if not isinstance(spec, dict):
             causes.append(("spec", "FieldValueRequired", "Required value"))
         else:
@@ -378,6 +426,16 @@ def validate(res, obj):
                 causes.append(("spec.template.metadata.labels", "FieldValueInvalid",
                                f"Invalid value: {canonical((tpl.get('metadata') or {}).get('labels') or {})}: "
                                "`selector` does not match template `labels`"))
+            if res.plural == "jobs":
+                policy = (tpl.get("spec") or {}).get("restartPolicy") if isinstance(tpl.get("spec"), dict) else None
+                if policy not in ("Never", "OnFailure"):
+                    causes.append(("spec.template.spec.restartPolicy", "FieldValueNotSupported",
+                                   f'Unsupported value: {json.dumps(policy)}: supported values: "OnFailure", "Never"'))
+                for f in ("completions", "parallelism", "backoffLimit"):
+                    v = spec.get(f)
+                    if v is not None and (not isinstance(v, int) or v < 0):
+                        causes.append((f"spec.{f}", "FieldValueInvalid",
+                                       f"Invalid value: {json.dumps(v)}: must be greater than or equal to 0"))
             r = spec.get("replicas")
             if r is not None and (not isinstance(r, int) or r < 0):
                 causes.append(("spec.replicas", "FieldValueInvalid",

@@ -47,6 +47,21 @@ def _svc_ports(o):
     return ",".join(f'{p.get("port")}/{p.get("protocol", "TCP")}' for p in ps) or "<none>"
 
 
+def _job_status(o):
+    for c in (o.get("status") or {}).get("conditions") or []:
+        if c.get("status") == "True" and c.get("type") in ("Complete", "Failed", "Suspended"):
+            return c["type"]
+    return "Running"
+
+
+def _job_duration(o):
+    st = o.get("status") or {}
+    if not st.get("startTime"):
+        return ""
+    end = parse_time(st["completionTime"]) if st.get("completionTime") else time.time()
+    return f"{max(0, int(end - parse_time(st['startTime'])))}s"
+
+
 COLUMNS = {
     "pods": ([_col("Name", fmt="name"), _col("Ready"), _col("Status"), _col("Restarts", "integer"),
               _col("Age"), _col("IP", prio=1), _col("Node", prio=1)], _pod_row),
@@ -61,6 +76,21 @@ COLUMNS = {
                     lambda o: [o["metadata"]["name"], o["spec"].get("replicas", 0),
                                o.get("status", {}).get("replicas", 0),
                                o.get("status", {}).get("readyReplicas", 0), age(o)]),
+    "statefulsets": ([_col("Name", fmt="name"), _col("Ready"), _col("Age")],
+                     lambda o: [o["metadata"]["name"],
+                                f'{o.get("status", {}).get("readyReplicas", 0)}/{o["spec"].get("replicas", 0)}', age(o)]),
+    "daemonsets": ([_col("Name", fmt="name"), _col("Desired", "integer"), _col("Current", "integer"),
+                    _col("Ready", "integer"), _col("Up-to-date", "integer"), _col("Available", "integer"),
+                    _col("Node Selector"), _col("Age")],
+                   lambda o: [o["metadata"]["name"]] + [o.get("status", {}).get(k, 0) for k in (
+                       "desiredNumberScheduled", "currentNumberScheduled", "numberReady", "updatedNumberScheduled",
+                       "numberAvailable")] + [",".join(f"{k}={v}" for k, v in sorted(
+                           (((o["spec"].get("template") or {}).get("spec") or {}).get("nodeSelector") or {}).items()))
+                           or "<none>", age(o)]),
+    "jobs": ([_col("Name", fmt="name"), _col("Status"), _col("Completions"), _col("Duration"), _col("Age")],
+             lambda o: [o["metadata"]["name"], _job_status(o),
+                        f'{o.get("status", {}).get("succeeded", 0)}/{o["spec"].get("completions", 1)}',
+                        _job_duration(o), age(o)]),
     "services": ([_col("Name", fmt="name"), _col("Type"), _col("Cluster-IP"), _col("External-IP"),
                   _col("Port(s)"), _col("Age")],
                  lambda o: [o["metadata"]["name"], o["spec"].get("type", "ClusterIP"),

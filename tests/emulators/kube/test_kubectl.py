@@ -127,8 +127,8 @@ def test_conformance():
     check("discovery /apis has the recorded shape", set(apis) == set(rec) and
           all(set(g) == set(rec["groups"][0]) for g in apis["groups"]), apis)
     names = {g["name"] for g in apis["groups"]}
-    check("discovery /apis lists apps, autoscaling, policy, coordination.k8s.io",
-          {"apps", "autoscaling", "policy", "coordination.k8s.io"} <= names, names)
+    check("discovery /apis lists apps, autoscaling, batch, policy, coordination.k8s.io",
+          {"apps", "autoscaling", "batch", "policy", "coordination.k8s.io"} <= names, names)
     _, grp, _ = req("GET", "/apis/apps")
     check("discovery /apis/apps equals the recorded APIGroup", grp == fixture("discovery", "apis__apps.json"), grp)
     _, rl, _ = req("GET", "/apis/apps/v1")
@@ -136,7 +136,9 @@ def test_conformance():
     recd = {r["name"]: r for r in rec["resources"]}
     ours = {r["name"]: r for r in rl["resources"]}
     bad = []
-    for n in ("deployments", "deployments/status", "deployments/scale", "replicasets", "replicasets/scale"):
+    for n in ("deployments", "deployments/status", "deployments/scale", "replicasets", "replicasets/scale",
+              "statefulsets", "statefulsets/status", "statefulsets/scale", "daemonsets", "daemonsets/status",
+              "controllerrevisions"):
         a, b = ours.get(n), recd[n]
         if a is None or a["kind"] != b["kind"] or a["namespaced"] != b["namespaced"] or \
                 a.get("shortNames") != b.get("shortNames") or not set(b["verbs"]) <= set(a["verbs"]) | {"deletecollection"}:
@@ -580,6 +582,138 @@ def test_cascade():
           [x["metadata"]["name"] for x in pods])
 
 
+def workload(kind, name, replicas=None, cmd=None, **spec):
+    """A StatefulSet or DaemonSet (sleeping busybox, no probe) or a Job running cmd."""
+    c = {"name": "app", "image": IMAGE, "command": cmd or ["sh", "-c", "echo started $HOSTNAME; exec sleep 3600"]}
+    tpl = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [c], "terminationGracePeriodSeconds": 1}}
+    if kind == "Job":
+        tpl = {"spec": dict(tpl["spec"], restartPolicy="Never")}
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": {"template": tpl, **spec}}
+    body = {"selector": {"matchLabels": {"app": name}}, "template": tpl, **spec}
+    if replicas is not None:
+        body["replicas"] = replicas
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": body}
+
+
+def pods_of(app):
+    items = json.loads(kubectl("get", "pods", "-l", f"app={app}", "-o", "json").stdout)["items"]
+    return {p["metadata"]["name"]: p for p in items}
+
+
+def test_workloads():
+    # StatefulSet: ordered pods, kubectl's rollout status, a rolling update, a partition, history
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(workload("StatefulSet", "db", replicas=3, serviceName="db")))
+    p = kubectl("rollout", "status", "statefulset/db", "--timeout=120s", ok=False)
+    check("kubectl rollout status statefulset: partitioned roll out complete (partition defaults to 0)",
+          p.returncode == 0 and "partitioned roll out complete: 3 new pods have been updated" in p.stdout,
+          p.stdout + p.stderr)
+    pods = pods_of("db")
+    sts = json.loads(kubectl("get", "sts/db", "-o", "json").stdout)
+    rev = sts["status"].get("updateRevision", "")
+    check("statefulset pods db-0..2 labelled with the revision and their pod name",
+          sorted(pods) == ["db-0", "db-1", "db-2"] and all(
+              p["metadata"]["labels"].get("controller-revision-hash") == rev and
+              p["metadata"]["labels"].get("statefulset.kubernetes.io/pod-name") == n for n, p in pods.items()),
+          {n: p["metadata"]["labels"] for n, p in pods.items()})
+    st = sts["status"]
+    check("statefulset status: replicas, ready, current, updated, revisions, observedGeneration",
+          (st.get("replicas"), st.get("readyReplicas"), st.get("currentReplicas"), st.get("updatedReplicas"),
+           st.get("availableReplicas")) == (3, 3, 3, 3, 3) and st.get("currentRevision") == rev and
+          rev.startswith("db-") and st.get("observedGeneration") == sts["metadata"]["generation"], st)
+    y = kubectl("get", "sts/db", "-o", "yaml").stdout
+    check("get -o yaml statefulset shows the defaulted strategy and the status",
+          "partition: 0" in y and "podManagementPolicy: OrderedReady" in y and f"updateRevision: {rev}" in y, y)
+    created = {n: p["metadata"]["creationTimestamp"] for n, p in pods.items()}
+    check("OrderedReady: db-1 created no earlier than db-0, db-2 no earlier than db-1",
+          created["db-0"] <= created["db-1"] <= created["db-2"], created)
+    kubectl("set", "env", "statefulset/db", "V=2")
+    p = kubectl("rollout", "status", "statefulset/db", "--timeout=120s", ok=False)
+    sts = json.loads(kubectl("get", "sts/db", "-o", "json").stdout)
+    pods = pods_of("db")
+    new_rev = sts["status"].get("updateRevision")
+    check("a rolling update replaces every pod; currentRevision follows updateRevision",
+          p.returncode == 0 and new_rev != rev and sts["status"].get("currentRevision") == new_rev and
+          all(x["metadata"]["labels"]["controller-revision-hash"] == new_rev for x in pods.values()),
+          (p.stdout, sts["status"], {n: x["metadata"]["labels"] for n, x in pods.items()}))
+    hist = kubectl("rollout", "history", "statefulset/db", ok=False)
+    check("kubectl rollout history statefulset lists revisions 1 and 2 (ControllerRevisions)",
+          hist.returncode == 0 and "1 " in hist.stdout and "2 " in hist.stdout, hist.stdout + hist.stderr)
+    kubectl("patch", "statefulset/db", "-p", json.dumps({"spec": {
+        "updateStrategy": {"rollingUpdate": {"partition": 2}},
+        "template": {"spec": {"containers": [{"name": "app", "env": [{"name": "V", "value": "3"}]}]}}}}))
+    p = kubectl("rollout", "status", "statefulset/db", "--timeout=120s", ok=False)
+    sts = json.loads(kubectl("get", "sts/db", "-o", "json").stdout)
+    labels = {n: x["metadata"]["labels"]["controller-revision-hash"] for n, x in pods_of("db").items()}
+    third = sts["status"].get("updateRevision")
+    check("partition 2: only db-2 takes the new revision; kubectl says 1 new pod updated",
+          p.returncode == 0 and "partitioned roll out complete: 1 new pods have been updated" in p.stdout and
+          labels == {"db-0": new_rev, "db-1": new_rev, "db-2": third} and sts["status"].get("currentRevision") == new_rev,
+          (p.stdout, labels, sts["status"]))
+    kubectl("scale", "statefulset/db", "--replicas=1")
+    gone = wait_until(lambda: sorted(pods_of("db")) == ["db-0"], 60)
+    check("scale down removes the highest ordinals", gone, sorted(pods_of("db")))
+
+    # DaemonSet: one node, one pod; kubectl's rollout status through an update
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(workload("DaemonSet", "agent")))
+    p = kubectl("rollout", "status", "daemonset/agent", "--timeout=120s", ok=False)
+    check("kubectl rollout status daemonset: successfully rolled out",
+          p.returncode == 0 and 'daemon set "agent" successfully rolled out' in p.stdout, p.stdout + p.stderr)
+    first = list(pods_of("agent"))
+    kubectl("set", "env", "daemonset/agent", "V=2")
+    p = kubectl("rollout", "status", "daemonset/agent", "--timeout=120s", ok=False)
+    ds = json.loads(kubectl("get", "ds/agent", "-o", "json").stdout)
+    after = pods_of("agent")
+    st = ds["status"]
+    check("a daemonset update replaces its one pod (pod-template-generation 2); status counts one node",
+          p.returncode == 0 and len(after) == 1 and list(after) != first and
+          list(after.values())[0]["metadata"]["labels"].get("pod-template-generation") == "2" and
+          (st.get("desiredNumberScheduled"), st.get("currentNumberScheduled"), st.get("updatedNumberScheduled"),
+           st.get("numberReady"), st.get("numberAvailable")) == (1, 1, 1, 1, 1) and st.get("observedGeneration") == 2,
+          (p.stdout, first, list(after), st))
+
+    # Jobs: complete, fail after backoffLimit, wait, logs, garbage collection
+    ok_job = workload("Job", "once", cmd=["sh", "-c", "echo working; echo done"])
+    bad_job = workload("Job", "fails", cmd=["sh", "-c", "echo boom; exit 1"], backoffLimit=1)
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(ok_job, bad_job))
+    p = kubectl("wait", "--for=condition=complete", "job/once", "--timeout=120s", ok=False)
+    check("kubectl wait --for=condition=complete job", p.returncode == 0 and "condition met" in p.stdout,
+          p.stdout + p.stderr)
+    job = json.loads(kubectl("get", "job/once", "-o", "json").stdout)
+    st = job["status"]
+    check("a completed job: succeeded 1, Complete CompletionsReached, startTime and completionTime",
+          st.get("succeeded") == 1 and not st.get("active") and st.get("startTime") and st.get("completionTime") and
+          any(c["type"] == "Complete" and c["status"] == "True" and c["reason"] == "CompletionsReached"
+              for c in st.get("conditions", [])), st)
+    sel = job["spec"]["selector"]["matchLabels"].get("batch.kubernetes.io/controller-uid")
+    check("the job's generated selector is its uid, on the pod template too",
+          sel == job["metadata"]["uid"] and
+          job["spec"]["template"]["metadata"]["labels"].get("batch.kubernetes.io/job-name") == "once", job["spec"])
+    p = kubectl("wait", "--for=condition=failed", "job/fails", "--timeout=120s", ok=False)
+    job = json.loads(kubectl("get", "job/fails", "-o", "json").stdout)
+    failed = [c for c in job["status"].get("conditions", []) if c["type"] == "Failed"]
+    check("backoffLimit 1: two failed pods, then Failed BackoffLimitExceeded",
+          p.returncode == 0 and job["status"].get("failed") == 2 and failed and
+          failed[0]["reason"] == "BackoffLimitExceeded", (p.stdout + p.stderr, job["status"]))
+    p = kubectl("logs", "job/fails", ok=False)
+    check("kubectl logs job/x serves a failed pod's output", "boom" in p.stdout, p.stdout + p.stderr)
+    y = kubectl("get", "job/once", "-o", "yaml").stdout
+    check("get -o yaml job shows the defaults and the status",
+          "backoffLimit: 6" in y and "completions: 1" in y and "succeeded: 1" in y and "type: Complete" in y, y)
+    code, st, _ = req("POST", f"/apis/batch/v1/namespaces/{NS}/jobs",
+                      dict(workload("Job", "always"), spec={"template": {"spec": {
+                          "restartPolicy": "Always", "containers": [{"name": "app", "image": IMAGE}]}}}))
+    check("a Job with restartPolicy Always: 422 naming the field", code == 422 and
+          any(c.get("field") == "spec.template.spec.restartPolicy" for c in st.get("details", {}).get("causes", [])),
+          st)
+    kubectl("delete", "statefulset/db", "daemonset/agent", "job/once", "job/fails", "--timeout=60s")
+    mine = ("-l", "app in (db,agent)")
+    jobs = ("-l", "batch.kubernetes.io/job-name in (once,fails)")
+    gone = wait_until(lambda: not json.loads(kubectl("get", "pods,controllerrevisions", *mine, "-o", "json").stdout)[
+        "items"] and not json.loads(kubectl("get", "pods", *jobs, "-o", "json").stdout)["items"], 90)
+    check("deleting them removes their pods and ControllerRevisions (ownerReferences)", gone,
+          kubectl("get", "pods,controllerrevisions", *mine).stdout + kubectl("get", "pods", *jobs).stdout)
+
+
 def test_stored_kinds():
     objs = [("autoscaling/v2", "horizontalpodautoscalers", {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
              "metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -607,7 +741,8 @@ def main():
         return 1
     try:
         for t in (test_conformance, test_auth_and_errors, test_watch_semantics, test_ssa, test_stored_kinds,
-                  test_rollout, test_failures, test_probes, test_strategies, test_pull_secret, test_cascade):
+                  test_rollout, test_failures, test_probes, test_strategies, test_pull_secret, test_cascade,
+                  test_workloads):
             t0 = time.monotonic()
             try:
                 t()
