@@ -12,7 +12,13 @@ local M = {}
 local api_versions = { Deployment = "apps/v1", StatefulSet = "apps/v1", DaemonSet = "apps/v1", Job = "batch/v1" }
 
 -- Pod failure reasons worth the failing container's last log lines.
-local wants_logs = { CrashLoopBackOff = true, OOMKilled = true, Error = true, Failed = true, ReadinessTimeout = true }
+local wants_logs = { CrashLoopBackOff = true, OOMKilled = true, Error = true, Failed = true, ReadinessTimeout = true,
+                     BackoffLimitExceeded = true, DeadlineExceeded = true }
+
+-- A Job retries its failed pods up to its backoffLimit, so a pod that failed or crashed is the
+-- Job's business (its Failed condition ends the rollout); a pod that can never start is not.
+local job_pod_failures = { ImagePullBackOff = true, ErrImagePull = true, InvalidImageName = true, ErrImageNeverPull = true,
+                           CreateContainerConfigError = true, CreateContainerError = true, Unschedulable = true }
 
 local function meta(o) return (o and o.metadata) or {} end
 local function labels(o) return meta(o).labels or {} end
@@ -60,6 +66,25 @@ local function current_pods(st)
     add_if(function() return true end)
   end
   return out
+end
+
+-- The pod and container a failed Job failed with: the last container that ended with a
+-- non-zero exit code (now or before its last restart).
+local function job_failure(st)
+  local best
+  for name, p in pairs(st.pods) do
+    for _, cs in ipairs((p.status or {}).containerStatuses or {}) do
+      for _, t in ipairs { cs.state and cs.state.terminated, cs.lastState and cs.lastState.terminated } do
+        if type(t) == "table" and (t.exitCode or 0) ~= 0 then
+          local at = t.finishedAt or ""
+          if not best or at > best.at or (at == best.at and name > best.pod) then
+            best = { pod = name, container = cs.name, at = at, exit_code = t.exitCode, reason = t.reason }
+          end
+        end
+      end
+    end
+  end
+  return best
 end
 
 local function container_states(pod)
@@ -179,12 +204,20 @@ function M.run(opts)
     last_class = c
     local p = c.progress or {}
     local line = ("%s/%s updated, %s ready, %s available"):format(p.updated or 0, p.replicas or 0, p.ready or 0, p.available or 0)
+    if o.kind == "Job" then
+      line = ("%s/%s succeeded, %s active, %s failed"):format(p.succeeded or 0, p.completions or 0, p.active or 0, p.failed or 0)
+    end
     if line ~= last_progress then
       last_progress = line
       core.log("info", what .. ": " .. line, { kind = o.kind, name = o.name, namespace = ns, progress = p, reason = c.reason },
         "k8s.rollout.progress")
     end
     if c.verdict == "done" then return { done = c } end
+    if c.verdict == "failed" and o.kind == "Job" then
+      local f = job_failure(st) or {}
+      return { code = "rollout_failed", reason = c.reason, pod = f.pod, container = f.container,
+               message = what .. ": " .. c.message .. (f.pod and (" (pod %s, container %q exited %s)"):format(f.pod, f.container, f.exit_code) or "") }
+    end
     if c.verdict == "failed" then return { code = "rollout_failed", reason = c.reason, message = what .. ": " .. c.message } end
     if c.verdict == "suspended" then return { code = "rollout_failed", reason = c.reason, message = what .. ": " .. c.message } end
     st.current = current_pods(st)
@@ -194,12 +227,13 @@ function M.run(opts)
     for _, name in ipairs(names) do
       local pod = st.current[name]
       local pc = k8s.classify(pod, { crashloop_restarts = o.crashloop_restarts })
-      if pc.verdict == "failed" then
+      if pc.verdict == "failed" and (o.kind ~= "Job" or job_pod_failures[pc.reason]) then
         local d = pc.details or {}
         return { code = "rollout_failed", reason = pc.reason, pod = name, container = d.container,
                  message = what .. ": pod " .. name .. ": " .. pc.message, details = d }
       end
-      local running_unready = pod.status and pod.status.phase == "Running" and pc.verdict ~= "done"
+      -- a Job's pods run to completion: they are never expected to be ready
+      local running_unready = o.kind ~= "Job" and pod.status and pod.status.phase == "Running" and pc.verdict ~= "done"
       if running_unready then
         st.unready_since[name] = st.unready_since[name] or (now or hoist.now())
         if o.ready_timeout and (now or hoist.now()) - st.unready_since[name] >= o.ready_timeout then
