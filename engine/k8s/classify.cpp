@@ -122,9 +122,12 @@ Classification statefulset(const json& s) {
     c = make(Verdict::progressing, "SpecNotObserved", "Waiting for statefulset spec update to be observed...");
   } else if (has_replicas && ready < replicas) {
     c = make(Verdict::progressing, "WaitingReady", "Waiting for " + n(replicas - ready) + " pods to be ready...");
-  } else if (has_num(s, {"spec", "updateStrategy", "rollingUpdate", "partition"})) {
+  } else if (at(s, {"spec", "updateStrategy", "rollingUpdate"}).is_object()) {
+    // kubectl takes this branch whenever rollingUpdate is set (the API server defaults it, with
+    // partition 0, when the strategy type is left out), with or without a partition
+    bool has_partition = has_num(s, {"spec", "updateStrategy", "rollingUpdate", "partition"});
     long long partition = num(s, {"spec", "updateStrategy", "rollingUpdate", "partition"});
-    if (has_replicas && partition < replicas && updated < replicas - partition)
+    if (has_replicas && has_partition && partition < replicas && updated < replicas - partition)
       c = make(Verdict::progressing, "Updating",
                "Waiting for partitioned roll out to finish: " + n(updated) + " out of " + n(replicas - partition) +
                    " new pods have been updated...");
