@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Unit tests of the emulator's pure parts (no server, no Docker): patches, selectors,
-server-side apply field ownership, the store's watch history, template hashes."""
+server-side apply field ownership, the store's watch history, template hashes, and the
+StatefulSet and Job controllers driven by hand."""
 
 import json
 import os
@@ -196,6 +197,106 @@ class Hashes(unittest.TestCase):
         self.assertEqual(controllers.resolve("25%", 3, True), 1)
         self.assertEqual(controllers.resolve("25%", 3, False), 0)
         self.assertEqual(controllers.resolve(2, 3, False), 2)
+
+
+class Workloads(unittest.TestCase):
+    """The StatefulSet and Job controllers driven by hand (no worker thread, no kubelet)."""
+
+    def setUp(self):
+        class Srv:
+            pass
+        self.srv = Srv()
+        self.srv.store = self.store = Store()
+        self.srv.api = self.api = Api(self.store)
+        self.srv.kubelet = None
+        self.ctl = controllers.Controllers(self.srv)
+        self.w = self.ctl.workloads
+        self.api.create(NS, None, {"metadata": {"name": "default"}}, internal=True)
+        self.pod = discovery.BY_KEY["/pods"]
+
+    def pods(self):
+        return {p["metadata"]["name"]: p for p in self.store.list(self.pod.key, "default")[0]}
+
+    def set_pod(self, name, phase, ready=False, restarts=0):
+        def put(o):
+            o["status"] = {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                           "containerStatuses": [{"name": "c", "restartCount": restarts}]}
+        self.ctl.mutate(self.pod, "default", name, put, "status")
+
+    def job(self, policy, backoff):
+        res = discovery.BY_KEY["batch/jobs"]
+        self.api.create(res, "default", {"metadata": {"name": "j"}, "spec": {"backoffLimit": backoff, "template": {
+            "spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": "i:1"}]}}}})
+        self.w.sync_job("default", "j")
+        return lambda: self.store.get(res.key, "default", "j")
+
+    def test_job_never_fails_after_backoff_limit_failed_pods(self):
+        job = self.job("Never", 1)
+        first = list(self.pods())
+        self.assertEqual(len(first), 1)
+        self.assertEqual(job()["status"]["active"], 1)
+        self.assertEqual(job()["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+                         job()["metadata"]["uid"])
+        self.set_pod(first[0], "Failed")
+        self.w.sync_job("default", "j")
+        self.assertEqual(len(self.pods()), 2, "one retry")
+        self.assertFalse(job()["status"].get("conditions"))
+        second = [n for n in self.pods() if n not in first][0]
+        self.set_pod(second, "Failed")
+        self.w.sync_job("default", "j")
+        st = job()["status"]
+        self.assertEqual(st["failed"], 2)
+        self.assertEqual([(c["type"], c["reason"]) for c in st["conditions"]],
+                         [("FailureTarget", "BackoffLimitExceeded"), ("Failed", "BackoffLimitExceeded")])
+        self.assertEqual(len(self.pods()), 2, "failed pods are kept")
+
+    def test_job_on_failure_counts_restarts_and_completes(self):
+        job = self.job("OnFailure", 2)
+        name = list(self.pods())[0]
+        self.set_pod(name, "Running", restarts=1)
+        self.w.sync_job("default", "j")
+        self.assertFalse(job()["status"].get("conditions"))
+        self.set_pod(name, "Running", restarts=2)
+        self.w.sync_job("default", "j")
+        self.assertEqual(job()["status"]["conditions"][-1]["reason"], "BackoffLimitExceeded")
+        self.assertEqual(self.pods(), {}, "the running pod of a failed job is deleted")
+        job2 = discovery.BY_KEY["batch/jobs"]
+        self.api.create(job2, "default", {"metadata": {"name": "ok"}, "spec": {"template": {
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i:1"}]}}}})
+        self.w.sync_job("default", "ok")
+        self.set_pod(list(self.pods())[0], "Succeeded")
+        self.w.sync_job("default", "ok")
+        st = self.store.get(job2.key, "default", "ok")["status"]
+        self.assertEqual((st["succeeded"], st["conditions"][-1]["type"], bool(st.get("completionTime"))),
+                         (1, "Complete", True))
+
+    def test_statefulset_ordered_then_partitioned_update_from_the_top(self):
+        res = discovery.BY_KEY["apps/statefulsets"]
+        sts = {"metadata": {"name": "s"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "s"}},
+               "template": {"metadata": {"labels": {"app": "s"}}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}}
+        self.api.create(res, "default", sts)
+        for i in range(3):
+            self.w.sync_statefulset("default", "s")
+            self.assertEqual(sorted(self.pods()), [f"s-{k}" for k in range(i + 1)], "one pod at a time")
+            self.w.sync_statefulset("default", "s")
+            self.assertEqual(len(self.pods()), i + 1, "the next waits for this one to be ready")
+            self.set_pod(f"s-{i}", "Running", ready=True)
+        self.w.sync_statefulset("default", "s")
+        first = self.store.get(res.key, "default", "s")["status"]
+        self.assertEqual((first["readyReplicas"], first["updatedReplicas"]), (3, 3))
+        self.api.patch(res, "default", "s", json.dumps({"spec": {
+            "updateStrategy": {"rollingUpdate": {"partition": 2}},
+            "template": {"spec": {"containers": [{"name": "c", "image": "i:2"}]}}}}), "application/merge-patch+json")
+        self.w.sync_statefulset("default", "s")
+        self.assertEqual(sorted(self.pods()), ["s-0", "s-1"], "the highest ordinal goes first")
+        self.w.sync_statefulset("default", "s")
+        self.set_pod("s-2", "Running", ready=True)
+        self.w.sync_statefulset("default", "s")
+        st = self.store.get(res.key, "default", "s")["status"]
+        revs = {n: p["metadata"]["labels"]["controller-revision-hash"] for n, p in self.pods().items()}
+        self.assertEqual(revs, {"s-0": first["currentRevision"], "s-1": first["currentRevision"],
+                                "s-2": st["updateRevision"]}, "below the partition the old revision stays")
+        self.assertEqual((st["updatedReplicas"], st["currentRevision"]), (1, first["currentRevision"]))
 
 
 class Protobuf(unittest.TestCase):

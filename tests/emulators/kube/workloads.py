@@ -22,9 +22,8 @@ import re
 import time
 
 import discovery
-from controllers import (POD, active, canonical, controller_ref, owner_ref, pod_available, pod_ready, resolve,
-                         template_hash)
-from objects import ApiError, labels_match, now, parse_time, selector_from_label_selector
+from controllers import POD, active, controller_ref, owner_ref, pod_available, pod_ready, resolve, template_hash
+from objects import ApiError, canonical, labels_match, now, parse_time, selector_from_label_selector
 
 STS = discovery.BY_KEY["apps/statefulsets"]
 DS = discovery.BY_KEY["apps/daemonsets"]
@@ -220,7 +219,7 @@ class Workloads:
             return (p["metadata"].get("labels") or {}).get(REV_LABEL)
         comp = "statefulset-controller"
         # a failed pod is deleted, then created again
-        for o, p in sorted(pods.items()):
+        for _, p in sorted(pods.items()):
             if phase(p) == "Failed" and not deleting(p):
                 self.delete_pod(s, p, comp)
         blocked = False
@@ -368,8 +367,10 @@ class Workloads:
         completions, parallelism = spec.get("completions"), spec.get("parallelism", 1)
         backoff = spec.get("backoffLimit", 6)
         policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
-        restarts = sum(cs.get("restartCount", 0) for p in running
-                       for cs in ((p.get("status") or {}).get("containerStatuses") or [])) if policy == "OnFailure" else 0
+        restarts = 0
+        if policy == "OnFailure":                    # restarts in place count against backoffLimit
+            restarts = sum(cs.get("restartCount", 0) for p in running
+                           for cs in (p.get("status") or {}).get("containerStatuses") or [])
         ts = now()
         suspended = spec.get("suspend") is True
         if not suspended and not st.get("startTime"):
@@ -377,12 +378,15 @@ class Workloads:
         finished = None
         if (completions is not None and succeeded >= completions) or \
                 (completions is None and succeeded > 0 and not running):
-            finished = ("Complete", "SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods")
+            finished = ("Complete", "SuccessCriteriaMet", "CompletionsReached",
+                        "Reached expected number of succeeded pods")
         elif failed > backoff or (policy == "OnFailure" and (restarts >= backoff if backoff > 0 else restarts > 0)):
-            finished = ("Failed", "FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+            finished = ("Failed", "FailureTarget", "BackoffLimitExceeded",
+                        "Job has reached the specified backoff limit")
         elif spec.get("activeDeadlineSeconds") is not None and st.get("startTime") and not suspended and \
                 parse_time(st["startTime"]) + spec["activeDeadlineSeconds"] <= time.time():
-            finished = ("Failed", "FailureTarget", "DeadlineExceeded", "Job was active longer than specified deadline")
+            finished = ("Failed", "FailureTarget", "DeadlineExceeded",
+                        "Job was active longer than specified deadline")
 
         def cond(ctype, reason, message, status="True"):
             old = next((c for c in conds if c.get("type") == ctype), None)
