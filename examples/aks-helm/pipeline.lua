@@ -34,6 +34,7 @@ return pipeline.define {
     image_pull_secret = { type = "string", description = "docker-registry Secret for pulls (not on AKS: the kubelet identity pulls)" },
     kubeconfig = { type = "string", description = "Kubeconfig (default $KUBECONFIG; on AKS: from listClusterUserCredential)" },
     timeout = { type = "number", default = 600, description = "helm --timeout and rollout budget, seconds" },
+    ready_timeout = { type = "number", description = "Fail the rollout when a running pod stays unready this long, seconds (default: only the timeout)" },
   },
   stages = {
     { name = "build", run = function(ctx)
@@ -65,7 +66,7 @@ return pipeline.define {
       if p.image_pull_secret then values.imagePullSecret = p.image_pull_secret end
       local r = helm.upgrade { release = p.release, chart = p.chart, namespace = p.namespace, create_namespace = true,
                                values_files = { p.values }, values = values, timeout = p.timeout, kubeconfig = p.kubeconfig,
-                               ctx = ctx }
+                               ready_timeout = p.ready_timeout, ctx = ctx }
       for _, w in ipairs(r.workloads) do ctx:summary("Rollout", { ("%s (%.1fs)"):format(w.message, w.duration) }) end
       return { revision = r.revision, previous = r.previous }
     end },

@@ -39,10 +39,12 @@ local function setup()
   return kube
 end
 
-local function run(tag, fixture)
-  return support.run_hoist({ "run", EXAMPLE, "--set", "acr=" .. ACR, "--set", "repository=" .. NS .. "/web", "--set", "tag=" .. tag,
-                             "--set", "namespace=" .. NS, "--set", "workload_client_id=" .. E("HOIST_TEST_AZURE_FEDERATED_CLIENT_ID"),
-                             "--set", "image_pull_secret=acr-pull", "--set", "timeout=180" }, {
+local function run(tag, fixture, extra)
+  local argv = { "run", EXAMPLE, "--set", "acr=" .. ACR, "--set", "repository=" .. NS .. "/web", "--set", "tag=" .. tag,
+                 "--set", "namespace=" .. NS, "--set", "workload_client_id=" .. E("HOIST_TEST_AZURE_FEDERATED_CLIENT_ID"),
+                 "--set", "image_pull_secret=acr-pull", "--set", "timeout=180", "--set", "build_args=VERSION=" .. tag }
+  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+  return support.run_hoist(argv, {
     timeout = 400,
     env = {
       ACTIONS_ID_TOKEN_REQUEST_URL = E("HOIST_TEST_AZURE_OIDC_URL"), ACTIONS_ID_TOKEN_REQUEST_TOKEN = E("HOIST_TEST_AZURE_OIDC_TOKEN"),
@@ -88,6 +90,50 @@ t.case("aks-helm: CRITICAL findings stop the run before ACR and the cluster (exi
   t.eq(in_acr("2-critical"), nil)
   t.eq(c:get { kind = "Deployment", name = "web" }.spec.template.spec.containers[1].image, ("%s/%s/web:1"):format(ACR, NS))
 end, { timeout = 300 })
+
+-- Asks the release's Service for /version every 50 ms until stopped, counting what failed.
+local function start_prober(url)
+  local p = { samples = {}, stop = false }
+  p.task = hoist.spawn(function()
+    while not p.stop do
+      local ok, r = pcall(hoist.http.get, url .. "/version", { timeout = 2 })
+      local s = { at = hoist.now() }
+      if ok and r.status == 200 then s.version = r.body:gsub("%s+$", "") else s.error = ok and ("status " .. r.status) or tostring(r.message or r) end
+      p.samples[#p.samples + 1] = s
+      hoist.sleep(0.05)
+    end
+  end)
+  return p
+end
+
+t.case("aks-helm: a release that never gets ready is rolled back with helm rollback; version 1 answers throughout", function()
+  local c = setup()
+  local before = c:get { kind = "Deployment", name = "web" }
+  if (before.status or {}).readyReplicas ~= 3 then t.skip("the good release did not run first") end
+  local svc = c:get { kind = "Service", name = "web" }
+  local prober = start_prober("http://" .. svc.metadata.annotations["hoist.dev/emulator-address"])
+  local r = run("3-unready", "hoist-clean.json", { "--set", "build_args=VERSION=3-unready,HEALTHY=false", "--set", "ready_timeout=10" })
+  prober.stop = true
+  prober.task:wait()
+  t.ok(r.code ~= 0, "the run failed")
+  t.match(r.stderr, "not ready after 10s")
+  t.match(r.stderr, "k8s.helm_rollback")
+  t.no_match(r.stdout .. r.stderr, E("HOIST_TEST_AZURE_OIDC_TOKEN"))
+  hoist.k8s.rollout { name = "web", client = c, timeout = 120 }
+  local d = c:get { kind = "Deployment", name = "web" }
+  t.eq(d.spec.template.spec.containers[1].image, ("%s/%s/web:1"):format(ACR, NS))
+  local history = hoist.k8s.helm.history { release = "web", namespace = NS, helm = support.root .. "/tests/tools/helm" }
+  t.eq(#history, 3, "install, the failed upgrade, the rollback")
+  local failed, seen = 0, {}
+  for _, s in ipairs(prober.samples) do
+    if s.error then failed = failed + 1 else seen[s.version] = true end
+  end
+  print(("aks-helm: %d requests during the failed upgrade and its rollback, %d failed; versions answering: %s"):format(
+    #prober.samples, failed, table.concat((function() local v = {} for k in pairs(seen) do v[#v + 1] = k end table.sort(v) return v end)(), ", ")))
+  t.ok(#prober.samples > 10)
+  t.eq(failed, 0)
+  t.eq(seen, { ["1"] = true })
+end, { timeout = 500 })
 
 t.case("aks-helm: clean up", function()
   if kube then kube:delete { kind = "Namespace", name = NS, missing_ok = true } end
