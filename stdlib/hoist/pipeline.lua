@@ -145,6 +145,7 @@ function M.action(name, fn, opts)
 end
 
 --- Names of the registered rollback actions.
+--- Internal: for `hoist rollback` and tests.
 ---@return string[]
 function M.actions() return actions.names() end
 

@@ -35,6 +35,7 @@ local function need(fn, opts, field)
 end
 
 --- The hoist executable: $HOIST_BIN (the hoist command sets it to itself), else `hoist` on PATH.
+--- Internal: how hoist.proxy finds its helper binary.
 ---@return string
 function M.binary()
   local b = os.getenv("HOIST_BIN")

@@ -76,6 +76,7 @@ local function load(name, major)
 end
 
 --- The shipped versions of a pipeline, oldest first: { {version=, module=, def=}, ... }
+--- Internal: for `hoist run <name>@<major>` and `hoist scripts`.
 ---@param name string
 ---@return table[]
 function M.versions(name)

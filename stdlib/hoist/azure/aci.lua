@@ -151,6 +151,7 @@ local function requests(body)
 end
 
 --- Why an existing group cannot be updated in place into `body` (Azure refuses a change of
+--- Internal: the aci target's choice between a PUT and a recreate.
 --- cpu or memory, of the OS type or of the restart policy... of a container), nil when it can.
 ---@param existing table
 ---@param body table

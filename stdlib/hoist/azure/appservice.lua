@@ -80,6 +80,7 @@ end
 function M.url(opts) return ("https://%s.azurewebsites.net"):format(label(opts):lower()) end
 
 --- True for an app setting name whose value hoist treats as a secret.
+--- Internal: which app settings hoist.azure.appservice registers as secrets.
 ---@param name string
 ---@return boolean
 function M.secret_name(name)

@@ -64,6 +64,7 @@ function Credential:__tostring() return ("hoist.azure.Credential(%s)"):format(se
 ---@field timeout? number
 
 --- Picks a credential source now. Raises unauthorized naming exactly what is missing (the
+--- Internal: hoist.azure.credential{} is the public constructor.
 --- variables of the source asked for, or of every source when none applies).
 ---@param opts? hoist.azure.CredentialOptions
 ---@return hoist.azure.Credential
@@ -76,6 +77,7 @@ function M.new(opts)
 end
 
 --- True when `v` is a credential made by M.new.
+--- Internal: for the stdlib's modules that accept a credential or its options.
 ---@param v any
 ---@return boolean
 function M.is(v) return getmetatable(v) == Credential end

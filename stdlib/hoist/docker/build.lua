@@ -57,6 +57,7 @@ end
 ---@field tail string[] the last 20 lines of the whole build output
 
 --- Reads a failed build's output: which step failed, its output, docker's error.
+--- Internal: hoist.docker.build's reading of docker's output.
 ---@param stdout string
 ---@param stderr string
 ---@param builder "buildkit"|"classic"
@@ -103,6 +104,7 @@ function M.parse_failure(stdout, stderr, builder)
 end
 
 --- The one-paragraph message for a failed build.
+--- Internal: hoist.docker.build's reading of docker's output.
 ---@param f hoist.docker.BuildFailure
 ---@return string
 function M.failure_message(f)
@@ -318,6 +320,7 @@ function M.build(opts)
 end
 
 --- Forgets which builder this docker has (tests).
+--- Internal: for tests of the BuildKit detection.
 function M.reset_detection() buildx_by_binary = {} end
 
 return M

@@ -23,6 +23,7 @@ M.defaults = { timeout = 600, grace = 30 }
 local HOW_TO = "install helm v3 (https://helm.sh/docs/intro/install/) on PATH or set HOIST_HELM=/path/to/helm"
 
 --- The helm program: `given` (a call's `helm` option), else $HOIST_HELM (a path, or a name
+--- Internal: how hoist.k8s.helm finds helm (HOIST_HELM, then PATH).
 --- looked up on PATH), else helm on PATH. Raises tool_missing saying how to get one.
 ---@param given? string
 ---@return string

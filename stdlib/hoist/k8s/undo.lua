@@ -77,6 +77,7 @@ local function selector_of(d)
 end
 
 --- The ReplicaSets of a Deployment (owned by it), sorted by revision, newest last.
+--- Internal: for hoist.k8s.undo and hoist.k8s.canary.
 ---@param client hoist.k8s.Client
 ---@param d table the Deployment
 ---@return table[]

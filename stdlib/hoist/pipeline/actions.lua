@@ -4,6 +4,7 @@
 --- process (`hoist rollback <run-id>`) can run it from the journal. Each action remembers
 --- where it was defined (a module to `require`, or a file to run again) and the journal
 --- keeps that origin next to the action's name.
+--- Internal to hoist.pipeline (docs/pipeline.md is its API).
 local fs = require "hoist.fs"
 
 local M = {}

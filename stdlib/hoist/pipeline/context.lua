@@ -1,6 +1,7 @@
 --- hoist.pipeline.context: what a stage sees (the StageContext `ctx`) and which run is in
 --- progress. hoist.pipeline and hoist.pipeline.runner both use it; it uses neither, so the
 --- dependencies point one way: pipeline -> runner -> context.
+--- Internal to hoist.pipeline (docs/pipeline.md is its API).
 local actions = require "hoist.pipeline.actions"
 local util = require "hoist.util"
 

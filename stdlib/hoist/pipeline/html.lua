@@ -1,5 +1,6 @@
 --- hoist.pipeline.html: `hoist report <run-id>`: a run told from its journal.jsonl and
 --- events.jsonl, as text or as one self-contained HTML page (inline CSS, no external assets).
+--- Internal to hoist.pipeline (docs/pipeline.md is its API).
 local journal = require "hoist.pipeline.journal"
 local native = require "hoist.native.journal"
 local fs = require "hoist.fs"

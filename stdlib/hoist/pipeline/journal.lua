@@ -1,5 +1,6 @@
 --- hoist.pipeline.journal: writing a run's journal.jsonl, reading it back, listing runs,
 --- and finishing the rollback of a run from another process (`hoist rollback <run-id>`).
+--- Internal to hoist.pipeline (docs/pipeline.md is its API).
 local native = require "hoist.native.journal"
 local actions = require "hoist.pipeline.actions"
 local fs = require "hoist.fs"

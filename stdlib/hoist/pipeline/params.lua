@@ -1,5 +1,6 @@
 --- hoist.pipeline.params: declared pipeline parameters: checking the declarations,
 --- coercing `--set` strings and `--params-file` JSON values, validation and `--help` text.
+--- Internal to hoist.pipeline (docs/pipeline.md is its API).
 local M = {}
 
 local TYPES = { string = true, number = true, boolean = true, list = true, map = true }

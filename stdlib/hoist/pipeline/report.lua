@@ -1,6 +1,7 @@
 --- hoist.pipeline.report: what a run tells people: the summary block on the terminal, the
 --- dry-run plan, GitHub Actions annotations and step summary, `hoist runs` and
 --- `hoist report` (text, or a self-contained HTML page).
+--- Internal to hoist.pipeline (docs/pipeline.md is its API).
 local github = require "hoist.github"
 local fs = require "hoist.fs"
 local native = require "hoist.native.journal"

@@ -2,6 +2,7 @@
 --- timeouts, parallel groups, compensation on failure, the final result and error.
 --- Scripts use hoist.pipeline.run; this module is its engine room. It does not know
 --- hoist.pipeline (which requires it): stage contexts come from hoist.pipeline.context.
+--- Internal to hoist.pipeline (docs/pipeline.md is its API).
 local params = require "hoist.pipeline.params"
 local actions = require "hoist.pipeline.actions"
 local context = require "hoist.pipeline.context"

@@ -168,6 +168,7 @@ local function positive(o, name)
 end
 
 --- A Kubernetes target module named `name` whose clusters `connect` reaches:
+--- Internal: how the kubernetes and aks targets share their code.
 --- `connect(where)` returns a hoist.k8s.Client, `where` being the target's cluster options
 --- (JSON values only: they travel in the journal to a later process); `cluster_options`
 --- lists their names. hoist.targets.kubernetes is make("kubernetes", kubeconfig client);

@@ -240,6 +240,7 @@ local function secret_keys(env)
 end
 
 --- The folder of a service's 0600 files holding the environment (with secrets) of the
+--- Internal: where the local target keeps secret env files.
 --- containers a rollback may recreate: `<state_dir>/local/<service>/`.
 ---@param service string
 ---@param state_dir? string
