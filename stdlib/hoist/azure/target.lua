@@ -32,7 +32,7 @@ M.options = {
   location = { type = "string", description = "Azure region (e.g. westeurope); default: the resource group's" },
   name = { type = "string", description = "Azure resource name (default: the service name)" },
   credential = { type = "string", description = "Azure credential source (client_secret, workload_identity, oidc, managed_identity, az_cli; default: the first that applies)" },
-  registry_identity = { type = "string", description = "Resource id of a user-assigned managed identity that pulls the image (instead of registry credentials)" },
+  registry_identity = { type = "string", description = "Managed identity that pulls the image instead of registry credentials: a user-assigned identity's resource id (containerapp also: \"system\")" },
 }
 
 --- Merges the Azure options into a target's own (the target's win), leaving out those named

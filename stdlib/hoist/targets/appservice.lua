@@ -164,16 +164,14 @@ end
 local function swap_back(a)
   local r = from_journal(a)
   local s = svc()
-  local prod = { resource_group = r.resource_group, name = r.name, subscription = r.subscription, endpoint = r.endpoint,
-                 credential = r.credential }
+  local prod = ref_of(r)
   local now = s.get(prod) and s.container(prod) or nil
   if not now or now.image ~= a.image then
     hoist.log.event("appservice.superseded", ("not swapping %s back: production runs %s, not this run's %s")
       :format(r.name, now and now.image or "nothing", a.image), { site = r.name })
     return
   end
-  s.swap { resource_group = r.resource_group, name = r.name, subscription = r.subscription, endpoint = r.endpoint,
-           credential = r.credential, slot = r.slot }
+  s.swap(ref_of(r, r.slot))
   hoist.log.event("appservice.swapped_back", ("%s: production runs %s again (swapped back from slot %s)")
     :format(r.name, tostring(a.previous_image), r.slot), { site = r.name, slot = r.slot })
 end

@@ -30,7 +30,6 @@ M.options = azt.merge_options {
   registry_server = { type = "string", description = "Registry the app pulls from (default: the image's)" },
   registry_username = { type = "string", description = "Registry user" },
   registry_password = { type = "string", secret = true, description = "Registry password (kept as an app secret)" },
-  registry_identity = { type = "string", description = "Resource id of a user-assigned managed identity (or \"system\") that pulls the image (instead of registry credentials)" },
   revision_timeout = { type = "number", default = 600, description = "Seconds a new revision gets to become healthy" },
 }
 
