@@ -139,6 +139,21 @@ end
 
 ---------------------------------------------------------------- what the targets share
 
+--- A target's deploy options, checked (hoist.targets.check_options with the target's `own`
+--- specs; `endpoint` and a credential object allowed too) and completed: `name` (default: the
+--- service), `run` (default: ctx's run, else hoist.run.id), `state_dir` (absolute).
+---@param fname string e.g. "hoist.targets.appservice.deploy"
+---@param opts any
+---@param own table<string, table> the target's `options`
+---@return table
+function M.deploy_options(fname, opts, own)
+  local o = require("hoist.targets").check_options(fname, opts, own, { endpoint = "string", credential = "string|table" })
+  o.name = o.name or o.service
+  o.run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
+  o.state_dir = hoist.fs.absolute(o.state_dir or hoist.run.state_dir or ".hoist")
+  return o
+end
+
 --- The JSON-safe arguments of an Azure target's compensation: what a later process (`hoist
 --- rollback <id>`) needs to find the resource and take its deploy lock. A credential object
 --- cannot be journaled: only a source name is kept (else the rollback uses the chain).

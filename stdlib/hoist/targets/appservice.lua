@@ -200,16 +200,6 @@ local function check_digest(launch, digest, r, image)
   end
 end
 
-local function options_of(opts)
-  local o = require("hoist.targets").check_options("hoist.targets.appservice.deploy", opts, M.options,
-                                                   { endpoint = "string", credential = "string|table" })
-  o.name = o.name or o.service
-  o.run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
-  o.state_dir = o.state_dir or hoist.run.state_dir or ".hoist"
-  o.state_dir = hoist.fs.absolute(o.state_dir)
-  return o
-end
-
 -- The app settings this deploy sets, and those whose values are secrets.
 local function deploy_settings(o, ref)
   local set = { WEBSITES_PORT = tostring(o.container_port) }
@@ -377,7 +367,7 @@ end
 ---@param opts hoist.targets.appservice.DeployOptions
 ---@return hoist.targets.appservice.DeployResult
 function M.deploy(opts)
-  local o = options_of(opts)
+  local o = azt.deploy_options("hoist.targets.appservice.deploy", opts, M.options)
   return azt.holding(M.name, o, deploy, o)
 end
 

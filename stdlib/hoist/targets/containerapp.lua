@@ -95,11 +95,7 @@ hoist.pipeline.action("containerapp.traffic_back", function(a) azt.holding(M.nam
 local test_pause = azt.test_pause
 
 local function options_of(opts)
-  local o = require("hoist.targets").check_options("hoist.targets.containerapp.deploy", opts, M.options,
-                                                   { endpoint = "string", credential = "string|table" })
-  o.name = o.name or o.service
-  o.run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
-  o.state_dir = hoist.fs.absolute(o.state_dir or hoist.run.state_dir or ".hoist")
+  local o = azt.deploy_options("hoist.targets.containerapp.deploy", opts, M.options)
   if o.canary < 0 or o.canary >= 100 or o.canary ~= math.floor(o.canary) then
     fail("invalid_argument", ("targets.containerapp: canary must be a whole percent from 0 to 99, got %s"):format(o.canary))
   end
