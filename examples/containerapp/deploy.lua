@@ -3,13 +3,17 @@
 -- deploy is a new revision: hoist waits until it is healthy with running replicas, gives it a
 -- canary share of the traffic, checks the app's hostname, then moves all traffic to it. An
 -- unhealthy revision fails with its system and console logs; the traffic goes back to the
--- previous revision and the new one is deactivated.
+-- previous revision and the new one is deactivated. Then, like `az acr repository list` and
+-- `az acr repository show-tags`, it prints the registry's repositories and the tags of the
+-- deployed repository (JSON arrays, as az prints them), through ACR's data plane with only the
+-- Azure credential (an Entra token exchanged for an ACR token: no az, no docker login).
 --
 --   export AZURE_CLIENT_ID=... AZURE_TENANT_ID=... AZURE_CLIENT_SECRET=... AZURE_SUBSCRIPTION_ID=...
 --   export REGISTRY_USERNAME=myacr REGISTRY_PASSWORD=...
 --   hoist run examples/containerapp/deploy.lua --set image=myacr.azurecr.io/api:1.4.0 \
 --     --set resource_group=api-rg --set name=api
 local target = require "hoist.targets.containerapp"
+local acr = hoist.azure.acr
 
 return hoist.pipeline.define {
   name = "containerapp-example",
@@ -38,6 +42,21 @@ return hoist.pipeline.define {
           registry_password = p.registry_password, secret_env = p.secret_env }
         ctx:summary("Serving", ("revision %s (%s) at %s"):format(r.revision, r.image, tostring(r.url)))
         return r
+      end },
+    -- az acr repository list --name <registry>; az acr repository show-tags --name <registry> --repository <repo>
+    { name = "registry", timeout = 120, run = function(ctx)
+        local ref = hoist.image.parse(ctx.params.image)
+        local server, repository = ref.registry, ref.path
+        local credential = hoist.azure.credential() -- the chain: AZURE_CLIENT_ID/... as for the deploy
+        local repositories = acr.repositories { registry = server, credential = credential }
+        local tags = acr.tags { registry = server, repository = repository, credential = credential }
+        print(("$ az acr repository list --name %s"):format(server))
+        print(hoist.json.encode(repositories, { pretty = true }))
+        print(("$ az acr repository show-tags --name %s --repository %s"):format(server, repository))
+        print(hoist.json.encode(tags, { pretty = true }))
+        ctx:summary("Registry", ("%s: %d repositories; %s has tags %s"):format(server, #repositories, repository,
+          table.concat(tags, ", ")))
+        return { registry = server, repositories = repositories, repository = repository, tags = tags }
       end },
   },
 }

@@ -1,6 +1,7 @@
 -- The aci target and the ARM-side deploy lock (hoist.azure.target) against the Azure emulator:
 -- the lock's tag on the resource group, waiting and conflict naming the holder, two takers at
--- once (one wins), the take-over of an expired lock, re-entry within a run, release.
+-- once (one wins), the take-over of an expired lock and of one whose process on this host is
+-- gone, re-entry within a run, release.
 -- Skipped loudly without the emulator's variables; failed instead when CI=true.
 local t = require "hoist.test"
 local T = require "hoist.azure.target"
@@ -123,6 +124,32 @@ t.case("a lock its holder let expire is taken over, with a warning naming it", p
   hoist.azure.request { method = "PATCH", path = ("/subscriptions/%s/resourceGroups/%s"):format(SUB, rg), credential = cred,
                         body = { tags = { ["hoist-lock.aci.web"] = "run-dead:otherhost:4242:" .. (os.time() - 5) } } }
   local h = T.lock(lock_opts(rg, "run-new"))
+  t.match(tags_of(rg)["hoist-lock.aci.web"], "^run%-new:")
+  h:release()
+  drop(rg)
+end))
+
+t.case("a holder on this host whose process is gone (kill -9) is taken over at once; a live one is waited for",
+  parent_only(function()
+  need_emulator()
+  local rg = group("dead")
+  local mine = T.lock(lock_opts(rg, "run-probe"))
+  local host = tags_of(rg)["hoist-lock.aci.web"]:match("^run%-probe:([^:]+):")
+  mine:release()
+  local function holder(run, pid)
+    hoist.azure.request { method = "PATCH", path = ("/subscriptions/%s/resourceGroups/%s"):format(SUB, rg), credential = cred,
+      body = { tags = { ["hoist-lock.aci.web"] = ("%s:%s:%d:%d"):format(run, host, pid, os.time() + 600) } } }
+  end
+  -- a live process on this host (pid 1), not expired: waited for, then conflict naming it
+  holder("run-live", 1)
+  local e = t.raises(function() T.lock(lock_opts(rg, "run-new", { timeout = 0.2 })) end, "conflict",
+    "aci/web is being deployed by run run%-live %(host " .. host:gsub("%p", "%%%0") .. ", pid 1,")
+  t.eq(e.details.holder.pid, 1)
+  -- a process that has exited: its lock is taken over without waiting for the expiry
+  local dead = tonumber(hoist.exec({ "sh", "-c", "echo $$", check = true }).stdout:match("%d+"))
+  t.eq(hoist.fs.pid_alive(dead), false)
+  holder("run-killed", dead)
+  local h = T.lock(lock_opts(rg, "run-new", { timeout = 0 }))
   t.match(tags_of(rg)["hoist-lock.aci.web"], "^run%-new:")
   h:release()
   drop(rg)

@@ -40,9 +40,20 @@ function M.session(prefix)
     HTTP_PROXY = E("HOIST_TEST_AZURE_PROXY"), HTTPS_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost",
     REGISTRY_USERNAME = S.auth.username, REGISTRY_PASSWORD = S.auth.password,
   }
-  S.credential = hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
-    client_id = E("HOIST_TEST_AZURE_CLIENT_ID"), client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
+  S.credential = M.credential()
   return S
+end
+
+-- The emulator's client-secret credential.
+function M.credential()
+  return hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
+    client_id = E("HOIST_TEST_AZURE_CLIENT_ID"), client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
+end
+
+-- Deletes a resource group (and what is in it), errors ignored.
+function M.drop_group(S, rg)
+  pcall(hoist.azure.request, { method = "DELETE", credential = S.credential,
+    path = ("/subscriptions/%s/resourcegroups/%s"):format(S.subscription, rg) })
 end
 
 -- Builds REPO:tag FROM the base image, its httpd answering `text` on `port` (EXPOSE port),
@@ -140,6 +151,73 @@ function M.rollback(S, run_id, force)
   local r = support.run_hoist(argv, { env = S.env, timeout = 600 })
   S.outputs[#S.outputs + 1] = (r.stdout or "") .. (r.stderr or "")
   return r
+end
+
+-- The ARM-side deploy lock of target `name` (appservice, containerapp), against the emulator
+-- in this process: a run holding it makes another run's deploy fail with conflict naming the
+-- holder (run id, host, pid) and the tag; remove waits for the holder, then runs; the tag is
+-- gone once both released. `image` is never pulled: the deploy stops at the lock. Needs the
+-- emulator (not Docker); the group `rg` is deleted at the end.
+local function lock_scenario(name, S, rg, app, image)
+  local target = require("hoist.targets." .. name)
+  local where = { service = app, resource_group = rg, subscription = S.subscription, credential = S.credential }
+  local function with(extra)
+    local o = {}
+    for k, v in pairs(where) do o[k] = v end
+    for k, v in pairs(extra) do o[k] = v end
+    return o
+  end
+  local function tags()
+    return (hoist.azure.resource_groups.get { name = rg, subscription = S.subscription, credential = S.credential } or {}).tags or {}
+  end
+  local tag = ("hoist-lock.%s.%s"):format(name, app)
+  local held = target.lock(with { run = "run-holder", location = "westeurope", timeout = 0 })
+  local value = tags()[tag]
+  t.match(value or "", "^run%-holder:[^:]+:%d+:%d+$", "the lock is the tag " .. tag .. " on the resource group")
+  local host, pid = value:match("^run%-holder:([^:]+):(%d+):")
+  local e = t.raises(function()
+    target.deploy(with { run = "run-second", image = image, location = "westeurope", lock_timeout = 0.5 })
+  end, "conflict")
+  t.ok(e.message:find(("%s/%s is being deployed by run run-holder (host %s, pid %s"):format(name, app, host, pid), 1, true),
+    "the refusal names the holder: " .. e.message)
+  t.ok(e.message:find(tag, 1, true), "and the tag: " .. e.message)
+  t.eq(e.details.holder.run, "run-holder")
+  t.eq(tags()[tag], value, "the refused run left the holder's lock alone")
+  -- remove waits for the holder instead (released from another task), then runs
+  local released = false
+  local task = hoist.spawn(function()
+    hoist.sleep(1)
+    released = true
+    held:release()
+  end)
+  local r = target.remove(with { lock_timeout = 60 })
+  task:wait()
+  t.ok(released, "remove ran once the holder had released the lock")
+  t.eq(r.removed, {})
+  t.eq(tags()[tag], nil, "the tag is gone once released")
+end
+
+-- The lock scenario above on the group `rg` (skipped loudly without the emulator).
+function M.check_lock(name, rg, app, image)
+  if (E("HOIST_TEST_AZURE_CONTROL") or "") == "" then M.need_emulator(name .. " lock test") end
+  local S = { subscription = E("HOIST_TEST_AZURE_SUBSCRIPTION_ID"), credential = M.credential() }
+  local ok, err = pcall(lock_scenario, name, S, rg, app, image)
+  M.drop_group(S, rg)
+  if not ok then error(err, 0) end
+end
+
+-- The value of the deploy lock's tag of (target, app) on resource group `rg`, or nil.
+function M.lock_tag(S, rg, target, app)
+  local g = hoist.azure.resource_groups.get { name = rg, subscription = S.subscription, credential = S.credential } or {}
+  return (g.tags or {})[("hoist-lock.%s.%s"):format(target, app)]
+end
+
+-- Asserts that a `hoist rollback` took over the lock `key` left by the SIGKILLed run at once
+-- (same host, its process gone), naming that run.
+function M.took_over_dead(r, key, run_id)
+  local out = (r.stdout or "") .. (r.stderr or "")
+  t.ok(out:find(("took over the deploy lock of %s from run %s (host "):format(key, run_id), 1, true)
+    and out:find("whose process is gone", 1, true), "the rollback took over the killed run's lock at once: " .. out)
 end
 
 -- Asserts that no secret appears in any kept output or in any file of any run folder.

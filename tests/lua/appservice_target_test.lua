@@ -4,10 +4,11 @@
 -- child `hoist run` with the proxy variables, pulling from the token registry with a token:
 -- a first deploy, a staged deploy by digest swapped in, a wrong-port image refused with the
 -- WEBSITES_PORT/EXPOSE message while production keeps serving, the CD webhook then a restart,
--- a tag that did not move caught by digest, SIGKILL after the swap then `hoist rollback`; a
--- prober counts failed requests on the production hostname throughout; every output and run
--- file is scanned for the registry token, the publishing password, the webhook URL and the
--- secret app setting.
+-- a tag that did not move caught by digest, SIGKILL after the swap then `hoist rollback` (which
+-- takes over the killed run's ARM-side lock at once); a prober counts failed requests on the
+-- production hostname throughout; every output and run file is scanned for the registry token,
+-- the publishing password, the webhook URL and the secret app setting. The ARM-side deploy
+-- lock: a second run refused naming the holder, remove waiting for it.
 local t = require "hoist.test"
 local web = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/appservice_support.lua")
 local appservice = hoist.azure.appservice
@@ -97,6 +98,10 @@ t.case("a dry run plans the first deploy (group, plan, site) and creates nothing
     nil, "nothing was created")
 end)
 
+t.case("the deploy lock is ARM-side: another run is refused naming the holder; remove waits for it", function()
+  web.check_lock("appservice", "hoist-aslock-" .. RUN, "hoist-aslock-" .. RUN, REPO .. "@sha256:" .. ("0"):rep(64))
+end)
+
 ---------------------------------------------------------------- the scenario, end to end
 
 
@@ -166,8 +171,12 @@ t.case("App Service: token registry, staged digest deploys, wrong port refused, 
     -- SIGKILL after the swap, then hoist rollback: production runs v3 again
     local run_id = web.kill_after_switch(S, SCRIPT, { resource_group = RG, name = NAME, start_time_limit = 8,
       image = REPO .. ":v4" }, function() return body_of(prod .. "/") == "as-v4" end)
+    t.match(web.lock_tag(S, RG, "appservice", NAME) or "", "^" .. run_id:gsub("%p", "%%%0") .. ":",
+      "the killed run left its ARM-side lock behind")
     local rb = web.rollback(S, run_id)
     t.eq(rb.code, 0, "rollback: " .. (rb.stderr or ""))
+    web.took_over_dead(rb, "appservice/" .. NAME, run_id)
+    t.eq(web.lock_tag(S, RG, "appservice", NAME), nil, "the rollback released the lock")
     t.eq(body_of(prod .. "/"), "as-v3", "v3 serves again after the rollback")
     web.rollback(S, run_id, true) -- a second rollback changes nothing
     t.eq(body_of(prod .. "/"), "as-v3")

@@ -5,8 +5,10 @@
 -- external ingress on 8000, a second through a canary, an unhealthy revision (listening on
 -- another port than targetPort) refused with the revision's logs, the traffic back on the
 -- previous revision and the new one deactivated; a prober counts failed requests on the
--- app's hostname throughout; SIGKILL after the traffic moved, then `hoist rollback`; outputs and
--- run files are scanned for the secrets.
+-- app's hostname throughout; SIGKILL after the traffic moved, then `hoist rollback` (which takes
+-- over the killed run's ARM-side lock at once); the example's listing of the repositories and
+-- tags (hoist.azure.acr, printed as az does); outputs and run files are scanned for the
+-- secrets. The ARM-side deploy lock: a second run refused naming the holder, remove waiting.
 local t = require "hoist.test"
 local web = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/appservice_support.lua")
 local containerapp = hoist.azure.containerapp
@@ -33,6 +35,10 @@ local SECRET_ENV = "aca-secret-env-" .. RUN
 local SCRIPT = "examples/containerapp/deploy.lua"
 local body_of = web.body_of
 
+t.case("the deploy lock is ARM-side: another run is refused naming the holder; remove waits for it", function()
+  web.check_lock("containerapp", "hoist-acalock-" .. RUN, "aca-lock-" .. RUN, REPO .. "@sha256:" .. ("0"):rep(64))
+end)
+
 t.case("Container Apps: ingress on 8000 from ACR, canary, an unhealthy revision rolled back, kill -9, no secret shown", function()
   web.need_emulator("Container Apps target test")
   local S = web.session("hoist-aca")
@@ -53,6 +59,23 @@ t.case("Container Apps: ingress on 8000 from ACR, canary, an unhealthy revision 
   local ok, err = pcall(function()
     local r = web.run(S, SCRIPT, params(d.v1))
     t.eq(r.code, 0, "first deploy: " .. (r.stderr or ""))
+    -- the registry stage: the repositories and the deployed repository's tags, as az prints them
+    local function listed(command)
+      local at = r.stdout:find(command, 1, true)
+      t.ok(at, "the output has " .. command .. ": " .. r.stdout)
+      local ok_json, list = pcall(hoist.json.decode, r.stdout:match("^[^\n]*\n(%b[])", at) or "")
+      t.ok(ok_json and type(list) == "table", "a JSON array follows " .. command)
+      return list
+    end
+    local server = E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002"
+    local repos = listed("$ az acr repository list --name " .. server .. "\n")
+    t.ok(table.concat(repos, ","):find("hoist-aca/api", 1, true), "the pushed repository is listed")
+    local sorted = {}
+    for i, v in ipairs(repos) do sorted[i] = v end
+    table.sort(sorted)
+    t.eq(repos, sorted, "sorted, as az lists them")
+    t.eq(listed("$ az acr repository show-tags --name " .. server .. " --repository hoist-aca/api\n"),
+      { "bad", "v1", "v2", "v3" }, "the tags the test pushed")
     local url = containerapp.url(containerapp.get(ref))
     t.eq(url:find("https://" .. NAME .. ".", 1, true), 1, "the app's ingress fqdn: " .. tostring(url))
     t.eq(body_of(url .. "/"), "aca-v1")
@@ -90,8 +113,12 @@ t.case("Container Apps: ingress on 8000 from ACR, canary, an unhealthy revision 
       streak = body_of(url .. "/") == "aca-v3" and streak + 1 or 0
       return streak >= 5
     end)
+    t.match(web.lock_tag(S, RG, "containerapp", NAME) or "", "^" .. run_id:gsub("%p", "%%%0") .. ":",
+      "the killed run left its ARM-side lock behind")
     local rb = web.rollback(S, run_id)
     t.eq(rb.code, 0, "rollback: " .. (rb.stderr or ""))
+    web.took_over_dead(rb, "containerapp/" .. NAME, run_id)
+    t.eq(web.lock_tag(S, RG, "containerapp", NAME), nil, "the rollback released the lock")
     for _ = 1, 5 do t.eq(body_of(url .. "/"), "aca-v2", "v2 serves again after the rollback") end
     for _, rev in ipairs(containerapp.revisions(ref)) do
       if ((rev.properties.template or {}).containers or {})[1].image == REPO .. "@" .. d.v3 then
@@ -103,7 +130,6 @@ t.case("Container Apps: ingress on 8000 from ACR, canary, an unhealthy revision 
   end)
   if prober then pcall(prober.finish) end
   pcall(settings, 240)
-  pcall(hoist.azure.request, { method = "DELETE", credential = S.credential,
-    path = ("/subscriptions/%s/resourcegroups/%s"):format(S.subscription, RG) })
+  web.drop_group(S, RG)
   if not ok then error(err, 0) end
 end, { timeout = 1200 })

@@ -32,15 +32,19 @@ M.options = {
   location = { type = "string", description = "Azure region (e.g. westeurope); default: the resource group's" },
   name = { type = "string", description = "Azure resource name (default: the service name)" },
   credential = { type = "string", description = "Azure credential source (client_secret, workload_identity, oidc, managed_identity, az_cli; default: the first that applies)" },
-  registry_identity = { type = "string", description = "Resource id of a user-assigned managed identity that pulls the image (instead of registry credentials)" },
+  registry_identity = { type = "string", description = "Managed identity that pulls the image instead of registry credentials: a user-assigned identity's resource id (containerapp also: \"system\")" },
 }
 
---- Merges the Azure options into a target's own (the target's win).
+--- Merges the Azure options into a target's own (the target's win), leaving out those named
+--- in `without` (an option the target has no use for, e.g. App Service pulls with its own
+--- identity switch, not `registry_identity`).
 ---@param own table<string, table>
+---@param without? string[]
 ---@return table<string, table>
-function M.merge_options(own)
+function M.merge_options(own, without)
   local out = {}
   for k, v in pairs(M.options) do out[k] = v end
+  for _, k in ipairs(without or {}) do out[k] = nil end
   for k, v in pairs(own or {}) do out[k] = v end
   return out
 end
@@ -70,6 +74,7 @@ end
 ---@field location string the group's region (or the one given)
 ---@field name string the Azure resource name
 ---@field group_id string "/subscriptions/<s>/resourceGroups/<rg>"
+---@field endpoint? string the Resource Manager endpoint given (default: hoist.azure's)
 ---@field planned? boolean dry-run: the group would be created
 
 local function resource_name_ok(v) return type(v) == "string" and v:match("^[%w][%w_.%-]*$") ~= nil end
@@ -78,29 +83,32 @@ local function resource_name_ok(v) return type(v) == "string" and v:match("^[%w]
 --- when missing, which needs `location`) and the registration of `namespace` (registered when
 --- it is not, or a forbidden error saying exactly what an owner must run).
 ---@param what string who asks, for messages ("targets.aci")
----@param o {service?: string, name?: string, subscription?: string, resource_group?: string, location?: string, credential?: string|hoist.azure.Credential}
+---@param o {service?: string, name?: string, subscription?: string, resource_group?: string, location?: string, credential?: string|hoist.azure.Credential, endpoint?: string}
 ---@param namespace? string resource provider, e.g. "Microsoft.ContainerInstance"
 ---@return hoist.azure.target.Context
 function M.prepare(what, o, namespace)
   local azure = require "hoist.azure"
   local ctx = M.context(what, o)
-  local got = azure.resource_groups.get { name = ctx.resource_group, subscription = ctx.subscription, credential = ctx.credential }
+  local where = { name = ctx.resource_group, subscription = ctx.subscription, credential = ctx.credential,
+                  endpoint = ctx.endpoint }
+  local got = azure.resource_groups.get(where)
   if got then
     ctx.location = ctx.location or got.location
-    if o.location then azure.resource_groups.ensure { name = ctx.resource_group, location = o.location,
-                                                       subscription = ctx.subscription, credential = ctx.credential } end
+    if o.location then
+      where.location = o.location
+      azure.resource_groups.ensure(where)
+    end
   else
     if not o.location then
       fail("invalid_argument", ("%s: resource group %s does not exist in subscription %s; give location= to create it")
         :format(what, ctx.resource_group, ctx.subscription), { resource_group = ctx.resource_group })
     end
-    local g = azure.resource_groups.ensure { name = ctx.resource_group, location = o.location,
-                                             subscription = ctx.subscription, credential = ctx.credential }
-    ctx.planned = g.planned
+    where.location = o.location
+    ctx.planned = azure.resource_groups.ensure(where).planned
   end
   if namespace then
     azure.providers.ensure { namespace = namespace, subscription = ctx.subscription, credential = ctx.credential,
-                             poll_interval = 1 }
+                             endpoint = ctx.endpoint, poll_interval = 1 }
   end
   return ctx
 end
@@ -111,6 +119,9 @@ end
 ---@return hoist.azure.target.Context
 function M.context(what, o)
   local azure = require "hoist.azure"
+  if type(o) ~= "table" then
+    fail("invalid_argument", ("%s: expected {service=, resource_group=, ...}, got %s"):format(what, type(o)))
+  end
   if type(o.resource_group) ~= "string" or o.resource_group == "" then
     fail("invalid_argument", ("%s: option 'resource_group' is required (the Azure resource group to deploy in)"):format(what),
       { option = "resource_group" })
@@ -123,7 +134,93 @@ function M.context(what, o)
   local c = M.credential(o.credential)
   local sub = azure.subscription(o.subscription, c)
   return { credential = c, subscription = sub, resource_group = o.resource_group, location = o.location, name = name,
-           group_id = ("/subscriptions/%s/resourceGroups/%s"):format(sub, o.resource_group) }
+           endpoint = o.endpoint, group_id = ("/subscriptions/%s/resourceGroups/%s"):format(sub, o.resource_group) }
+end
+
+---------------------------------------------------------------- what the targets share
+
+--- A target's deploy options, checked (hoist.targets.check_options with the target's `own`
+--- specs; `endpoint` and a credential object allowed too) and completed: `name` (default: the
+--- service), `run` (default: ctx's run, else hoist.run.id), `state_dir` (absolute).
+---@param fname string e.g. "hoist.targets.appservice.deploy"
+---@param opts any
+---@param own table<string, table> the target's `options`
+---@return table
+function M.deploy_options(fname, opts, own)
+  local o = require("hoist.targets").check_options(fname, opts, own, { endpoint = "string", credential = "string|table" })
+  o.name = o.name or o.service
+  o.run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
+  o.state_dir = hoist.fs.absolute(o.state_dir or hoist.run.state_dir or ".hoist")
+  return o
+end
+
+--- The JSON-safe arguments of an Azure target's compensation: what a later process (`hoist
+--- rollback <id>`) needs to find the resource and take its deploy lock. A credential object
+--- cannot be journaled: only a source name is kept (else the rollback uses the chain).
+---@param o {service: string, name?: string, resource_group: string, subscription?: string, credential?: string|hoist.azure.Credential, endpoint?: string, run?: string, lock_timeout?: number, state_dir?: string}
+---@return table
+function M.journal(o)
+  return { service = o.service, name = o.name or o.service, resource_group = o.resource_group,
+           subscription = o.subscription, credential = type(o.credential) == "string" and o.credential or nil,
+           endpoint = o.endpoint, run = o.run, lock_timeout = o.lock_timeout, state_dir = o.state_dir }
+end
+
+--- Runs `fn(...)` holding the ARM-side deploy lock of `target`'s resource that `a` names
+--- (deploy options or journaled arguments: service, name, run, lock_timeout, resource_group,
+--- subscription, credential, endpoint; with `location` the group is created for the lock when
+--- missing), released however `fn` ends.
+---@param target string the target's name ("appservice")
+---@param a table
+---@param fn function
+---@return any ...
+function M.holding(target, a, fn, ...)
+  local h = M.lock { target = target, service = a.service or a.name, name = a.name, run = a.run, timeout = a.lock_timeout,
+                     location = a.location, resource_group = a.resource_group, subscription = a.subscription,
+                     credential = a.credential, endpoint = a.endpoint }
+  return require("hoist.targets.lock").holding(h, fn, ...)
+end
+
+--- A target's remove: `fn(ctx)` (ctx: hoist.azure.target.Context) holding the deploy lock,
+--- run as "teardown" outside a run. When the resource group does not exist there is nothing
+--- to lock nor to remove: `fn` runs without the lock (its reads find nothing).
+---@param target string
+---@param opts {service: string, resource_group: string, name?: string, subscription?: string, credential?: string|hoist.azure.Credential, endpoint?: string, lock_timeout?: number}
+---@param fn fun(ctx: hoist.azure.target.Context): any
+---@return any
+function M.removing(target, opts, fn)
+  local c = M.context(("targets.%s.remove"):format(target), opts)
+  if not util.dry_run() and not require("hoist.azure").resource_groups.get {
+      name = c.resource_group, subscription = c.subscription, credential = c.credential, endpoint = c.endpoint } then
+    return fn(c)
+  end
+  return M.holding(target, { service = opts.service, name = c.name, run = hoist.run.id or "teardown",
+    lock_timeout = opts.lock_timeout, resource_group = c.resource_group, subscription = c.subscription,
+    credential = c.credential, endpoint = c.endpoint }, fn, c)
+end
+
+--- The `lock(opts)` member of the Azure target `name` (hoist.targets.lock(name, opts) calls
+--- it; container@1 holds it for a whole run): M.lock with `target = name`.
+---@param name string
+---@return fun(opts: hoist.azure.target.LockOptions): hoist.targets.Lock
+function M.lock_of(name)
+  return function(opts)
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.target = name
+    return M.lock(o)
+  end
+end
+
+--- Test hook of the targets: when the environment variable `variable` holds a number of
+--- seconds, pauses that long (a window for a test to SIGKILL the run in). Never under dry-run.
+---@param variable string e.g. "HOIST_TEST_PAUSE_IN_DEPLOY"
+---@param what string where, for the warning
+function M.test_pause(variable, what)
+  local seconds = tonumber(os.getenv(variable) or "")
+  if seconds and seconds > 0 and not util.dry_run() then
+    hoist.log.warn(("%s: pausing %gs %s"):format(variable, seconds, what))
+    hoist.sleep(seconds)
+  end
 end
 
 ---------------------------------------------------------------- the ARM-side deploy lock
@@ -135,6 +232,7 @@ end
 ---@field name? string the resource name (default: service)
 ---@field location? string creates the group when it is missing
 ---@field ttl? number seconds a lock lives without renewal (default 600)
+---@field endpoint? string the Resource Manager endpoint (default: hoist.azure's)
 
 local held = {} -- key -> {run=, count=, value=, group=, tag=, renewer=}
 
@@ -160,7 +258,8 @@ end
 
 -- The group with its tags and ETag.
 local function read_group(l)
-  local r = require("hoist.azure").request { path = l.group, credential = l.credential, what = "read the deploy lock " .. l.tag }
+  local r = require("hoist.azure").request { path = l.group, credential = l.credential, endpoint = l.endpoint,
+                                             what = "read the deploy lock " .. l.tag }
   return r.body or {}, r.headers.etag
 end
 
@@ -175,7 +274,7 @@ local function write(l, tags, etag, value)
   for k, v in pairs(tags or {}) do t[k] = v end
   t[l.tag] = value
   local ok, e = pcall(require("hoist.azure").request, {
-    method = "PATCH", path = l.group, credential = l.credential, body = { tags = t },
+    method = "PATCH", path = l.group, credential = l.credential, endpoint = l.endpoint, body = { tags = t },
     headers = etag and { ["If-Match"] = etag } or nil, what = "write the deploy lock " .. l.tag, action = "azure.lock" })
   if not ok then
     if is_precondition_failed(e) then return false end
@@ -192,18 +291,22 @@ local function value_for(l)
   return ("%s:%s:%d:%d"):format(l.run, l.host, l.pid, os.time() + l.ttl)
 end
 
--- One try: takes the lock (true), or returns false and the holder that has it.
+-- One try: takes the lock (true), or returns false and the holder that has it. A holder on
+-- this host whose process is gone (a kill -9) is taken over at once, as the kernel frees a
+-- file lock; one elsewhere once its expiry passed.
 local function try_take(l)
   local g, etag = read_group(l)
   local tags = g.tags or {}
   local holder = parse(tags[l.tag])
   local mine = holder and holder.run == l.run and holder.host == l.host and holder.pid == l.pid
-  if holder and not mine and holder.expiry > os.time() then return false, holder end
+  local dead = holder and not mine and holder.host == l.host and holder.pid ~= l.pid and not hoist.fs.pid_alive(holder.pid)
+  if holder and not mine and not dead and holder.expiry > os.time() then return false, holder end
   local value = value_for(l)
   if not write(l, tags, etag, value) then return false, nil end
   if holder and not mine then
-    hoist.log.warn(("took over the deploy lock of %s from %s, which expired without being released")
-      :format(l.key, describe(holder)), { key = l.key, previous = tags[l.tag], tag = l.tag })
+    hoist.log.warn(("took over the deploy lock of %s from %s, %s"):format(l.key, describe(holder),
+      dead and "whose process is gone (it ended without releasing it)" or "which expired without being released"),
+      { key = l.key, previous = tags[l.tag], tag = l.tag })
   end
   l.value = value
   return true
@@ -288,7 +391,8 @@ function M.lock(opts)
   if opts.location then M.prepare(what, opts) end
   local l = { key = key, run = run, host = hostname(), pid = require("hoist.native.journal").self().pid,
               ttl = opts.ttl or M.defaults.ttl, tag = ("hoist-lock.%s.%s"):format(opts.target, ctx.name),
-              group = ctx.group_id, resource_group = ctx.resource_group, credential = ctx.credential, count = 1 }
+              group = ctx.group_id, resource_group = ctx.resource_group, credential = ctx.credential,
+              endpoint = ctx.endpoint, count = 1 }
   local started, said = hoist.now(), nil
   while true do
     local ok, holder = try_take(l)

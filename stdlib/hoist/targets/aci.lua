@@ -149,11 +149,7 @@ local function check_url(url, verify, what)
     retries = verify.retries or 30, interval = verify.interval or 1, timeout = verify.timeout or 5 }
 end
 
-local function locked(args, fn)
-  local h = M.lock { service = args.service, name = args.name, run = args.run, timeout = args.lock_timeout,
-                     resource_group = args.resource_group, subscription = args.subscription, credential = args.credential }
-  return require("hoist.targets.lock").holding(h, fn, args)
-end
+local function locked(args, fn) return azt.holding(M.name, args, fn, args) end
 
 -- The run that deployed the group now, when it is neither this run nor the one before it.
 local function superseded(args, group)
@@ -208,13 +204,7 @@ hoist.pipeline.action("aci.delete", function(args) locked(args, delete) end)
 
 ---------------------------------------------------------------- deploy
 
-local function test_pause(variable, what)
-  local seconds = tonumber(os.getenv(variable) or "")
-  if seconds and seconds > 0 and not dry_run() then
-    hoist.log.warn(("%s: pausing %gs %s"):format(variable, seconds, what))
-    hoist.sleep(seconds)
-  end
-end
+local test_pause = azt.test_pause
 
 -- The registry credentials for the pull: given, else the ACR refresh token when the image's
 -- registry has an Azure credential (hoist.registry.credentials / hoist.azure.acr.login).
@@ -273,7 +263,6 @@ local function deploy(o, run_id, state_dir)
   local where_ = azt.prepare("targets.aci", o, "Microsoft.ContainerInstance")
   o.name, o.subscription, o.location = where_.name, where_.subscription, o.location or where_.location
   local ctx = o.ctx
-  local cred_name = type(o.credential) == "string" and o.credential or nil
   local current = aci.get { name = o.name, resource_group = o.resource_group, subscription = o.subscription, credential = o.credential }
   local dir = secret_dir(state_dir, o.resource_group, o.name)
   local tags = { [T_SERVICE] = o.service, [T_RUN] = run_id }
@@ -288,9 +277,10 @@ local function deploy(o, run_id, state_dir)
     restart_policy = o.restart_policy, command = o.command, tags = tags, subnet_ids = o.subnet_ids }
 
   -- the compensation first, with what it needs from a later process
-  local common = { service = o.service, name = o.name, resource_group = o.resource_group, subscription = o.subscription,
-                   credential = cred_name, run = run_id, lock_timeout = o.lock_timeout, port = o.container_port,
-                   health_path = o.health_path, verify = o.verify, state_dir = state_dir }
+  local common = azt.journal { service = o.service, name = o.name, resource_group = o.resource_group,
+                               subscription = o.subscription, credential = o.credential, run = run_id,
+                               lock_timeout = o.lock_timeout, state_dir = state_dir }
+  common.port, common.health_path, common.verify = o.container_port, o.health_path, o.verify
   local previous_image
   if current then
     previous_image = image_of(current)
@@ -371,20 +361,14 @@ function M.deploy(opts)
   check_options(o)
   local run_id = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
   local state_dir = absolute(o.state_dir)
-  local held = M.lock { service = o.service, name = o.name, run = run_id, timeout = o.lock_timeout, location = o.location,
-                        resource_group = o.resource_group, subscription = o.subscription, credential = o.credential }
-  return require("hoist.targets.lock").holding(held, deploy, o, run_id, state_dir)
+  local a = { run = run_id }
+  for k, v in pairs(o) do if a[k] == nil then a[k] = v end end
+  return azt.holding(M.name, a, deploy, o, run_id, state_dir)
 end
 
 --- The ARM-side deploy lock of the service's container group (hoist.azure.target.lock).
----@param opts hoist.azure.target.LockOptions
----@return hoist.targets.Lock
-function M.lock(opts)
-  local o = {}
-  for k, v in pairs(opts) do o[k] = v end
-  o.target = M.name
-  return azt.lock(o)
-end
+---@type fun(opts: hoist.azure.target.LockOptions): hoist.targets.Lock
+M.lock = azt.lock_of(M.name)
 
 ---------------------------------------------------------------- inspection and teardown
 
@@ -409,11 +393,7 @@ end
 ---@param opts {service: string, resource_group: string, name?: string, subscription?: string, credential?: string|hoist.azure.Credential, state_dir?: string, lock_timeout?: number}
 ---@return {removed: string[], planned?: boolean}
 function M.remove(opts)
-  if type(opts) ~= "table" then fail("invalid_argument", "targets.aci.remove: expected {service=, resource_group=}") end
-  local c = azt.context("targets.aci.remove", opts)
-  local held = M.lock { service = opts.service, name = opts.name, run = hoist.run.id or "teardown", timeout = opts.lock_timeout,
-                        resource_group = c.resource_group, subscription = c.subscription, credential = opts.credential }
-  local ok, r = pcall(function()
+  return azt.removing(M.name, opts, function(c)
     local o = { name = c.name, resource_group = c.resource_group, subscription = c.subscription, credential = c.credential }
     local existed = aci.get(o) ~= nil
     local d = aci.delete(o)
@@ -424,9 +404,6 @@ function M.remove(opts)
     end
     return { removed = existed and { c.name } or {}, planned = d.planned }
   end)
-  held:release()
-  if not ok then error(r, 0) end
-  return r
 end
 
 return M

@@ -20,20 +20,21 @@
 --- container and app settings back (settings holding secrets wait in a 0600 file of the
 --- state folder, never in the journal), or deletes what the deploy created;
 --- "appservice.swap_back" swaps production back while it still runs this run's image.
+---
+--- Where it works (credential, subscription, the resource group created in `location` when
+--- missing, Microsoft.Web registered) and the deploy lock come from hoist.azure.target: the
+--- lock is ARM-side (a tag on the resource group), so two hosts cannot deploy one app at once.
 local M = {}
 
 M.name = "appservice"
 
+local azt = require "hoist.azure.target"
 local util = require "hoist.util"
 local fail, dry_run = util.fail, util.dry_run
 
---- The options only this target takes (the common ones are hoist.targets.options).
-M.options = {
-  resource_group = { type = "string", required = true, description = "Resource group of the web app" },
-  name = { type = "string", description = "Web app name (default: the service name)" },
-  location = { type = "string", default = "westeurope", description = "Region of a group, plan or site hoist creates" },
-  subscription = { type = "string", description = "Subscription id (default AZURE_SUBSCRIPTION_ID)" },
-  credential = { type = "table", description = "A hoist.azure.credential{} (default: the chain)" },
+--- The options only this target takes, with those of every Azure target (hoist.azure.target;
+--- App Service pulls with the site's identity through `managed_identity`, not `registry_identity`).
+M.options = azt.merge_options({
   plan = { type = "string", description = "App Service plan name or id (default <name>-plan, created when missing)" },
   sku = { type = "string", default = "B1", description = "SKU of a plan hoist creates" },
   slot = { type = "string", default = "staging", description = "Deployment slot to stage on, then swap; \"\" updates production in place" },
@@ -44,7 +45,7 @@ M.options = {
   registry_password = { type = "string", secret = true, description = "Registry password or token (DOCKER_REGISTRY_SERVER_PASSWORD)" },
   managed_identity = { type = "boolean", description = "Pull with the site's managed identity (acrUseManagedIdentityCreds)" },
   start_time_limit = { type = "number", description = "WEBSITES_CONTAINER_START_TIME_LIMIT in seconds (App Service: 230)" },
-}
+}, { "registry_identity" })
 
 --- The named rollback actions deploy registers.
 M.compensations = { "appservice.restore", "appservice.swap_back" }
@@ -56,14 +57,19 @@ local function ref_of(o, slot)
            credential = o.credential, slot = (slot and slot ~= "") and slot or nil }
 end
 
--- JSON-safe reference for the journal (no credential object).
-local function journal_ref(r)
-  return { resource_group = r.resource_group, name = r.name, subscription = r.subscription, slot = r.slot or false,
-           endpoint = r.endpoint }
+-- The compensation's arguments (JSON-safe: azt.journal) for the site or slot `slot`.
+local function journal_args(o, slot, extra)
+  local a = {}
+  for k, v in pairs(o.journal) do a[k] = v end
+  a.slot = (slot and slot ~= "") and slot or false
+  for k, v in pairs(extra) do a[k] = v end
+  return a
 end
+-- The site or slot a compensation works on, in this process (credential: the journaled
+-- source name, else the chain).
 local function from_journal(a)
   return { resource_group = a.resource_group, name = a.name, subscription = a.subscription,
-           slot = a.slot or nil, endpoint = a.endpoint }
+           credential = azt.credential(a.credential), slot = a.slot or nil, endpoint = a.endpoint }
 end
 
 local function where(r) return r.slot and (r.name .. "/" .. r.slot) or r.name end
@@ -158,37 +164,24 @@ end
 local function swap_back(a)
   local r = from_journal(a)
   local s = svc()
-  local prod = { resource_group = r.resource_group, name = r.name, subscription = r.subscription, endpoint = r.endpoint }
+  local prod = ref_of(r)
   local now = s.get(prod) and s.container(prod) or nil
   if not now or now.image ~= a.image then
     hoist.log.event("appservice.superseded", ("not swapping %s back: production runs %s, not this run's %s")
       :format(r.name, now and now.image or "nothing", a.image), { site = r.name })
     return
   end
-  s.swap { resource_group = r.resource_group, name = r.name, subscription = r.subscription, endpoint = r.endpoint,
-           slot = r.slot }
+  s.swap(ref_of(r, r.slot))
   hoist.log.event("appservice.swapped_back", ("%s: production runs %s again (swapped back from slot %s)")
     :format(r.name, tostring(a.previous_image), r.slot), { site = r.name, slot = r.slot })
 end
 
-local function locked(a, fn)
-  return require("hoist.targets.lock").with({ target = M.name, service = a.service or a.name, run = a.run,
-                                              state_dir = a.state_dir, timeout = a.lock_timeout }, fn, a)
-end
-
-hoist.pipeline.action("appservice.restore", function(a) locked(a, restore) end)
-hoist.pipeline.action("appservice.swap_back", function(a) locked(a, swap_back) end)
+hoist.pipeline.action("appservice.restore", function(a) azt.holding(M.name, a, restore, a) end)
+hoist.pipeline.action("appservice.swap_back", function(a) azt.holding(M.name, a, swap_back, a) end)
 
 ---------------------------------------------------------------- deploy
 
--- Test hook: a window to SIGKILL the run in.
-local function test_pause(variable, what)
-  local seconds = tonumber(os.getenv(variable) or "")
-  if seconds and seconds > 0 and not dry_run() then
-    hoist.log.warn(("%s: pausing %gs %s"):format(variable, seconds, what))
-    hoist.sleep(seconds)
-  end
-end
+local test_pause = azt.test_pause
 
 local function verify_url(url, path, verify, name)
   if dry_run() then return end
@@ -205,15 +198,6 @@ local function check_digest(launch, digest, r, image)
       .. "did not move (push it, or deploy by digest), so nothing changed"):format(where(r), launch.image,
       tostring(launch.digest), digest), { running = launch.digest, deployed = digest, image = image })
   end
-end
-
-local function options_of(opts)
-  local o = require("hoist.targets").check_options("hoist.targets.appservice.deploy", opts, M.options, { endpoint = "string" })
-  o.name = o.name or o.service
-  o.run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
-  o.state_dir = o.state_dir or hoist.run.state_dir or ".hoist"
-  o.state_dir = hoist.fs.absolute(o.state_dir)
-  return o
 end
 
 -- The app settings this deploy sets, and those whose values are secrets.
@@ -233,22 +217,14 @@ local function deploy_settings(o, ref)
 end
 
 local function first_deploy(o, r, image, digest, on_rollback)
-  local az = hoist.azure
   local s = svc()
-  az.resource_groups.ensure { name = o.resource_group, location = o.location, subscription = o.subscription,
-                              credential = o.credential, endpoint = o.endpoint }
-  az.providers.ensure { namespace = "Microsoft.Web", subscription = o.subscription, credential = o.credential,
-                        endpoint = o.endpoint, poll_interval = 1 }
   local plan = o.plan or (o.name .. "-plan")
   if not plan:find("/", 1, true) then
     s.plan { resource_group = o.resource_group, name = plan, location = o.location, sku = o.sku,
              subscription = o.subscription, credential = o.credential, endpoint = o.endpoint }
   end
   local set, secret = deploy_settings(o, image)
-  on_rollback("appservice.restore", { service = o.service, run = o.run, state_dir = o.state_dir, lock_timeout = o.lock_timeout,
-                                      previous = false, image = image.run, wait = false,
-                                      resource_group = r.resource_group, name = r.name, subscription = r.subscription,
-                                      slot = false, endpoint = r.endpoint })
+  on_rollback("appservice.restore", journal_args(o, nil, { previous = false, image = image.run, wait = false }))
   local c = ref_of(o)
   c.location, c.plan, c.image, c.settings, c.secret_settings = o.location, plan, image.run, set, secret
   c.managed_identity, c.tags = o.managed_identity, o.labels
@@ -265,10 +241,7 @@ local function stage(o, r, image, digest, on_rollback, creating_slot, merged_fro
   local s = svc()
   local set, secret = deploy_settings(o, image)
   local prev = (not creating_slot) and snapshot(r, o.state_dir, o.run) or false
-  local jr = journal_ref(r)
-  on_rollback("appservice.restore", { service = o.service, run = o.run, state_dir = o.state_dir, lock_timeout = o.lock_timeout,
-                                      previous = prev, image = image.run, resource_group = jr.resource_group,
-                                      name = jr.name, subscription = jr.subscription, slot = jr.slot, endpoint = jr.endpoint })
+  on_rollback("appservice.restore", journal_args(o, r.slot, { previous = prev, image = image.run }))
   local cursor = (not creating_slot) and s.log_cursor(r) or nil
   if creating_slot then
     -- a new slot gets production's settings with the deploy's on top (a swap exchanges them)
@@ -328,6 +301,10 @@ local function what_to_run(o)
 end
 
 local function deploy(o)
+  o.journal = azt.journal(o) -- before the credential is resolved: the journal keeps only its source name
+  local where_ = azt.prepare("targets.appservice", o, "Microsoft.Web")
+  o.credential, o.subscription, o.location = where_.credential, where_.subscription, o.location or where_.location
+  o.journal.subscription = o.subscription
   local s = svc()
   local on_rollback = function(action, args) if o.ctx then o.ctx:on_rollback(action, args) end end
   local prod = ref_of(o)
@@ -345,10 +322,7 @@ local function deploy(o)
     local slot = ref_of(o, o.slot)
     local exists = s.get(slot) ~= nil
     stage(o, slot, image, digest, on_rollback, not exists, (not exists) and s.settings(prod) or nil)
-    on_rollback("appservice.swap_back", { service = o.service, run = o.run, state_dir = o.state_dir,
-                                          lock_timeout = o.lock_timeout, image = image.run, previous_image = previous,
-                                          resource_group = o.resource_group, name = o.name,
-                                          subscription = o.subscription, slot = o.slot, endpoint = o.endpoint })
+    on_rollback("appservice.swap_back", journal_args(o, o.slot, { image = image.run, previous_image = previous }))
     s.swap(slot)
     test_pause("HOIST_TEST_PAUSE_AFTER_SWITCH", "after the swap of " .. where(slot))
     if not dry_run() then
@@ -371,7 +345,8 @@ end
 ---@field name? string web app name (default service)
 ---@field location? string
 ---@field subscription? string
----@field credential? hoist.azure.Credential
+---@field credential? string|hoist.azure.Credential a source name or a credential (default: the chain)
+---@field endpoint? string the Resource Manager endpoint
 ---@field plan? string
 ---@field sku? string
 ---@field slot? string default "staging"; "" updates production in place
@@ -385,18 +360,20 @@ end
 ---@class hoist.targets.appservice.DeployResult: hoist.targets.DeployResult
 ---@field digest? string the digest that serves
 
---- Deploys `image` to the web app, holding the service's deploy lock. Raises rollout_failed
+--- Deploys `image` to the web app, holding its ARM-side deploy lock. Raises rollout_failed
 --- when the container does not start (naming WEBSITES_PORT and EXPOSE when it did not answer
 --- on the port), when the digest that started is not the one deployed, or when the
 --- hostname's health check fails; the compensations registered on `ctx` undo what changed.
 ---@param opts hoist.targets.appservice.DeployOptions
 ---@return hoist.targets.appservice.DeployResult
 function M.deploy(opts)
-  local o = options_of(opts)
-  local held = require("hoist.targets").lock(M.name, { service = o.service, run = o.run, state_dir = o.state_dir,
-                                                       timeout = o.lock_timeout })
-  return require("hoist.targets.lock").holding(held, deploy, o)
+  local o = azt.deploy_options("hoist.targets.appservice.deploy", opts, M.options)
+  return azt.holding(M.name, o, deploy, o)
 end
+
+--- The ARM-side deploy lock of the web app (hoist.azure.target.lock: a tag on its resource group).
+---@type fun(opts: hoist.azure.target.LockOptions): hoist.targets.Lock
+M.lock = azt.lock_of(M.name)
 
 ---@class hoist.targets.appservice.Status: hoist.targets.Status
 ---@field digest? string the digest of the container that started last
@@ -404,14 +381,10 @@ end
 ---@field slot_image? string what the staging slot is configured to run
 
 --- What the web app runs now. Changes nothing.
----@param opts {service: string, resource_group: string, name?: string, slot?: string, subscription?: string, credential?: hoist.azure.Credential, endpoint?: string}
+---@param opts {service: string, resource_group: string, name?: string, slot?: string, subscription?: string, credential?: string|hoist.azure.Credential, endpoint?: string}
 ---@return hoist.targets.appservice.Status
 function M.status(opts)
-  if type(opts) ~= "table" or type(opts.service) ~= "string" or type(opts.resource_group) ~= "string" then
-    fail("invalid_argument", "targets.appservice.status: expected {service=, resource_group=, ...}")
-  end
-  local r = { resource_group = opts.resource_group, name = opts.name or opts.service, subscription = opts.subscription,
-              credential = opts.credential, endpoint = opts.endpoint }
+  local r = ref_of(azt.context("targets.appservice.status", opts))
   local s = svc()
   local site = s.get(r)
   if not site then return { service = opts.service, serving = false } end
@@ -422,25 +395,18 @@ function M.status(opts)
            url = s.url(r) }
 end
 
---- Deletes the web app and its slot (the plan stays: other apps may share it). Idempotent.
----@param opts {service: string, resource_group: string, name?: string, slot?: string, subscription?: string, credential?: hoist.azure.Credential, endpoint?: string, state_dir?: string, lock_timeout?: number}
+--- Deletes the web app and its slot (the plan stays: other apps may share it), holding the
+--- deploy lock. Idempotent.
+---@param opts {service: string, resource_group: string, name?: string, slot?: string, subscription?: string, credential?: string|hoist.azure.Credential, endpoint?: string, lock_timeout?: number}
 ---@return {removed: string[], planned?: boolean}
 function M.remove(opts)
-  if type(opts) ~= "table" or type(opts.service) ~= "string" or type(opts.resource_group) ~= "string" then
-    fail("invalid_argument", "targets.appservice.remove: expected {service=, resource_group=, ...}")
-  end
-  local r = { resource_group = opts.resource_group, name = opts.name or opts.service, subscription = opts.subscription,
-              credential = opts.credential, endpoint = opts.endpoint }
-  local removed = {}
-  require("hoist.targets.lock").with({ target = M.name, service = opts.service, state_dir = opts.state_dir,
-                                       timeout = opts.lock_timeout }, function()
-    local s = svc()
-    local slot = { resource_group = r.resource_group, name = r.name, subscription = r.subscription,
-                   credential = r.credential, endpoint = r.endpoint, slot = opts.slot or "staging" }
+  return azt.removing(M.name, opts, function(c)
+    local s, removed = svc(), {}
+    local r, slot = ref_of(c), ref_of(c, opts.slot or "staging")
     if s.get(slot) then s.delete(slot) removed[#removed + 1] = where(slot) end
     if s.get(r) then s.delete(r) removed[#removed + 1] = r.name end
+    return { removed = removed, planned = dry_run() or nil }
   end)
-  return { removed = removed, planned = dry_run() or nil }
 end
 
 return M

@@ -11,26 +11,25 @@
 --- Compensation "containerapp.traffic_back" (journaled before the change; `hoist rollback
 --- <id>` runs it from a later process): traffic back to the previous revision, the new one
 --- deactivated; or, after a first deploy, the app deleted.
+---
+--- Where it works (credential, subscription, the resource group created in `location` when
+--- missing, Microsoft.App registered) and the deploy lock come from hoist.azure.target: the
+--- lock is ARM-side (a tag on the resource group), so two hosts cannot deploy one app at once.
 local M = {}
 
 M.name = "containerapp"
 
+local azt = require "hoist.azure.target"
 local util = require "hoist.util"
 local fail, dry_run = util.fail, util.dry_run
 
---- The options only this target takes (the common ones are hoist.targets.options).
-M.options = {
-  resource_group = { type = "string", required = true, description = "Resource group of the container app" },
-  name = { type = "string", description = "Container app name (default: the service name)" },
-  location = { type = "string", default = "westeurope", description = "Region of a group or environment hoist creates" },
-  subscription = { type = "string", description = "Subscription id (default AZURE_SUBSCRIPTION_ID)" },
-  credential = { type = "table", description = "A hoist.azure.credential{} (default: the chain)" },
+--- The options only this target takes, with those of every Azure target (hoist.azure.target).
+M.options = azt.merge_options {
   environment = { type = "string", description = "Managed environment name or id (default <name>-env, created when missing)" },
   canary = { type = "number", default = 20, description = "Percent of traffic the new revision gets before all of it (0: none)" },
   registry_server = { type = "string", description = "Registry the app pulls from (default: the image's)" },
   registry_username = { type = "string", description = "Registry user" },
   registry_password = { type = "string", secret = true, description = "Registry password (kept as an app secret)" },
-  registry_identity = { type = "string", description = "Managed identity resource id (or \"system\") pulling from ACR" },
   revision_timeout = { type = "number", default = 600, description = "Seconds a new revision gets to become healthy" },
 }
 
@@ -39,15 +38,21 @@ M.compensations = { "containerapp.traffic_back" }
 
 local function svc() return require "hoist.azure.containerapp" end
 
-local function ref_of(o)
-  return { resource_group = o.resource_group, name = o.name, subscription = o.subscription, credential = o.credential,
-           endpoint = o.endpoint }
+-- The app `o` names (deploy options, a compensation's arguments resolved, a target context),
+-- with `extra` fields (revision, weights, body, ...).
+local function ref_of(o, extra)
+  local r = { resource_group = o.resource_group, name = o.name, subscription = o.subscription, credential = o.credential,
+              endpoint = o.endpoint }
+  for k, v in pairs(extra or {}) do r[k] = v end
+  return r
 end
 
 ---------------------------------------------------------------- compensation
 
 local function traffic_back(a)
-  local r = { resource_group = a.resource_group, name = a.name, subscription = a.subscription, endpoint = a.endpoint }
+  -- the journal keeps a credential's source name only: else the chain
+  local r = ref_of { resource_group = a.resource_group, name = a.name, subscription = a.subscription, endpoint = a.endpoint,
+                     credential = azt.credential(a.credential) }
   local s = svc()
   local app = s.get(r)
   if not app then return end
@@ -68,48 +73,29 @@ local function traffic_back(a)
     return
   end
   if weights[a.previous] ~= 100 then
-    local rr = { resource_group = r.resource_group, name = r.name, subscription = r.subscription, endpoint = r.endpoint }
-    local prev = s.revision { resource_group = r.resource_group, name = r.name, subscription = r.subscription,
-                              endpoint = r.endpoint, revision = a.previous }
-    if prev and not prev.properties.active then
-      s.activate { resource_group = r.resource_group, name = r.name, subscription = r.subscription, endpoint = r.endpoint,
-                   revision = a.previous }
-      s.wait_revision { resource_group = r.resource_group, name = r.name, subscription = r.subscription,
-                        endpoint = r.endpoint, revision = a.previous }
+    local prev = ref_of(r, { revision = a.previous })
+    local got = s.revision(prev)
+    if got and not got.properties.active then
+      s.activate(prev)
+      s.wait_revision(prev)
     end
-    rr.weights = { [a.previous] = 100 }
-    s.set_traffic(rr)
+    s.set_traffic(ref_of(r, { weights = { [a.previous] = 100 } }))
   end
-  local new = a.revision and s.revision { resource_group = r.resource_group, name = r.name, subscription = r.subscription,
-                                          endpoint = r.endpoint, revision = a.revision }
-  if new and new.properties.active then
-    s.deactivate { resource_group = r.resource_group, name = r.name, subscription = r.subscription, endpoint = r.endpoint,
-                   revision = a.revision }
-  end
+  local new = a.revision and ref_of(r, { revision = a.revision })
+  local got = new and s.revision(new)
+  if got and got.properties.active then s.deactivate(new) end
   hoist.log.event("containerapp.restored", ("%s: all traffic on %s again, %s deactivated"):format(a.name, a.previous,
     tostring(a.revision)), { name = a.name, previous = a.previous, revision = a.revision })
 end
 
-hoist.pipeline.action("containerapp.traffic_back", function(a)
-  require("hoist.targets.lock").with({ target = M.name, service = a.service or a.name, run = a.run,
-                                       state_dir = a.state_dir, timeout = a.lock_timeout }, traffic_back, a)
-end)
+hoist.pipeline.action("containerapp.traffic_back", function(a) azt.holding(M.name, a, traffic_back, a) end)
 
 ---------------------------------------------------------------- deploy
 
-local function test_pause(variable, what)
-  local seconds = tonumber(os.getenv(variable) or "")
-  if seconds and seconds > 0 and not dry_run() then
-    hoist.log.warn(("%s: pausing %gs %s"):format(variable, seconds, what))
-    hoist.sleep(seconds)
-  end
-end
+local test_pause = azt.test_pause
 
 local function options_of(opts)
-  local o = require("hoist.targets").check_options("hoist.targets.containerapp.deploy", opts, M.options, { endpoint = "string" })
-  o.name = o.name or o.service
-  o.run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
-  o.state_dir = hoist.fs.absolute(o.state_dir or hoist.run.state_dir or ".hoist")
+  local o = azt.deploy_options("hoist.targets.containerapp.deploy", opts, M.options)
   if o.canary < 0 or o.canary >= 100 or o.canary ~= math.floor(o.canary) then
     fail("invalid_argument", ("targets.containerapp: canary must be a whole percent from 0 to 99, got %s"):format(o.canary))
   end
@@ -154,8 +140,11 @@ local function verify_url(url, path, verify)
 end
 
 local function deploy(o)
+  local jargs = azt.journal(o) -- before the credential is resolved: the journal keeps only its source name
+  local where = azt.prepare("targets.containerapp", o, "Microsoft.App")
+  o.credential, o.subscription, o.location = where.credential, where.subscription, o.location or where.location
+  jargs.subscription = o.subscription
   local s = svc()
-  local az = hoist.azure
   local on_rollback = function(action, args) if o.ctx then o.ctx:on_rollback(action, args) end end
   local ref = ref_of(o)
   local image = o.image
@@ -163,21 +152,13 @@ local function deploy(o)
   local suffix = suffix_of(o.run)
   local revision = o.name .. "--" .. suffix
   local template, secrets, registries = template_of(o, image, suffix)
-  local jargs = { service = o.service, run = o.run, state_dir = o.state_dir, lock_timeout = o.lock_timeout,
-                  resource_group = o.resource_group, name = o.name, subscription = o.subscription, endpoint = o.endpoint,
-                  revision = revision }
+  jargs.revision = revision
   local app = s.get(ref)
   local previous
   if not app then
-    az.resource_groups.ensure { name = o.resource_group, location = o.location, subscription = o.subscription,
-                                credential = o.credential, endpoint = o.endpoint }
-    az.providers.ensure { namespace = "Microsoft.App", subscription = o.subscription, credential = o.credential,
-                          endpoint = o.endpoint, poll_interval = 1 }
     local env_id = o.environment or (o.name .. "-env")
     if not env_id:find("/", 1, true) then
-      local e = s.environment { resource_group = o.resource_group, name = env_id, location = o.location,
-                                subscription = o.subscription, credential = o.credential, endpoint = o.endpoint }
-      env_id = e.id
+      env_id = s.environment(ref_of(o, { name = env_id, location = o.location })).id
     end
     jargs.previous = false
     on_rollback("containerapp.traffic_back", jargs)
@@ -186,12 +167,8 @@ local function deploy(o)
                         ingress = { external = true, targetPort = o.container_port, transport = "auto",
                                     traffic = { { revisionName = revision, weight = 100 } } } },
       template = template } }
-    local p = ref_of(o)
-    p.body = body
-    app = s.put(p)
-    local w = ref_of(o)
-    w.revision, w.timeout = revision, o.revision_timeout
-    s.wait_revision(w)
+    app = s.put(ref_of(o, { body = body }))
+    s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout }))
   else
     for _, rev in ipairs(s.revisions(ref)) do
       local wgt = rev.properties.trafficWeight or 0
@@ -208,24 +185,17 @@ local function deploy(o)
                                                                  traffic = traffic } }
     if #secrets > 0 then conf.secrets = secrets end
     if #registries > 0 then conf.registries = registries end
-    local p = ref_of(o)
-    p.body = { properties = { configuration = conf, template = template } }
-    s.patch(p)
+    s.patch(ref_of(o, { body = { properties = { configuration = conf, template = template } } }))
     test_pause("HOIST_TEST_PAUSE_IN_DEPLOY", "with revision " .. revision .. " created")
-    local w = ref_of(o)
-    w.revision, w.timeout = revision, o.revision_timeout
-    s.wait_revision(w)
+    s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout }))
     app = s.get(ref) or app
     if previous and o.canary > 0 then
-      local t = ref_of(o)
-      t.weights = { [revision] = o.canary, [previous] = 100 - o.canary }
-      s.set_traffic(t)
+      s.set_traffic(ref_of(o, { weights = { [revision] = o.canary, [previous] = 100 - o.canary } }))
       verify_url(s.url(app), o.health_path, o.verify)
     end
-    local t = ref_of(o)
-    t.weights = { [revision] = 100 }
-    if previous then t.weights[previous] = 0 end
-    s.set_traffic(t)
+    local weights = { [revision] = 100 }
+    if previous then weights[previous] = 0 end
+    s.set_traffic(ref_of(o, { weights = weights }))
     test_pause("HOIST_TEST_PAUSE_AFTER_SWITCH", "after all traffic went to " .. revision)
   end
   local url = s.url(app)
@@ -241,28 +211,27 @@ end
 ---@field previous? string the revision that served before
 ---@field digest? string
 
---- Deploys `image` as a new revision of the container app, holding the service's deploy lock.
+--- Deploys `image` as a new revision of the container app, holding its ARM-side deploy lock.
 --- Raises rollout_failed when the revision does not become healthy (with its system and
 --- console logs in details.logs) or the hostname's check fails; the compensation registered
 --- on `ctx` moves the traffic back and deactivates the new revision.
----@param opts hoist.targets.DeployOptions|{resource_group: string, name?: string, location?: string, subscription?: string, credential?: hoist.azure.Credential, environment?: string, canary?: integer, registry_server?: string, registry_username?: string, registry_password?: string, registry_identity?: string, revision_timeout?: number}
+---@param opts hoist.targets.DeployOptions|{resource_group: string, name?: string, location?: string, subscription?: string, credential?: string|hoist.azure.Credential, endpoint?: string, environment?: string, canary?: integer, registry_server?: string, registry_username?: string, registry_password?: string, registry_identity?: string, revision_timeout?: number}
 ---@return hoist.targets.containerapp.DeployResult
 function M.deploy(opts)
   local o = options_of(opts)
-  local held = require("hoist.targets").lock(M.name, { service = o.service, run = o.run, state_dir = o.state_dir,
-                                                       timeout = o.lock_timeout })
-  return require("hoist.targets.lock").holding(held, deploy, o)
+  return azt.holding(M.name, o, deploy, o)
 end
 
+--- The ARM-side deploy lock of the container app (hoist.azure.target.lock: a tag on its
+--- resource group).
+---@type fun(opts: hoist.azure.target.LockOptions): hoist.targets.Lock
+M.lock = azt.lock_of(M.name)
+
 --- What the app serves now: the revisions with traffic. Changes nothing.
----@param opts {service: string, resource_group: string, name?: string, subscription?: string, credential?: hoist.azure.Credential, endpoint?: string}
+---@param opts {service: string, resource_group: string, name?: string, subscription?: string, credential?: string|hoist.azure.Credential, endpoint?: string}
 ---@return hoist.targets.Status|{revisions: table<string, integer>}
 function M.status(opts)
-  if type(opts) ~= "table" or type(opts.service) ~= "string" or type(opts.resource_group) ~= "string" then
-    fail("invalid_argument", "targets.containerapp.status: expected {service=, resource_group=, ...}")
-  end
-  local r = { resource_group = opts.resource_group, name = opts.name or opts.service, subscription = opts.subscription,
-              credential = opts.credential, endpoint = opts.endpoint }
+  local r = ref_of(azt.context("targets.containerapp.status", opts))
   local s = svc()
   local app = s.get(r)
   if not app then return { service = opts.service, serving = false } end
@@ -277,21 +246,17 @@ function M.status(opts)
   return { service = opts.service, serving = next(weights) ~= nil, image = image, url = s.url(app), revisions = weights }
 end
 
---- Deletes the container app (the environment stays: other apps may share it). Idempotent.
----@param opts {service: string, resource_group: string, name?: string, subscription?: string, credential?: hoist.azure.Credential, endpoint?: string, state_dir?: string, lock_timeout?: number}
+--- Deletes the container app (the environment stays: other apps may share it), holding the
+--- deploy lock. Idempotent.
+---@param opts {service: string, resource_group: string, name?: string, subscription?: string, credential?: string|hoist.azure.Credential, endpoint?: string, lock_timeout?: number}
 ---@return {removed: string[], planned?: boolean}
 function M.remove(opts)
-  if type(opts) ~= "table" or type(opts.service) ~= "string" or type(opts.resource_group) ~= "string" then
-    fail("invalid_argument", "targets.containerapp.remove: expected {service=, resource_group=, ...}")
-  end
-  local r = { resource_group = opts.resource_group, name = opts.name or opts.service, subscription = opts.subscription,
-              credential = opts.credential, endpoint = opts.endpoint }
-  local removed = {}
-  require("hoist.targets.lock").with({ target = M.name, service = opts.service, state_dir = opts.state_dir,
-                                       timeout = opts.lock_timeout }, function()
-    if svc().delete(r).deleted then removed[1] = r.name end
+  return azt.removing(M.name, opts, function(c)
+    local r = ref_of(c)
+    local existed = svc().get(r) ~= nil -- a DELETE of nothing answers 204, which is no error either
+    local d = svc().delete(r)
+    return { removed = (existed and d.deleted) and { c.name } or {}, planned = d.planned }
   end)
-  return { removed = removed, planned = dry_run() or nil }
 end
 
 return M
