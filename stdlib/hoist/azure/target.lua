@@ -200,6 +200,7 @@ end
 
 --- The `lock(opts)` member of the Azure target `name` (hoist.targets.lock(name, opts) calls
 --- it; container@1 holds it for a whole run): M.lock with `target = name`.
+--- Internal: how the aci, appservice and containerapp targets get their `lock` member.
 ---@param name string
 ---@return fun(opts: hoist.azure.target.LockOptions): hoist.targets.Lock
 function M.lock_of(name)
