@@ -213,13 +213,22 @@ function M.run(opts)
     end
   end
 
+  -- The namespace's events come to every rollout in it: keep those that may be about this
+  -- workload, its ReplicaSets or its pods (their names start with the workload's), so that
+  -- fifty rollouts do not each hold the events of all fifty. evidence() picks exact names.
+  local prefix = o.name .. "-"
+  local function about_workload(e)
+    local n = (e.involvedObject or {}).name
+    return n == o.name or (type(n) == "string" and n:sub(1, #prefix) == prefix)
+  end
+
   -- Folds one watch event into the state; `key` is "obj", "rs", "pods" or "events".
   local function absorb(key, ev)
     if ev.type == "BOOKMARK" then return end
     if key == "events" then
       if ev.type == "LIST" then st.events = {} end
       for _, e in ipairs(ev.type == "LIST" and ev.object.items or { ev.object }) do
-        if ev.type ~= "DELETED" then st.events[#st.events + 1] = e end
+        if ev.type ~= "DELETED" and about_workload(e) then st.events[#st.events + 1] = e end
       end
       while #st.events > 200 do table.remove(st.events, 1) end
       return
@@ -241,12 +250,15 @@ function M.run(opts)
     end
   end
 
+  -- shared: every rollout of this client in this namespace reads one stream per kind (the
+  -- engine filters it by each one's selectors), not four streams of its own
   local watches = {
-    obj = client:watch { kind = o.kind, api_version = api_versions[o.kind], namespace = ns, field_selector = "metadata.name=" .. o.name },
-    pods = selector and client:watch { kind = "Pod", api_version = "v1", namespace = ns, label_selector = selector } or nil,
+    obj = client:watch { kind = o.kind, api_version = api_versions[o.kind], namespace = ns, field_selector = "metadata.name=" .. o.name,
+                         shared = true },
+    pods = selector and client:watch { kind = "Pod", api_version = "v1", namespace = ns, label_selector = selector, shared = true } or nil,
     rs = (o.kind == "Deployment" and selector) and client:watch { kind = "ReplicaSet", api_version = "apps/v1", namespace = ns,
-                                                                 label_selector = selector } or nil,
-    events = client:watch { kind = "Event", api_version = "v1", namespace = ns },
+                                                                 label_selector = selector, shared = true } or nil,
+    events = client:watch { kind = "Event", api_version = "v1", namespace = ns, shared = true },
   }
   local function pump(key, w)
     while not decided do
