@@ -195,6 +195,30 @@ t.case("rollout: a dropped stream and a 410 under two rollouts lose neither verd
   t.eq(b:wait().verdict, "done")
 end)
 
+t.case("rollout: a shared stream trailing the rollout's own read never passes for its verdict", function()
+  control("reset")
+  deployment("first")
+  deployment("next")
+  client():patch { kind = "Deployment", name = "next", patch = { status = complete } }  -- generation 1, rolled out
+  local a = hoist.spawn(k8s.rollout, { name = "first", client = client(), timeout = 30 })
+  hoist.sleep(0.3)  -- the streams are open and hold "next" at generation 1
+  -- the streams break off and their reconnections are held back a second (429, Retry-After:
+  -- 1): meanwhile "next" gets a new spec (generation 2, not yet observed) and its rollout
+  -- starts from what the streams hold
+  control("throttle?n=4")
+  control("drop")
+  hoist.sleep(0.3)
+  client():patch { kind = "Deployment", name = "next", patch = { spec = { replicas = 3 } } }
+  local b = hoist.spawn(k8s.rollout, { name = "next", client = client(), timeout = 30 })
+  hoist.sleep(0.5)
+  t.eq(b:status(), "running", "generation 1's status is not generation 2's verdict")
+  client():patch { kind = "Deployment", name = "next", patch = { status = {
+    observedGeneration = 2, replicas = 3, updatedReplicas = 3, readyReplicas = 3, availableReplicas = 3 } } }
+  client():patch { kind = "Deployment", name = "first", patch = { status = complete } }
+  t.eq(b:wait().verdict, "done")
+  t.eq(a:wait().verdict, "done")
+end)
+
 t.case("client: max_requests bounds the requests in flight; every request is answered, a cancelled wait frees its turn", function()
   control("reset")
   local c = k8s.client { kubeconfig = fake.kubeconfig("one-at-a-time"), max_requests = 1 }

@@ -222,6 +222,19 @@ function M.run(opts)
     return n == o.name or (type(n) == "string" and n:sub(1, #prefix) == prefix)
   end
 
+  -- A shared stream may trail the read this rollout started from by a moment (another rollout
+  -- opened it; the apply just before has not come through yet): until the stream has shown
+  -- the workload, its absence is not a deletion, and an older generation of the same object
+  -- (generations only grow) is the past, never taken over the newer one, which could look
+  -- rolled out already.
+  local function stale(obj)
+    local have = st.obj and meta(st.obj)
+    if not have then return false end
+    if not obj then return not st.obj_watched end
+    local m = meta(obj)
+    return m.uid == have.uid and (m.generation or 0) < (have.generation or 0)
+  end
+
   -- Folds one watch event into the state; `key` is "obj", "rs", "pods" or "events".
   local function absorb(key, ev)
     if ev.type == "BOOKMARK" then return end
@@ -234,9 +247,10 @@ function M.run(opts)
       return
     end
     if key == "obj" then
-      if ev.type == "LIST" then st.obj = ev.object.items[1]
-      elseif ev.type == "DELETED" then st.obj = nil
-      else st.obj = ev.object end
+      local obj = ev.object
+      if ev.type == "LIST" then obj = ev.object.items[1] elseif ev.type == "DELETED" then obj = nil end
+      if stale(obj) then return end
+      st.obj, st.obj_watched = obj, st.obj_watched or obj ~= nil
       return
     end
     local map = st[key]
