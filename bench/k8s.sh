@@ -17,8 +17,9 @@
 #    --timeout=$KUBECTL_TIMEOUT s, not the scenario's 300 s: it would wait them out all the same.
 # 2. Memory. A second emulator without a kubelet (pods stay Pending, so rollouts never end)
 #    serves 50 Deployments; one hoist process tracks all 50 with hoist.k8s.rollout in
-#    parallel tasks (4 watches each: 200 streams) for $TRACK_SECONDS s; its peak RSS (VmHWM)
-#    is reported.
+#    parallel tasks (4 watches each, 200 in all, on the client's shared streams: one per kind)
+#    for $TRACK_SECONDS s; its peak RSS (VmHWM), the streams and the open descriptors (the
+#    connections) are reported.
 set -euo pipefail
 
 ROUNDS=${1:-9}
@@ -214,17 +215,19 @@ for i = 1, n do
     verdicts[#verdicts + 1] = ok and "done" or err.code
   end)
 end
-local peak, lua_peak = 0, 0
+local peak, lua_peak, streams, fds = 0, 0, 0, 0
 for _ = 1, seconds * 2 do
   hoist.sleep(0.5)
   peak = math.max(peak, status("VmRSS"))
   lua_peak = math.max(lua_peak, collectgarbage("count") / 1024)
+  streams = math.max(streams, kube:shared_streams())
+  fds = math.max(fds, #hoist.fs.list("/proc/self/fd"))
 end
 for _, t in ipairs(tasks) do t:wait() end
 local timeouts = 0
 for _, v in ipairs(verdicts) do if v == "timeout" then timeouts = timeouts + 1 end end
-print(("tracking %d Deployments at once (%d watches) for %ds: RSS %.1f MB before, peak %.1f MB (VmHWM %.1f MB, Lua heap at most %.1f MB); %d of %d ended by their timeout as expected")
-  :format(n, 4 * n, seconds, base, peak, status("VmHWM"), lua_peak, timeouts, n))
+print(("tracking %d Deployments at once (%d watches on %d streams, at most %d open descriptors) for %ds: RSS %.1f MB before, peak %.1f MB (VmHWM %.1f MB, Lua heap at most %.1f MB); %d of %d ended by their timeout as expected")
+  :format(n, 4 * n, streams, fds, seconds, base, peak, status("VmHWM"), lua_peak, timeouts, n))
 LUA
 echo "== memory: 50 Deployments tracked at once (emulator without kubelet on 127.0.0.1:$MEMPORT)"
 KUBECONFIG=$WORK/mem-kubeconfig "$HOIST" run "$WORK/mem.lua" --set n="${TRACK_N:-50}" --set seconds="$TRACK_SECONDS" --no-color --log-level warn

@@ -64,7 +64,7 @@ int wait_json(lua_State* L, const std::shared_ptr<Client>& c, CallOptions o,
   });
 }
 
-// kube = k8s.client{kubeconfig=, context=, namespace=, service_account_dir=}
+// kube = k8s.client{kubeconfig=, context=, namespace=, service_account_dir=, max_requests=}
 int l_client(lua_State* L) {
   json j = opts(L, 1);
   LoadOptions lo;
@@ -73,6 +73,7 @@ int l_client(lua_State* L) {
   lo.namespace_ = s(j, "namespace");
   if (auto dir = s(j, "service_account_dir"); !dir.empty()) lo.service_account_dir = dir;
   Config config = load_config(lo);
+  config.max_requests = j.value("max_requests", config.max_requests);
   Runtime& rt = Runtime::from(L);
   auto* box = new (lua_newuserdata(L, sizeof(KubeBox)))
       KubeBox{Client::create(rt.io(), HttpClient::for_loop(rt.io()), rt.events().secrets(), &rt.events(), std::move(config))};
@@ -82,11 +83,13 @@ int l_client(lua_State* L) {
   return 1;
 }
 
-// {context, namespace, server, cluster, user, source} = kube:info()
+// {context, namespace, server, cluster, user, source, shared_streams} = kube:info()
 int l_info(lua_State* L) {
-  const Config& c = kube(L)->client->config();
+  const auto& client = kube(L)->client;
+  const Config& c = client->config();
   push_json(L, {{"context", c.context}, {"namespace", c.namespace_}, {"server", c.cluster.server},
-                {"cluster", c.cluster_name}, {"user", c.user_name}, {"source", c.source}});
+                {"cluster", c.cluster_name}, {"user", c.user_name}, {"source", c.source},
+                {"shared_streams", client->shared_streams()}});
   return 1;
 }
 
@@ -172,7 +175,7 @@ int l_logs(lua_State* L) {
   });
 }
 
-// w = kube:watch{kind=, namespace=, label_selector=, field_selector=, resource_version=, timeout_seconds=, max_queued=}
+// w = kube:watch{kind=, namespace=, label_selector=, field_selector=, resource_version=, timeout_seconds=, max_queued=, shared=}
 int l_watch(lua_State* L) {
   auto c = kube(L)->client;
   json j = opts(L, 2);
@@ -184,11 +187,30 @@ int l_watch(lua_State* L) {
   wo.bookmarks = j.value("bookmarks", true);
   wo.timeout_seconds = j.value("timeout_seconds", wo.timeout_seconds);
   wo.max_queued = j.value("max_queued", wo.max_queued);
+  wo.shared = j.value("shared", false);
   auto w = c->watch(target(j), wo, call_options(L, j));
   new (lua_newuserdata(L, sizeof(WatchBox))) WatchBox{w};
   luaL_getmetatable(L, kWatchMeta);
   lua_setmetatable(L, -2);
   return 1;
+}
+
+// {type, object} as Lua tables; a LIST's items go inside its object. Built when the fiber
+// resumes, one event at a time: the objects are shared with the other watches until then.
+void push_event(lua_State* L, const WatchEvent& ev) {
+  lua_createtable(L, 0, 2);
+  lua_pushlstring(L, ev.type.data(), ev.type.size());
+  lua_setfield(L, -2, "type");
+  push_json(L, ev.object ? *ev.object : json::object());
+  if (ev.type == "LIST") {
+    lua_createtable(L, static_cast<int>(ev.items.size()), 0);
+    for (std::size_t i = 0; i < ev.items.size(); ++i) {
+      push_json(L, *ev.items[i]);
+      lua_rawseti(L, -2, static_cast<int>(i + 1));
+    }
+    lua_setfield(L, -2, "items");
+  }
+  lua_setfield(L, -2, "object");
 }
 
 // ok, event|nil = w:next(timeout)
@@ -197,11 +219,11 @@ int l_watch_next(lua_State* L) {
   if (!w) throw Error(Code::invalid_argument, "hoist.k8s: the watch is closed");
   double timeout = luaL_optnumber(L, 2, 0);
   return suspend(L, [&](Resumer r) -> OperationPtr {
-    return w->next(timeout, [r](Outcome<json> out) {
+    return w->next(timeout, [r](Outcome<std::optional<WatchEvent>> out) {
       if (!out) return r.fail(out.error());
-      r.ok([j = std::move(out.value())](lua_State* co) {
-        if (j.is_null()) lua_pushnil(co);
-        else push_json(co, j);
+      r.ok([ev = std::move(out.value())](lua_State* co) {
+        if (!ev) lua_pushnil(co);
+        else push_event(co, *ev);
         return 1;
       });
     });

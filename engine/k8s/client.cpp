@@ -7,6 +7,9 @@
 
 #include <hoist/json.hpp>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <algorithm>
 #include <cctype>
 
@@ -139,7 +142,47 @@ ClientImpl::ClientImpl(boost::asio::io_context& io, HttpClient& http, std::share
       secrets_(std::move(secrets)),
       events_(events),
       config_(std::move(config)),
-      auth_(std::make_shared<Auth>(io, config_, secrets_)) {}
+      auth_(std::make_shared<Auth>(io, config_, secrets_)),
+      slots_(std::make_shared<RequestSlots>(io, config_.max_requests)) {}
+
+Task<RequestSlots::Slot> RequestSlots::acquire(rest::ContextPtr ctx) {
+  ctx->check();
+  std::weak_ptr<RequestSlots> weak = weak_from_this();
+  auto slot = [weak] {
+    return Slot(nullptr, [weak](void*) {
+      if (auto self = weak.lock()) self->release();
+    });
+  };
+  if (used_ < limit_ && waiting_.empty()) {
+    ++used_;
+    co_return slot();
+  }
+  // first come, first served: release() hands its slot to the first waiting
+  auto w = std::make_shared<Waiter>(io_);
+  waiting_.push_back(w);
+  auto stop = std::make_shared<FunctionOperation>([w] { w->turn.cancel(); });  // held: tracked weakly
+  ctx->track(stop);
+  co_await w->turn.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+  if (!w->granted) {
+    std::erase(waiting_, w);
+    ctx->check();
+    throw Error(Code::cancelled, "k8s: cancelled while waiting for a request slot");
+  }
+  Slot held = slot();
+  ctx->check();  // cancelled meanwhile: `held` gives the slot back
+  co_return held;
+}
+
+void RequestSlots::release() {
+  if (waiting_.empty()) {
+    --used_;
+    return;
+  }
+  auto next = waiting_.front();
+  waiting_.pop_front();
+  next->granted = true;
+  next->turn.cancel();
+}
 
 OperationPtr ClientImpl::run(CallOptions o, std::function<Task<json>(Ctx)> body, Completion<json> done) {
   auto ctx = std::make_shared<CallCtx>(io_, o, events_, secrets_);
@@ -171,7 +214,9 @@ Task<void> ClientImpl::ready(Ctx ctx, rest::Request& req) {
 
 Task<json> ClientImpl::call(Ctx ctx, rest::Request req) {
   co_await ready(ctx, req);
+  auto slot = co_await slots_->acquire(ctx);
   rest::Response r = co_await rest_.send(ctx, req);
+  slot.reset();
   if (r.planned) co_return nullptr;
   if (r.status < 200 || r.status > 299) throw rest_.status_error(r, req);
   if (r.body.empty()) co_return json::object();
@@ -296,6 +341,7 @@ Task<json> ClientImpl::list(Ctx ctx, Target t, ListOptions o) {
     }
     return limit <= 0 || static_cast<int>((*out)["items"].size()) < limit;
   };
+  auto slot = co_await slots_->acquire(ctx);
   co_await rest::paginate(rest_, ctx, req, rest::next_by_continue(), on_page);
   co_return std::move(*out);
 }
@@ -371,7 +417,9 @@ Task<json> ClientImpl::logs(Ctx ctx, Target pod, std::string container, int tail
                                   {"previous", previous ? "true" : ""}});
   auto req = request(ctx, "GET", path, "logs of pod " + pod.name + (container.empty() ? "" : " container " + container));
   co_await ready(ctx, req);
+  auto slot = co_await slots_->acquire(ctx);
   rest::Response resp = co_await rest_.send(ctx, req);
+  slot.reset();
   if (resp.status < 200 || resp.status > 299) throw rest_.status_error(resp, req);
   co_return json(resp.body);
 }

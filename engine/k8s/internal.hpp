@@ -6,7 +6,9 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -82,6 +84,28 @@ class Auth {
   int exec_runs_ = 0;
 };
 
+class Hub;
+
+// At most `limit` requests at once (Config::max_requests); acquire() waits for a slot, the
+// slot is given back when the returned object goes.
+class RequestSlots : public std::enable_shared_from_this<RequestSlots> {
+ public:
+  RequestSlots(boost::asio::io_context& io, int limit) : io_(io), limit_(std::max(limit, 1)) {}
+  using Slot = std::shared_ptr<void>;
+  Task<Slot> acquire(rest::ContextPtr ctx);
+
+ private:
+  struct Waiter {
+    explicit Waiter(boost::asio::io_context& io) : turn(io, std::chrono::steady_clock::time_point::max()) {}
+    boost::asio::steady_timer turn;
+    bool granted = false;
+  };
+  void release();
+  boost::asio::io_context& io_;
+  int limit_, used_ = 0;
+  std::deque<std::shared_ptr<Waiter>> waiting_;
+};
+
 class ClientImpl : public Client {
  public:
   ClientImpl(boost::asio::io_context& io, HttpClient& http, std::shared_ptr<Secrets> secrets, EventBus* events,
@@ -100,6 +124,7 @@ class ClientImpl : public Client {
   Task<nlohmann::json> logs(Ctx ctx, Target pod, std::string container, int tail_lines, bool previous) override;
   std::shared_ptr<Watch> watch(Target t, WatchOptions o, CallOptions call) override;
   void forget_discovery() override { groups_.clear(), group_list_.reset(); }
+  int shared_streams() const override;
 
   // ---- shared with watch.cpp
   boost::asio::io_context& io() { return io_; }
@@ -116,6 +141,8 @@ class ClientImpl : public Client {
   std::string ns_of(const Target& t) const { return t.namespace_.empty() ? config_.namespace_ : t.namespace_; }
   // The collection path for t (all namespaces when asked or cluster-scoped).
   Task<std::string> collection(Ctx ctx, const Target& t, Resource* out = nullptr);
+  // ---- shared with shared_watch.cpp: the hubs of shared watches, by collection path
+  std::map<std::string, std::weak_ptr<Hub>>& hubs() { return hubs_; }
 
  private:
   Task<nlohmann::json> group_version(Ctx ctx, std::string gv);
@@ -130,6 +157,11 @@ class ClientImpl : public Client {
   std::shared_ptr<Auth> auth_;
   std::map<std::string, nlohmann::json> groups_;  // "apps/v1" -> its APIResourceList
   std::optional<std::vector<std::string>> group_list_;  // preferred group versions, core first
+  std::map<std::string, std::weak_ptr<Hub>> hubs_;
+  std::shared_ptr<RequestSlots> slots_;
 };
+
+// A watch joining the client's shared stream of its resource and namespace (shared_watch.cpp).
+std::shared_ptr<Watch> shared_watch(const std::shared_ptr<ClientImpl>& client, Target t, WatchOptions o, CallOptions call);
 
 }  // namespace hoist::k8s::detail

@@ -64,6 +64,7 @@ Client.__tostring = function(self) return tostring(self.native) end
 ---@field context? string default: current-context
 ---@field namespace? string default: the context's, else "default"
 ---@field service_account_dir? string in-cluster credentials (default /var/run/secrets/kubernetes.io/serviceaccount)
+---@field max_requests? integer requests in flight at once, watch streams not counted (default 8): each holds a connection
 
 --- A client for one kubeconfig context (or the in-cluster service account when there is no
 --- kubeconfig). Credentials are read now; tokens and keys become secrets of the run.
@@ -71,8 +72,11 @@ Client.__tostring = function(self) return tostring(self.native) end
 ---@return hoist.k8s.Client
 function M.client(opts)
   local o = util.check_opts("hoist.k8s.client", opts, {
-    kubeconfig = "string", context = "string", namespace = "string", service_account_dir = "string",
+    kubeconfig = "string", context = "string", namespace = "string", service_account_dir = "string", max_requests = "integer",
   })
+  if o.max_requests and o.max_requests < 1 then
+    fail("invalid_argument", "hoist.k8s.client: max_requests must be at least 1, got " .. o.max_requests)
+  end
   local n = native.client(o)
   local info = n:info()
   return setmetatable({ native = n, context = info.context, namespace = info.namespace, server = info.server,
@@ -175,19 +179,13 @@ function Client:logs(opts)
   })))
 end
 
+--- How many streams the client's shared watches (`watch{shared = true}`) hold open now.
+---@return integer
+function Client:shared_streams() return self.native:info().shared_streams end
+
 ---@class hoist.k8s.Watch
 local Watch = {}
 Watch.__index = Watch
-
---- The last lines a pod's container wrote; `previous` for the run before its last restart.
----@param opts {name: string, namespace?: string, container?: string, tail_lines?: integer, previous?: boolean}|hoist.k8s.CallOptions
----@return string
-function Client:logs(opts)
-  return await(self.native:logs(options("hoist.k8s.logs", opts, {
-    name = { type = "string", required = true }, namespace = "string", container = "string", tail_lines = "integer",
-    previous = "boolean",
-  })))
-end
 
 ---@class hoist.k8s.WatchEvent
 ---@field type "LIST"|"ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"
@@ -209,13 +207,17 @@ function Watch:close() self.native:close() end
 
 --- Watches a kind: first a LIST event (unless `resource_version` is given), then every
 --- change. Reconnects from the last resourceVersion when a stream ends or drops; relists on
---- 410 Gone. At most `max_queued` events wait for next() before the watch fails.
----@param opts hoist.k8s.Target|{all_namespaces?: boolean, label_selector?: string, field_selector?: string, resource_version?: string, timeout_seconds?: integer, bookmarks?: boolean, max_queued?: integer, page_size?: integer}
+--- 410 Gone. At most `max_queued` events wait for next() before the watch fails. `shared`:
+--- join this client's one stream of the kind in the namespace (opened by the first shared
+--- watch, closed with the last), its selectors evaluated by hoist (label selectors in full,
+--- field selectors on metadata.name and metadata.namespace); no BOOKMARK events, no
+--- `resource_version`.
+---@param opts hoist.k8s.Target|{all_namespaces?: boolean, label_selector?: string, field_selector?: string, resource_version?: string, timeout_seconds?: integer, bookmarks?: boolean, max_queued?: integer, page_size?: integer, shared?: boolean}
 ---@return hoist.k8s.Watch
 function Client:watch(opts)
   local o = options("hoist.k8s.watch", opts, with_target {
     all_namespaces = "boolean", label_selector = "string", field_selector = "string", resource_version = "string",
-    timeout_seconds = "integer", bookmarks = "boolean", max_queued = "integer", page_size = "integer",
+    timeout_seconds = "integer", bookmarks = "boolean", max_queued = "integer", page_size = "integer", shared = "boolean",
   })
   return setmetatable({ native = self.native:watch(o) }, Watch)
 end

@@ -62,6 +62,10 @@ struct Config {
   Cluster cluster;
   User user;
   std::string source;  // "kubeconfig a:b" | "in-cluster"
+  // Requests of one client in flight at once (watch streams not counted); the others wait
+  // their turn. Each request in flight holds a connection with its TLS state: fifty rollouts
+  // starting together would open fifty (client-go limits its clients too: 5/s, bursts of 10).
+  int max_requests = 8;
 };
 
 struct LoadOptions {
@@ -166,6 +170,32 @@ struct WatchOptions : ListOptions {
   bool bookmarks = true;         // allowWatchBookmarks
   int timeout_seconds = 300;     // per watch request; the watch reconnects after it
   std::size_t max_queued = 10000;  // events not yet taken by next() before the watch fails
+  // Join the client's one namespace-wide stream of this resource and namespace (opened by
+  // the first shared watch, closed with the last) instead of a stream of its own; the
+  // selectors are evaluated on our side (Selector). resource_version must be "".
+  bool shared = false;
+};
+
+// A label selector and a field selector evaluated on our side as the API server evaluates
+// them (shared watches filter one namespace-wide stream with it). Label selectors in full:
+// `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`, joined by commas; field
+// selectors `=`, `==`, `!=` on metadata.name and metadata.namespace only. parse() throws
+// invalid_argument naming the selector and what is wrong in it.
+class Selector {
+ public:
+  static Selector parse(std::string_view labels, std::string_view fields = {});
+  bool matches(const nlohmann::json& object) const;
+  bool empty() const { return requirements_.empty(); }
+
+ private:
+  enum class Op { equals, not_equals, in, not_in, exists, not_exists };
+  struct Requirement {
+    bool field = false;  // metadata.<key> rather than metadata.labels[key]
+    std::string key;
+    Op op = Op::exists;
+    std::vector<std::string> values;
+  };
+  std::vector<Requirement> requirements_;
 };
 
 struct PatchType {
@@ -175,16 +205,25 @@ struct PatchType {
   static constexpr std::string_view apply = "application/apply-patch+yaml";
 };
 
-// A watch in progress. Events are {type, object}: ADDED, MODIFIED, DELETED, BOOKMARK as the
-// server sends them, and LIST {type, object: {items, metadata}} for the initial list and for
-// each relist after 410 Gone (a consumer replaces what it knew). A dropped stream reconnects
-// from the last resourceVersion seen.
+// One watch event: ADDED, MODIFIED, DELETED or BOOKMARK as the server sends it, or LIST: the
+// initial list and each relist after 410 Gone (a consumer replaces what it knew), with the
+// list's apiVersion, kind and metadata in `object` and its objects in `items`. Objects are
+// shared and never changed once made: a shared watch hands one object to every watch that
+// selects it rather than a copy each.
+struct WatchEvent {
+  std::string type;
+  std::shared_ptr<const nlohmann::json> object;
+  std::vector<std::shared_ptr<const nlohmann::json>> items;  // LIST only
+  nlohmann::json to_json() const;  // {type, object}, a LIST's items inside its object
+};
+
+// A watch in progress. A dropped stream reconnects from the last resourceVersion seen.
 class Watch {
  public:
   virtual ~Watch() = default;
-  // The next event; null JSON after `timeout` seconds without one (0 = wait forever); the
+  // The next event; nullopt after `timeout` seconds without one (0 = wait forever); the
   // watch's error when it failed. One next() at a time.
-  virtual OperationPtr next(double timeout, Completion<nlohmann::json> done) = 0;
+  virtual OperationPtr next(double timeout, Completion<std::optional<WatchEvent>> done) = 0;
   virtual void close() = 0;
   virtual std::string resource_version() const = 0;
   virtual int reconnects() const = 0;
@@ -226,6 +265,9 @@ class Client : public std::enable_shared_from_this<Client> {
 
   // Drops the discovery cache (a CRD was created).
   virtual void forget_discovery() = 0;
+
+  // Streams open for shared watches (WatchOptions::shared) now.
+  virtual int shared_streams() const = 0;
 };
 
 }  // namespace hoist::k8s

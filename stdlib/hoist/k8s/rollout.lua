@@ -247,21 +247,44 @@ function M.run(opts)
     end
   end
 
+  -- The namespace's events come to every rollout in it: keep those that may be about this
+  -- workload, its ReplicaSets or its pods (their names start with the workload's), so that
+  -- fifty rollouts do not each hold the events of all fifty. evidence() picks exact names.
+  local prefix = o.name .. "-"
+  local function about_workload(e)
+    local n = (e.involvedObject or {}).name
+    return n == o.name or (type(n) == "string" and n:sub(1, #prefix) == prefix)
+  end
+
+  -- A shared stream may trail the read this rollout started from by a moment (another rollout
+  -- opened it; the apply just before has not come through yet): until the stream has shown
+  -- the workload, its absence is not a deletion, and an older generation of the same object
+  -- (generations only grow) is the past, never taken over the newer one, which could look
+  -- rolled out already.
+  local function stale(obj)
+    local have = st.obj and meta(st.obj)
+    if not have then return false end
+    if not obj then return not st.obj_watched end
+    local m = meta(obj)
+    return m.uid == have.uid and (m.generation or 0) < (have.generation or 0)
+  end
+
   -- Folds one watch event into the state; `key` is "obj", "rs", "pods" or "events".
   local function absorb(key, ev)
     if ev.type == "BOOKMARK" then return end
     if key == "events" then
       if ev.type == "LIST" then st.events = {} end
       for _, e in ipairs(ev.type == "LIST" and ev.object.items or { ev.object }) do
-        if ev.type ~= "DELETED" then st.events[#st.events + 1] = e end
+        if ev.type ~= "DELETED" and about_workload(e) then st.events[#st.events + 1] = e end
       end
       while #st.events > 200 do table.remove(st.events, 1) end
       return
     end
     if key == "obj" then
-      if ev.type == "LIST" then st.obj = ev.object.items[1]
-      elseif ev.type == "DELETED" then st.obj = nil
-      else st.obj = ev.object end
+      local obj = ev.object
+      if ev.type == "LIST" then obj = ev.object.items[1] elseif ev.type == "DELETED" then obj = nil end
+      if stale(obj) then return end
+      st.obj, st.obj_watched = obj, st.obj_watched or obj ~= nil
       return
     end
     local map = st[key]
@@ -275,12 +298,15 @@ function M.run(opts)
     end
   end
 
+  -- shared: every rollout of this client in this namespace reads one stream per kind (the
+  -- engine filters it by each one's selectors), not four streams of its own
   local watches = {
-    obj = client:watch { kind = o.kind, api_version = api_versions[o.kind], namespace = ns, field_selector = "metadata.name=" .. o.name },
-    pods = selector and client:watch { kind = "Pod", api_version = "v1", namespace = ns, label_selector = selector } or nil,
+    obj = client:watch { kind = o.kind, api_version = api_versions[o.kind], namespace = ns, field_selector = "metadata.name=" .. o.name,
+                         shared = true },
+    pods = selector and client:watch { kind = "Pod", api_version = "v1", namespace = ns, label_selector = selector, shared = true } or nil,
     rs = (o.kind == "Deployment" and selector) and client:watch { kind = "ReplicaSet", api_version = "apps/v1", namespace = ns,
-                                                                 label_selector = selector } or nil,
-    events = client:watch { kind = "Event", api_version = "v1", namespace = ns },
+                                                                 label_selector = selector, shared = true } or nil,
+    events = client:watch { kind = "Event", api_version = "v1", namespace = ns, shared = true },
   }
   local function pump(key, w)
     while not decided do
