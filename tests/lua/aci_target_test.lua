@@ -16,16 +16,21 @@ local RUN = ("%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
 local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
 -- The service hostnames answer through the emulator's proxy, which hoist reaches through the
 -- standard proxy variables of its environment: cases that need it run in a child `hoist test`
--- of this file with HTTP_PROXY set (HOIST_TEST_ACI_CHILD=1: only those cases run there).
-local CHILD = E("HOIST_TEST_ACI_CHILD") == "1"
-local function in_proxy_child(body)
+-- of this file with HTTP_PROXY set (HOIST_TEST_ACI_CHILD=<case>: only that case runs there).
+local CHILD = E("HOIST_TEST_ACI_CHILD")
+if CHILD == "" then CHILD = nil end
+local SLOW = { timeout = 1200 }
+local function in_proxy_child(name, body)
   return function()
-    if CHILD then return body() end
+    if CHILD then
+      if CHILD ~= name then t.skip("another case's child") end
+      return body()
+    end
     if not CONTROL or CONTROL == "" then return body() end -- skips (or fails under CI) there
-    local r = support.run_hoist({ "test", support.here .. "/aci_target_test.lua" }, { timeout = 900, env = {
-      HOIST_TEST_ACI_CHILD = "1", HTTP_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost" } })
+    local r = support.run_hoist({ "test", support.here .. "/aci_target_test.lua" }, { timeout = 1100, env = {
+      HOIST_TEST_ACI_CHILD = name, HTTP_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost" } })
     if r.code ~= 0 then error("the child run with HTTP_PROXY failed:\n" .. r.stdout .. r.stderr, 0) end
-    io.stdout:write((r.stdout:gsub("[^\n]*\n", function(l) return l:match("^ok ") and "     child: " .. l or "" end)))
+    io.stdout:write((r.stdout:gsub("[^\n]*\n", function(l) return (l:match("^ok ") or l:match("^     prober")) and "     child: " .. l or "" end)))
   end
 end
 local function parent_only(body)
@@ -191,7 +196,7 @@ local function via_proxy(url)
   return hoist.exec { "curl", "-s", "-m", "5", "-x", E("HOIST_TEST_AZURE_PROXY"), url }.stdout
 end
 
-t.case("deploy, redeploy, a crashing version put back at once, status, remove", in_proxy_child(function()
+t.case("deploy, redeploy, a crashing version put back at once, status, remove", in_proxy_child("target", function()
   need_emulator()
   push_image()
   local target = require "hoist.targets.aci"
@@ -234,4 +239,96 @@ t.case("deploy, redeploy, a crashing version put back at once, status, remove", 
   t.eq(target.remove { service = "web", resource_group = rg, subscription = SUB, credential = cred, state_dir = state_dir }.removed, {})
   t.eq(target.status { service = "web", resource_group = rg, subscription = SUB, credential = cred }.serving, false)
   drop(rg)
-end))
+end), SLOW)
+
+---------------------------------------------------------------- the scenario end to end
+
+local CLEAN = support.root .. "/tests/fixtures/trivy/hoist-clean.json"
+
+t.case("the ACI scenario end to end: build, scan, push to ACR with AZURE_CREDENTIALS, deploy, verify, "
+  .. "a bad version rolled back, kill -9 then hoist rollback, no secret in any output", in_proxy_child("e2e", function()
+  need_emulator()
+  local rg, state = group("e2e"), os.tmpname() .. ".state"
+  local label = "e2e-" .. RUN
+  local url = ("http://%s.westeurope.azurecontainer.io:8000"):format(label)
+  local secure = "aci-e2e-secure-value-" .. RUN
+  local env = { AZURE_CREDENTIALS = E("HOIST_TEST_AZURE_CREDENTIALS"), HOIST_TRIVY = support.root .. "/tests/tools/trivy",
+                HOIST_TRIVY_FIXTURE = CLEAN, HOIST_SECRET_ENV = "API_KEY=" .. secure }
+  local function run(version, healthy, extra_env, background_pid)
+    local argv = { support.hoist_bin(), "run", "container@1", "--params-file", support.root .. "/examples/aci/params.json",
+                   "--state-dir", state, "--no-color", "--set", "image=127.0.0.1:5002/hoist-aci-e2e-" .. RUN .. "/web",
+                   "--set", "resource_group=" .. rg, "--set", "dns_label=" .. label, "--set", "tag=" .. version,
+                   "--set", "context=" .. support.root .. "/examples/app", "--set", "verify_timeout=20",
+                   "--set", ("build_args=BASE_IMAGE=%s,VERSION=%s,HEALTHY=%s"):format(E("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest",
+                     version, healthy and "true" or "false") }
+    local e = {}
+    for k, v in pairs(env) do e[k] = v end
+    for k, v in pairs(extra_env or {}) do e[k] = v end
+    if background_pid then
+      argv = { "sh", "-c", 'echo $$ > "$0"; exec "$@"', background_pid, unpack(argv) }
+    end
+    argv.env, argv.timeout = e, 900
+    return hoist.exec(argv)
+  end
+  -- a prober: GET / on the service hostname every 0.2 s while a deploy runs
+  local function probed(fn)
+    local stats, stop = { ok = 0, failed = 0 }, false
+    local task = hoist.spawn(function()
+      while not stop do
+        local body = via_proxy(url .. "/version")
+        if body:match("^v%d") then stats.ok = stats.ok + 1 else stats.failed = stats.failed + 1 end
+        hoist.sleep(0.2)
+      end
+    end)
+    local r = fn()
+    stop = true
+    task:wait()
+    return r, stats
+  end
+  local function show(r) return ("exit %d\n--- stdout\n%s\n--- stderr\n%s"):format(r.code, r.stdout, r.stderr) end
+  local outputs = {}
+
+  local r1 = run("v1", true)
+  outputs[#outputs + 1] = r1.stdout .. r1.stderr
+  t.eq(r1.code, 0, show(r1))
+  t.match(via_proxy(url .. "/version"), "^v1")
+  local r2, s2 = probed(function() return run("v2", true) end)
+  outputs[#outputs + 1] = r2.stdout .. r2.stderr
+  t.eq(r2.code, 0, show(r2))
+  t.match(via_proxy(url .. "/version"), "^v2")
+  print(("     prober, deploy v1 -> v2: %d answered, %d failed (ACI replaces the container in place)"):format(s2.ok, s2.failed))
+  local r3, s3 = probed(function() return run("v3", false) end)
+  outputs[#outputs + 1] = r3.stdout .. r3.stderr
+  t.eq(r3.code, 1, show(r3))
+  t.match(r3.stderr .. r3.stdout, "did not start")
+  t.match(via_proxy(url .. "/version"), "^v2")
+  print(("     prober, bad v3 rolled back to v2: %d answered, %d failed"):format(s3.ok, s3.failed))
+
+  -- kill -9 after the PUT of v4, then `hoist rollback <id>` from a new process
+  local pidfile = os.tmpname()
+  local bg = hoist.spawn(function() return run("v4", true, { HOIST_TEST_PAUSE_AFTER_PUT = "60" }, pidfile) end)
+  local deadline = hoist.now() + 240
+  while not via_proxy(url .. "/version"):match("^v4") do
+    if hoist.now() > deadline then error("v4 never served") end
+    hoist.sleep(0.5)
+  end
+  local pid = (support.read(pidfile) or ""):match("%d+")
+  hoist.exec { "kill", "-9", pid }
+  bg:wait()
+  local runs = hoist.exec({ "sh", "-c", "ls -t " .. state .. "/runs | head -1" }).stdout:match("%S+")
+  local rb = support.run_hoist({ "rollback", runs, "--state-dir", state, "--no-color" },
+    { env = env, timeout = 600 })
+  outputs[#outputs + 1] = rb.stdout .. rb.stderr
+  t.eq(rb.code, 0, show(rb))
+  t.match(via_proxy(url .. "/version"), "^v2")
+
+  -- no secret anywhere: the client secret, the secure env value, the ACR refresh token's
+  -- source (the client secret) and the registry password of the emulator's fixed user
+  local everything = table.concat(outputs, "\n") .. hoist.exec({ "sh", "-c", "cat " .. state .. "/runs/*/*.jsonl " .. state .. "/runs/*/*.md 2>/dev/null" }).stdout
+  for _, s in ipairs { E("HOIST_TEST_AZURE_CLIENT_SECRET"), secure } do
+    t.ok(not everything:find(s, 1, true), "a secret leaked into the output, events, journal or report")
+  end
+  t.ok(#everything > 1000, "the scan saw the outputs")
+  require("hoist.targets.aci").remove { service = "web", resource_group = rg, subscription = SUB, credential = cred, state_dir = state }
+  drop(rg)
+end), SLOW)
