@@ -91,30 +91,14 @@ t.case("aks-helm: CRITICAL findings stop the run before ACR and the cluster (exi
   t.eq(c:get { kind = "Deployment", name = "web" }.spec.template.spec.containers[1].image, ("%s/%s/web:1"):format(ACR, NS))
 end, { timeout = 300 })
 
--- Asks the release's Service for /version every 50 ms until stopped, counting what failed.
-local function start_prober(url)
-  local p = { samples = {}, stop = false }
-  p.task = hoist.spawn(function()
-    while not p.stop do
-      local ok, r = pcall(hoist.http.get, url .. "/version", { timeout = 2 })
-      local s = { at = hoist.now() }
-      if ok and r.status == 200 then s.version = r.body:gsub("%s+$", "") else s.error = ok and ("status " .. r.status) or tostring(r.message or r) end
-      p.samples[#p.samples + 1] = s
-      hoist.sleep(0.05)
-    end
-  end)
-  return p
-end
-
 t.case("aks-helm: a release that never gets ready is rolled back with helm rollback; version 1 answers throughout", function()
   local c = setup()
   local before = c:get { kind = "Deployment", name = "web" }
   if (before.status or {}).readyReplicas ~= 3 then t.skip("the good release did not run first") end
   local svc = c:get { kind = "Service", name = "web" }
-  local prober = start_prober("http://" .. svc.metadata.annotations["hoist.dev/emulator-address"])
+  local prober = support.prober("http://" .. svc.metadata.annotations["hoist.dev/emulator-address"] .. "/version")
   local r = run("3-unready", "hoist-clean.json", { "--set", "build_args=VERSION=3-unready,HEALTHY=false", "--set", "ready_timeout=10" })
-  prober.stop = true
-  prober.task:wait()
+  prober:stop()
   t.ok(r.code ~= 0, "the run failed")
   t.match(r.stderr, "not ready after 10s")
   t.match(r.stderr, "k8s.helm_rollback")
@@ -124,15 +108,12 @@ t.case("aks-helm: a release that never gets ready is rolled back with helm rollb
   t.eq(d.spec.template.spec.containers[1].image, ("%s/%s/web:1"):format(ACR, NS))
   local history = hoist.k8s.helm.history { release = "web", namespace = NS, helm = support.root .. "/tests/tools/helm" }
   t.eq(#history, 3, "install, the failed upgrade, the rollback")
-  local failed, seen = 0, {}
-  for _, s in ipairs(prober.samples) do
-    if s.error then failed = failed + 1 else seen[s.version] = true end
-  end
+  local failed = prober:failures()
   print(("aks-helm: %d requests during the failed upgrade and its rollback, %d failed; versions answering: %s"):format(
-    #prober.samples, failed, table.concat((function() local v = {} for k in pairs(seen) do v[#v + 1] = k end table.sort(v) return v end)(), ", ")))
+    #prober.samples, failed, table.concat(prober:versions(), ", ")))
   t.ok(#prober.samples > 10)
   t.eq(failed, 0)
-  t.eq(seen, { ["1"] = true })
+  t.eq(prober:versions(), { "1" })
 end, { timeout = 500 })
 
 t.case("aks-helm: clean up", function()

@@ -14,14 +14,10 @@ math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)
 local NS = ("hoist-mlflow-%x%04x"):format(os.time() % 0x100000, math.random(0, 0xffff))
 local REPO = (E("HOIST_TEST_REGISTRY") or "127.0.0.1:5000") .. "/" .. NS .. "/model"
 
+local cluster = dofile(support.here .. "/k8s_cluster.lua")
 local function need_cluster()
-  local why
-  if not (E("HOIST_TEST_KUBE_SERVER") and E("KUBECONFIG")) then why = "the Kubernetes emulator is not up"
-  elseif E("HOIST_TEST_DOCKER") ~= "1" then why = "tests/env is not up" end
-  if not why then return end
-  why = why .. ": run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-  if E("CI") == "true" then error(why) end
-  t.skip(why)
+  support.need_docker("mlflow-rollout example test")
+  cluster.need()
 end
 
 local state = {}
@@ -54,45 +50,13 @@ local function run(version, extra)
   return r
 end
 
--- Asks the Service for /version every 50 ms until stopped: {at, version | error} per request.
-local function start_prober(url)
-  local p = { samples = {}, stop = false }
-  p.task = hoist.spawn(function()
-    while not p.stop do
-      local ok, r = pcall(hoist.http.get, url .. "/version", { timeout = 2 })
-      local s = { at = hoist.now() }
-      if ok and r.status == 200 then s.version = r.body:gsub("%s+$", "") else s.error = ok and ("status " .. r.status) or tostring(r.message or r) end
-      p.samples[#p.samples + 1] = s
-      hoist.sleep(0.05)
-    end
-  end)
-  return p
-end
-
-local function failures(p, since)
-  local n, first = 0, nil
-  for _, s in ipairs(p.samples) do
-    if s.at >= since and s.error then n = n + 1; first = first or s.error end
-  end
-  return n, first
-end
-
--- Seconds from `since` until the prober's answers are all `version` from then on.
-local function back_after(p, since, version)
-  local last_other = since
-  for _, s in ipairs(p.samples) do
-    if s.at >= since and s.version ~= version then last_other = s.at end
-  end
-  return last_other - since
-end
-
 t.case("mlflow-rollout: version 1 is deployed, version 2 rolled out, checked and notified", function()
   local s = setup()
   local r1 = run("1")
   t.eq(r1.status, "succeeded", r1.error and r1.error.message)
   local svc = s.kube:get { kind = "Service", name = "model" }
   s.url = "http://" .. svc.metadata.annotations["hoist.dev/emulator-address"]
-  s.prober = start_prober(s.url)
+  s.prober = support.prober(s.url .. "/version")
   local since = hoist.now()
   local r2 = run("2")
   t.eq(r2.status, "succeeded", r2.error and r2.error.message)
@@ -106,7 +70,7 @@ t.case("mlflow-rollout: version 1 is deployed, version 2 rolled out, checked and
   t.eq(hoist.json.decode(hoist.http.get((s.hook:gsub("/hook%?key=", "/_count?key="))).body).count, 2, "one notification per good run")
   local events = support.read(r2.dir and (r2.dir .. "/events.jsonl") or "/dev/null") or ""
   t.no_match(events, s.hook)
-  local n = failures(s.prober, since)
+  local n = s.prober:failures(since)
   print(("prober: %d failed requests during the rollout 1 -> 2"):format(n))
   t.eq(n, 0)
 end, { timeout = 600 })
@@ -135,15 +99,15 @@ for _, row in ipairs(broken) do t.case("mlflow-rollout: a broken release is undo
   local d = s.kube:get { kind = "Deployment", name = "model" }
   t.eq(d.spec.template.spec.containers[1].image, REPO .. ":2")
   hoist.sleep(1)
-  local took = back_after(s.prober, since, "2")
-  local n, first = failures(s.prober, since)
+  local took = s.prober:back_after(since, "2")
+  local n, first = s.prober:failures(since)
   print(("%s: run took %.1fs; only version 2 answered again %.1fs after the run started (%.1fs before it ended); %d failed requests%s"):format(
     row.name, ended - since, took, ended - since - took, n, first and (" (first: " .. first .. ")") or ""))
   t.eq(n, 0)
 end, { timeout = 300 }) end
 
 t.case("mlflow-rollout: clean up", function()
-  if state.prober then state.prober.stop = true; pcall(state.prober.task.wait, state.prober.task) end
+  if state.prober then state.prober:stop() end
   if state.receiver then state.receiver:cancel() end
   if state.kube then state.kube:delete { kind = "Namespace", name = NS, missing_ok = true } end
   if state.dir then hoist.fs.remove(state.dir, { recursive = true }) end

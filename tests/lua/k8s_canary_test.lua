@@ -41,14 +41,10 @@ end)
 
 ---------------------------------------------------------------- against the emulator
 
+local cluster = dofile(support.here .. "/k8s_cluster.lua")
 local function need_cluster()
-  local why
-  if not (E("HOIST_TEST_KUBE_SERVER") and E("KUBECONFIG")) then why = "the Kubernetes emulator is not up"
-  elseif E("HOIST_TEST_DOCKER") ~= "1" then why = "tests/env is not up" end
-  if not why then return end
-  why = why .. ": run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-  if E("CI") == "true" then error(why) end
-  t.skip(why)
+  support.need_docker("canary test")
+  cluster.need()
 end
 
 local images = {}

@@ -67,15 +67,14 @@ end)
 
 ---------------------------------------------------------------- against the emulator
 
+local cluster = dofile(support.here .. "/k8s_cluster.lua")
 local function need_cluster()
-  local why
-  if not (E("HOIST_TEST_KUBE_SERVER") and E("KUBECONFIG")) then why = "the Kubernetes emulator is not up"
-  elseif E("HOIST_TEST_DOCKER") ~= "1" then why = "tests/env is not up" end
-  if not why and not hoist.which("kubectl") then why = "kubectl is not installed (the helm stand-in applies with it)" end
-  if not why then return end
-  why = why .. ": run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"
-  if E("CI") == "true" then error(why) end
-  t.skip(why)
+  support.need_docker("helm test")
+  cluster.need()
+  if not hoist.which("kubectl") then
+    if os.getenv("CI") == "true" then error("kubectl is not installed (the helm stand-in applies with it)") end
+    t.skip("kubectl is not installed (the helm stand-in applies with it)")
+  end
 end
 
 local images

@@ -123,6 +123,56 @@ function M.need_docker(what, why)
   t.skip("*** " .. what .. " skipped *** " .. why)
 end
 
+---------------------------------------------------------------- a prober
+
+-- Asks `url` (e.g. a Service's /version) every `interval` seconds (0.05) until :stop(),
+-- keeping {at, version | error} per request: what a user would see during a deploy.
+---@param url string
+---@param interval? number
+function M.prober(url, interval)
+  local p = { samples = {}, stopped = false }
+  p.task = hoist.spawn(function()
+    while not p.stopped do
+      local ok, r = pcall(hoist.http.get, url, { timeout = 2 })
+      local s = { at = hoist.now() }
+      if ok and r.status == 200 then s.version = r.body:gsub("%s+$", "") else s.error = ok and ("status " .. r.status) or tostring(r.message or r) end
+      p.samples[#p.samples + 1] = s
+      hoist.sleep(interval or 0.05)
+    end
+  end)
+  function p:stop()
+    if self.stopped then return end
+    self.stopped = true
+    pcall(self.task.wait, self.task)
+  end
+  -- How many requests since `since` failed, and the first failure's text.
+  function p:failures(since)
+    local n, first = 0, nil
+    for _, s in ipairs(self.samples) do
+      if s.at >= (since or 0) and s.error then n = n + 1; first = first or s.error end
+    end
+    return n, first
+  end
+  -- The versions that answered since `since`, sorted.
+  function p:versions(since)
+    local seen, out = {}, {}
+    for _, s in ipairs(self.samples) do
+      if s.at >= (since or 0) and s.version and not seen[s.version] then seen[s.version] = true; out[#out + 1] = s.version end
+    end
+    table.sort(out)
+    return out
+  end
+  -- Seconds from `since` until every answer is `version` from then on.
+  function p:back_after(since, version)
+    local last_other = since
+    for _, s in ipairs(self.samples) do
+      if s.at >= since and s.version ~= version then last_other = s.at end
+    end
+    return last_other - since
+  end
+  return p
+end
+
 ---------------------------------------------------------------- recorded fixtures
 
 M.SKIP_SHARED = "skipped: ../shared/fixtures not found"
