@@ -70,9 +70,10 @@ local function container_argv(version, extra)
   return argv
 end
 
-local function run_container(version, extra)
+local function run_container(version, extra, env)
   local argv = container_argv(version, extra)
   argv.env, argv.timeout = { KUBECONFIG = S.kubeconfig }, 600
+  for k, v in pairs(env or {}) do argv.env[k] = v end
   local started = hoist.now()
   local r = hoist.exec(argv)
   r.seconds = hoist.now() - started
@@ -242,7 +243,9 @@ end, SLOW)
 
 t.case("two runs on one Deployment: the second waits on the Lease naming the first", function()
   need_env()
-  local a = hoist.spawn(function() return run_container("v5") end)
+  -- the first run holds the Lease 30 s before it applies, so the second (building its image
+  -- meanwhile) reaches the Lease while the first holds it however slow the machine is
+  local a = hoist.spawn(function() return run_container("v5", nil, { HOIST_TEST_PAUSE_IN_DEPLOY = "30" }) end)
   local holder = wait_for("the first run to hold the Lease", function()
     local l = S.kube:get { kind = "Lease", name = "hoist-lock-deployment-" .. S.service, missing_ok = true }
     local id = l and l.spec.holderIdentity or ""

@@ -212,17 +212,9 @@ function M.lock_of(name)
   end
 end
 
---- Test hook of the targets: when the environment variable `variable` holds a number of
---- seconds, pauses that long (a window for a test to SIGKILL the run in). Never under dry-run.
----@param variable string e.g. "HOIST_TEST_PAUSE_IN_DEPLOY"
----@param what string where, for the warning
-function M.test_pause(variable, what)
-  local seconds = tonumber(os.getenv(variable) or "")
-  if seconds and seconds > 0 and not util.dry_run() then
-    hoist.log.warn(("%s: pausing %gs %s"):format(variable, seconds, what))
-    hoist.sleep(seconds)
-  end
-end
+--- The targets' test hook (hoist.targets.test_pause), here for the Azure targets.
+--- Internal: see hoist.targets.test_pause.
+M.test_pause = function(variable, what) return require("hoist.targets").test_pause(variable, what) end
 
 ---------------------------------------------------------------- the ARM-side deploy lock
 

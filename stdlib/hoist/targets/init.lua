@@ -69,6 +69,20 @@ M.options = {
   state_dir = { type = "string", description = "State folder" },
 }
 
+--- Test hook of the targets: when the environment variable `variable` holds a number of
+--- seconds, pauses that long (a window for a test to SIGKILL the run in, or to start a second
+--- run while this one holds the lock). Never under dry-run.
+--- Internal: the targets' test hooks (HOIST_TEST_PAUSE_IN_DEPLOY, ..._AFTER_PUT, ..._AFTER_SWITCH).
+---@param variable string e.g. "HOIST_TEST_PAUSE_IN_DEPLOY"
+---@param what string where, for the warning
+function M.test_pause(variable, what)
+  local seconds = tonumber(os.getenv(variable) or "")
+  if seconds and seconds > 0 and not require("hoist.util").dry_run() then
+    hoist.log.warn(("%s: pausing %gs %s"):format(variable, seconds, what))
+    hoist.sleep(seconds)
+  end
+end
+
 --- Checks a target's deploy options against the common options and the target's own (both
 --- parameter specs, hoist.pipeline's types: a map or list is a table here) with
 --- hoist.util.check_opts; `extra` adds option specs that are not parameters. Returns the

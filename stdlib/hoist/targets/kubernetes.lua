@@ -264,6 +264,7 @@ function M.make(name, connect, cluster_options, module, pin)
   end
 
   local function deploy(o, c, ns)
+    require("hoist.targets").test_pause("HOIST_TEST_PAUSE_IN_DEPLOY", "holding the Lease of " .. o.service)
     local on_rollback = function(action, args) if o.ctx then o.ctx:on_rollback(action, args) end end
     local objects, workload = manifests_of(o, c, o.run, ns)
     local wname = workload.metadata.name

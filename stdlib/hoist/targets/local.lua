@@ -382,13 +382,7 @@ local function brief_check(err)
 end
 
 -- Test hooks: a window to SIGKILL the run in (seconds from the environment).
-local function test_pause(variable, what)
-  local seconds = tonumber(os.getenv(variable) or "")
-  if seconds and seconds > 0 and not dry_run() then
-    hoist.log.warn(("%s: pausing %gs %s"):format(variable, seconds, what))
-    hoist.sleep(seconds)
-  end
-end
+local function test_pause(variable, what) return require("hoist.targets").test_pause(variable, what) end
 
 ---@class hoist.targets.local.DeployOptions: hoist.targets.DeployOptions
 ---@field port integer the service port on 127.0.0.1 (local only)
