@@ -126,6 +126,18 @@ function M.check_opts(fname, opts, spec, key)
   return out
 end
 
+--- A new spec table: the keys of `base`, then those of `extra` (which win). How a module's
+--- functions share their common options: `util.check_opts(fname, opts, util.spec(common, {...}))`.
+---@param base table<string, string|hoist.util.OptSpec>
+---@param extra? table<string, string|hoist.util.OptSpec>
+---@return table<string, string|hoist.util.OptSpec>
+function M.spec(base, extra)
+  local s = {}
+  for k, v in pairs(base) do s[k] = v end
+  for k, v in pairs(extra or {}) do s[k] = v end
+  return s
+end
+
 --- True when the run in progress is a dry run: mutating primitives record a plan step
 --- (hoist.pipeline.plan) instead of acting. The one source: the engine's run context
 --- (`hoist run --dry-run`, or hoist.pipeline.run{dry_run=} for its duration).

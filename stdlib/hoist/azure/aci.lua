@@ -20,12 +20,7 @@ local function azure() return require "hoist.azure" end
 
 local common = { resource_group = "string", subscription = "string", credential = "table|string", poll_interval = "number",
                  name = { type = "string", required = true } }
-local function spec(extra)
-  local s = {}
-  for k, v in pairs(common) do s[k] = v end
-  for k, v in pairs(extra or {}) do s[k] = v end
-  return s
-end
+local function spec(extra) return util.spec(common, extra) end
 
 local function where(fname, o)
   if not o.resource_group then fail("invalid_argument", fname .. ": option 'resource_group' is required", { option = "resource_group" }) end

@@ -20,12 +20,7 @@ local SKUS = { "Basic", "Standard", "Premium" }
 local function azure() return require "hoist.azure" end
 
 local common = { resource_group = "string", subscription = "string", credential = "table|string", poll_interval = "number" }
-local function spec(extra)
-  local s = {}
-  for k, v in pairs(common) do s[k] = v end
-  for k, v in pairs(extra) do s[k] = v end
-  return s
-end
+local function spec(extra) return util.spec(common, extra) end
 
 local function check_name(fname, name)
   if type(name) ~= "string" or not name:match("^%w+$") or #name < 5 or #name > 50 then

@@ -28,12 +28,7 @@ local common = {
   subscription = "string", resource_group = { type = "string", required = true },
   name = { type = "string", required = true }, slot = "string", credential = "table", endpoint = "string",
 }
-local function spec(extra)
-  local s = {}
-  for k, v in pairs(common) do s[k] = v end
-  for k, v in pairs(extra or {}) do s[k] = v end
-  return s
-end
+local function spec(extra) return util.spec(common, extra) end
 
 ---@class hoist.azure.appservice.Ref which site: its group and name, a slot or production
 ---@field resource_group string

@@ -14,12 +14,7 @@ local common = {
   subscription = "string", credential = "table", endpoint = "string", dry_run = "boolean",
   timeout = "number", attempts = "integer",
 }
-local function spec(extra)
-  local s = {}
-  for k, v in pairs(common) do s[k] = v end
-  for k, v in pairs(extra) do s[k] = v end
-  return s
-end
+local function spec(extra) return util.spec(common, extra) end
 
 -- {credential, subscription} of a call
 local function context(fname, o)
