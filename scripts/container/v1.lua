@@ -20,10 +20,10 @@ end
 -- "127.0.0.1:5000/team/app" -> "127.0.0.1:5000"; "docker.io" for a Docker Hub name.
 local function registry_host(image) return hoist.image.parse(image).registry end
 
-local function whole_port(v) return type(v) == "number" and v == math.floor(v) and v >= 1 and v <= 65535 end
-
--- Checks that need more than one parameter's type: all problems at once, exit code 2.
-local function check(p)
+-- Checks that need more than one parameter, or more than a parameter's own spec (types,
+-- allowed values, patterns and ranges are checked by hoist.pipeline from the specs below):
+-- all problems at once, exit code 2.
+local function check_params(p)
   local problems = {}
   local function problem(text) problems[#problems + 1] = text end
   -- the image with Docker's own grammar (hoist.image), so a bad name stops here, before the build
@@ -33,30 +33,30 @@ local function check(p)
   elseif ref.tag or ref.digest then
     problem(("image: give the repository without tag or digest (e.g. 127.0.0.1:5000/app), got %q"):format(p.image))
   end
-  if not whole_port(p.port) then problem(("port: must be a whole number from 1 to 65535, got %s"):format(tostring(p.port))) end
-  if not whole_port(p.container_port) then
-    problem(("container_port: must be a whole number from 1 to 65535, got %s"):format(tostring(p.container_port)))
-  end
-  if p.health_path:sub(1, 1) ~= "/" then problem(("health_path: must start with '/', got %q"):format(p.health_path)) end
-  if p.name and not p.name:match("^[%w][%w_.%-]*$") then
-    problem(("name: must be a container name ([A-Za-z0-9][A-Za-z0-9_.-]*), got %q"):format(p.name))
-  end
-  if p.verify_timeout <= 0 then problem("verify_timeout: must be > 0") end
   local ok_t, mod = pcall(targets.get, p.target)
-  if ok_t and mod.options.resource_group and not p.resource_group then
-    problem(("resource_group: required for target %s"):format(p.target))
+  if not ok_t then
+    problem(hoist.is_error(mod) and mod.message or tostring(mod)) -- names the target
+  else
+    for k, spec in pairs(mod.options) do
+      if spec.required and p[k] == nil then problem(("%s: required for target %s"):format(k, p.target)) end
+    end
   end
-  if p.lock_timeout < 0 then problem("lock_timeout: must be >= 0") end
-  if p.drain < 0 then problem("drain: must be >= 0") end
   if (p.registry_password == nil) ~= (p.registry_username == nil) then
     problem("registry_username and registry_password: give both or neither")
+  end
+  local remote = p.context:find("://", 1, true) or p.context:match("^git@")
+  if remote then -- docker build fetches it
+  elseif not hoist.fs.exists(p.context) then
+    problem(("context: the build folder %s does not exist"):format(p.context))
+  elseif p.dockerfile and not hoist.fs.exists(p.dockerfile) then
+    problem(("dockerfile: %s does not exist"):format(p.dockerfile))
+  elseif not p.dockerfile and not hoist.fs.exists(p.context .. "/Dockerfile") then
+    problem(("context: %s has no Dockerfile (give dockerfile=)"):format(p.context))
   end
   if p.tag then
     local ok, why = hoist.tags.validate(p.tag)
     if not ok then problem("tag: " .. why) end
   end
-  local ok, err = pcall(targets.get, p.target)
-  if not ok then problem(hoist.is_error(err) and err.message or tostring(err)) end -- names the target
   if #problems > 0 then
     hoist.error { code = "invalid_argument",
       message = (#problems == 1 and "invalid parameter: " or "invalid parameters: ") .. table.concat(problems, "; "),
@@ -94,13 +94,30 @@ local function let_go(run_id)
   if mine and mine.lock then mine.lock:release() end
 end
 
--- The options of the chosen target, from the parameters (container@1 declares every shipped
--- target's options: the parameters listed in --help with [target] in front).
-local function target_options(p)
-  local out = {}
-  local ok, mod = pcall(targets.get, p.target)
-  for k in pairs(ok and mod.options or {}) do out[k] = p[k] end
-  return out
+-- The service's name: the name parameter, else the repository's last path part.
+local function service_of(p) return p.name or default_name(p.image) end
+
+-- What container@1 gives the target: the common options (hoist.targets.options) and the
+-- chosen target's own (container@1 declares every target's options as parameters, listed in
+-- --help with [target] in front), nothing another target takes.
+local function deploy_options(p, extra)
+  local mod = targets.get(p.target, SPEC)
+  local o = { service = service_of(p), container_port = p.container_port, health_path = p.health_path, env = p.env,
+              secret_env = p.secret_env, lock_timeout = p.lock_timeout }
+  for k in pairs(mod.options) do
+    if o[k] == nil and k ~= "name" then o[k] = p[k] end
+  end
+  if mod.options.name then o.name = p.name end -- an Azure resource name: the service's
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+-- The parameter checks, then the target's preflight (its options, credentials, the resource
+-- group or namespace): before the build, so a wrong option fails in a second, not after the
+-- build and push.
+local function check(p)
+  check_params(p)
+  targets.preflight(p.target, deploy_options(p))
 end
 
 -- How the push logs in: "azure" = an Entra token exchanged for an ACR refresh token
@@ -115,13 +132,6 @@ end
 local function verify_settings(p)
   local interval = 0.5
   return { interval = interval, retries = math.max(1, math.ceil(p.verify_timeout / interval)), timeout = 5 }
-end
-
--- Targets not shipped in this version, for the help.
-local function not_shipped()
-  local out = {}
-  for _, n in ipairs(targets.names()) do if not targets.known[n] then out[#out + 1] = n end end
-  return #out > 0 and table.concat(out, ", ") or "none"
 end
 
 -- Adds every shipped target's own options (besides local's, declared above) to the
@@ -139,7 +149,7 @@ end
 
 local function with_target_options(params)
   local added = {}
-  for _, tname in ipairs(targets.names(true)) do
+  for _, tname in ipairs(targets.names()) do
     if tname ~= "local" then
       for k, spec in pairs(targets.get(tname).options) do
         local ptype = param_type(spec.type)
@@ -166,7 +176,7 @@ return pipeline.define {
   name = "container",
   version = "1.1.0",
   requires = ">=0.1 <2",
-  description = "Build, scan, push, deploy and verify a container image (targets: " .. table.concat(targets.names(true), ", ") .. ")",
+  description = "Build, scan, push, deploy and verify a container image (targets: " .. table.concat(targets.names(), ", ") .. ")",
   -- Cross-parameter checks, run before anything changes (the build stage calls it too).
   check = check,
   -- Called once the run is over, after its rollback if any: only then may another run
@@ -183,15 +193,21 @@ return pipeline.define {
     build_args = { type = "map", default = {}, description = "Docker build arguments NAME=value (stored in the image: no secrets)" },
     target = { type = "string", default = "local", allowed = targets.names(),
                description = ("Where to deploy: %s (local: the local Docker engine; aci: Azure Container Instances; "
-                 .. "not available in this version: %s); options marked [target] are that target's"):format(
-                 table.concat(targets.names(true), ", "), not_shipped()) },
+                 .. "appservice: Azure App Service; containerapp: Azure Container Apps; kubernetes: a kubeconfig "
+                 .. "context; aks: an AKS cluster); options marked [target] are that target's"):format(
+                 table.concat(targets.names(), ", ")) },
     registry_auth = { type = "string", allowed = { "docker", "azure" },
                       description = "How the push logs in: azure (an ACR token from the Azure credential) or docker "
                         .. "(registry_username, else docker's stored credentials); default azure for *.azurecr.io" },
-    name = { type = "string", description = "Service name, also the container's, container group's or app's (default: the image's last path part)" },
-    port = { type = "number", default = 8080, description = "[local] Service port on 127.0.0.1 (served by hoist proxy)" },
-    container_port = { type = "number", default = 8080, description = "Port the app listens on inside the container" },
-    health_path = { type = "string", default = "/health", description = "GET path that answers 200 when the app is healthy" },
+    name = { type = "string", pattern = "[%w][%w_.%-]*", max_length = 128,
+             hint = "a name of letters, digits, '_', '.' and '-' starting with a letter or digit",
+             description = "Service name, also the container's, container group's or app's (default: the image's last path part)" },
+    port = { type = "number", default = 8080, integer = true, min = 1, max = 65535,
+             description = "[local] Service port on 127.0.0.1 (served by hoist proxy)" },
+    container_port = { type = "number", default = 8080, integer = true, min = 1, max = 65535,
+                       description = "Port the app listens on inside the container" },
+    health_path = { type = "string", default = "/health", pattern = "/[^%s]*", hint = "a path starting with '/'",
+                    description = "GET path that answers 200 when the app is healthy" },
     env = { type = "map", default = {}, description = "Container environment NAME=value (recorded in the journal: no secrets)" },
     secret_env = { type = "map", secret = true, env = "HOIST_SECRET_ENV",
                    description = "Container environment whose values are secrets: masked in every output, "
@@ -205,10 +221,10 @@ return pipeline.define {
                           description = "Registry user for the push (else docker's stored credentials); the aci target pulls with it too" },
     registry_password = { type = "string", secret = true, env = "HOIST_REGISTRY_PASSWORD",
                           description = "Registry password or token (prefer the environment variable)" },
-    verify_timeout = { type = "number", default = 60, description = "Seconds the new container has to become healthy" },
-    drain = { type = "number", default = 2,
+    verify_timeout = { type = "number", default = 60, min = 0.001, description = "Seconds the new container has to become healthy" },
+    drain = { type = "number", default = 2, min = 0,
               description = "[local] Seconds the old container keeps its open connections after the switch" },
-    lock_timeout = { type = "number", default = 300,
+    lock_timeout = { type = "number", default = 300, min = 0,
                      description = "Seconds to wait while another run deploys the same service, then fail with conflict" },
   },
   stages = {
@@ -216,7 +232,7 @@ return pipeline.define {
       description = "docker build, tagged from the commit, with OCI labels",
       run = function(ctx)
         local p = ctx.params
-        check(p)
+        check_params(p)
         local tags = p.tag and { p.tag } or hoist.tags.for_commit { dir = p.context, strategy = p.tag_strategy }
         local refs = hoist.tags.refs(p.image, tags)
         local built = hoist.docker.build {
@@ -281,36 +297,33 @@ return pipeline.define {
         return { digest = pushed.digest, reference = reference }
       end },
     { name = "deploy", timeout = 900,
-      description = "Take the service's deploy lock; start the new container beside the old one, check it, "
-        .. "switch the service port",
+      description = "Take the service's deploy lock; deploy the image to the target, which checks the new version "
+        .. "before it takes traffic (local: beside the old container, then the port switches)",
       run = function(ctx)
         local p = ctx.params
         local target = targets.get(p.target, SPEC)
-        local service = p.name or default_name(p.image)
         -- held until the run is over (summary): verify and a rollback belong to this deploy
         local mine = held[ctx.run.id] or {}
         held[ctx.run.id] = mine
-        local own = target_options(p)
-        local lock_opts = { service = service, run = ctx.run.id, timeout = p.lock_timeout }
-        for k, v in pairs(own) do lock_opts[k] = v end
-        lock_opts.name = nil -- container@1's name is the service
+        local lock_opts = deploy_options(p, { run = ctx.run.id, timeout = p.lock_timeout })
+        for _, k in ipairs { "container_port", "health_path", "env", "secret_env", "lock_timeout", "name" } do lock_opts[k] = nil end
         mine.lock = mine.lock or targets.lock(p.target, lock_opts)
-        local deploy_opts = {
-          ctx = ctx, service = service, image = ctx.outputs.push.reference,
-          port = p.port, container_port = p.container_port, health_path = p.health_path, env = p.env,
-          secret_env = p.secret_env, verify = verify_settings(p), drain = p.drain, lock_timeout = p.lock_timeout,
-        }
-        for k, v in pairs(own) do if deploy_opts[k] == nil then deploy_opts[k] = v end end
-        deploy_opts.name = nil
-        local r = target.deploy(deploy_opts)
-        ctx:summary("Deployment", { ("%s serves %s"):format(r.service, r.url), "image " .. r.image,
-                                    "replaced " .. (r.previous or "nothing (first deploy)") })
-        return { service = r.service, url = r.url, upstream = r.upstream, previous = r.previous }
+        local r = target.deploy(deploy_options(p, { ctx = ctx, image = ctx.outputs.push.reference, verify = verify_settings(p) }))
+        ctx:summary("Deployment", { ("%s %s %s"):format(r.service, ctx.dry_run and "would serve at" or "serves",
+                                      tostring(r.url or "its URL")), "image " .. tostring(r.image),
+                                    "replaced " .. (r.previous or (ctx.dry_run and "what serves now" or "nothing (first deploy)")) })
+        return { service = r.service, url = r.url, upstream = r.upstream, previous = r.previous, planned = r.planned }
       end },
     { name = "verify", timeout = 300,
-      description = "The service port answers health_path with 200",
+      description = "The service's URL answers health_path with 200",
       run = function(ctx)
-        local p, url = ctx.params, ctx.outputs.deploy.url .. ctx.params.health_path
+        local p = ctx.params
+        if ctx.dry_run then -- nothing was deployed: the URL may not exist yet
+          local at = (ctx.outputs.deploy.url or ("the URL of " .. ctx.outputs.deploy.service)) .. p.health_path
+          ctx:plan { action = "verify.http", message = ("check GET %s answers 200 (within %gs)"):format(at, p.verify_timeout) }
+          return { url = at, planned = true }
+        end
+        local url = ctx.outputs.deploy.url .. p.health_path
         local v = verify_settings(p)
         local r = hoist.verify.http { name = "service " .. url, url = url, expect_status = 200,
                                       retries = v.retries, interval = v.interval, timeout = v.timeout }
@@ -321,7 +334,7 @@ return pipeline.define {
       run = function(ctx)
         local o = ctx.outputs
         ctx:summary(("%s %s: %s -> %s"):format(o.push.reference, ctx.dry_run and "would be deployed" or "deployed",
-          o.deploy.service, o.deploy.url))
+          o.deploy.service, tostring(o.deploy.url or "its URL")))
         return { image = o.push.reference, digest = o.push.digest, url = o.deploy.url, service = o.deploy.service }
       end },
   },

@@ -24,6 +24,10 @@ local M = {}
 ---@field env? string environment variable that supplies the value when not given
 ---@field allowed? any[] accepted values
 ---@field pattern? string Lua pattern the whole value must match
+---@field hint? string what the pattern means in words, for the message and --help
+---@field min? number smallest number accepted (also of each list item or map value)
+---@field max? number largest number accepted
+---@field integer? boolean a number must be whole
 
 ---@class hoist.Retry
 ---@field attempts integer attempts in all (1 = no retry)

@@ -58,7 +58,54 @@ end
 ---@field required? boolean
 ---@field default? any filled in when the option is absent (tables are copied shallowly)
 ---@field allowed? any[] the accepted values
+---@field pattern? string Lua pattern a string value must match whole (anchored at both ends)
+---@field hint? string what `pattern` means in words, for the message ("a path starting with '/'")
+---@field min? number smallest number accepted
+---@field max? number largest number accepted
+---@field integer? boolean a number must be whole
+---@field max_length? integer longest string accepted, in bytes
 ---@field secret? boolean a string value is registered with hoist.secret
+
+-- A Lua pattern that must match the whole value.
+local function anchored(pattern)
+  if pattern:sub(1, 1) ~= "^" then pattern = "^" .. pattern end
+  if pattern:sub(-1) ~= "$" or pattern:sub(-2) == "%$" then pattern = pattern .. "$" end
+  return pattern
+end
+
+--- The value rules of a spec besides its type: `allowed`, `pattern` (with `hint`), `min`,
+--- `max`, `integer`, `max_length`. Returns the problem as the end of a sentence ("must be from 1 to 65535,
+--- got 0"), or nil when `v` keeps them. The one place these rules live: option checks
+--- (check_opt) and pipeline parameters (hoist.pipeline) both call it.
+---@param s {allowed?: any[], pattern?: string, hint?: string, min?: number, max?: number, integer?: boolean, max_length?: integer, secret?: boolean}
+---@param v any
+---@return string?
+function M.value_problem(s, v)
+  local shown = s.secret and "(secret value)" or show(v)
+  if s.allowed then
+    for _, a in ipairs(s.allowed) do if a == v then return nil end end
+    local names = {}
+    for i, a in ipairs(s.allowed) do names[i] = tostring(a) end
+    return ("must be one of %s, got %s"):format(table.concat(names, ", "), shown)
+  end
+  if s.max_length and type(v) == "string" and #v > s.max_length then
+    return ("must be at most %d characters, got %d"):format(s.max_length, #v)
+  end
+  if s.pattern and type(v) == "string" and not v:find(anchored(s.pattern)) then
+    if s.hint then return ("must be %s, got %s"):format(s.hint, shown) end
+    return ("must match the pattern %s, got %s"):format(s.pattern, shown)
+  end
+  if type(v) == "number" then
+    if s.integer and v ~= math.floor(v) then return ("must be a whole number, got %s"):format(shown) end
+    local lo, hi = s.min, s.max
+    if (lo or hi) and ((lo and v < lo) or (hi and v > hi) or v ~= v) then
+      if lo and hi then return ("must be from %s to %s, got %s"):format(show(lo), show(hi), shown) end
+      if lo then return ("must be >= %s, got %s"):format(show(lo), shown) end
+      return ("must be <= %s, got %s"):format(show(hi), shown)
+    end
+  end
+  return nil
+end
 
 --- Checks one option's value against its spec; returns the value, or its default when absent.
 --- Raises invalid_argument naming the function and the option (see check_opts).
@@ -80,16 +127,8 @@ function M.check_opt(fname, name, v, s)
     M.fail("invalid_argument", ("%s: option '%s' must be %s, got %s"):format(
       fname, name, article((s.type:gsub("|", " or "))), type(v)), { option = name })
   end
-  if s.allowed then
-    local ok = false
-    for _, a in ipairs(s.allowed) do if a == v then ok = true break end end
-    if not ok then
-      local names = {}
-      for i, a in ipairs(s.allowed) do names[i] = show(a) end
-      M.fail("invalid_argument", ("%s: option '%s' must be one of %s, got %s"):format(
-        fname, name, table.concat(names, ", "), show(v)), { option = name })
-    end
-  end
+  local problem = M.value_problem(s, v)
+  if problem then M.fail("invalid_argument", ("%s: option '%s' %s"):format(fname, name, problem), { option = name }) end
   if s.secret and type(v) == "string" then core.secret(v) end
   return v
 end

@@ -27,8 +27,12 @@ M.defaults = { ttl = 600, interval = 2, say_every = 10, write_attempts = 20, set
 --- The options every Azure target takes besides the common ones (hoist.targets.options).
 M.options = {
   subscription = { type = "string", env = "AZURE_SUBSCRIPTION_ID",
+                   pattern = "%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x",
+                   hint = "a subscription id (a GUID: 8-4-4-4-12 hex digits)",
                    description = "Azure subscription id (default: AZURE_SUBSCRIPTION_ID, else the subscriptionId of AZURE_CREDENTIALS)" },
-  resource_group = { type = "string", description = "Azure resource group (created in location when missing); required for an Azure target" },
+  resource_group = { type = "string", required = true, max_length = 90, pattern = "[%w_%(%)%.%-]*[%w_%(%)%-]",
+                     hint = "a resource group name (letters, digits, '_', '(', ')', '.', '-'; not ending in '.')",
+                     description = "Azure resource group (created in location when missing); required for an Azure target" },
   location = { type = "string", description = "Azure region (e.g. westeurope); default: the resource group's" },
   name = { type = "string", description = "Azure resource name (default: the service name)" },
   credential = { type = "string", description = "Azure credential source (client_secret, workload_identity, oidc, managed_identity, az_cli; default: the first that applies)" },
@@ -47,6 +51,65 @@ function M.merge_options(own, without)
   for _, k in ipairs(without or {}) do out[k] = nil end
   for k, v in pairs(own or {}) do out[k] = v end
   return out
+end
+
+--- Options of every Azure target that are not parameters: the Resource Manager endpoint and
+--- a credential object (hoist.azure.credential{}) in place of a source name.
+M.extra_options = { endpoint = "string", credential = "string|table" }
+
+-- Azure's naming rules of each target's resource (the Azure resource naming rules page):
+-- length, characters, what may begin and end it.
+local NAME_RULES = {
+  aci = { min = 1, max = 63, first = "[a-z0-9]", body = "[a-z0-9%-]", last = "[a-z0-9]",
+          text = "1-63 lower-case letters, digits and '-', not beginning or ending with '-'" },
+  containerapp = { min = 2, max = 32, first = "[a-z]", body = "[a-z0-9%-]", last = "[a-z0-9]", no_double_dash = true,
+                   text = "2-32 lower-case letters, digits and '-', beginning with a letter, ending with a letter or digit, no '--'" },
+  appservice = { min = 2, max = 60, first = "[%w]", body = "[%w%-]", last = "[%w]",
+                 text = "2-60 letters, digits and '-', not beginning or ending with '-'" },
+}
+
+--- What is wrong with `name` as the resource name of Azure target `target`, or nil.
+---@param target string "aci", "containerapp" or "appservice"
+---@param name string
+---@return string?
+function M.name_problem(target, name)
+  local r = NAME_RULES[target]
+  if not r then return nil end
+  local ok = type(name) == "string" and #name >= r.min and #name <= r.max and name:sub(1, 1):match(r.first) ~= nil
+    and name:sub(-1):match(r.last) ~= nil and name:match("^" .. r.body .. "*$") ~= nil
+    and not (r.no_double_dash and name:find("--", 1, true))
+  if ok then return nil end
+  return ("must be %s (Azure's rule for a %s name), got %q"):format(r.text, target, tostring(name))
+end
+
+--- The preflight of Azure target `target` (hoist.targets.define wraps it): the resource name
+--- by Azure's rule, the credential (a token is fetched), the subscription, and the resource
+--- group (it exists, or `location` is given to create it). Reads only.
+---@param target string
+---@return fun(o: table): string[]
+function M.preflight_of(target)
+  return function(o)
+    local what = "targets." .. target
+    local name = o.name or o.service
+    local problem = M.name_problem(target, name)
+    if problem then
+      fail("invalid_argument", ("%s: the resource name (option name, else service) %s"):format(what, problem),
+        { option = o.name and "name" or "service", exit_code = 2 })
+    end
+    local ctx = M.context(what, o)
+    local checks = { ("credential %s: a token for subscription %s"):format(ctx.credential.source or "chain", ctx.subscription) }
+    local got = require("hoist.azure").resource_groups.get { name = ctx.resource_group, subscription = ctx.subscription,
+                                                             credential = ctx.credential, endpoint = ctx.endpoint }
+    if got then
+      checks[#checks + 1] = ("resource group %s exists (%s)"):format(ctx.resource_group, tostring(got.location))
+    elseif o.location then
+      checks[#checks + 1] = ("resource group %s will be created in %s"):format(ctx.resource_group, o.location)
+    else
+      fail("invalid_argument", ("%s: resource group %s does not exist in subscription %s; give location= to create it")
+        :format(what, ctx.resource_group, ctx.subscription), { resource_group = ctx.resource_group, exit_code = 2 })
+    end
+    return checks
+  end
 end
 
 -- credentials by source name, so tokens are cached across calls of one run
@@ -147,7 +210,7 @@ end
 ---@param own table<string, table> the target's `options`
 ---@return table
 function M.deploy_options(fname, opts, own)
-  local o = require("hoist.targets").check_options(fname, opts, own, { endpoint = "string", credential = "string|table" })
+  local o = require("hoist.targets").check_options(fname, opts, own, M.extra_options)
   o.name = o.name or o.service
   o.run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
   o.state_dir = hoist.fs.absolute(o.state_dir or hoist.run.state_dir or ".hoist")

@@ -7,7 +7,7 @@ local TYPES = { string = true, number = true, boolean = true, list = true, map =
 local ITEM_TYPES = { string = true, number = true, boolean = true, any = true }
 local SPEC_FIELDS = {
   type = true, items = true, default = true, required = true, description = true,
-  secret = true, env = true, allowed = true, pattern = true,
+  secret = true, env = true, allowed = true, pattern = true, hint = true, min = true, max = true, integer = true, max_length = true,
 }
 
 local function bad_definition(message)
@@ -40,6 +40,10 @@ function M.check_specs(params)
       bad_definition(where .. ": allowed must be a non-empty list")
     end
     if spec.pattern ~= nil and type(spec.pattern) ~= "string" then bad_definition(where .. ": pattern must be a string") end
+    if spec.hint ~= nil and type(spec.hint) ~= "string" then bad_definition(where .. ": hint must be a string") end
+    for _, bound in ipairs { "min", "max" } do
+      if spec[bound] ~= nil and type(spec[bound]) ~= "number" then bad_definition(("%s: %s must be a number"):format(where, bound)) end
+    end
     if spec.env ~= nil and type(spec.env) ~= "string" then bad_definition(where .. ": env must be a variable name") end
   end
   return params
@@ -155,32 +159,17 @@ function M.coerce(spec, v)
   return to_scalar(kind, v)
 end
 
-local function anchored(pattern)
-  if pattern:sub(1, 1) ~= "^" then pattern = "^" .. pattern end
-  if pattern:sub(-1) ~= "$" or pattern:sub(-2) == "%$" then pattern = pattern .. "$" end
-  return pattern
-end
-
 local function show(spec, v)
   if spec.secret then return "(secret value)" end
   if type(v) == "string" then return ("%q"):format(v) end
   return tostring(v)
 end
 
--- Checks allowed/pattern of one scalar; returns a problem or nil.
+-- Checks allowed/pattern/min/max of one scalar (hoist.util.value_problem: the one place
+-- these rules live); returns a problem or nil.
 local function check_scalar(spec, v, label)
-  if spec.allowed then
-    local found = false
-    for _, a in ipairs(spec.allowed) do found = found or a == v end
-    if not found then
-      local names = {}
-      for i, a in ipairs(spec.allowed) do names[i] = tostring(a) end
-      return ("%smust be one of %s, got %s"):format(label, table.concat(names, ", "), show(spec, v))
-    end
-  end
-  if spec.pattern and type(v) == "string" and not v:find(anchored(spec.pattern)) then
-    return ("%smust match the pattern %s, got %s"):format(label, spec.pattern, show(spec, v))
-  end
+  local p = require("hoist.util").value_problem(spec, v)
+  return p and label .. p or nil
 end
 
 -- Edit distance where swapping two neighbours counts as one edit (the commonest typo).
@@ -378,7 +367,10 @@ function M.help(specs)
       for i, v in ipairs(spec.allowed) do a[i] = tostring(v) end
       lines[#lines + 1] = "      allowed: " .. table.concat(a, ", ")
     end
-    if spec.pattern then lines[#lines + 1] = "      pattern: " .. spec.pattern end
+    if spec.pattern then lines[#lines + 1] = "      pattern: " .. spec.pattern .. (spec.hint and (" (" .. spec.hint .. ")") or "") end
+    if spec.min or spec.max then
+      lines[#lines + 1] = ("      range: %s to %s%s"):format(spec.min or "-inf", spec.max or "inf", spec.integer and ", whole numbers" or "")
+    end
     if spec.env then lines[#lines + 1] = "      from env: $" .. spec.env .. " when not set" end
   end
   return table.concat(lines, "\n") .. "\n"

@@ -28,8 +28,8 @@ M.name = "aci"
 
 --- The options only this target takes (with those of every Azure target, hoist.azure.target).
 M.options = azt.merge_options {
-  cpu = { type = "number", default = 1, description = "CPU cores of the container (a change recreates the group)" },
-  memory = { type = "number", default = 1.5, description = "Memory in GB of the container (a change recreates the group)" },
+  cpu = { type = "number", default = 1, min = 0.1, description = "CPU cores of the container (a change recreates the group)" },
+  memory = { type = "number", default = 1.5, min = 0.1, description = "Memory in GB of the container (a change recreates the group)" },
   dns_label = { type = "string", description = "DNS name label: <label>.<region>.azurecontainer.io (default: the service name)" },
   ip = { type = "string", default = "public", allowed = { "public", "private" },
          description = "public (with the DNS label) or private (in subnet_ids) IP address" },
@@ -406,4 +406,8 @@ function M.remove(opts)
   end)
 end
 
-return M
+-- Options a script may pass that are not parameters (an ARM endpoint, a credential object),
+-- and the checks before a deploy (credential, subscription, resource group, names).
+M.extra_options = azt.extra_options
+M.preflight = azt.preflight_of(M.name)
+return require("hoist.targets").define(M)

@@ -13,7 +13,7 @@ local fail = util.fail
 -- credential) plus the cluster's.
 local cluster_options = {
   subscription = { type = "string", description = "Azure subscription id (default: AZURE_SUBSCRIPTION_ID, else the subscriptionId of AZURE_CREDENTIALS)" },
-  resource_group = { type = "string", description = "The cluster's resource group (required)" },
+  resource_group = { type = "string", required = true, description = "The cluster's resource group" },
   cluster = { type = "string", description = "The AKS cluster's name (required)" },
   admin = { type = "boolean", default = false, description = "Use listClusterAdminCredential (local admin account) instead of the user credential" },
   credential = { type = "string|table", description = "Azure credential source (client_secret, workload_identity, oidc, managed_identity, az_cli; default: the first that applies), or a hoist.azure.credential{}" },
@@ -28,14 +28,20 @@ end
 
 local clients = {} -- "<sub>/<rg>/<cluster>/<admin>" -> client, one fetch per process
 
+-- The credential the cluster options name: an object as is, else the source (nil: the chain).
+local function credential_of(w)
+  local azure = require "hoist.azure"
+  if type(w.credential) == "table" then return azure.credential_of("hoist.targets.aks", w.credential) end
+  return azure.credential(w.credential and { source = w.credential } or nil)
+end
+
 -- A client for the cluster: its kubeconfig from ARM, read from a 0600 file removed at once.
 local function connect(w)
   local azure = require "hoist.azure"
   for _, k in ipairs { "resource_group", "cluster" } do
     if type(w[k]) ~= "string" or w[k] == "" then fail("invalid_argument", ("targets.aks: option '%s' is required"):format(k)) end
   end
-  local cred = type(w.credential) == "table" and azure.credential_of("hoist.targets.aks", w.credential)
-    or azure.credential(w.credential and { source = w.credential } or nil)
+  local cred = credential_of(w)
   local sub = azure.subscription(w.subscription, cred)
   local key = table.concat({ sub, w.resource_group, w.cluster, tostring(w.admin == true) }, "/")
   if clients[key] then return clients[key] end
@@ -68,7 +74,8 @@ local T = require("hoist.targets.kubernetes").make("aks", connect, cluster_optio
   local out = {}
   for k, v in pairs(w) do out[k] = v end
   if type(w.credential) == "table" then out.credential = w.credential.source end
-  out.subscription = out.subscription or require("hoist.azure").subscription(nil, type(w.credential) == "table" and w.credential or nil)
+  -- the subscription the credential names when none was given (AZURE_CREDENTIALS' subscriptionId)
+  out.subscription = out.subscription or require("hoist.azure").subscription(nil, credential_of(w))
   return out
 end)
 --- Standard base64 to bytes (exposed for its test).

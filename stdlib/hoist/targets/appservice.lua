@@ -44,7 +44,7 @@ M.options = azt.merge_options({
   registry_username = { type = "string", description = "Registry user (DOCKER_REGISTRY_SERVER_USERNAME)" },
   registry_password = { type = "string", secret = true, description = "Registry password or token (DOCKER_REGISTRY_SERVER_PASSWORD)" },
   managed_identity = { type = "boolean", description = "Pull with the site's managed identity (acrUseManagedIdentityCreds)" },
-  start_time_limit = { type = "number", description = "WEBSITES_CONTAINER_START_TIME_LIMIT in seconds (App Service: 230)" },
+  start_time_limit = { type = "number", integer = true, min = 1, max = 1800, description = "WEBSITES_CONTAINER_START_TIME_LIMIT in seconds (App Service: 230)" },
 }, { "registry_identity" })
 
 --- The named rollback actions deploy registers.
@@ -409,4 +409,8 @@ function M.remove(opts)
   end)
 end
 
-return M
+-- Options a script may pass that are not parameters (an ARM endpoint, a credential object),
+-- and the checks before a deploy (credential, subscription, resource group, names).
+M.extra_options = azt.extra_options
+M.preflight = azt.preflight_of(M.name)
+return require("hoist.targets").define(M)

@@ -26,11 +26,11 @@ local fail, dry_run = util.fail, util.dry_run
 --- The options only this target takes, with those of every Azure target (hoist.azure.target).
 M.options = azt.merge_options {
   environment = { type = "string", description = "Managed environment name or id (default <name>-env, created when missing)" },
-  canary = { type = "number", default = 20, description = "Percent of traffic the new revision gets before all of it (0: none)" },
+  canary = { type = "number", default = 20, min = 0, max = 99, description = "Percent of traffic the new revision gets before all of it (0: none)" },
   registry_server = { type = "string", description = "Registry the app pulls from (default: the image's)" },
   registry_username = { type = "string", description = "Registry user" },
   registry_password = { type = "string", secret = true, description = "Registry password (kept as an app secret)" },
-  revision_timeout = { type = "number", default = 600, description = "Seconds a new revision gets to become healthy" },
+  revision_timeout = { type = "number", default = 600, min = 1, description = "Seconds a new revision gets to become healthy" },
 }
 
 --- The named rollback actions deploy registers.
@@ -259,4 +259,8 @@ function M.remove(opts)
   end)
 end
 
-return M
+-- Options a script may pass that are not parameters (an ARM endpoint, a credential object),
+-- and the checks before a deploy (credential, subscription, resource group, names).
+M.extra_options = azt.extra_options
+M.preflight = azt.preflight_of(M.name)
+return require("hoist.targets").define(M)

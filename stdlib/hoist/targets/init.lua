@@ -1,28 +1,34 @@
 --- hoist.targets: where a pipeline deploys, and the contract every target keeps.
 ---
---- A target is a module `hoist.targets.<name>` (see docs/targets.md):
+--- A target is a module `hoist.targets.<name>` (see docs/targets.md), made with `define`:
 ---   deploy(opts) -> {service, url, image, previous}   opts: the common options below plus
 ---                                                      the target's own (`M.options`)
 ---   status(opts) -> {service, serving, image?, url?}   what runs now; changes nothing
 ---   remove(opts) -> {removed = {...}}                  takes the service down; idempotent
+---   preflight(opts) -> {checks = {...}}                checks what a deploy needs, changing
+---                                                      nothing: options, credentials, the
+---                                                      place it deploys to
 ---   compensations = {"<name>.<action>", ...}           the named rollback actions deploy
 ---                                                      registers (hoist.pipeline.action)
 ---   options = {<name> = spec}                          its own options, specs as params
 ---   lock(opts) -> hoist.targets.Lock                   optional: how two deploys of one
 ---                                                      service are kept apart (default:
 ---                                                      a file lock in the state folder)
---- container@1 knows targets only through this module: `known` is the one list of names.
+--- `define` wraps deploy, status, remove and preflight so that every call goes through one
+--- option check (`check_options`) before the target's code runs: an unknown option or a bad
+--- value is refused the same way on every target. container@1 knows targets only through
+--- this module: `registered` is the one list of names.
 local M = {}
 
---- Every target name a pipeline may be asked for, and whether this engine ships it.
----@type table<string, boolean>
-M.known = {
-  ["local"] = true,     -- the local Docker engine behind a stable front (hoist proxy)
-  aci = true,           -- Azure Container Instances (a container group; ARM-side lock)
-  appservice = true,    -- Azure App Service (Web App for Containers)
-  containerapp = true,  -- Azure Container Apps
-  aks = true,           -- Azure Kubernetes Service (hoist.targets.kubernetes with the kubeconfig from Azure)
-  kubernetes = true,    -- any Kubernetes cluster (a kubeconfig context)
+--- The targets this engine ships, in the order they are listed (local, the default, first).
+---@type string[]
+M.registered = {
+  "local",        -- the local Docker engine behind a stable front (hoist proxy)
+  "aci",          -- Azure Container Instances (a container group; ARM-side lock)
+  "aks",          -- Azure Kubernetes Service (hoist.targets.kubernetes with the kubeconfig from Azure)
+  "appservice",   -- Azure App Service (Web App for Containers)
+  "containerapp", -- Azure Container Apps
+  "kubernetes",   -- any Kubernetes cluster (a kubeconfig context)
 }
 
 ---@class hoist.targets.DeployOptions the options every target takes
@@ -55,19 +61,26 @@ M.known = {
 --- The common options as parameter specs (the shape of hoist.pipeline params), for a
 --- pipeline that passes them on and for the contract test.
 M.options = {
-  service = { type = "string", required = true, description = "The service's name" },
-  image = { type = "string", required = true, description = "Image reference to run (repository@digest)" },
+  service = { type = "string", required = true, pattern = "[%w][%w_.%-]*", max_length = 128,
+              hint = "a name of letters, digits, '_', '.' and '-' starting with a letter or digit",
+              description = "The service's name" },
+  image = { type = "string", required = true, pattern = "%S+", hint = "an image reference", description = "Image reference to run (repository@digest)" },
   env = { type = "map", description = "Environment NAME=value" },
   secret_env = { type = "map", secret = true, description = "Environment whose values are secrets" },
-  container_port = { type = "number", default = 8080, description = "Port the app listens on in its container" },
-  health_path = { type = "string", default = "/health", description = "GET path that answers 200 when healthy" },
+  container_port = { type = "number", default = 8080, integer = true, min = 1, max = 65535,
+                     description = "Port the app listens on in its container" },
+  health_path = { type = "string", default = "/health", pattern = "/[^%s]*", hint = "a path starting with '/'",
+                  description = "GET path that answers 200 when healthy" },
   verify = { type = "table", description = "{retries, interval, timeout} of the check before the switch" },
   labels = { type = "map", description = "More labels or tags on what the target creates" },
-  lock_timeout = { type = "number", default = 300, description = "Seconds to wait for another deploy of the service" },
+  lock_timeout = { type = "number", default = 300, min = 0, description = "Seconds to wait for another deploy of the service" },
   ctx = { type = "table", description = "The stage context that records the compensations" },
   run = { type = "string", description = "Run id" },
   state_dir = { type = "string", description = "State folder" },
 }
+
+-- The fields of a parameter spec that are value rules (hoist.util.value_problem).
+local RULES = { "default", "allowed", "secret", "pattern", "hint", "min", "max", "integer", "max_length" }
 
 --- Test hook of the targets: when the environment variable `variable` holds a number of
 --- seconds, pauses that long (a window for a test to SIGKILL the run in, or to start a second
@@ -83,79 +96,128 @@ function M.test_pause(variable, what)
   end
 end
 
---- Checks a target's deploy options against the common options and the target's own (both
---- parameter specs, hoist.pipeline's types: a map or list is a table here) with
---- hoist.util.check_opts; `extra` adds option specs that are not parameters. Returns the
---- checked copy with the defaults filled in.
+--- The option spec (hoist.util.check_opts) of a target's function: the common options and
+--- the target's own (parameter specs: a map or list is a table here, the value rules kept),
+--- plus `extra` (options that are not parameters, e.g. a client object). `image` is
+--- required by deploy only.
+---@param own table<string, table> the target's `options`
+---@param extra? table<string, string|hoist.util.OptSpec>
+---@param fn? "deploy"|"status"|"remove"|"preflight" default "deploy"
+---@return table<string, hoist.util.OptSpec>
+function M.spec(own, extra, fn)
+  local spec = {}
+  for _, set in ipairs { M.options, own or {} } do
+    for k, v in pairs(set) do
+      -- what a deploy needs (the image, a port) is required by deploy and preflight only
+      local s = { type = (v.type == "map" or v.type == "list") and "table" or v.type,
+                  required = v.required and (k == "service" or fn == nil or fn == "deploy" or fn == "preflight") or nil }
+      for _, f in ipairs(RULES) do s[f] = v[f] end
+      spec[k] = s
+    end
+  end
+  if fn == "preflight" then spec.image.required = nil end -- before the build: no image yet
+  for k, v in pairs(extra or {}) do spec[k] = v end
+  return spec
+end
+
+--- Checks a target function's options against the common options and the target's own
+--- (M.spec) with hoist.util.check_opts: an unknown option, a wrong type or a value outside
+--- its rules (allowed, pattern, min, max) raises invalid_argument naming the function and the
+--- option. Returns the checked copy with the defaults filled in. `define` calls it for every
+--- deploy, status, remove and preflight.
 ---@param fname string the public name, e.g. "hoist.targets.appservice.deploy"
 ---@param opts any
 ---@param own table<string, table> the target's `options`
 ---@param extra? table<string, string|hoist.util.OptSpec>
+---@param fn? "deploy"|"status"|"remove"|"preflight"
 ---@return table
-function M.check_options(fname, opts, own, extra)
-  local spec = {}
-  for _, set in ipairs { M.options, own } do
-    for k, v in pairs(set) do
-      spec[k] = { type = (v.type == "map" or v.type == "list") and "table" or v.type, required = v.required,
-                  default = v.default, allowed = v.allowed, secret = v.secret }
+function M.check_options(fname, opts, own, extra, fn)
+  return require("hoist.util").check_opts(fname, opts, M.spec(own, extra, fn))
+end
+
+--- Makes `mod` a target: checks it keeps the contract (`check`: raises internal naming what
+--- it lacks) and wraps its deploy, status, remove and preflight so every call checks its
+--- options first (check_options with `mod.options` and `mod.extra_options`), then runs the
+--- target's own function with the checked copy. A target without a preflight gets one that
+--- checks the options only. Returns `mod`.
+---@param mod table the target module: name, options, compensations, deploy, status, remove, preflight?, extra_options?, lock?
+---@return table
+function M.define(mod)
+  local problems = M.check(mod.name, mod, true)
+  if #problems > 0 then
+    require("hoist.util").fail("internal", table.concat(problems, "; "))
+  end
+  local raw_preflight = mod.preflight
+  mod.preflight = function(o) return { service = o.service, checks = raw_preflight and raw_preflight(o) or {} } end
+  for _, fn in ipairs { "deploy", "status", "remove", "preflight" } do
+    local raw, fname = mod[fn], ("hoist.targets.%s.%s"):format(mod.name, fn)
+    mod[fn] = function(opts)
+      return raw(M.check_options(fname, opts, mod.options, mod.extra_options, fn))
     end
   end
-  for k, v in pairs(extra or {}) do spec[k] = v end
-  return require("hoist.util").check_opts(fname, opts, spec)
+  return mod
+end
+
+--- Runs target `name`'s preflight: what its deploy with `opts` needs, checked without
+--- changing anything (options, credentials, the resource group or namespace). Raises what it
+--- finds (invalid_argument, with details.exit_code = 2, for anything the user must fix).
+---@param name string
+---@param opts table the deploy options (image may be absent)
+---@return {service: string, checks: string[]}
+function M.preflight(name, opts)
+  local ok, r = pcall(M.get(name).preflight, opts)
+  if ok then return r end
+  if hoist.is_error(r, "invalid_argument") then
+    r.details = r.details or {}
+    r.details.exit_code = r.details.exit_code or 2
+  end
+  error(r, 0)
 end
 
 --- What each target must have: functions, and tables describing it.
-M.contract = { functions = { "deploy", "status", "remove" }, tables = { "options", "compensations" } }
+M.contract = { functions = { "deploy", "status", "remove", "preflight" }, tables = { "options", "compensations" } }
 
---- Names of the targets: those this engine ships first (local, the default, leading), then the
---- planned ones, each sorted.
----@param available_only? boolean only those this engine ships
+--- Names of the targets this engine ships (local first): a copy of `registered`.
 ---@return string[]
-function M.names(available_only)
+function M.names()
   local out = {}
-  for name, shipped in pairs(M.known) do
-    if shipped or not available_only then out[#out + 1] = name end
-  end
-  table.sort(out, function(a, b)
-    if M.known[a] ~= M.known[b] then return M.known[a] end
-    if (a == "local") ~= (b == "local") then return a == "local" end -- the default first
-    return a < b
-  end)
+  for i, n in ipairs(M.registered) do out[i] = n end
   return out
 end
 
 --- The module of target `name`. Raises invalid_argument (exit code 2) naming it when it is
---- unknown, or known but not available in this version.
+--- unknown, with the closest name when it looks like a typo.
 ---@param name string
 ---@param where? string who asks, for the message (e.g. "container@1")
 ---@return table
 function M.get(name, where)
   local prefix = where and (where .. ": ") or ""
-  local shipped = M.known[name]
-  if shipped == nil then
-    hoist.error { code = "invalid_argument",
-      message = ("%sunknown target %q (targets: %s)"):format(prefix, tostring(name), table.concat(M.names(), ", ")),
-      details = { exit_code = 2, target = name } }
+  for _, n in ipairs(M.registered) do
+    if n == name then return require("hoist.targets." .. name) end
   end
-  if not shipped then
-    hoist.error { code = "invalid_argument",
-      message = ("%starget %q is not available in this version (available: %s)"):format(prefix, name,
-        table.concat(M.names(true), ", ")),
-      details = { exit_code = 2, target = name } }
-  end
-  return require("hoist.targets." .. name)
+  local specs = {}
+  for _, n in ipairs(M.registered) do specs[n] = true end
+  local hint = type(name) == "string" and require("hoist.pipeline.params").suggest(name, specs) or nil
+  hoist.error { code = "invalid_argument",
+    message = ("%sunknown target %q%s (targets: %s)"):format(prefix, tostring(name),
+      hint and (" (did you mean %q?)"):format(hint) or "", table.concat(M.registered, ", ")),
+    details = { exit_code = 2, target = name } }
 end
 
 --- How a module falls short of the contract: a list of problems, empty when it keeps it.
 ---@param name string
 ---@param mod table
+---@param defining? boolean called by define: preflight may be absent
 ---@return string[]
-function M.check(name, mod)
+function M.check(name, mod, defining)
   local problems = {}
-  local function problem(text) problems[#problems + 1] = ("target %s: %s"):format(name, text) end
-  if type(mod) ~= "table" then return { ("target %s: the module is a %s, not a table"):format(name, type(mod)) } end
+  local function problem(text) problems[#problems + 1] = ("target %s: %s"):format(tostring(name), text) end
+  if type(mod) ~= "table" then return { ("target %s: the module is a %s, not a table"):format(tostring(name), type(mod)) } end
+  if type(name) ~= "string" or name == "" then problem("needs a name") end
   for _, f in ipairs(M.contract.functions) do
-    if type(mod[f]) ~= "function" then problem(f .. " is not a function") end
+    if type(mod[f]) ~= "function" and not (defining and f == "preflight" and mod[f] == nil) then
+      problem(f .. " is not a function")
+    end
   end
   if mod.lock ~= nil and type(mod.lock) ~= "function" then problem("lock is neither nil nor a function") end
   for _, t in ipairs(M.contract.tables) do

@@ -36,13 +36,13 @@ local own_options = {
   manifests = { type = "string|table", description = "YAML text, a file path, or Lua tables to apply instead of hoist.k8s.app's" },
   set_image = { type = "boolean", default = false, description = "Only change the image of the existing Deployment <service> (kubectl set image)" },
   container = { type = "string", description = "set_image: the container whose image changes (default: the first)" },
-  replicas = { type = "number", default = 3, description = "Replicas of the default manifests" },
-  service_port = { type = "number", default = 80, description = "Service port of the default manifests" },
+  replicas = { type = "number", default = 3, integer = true, min = 1, description = "Replicas of the default manifests" },
+  service_port = { type = "number", default = 80, integer = true, min = 1, max = 65535, description = "Service port of the default manifests" },
   app = { type = "table", description = "More hoist.k8s.app options for the default manifests (probes, resources, hpa, ...)" },
   url = { type = "string", description = "Where the Service answers from here (default: the emulator's address, else the LoadBalancer ingress)" },
-  rollout_timeout = { type = "number", default = 600, description = "Seconds the rollout may take" },
-  ready_timeout = { type = "number", description = "Seconds a new pod may run unready (default: verify's retries x interval, else 60)" },
-  crashloop_restarts = { type = "number", default = 2, description = "Restarts of a crashing container that fail the rollout" },
+  rollout_timeout = { type = "number", default = 600, min = 0.001, description = "Seconds the rollout may take" },
+  ready_timeout = { type = "number", min = 0.001, description = "Seconds a new pod may run unready (default: verify's retries x interval, else 60)" },
+  crashloop_restarts = { type = "number", default = 2, integer = true, min = 1, description = "Restarts of a crashing container that fail the rollout" },
 }
 
 local function meta(o) return (o and o.metadata) or {} end
@@ -345,6 +345,7 @@ function M.make(name, connect, cluster_options, module, pin)
       fail("rollout_failed", ("%s; %s"):format(hoist.is_error(err) and err.message or tostring(err), back), details)
     end
     result.url = url
+    require("hoist.targets").test_pause("HOIST_TEST_PAUSE_AFTER_SWITCH", "after the rollout of " .. wname)
     hoist.log.event(name .. ".deployed", ("%s serves %s from %s (revision %s)"):format(what_of("Deployment", ns, wname), url,
       o.image, tostring(result.revision)), { namespace = ns, name = wname, image = o.image, url = url })
     return result
@@ -368,11 +369,7 @@ function M.make(name, connect, cluster_options, module, pin)
   --- What serves now: the Deployment's image and availability, the Service's URL.
   ---@param opts {service: string, namespace?: string, url?: string}|table plus the cluster options
   ---@return hoist.targets.Status|{namespace: string, revision?: string, replicas?: table}
-  function T.status(opts)
-    local spec = { service = { type = "string", required = true }, namespace = "string", url = "string", client = "table",
-                   state_dir = "string" }
-    for k, v in pairs(cluster_options) do spec[k] = v.type end
-    local o = util.check_opts("hoist.targets." .. name .. ".status", opts, spec)
+  function T.status(o) -- checked by hoist.targets.define
     local c, ns = client_of(o)
     local d = c:get { kind = "Deployment", api_version = "apps/v1", name = o.service, namespace = ns, missing_ok = true }
     local cs = d and d.spec.template.spec.containers or {}
@@ -409,7 +406,28 @@ function M.make(name, connect, cluster_options, module, pin)
     return r
   end
 
-  return T
+  --- Before a build: the service name by Kubernetes' rule, the cluster reached with the
+  --- kubeconfig (or, for aks, Azure's), the namespace there. Reads only.
+  ---@param o table the deploy options, checked
+  ---@return string[] what was checked
+  function T.preflight(o)
+    if not o.service:match("^[a-z0-9][%-a-z0-9]*$") or #o.service > 63 or o.service:sub(-1) == "-" then
+      fail("invalid_argument", ("targets.%s: service must be an RFC 1123 label (1-63 lower-case letters, digits and '-', "
+        .. "beginning and ending with a letter or digit), got %q"):format(name, o.service), { option = "service", exit_code = 2 })
+    end
+    local c, ns = client_of(o)
+    local got = c:get { kind = "Namespace", api_version = "v1", name = ns, missing_ok = true }
+    if not got then
+      fail("invalid_argument", ("targets.%s: namespace %s does not exist in cluster %s (context %s): create it first "
+        .. "(kubectl create namespace %s) or give namespace="):format(name, ns, tostring(c.server), tostring(c.context), ns),
+        { namespace = ns, exit_code = 2 })
+    end
+    return { ("cluster %s answers (context %s)"):format(tostring(c.server), tostring(c.context)), ("namespace %s exists"):format(ns) }
+  end
+
+  -- Options a script may pass that are not parameters: a hoist.k8s client it made itself.
+  T.extra_options = { client = "table" }
+  return require("hoist.targets").define(T)
 end
 
 -- The kubernetes target: a kubeconfig context.

@@ -27,15 +27,15 @@ M.name = "local"
 
 --- The options only this target takes (the common ones are hoist.targets.options).
 M.options = {
-  port = { type = "number", required = true, description = "Service port on 127.0.0.1 (served by hoist proxy)" },
-  drain = { type = "number", default = 2, description = "Seconds the old container keeps its open connections after the switch" },
+  port = { type = "number", required = true, integer = true, min = 1, max = 65535,
+           description = "Service port on 127.0.0.1 (served by hoist proxy)" },
+  drain = { type = "number", default = 2, min = 0, description = "Seconds the old container keeps its open connections after the switch" },
 }
 
 --- The named rollback actions deploy registers.
 M.compensations = { "local.remove_candidate", "local.restore" }
 
 local locks = require "hoist.targets.lock"
-local targets_options = require("hoist.targets").options
 
 local L_SERVICE, L_RUN, L_ROLE = "hoist.service", "hoist.run", "hoist.role"
 local L_PORT, L_HEALTH = "hoist.container_port", "hoist.health_path"
@@ -135,37 +135,6 @@ local function check_health(port, path, verify, name)
     name = ("GET %s (%s)"):format(url, name), url = url, expect_status = 200,
     retries = verify.retries or 30, interval = verify.interval or 1, timeout = verify.timeout or 5,
   }
-end
-
-local function positive_int(v, field, max)
-  if type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > (max or 65535) then
-    fail("invalid_argument", ("targets.local: %s must be a whole number from 1 to %d, got %s"):format(field,
-      max or 65535, tostring(v)))
-  end
-  return v
-end
-
-local function check_options(o)
-  local fname = "hoist.targets.local.deploy"
-  if type(o) ~= "table" then util.check_opts(fname, o, {}) end
-  if type(o.service) ~= "string" or not o.service:match("^[%w][%w_.%-]*$") then
-    fail("invalid_argument", ("targets.local: service must be a container name ([A-Za-z0-9][A-Za-z0-9_.-]*), got %s")
-      :format(tostring(o.service)))
-  end
-  util.check_opt(fname, "image", o.image, { type = "string", required = true })
-  if o.image == "" then fail("invalid_argument", fname .. ": option 'image' must not be empty") end
-  positive_int(o.port, "port")
-  positive_int(o.container_port, "container_port")
-  if type(o.health_path) ~= "string" or o.health_path:sub(1, 1) ~= "/" then
-    fail("invalid_argument", ("targets.local: health_path must start with '/', got %s"):format(tostring(o.health_path)))
-  end
-  util.check_opt(fname, "env", o.env, "table")
-  util.check_opt(fname, "secret_env", o.secret_env, "table")
-  util.check_opt(fname, "labels", o.labels, "table")
-  util.check_opt(fname, "verify", o.verify, "table")
-  if util.check_opt(fname, "drain", o.drain, "number") and o.drain < 0 then
-    fail("invalid_argument", "targets.local: drain must be a number of seconds >= 0")
-  end
 end
 
 -- The deploy lock of a service, held by `run` (again, when this process holds it already).
@@ -482,14 +451,7 @@ end
 --- else.
 ---@param o hoist.targets.local.DeployOptions
 ---@return hoist.targets.local.DeployResult
-function M.deploy(opts)
-  local o = {}
-  for k, v in pairs(type(opts) == "table" and opts or {}) do o[k] = v end
-  if type(opts) == "table" then
-    o.container_port = o.container_port or targets_options.container_port.default
-    o.health_path = o.health_path or targets_options.health_path.default
-  end
-  check_options(type(opts) == "table" and o or opts)
+function M.deploy(o) -- checked by hoist.targets.define: defaults filled in
   local run_id = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
   local state_dir = absolute_state_dir(o.service, o.state_dir)
   local held = lock(o.service, run_id, state_dir, o.lock_timeout)
@@ -580,4 +542,4 @@ function M.remove(opts)
   end)
 end
 
-return M
+return require("hoist.targets").define(M)
