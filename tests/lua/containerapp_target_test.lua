@@ -21,7 +21,7 @@ t.case("the target keeps the contract and is shipped; bad options are named", fu
   t.eq(targets.check("containerapp", target), {})
   t.ok(targets.get("containerapp"))
   t.raises(function() target.deploy { service = "a", image = "r/a:1", resource_group = "g", canary = 100 } end,
-    "invalid_argument", "canary must be a whole percent from 0 to 99, got 100")
+    "invalid_argument", "option 'canary' must be from 0 to 99, got 100")
   t.raises(function() target.deploy { service = "a", image = "r/a:1" } end, "invalid_argument",
     "option 'resource_group' is required")
   t.raises(function() containerapp.set_traffic { resource_group = "g", name = "a", subscription = "s",
