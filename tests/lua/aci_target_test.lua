@@ -73,7 +73,7 @@ t.case("the lock is a tag on the resource group, released at the end; other tags
   local h = T.lock(lock_opts(rg, "run-1"))
   t.eq(h.key, "aci/web")
   local v = tags_of(rg)["hoist-lock.aci.web"]
-  t.match(v, "^run%-1:[^:]+:%d+:%d+$")
+  t.match(v, "^run%-1:[^:]+:%d+:%d+:%d+$") -- run:host:pid:since:expiry
   t.eq(tags_of(rg).team, "a")
   -- the same run takes it again without waiting; it goes with the last release
   local again = T.lock(lock_opts(rg, "run-1"))
@@ -157,6 +157,21 @@ t.case("a holder on this host whose process is gone (kill -9) is taken over at o
   local h = T.lock(lock_opts(rg, "run-new", { timeout = 0 }))
   t.match(tags_of(rg)["hoist-lock.aci.web"], "^run%-new:")
   h:release()
+  drop(rg)
+end))
+
+t.case("SIGTERM to a run holding the lock: exit 130, the tag is gone at once, no 'could not release'", parent_only(function()
+  need_emulator()
+  local rg = group("term")
+  local r = support.sigterm_holder("aci", { service = "web", resource_group = rg, location = "westeurope", subscription = SUB },
+    function() t.match(tags_of(rg)["hoist-lock.aci.web"] or "", "^%d+%-%d+%-%x+:", "the run holds the tag") end,
+    { AZURE_CREDENTIALS = E("HOIST_TEST_AZURE_CREDENTIALS") })
+  t.eq(r.code, 130, r.output)
+  t.match(r.output, "received SIGTERM")
+  t.eq(tags_of(rg)["hoist-lock.aci.web"], nil, "the tag is removed before the run exits, not left to expire\n" .. r.output)
+  t.ok(not r.output:find("could not release", 1, true), r.output)
+  -- the next run takes it without waiting
+  T.lock(lock_opts(rg, "run-after")):release()
   drop(rg)
 end))
 
