@@ -125,6 +125,18 @@ h:release()
   t.match(second.stdout .. second.stderr, "waiting for run " .. first_id:match("^[^:]+"):gsub("%p", "%%%0"))
 end)
 
+t.case("SIGTERM to a run holding the Lease: exit 130, the Lease is gone at once, no 'could not release'", function()
+  client()
+  local r = support.sigterm_holder("kubernetes", { service = "term", namespace = NS }, function()
+    local l = get("hoist-lock-deployment-term")
+    t.match(l and l.spec.holderIdentity or "", "^%d+%-%d+%-%x+:", "the run holds the Lease")
+  end, { KUBECONFIG = os.getenv("KUBECONFIG") })
+  t.eq(r.code, 130, r.output)
+  t.match(r.output, "received SIGTERM")
+  t.eq(get("hoist-lock-deployment-term"), nil, "the Lease is deleted before the run exits, not left with a dead pid\n" .. r.output)
+  t.ok(not r.output:find("could not release", 1, true), r.output)
+end)
+
 t.cases("bad options are refused", {
   { opts = { name = "Bad_Name" }, pat = "gives no valid Lease name" },
   { opts = { name = "x", timeout = -1 }, pat = "timeout must be >= 0" },
