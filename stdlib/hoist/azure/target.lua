@@ -130,6 +130,65 @@ function M.credential(c)
   return credentials[key]
 end
 
+---------------------------------------------------------------- a group a failed first deploy made
+
+-- The tag a group hoist creates carries: the run that created it. Only that run's
+-- compensation may delete the group, and only while it is empty.
+local T_CREATED = "hoist-created-by-run"
+local created = {}     -- group id (lower case) -> the run of this process that created it
+local compensated = {} -- "<group id> <run>" -> true once its compensation is registered
+
+-- Registers "azure.delete_empty_group" with the run's pipeline context when this run created
+-- the group (for its deploy lock or its deploy): a failed FIRST deploy leaves nothing behind.
+-- Registered before the target's own compensations, it runs after them.
+local function on_created_group(o, ctx, run)
+  local gid = ctx.group_id:lower()
+  if not (o.ctx and run and created[gid] == run) or compensated[gid .. " " .. run] then return end
+  compensated[gid .. " " .. run] = true
+  o.ctx:on_rollback("azure.delete_empty_group", {
+    resource_group = ctx.resource_group, subscription = ctx.subscription, endpoint = ctx.endpoint, run = run,
+    credential = type(o.credential) == "string" and o.credential or nil })
+end
+
+-- "<run>:<host>:..." of a lock tag value: its run.
+local function lock_run(value) return type(value) == "string" and value:match("^(.-):[^:]+:%d+:%d+") or nil end
+
+-- Deletes the group run `a.run` created, when it still is that run's, no other run holds a
+-- deploy lock in it, and it holds no resource; else says why it stays. Idempotent.
+local function delete_empty_group(a)
+  local azure = require "hoist.azure"
+  local where = { name = a.resource_group, subscription = a.subscription, credential = M.credential(a.credential),
+                  endpoint = a.endpoint }
+  local g = azure.resource_groups.get(where)
+  if not g then return end
+  local tags, why = g.tags or {}, nil
+  if tags[T_CREATED] ~= a.run then
+    why = ("run %s did not create it (%s = %s)"):format(a.run, T_CREATED, tostring(tags[T_CREATED]))
+  end
+  for k, v in pairs(tags) do
+    local holder = k:match("^hoist%-lock%.") and lock_run(v)
+    if not why and holder and holder ~= a.run then why = ("run %s holds its deploy lock %s"):format(holder, k) end
+  end
+  if not why then
+    local inside = azure.resource_groups.resources(where)
+    if #inside > 0 then
+      local names = {}
+      for i, r in ipairs(inside) do if i <= 5 then names[i] = tostring(r.type) .. "/" .. tostring(r.name) end end
+      why = ("it holds %d resource(s): %s"):format(#inside, table.concat(names, ", "))
+    end
+  end
+  if why then
+    hoist.log.info(("keeping resource group %s: %s"):format(a.resource_group, why), { resource_group = a.resource_group })
+    return
+  end
+  where.poll_interval = 1
+  azure.resource_groups.delete(where)
+  hoist.log.info(("deleted resource group %s, which run %s created and left empty"):format(a.resource_group, a.run),
+    { resource_group = a.resource_group, run = a.run })
+end
+
+hoist.pipeline.action("azure.delete_empty_group", delete_empty_group)
+
 ---@class hoist.azure.target.Context
 ---@field credential hoist.azure.Credential
 ---@field subscription string
@@ -152,6 +211,7 @@ local function resource_name_ok(v) return type(v) == "string" and v:match("^[%w]
 function M.prepare(what, o, namespace)
   local azure = require "hoist.azure"
   local ctx = M.context(what, o)
+  local run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
   local where = { name = ctx.resource_group, subscription = ctx.subscription, credential = ctx.credential,
                   endpoint = ctx.endpoint }
   local got = azure.resource_groups.get(where)
@@ -166,9 +226,12 @@ function M.prepare(what, o, namespace)
       fail("invalid_argument", ("%s: resource group %s does not exist in subscription %s; give location= to create it")
         :format(what, ctx.resource_group, ctx.subscription), { resource_group = ctx.resource_group })
     end
-    where.location = o.location
-    ctx.planned = azure.resource_groups.ensure(where).planned
+    where.location, where.tags = o.location, run and { [T_CREATED] = run } or nil
+    local g, made = azure.resource_groups.ensure(where)
+    ctx.planned = g.planned
+    if made and not g.planned and run then created[ctx.group_id:lower()] = run end
   end
+  on_created_group(o, ctx, run)
   if namespace then
     azure.providers.ensure { namespace = namespace, subscription = ctx.subscription, credential = ctx.credential,
                              endpoint = ctx.endpoint, poll_interval = 1 }
