@@ -99,6 +99,24 @@ function M.spawn(fn, ...)
   return setmetatable({ _native = core.spawn(fn, ...) }, Task)
 end
 
+--- Runs `fn(...)` to its end even when the calling task is being cancelled (SIGINT or
+--- SIGTERM, a failed sibling in hoist.parallel): in a task of its own, which the caller's
+--- cancellation does not reach, waited for however the caller is interrupted. For the
+--- clean-up a cancelled run still owes (giving back a deploy lock, undoing a change); the
+--- caller's next wait raises `cancelled` as before. Returns fn's results or raises its error.
+---@param fn function
+---@return any ...
+function M.shielded(fn, ...)
+  check_fn("hoist.shielded", "fn", fn)
+  local task = M.spawn(fn, ...)
+  local ok, child_ok, payload
+  -- a cancellation that reaches the caller while it waits ends that wait; the caller is
+  -- marked cancelled then, and a shielded wait of a cancelled task is not interrupted again
+  repeat ok, child_ok, payload = task._native:join(true) until ok
+  if child_ok then return unpack(payload, 1, payload.n) end
+  error(payload, 0)
+end
+
 --- Pauses the calling task; other tasks go on.
 ---@param seconds number
 function M.sleep(seconds)

@@ -73,7 +73,7 @@ t.case("the lock is a tag on the resource group, released at the end; other tags
   local h = T.lock(lock_opts(rg, "run-1"))
   t.eq(h.key, "aci/web")
   local v = tags_of(rg)["hoist-lock.aci.web"]
-  t.match(v, "^run%-1:[^:]+:%d+:%d+$")
+  t.match(v, "^run%-1:[^:]+:%d+:%d+:%d+$") -- run:host:pid:since:expiry
   t.eq(tags_of(rg).team, "a")
   -- the same run takes it again without waiting; it goes with the last release
   local again = T.lock(lock_opts(rg, "run-1"))
@@ -158,6 +158,80 @@ t.case("a holder on this host whose process is gone (kill -9) is taken over at o
   t.match(tags_of(rg)["hoist-lock.aci.web"], "^run%-new:")
   h:release()
   drop(rg)
+end))
+
+t.case("SIGTERM to a run holding the lock: exit 130, the tag is gone at once, no 'could not release'", parent_only(function()
+  need_emulator()
+  local rg = group("term")
+  local r = support.sigterm_holder("aci", { service = "web", resource_group = rg, location = "westeurope", subscription = SUB },
+    function() t.match(tags_of(rg)["hoist-lock.aci.web"] or "", "^%d+%-%d+%-%x+:", "the run holds the tag") end,
+    { AZURE_CREDENTIALS = E("HOIST_TEST_AZURE_CREDENTIALS") })
+  t.eq(r.code, 130, r.output)
+  t.match(r.output, "received SIGTERM")
+  t.eq(tags_of(rg)["hoist-lock.aci.web"], nil, "the tag is removed before the run exits, not left to expire\n" .. r.output)
+  t.ok(not r.output:find("could not release", 1, true), r.output)
+  -- the next run takes it without waiting
+  T.lock(lock_opts(rg, "run-after")):release()
+  drop(rg)
+end))
+
+-- A run of a pipeline whose deploy stage does what a target's first deploy does before it
+-- fails: the deploy lock, then hoist.azure.target.prepare (which creates the group when
+-- missing), then, with `plan`, a resource in the group; then the stage fails. Returns the
+-- run's status and what its rollback ran.
+local function failed_first_deploy(rg, plan)
+  local dir = support.tmpdir("hoist-aci-first")
+  support.write(dir .. "/first.lua", ([[
+local o = hoist.json.decode(%q)
+local held
+local r = hoist.pipeline.run({ name = "first", version = "1.0.0", stages = { { name = "deploy", run = function(ctx)
+  held = require("hoist.targets").lock("aci", { service = "web", resource_group = o.rg, location = "westeurope",
+                                                subscription = o.sub, run = ctx.run.id, timeout = 0 })
+  require("hoist.azure.target").prepare("targets.aci", { service = "web", resource_group = o.rg, location = "westeurope",
+                                                         subscription = o.sub, ctx = ctx })
+  if o.plan then
+    hoist.azure.request { method = "PUT", api_version = "2023-12-01",
+      path = ("/subscriptions/%%s/resourceGroups/%%s/providers/Microsoft.Web/serverfarms/plan"):format(o.sub, o.rg),
+      body = { location = "westeurope", sku = { name = "B1" }, kind = "linux", properties = { reserved = true } } }
+  end
+  hoist.error { code = "rollout_failed", message = "the first deploy failed" }
+end } }, summary = function() if held then held:release() end end }, {}, { raise = false, state_dir = %q })
+print(hoist.json.encode { status = r.status, rolled_back = r.rolled_back })
+]]):format(hoist.json.encode { rg = rg, sub = SUB, plan = plan }, dir .. "/state"))
+  local r = support.run_hoist({ "run", dir .. "/first.lua", "--no-color" },
+    { env = { AZURE_CREDENTIALS = E("HOIST_TEST_AZURE_CREDENTIALS") }, timeout = 300 })
+  hoist.exec { "rm", "-rf", dir }
+  t.eq(r.code, 0, r.stdout .. r.stderr)
+  return hoist.json.decode(r.stdout:match("(%b{})%s*$")), r.stdout .. r.stderr
+end
+
+t.case("a failed first deploy deletes the empty resource group it created; a group it did not create or that is not empty stays",
+  parent_only(function()
+  need_emulator()
+  local function exists(rg) return hoist.azure.resource_groups.get { name = rg, subscription = SUB, credential = cred } ~= nil end
+  -- created by the run, empty: deleted by its rollback, and the lock's release finds nothing to do
+  local rg = group("first")
+  local r, out = failed_first_deploy(rg)
+  t.eq(r.status, "rolled_back", out)
+  t.eq(r.rolled_back, { "azure.delete_empty_group (deploy)" })
+  t.eq(exists(rg), false, "the empty group the failed first deploy created is gone\n" .. out)
+  t.ok(not out:find("could not release", 1, true), out)
+  -- there before the run: it stays, and nothing of the run is left on it
+  local before = group("before")
+  hoist.azure.resource_groups.ensure { name = before, location = "westeurope", subscription = SUB, credential = cred }
+  r, out = failed_first_deploy(before)
+  t.eq(r.status, "failed", out)
+  t.eq(exists(before), true)
+  t.eq(tags_of(before)["hoist-lock.aci.web"], nil)
+  drop(before)
+  -- created by the run but not empty: it stays, the log says why
+  hoist.azure.providers.ensure { namespace = "Microsoft.Web", subscription = SUB, credential = cred }
+  local full = group("full")
+  r, out = failed_first_deploy(full, true)
+  t.eq(r.status, "rolled_back", out)
+  t.eq(exists(full), true, "a group holding a resource is never deleted")
+  t.match(out, "keeping resource group " .. full:gsub("%-", "%%-") .. ": it holds 1 resource%(s%): Microsoft.Web/serverfarms/plan")
+  drop(full)
 end))
 
 t.case("bad lock options are named", parent_only(function()

@@ -25,7 +25,7 @@ local function logged(fn)
   return table.concat(lines, "\n")
 end
 
-t.case("acquire creates the Lease naming run:host:pid; release empties it; the same run takes it again", function()
+t.case("acquire creates the Lease naming run:host:pid; the same run takes it again; release deletes it", function()
   local c = client()
   local h = lease.acquire { client = c, name = "web", run = "run-a", timeout = 0 }
   t.eq(h.lease, "hoist-lock-deployment-web")
@@ -39,7 +39,7 @@ t.case("acquire creates the Lease naming run:host:pid; release empties it; the s
   t.match(get("hoist-lock-deployment-web").spec.holderIdentity, "^run%-a:", "still held: one taker left")
   h:release()
   h:release()
-  t.eq(get("hoist-lock-deployment-web").spec.holderIdentity, "")
+  t.eq(get("hoist-lock-deployment-web"), nil, "a released Lease is deleted: no Lease is left with a dead pid")
 end)
 
 t.case("a second run waits, naming the first, then gets conflict after its timeout", function()
@@ -123,6 +123,18 @@ h:release()
   t.eq(second.code, 0, second.stderr)
   local first_id = a.stdout:match("got it (%S+)")
   t.match(second.stdout .. second.stderr, "waiting for run " .. first_id:match("^[^:]+"):gsub("%p", "%%%0"))
+end)
+
+t.case("SIGTERM to a run holding the Lease: exit 130, the Lease is gone at once, no 'could not release'", function()
+  client()
+  local r = support.sigterm_holder("kubernetes", { service = "term", namespace = NS }, function()
+    local l = get("hoist-lock-deployment-term")
+    t.match(l and l.spec.holderIdentity or "", "^%d+%-%d+%-%x+:", "the run holds the Lease")
+  end, { KUBECONFIG = os.getenv("KUBECONFIG") })
+  t.eq(r.code, 130, r.output)
+  t.match(r.output, "received SIGTERM")
+  t.eq(get("hoist-lock-deployment-term"), nil, "the Lease is deleted before the run exits, not left with a dead pid\n" .. r.output)
+  t.ok(not r.output:find("could not release", 1, true), r.output)
 end)
 
 t.cases("bad options are refused", {

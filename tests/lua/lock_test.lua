@@ -109,11 +109,11 @@ t.case("a second run waits with a message naming the holder's run and pid, then 
   hoist.exec { "rm", "-rf", dir }
   t.ok(not ok, "no lock while the other run holds it")
   t.eq(err.code, "conflict")
-  t.match(err.message, "local/svc is being deployed by run holder%-run %(pid " .. pid .. ",")
+  t.match(err.message, "local/svc is being deployed by run holder%-run %(host [^,]+, pid " .. pid .. ", since ")
   t.match(err.message, "waited %d+s for it %(lock_timeout%)")
   t.eq(err.details.holder.pid, pid)
   t.ok(waited >= 1.4 and waited < 5, ("waited about the timeout (%.2fs)"):format(waited))
-  t.match(said[1] or "", "^waiting for run holder%-run %(pid " .. pid .. ", since .-%), which is deploying local/svc")
+  t.match(said[1] or "", "^waiting for run holder%-run %(host [^,]+, pid " .. pid .. ", since .-%), which is deploying local/svc")
 end, { timeout = 120 })
 
 t.case("a second run gets the lock as soon as the holder releases it", function()
@@ -138,7 +138,7 @@ t.case("a lock left by a killed process is taken over at once, naming it", funct
   end)
   t.ok(ok, tostring(h))
   t.ok(hoist.now() - started < 1, "no waiting for a dead holder")
-  t.match(table.concat(said, "\n"), "took over the deploy lock of local/svc from run killed%-run %(pid " .. pid)
+  t.match(table.concat(said, "\n"), "took over the deploy lock of local/svc %(lock file [^)]+%) from run killed%-run %(host [^,]+, pid " .. pid)
   h:release()
   hoist.exec { "rm", "-rf", dir }
 end, { timeout = 120 })
@@ -169,4 +169,92 @@ t.case("dry-run locks nothing", function()
   hoist.exec { "rm", "-rf", dir }
   t.eq(r.status, "succeeded")
   t.eq(r.outputs.s.planned, true)
+end)
+
+---------------------------------------------------------------- the algorithm over any backend
+
+-- A backend in memory: `state.holder` is who holds it; counts tries, renewals, releases.
+local function fake(state)
+  local b = { key = "fake/svc", slot = "fake:" .. tostring(state), ttl = state.ttl, interval = 0.05, fields = { where = "memory" } }
+  function b.describe() return "fake lock in memory" end
+  function b.try(_, me, may_take)
+    local h = state.holder
+    if h and not may_take(h) then return false, h end
+    state.holder = { run = me.run, host = me.host, pid = me.pid, since = me.since, stamp = 0 }
+    return true, h
+  end
+  function b.renew()
+    state.renewals = (state.renewals or 0) + 1
+    if state.steal then return false end
+    state.holder.stamp = state.holder.stamp + 1
+    return true
+  end
+  function b.release()
+    hoist.sleep(0.05) -- a release that waits (a PATCH, a DELETE), as the cloud backends' do
+    state.released = (state.released or 0) + 1
+    state.holder = nil
+    return true
+  end
+  return b
+end
+
+local function gone_pid() return tonumber(hoist.exec({ "sh", "-c", "echo $$", check = true }).stdout:match("%d+")) end
+
+t.cases("take: which holder is taken over, and the warning naming it", {
+  { name = "a process of this host that is gone", holder = function() return { run = "r0", host = locks.host(), pid = gone_pid() } end,
+    said = "from run r0 %(host [^,]+, pid %d+%), whose process is gone" },
+  { name = "an expiry in the past", holder = function() return { run = "r0", host = "far", pid = 1, expires = os.time() - 5 } end,
+    said = "from run r0 %(host far, pid 1%), which stopped renewing it" },
+  { name = "a stamp that stood still for a whole ttl", ttl = 0.3,
+    holder = function() return { run = "r0", host = "far", pid = 1, stamp = "v1" } end,
+    said = "from run r0 %(host far, pid 1%), which stopped renewing it" },
+}, function(row)
+  local state = { holder = row.holder(), ttl = row.ttl }
+  local ok, h, said = capture(function() return locks.take(fake(state), { run = "r1", timeout = 5 }) end)
+  t.ok(ok, tostring(h))
+  t.eq(state.holder.run, "r1")
+  t.eq(h.where, "memory", "the backend's fields are on the handle")
+  t.match(table.concat(said, "\n"), "took over the deploy lock of fake/svc %(fake lock in memory%) " .. row.said)
+  h:release()
+  t.eq(state.released, 1)
+end)
+
+t.case("take: a live holder is waited for, then conflict naming it (run, host, pid, since)", function()
+  local state = { holder = { run = "r0", host = "far", pid = 7, since = "2026-01-01T00:00:00Z", expires = os.time() + 600 } }
+  local ok, err, said = capture(function() return locks.take(fake(state), { run = "r1", timeout = 0.3 }) end)
+  t.ok(not ok)
+  t.eq(err.code, "conflict")
+  t.match(err.message, "^fake/svc is being deployed by run r0 %(host far, pid 7, since 2026%-01%-01T00:00:00Z%): waited")
+  t.match(said[1] or "", "^waiting for run r0 %(host far, pid 7, since .-%), which is deploying fake/svc %(fake lock in memory;")
+  t.eq(err.details.holder.run, "r0")
+end)
+
+t.case("take: renewed every ttl/3 while held; a renewal that finds another holder marks the handle lost", function()
+  local state = { ttl = 0.3 }
+  local h = locks.take(fake(state), { run = "r1", timeout = 0 })
+  hoist.sleep(0.5)
+  t.ok((state.renewals or 0) >= 2, "renewed while held")
+  state.steal = true
+  hoist.sleep(0.3)
+  t.eq(h.lost, true)
+  h:release()
+  t.eq(state.released, nil, "a lost lock is not released (it is another run's now)")
+end)
+
+t.case("release runs when the holder is cancelled (SIGTERM, a failed parallel sibling)", function()
+  local state = {}
+  local task = hoist.spawn(function()
+    return locks.holding(locks.take(fake(state), { run = "r1", timeout = 0 }), hoist.sleep, 30)
+  end)
+  hoist.sleep(0.1)
+  task:cancel()
+  t.raises(function() task:wait() end, "cancelled")
+  t.eq(state.released, 1, "released although its task was cancelled")
+  -- a stage of a parallel group is cancelled when its sibling fails
+  local other = {}
+  t.raises(function()
+    hoist.parallel(function() locks.holding(locks.take(fake(other), { run = "r2", timeout = 0 }), hoist.sleep, 30) end,
+                   function() hoist.sleep(0.1); hoist.error { code = "internal", message = "sibling failed" } end)
+  end, "internal", "sibling failed")
+  t.eq(other.released, 1, "the cancelled parallel stage released its lock")
 end)

@@ -108,6 +108,50 @@ function M.run_hoist(args, opts)
   return hoist.exec(argv)
 end
 
+-- Runs `hoist run` of a pipeline whose deploy stage takes the deploy lock of `target` with
+-- `opts` (hoist.targets.lock) and holds it, as container@1 does, until the run's summary; once
+-- it holds the lock, `while_held()` runs, then the run gets SIGTERM. Returns the run's exit
+-- code and its whole output (stdout and stderr).
+---@param target string
+---@param opts table the lock options (besides run and timeout)
+---@param while_held fun()|nil
+---@param env table|nil
+---@return {code: integer, output: string}
+function M.sigterm_holder(target, opts, while_held, env)
+  local dir = M.tmpdir("hoist-sigterm")
+  local script, log, pidfile = dir .. "/hold.lua", dir .. "/run.log", dir .. "/pid"
+  M.write(script, ([[
+local held
+hoist.pipeline.run({ name = "hold", version = "1.0.0",
+  stages = { { name = "deploy", run = function(ctx)
+    local o = hoist.json.decode(%q)
+    o.run, o.timeout = ctx.run.id, 0
+    held = require("hoist.targets").lock(%q, o)
+    io.stdout:write("HOLDING THE LOCK\n")
+    io.stdout:flush()
+    hoist.sleep(120)
+  end } },
+  summary = function() if held then held:release() end end }, {})
+]]):format(hoist.json.encode(opts), target))
+  local task = hoist.spawn(function()
+    return hoist.exec { "sh", "-c", 'echo $$ > "$1"; exec "$2" run --no-color --state-dir "$3" "$4" > "$5" 2>&1', "sh", pidfile,
+                        M.hoist_bin(), dir .. "/state", script, log, env = env, timeout = 300 }
+  end)
+  local deadline = hoist.now() + 120
+  while not (M.read(log) or ""):find("HOLDING THE LOCK", 1, true) do
+    if task:status() ~= "running" or hoist.now() > deadline then
+      error("the run never held the lock:\n" .. (M.read(log) or ""), 0)
+    end
+    hoist.sleep(0.1)
+  end
+  if while_held then while_held() end
+  hoist.exec { "kill", "-TERM", M.must_read(pidfile):match("%d+"), check = true }
+  local r = task:wait()
+  local out = { code = r.code, output = M.read(log) or "" }
+  hoist.exec { "rm", "-rf", dir }
+  return out
+end
+
 ---------------------------------------------------------------- the test environment
 
 M.ENV_MISSING = "HOIST_TEST_DOCKER is not set: run tests/env/up.sh, then `. /tmp/hoist-env/env.sh`"

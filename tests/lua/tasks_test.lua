@@ -113,3 +113,28 @@ t.cases("task primitives reject bad arguments", {
   local err = t.raises(row.call, "invalid_argument", row.pattern)
   t.ok(hoist.is_error(err), "a structured error")
 end)
+
+t.case("shielded: the clean-up of a cancelled task runs to its end; the task's next wait is cancelled", function()
+  local log = {}
+  local task = hoist.spawn(function()
+    local ok, e = pcall(hoist.sleep, 10)
+    log[#log + 1] = ok and "slept" or e.code
+    -- a wait here would raise cancelled; shielded, it waits
+    log[#log + 1] = hoist.shielded(function(x) hoist.sleep(0.05); return x * 2 end, 21)
+    local ok2, e2 = pcall(hoist.sleep, 0.01)
+    log[#log + 1] = ok2 and "slept" or e2.code
+  end)
+  hoist.sleep(0.02)
+  task:cancel()
+  task:wait()
+  t.eq(log, { "cancelled", 42, "cancelled" })
+  -- a cancellation that arrives while the shielded function runs does not cut it short
+  local done = false
+  local task2 = hoist.spawn(function() hoist.shielded(function() hoist.sleep(0.1); done = true end) end)
+  hoist.sleep(0.02)
+  task2:cancel()
+  pcall(task2.wait, task2)
+  t.ok(done, "the shielded function finished")
+  t.raises(function() hoist.shielded(function() hoist.error { code = "conflict", message = "inner" } end) end, "conflict", "inner")
+  t.raises(function() hoist.shielded(42) end, "invalid_argument", "hoist.shielded: fn must be a function")
+end)

@@ -81,6 +81,36 @@ function M.resource_groups.ensure(opts)
   return r.body, true
 end
 
+--- The group's resources (its top-level ones, every page), as ARM's Resources - List By
+--- Resource Group gives them: {id, name, type, location, tags, ...}. Raises not_found when
+--- the group does not exist.
+---@param opts {name: string, subscription?: string, credential?: hoist.azure.Credential, endpoint?: string}
+---@return table[]
+function M.resource_groups.resources(opts)
+  local o = util.check_opts("hoist.azure.resource_groups.resources", opts, group_spec, "name")
+  local c, sub = context("hoist.azure.resource_groups.resources", o)
+  return call(c, o, { path = group_path(sub, o.name) .. "/resources", api_version = "2021-04-01", paged = true,
+                      what = "list the resources of resource group " .. o.name }).body.value or {}
+end
+
+--- Deletes the resource group, and with it EVERYTHING in it (ARM's long-running delete,
+--- followed to its end). Idempotent: a missing group is not an error. A plan step under
+--- --dry-run.
+---@param opts {name: string, subscription?: string, credential?: hoist.azure.Credential, endpoint?: string, poll_interval?: number}
+---@return {deleted: boolean, planned?: boolean}
+function M.resource_groups.delete(opts)
+  local o = util.check_opts("hoist.azure.resource_groups.delete", opts, spec {
+    name = { type = "string", required = true }, poll_interval = "number" }, "name")
+  local c, sub = context("hoist.azure.resource_groups.delete", o)
+  local ok, r = pcall(call, c, o, { method = "DELETE", path = group_path(sub, o.name), poll_interval = o.poll_interval,
+                                    what = "delete resource group " .. o.name, action = "azure.resource_group.delete" })
+  if not ok then
+    if hoist.is_error(r, "not_found") then return { deleted = false } end
+    error(r, 0)
+  end
+  return { deleted = not r.planned, planned = r.planned }
+end
+
 ---------------------------------------------------------------- providers
 
 ---@class hoist.azure.Provider

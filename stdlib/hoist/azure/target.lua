@@ -22,7 +22,7 @@ local M = {}
 --- renews it every ttl/3 seconds while it deploys, so a slow deploy keeps it. `settle`: where
 --- the group has no ETag, seconds between a write and its read-back (a rival that read the
 --- same state writes within a round trip; the later write wins and the earlier sees it).
-M.defaults = { ttl = 600, interval = 2, say_every = 10, write_attempts = 20, settle = 1 }
+M.defaults = { ttl = 600, interval = 2, write_attempts = 20, settle = 1 }
 
 --- The options every Azure target takes besides the common ones (hoist.targets.options).
 M.options = {
@@ -130,6 +130,65 @@ function M.credential(c)
   return credentials[key]
 end
 
+---------------------------------------------------------------- a group a failed first deploy made
+
+-- The tag a group hoist creates carries: the run that created it. Only that run's
+-- compensation may delete the group, and only while it is empty.
+local T_CREATED = "hoist-created-by-run"
+local created = {}     -- group id (lower case) -> the run of this process that created it
+local compensated = {} -- "<group id> <run>" -> true once its compensation is registered
+
+-- Registers "azure.delete_empty_group" with the run's pipeline context when this run created
+-- the group (for its deploy lock or its deploy): a failed FIRST deploy leaves nothing behind.
+-- Registered before the target's own compensations, it runs after them.
+local function on_created_group(o, ctx, run)
+  local gid = ctx.group_id:lower()
+  if not (o.ctx and run and created[gid] == run) or compensated[gid .. " " .. run] then return end
+  compensated[gid .. " " .. run] = true
+  o.ctx:on_rollback("azure.delete_empty_group", {
+    resource_group = ctx.resource_group, subscription = ctx.subscription, endpoint = ctx.endpoint, run = run,
+    credential = type(o.credential) == "string" and o.credential or nil })
+end
+
+-- "<run>:<host>:..." of a lock tag value: its run.
+local function lock_run(value) return type(value) == "string" and value:match("^(.-):[^:]+:%d+:%d+") or nil end
+
+-- Deletes the group run `a.run` created, when it still is that run's, no other run holds a
+-- deploy lock in it, and it holds no resource; else says why it stays. Idempotent.
+local function delete_empty_group(a)
+  local azure = require "hoist.azure"
+  local where = { name = a.resource_group, subscription = a.subscription, credential = M.credential(a.credential),
+                  endpoint = a.endpoint }
+  local g = azure.resource_groups.get(where)
+  if not g then return end
+  local tags, why = g.tags or {}, nil
+  if tags[T_CREATED] ~= a.run then
+    why = ("run %s did not create it (%s = %s)"):format(a.run, T_CREATED, tostring(tags[T_CREATED]))
+  end
+  for k, v in pairs(tags) do
+    local holder = k:match("^hoist%-lock%.") and lock_run(v)
+    if not why and holder and holder ~= a.run then why = ("run %s holds its deploy lock %s"):format(holder, k) end
+  end
+  if not why then
+    local inside = azure.resource_groups.resources(where)
+    if #inside > 0 then
+      local names = {}
+      for i, r in ipairs(inside) do if i <= 5 then names[i] = tostring(r.type) .. "/" .. tostring(r.name) end end
+      why = ("it holds %d resource(s): %s"):format(#inside, table.concat(names, ", "))
+    end
+  end
+  if why then
+    hoist.log.info(("keeping resource group %s: %s"):format(a.resource_group, why), { resource_group = a.resource_group })
+    return
+  end
+  where.poll_interval = 1
+  azure.resource_groups.delete(where)
+  hoist.log.info(("deleted resource group %s, which run %s created and left empty"):format(a.resource_group, a.run),
+    { resource_group = a.resource_group, run = a.run })
+end
+
+hoist.pipeline.action("azure.delete_empty_group", delete_empty_group)
+
 ---@class hoist.azure.target.Context
 ---@field credential hoist.azure.Credential
 ---@field subscription string
@@ -152,6 +211,7 @@ local function resource_name_ok(v) return type(v) == "string" and v:match("^[%w]
 function M.prepare(what, o, namespace)
   local azure = require "hoist.azure"
   local ctx = M.context(what, o)
+  local run = o.run or (o.ctx and o.ctx.run and o.ctx.run.id) or hoist.run.id
   local where = { name = ctx.resource_group, subscription = ctx.subscription, credential = ctx.credential,
                   endpoint = ctx.endpoint }
   local got = azure.resource_groups.get(where)
@@ -166,9 +226,12 @@ function M.prepare(what, o, namespace)
       fail("invalid_argument", ("%s: resource group %s does not exist in subscription %s; give location= to create it")
         :format(what, ctx.resource_group, ctx.subscription), { resource_group = ctx.resource_group })
     end
-    where.location = o.location
-    ctx.planned = azure.resource_groups.ensure(where).planned
+    where.location, where.tags = o.location, run and { [T_CREATED] = run } or nil
+    local g, made = azure.resource_groups.ensure(where)
+    ctx.planned = g.planned
+    if made and not g.planned and run then created[ctx.group_id:lower()] = run end
   end
+  on_created_group(o, ctx, run)
   if namespace then
     azure.providers.ensure { namespace = namespace, subscription = ctx.subscription, credential = ctx.credential,
                              endpoint = ctx.endpoint, poll_interval = 1 }
@@ -290,33 +353,31 @@ M.test_pause = function(variable, what) return require("hoist.targets").test_pau
 ---@field ttl? number seconds a lock lives without renewal (default 600)
 ---@field endpoint? string the Resource Manager endpoint (default: hoist.azure's)
 
-local held = {} -- key -> {run=, count=, value=, group=, tag=, renewer=}
+local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", t) end
 
-local function hostname()
-  local h = os.getenv("HOSTNAME")
-  if h and h ~= "" then return h end
-  local text = hoist.fs.read_file("/etc/hostname", { missing_ok = true }) or ""
-  return text:match("^%s*(%S+)") or "unknown-host"
-end
-
--- "<run>:<host>:<pid>:<expiry>" -> {run, host, pid, expiry}; nil when it is not one of ours
+-- "<run>:<host>:<pid>:<since>:<expiry>" (before since was kept: "<run>:<host>:<pid>:<expiry>")
+-- -> a hoist.targets.LockHolder; nil when it is not one of ours
 local function parse(value)
   if type(value) ~= "string" then return nil end
-  local run, host, pid, expiry = value:match("^(.+):([^:]+):(%d+):(%d+)$")
+  local run, host, pid, since, expiry = value:match("^(.+):([^:]+):(%d+):(%d+):(%d+)$")
+  if not run then run, host, pid, expiry = value:match("^(.+):([^:]+):(%d+):(%d+)$") end
   if not run then return nil end
-  return { run = run, host = host, pid = tonumber(pid), expiry = tonumber(expiry) }
+  return { run = run, host = host, pid = tonumber(pid), since = since and iso(tonumber(since)), expires = tonumber(expiry),
+           stamp = value, note = "lock valid until " .. iso(tonumber(expiry)) }
 end
 
-local function describe(h)
-  return ("run %s (host %s, pid %s, lock valid until %s)"):format(h.run, h.host, tostring(h.pid),
-    os.date("!%Y-%m-%dT%H:%M:%SZ", h.expiry))
+local function value_for(l, me)
+  return ("%s:%s:%d:%d:%d"):format(me.run, me.host, me.pid, me.started, os.time() + l.ttl)
 end
 
--- The group with its tags and ETag.
+-- The group with its tags and ETag; nil when the group is gone (a compensation deleted the
+-- group this run created: the lock went with it).
 local function read_group(l)
-  local r = require("hoist.azure").request { path = l.group, credential = l.credential, endpoint = l.endpoint,
-                                             what = "read the deploy lock " .. l.tag }
-  return r.body or {}, r.headers.etag
+  local ok, r = pcall(require("hoist.azure").request, { path = l.group, credential = l.credential, endpoint = l.endpoint,
+                                                        what = "read the deploy lock " .. l.tag })
+  if ok then return r.body or {}, r.headers.etag end
+  if hoist.is_error(r, "not_found") then return nil end
+  error(r, 0)
 end
 
 local function is_precondition_failed(e)
@@ -340,89 +401,55 @@ local function write(l, tags, etag, value)
   -- same state has written too, then see who won.
   if not etag then hoist.sleep(M.defaults.settle) end
   local after = read_group(l)
-  return ((after.tags or {})[l.tag]) == value
+  return after ~= nil and ((after.tags or {})[l.tag]) == value
 end
 
-local function value_for(l)
-  return ("%s:%s:%d:%d"):format(l.run, l.host, l.pid, os.time() + l.ttl)
-end
-
--- One try: takes the lock (true), or returns false and the holder that has it. A holder on
--- this host whose process is gone (a kill -9) is taken over at once, as the kernel frees a
--- file lock; one elsewhere once its expiry passed.
-local function try_take(l)
-  local g, etag = read_group(l)
-  local tags = g.tags or {}
-  local holder = parse(tags[l.tag])
-  local mine = holder and holder.run == l.run and holder.host == l.host and holder.pid == l.pid
-  local dead = holder and not mine and holder.host == l.host and holder.pid ~= l.pid and not hoist.fs.pid_alive(holder.pid)
-  if holder and not mine and not dead and holder.expiry > os.time() then return false, holder end
-  local value = value_for(l)
-  if not write(l, tags, etag, value) then return false, nil end
-  if holder and not mine then
-    hoist.log.warn(("took over the deploy lock of %s from %s, %s"):format(l.key, describe(holder),
-      dead and "whose process is gone (it ended without releasing it)" or "which expired without being released"),
-      { key = l.key, previous = tags[l.tag], tag = l.tag })
-  end
-  l.value = value
-  return true
-end
-
--- Renews (new expiry) or removes our tag; another holder's tag is left alone.
-local function rewrite(l, remove)
+-- Renews (new expiry) or removes our tag; false when the tag is another holder's.
+local function rewrite(l, me, remove)
   for _ = 1, M.defaults.write_attempts do
     local g, etag = read_group(l)
+    if not g then return remove end -- the group is gone, and the lock with it
     local tags = g.tags or {}
-    if tags[l.tag] ~= l.value then
-      hoist.log.warn(("the deploy lock of %s is no longer ours (tag %s = %s)"):format(l.key, l.tag, tostring(tags[l.tag])),
-        { key = l.key, tag = l.tag })
-      return false
-    end
-    local value = not remove and value_for(l) or nil
-    if write(l, tags, etag, value) then
-      l.value = value
-      return true
-    end
+    local h = parse(tags[l.tag])
+    if not h or h.run ~= me.run or h.host ~= me.host or h.pid ~= me.pid then return false end
+    if write(l, tags, etag, not remove and value_for(l, me) or nil) then return true end
   end
   return false
 end
 
-local function renewer(l)
-  return hoist.spawn(function()
-    while true do
-      hoist.sleep(l.ttl / 3)
-      local ok, e = pcall(rewrite, l, false)
-      if not ok then hoist.log.warn(("could not renew the deploy lock of %s: %s"):format(l.key, tostring(e)), { key = l.key }) end
+-- The lock backend (hoist.targets.lock) of a tag on the resource group, guarded by its ETag.
+local function arm_backend(l)
+  local b = { key = l.key, slot = ("arm:%s/%s"):format(l.group:lower(), l.tag), ttl = l.ttl, interval = M.defaults.interval,
+              fields = { tag = l.tag, resource_group = l.resource_group } }
+  function b.describe() return ("tag %s on resource group %s"):format(l.tag, l.resource_group) end
+  function b.try(_, me, may_take)
+    local g, etag = read_group(l)
+    if not g then
+      if not l.location then
+        fail("not_found", ("%s: resource group %s does not exist (it holds the deploy lock); give location= to create it")
+          :format(l.what, l.resource_group), { resource_group = l.resource_group })
+      end
+      M.prepare(l.what, l.opts)
+      g, etag = read_group(l)
+      if not g then return false, nil end
     end
-  end)
-end
-
-local function handle(key, entry)
-  local h = { key = key, run = entry.run, tag = entry.tag, resource_group = entry.resource_group, released = false }
-  function h.release(self)
-    if self.released then return end
-    self.released = true
-    entry.count = entry.count - 1
-    if entry.count > 0 then return end
-    if held[key] == entry then held[key] = nil end
-    if entry.renewer then entry.renewer:cancel() end
-    -- a lock that cannot be given back expires after ttl: say so, do not fail the run for it
-    local ok, e = pcall(rewrite, entry, true)
-    if not ok then
-      hoist.log.warn(("could not release the deploy lock of %s (it expires on its own): %s"):format(key,
-        hoist.is_error(e) and e.message or tostring(e)), { key = key, tag = entry.tag })
-    else
-      hoist.log.event("lock.released", ("released the deploy lock of %s"):format(key), { key = key, run = entry.run }, "debug")
-    end
+    local tags = g.tags or {}
+    local h = parse(tags[l.tag])
+    if h and not may_take(h) then return false, h end
+    if not write(l, tags, etag, value_for(l, me)) then return false, nil end
+    return true, h
   end
-  return h
+  function b.renew(_, me) return rewrite(l, me, false) end
+  function b.release(_, me) return rewrite(l, me, true) end
+  return b
 end
 
 --- Takes the ARM-side deploy lock of (target, Azure resource): a tag on the resource group,
---- guarded by its ETag. Waits for another holder up to `timeout` seconds (a message names its
---- run, host and pid every 10 s), takes over a lock whose holder let it expire (warning), and
---- raises conflict when the time is up. Renewed in the background while held; `release()`
---- removes the tag. Under dry-run nothing is locked.
+--- `hoist-lock.<target>.<name> = <run>:<host>:<pid>:<since>:<expiry>`, guarded by the
+--- group's ETag, over the one algorithm of hoist.targets.lock (waiting with a message naming
+--- the holder, conflict after `timeout`, take-over of a dead or expired holder, renewal every
+--- ttl/3, release outside a cancelled scope). `release()` removes the tag. Under dry-run
+--- nothing is locked.
 ---@param opts hoist.azure.target.LockOptions
 ---@return hoist.targets.Lock
 function M.lock(opts)
@@ -431,54 +458,16 @@ function M.lock(opts)
     fail("invalid_argument", ("hoist.azure.target.lock: target must be a name, got %s"):format(tostring(opts.target)))
   end
   local what = "targets." .. opts.target .. ".lock"
-  local run = opts.run or hoist.run.id or "?"
-  local timeout = opts.timeout == nil and 300 or opts.timeout
+  local timeout = opts.timeout == nil and require("hoist.targets.lock").defaults.timeout or opts.timeout
   if type(timeout) ~= "number" or timeout < 0 then
     fail("invalid_argument", ("%s: timeout must be a number of seconds >= 0, got %s"):format(what, tostring(timeout)))
   end
   local ctx = M.context(what, opts)
-  local key = opts.target .. "/" .. ctx.name
-  if util.dry_run() then return { key = key, run = run, planned = true, release = function() end } end
-  local mine = held[key]
-  if mine and mine.run == run then
-    mine.count = mine.count + 1
-    return handle(key, mine)
-  end
-  if opts.location then M.prepare(what, opts) end
-  local l = { key = key, run = run, host = hostname(), pid = require("hoist.native.journal").self().pid,
-              ttl = opts.ttl or M.defaults.ttl, tag = ("hoist-lock.%s.%s"):format(opts.target, ctx.name),
-              group = ctx.group_id, resource_group = ctx.resource_group, credential = ctx.credential,
-              endpoint = ctx.endpoint, count = 1 }
-  local started, said = hoist.now(), nil
-  while true do
-    local ok, holder = try_take(l)
-    if ok then
-      l.renewer = renewer(l)
-      held[key] = l
-      hoist.log.event("lock.acquired", ("holding the deploy lock of %s (tag %s on resource group %s)"):format(key, l.tag,
-        ctx.resource_group), { key = key, run = run, tag = l.tag, resource_group = ctx.resource_group }, "debug")
-      return handle(key, l)
-    end
-    local waited = hoist.now() - started
-    if not holder and waited >= timeout then
-      fail("conflict", ("%s: could not write the deploy lock tag %s on resource group %s for %gs: other writers kept changing the group")
-        :format(key, l.tag, ctx.resource_group, math.floor(waited + 0.5)), { key = key, tag = l.tag, waited = waited })
-    end
-    if holder then
-      if waited >= timeout then
-        fail("conflict", ("%s is being deployed by %s: waited %gs for it (lock_timeout), giving up (tag %s on resource group %s)")
-          :format(key, describe(holder), math.floor(waited + 0.5), l.tag, ctx.resource_group),
-          { key = key, holder = holder, tag = l.tag, resource_group = ctx.resource_group, waited = waited, timeout = timeout })
-      end
-      if not said or hoist.now() - said >= M.defaults.say_every then
-        said = hoist.now()
-        hoist.log.info(("waiting for %s, which is deploying %s (up to %gs more)"):format(describe(holder), key,
-          math.floor(timeout - waited + 0.5)), { key = key, holder = holder, tag = l.tag })
-      end
-      hoist.sleep(math.max(0.05, math.min(M.defaults.interval, timeout - waited)))
-    end
-    if not holder then hoist.sleep(0.05) end -- another writer changed the group first: read it again
-  end
+  local l = { key = opts.target .. "/" .. ctx.name, what = what, ttl = opts.ttl or M.defaults.ttl,
+              tag = ("hoist-lock.%s.%s"):format(opts.target, ctx.name), group = ctx.group_id,
+              resource_group = ctx.resource_group, credential = ctx.credential, endpoint = ctx.endpoint,
+              location = opts.location, opts = opts }
+  return require("hoist.targets.lock").take(arm_backend(l), { run = opts.run, timeout = timeout, what = what })
 end
 
 return M

@@ -1,20 +1,18 @@
 --- hoist.k8s.lease: the deploy lock of a Kubernetes workload, held in the cluster itself so
 --- that two hosts never roll one Deployment at once: a coordination.k8s.io/v1 Lease
---- `hoist-lock-<kind>-<name>` in the workload's namespace.
+--- `hoist-lock-<kind>-<name>` in the workload's namespace. It is a backend of the one lock
+--- algorithm of hoist.targets.lock (waiting with a message naming the holder, conflict after
+--- `timeout`, take-over of a dead or expired holder, renewal, a counted handle, release
+--- outside a cancelled scope); what is the Lease's own:
 ---
---- - holderIdentity is `<run>:<host>:<pid>`; leaseDurationSeconds says how long it holds
----   without renewal; renewTime is renewed every third of that while held.
+--- - holderIdentity is `<run>:<host>:<pid>`, acquireTime when it was taken; leaseDurationSeconds
+---   says how long it holds without renewal; renewTime is renewed every third of that.
 --- - Every write is guarded by the resourceVersion read just before (a merge patch carrying
 ---   metadata.resourceVersion, or a create): of two takers one wins, the other gets 409 and
 ---   reads again.
---- - An expired Lease (renewTime + duration in the past, or unchanged for a whole duration
----   by this host's clock: clocks of hosts differ), or one whose holder was a process of
----   this host that is gone, is taken over with a warning naming its holder.
---- - While waiting, a message names the holder every 10 s; after `timeout` seconds: conflict.
---- - release() gives it up (holderIdentity emptied, guarded the same way).
---- The handle is a hoist.targets.Lock; within one process a run that holds it takes it again
---- without waiting (the count goes up), as the file lock does. Reference: docs/kubernetes.md,
---- "Lock".
+--- - release() renews it one last time (guarded: it is still ours, and nobody may take it
+---   for a whole duration), then deletes it: a run leaves no Lease behind.
+--- Reference: docs/kubernetes.md, "Lock".
 local util = require "hoist.util"
 
 local fail = util.fail
@@ -23,17 +21,7 @@ local M = {}
 
 --- Policy: a killed holder on another host blocks the workload for at most `duration`
 --- seconds; renewals every duration/3 leave two chances to a slow API server.
-M.defaults = { duration = 60, interval = 0.5, say_every = 10, timeout = 300 }
-
-local held = {} -- "<ns>/<lease>" -> {run=, count=, ...}
-local renew, handle -- below acquire
-
-local function host()
-  local text = hoist.fs.read_file("/proc/sys/kernel/hostname", { missing_ok = true })
-  return (text and text:match("%S+")) or os.getenv("HOSTNAME") or "localhost"
-end
-
-local function pid() return require("hoist.native.journal").self().pid end
+M.defaults = { duration = 60, interval = 0.5, timeout = 300 }
 
 -- RFC 3339 with microseconds (a MicroTime), and back to seconds since the epoch.
 local function micro_time(t)
@@ -69,15 +57,21 @@ function M.name(kind, name)
   return n
 end
 
--- "run R (host h, pid p, renewed T)" from a Lease, and the holder's parts.
-local function describe(lease)
-  local id = (lease.spec or {}).holderIdentity or ""
+local LEASE = { kind = "Lease", api_version = "coordination.k8s.io/v1" }
+
+-- The Lease's holder as a hoist.targets.LockHolder; nil when it is free.
+local function holder_of(lease)
+  local spec = lease.spec or {}
+  local id = spec.holderIdentity or ""
+  if id == "" then return nil end
   local run, h, p = id:match("^(.*):([^:]*):(%d+)$")
-  local who = { identity = id, run = run or id, host = h, pid = tonumber(p), renewed = (lease.spec or {}).renewTime }
-  return ("run %s (host %s, pid %s, renewed %s)"):format(who.run, tostring(h), tostring(p), tostring(who.renewed)), who
+  local renewed = epoch(spec.renewTime)
+  return { run = run or id, host = h, pid = tonumber(p), identity = id, since = spec.acquireTime,
+           renewed = spec.renewTime, note = "renewed " .. tostring(spec.renewTime), stamp = lease.metadata.resourceVersion,
+           ttl = spec.leaseDurationSeconds, expires = renewed and spec.leaseDurationSeconds and renewed + spec.leaseDurationSeconds }
 end
 
-local function free(lease) return ((lease.spec or {}).holderIdentity or "") == "" end
+local function identity(me) return ("%s:%s:%d"):format(me.run, me.host, me.pid) end
 
 ---@class hoist.k8s.LeaseOptions
 ---@field kind? string default "Deployment"
@@ -95,7 +89,57 @@ local function free(lease) return ((lease.spec or {}).holderIdentity or "") == "
 ---@field lease string the Lease's name
 ---@field namespace string
 ---@field identity string run:host:pid
----@field lost? boolean a renewal found another holder
+
+-- The lock backend (hoist.targets.lock) of a Lease.
+local function lease_backend(client, ns, name, key, duration)
+  local t = LEASE
+  local b = { key = key, slot = ("lease:%s/%s"):format(ns, name), ttl = duration, interval = M.defaults.interval,
+              fields = function(me) return { lease = name, namespace = ns, identity = me and identity(me) } end }
+  local function get() return client:get { kind = t.kind, api_version = t.api_version, name = name, namespace = ns, missing_ok = true } end
+  local function patch(rv, spec)
+    local ok, err = pcall(client.patch, client, { kind = t.kind, api_version = t.api_version, name = name, namespace = ns,
+      attempts = 2, patch = { metadata = { resourceVersion = rv }, spec = spec } })
+    if ok then return true end
+    if hoist.is_error(err, "conflict") or hoist.is_error(err, "not_found") then return false end
+    error(err, 0)
+  end
+  -- renewTime moved on, guarded: false when the Lease is no longer ours
+  local function renew(me)
+    local lease = get()
+    local h = lease and holder_of(lease)
+    if not h or h.identity ~= identity(me) then return false end
+    return patch(lease.metadata.resourceVersion, { renewTime = micro_time() })
+  end
+  function b.describe() return ("Lease %s/%s"):format(ns, name) end
+  function b.try(_, me, may_take)
+    local lease = get()
+    local now = micro_time()
+    local spec = { holderIdentity = identity(me), leaseDurationSeconds = duration, acquireTime = now, renewTime = now }
+    if not lease then
+      spec.leaseTransitions = 0
+      local ok, err = pcall(client.create, client, { apiVersion = t.api_version, kind = t.kind,
+        metadata = { name = name, namespace = ns, labels = { ["app.kubernetes.io/managed-by"] = "hoist" } }, spec = spec },
+        { namespace = ns })
+      if ok then return true end
+      if hoist.is_error(err, "conflict") then return false, nil end
+      error(err, 0)
+    end
+    local h = holder_of(lease)
+    if h and not may_take(h) then return false, h end
+    spec.leaseTransitions = ((lease.spec or {}).leaseTransitions or 0) + (h and 1 or 0)
+    if not patch(lease.metadata.resourceVersion, spec) then return false, nil end
+    return true, h
+  end
+  function b.renew(_, me) return renew(me) end
+  -- A last guarded renewal proves the Lease ours and keeps every other taker off it for a
+  -- whole duration: the delete that follows cannot remove another holder's Lease.
+  function b.release(_, me)
+    if not renew(me) then return get() == nil end
+    client:delete { kind = t.kind, api_version = t.api_version, name = name, namespace = ns, missing_ok = true }
+    return true
+  end
+  return b
+end
 
 --- Takes the Lease of a workload (see the module comment). Raises conflict after `timeout`.
 --- Under dry-run nothing is locked.
@@ -107,141 +151,16 @@ function M.acquire(opts)
     client = "table", kubeconfig = "string", context = "string", run = "string", timeout = "number",
     duration = "integer", target = "string", service = "string",
   })
-  local client = o.client or require("hoist.k8s").client { kubeconfig = o.kubeconfig, context = o.context }
-  local ns = o.namespace or client.namespace
   local lease_name = M.name(o.kind, o.name)
-  local key = ("%s/%s/%s"):format(o.target or "kubernetes", ns, o.name)
-  local run = o.run or hoist.run.id or "?"
-  local timeout = o.timeout == nil and M.defaults.timeout or o.timeout
   local duration = o.duration or M.defaults.duration
-  if timeout < 0 or duration < 1 then
+  if (o.timeout or 0) < 0 or duration < 1 then
     fail("invalid_argument", "hoist.k8s.lease: timeout must be >= 0 and duration >= 1")
   end
-  if util.dry_run() then return { key = key, run = run, lease = lease_name, namespace = ns, planned = true, release = function() end } end
-  local slot = ns .. "/" .. lease_name
-  local mine = held[slot]
-  if mine and mine.run == run then
-    mine.count = mine.count + 1
-    return handle(mine)
-  end
-
-  local identity = ("%s:%s:%d"):format(run, host(), pid())
-  local target = { kind = "Lease", api_version = "coordination.k8s.io/v1", name = lease_name, namespace = ns, attempts = 2 }
-  local function spec(transitions)
-    local now = micro_time()
-    return { holderIdentity = identity, leaseDurationSeconds = duration, acquireTime = now, renewTime = now,
-             leaseTransitions = transitions }
-  end
-  local started, said, seen = hoist.now(), nil, nil -- seen: {rv, since} of the holder's last renewal
-  while true do
-    local lease = client:get { kind = target.kind, api_version = target.api_version, name = lease_name, namespace = ns,
-                               missing_ok = true }
-    local ok, err, took_from
-    if not lease then
-      ok, err = pcall(client.create, client, { apiVersion = "coordination.k8s.io/v1", kind = "Lease",
-        metadata = { name = lease_name, namespace = ns, labels = { ["app.kubernetes.io/managed-by"] = "hoist" } },
-        spec = spec(0) }, { namespace = ns })
-    else
-      local who_text, who = describe(lease)
-      local rv = lease.metadata.resourceVersion
-      if not seen or seen.rv ~= rv then seen = { rv = rv, since = hoist.now() } end
-      local d = (lease.spec or {}).leaseDurationSeconds or duration
-      local renewed = epoch((lease.spec or {}).renewTime)
-      local expired = (renewed and renewed + d < os.time()) or hoist.now() - seen.since >= d
-      local dead = who.host == host() and who.pid and who.pid ~= pid() and not hoist.fs.pid_alive(who.pid)
-      if free(lease) or expired or dead or who.identity == identity then
-        if not free(lease) and who.identity ~= identity then took_from = who_text end
-        local transitions = ((lease.spec or {}).leaseTransitions or 0) + (free(lease) and 0 or 1)
-        ok, err = pcall(client.patch, client, { kind = target.kind, api_version = target.api_version, name = lease_name,
-          namespace = ns, attempts = 2, patch = { metadata = { resourceVersion = rv }, spec = spec(transitions) } })
-      else
-        ok, err = false, { waiting = who_text, holder = who }
-      end
-    end
-    if ok then
-      if took_from then
-        hoist.log.warn(("took over the deploy lock of %s (Lease %s/%s) from %s, which %s"):format(key, ns, lease_name,
-          took_from, "stopped renewing it or ended"), { key = key, lease = lease_name, previous = took_from })
-      end
-      local entry = { run = run, count = 1, key = key, lease = lease_name, namespace = ns, identity = identity,
-                      client = client, duration = duration, target = target }
-      held[slot] = entry
-      renew(entry)
-      hoist.log.event("lock.acquired", ("holding the deploy lock of %s (Lease %s/%s as %s)"):format(key, ns, lease_name,
-        identity), { key = key, lease = lease_name, namespace = ns, identity = identity }, "debug")
-      return handle(entry)
-    end
-    if type(err) == "table" and hoist.is_error(err) and err.code ~= "conflict" then error(err, 0) end
-    if type(err) ~= "table" or not err.waiting then err = { waiting = "another run (it took the Lease as this one tried)" } end
-    local waited = hoist.now() - started
-    if waited >= timeout then
-      fail("conflict", ("%s is being deployed by %s: waited %gs for it (lock_timeout), giving up"):format(key, err.waiting,
-        math.floor(waited + 0.5)), { key = key, lease = lease_name, namespace = ns, holder = err.holder, waited = waited,
-        timeout = timeout })
-    end
-    if not said or hoist.now() - said >= M.defaults.say_every then
-      said = hoist.now()
-      hoist.log.info(("waiting for %s, which is deploying %s (Lease %s/%s; up to %gs more)"):format(err.waiting, key, ns,
-        lease_name, math.floor(timeout - waited + 0.5)), { key = key, lease = lease_name, holder = err.holder })
-    end
-    hoist.sleep(math.min(M.defaults.interval, timeout - waited))
-  end
-end
-
--- Renews the Lease every third of its duration while it is held, in a task of its own.
-function renew(entry)
-  entry.task = hoist.spawn(function()
-    while held[entry.namespace .. "/" .. entry.lease] == entry do
-      hoist.sleep(entry.duration / 3)
-      if held[entry.namespace .. "/" .. entry.lease] ~= entry then return end
-      local ok, err = pcall(function()
-        local lease = entry.client:get { kind = "Lease", api_version = "coordination.k8s.io/v1", name = entry.lease,
-                                         namespace = entry.namespace }
-        if (lease.spec or {}).holderIdentity ~= entry.identity then
-          entry.lost = true
-          hoist.log.error(("lost the deploy lock of %s: %s holds Lease %s/%s now"):format(entry.key, describe(lease),
-            entry.namespace, entry.lease), { key = entry.key })
-          return
-        end
-        entry.client:patch { kind = "Lease", api_version = "coordination.k8s.io/v1", name = entry.lease,
-          namespace = entry.namespace, attempts = 2,
-          patch = { metadata = { resourceVersion = lease.metadata.resourceVersion }, spec = { renewTime = micro_time() } } }
-      end)
-      if not ok then hoist.log.warn(("could not renew the deploy lock of %s: %s"):format(entry.key, tostring(err))) end
-      if entry.lost then return end
-    end
-  end)
-end
-
--- A handle on a held Lease (counted: the Lease goes with the last release).
-function handle(entry)
-  local h = { key = entry.key, run = entry.run, lease = entry.lease, namespace = entry.namespace, identity = entry.identity,
-              released = false }
-  function h.release(self)
-    if self.released then return end
-    self.released = true
-    entry.count = entry.count - 1
-    if entry.count > 0 then return end
-    local slot = entry.namespace .. "/" .. entry.lease
-    if held[slot] == entry then held[slot] = nil end
-    if entry.task then entry.task:cancel() end
-    if entry.lost then return end
-    local ok, err = pcall(function()
-      local lease = entry.client:get { kind = "Lease", api_version = "coordination.k8s.io/v1", name = entry.lease,
-                                       namespace = entry.namespace, missing_ok = true }
-      if not lease or (lease.spec or {}).holderIdentity ~= entry.identity then return end
-      entry.client:patch { kind = "Lease", api_version = "coordination.k8s.io/v1", name = entry.lease,
-        namespace = entry.namespace, attempts = 2, patch = { metadata = { resourceVersion = lease.metadata.resourceVersion },
-        spec = { holderIdentity = "", renewTime = micro_time() } } }
-    end)
-    if ok then
-      hoist.log.event("lock.released", ("released the deploy lock of %s"):format(entry.key), { key = entry.key }, "debug")
-    else
-      hoist.log.warn(("could not release the deploy lock of %s (it expires in %ds): %s"):format(entry.key, entry.duration,
-        tostring(err)), { key = entry.key })
-    end
-  end
-  return h
+  local client = o.client or require("hoist.k8s").client { kubeconfig = o.kubeconfig, context = o.context }
+  local ns = o.namespace or client.namespace
+  local key = ("%s/%s/%s"):format(o.target or "kubernetes", ns, o.name)
+  return require("hoist.targets.lock").take(lease_backend(client, ns, lease_name, key, duration),
+                    { run = o.run, timeout = o.timeout == nil and M.defaults.timeout or o.timeout, what = "hoist.k8s.lease" })
 end
 
 return M

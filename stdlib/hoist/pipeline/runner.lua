@@ -190,17 +190,15 @@ local function run_stages(run)
   end
 end
 
--- Compensations run in a task of their own: when the run was cancelled (SIGINT), the
--- run's own task can no longer wait for anything, a fresh one can.
+-- Compensations run shielded: when the run was cancelled (SIGINT, SIGTERM), the run's own
+-- task can no longer wait for anything, a fresh one can.
 local function compensate(run)
   local list = run.compensations
-  local task = hoist.spawn(function()
-    return actions.compensate(list, { journal = run.journal, run = { id = run.id, dir = run.dir or "" } })
-  end)
-  local _, child_ok, payload = task._native:join(true)
-  if child_ok then return payload[1], payload[2] end
-  local left = {}
-  for i, c in ipairs(list) do left[i] = { id = c.id, action = c.action, stage = c.stage, error = error_fields(as_error(payload)) } end
+  local ok, done, left = pcall(hoist.shielded, actions.compensate, list,
+                               { journal = run.journal, run = { id = run.id, dir = run.dir or "" } })
+  if ok then return done, left end
+  left = {}
+  for i, c in ipairs(list) do left[i] = { id = c.id, action = c.action, stage = c.stage, error = error_fields(as_error(done)) } end
   return {}, left
 end
 

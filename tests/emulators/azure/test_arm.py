@@ -119,6 +119,31 @@ class Core(unittest.TestCase):
         self.assertEqual(names, ["rg-%d" % i for i in range(5)])
         self.assertEqual(pages, 3)
 
+    def test_resources_of_a_group(self):
+        """Resources - List By Resource Group: what hoist reads before it deletes a group a
+        failed first deploy created (only an empty one)."""
+        self.assertEqual(self.arm("PUT", RG_PATH + "rg-r", {"location": "westus"}).status, 201)
+        r = self.arm("GET", RG_PATH + "rg-r/resources", api="2021-04-01")
+        self.assertEqual(r.status, 200, r.raw)
+        self.assertEqual(r.json["value"], [])
+        control("settings", {"page_size": 1})
+        for name in ("plan-a", "plan-b"):
+            r = self.arm("PUT", RG_PATH + "rg-r/providers/Microsoft.Web/serverfarms/" + name,
+                         {"location": "westus", "sku": {"name": "B1"}}, api="2023-12-01")
+            self.assertIn(r.status, (200, 201), r.raw)
+        r = self.arm("GET", RG_PATH + "rg-r/resources", api="2021-04-01")
+        first = r.json["value"]
+        self.assertEqual([x["name"] for x in first], ["plan-a"])
+        self.assertEqual(first[0]["type"], "Microsoft.Web/serverfarms")
+        self.assertNotIn("properties", first[0])
+        r = self.arm("GET", None, url=r.json["nextLink"])
+        self.assertEqual([x["name"] for x in r.json["value"]], ["plan-b"])
+        self.assertNotIn("nextLink", r.json)
+        self.assert_error(self.arm("GET", RG_PATH + "rg-none/resources", api="2021-04-01"), 404,
+                          "ResourceGroupNotFound")
+        self.assert_error(self.arm("GET", RG_PATH + "rg-r/resources", api="1999-01-01"), 400,
+                          "InvalidApiVersionParameter")
+
     def test_async_operation_mode(self):
         control("settings", {"lro": {"Microsoft.Resources/resourceGroups": "async"}, "lro_polls": 2})
         r = self.arm("PUT", RG_PATH + "rg-lro", {"location": "westus"})

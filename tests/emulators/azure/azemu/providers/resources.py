@@ -124,6 +124,19 @@ def resource_groups(arm, h, m):
     raise ArmError(405, "MethodNotAllowed", "The method %s is not allowed on resource groups." % h.command)
 
 
+def group_resources(arm, h, m):
+    """Resources - List By Resource Group: the group's top-level resources (not their child
+    resources, as ARM lists them), paged; 404 ResourceGroupNotFound for a missing group."""
+    sub = check_sub(arm, m.group(1))
+    check_api_version(h, RESOURCES_API, "resources")
+    if h.command != "GET":
+        raise ArmError(405, "MethodNotAllowed", "The method %s is not allowed here." % h.command)
+    rid = require_rg(arm, m.group(2))["id"]
+    top = [r for r in arm.children(rid + "/providers") if r["id"][len(rid) + len("/providers/"):].count("/") == 2]
+    keep = ("id", "name", "type", "location", "kind", "sku", "tags", "identity", "managedBy")
+    return 200, arm.page(h, [{k: copy.deepcopy(r[k]) for k in keep if k in r} for r in top]), []
+
+
 # --- ETags of resource groups ----------------------------------------------------------------
 # Every write of a resource group gives it a new ETag (the ETag response header of GET, HEAD,
 # PUT and PATCH); a PUT or PATCH with If-Match that no longer matches, or with If-None-Match: *
@@ -362,6 +375,7 @@ def install(arm):
     sub = r"^/subscriptions/([^/]+)"
     route(arm, r"^/subscriptions(?:/([^/]+))?/?$", subscriptions)
     route(arm, sub + r"/resourcegroups(?:/([^/]+))?/?$", resource_groups)
+    route(arm, sub + r"/resourcegroups/([^/]+)/resources/?$", group_resources)
     route(arm, sub + r"/providers/([^/]+)/locations/([^/]+)/(operationStatuses|operationResults)/([^/]+)$",
           operations)
     route(arm, sub + r"/providers(?:/([^/]+))?(?:/(register|unregister))?/?$", providers)
