@@ -138,6 +138,7 @@ local function evidence(st, client, failing, o)
     for _, previous in ipairs { true, false } do
       local ok, text = pcall(client.logs, client, { name = failing.pod, namespace = st.namespace, container = failing.container,
                                                     tail_lines = o.log_lines, previous = previous, attempts = 1 })
+      if not ok and hoist.is_error(text, "cancelled") then error(text, 0) end
       if ok and text ~= "" then
         logs[failing.pod .. "/" .. failing.container] = text
         break
@@ -195,8 +196,13 @@ function M.run(opts)
   st.obj = client:get { kind = o.kind, api_version = api_versions[o.kind], name = o.name, namespace = ns }
   local selector = selector_of(st.obj)
 
-  local decided, signal, last_progress, last_class
-  local function wake() if signal then signal:cancel() end end
+  local decided, signal, woken, last_progress, last_class
+  local function wake()
+    if signal then
+      woken = true
+      signal:cancel()
+    end
+  end
 
   local function evaluate(now)
     if not st.obj then return { code = "rollout_failed", reason = "Deleted", message = what .. " was deleted" } end
@@ -341,9 +347,17 @@ function M.run(opts)
                     message = ("%s: not done after %gs: %s"):format(what, o.timeout, last_class and last_class.message or "") }
       end
     else
+      -- the sleep is a task so that a verdict (wake) can cut it short; only that cancel is
+      -- caught: our own cancellation (SIGTERM) goes up, or each turn would fail at once and
+      -- start a new sleep without ever yielding (a spin)
+      woken = false
       signal = hoist.spawn(hoist.sleep, wait)
-      pcall(signal.wait, signal)
+      local ok, err = pcall(signal.wait, signal)
       signal = nil
+      if not ok and not woken then
+        decided = { error = err }
+        break
+      end
       decided = decided or evaluate()
     end
   end
