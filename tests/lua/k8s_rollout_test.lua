@@ -177,3 +177,29 @@ t.case("rollout: options are checked; a missing workload is not_found", function
   control("reset")
   t.raises(function() k8s.rollout { name = "ghost", client = client() } end, "not_found", 'deployments "ghost" not found')
 end)
+
+-- In a process of its own: before the fix the cancelled rollout spun without yielding, so
+-- nothing in that process ran again; the exec's timeout kills it then.
+t.case("rollout: a cancelled rollout ends with cancelled at once, in every turn of its wait", function()
+  control("reset")
+  deployment("cancelled", progressing)
+  local dir = hoist.exec({ "mktemp", "-d", check = true }).stdout:match("%S+")
+  local script = dir .. "/cancel.lua"
+  local f = assert(io.open(script, "w"))
+  f:write(([[
+local c = hoist.k8s.client { kubeconfig = %q }
+for _, wait in ipairs { 0.3, 1.5 } do -- in the first wait, and in a later turn
+  local task = hoist.spawn(hoist.k8s.rollout, { name = "cancelled", client = c, timeout = 600, ready_timeout = 1 })
+  hoist.sleep(wait)
+  task:cancel()
+  local ok, err = pcall(task.wait, task)
+  print(("after %%gs: %%s %%s"):format(wait, tostring(ok), hoist.is_error(err) and err.code or tostring(err)))
+end
+]]):format(fake.kubeconfig("rollout")))
+  f:close()
+  local r = hoist.exec { os.getenv("HOIST_BIN") or "hoist", "run", script, "--state-dir", dir .. "/state", timeout = 30 }
+  hoist.exec { "rm", "-rf", dir }
+  t.eq(r.timed_out or false, false, "the process ended\n" .. r.stdout .. r.stderr)
+  t.match(r.stdout, "after 0%.3s: false cancelled")
+  t.match(r.stdout, "after 1%.5s: false cancelled")
+end)

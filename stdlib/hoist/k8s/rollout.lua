@@ -136,9 +136,8 @@ local function evidence(st, client, failing, o)
   local logs = {}
   if failing and failing.pod and failing.container and wants_logs[failing.reason] then
     for _, previous in ipairs { true, false } do
-      local ok, text = pcall(client.logs, client, { name = failing.pod, namespace = st.namespace, container = failing.container,
+      local ok, text = util.try(client.logs, client, { name = failing.pod, namespace = st.namespace, container = failing.container,
                                                     tail_lines = o.log_lines, previous = previous, attempts = 1 })
-      if not ok and hoist.is_error(text, "cancelled") then error(text, 0) end
       if ok and text ~= "" then
         logs[failing.pod .. "/" .. failing.container] = text
         break
