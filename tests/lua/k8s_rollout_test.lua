@@ -147,14 +147,29 @@ t.case("rollout: a pod that never gets ready within its budget; a rollout that n
   deployment("slow", progressing)
   pod("slow-abc-1", "slow-abc", { phase = "Running", conditions = { { type = "Ready", status = "False" } },
     containerStatuses = { { name = "app", ready = false, restartCount = 0, state = { running = { startedAt = "2026-01-01T00:00:00Z" } } } } })
+  -- the cause, as the kubelet reports it; and an old, healthy pod's event, which is noise here
+  pod("slow-old-1", "slow-old", { phase = "Running", containerStatuses = { { name = "app", ready = true, restartCount = 0,
+    state = { running = { startedAt = "2026-01-01T00:00:00Z" } } } } })
+  client():create { apiVersion = "v1", kind = "Event", metadata = { name = "slow-abc-1.probe" }, type = "Warning", reason = "Unhealthy",
+                    involvedObject = { kind = "Pod", name = "slow-abc-1" }, lastTimestamp = "2026-01-01T00:00:05Z",
+                    message = "Readiness probe failed: HTTP probe failed with statuscode: 404" }
+  client():create { apiVersion = "v1", kind = "Event", metadata = { name = "slow-old-1.started" }, type = "Warning", reason = "BackOff",
+                    involvedObject = { kind = "Pod", name = "slow-old-1" }, lastTimestamp = "2026-01-01T00:00:09Z",
+                    message = "an old pod's event" }
   local ok, err = pcall(k8s.rollout, { name = "slow", client = client(), timeout = 60, ready_timeout = 0.5 })
   t.eq(ok, false)
   t.eq(err.details.reason, "ReadinessTimeout")
   t.match(err.message, "not ready after 0.5s")
+  t.match(err.message, "last event of pod slow%-abc%-1: Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 404")
+  local shown = hoist.json.encode(err.details)
+  t.no_match(shown, "an old pod's event")
+  t.eq(#err.details.pods, 1, "the new pod only")
+  t.eq(err.details.old_pods, 1)
   ok, err = pcall(k8s.rollout, { name = "slow", client = client(), timeout = 0.5 })
   t.eq(ok, false)
   t.eq(err.code, "timeout")
   t.match(err.message, "deployment slow: not done after 0.5s: Waiting for deployment")
+  t.match(err.message, "last event of pod slow%-abc%-1: Unhealthy: Readiness probe failed")
 end)
 
 t.case("rollout: a dropped watch and a 410 mid-rollout do not lose the verdict", function()
