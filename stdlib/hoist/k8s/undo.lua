@@ -6,7 +6,8 @@
 ---
 --- Two named rollback actions make it a compensation (JSON arguments, so `hoist rollback
 --- <run-id>` runs them from a later process):
----   k8s.rollout_undo {namespace, kind, name, revision, template_hash?, run?, kubeconfig?, context?}
+---   k8s.rollout_undo {namespace, kind, name, revision, template_hash?, run?, timeout?, kubeconfig?, context?}:
+---                    back to that revision, then waits until it serves
 ---   k8s.restore      {manifest, existed?, previous?, run?, kubeconfig?, context?}: deletes what
 ---                    the run created (it did not exist before), or applies back `previous`,
 ---                    the object as it was before the run changed it (`existed`)
@@ -136,6 +137,7 @@ end
 ---@field replica_set string its ReplicaSet
 ---@field image? string its first container's image
 ---@field planned? boolean dry-run: nothing was written
+---@field rollout? hoist.k8s.RolloutResult rollout_undo: the rollout of that revision, waited for
 
 --- Rolls a Deployment back to the previous revision (or `to_revision`), as `kubectl rollout
 --- undo` does. Track the result with hoist.k8s.rollout. Under dry-run it plans the patch.
@@ -191,9 +193,11 @@ local function client_of(args)
 end
 
 --- The compensation of a change to an existing Deployment: back to `revision` unless another
---- run deployed it since. `args.client` (not JSON: in-process callers only) skips the
---- kubeconfig.
----@param args {namespace: string, kind?: string, name: string, revision: integer, template_hash?: string, run?: string, kubeconfig?: string, context?: string, client?: hoist.k8s.Client}
+--- run deployed it since, then waits until that revision serves (hoist.k8s.rollout, `timeout`
+--- seconds, default 300): an undo that returned while the broken pods still served would let
+--- the run end before the service is back. `args.client` (not JSON: in-process callers only)
+--- skips the kubeconfig.
+---@param args {namespace: string, kind?: string, name: string, revision: integer, template_hash?: string, run?: string, timeout?: number, kubeconfig?: string, context?: string, client?: hoist.k8s.Client}
 ---@return hoist.k8s.UndoResult|nil nil when it left the Deployment to a later run (or it is gone)
 function M.rollout_undo(args)
   local client = args.client or client_of(args)
@@ -210,8 +214,13 @@ function M.rollout_undo(args)
       args.run), { namespace = args.namespace, name = args.name, run = args.run, newer = newer })
     return nil
   end
-  return M.undo { client = client, name = args.name, namespace = args.namespace, to_revision = args.revision,
-                  template_hash = args.template_hash, run = args.run }
+  local r = M.undo { client = client, name = args.name, namespace = args.namespace, to_revision = args.revision,
+                     template_hash = args.template_hash, run = args.run }
+  if r.changed and not r.planned then
+    r.rollout = require("hoist.k8s").rollout { client = client, name = args.name, namespace = args.namespace,
+                                               timeout = args.timeout or 300 }
+  end
+  return r
 end
 
 -- Fields of a stored object the server sets: never part of what is applied back.

@@ -240,11 +240,8 @@ function M.make(name, connect, cluster_options, module, pin)
 
   hoist.pipeline.action(name .. ".rollout_undo", function(args)
     locked(args, function(c, ns)
-      local r = undo.rollout_undo { client = c, namespace = ns, name = args.name, revision = args.revision,
-                                    template_hash = args.template_hash, run = args.run }
-      if r and r.changed and not dry_run() then
-        hoist.k8s.rollout { client = c, name = args.name, namespace = ns, timeout = args.timeout or 300 }
-      end
+      undo.rollout_undo { client = c, namespace = ns, name = args.name, revision = args.revision,
+                          template_hash = args.template_hash, run = args.run, timeout = args.timeout }
     end)
   end, { module = module })
   hoist.pipeline.action(name .. ".restore", function(args)
@@ -261,9 +258,8 @@ function M.make(name, connect, cluster_options, module, pin)
       undo.restore { client = c, namespace = ns, manifest = a.manifest, existed = true, previous = a.previous, run = o.run }
     end
     if before then
-      local r = undo.rollout_undo { client = c, namespace = ns, name = before.name, revision = before.revision,
-                                    template_hash = before.template_hash, run = o.run }
-      if r and r.changed then hoist.k8s.rollout { client = c, name = before.name, namespace = ns, timeout = o.rollout_timeout } end
+      undo.rollout_undo { client = c, namespace = ns, name = before.name, revision = before.revision,
+                          template_hash = before.template_hash, run = o.run, timeout = o.rollout_timeout }
       return ("rolled back to revision %s (%s), which serves"):format(tostring(before.revision), tostring(before.image))
     end
     for i = #created, 1, -1 do undo.restore { client = c, namespace = ns, manifest = created[i], run = o.run } end
