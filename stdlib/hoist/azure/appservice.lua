@@ -483,7 +483,7 @@ end
 ---@param image string
 ---@return integer[]|nil
 function M.exposed_ports(image)
-  local ok, info = pcall(hoist.docker.inspect, { name = image, type = "image" })
+  local ok, info = util.try(hoist.docker.inspect, { name = image, type = "image" })
   if not ok or type(info) ~= "table" then return nil end
   local ports = {}
   for key in pairs((info.Config or {}).ExposedPorts or {}) do

@@ -272,7 +272,7 @@ function M.wait_revision(opts)
     local d = {}
     for _, kind in ipairs { "system", "console" } do
       r2.type = kind
-      local ok, lines = pcall(M.logs, r2)
+      local ok, lines = util.try(M.logs, r2)
       d[kind] = ok and log_text(lines) or ("(no " .. kind .. " logs: " .. tostring(hoist.is_error(lines) and lines.message or lines) .. ")")
     end
     return d
