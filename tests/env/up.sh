@@ -10,6 +10,10 @@
 # State (configs, logs, pid files, registry storage, keys) lives in $HOIST_ENV_DIR (/tmp/hoist-env).
 # Stop with tests/env/down.sh; smoke-test with tests/env/check.sh.
 set -euo pipefail
+#   tests/env/up.sh --local: only what the local target needs (./demo.sh): the Docker engine,
+#   the base image and the anonymous registry on 127.0.0.1:5000; no env.sh.
+LOCAL_ONLY=0
+[[ ${1:-} == --local ]] && LOCAL_ONLY=1
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${HOIST_ENV_DIR:-/tmp/hoist-env}
@@ -286,6 +290,10 @@ start_registry() { # name port auth-yaml
 }
 
 start_registry anon 5000 ""
+if ((LOCAL_ONLY)); then
+    say local "the Docker engine, $BASE_IMAGE and the registry on 127.0.0.1:5000 are up (--local)"
+    exit 0
+fi
 start_registry basic 5001 "auth:
   htpasswd:
     realm: hoist-basic-realm
