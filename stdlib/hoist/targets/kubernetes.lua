@@ -438,7 +438,27 @@ function M.make(name, connect, cluster_options, module, pin)
         .. "(kubectl create namespace %s) or give namespace="):format(name, ns, tostring(c.server), tostring(c.context), ns),
         { namespace = ns, exit_code = 2 })
     end
-    return { ("cluster %s answers (context %s)"):format(tostring(c.server), tostring(c.context)), ("namespace %s exists"):format(ns) }
+    -- What the deploy will write, as a server-side dry run: the manifests (with the image to
+    -- come; set_image reads the Deployment it patches) and the workload's Lease. The server
+    -- checks them as it would the real writes: the schema, admission, and whether this
+    -- user may write them (RBAC authorizes a dry run like the write), so a missing role is
+    -- found before the build.
+    local planned = setmetatable({ image = o.image or "registry.invalid/hoist-preflight:0" }, { __index = o })
+    local objects = manifests_of(planned, c, o.run or "preflight", ns)
+    objects[#objects + 1] = { apiVersion = "coordination.k8s.io/v1", kind = "Lease",
+                              metadata = { name = lease.name("Deployment", o.service), namespace = ns } }
+    local ok, err = pcall(hoist.k8s.check_manifests, objects, { client = c, namespace = ns, force = true }) -- as the deploy applies
+    if not ok then
+      if not hoist.is_error(err) or err.code == "cancelled" then error(err, 0) end
+      if err.code == "forbidden" or err.code == "unauthorized" or err.code == "invalid_argument" then
+        err.message = ("targets.%s: the deploy would be refused: %s"):format(name, err.message)
+        err.details = err.details or {}
+        err.details.exit_code = 2
+      end
+      error(err, 0)
+    end
+    return { ("cluster %s answers (context %s)"):format(tostring(c.server), tostring(c.context)), ("namespace %s exists"):format(ns),
+             ("the server accepts the %d objects and the Lease as a dry run (schema, admission, this user's roles)"):format(#objects - 1) }
   end
 
   -- Options a script may pass that are not parameters: a hoist.k8s client it made itself.
