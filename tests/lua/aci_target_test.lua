@@ -241,6 +241,31 @@ t.case("deploy, redeploy, a crashing version put back at once, status, remove", 
   drop(rg)
 end), SLOW)
 
+-- Issue 13: the app on 8080, the group opening 8000 failed after about 44 s with "did not start
+-- (... Empty reply from server)". The app's log names its port: fail as soon as the group runs,
+-- naming both ports.
+t.case("an app listening on another port than the group opens fails at once, naming both", in_proxy_child("port", function()
+  need_emulator()
+  push_image()
+  local target = require "hoist.targets.aci"
+  local rg = "hoist-azfix-aciport-" .. RUN
+  local ok, err = pcall(function()
+    local e = t.raises(function()
+      target.deploy { service = "web", image = IMAGE, resource_group = rg, location = "westeurope", subscription = SUB,
+        credential = cred, container_port = 8000, health_path = "/health", dns_label = "azfix-port-" .. RUN, memory = 0.5,
+        command = { "sh", "-c", "echo ok > /tmp/health; echo app listening on 8080; exec httpd -f -p 8080 -h /tmp" },
+        registry_username = E("HOIST_TEST_REGISTRY_TOKEN_USER"), registry_password = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD"),
+        state_dir = os.tmpname() .. ".d", run = "run-port", verify = { retries = 20, interval = 1, timeout = 5 } }
+    end, "rollout_failed",
+      'the container listens on 8080 %(its log: "app listening on 8080"%) but the container group opens 8000: set container_port=8080')
+    t.eq(e.details.reason, "port")
+    t.match(e.message, "the group it created was deleted")
+    t.eq(target.status { service = "web", resource_group = rg, subscription = SUB, credential = cred }.serving, false)
+  end)
+  drop(rg)
+  if not ok then error(err, 0) end
+end), SLOW)
+
 ---------------------------------------------------------------- the scenario end to end
 
 local CLEAN = support.root .. "/tests/fixtures/trivy/hoist-clean.json"

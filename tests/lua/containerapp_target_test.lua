@@ -182,3 +182,29 @@ t.case("the canary is checked on the new revision's own hostname: a revision who
   web.drop_group(S, rg)
   if not ok then error(err, 0) end
 end, { timeout = 900 })
+
+-- Issue 13: container_port=8000 with the app on 8080 waited out revision_timeout (600 s by
+-- default) and reported "still Provisioned/None/Processing". The revision's console log names
+-- the app's port: fail as soon as it does, naming both.
+t.case("an app listening on another port than targetPort fails early, naming both", function()
+  web.need_emulator("Container Apps port test")
+  local S = web.session("hoist-azfix-acaport")
+  local repo = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-azfix-aca/port"
+  local rg, name = "hoist-azfix-acaport-" .. RUN, "azfix-port-" .. RUN
+  local dir = web.support.tmpdir("hoist-azfix-img")
+  web.support.write(dir .. "/Dockerfile", ("FROM %s\nRUN mkdir -p /www && echo on-8080 > /www/index.html\nEXPOSE 8080\n"
+    .. 'CMD ["sh", "-c", "echo app listening on 8080; exec httpd -f -p 8080 -h /www"]\n'):format(E("HOIST_TEST_BASE_IMAGE")))
+  hoist.docker.build { context = dir, tags = { repo .. ":8080" } }
+  local digest = hoist.docker.push { image = repo .. ":8080", config = S.config, auth = S.auth }.digest
+  local ok, err = pcall(function()
+    -- revision_timeout bounds the run before the fix (it waited all of it)
+    local r = web.run(S, SCRIPT, { resource_group = rg, name = name, image = repo .. "@" .. digest, revision_timeout = 90,
+                                   container_port = 8000, health_path = "/" })
+    t.eq(r.code, 1, "a wrong port must fail: " .. r.stderr)
+    t.match(r.stderr, 'the container listens on 8080 %(its log: "app listening on 8080"[^)]*%) but the ingress sends '
+      .. "traffic to %(targetPort%) 8000: set container_port=8080")
+    t.ok(not r.stderr:find("is still Provisioned", 1, true), "it did not wait out revision_timeout: " .. r.stderr)
+  end)
+  web.drop_group(S, rg)
+  if not ok then error(err, 0) end
+end, { timeout = 900 })

@@ -149,6 +149,24 @@ local function check_url(url, verify, what)
     retries = verify.retries or 30, interval = verify.interval or 1, timeout = verify.timeout or 5 }
 end
 
+-- The port the app listens on when its log (or, once nothing answered, its EXPOSE) names
+-- another than the group opens (hoist.azure.ports): fail naming both, instead of waiting out
+-- the check on a port nothing listens on.
+local function check_port(o, expose_only, cause)
+  local ok, logs = pcall(aci.logs, { name = o.name, resource_group = o.resource_group, subscription = o.subscription,
+                                     credential = o.credential, tail = 50 })
+  if not ok then
+    if hoist.is_error(logs, "cancelled") then error(logs, 0) end
+    logs = ""
+  end
+  local wrong = require("hoist.azure.ports").mismatch { port = o.container_port, setting = "container_port",
+    waits = "the container group opens", image = o.image, logs = logs, expose_only = expose_only }
+  if wrong then
+    fail("rollout_failed", wrong, { reason = "port", logs = logs,
+      cause = cause and (hoist.is_error(cause) and cause.message or tostring(cause)) or nil })
+  end
+end
+
 local function locked(args, fn) return azt.holding(M.name, args, fn, args) end
 
 -- The run that deployed the group now, when it is neither this run nor the one before it.
@@ -310,7 +328,15 @@ local function deploy(o, run_id, state_dir)
     if res.planned then return res end
     test_pause("HOIST_TEST_PAUSE_AFTER_PUT", "after the PUT of " .. o.name)
     local url = fqdn_url(res.group, o.container_port, o.health_path)
-    if url then check_url(url, o.verify, o.name) end
+    if url then
+      check_port(o, false)
+      local held, err = pcall(check_url, url, o.verify, o.name)
+      if not held then
+        if hoist.is_error(err, "cancelled") or not hoist.is_error(err) then error(err, 0) end
+        check_port(o, true, err)
+        error(err, 0)
+      end
+    end
     return res
   end)
   if not ok then

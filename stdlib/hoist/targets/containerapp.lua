@@ -198,7 +198,8 @@ local function deploy(o)
                                     traffic = { { revisionName = revision, weight = 100 } } } },
       template = template } }
     app = s.put(ref_of(o, { body = body }))
-    s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout }))
+    s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout,
+                                      port = o.container_port, image = image }))
   else
     for _, rev in ipairs(s.revisions(ref)) do
       local wgt = rev.properties.trafficWeight or 0
@@ -217,7 +218,8 @@ local function deploy(o)
     if #registries > 0 then conf.registries = registries end
     s.patch(ref_of(o, { body = { properties = { configuration = conf, template = template } } }))
     test_pause("HOIST_TEST_PAUSE_IN_DEPLOY", "with revision " .. revision .. " created")
-    local rev = s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout }))
+    local rev = s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout,
+                                      port = o.container_port, image = image }))
     app = s.get(ref) or app
     if previous and o.canary > 0 then
       s.set_traffic(ref_of(o, { weights = { [revision] = o.canary, [previous] = 100 - o.canary } }))
