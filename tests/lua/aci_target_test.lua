@@ -192,6 +192,11 @@ local function push_image()
   if r.code ~= 0 then error("cannot push the test image: " .. r.stderr) end
 end
 
+local function aci_group_run(rg)
+  local g = hoist.azure.aci.get { name = "web", resource_group = rg, subscription = SUB, credential = cred }
+  return g and (g.tags or {})["hoist-run"]
+end
+
 local function via_proxy(url)
   return hoist.exec { "curl", "-s", "-m", "5", "-x", E("HOIST_TEST_AZURE_PROXY"), url }.stdout
 end
@@ -262,6 +267,92 @@ t.case("an app listening on another port than the group opens fails at once, nam
     t.match(e.message, "the group it created was deleted")
     t.eq(target.status { service = "web", resource_group = rg, subscription = SUB, credential = cred }.serving, false)
   end)
+  drop(rg)
+  if not ok then error(err, 0) end
+end), SLOW)
+
+-- Issue 13: SIGTERM while the PUT of a new version is being polled. The compensation
+-- aci.restore got 409 AnotherOperationInProgress (the operation still ran on Azure's side)
+-- and was not retried: exit 3 with the new version serving. It must wait for the operation,
+-- then put the previous version back: exit 130, v1 serving. The new image is large and not in
+-- the local engine, so the emulator's operation (its pull) outlives the SIGTERM.
+local TERM_PIPELINE = [[
+local target = require "hoist.targets.aci"
+return hoist.pipeline.define { name = "azfix-aci-term", version = "1.0.0", requires = ">=0.1 <2",
+  params = { image = { type = "string", required = true }, resource_group = { type = "string", required = true },
+             dns_label = { type = "string", required = true }, greeting = { type = "string", required = true } },
+  stages = { { name = "deploy", timeout = 600, run = function(ctx)
+    local p = ctx.params
+    return target.deploy { ctx = ctx, service = "web", image = p.image, resource_group = p.resource_group,
+      location = "westeurope", container_port = 8000, health_path = "/health", dns_label = p.dns_label, memory = 0.5,
+      command = { "sh", "-c", "echo hello-$GREETING > /tmp/index.html; echo ok > /tmp/health; exec httpd -f -p 8000 -h /tmp" },
+      env = { GREETING = p.greeting }, registry_username = os.getenv("REGISTRY_USERNAME"),
+      registry_password = os.getenv("REGISTRY_PASSWORD"), verify = { retries = 20, interval = 0.5, timeout = 5 } }
+  end } } }
+]]
+
+t.case("SIGTERM while the PUT is polled: the restore waits for the operation in flight, then v1 serves", parent_only(function()
+  need_emulator()
+  support.need_docker("the aci SIGTERM test")
+  push_image()
+  local rg, label = "hoist-azfix-aciterm-" .. RUN, "azfix-term-" .. RUN
+  local url = ("http://%s.westeurope.azurecontainer.io:8000"):format(label)
+  local dir = support.tmpdir("hoist-azfix-term")
+  support.write(dir .. "/pipeline.lua", TERM_PIPELINE)
+  -- v2: the base image with 80 MB of its own, pushed, then removed from the engine
+  local big = "127.0.0.1:5002/hoist-azfix-aciterm/web:" .. RUN
+  support.write(dir .. "/Dockerfile", ("FROM %s\nRUN head -c 80000000 /dev/urandom > /big\n"):format(
+    E("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"))
+  hoist.docker.build { context = dir, tags = { big } }
+  local cfg = support.tmpdir("hoist-azfix-term-docker")
+  local auth = { username = E("HOIST_TEST_REGISTRY_TOKEN_USER"), password = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") }
+  hoist.docker.login { registry = "127.0.0.1:5002", username = auth.username, password = auth.password, config = cfg }
+  local digest = hoist.docker.push { image = big, config = cfg, auth = auth }.digest
+  hoist.exec { "docker", "rmi", "-f", big, check = true }
+  local state = dir .. "/state"
+  local env = { AZURE_CLIENT_ID = E("HOIST_TEST_AZURE_CLIENT_ID"), AZURE_TENANT_ID = E("HOIST_TEST_AZURE_TENANT_ID"),
+    AZURE_CLIENT_SECRET = E("HOIST_TEST_AZURE_CLIENT_SECRET"), AZURE_SUBSCRIPTION_ID = SUB,
+    HTTP_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost",
+    REGISTRY_USERNAME = auth.username, REGISTRY_PASSWORD = auth.password }
+  local function argv(image, greeting)
+    return { support.hoist_bin(), "run", dir .. "/pipeline.lua", "--state-dir", state, "--no-color",
+      "--set", "image=" .. image, "--set", "resource_group=" .. rg, "--set", "dns_label=" .. label,
+      "--set", "greeting=" .. greeting }
+  end
+  local ok, err = pcall(function()
+    local a = argv(IMAGE, "v1")
+    a.env, a.timeout = env, 600
+    local r1 = hoist.exec(a)
+    t.eq(r1.code, 0, "v1: " .. r1.stderr)
+    t.match(via_proxy(url .. "/"), "hello%-v1")
+    local v1_run = aci_group_run(rg)
+
+    local pidfile = dir .. "/pid"
+    local b = { "sh", "-c", 'echo $$ > "$0"; exec "$@"', pidfile }
+    for _, x in ipairs(argv("127.0.0.1:5002/hoist-azfix-aciterm/web@" .. digest, "v2")) do b[#b + 1] = x end
+    b.env, b.timeout = env, 600
+    local task = hoist.spawn(function() return hoist.exec(b) end)
+    -- the PUT is accepted (the group carries the new run's tag) and its operation still runs
+    local deadline, sent = hoist.now() + 300, false
+    while hoist.now() < deadline and task:status() == "running" do
+      local g = hoist.azure.aci.get { name = "web", resource_group = rg, subscription = SUB, credential = cred }
+      local p = g and g.properties or {}
+      if g and (g.tags or {})["hoist-run"] ~= v1_run and p.provisioningState ~= "Succeeded" then
+        hoist.exec { "kill", "-TERM", support.must_read(pidfile):match("%d+"), check = true }
+        sent = true
+        break
+      end
+      hoist.sleep(0.1)
+    end
+    t.ok(sent, "SIGTERM was sent while the PUT's operation ran")
+    local r2 = task:wait()
+    local out = r2.stdout .. r2.stderr
+    t.eq(r2.code, 130, "cancelled and rolled back: " .. out)
+    t.match(out, "an operation is in progress on it")
+    t.match(via_proxy(url .. "/"), "hello%-v1")
+    t.eq(aci_group_run(rg), v1_run, "the group runs v1's definition again")
+  end)
+  pcall(hoist.exec, { "docker", "rmi", "-f", big })
   drop(rg)
   if not ok then error(err, 0) end
 end), SLOW)

@@ -177,9 +177,17 @@ end
 
 ---------------------------------------------------------------- compensations
 
--- Puts the previous definition back (idempotent: nothing to do when it already runs).
-local function restore(args)
-  local current = aci.get(where(args))
+-- Waits for an operation still in flight on the group (a run cancelled while its PUT was
+-- being polled: Azure answers 409 AnotherOperationInProgress until it ends), then `change`.
+local function when_settled(args, change)
+  local w = where(args)
+  return require("hoist.azure").when_settled({ what = "container group " .. args.name, timeout = args.timeout,
+                                               get = function() return aci.get(w) end }, change)
+end
+
+-- Puts the previous definition back over `current` (idempotent: nothing to do when it
+-- already runs).
+local function restore_over(args, current)
   local newer = superseded(args, current)
   if newer then
     hoist.log.event("aci.superseded", ("not restoring %s: run %s deployed it since"):format(args.name, newer),
@@ -203,9 +211,11 @@ local function restore(args)
     { name = args.name, image = image_of(def) })
 end
 
--- Deletes the group this run created, unless another run deployed it since.
-local function delete(args)
-  local current = aci.get(where(args))
+-- aci.restore, once no operation runs on the group.
+local function restore(args) return when_settled(args, function(current) return restore_over(args, current) end) end
+
+-- Deletes the group this run created (`current`), unless another run deployed it since.
+local function delete_over(args, current)
   if not current then return end
   local newer = superseded(args, current)
   if newer then
@@ -216,6 +226,9 @@ local function delete(args)
   aci.delete(where(args))
   hoist.log.info(("deleted container group %s created by run %s"):format(args.name, args.run))
 end
+
+-- aci.delete, once no operation runs on the group.
+local function delete(args) return when_settled(args, function(current) return delete_over(args, current) end) end
 
 hoist.pipeline.action("aci.restore", function(args) locked(args, restore) end)
 hoist.pipeline.action("aci.delete", function(args) locked(args, delete) end)
