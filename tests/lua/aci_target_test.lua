@@ -357,6 +357,64 @@ t.case("SIGTERM while the PUT is polled: the restore waits for the operation in 
   if not ok then error(err, 0) end
 end), SLOW)
 
+-- Issue 13: with the registry's Azure credential and no registry_username, the group's pull
+-- password was an ACR refresh token (valid about 3 hours): a restart after that cannot pull.
+-- The default is now the service principal's own secret; a refresh token given is refused.
+local PULL_PIPELINE = [[
+local target = require "hoist.targets.aci"
+return hoist.pipeline.define { name = "azfix-aci-pull", version = "1.0.0", requires = ">=0.1 <2",
+  params = { image = { type = "string", required = true }, resource_group = { type = "string", required = true } },
+  stages = { { name = "deploy", run = function(ctx)
+    local p = ctx.params
+    hoist.registry.credentials { host = hoist.image.parse(p.image).registry, acr = hoist.azure.credential() }
+    return target.deploy { ctx = ctx, service = "web", image = p.image, resource_group = p.resource_group,
+      location = "westeurope", container_port = 8000, memory = 0.5, registry_username = os.getenv("PULL_USER"),
+      registry_password = os.getenv("PULL_PASSWORD") }
+  end } } }
+]]
+
+t.case("the default pull credential outlives the deploy: never an ACR refresh token", parent_only(function()
+  need_emulator()
+  local rg = "hoist-azfix-acipull-" .. RUN
+  local dir = support.tmpdir("hoist-azfix-pull")
+  support.write(dir .. "/pipeline.lua", PULL_PIPELINE)
+  local env = { AZURE_CLIENT_ID = E("HOIST_TEST_AZURE_CLIENT_ID"), AZURE_TENANT_ID = E("HOIST_TEST_AZURE_TENANT_ID"),
+    AZURE_CLIENT_SECRET = E("HOIST_TEST_AZURE_CLIENT_SECRET"), AZURE_SUBSCRIPTION_ID = SUB }
+  local function run(extra)
+    local argv = { support.hoist_bin(), "run", dir .. "/pipeline.lua", "--state-dir", dir .. "/state", "--no-color",
+                   "--dry-run", "--set", "image=" .. IMAGE, "--set", "resource_group=" .. rg }
+    local e = {}
+    for k, v in pairs(env) do e[k] = v end
+    for k, v in pairs(extra or {}) do e[k] = v end
+    argv.env, argv.timeout = e, 300
+    return hoist.exec(argv)
+  end
+  local ok, err = pcall(function()
+    hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", subscription = SUB, credential = cred }
+    local r = run()
+    t.eq(r.code, 0, "the dry run: " .. r.stderr)
+    -- the planned PUT of the group, from the run's events
+    local events = hoist.exec({ "sh", "-c", "cat " .. dir .. "/state/runs/*/events.jsonl" }).stdout
+    local creds
+    for line in events:gmatch("[^\n]+") do
+      local okj, ev = pcall(hoist.json.decode, line)
+      local body = okj and type(ev) == "table" and type(ev.fields) == "table" and ev.fields.body
+      if type(body) == "table" and type(body.properties) == "table" and body.properties.imageRegistryCredentials then
+        creds = body.properties.imageRegistryCredentials
+      end
+    end
+    t.ok(creds, "the planned PUT of the group is in the events: " .. events:sub(1, 2000))
+    t.eq(creds[1].server, "127.0.0.1:5002")
+    t.eq(creds[1].username, E("HOIST_TEST_AZURE_CLIENT_ID"), "the service principal's own, not the refresh token user")
+    -- given, a refresh token is refused with the reason
+    r = run { PULL_USER = "00000000-0000-0000-0000-000000000000", PULL_PASSWORD = "eyJhbGciOiJSUzI1NiJ9.e30.c2ln" }
+    t.eq(r.code, 1, "refused: " .. r.stderr)
+    t.match(r.stderr, "it is an ACR refresh token %(user 00000000%-0000%-0000%-0000%-000000000000%), valid about 3 hours")
+  end)
+  drop(rg)
+  if not ok then error(err, 0) end
+end))
+
 ---------------------------------------------------------------- the scenario end to end
 
 local CLEAN = support.root .. "/tests/fixtures/trivy/hoist-clean.json"
@@ -368,8 +426,14 @@ t.case("the ACI scenario end to end: build, scan, push to ACR with AZURE_CREDENT
   local label = "e2e-" .. RUN
   local url = ("http://%s.westeurope.azurecontainer.io:8000"):format(label)
   local secure = "aci-e2e-secure-value-" .. RUN
+  -- the push logs in with AZURE_CREDENTIALS (registry_auth=azure); ACI keeps a pull credential
+  -- made for pulling (the token registry's user, standing for an ACR token with a pull-only scope
+  -- map): the service principal's own secret, the default, is not accepted by the emulated
+  -- registry's token server
   local env = { AZURE_CREDENTIALS = E("HOIST_TEST_AZURE_CREDENTIALS"), HOIST_TRIVY = support.root .. "/tests/tools/trivy",
-                HOIST_TRIVY_FIXTURE = CLEAN, HOIST_SECRET_ENV = "API_KEY=" .. secure }
+                HOIST_TRIVY_FIXTURE = CLEAN, HOIST_SECRET_ENV = "API_KEY=" .. secure,
+                HOIST_REGISTRY_USERNAME = E("HOIST_TEST_REGISTRY_TOKEN_USER"),
+                HOIST_REGISTRY_PASSWORD = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") }
   local function run(version, healthy, extra_env, background_pid)
     local argv = { support.hoist_bin(), "run", "container@1", "--params-file", support.root .. "/examples/aci/params.json",
                    "--state-dir", state, "--no-color", "--set", "image=127.0.0.1:5002/hoist-aci-e2e-" .. RUN .. "/web",
@@ -441,7 +505,7 @@ t.case("the ACI scenario end to end: build, scan, push to ACR with AZURE_CREDENT
   -- no secret anywhere: the client secret, the secure env value, the ACR refresh token's
   -- source (the client secret) and the registry password of the emulator's fixed user
   local everything = table.concat(outputs, "\n") .. hoist.exec({ "sh", "-c", "cat " .. state .. "/runs/*/*.jsonl " .. state .. "/runs/*/*.md 2>/dev/null" }).stdout
-  for _, s in ipairs { E("HOIST_TEST_AZURE_CLIENT_SECRET"), secure } do
+  for _, s in ipairs { E("HOIST_TEST_AZURE_CLIENT_SECRET"), secure, E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") } do
     t.ok(not everything:find(s, 1, true), "a secret leaked into the output, events, journal or report")
   end
   t.ok(#everything > 1000, "the scan saw the outputs")

@@ -37,7 +37,7 @@ M.options = azt.merge_options {
   restart_policy = { type = "string", default = "Always", allowed = { "Always", "OnFailure", "Never" },
                      description = "What ACI does when the container exits" },
   command = { type = "list", description = "Command and arguments instead of the image's entrypoint" },
-  registry_username = { type = "string", description = "User ACI pulls the image with (default: the ACR refresh token user when the registry has an Azure credential)" },
+  registry_username = { type = "string", description = "User ACI pulls the image with at every restart (default: the service principal's own when the registry has an Azure credential; never a token that expires)" },
   registry_password = { type = "string", secret = true, description = "Its password (a secret)" },
 }
 
@@ -237,18 +237,18 @@ hoist.pipeline.action("aci.delete", function(args) locked(args, delete) end)
 
 local test_pause = azt.test_pause
 
--- The registry credentials for the pull: given, else the ACR refresh token when the image's
--- registry has an Azure credential (hoist.registry.credentials / hoist.azure.acr.login).
-local function pull_credentials(o)
+-- The registry credentials ACI keeps for every later pull (hoist.azure.pull): given (refused
+-- when they expire), else none with registry_identity, else the service principal's own when
+-- the image's registry has an Azure credential, never an ACR refresh token.
+local function pull_credentials(o, credential)
+  local pull = require "hoist.azure.pull"
   local server = hoist.image.parse(o.image).registry
   if o.registry_username then
+    pull.check("targets.aci", o)
     return { server = server, username = o.registry_username, password = o.registry_password or "" }
   end
   if o.registry_identity then return nil end
-  local ok, refresh = pcall(hoist.registry.acr_refresh_token, { registry = server })
-  if ok then return { server = server, username = require("hoist.azure.acr").TOKEN_USER, password = refresh } end
-  if hoist.is_error(refresh, "invalid_argument") then return nil end -- no Azure credential for it: a public image
-  error(refresh, 0)
+  return pull.default("targets.aci", o.image, credential)
 end
 
 local function check_options(o)
@@ -304,7 +304,7 @@ local function deploy(o, run_id, state_dir)
   for k, v in pairs(o.secret_env or {}) do secure[k] = hoist.secret(v) end
   local body = aci.definition { name = o.name, location = o.location, image = o.image, cpu = o.cpu, memory = o.memory,
     ports = { o.container_port }, dns_label = o.ip ~= "private" and (o.dns_label or o.service) or nil, ip = o.ip,
-    env = env, secure_env = secure, registry = pull_credentials(o), registry_identity = o.registry_identity,
+    env = env, secure_env = secure, registry = pull_credentials(o, where_.credential), registry_identity = o.registry_identity,
     restart_policy = o.restart_policy, command = o.command, tags = tags, subnet_ids = o.subnet_ids }
 
   -- the compensation first, with what it needs from a later process

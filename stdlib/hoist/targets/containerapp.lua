@@ -121,6 +121,7 @@ local function template_of(o, image, suffix)
   local registries = {}
   local server = o.registry_server or hoist.image.parse(image).registry
   if o.registry_password then
+    require("hoist.azure.pull").check("targets.containerapp", o) -- kept for every later pull: must not expire
     secrets[#secrets + 1] = { name = "registry-password", value = o.registry_password }
     registries[1] = { server = server, username = o.registry_username, passwordSecretRef = "registry-password" }
   elseif o.registry_identity then
