@@ -219,7 +219,8 @@ end
 -- (same host, its process gone), naming that run.
 function M.took_over_dead(r, key, run_id)
   local out = (r.stdout or "") .. (r.stderr or "")
-  t.ok(out:find(("took over the deploy lock of %s from run %s (host "):format(key, run_id), 1, true)
+  local esc = function(v) return (v:gsub("%p", "%%%0")) end
+  t.ok(out:find(("took over the deploy lock of %s %%(tag [^)]+%%) from run %s %%(host "):format(esc(key), esc(run_id)))
     and out:find("whose process is gone", 1, true), "the rollback took over the killed run's lock at once: " .. out)
 end
 
