@@ -1,10 +1,10 @@
--- The aci target and the ARM-side deploy lock (hoist.azure.target) against the Azure emulator:
+-- The aci target and the ARM-side deploy lock (hoist.targets.azure) against the Azure emulator:
 -- the lock's tag on the resource group, waiting and conflict naming the holder, two takers at
 -- once (one wins), the take-over of an expired lock and of one whose process on this host is
 -- gone, re-entry within a run, release.
 -- Skipped loudly without the emulator's variables; failed instead when CI=true.
 local t = require "hoist.test"
-local T = require "hoist.azure.target"
+local T = require "hoist.targets.azure"
 
 local E = os.getenv
 local CONTROL = E("HOIST_TEST_AZURE_CONTROL")
@@ -176,7 +176,7 @@ t.case("SIGTERM to a run holding the lock: exit 130, the tag is gone at once, no
 end))
 
 -- A run of a pipeline whose deploy stage does what a target's first deploy does before it
--- fails: the deploy lock, then hoist.azure.target.prepare (which creates the group when
+-- fails: the deploy lock, then hoist.targets.azure.prepare (which creates the group when
 -- missing), then, with `plan`, a resource in the group; then the stage fails. Returns the
 -- run's status and what its rollback ran.
 local function failed_first_deploy(rg, plan)
@@ -187,7 +187,7 @@ local held
 local r = hoist.pipeline.run({ name = "first", version = "1.0.0", stages = { { name = "deploy", run = function(ctx)
   held = require("hoist.targets").lock("aci", { service = "web", resource_group = o.rg, location = "westeurope",
                                                 subscription = o.sub, run = ctx.run.id, timeout = 0 })
-  require("hoist.azure.target").prepare("targets.aci", { service = "web", resource_group = o.rg, location = "westeurope",
+  require("hoist.targets.azure").prepare("targets.aci", { service = "web", resource_group = o.rg, location = "westeurope",
                                                          subscription = o.sub, ctx = ctx })
   if o.plan then
     hoist.azure.request { method = "PUT", api_version = "2023-12-01",

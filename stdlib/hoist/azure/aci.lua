@@ -28,7 +28,7 @@ local function where(fname, o)
     fail("invalid_argument", ("%s: a container group name is 1-63 lower-case letters, digits and '-', got %s"):format(fname, o.name),
       { name = o.name })
   end
-  local c = require("hoist.azure.target").credential(o.credential)
+  local c = azure().credential_of(fname, o.credential)
   local sub = azure().subscription(o.subscription, c)
   return c, ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ContainerInstance/containerGroups/%s")
     :format(sub, o.resource_group, o.name)

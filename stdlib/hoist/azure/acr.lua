@@ -34,7 +34,7 @@ local function where(fname, o)
   if not o.resource_group then
     fail("invalid_argument", fname .. ": option 'resource_group' is required", { option = "resource_group" })
   end
-  local c = require("hoist.azure.target").credential(o.credential)
+  local c = azure().credential_of(fname, o.credential)
   local sub = azure().subscription(o.subscription, c)
   local id = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ContainerRegistry/registries/%s")
     :format(sub, o.resource_group, o.registry or o.name)
@@ -257,7 +257,7 @@ function M.login(opts)
       server = server:lower() .. ".azurecr.io"
     end
   end
-  local c = require("hoist.azure.target").credential(o.credential)
+  local c = azure().credential_of(fname, o.credential)
   hoist.registry.credentials { host = server, acr = c }
   local refresh = hoist.registry.acr_refresh_token { registry = server }
   if o.docker then
@@ -281,7 +281,7 @@ function M.repositories(opts)
   local o = util.check_opts(fname, opts, spec { registry = { type = "string", required = true } }, "registry")
   local server = login_server(fname, o)
   if o.credential or not o.registry:find("[.:]") then
-    hoist.registry.credentials { host = server, acr = require("hoist.azure.target").credential(o.credential) }
+    hoist.registry.credentials { host = server, acr = azure().credential_of(fname, o.credential) }
   end
   local list = hoist.registry.catalog { registry = server }
   table.sort(list)
@@ -297,7 +297,7 @@ function M.tags(opts)
                                                 repository = { type = "string", required = true } })
   local server = login_server(fname, o)
   if o.credential or not o.registry:find("[.:]") then
-    hoist.registry.credentials { host = server, acr = require("hoist.azure.target").credential(o.credential) }
+    hoist.registry.credentials { host = server, acr = azure().credential_of(fname, o.credential) }
   end
   local list = hoist.registry.tags { repository = server .. "/" .. o.repository }
   table.sort(list)

@@ -44,15 +44,23 @@ local request_spec = {
   poll_interval = "number", wait_timeout = "number", dry_run = "boolean",
 }
 
---- The credential of a call: the one given (checked), else a new chain. For modules over
---- hoist.azure (hoist.azure.resources, targets).
+-- credentials by source name, so tokens are cached across the calls of one run
+local by_source = {}
+
+--- The credential of a call: the one given (checked), the credential of a source named
+--- (`"client_secret"`, `"oidc"`, ...: one per source and process, so its tokens are reused),
+--- else a new chain. For modules over hoist.azure (hoist.azure.resources, acr, aci, targets).
 ---@param fname string the public name, for the error
----@param c? hoist.azure.Credential
+---@param c? string|hoist.azure.Credential
 ---@return hoist.azure.Credential
 local function credential_of(fname, c)
   if c == nil then return credential.new() end
+  if type(c) == "string" then
+    by_source[c] = by_source[c] or credential.new { source = c }
+    return by_source[c]
+  end
   if not credential.is(c) then
-    fail("invalid_argument", fname .. ": option 'credential' must come from hoist.azure.credential{}")
+    fail("invalid_argument", fname .. ": option 'credential' must be a source name or come from hoist.azure.credential{}")
   end
   return c
 end

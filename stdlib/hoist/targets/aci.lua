@@ -14,9 +14,9 @@
 --- state folder, never in the journal. Groups carry the tags hoist-service and hoist-run;
 --- once another run has deployed the service since, a compensation leaves it alone.
 ---
---- The deploy lock is ARM-side (hoist.azure.target.lock: a tag on the resource group), so two
+--- The deploy lock is ARM-side (hoist.targets.azure.lock: a tag on the resource group), so two
 --- hosts cannot deploy one group at once.
-local azt = require "hoist.azure.target"
+local azt = require "hoist.targets.azure"
 local aci = require "hoist.azure.aci"
 local util = require "hoist.util"
 
@@ -26,7 +26,7 @@ local M = {}
 
 M.name = "aci"
 
---- The options only this target takes (with those of every Azure target, hoist.azure.target).
+--- The options only this target takes (with those of every Azure target, hoist.targets.azure).
 M.options = azt.merge_options {
   cpu = { type = "number", default = 1, min = 0.1, description = "CPU cores of the container (a change recreates the group)" },
   memory = { type = "number", default = 1.5, min = 0.1, description = "Memory in GB of the container (a change recreates the group)" },
@@ -405,8 +405,8 @@ function M.deploy(opts)
   return azt.holding(M.name, a, deploy, o, run_id, state_dir)
 end
 
---- The ARM-side deploy lock of the service's container group (hoist.azure.target.lock).
----@type fun(opts: hoist.azure.target.LockOptions): hoist.targets.Lock
+--- The ARM-side deploy lock of the service's container group (hoist.targets.azure.lock).
+---@type fun(opts: hoist.targets.azure.LockOptions): hoist.targets.Lock
 M.lock = azt.lock_of(M.name)
 
 ---------------------------------------------------------------- inspection and teardown

@@ -22,17 +22,17 @@
 --- "appservice.swap_back" swaps production back while it still runs this run's image.
 ---
 --- Where it works (credential, subscription, the resource group created in `location` when
---- missing, Microsoft.Web registered) and the deploy lock come from hoist.azure.target: the
+--- missing, Microsoft.Web registered) and the deploy lock come from hoist.targets.azure: the
 --- lock is ARM-side (a tag on the resource group), so two hosts cannot deploy one app at once.
 local M = {}
 
 M.name = "appservice"
 
-local azt = require "hoist.azure.target"
+local azt = require "hoist.targets.azure"
 local util = require "hoist.util"
 local fail, dry_run = util.fail, util.dry_run
 
---- The options only this target takes, with those of every Azure target (hoist.azure.target;
+--- The options only this target takes, with those of every Azure target (hoist.targets.azure;
 --- App Service pulls with the site's identity through `managed_identity`, not `registry_identity`).
 M.options = azt.merge_options({
   plan = { type = "string", description = "App Service plan name or id (default <name>-plan, created when missing)" },
@@ -372,8 +372,8 @@ function M.deploy(opts)
   return azt.holding(M.name, o, deploy, o)
 end
 
---- The ARM-side deploy lock of the web app (hoist.azure.target.lock: a tag on its resource group).
----@type fun(opts: hoist.azure.target.LockOptions): hoist.targets.Lock
+--- The ARM-side deploy lock of the web app (hoist.targets.azure.lock: a tag on its resource group).
+---@type fun(opts: hoist.targets.azure.LockOptions): hoist.targets.Lock
 M.lock = azt.lock_of(M.name)
 
 ---@class hoist.targets.appservice.Status: hoist.targets.Status

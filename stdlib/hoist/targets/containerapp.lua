@@ -14,17 +14,17 @@
 --- deactivated; or, after a first deploy, the app deleted.
 ---
 --- Where it works (credential, subscription, the resource group created in `location` when
---- missing, Microsoft.App registered) and the deploy lock come from hoist.azure.target: the
+--- missing, Microsoft.App registered) and the deploy lock come from hoist.targets.azure: the
 --- lock is ARM-side (a tag on the resource group), so two hosts cannot deploy one app at once.
 local M = {}
 
 M.name = "containerapp"
 
-local azt = require "hoist.azure.target"
+local azt = require "hoist.targets.azure"
 local util = require "hoist.util"
 local fail, dry_run = util.fail, util.dry_run
 
---- The options only this target takes, with those of every Azure target (hoist.azure.target).
+--- The options only this target takes, with those of every Azure target (hoist.targets.azure).
 M.options = azt.merge_options {
   environment = { type = "string", description = "Managed environment name or id (default <name>-env, created when missing)" },
   canary = { type = "number", default = 20, min = 0, max = 99, description = "Percent of traffic the new revision gets before all of it (0: none)" },
@@ -255,9 +255,9 @@ function M.deploy(opts)
   return azt.holding(M.name, o, deploy, o)
 end
 
---- The ARM-side deploy lock of the container app (hoist.azure.target.lock: a tag on its
+--- The ARM-side deploy lock of the container app (hoist.targets.azure.lock: a tag on its
 --- resource group).
----@type fun(opts: hoist.azure.target.LockOptions): hoist.targets.Lock
+---@type fun(opts: hoist.targets.azure.LockOptions): hoist.targets.Lock
 M.lock = azt.lock_of(M.name)
 
 --- What the app serves now: the revisions with traffic. Changes nothing.

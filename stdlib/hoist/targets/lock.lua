@@ -20,7 +20,7 @@
 ---
 --- Backends: a file lock (flock, hoist.native.lock) in `<state_dir>/locks/` (`acquire`, the
 --- local target; the kernel frees it when its holder dies), a tag on an Azure resource group
---- with its ETag (hoist.azure.target.lock), a coordination.k8s.io Lease (hoist.k8s.lease).
+--- with its ETag (hoist.targets.azure.lock), a coordination.k8s.io Lease (hoist.k8s.lease).
 local util = require "hoist.util"
 
 local fail = util.fail

@@ -1,4 +1,4 @@
---- hoist.azure.target: what the Azure targets (aci, appservice, containerapp) share.
+--- hoist.targets.azure: what the Azure targets (aci, appservice, containerapp) share.
 ---
 --- `options` are the parameter specs every Azure target merges into its own `options` (one
 --- name each: subscription, resource_group, location, name, credential, registry_identity);
@@ -113,22 +113,21 @@ function M.preflight_of(target)
   end
 end
 
--- credentials by source name, so tokens are cached across calls of one run
-local credentials = {}
+-- the chain of the targets' calls without a credential: one per process, its tokens reused
+local chain
 
---- The credential an option names: a hoist.azure.Credential as is, a source name, or nil for
---- the chain (one per source and process: its tokens are cached).
+--- The credential an option names: a hoist.azure.Credential as is, a source name
+--- (hoist.azure.credential_of: one per source and process), or nil for the chain (one per
+--- process: its tokens are cached).
 ---@param c? string|hoist.azure.Credential
 ---@return hoist.azure.Credential
 function M.credential(c)
   local azure = require "hoist.azure"
-  if type(c) == "table" then return azure.credential_of("hoist.azure.target", c) end
-  if c ~= nil and type(c) ~= "string" then
-    fail("invalid_argument", "Azure target: option 'credential' must be a source name or a hoist.azure.credential{}")
+  if c == nil then
+    chain = chain or azure.credential()
+    return chain
   end
-  local key = c or ""
-  credentials[key] = credentials[key] or azure.credential(c and { source = c } or nil)
-  return credentials[key]
+  return azure.credential_of("hoist.targets.azure", c)
 end
 
 ---------------------------------------------------------------- a group a failed first deploy made
@@ -190,7 +189,7 @@ end
 
 hoist.pipeline.action("azure.delete_empty_group", delete_empty_group)
 
----@class hoist.azure.target.Context
+---@class hoist.targets.azure.Context
 ---@field credential hoist.azure.Credential
 ---@field subscription string
 ---@field resource_group string
@@ -208,7 +207,7 @@ local function resource_name_ok(v) return type(v) == "string" and v:match("^[%w]
 ---@param what string who asks, for messages ("targets.aci")
 ---@param o {service?: string, name?: string, subscription?: string, resource_group?: string, location?: string, credential?: string|hoist.azure.Credential, endpoint?: string}
 ---@param namespace? string resource provider, e.g. "Microsoft.ContainerInstance"
----@return hoist.azure.target.Context
+---@return hoist.targets.azure.Context
 function M.prepare(what, o, namespace)
   local azure = require "hoist.azure"
   local ctx = M.context(what, o)
@@ -243,7 +242,7 @@ end
 --- Like prepare, but changes nothing and reads nothing: the names only (status, remove).
 ---@param what string
 ---@param o table
----@return hoist.azure.target.Context
+---@return hoist.targets.azure.Context
 function M.context(what, o)
   local azure = require "hoist.azure"
   if type(o) ~= "table" then
@@ -307,12 +306,12 @@ function M.holding(target, a, fn, ...)
   return require("hoist.targets.lock").holding(h, fn, ...)
 end
 
---- A target's remove: `fn(ctx)` (ctx: hoist.azure.target.Context) holding the deploy lock,
+--- A target's remove: `fn(ctx)` (ctx: hoist.targets.azure.Context) holding the deploy lock,
 --- run as "teardown" outside a run. When the resource group does not exist there is nothing
 --- to lock nor to remove: `fn` runs without the lock (its reads find nothing).
 ---@param target string
 ---@param opts {service: string, resource_group: string, name?: string, subscription?: string, credential?: string|hoist.azure.Credential, endpoint?: string, lock_timeout?: number}
----@param fn fun(ctx: hoist.azure.target.Context): any
+---@param fn fun(ctx: hoist.targets.azure.Context): any
 ---@return any
 function M.removing(target, opts, fn)
   local c = M.context(("targets.%s.remove"):format(target), opts)
@@ -329,7 +328,7 @@ end
 --- it; container@1 holds it for a whole run): M.lock with `target = name`.
 --- Internal: how the aci, appservice and containerapp targets get their `lock` member.
 ---@param name string
----@return fun(opts: hoist.azure.target.LockOptions): hoist.targets.Lock
+---@return fun(opts: hoist.targets.azure.LockOptions): hoist.targets.Lock
 function M.lock_of(name)
   return function(opts)
     local o = {}
@@ -345,7 +344,7 @@ M.test_pause = function(variable, what) return require("hoist.targets").test_pau
 
 ---------------------------------------------------------------- the ARM-side deploy lock
 
----@class hoist.azure.target.LockOptions: hoist.targets.LockOptions
+---@class hoist.targets.azure.LockOptions: hoist.targets.LockOptions
 ---@field resource_group string
 ---@field subscription? string
 ---@field credential? string|hoist.azure.Credential
@@ -451,12 +450,12 @@ end
 --- the holder, conflict after `timeout`, take-over of a dead or expired holder, renewal every
 --- ttl/3, release outside a cancelled scope). `release()` removes the tag. Under dry-run
 --- nothing is locked.
----@param opts hoist.azure.target.LockOptions
+---@param opts hoist.targets.azure.LockOptions
 ---@return hoist.targets.Lock
 function M.lock(opts)
-  if type(opts) ~= "table" then fail("invalid_argument", "hoist.azure.target.lock: expected {target=, service=, resource_group=, ...}") end
+  if type(opts) ~= "table" then fail("invalid_argument", "hoist.targets.azure.lock: expected {target=, service=, resource_group=, ...}") end
   if type(opts.target) ~= "string" or not opts.target:match("^[%w][%w_.%-]*$") then
-    fail("invalid_argument", ("hoist.azure.target.lock: target must be a name, got %s"):format(tostring(opts.target)))
+    fail("invalid_argument", ("hoist.targets.azure.lock: target must be a name, got %s"):format(tostring(opts.target)))
   end
   local what = "targets." .. opts.target .. ".lock"
   local timeout = opts.timeout == nil and require("hoist.targets.lock").defaults.timeout or opts.timeout
