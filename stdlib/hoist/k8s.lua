@@ -23,10 +23,7 @@ local M = {}
 ---@field crashloop_restarts integer a crashed container restarted this often is failing (classify)
 M.defaults = { attempts = 4, backoff = 0.2, max_backoff = 10, timeout = 60, crashloop_restarts = 2 }
 
-local call_spec = {
-  attempts = "integer", backoff = "number", max_backoff = "number", timeout = "number",
-  dry_run = "boolean", server_dry_run = "boolean",
-}
+local call_spec = util.spec(util.rest_options, { server_dry_run = "boolean" })
 
 -- fname's options: the call options, the target fields given, and `extra`; defaults filled in.
 local function options(fname, opts, extra)
@@ -272,11 +269,9 @@ end
 ---@param opts? hoist.k8s.ClientOptions|hoist.k8s.CallOptions|{client?: hoist.k8s.Client, force?: boolean}
 ---@return table[]
 function M.apply(manifests, opts)
-  local o = util.check_opts("hoist.k8s.apply", opts, {
+  local o = util.check_opts("hoist.k8s.apply", opts, util.spec(call_spec, {
     client = "table", kubeconfig = "string", context = "string", namespace = "string", force = "boolean",
-    attempts = "integer", backoff = "number", max_backoff = "number", timeout = "number", dry_run = "boolean",
-    server_dry_run = "boolean",
-  })
+  }))
   local objects = M.parse_manifests(manifests)
   local client = o.client or M.client { kubeconfig = o.kubeconfig, context = o.context, namespace = o.namespace }
   for i, obj in ipairs(objects) do obj = { i = i, obj = obj }; objects[i] = obj end

@@ -39,14 +39,13 @@ M.defaults = { attempts = 4, backoff = 0.2, max_backoff = 10, timeout = 300, con
 ---@field timeout? number
 ---@field dry_run? boolean plan only (also on with `hoist run --dry-run`)
 
-local option_types = {
+local option_types = util.spec(util.rest_options, {
   image = "string", repository = "string", registry = "string", from = "string", to = "string",
   tag = "string", auth = "table", from_auth = "table", to_auth = "table", insecure_registries = "table",
-  attempts = "number", backoff = "number", max_backoff = "number", timeout = "number",
-  concurrency = "number", buffer = "number", dry_run = "boolean", n = "number", limit = "number",
+  concurrency = "number", buffer = "number", n = "number", limit = "number",
   username = "string", password = "string", token = "string", identity_token = "string",
   aad_token = "string",
-}
+})
 
 -- Credential providers by registry host (M.credentials): a call to that host without
 -- explicit auth gets a fresh Entra token from the provider's Azure credential, which the

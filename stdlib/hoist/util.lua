@@ -180,6 +180,18 @@ function M.check_opts(fname, opts, spec, key)
   return out
 end
 
+--- The options of every call to a remote API (hoist.registry, hoist.azure, hoist.k8s): tries
+--- per request, the backoff between them, the per-request timeout and dry run, with their
+--- rules in one place (the engine reads the same fields into its rest::Options).
+---@type table<string, hoist.util.OptSpec>
+M.rest_options = {
+  attempts = { type = "integer", min = 1 },
+  backoff = { type = "number", min = 0 },
+  max_backoff = { type = "number", min = 0 },
+  timeout = { type = "number", min = 0 },
+  dry_run = "boolean",
+}
+
 --- A new spec table: the keys of `base`, then those of `extra` (which win). How a module's
 --- functions share their common options: `util.check_opts(fname, opts, util.spec(common, {...}))`.
 ---@param base table<string, string|hoist.util.OptSpec>

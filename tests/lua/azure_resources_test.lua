@@ -155,7 +155,7 @@ t.cases("option errors name the function and the option", {
   { fn = function() return azure.request { path = 3 } end, pat = "hoist.azure.request: option 'path' must be a string" },
   { fn = function() return azure.request { method = "FETCH", path = "/x" } end, pat = "option 'method' must be one of" },
   { fn = function() return azure.request { path = "/x", bogus = 1 } end, pat = "unknown option 'bogus'" },
-  { fn = function() return azure.request { path = "/x", credential = {} } end, pat = "option 'credential' must come from hoist.azure.credential" },
+  { fn = function() return azure.request { path = "/x", credential = {} } end, pat = "option 'credential' must be a source name or come from hoist.azure.credential" },
   { fn = function() return azure.credential { source = "password" } end, pat = "option 'source' must be one of" },
   { fn = function() return azure.resource_groups.ensure { name = "x", subscription = "s", credential = cred } end,
     pat = "option 'location' is required" },

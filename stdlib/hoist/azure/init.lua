@@ -25,7 +25,7 @@ M.defaults = { attempts = 4, backoff = 0.5, max_backoff = 30, timeout = 120, pol
 ---@return hoist.azure.Credential
 function M.credential(opts) return credential.new(opts) end
 
-local request_spec = {
+local request_spec = util.spec(util.rest_options, {
   method = { type = "string", default = "GET", allowed = { "GET", "PUT", "PATCH", "POST", "DELETE", "HEAD" } },
   path = { type = "string", required = true },
   api_version = "string",
@@ -40,9 +40,8 @@ local request_spec = {
   audience = "string",
   what = "string",
   action = "string",
-  attempts = "integer", backoff = "number", max_backoff = "number", timeout = "number",
-  poll_interval = "number", wait_timeout = "number", dry_run = "boolean",
-}
+  poll_interval = "number", wait_timeout = "number",
+})
 
 -- credentials by source name, so tokens are cached across the calls of one run
 local by_source = {}

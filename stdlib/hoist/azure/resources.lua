@@ -12,7 +12,7 @@ local function azure() return require "hoist.azure" end
 
 local common = {
   subscription = "string", credential = "table", endpoint = "string", dry_run = "boolean",
-  timeout = "number", attempts = "integer",
+  timeout = util.rest_options.timeout, attempts = util.rest_options.attempts,
 }
 local function spec(extra) return util.spec(common, extra) end
 

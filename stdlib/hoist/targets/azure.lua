@@ -6,7 +6,7 @@
 --- exists and the resource provider is registered; `lock` is the ARM-side deploy lock.
 ---
 --- The lock is a tag on the RESOURCE GROUP, `hoist-lock.<target>.<name> =
---- <run>:<host>:<pid>:<expiry>`, written with PATCH + If-Match on the group's ETag: of two
+--- <run>:<host>:<pid>:<since>:<expiry>`, written with PATCH + If-Match on the group's ETag: of two
 --- hosts that read the same ETag, one PATCH wins and the other gets 412 and reads again. The
 --- group rather than the resource carries it because the resource comes and goes inside one
 --- deploy (an ACI recreate deletes it; ACI's PUT replaces its tags), and a lock must outlive
