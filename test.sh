@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 .ci/setup
 tests/peers/install.sh  # npm test peers (the ARM mock scenarios)
-if [ ! -f build/build.ninja ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOIST_UNITY=ON >/dev/null
-fi
+# configure every time (a second or less once configured): ./demo.sh may have configured the
+# folder without the tests
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHOIST_UNITY=ON -DBUILD_TESTING=ON >/dev/null
 cmake --build build -j "$(nproc)"
 tests/env/up.sh
 # shellcheck disable=SC1091

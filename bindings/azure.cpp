@@ -2,6 +2,7 @@
 // Lua. One token cache per Lua state, shared by every credential of the run; waiting calls
 // yield. Options are checked in stdlib/hoist/azure (util.check_opts), not here.
 #include "bindings/json_bridge.hpp"
+#include "bindings/rest_options.hpp"
 #include "bindings/runtime.hpp"
 
 #include <hoist/azure.hpp>
@@ -56,11 +57,7 @@ std::shared_ptr<Credential> make_credential(lua_State* L, const json& o) {
 
 rest::Options rest_options(lua_State* L, const json& o) {
   rest::Options r;
-  r.retry.attempts = static_cast<int>(num(o, "attempts", r.retry.attempts));
-  r.retry.backoff = num(o, "backoff", r.retry.backoff);
-  r.retry.max_backoff = num(o, "max_backoff", r.retry.max_backoff);
-  r.timeout = num(o, "timeout", r.timeout);
-  r.dry_run = Runtime::from(L).dry_run() || o.value("dry_run", false);
+  read_rest_options(L, o, "hoist.azure", r);
   return r;
 }
 

@@ -5,6 +5,7 @@
 #include "bindings/runtime.hpp"
 
 #include <hoist/http.hpp>
+#include <hoist/strings.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -13,10 +14,7 @@
 namespace hoist::lua {
 namespace {
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
+using text::lower;
 
 // opts.headers = {Name = "value", ...}; numbers are taken as text.
 Headers read_headers(lua_State* L, int opts) {

@@ -2,6 +2,7 @@
 // userdata, a watch a hoist.KubeWatch; every waiting call yields and returns `ok, ...` to the
 // wrapper in stdlib/hoist/k8s.lua. Option checking and defaults live there.
 #include "bindings/json_bridge.hpp"
+#include "bindings/rest_options.hpp"
 #include "bindings/runtime.hpp"
 
 #include <hoist/k8s.hpp>
@@ -41,11 +42,7 @@ Target target(const json& j) {
 
 CallOptions call_options(lua_State* L, const json& j) {
   CallOptions o;
-  o.retry.attempts = j.value("attempts", o.retry.attempts);
-  o.retry.backoff = j.value("backoff", o.retry.backoff);
-  o.retry.max_backoff = j.value("max_backoff", o.retry.max_backoff);
-  o.timeout = j.value("timeout", o.timeout);
-  o.dry_run = Runtime::from(L).dry_run() || j.value("dry_run", false);
+  read_rest_options(L, j, "hoist.k8s", o);
   o.server_dry_run = j.value("server_dry_run", false);
   return o;
 }

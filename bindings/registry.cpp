@@ -1,6 +1,7 @@
 // hoist.native.registry: the OCI Distribution client (engine/registry) for Lua. One client
 // per Lua state (logins and token caches live for the run); every waiting call yields.
 #include "bindings/json_bridge.hpp"
+#include "bindings/rest_options.hpp"
 #include "bindings/runtime.hpp"
 
 #include <hoist/registry.hpp>
@@ -64,14 +65,9 @@ Credentials credentials(const json& j, const char* fn, const char* field) {
 // Options every call shares; `auth` applies to the registries given.
 CallOptions call_options(lua_State* L, const json& j, const char* fn, std::vector<std::string> registries) {
   CallOptions o;
-  o.retry.attempts = static_cast<int>(num(j, fn, "attempts", o.retry.attempts));
-  o.retry.backoff = num(j, fn, "backoff", o.retry.backoff);
-  o.retry.max_backoff = num(j, fn, "max_backoff", o.retry.max_backoff);
-  o.timeout = num(j, fn, "timeout", o.timeout);
+  read_rest_options(L, j, std::string("registry.") + fn, o);
   o.concurrency = static_cast<int>(num(j, fn, "concurrency", o.concurrency));
   o.buffer = static_cast<std::size_t>(num(j, fn, "buffer", static_cast<double>(o.buffer)));
-  if (o.retry.attempts < 1) throw Error(Code::invalid_argument, std::string("registry.") + fn + ": attempts must be >= 1");
-  o.dry_run = Runtime::from(L).dry_run() || (j.contains("dry_run") && j["dry_run"] == true);
   if (auto it = j.find("insecure_registries"); it != j.end() && it->is_array())
     for (auto& r : *it)
       if (r.is_string()) o.insecure_registries.push_back(parse_registry_host(r.get<std::string>()));

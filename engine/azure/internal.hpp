@@ -2,6 +2,7 @@
 // Private to engine/azure: which credential source applies and the settings it reads, and
 // the small helpers its files share.
 #include <hoist/azure.hpp>
+#include <hoist/strings.hpp>
 
 #include <cctype>
 #include <chrono>
@@ -15,11 +16,7 @@ inline double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-inline std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using text::lower;
 
 struct Settings {
   std::string source;  // the chosen source

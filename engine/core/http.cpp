@@ -5,6 +5,7 @@
 // curl owns its sockets: Asio only watches them (stream_descriptor::release() before curl
 // closes one, see on_close), so Asio never closes a socket curl still uses.
 #include <hoist/http.hpp>
+#include <hoist/strings.hpp>
 #include <hoist/version.hpp>
 
 #include <boost/asio/post.hpp>
@@ -19,7 +20,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 namespace hoist {
@@ -28,18 +31,8 @@ namespace {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
+using text::lower;
+using text::trim;
 
 // Asio's epoll reactor is edge-triggered: a wait armed while bytes are already waiting
 // would sleep until the next packet. curl may leave bytes unread, so look before waiting.
@@ -516,6 +509,81 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && lower(s.substr(0, prefix.size())) == prefix;
 }
 
+// The host of a URL, lower-case ("" when curl cannot parse it).
+std::string url_host(const std::string& url) {
+  std::string host;
+  if (CURLU* u = curl_url()) {
+    char* h = nullptr;
+    if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK && h) {
+      host = lower(h);
+      curl_free(h);
+    }
+    curl_url_cleanup(u);
+  }
+  return host;
+}
+
+bool is_loopback(std::string_view host) {
+  return host == "localhost" || host == "[::1]" || host.substr(0, 4) == "127.";
+}
+
+const char* env_of(std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (const char* v = std::getenv(n); v && *v) return v;
+  return nullptr;
+}
+
+// NO_PROXY as curl reads it: "*", or comma-separated names, each matching the host itself or
+// a host under it ("example.com" and ".example.com" both match "a.example.com").
+bool no_proxy_matches(std::string_view host) {
+  const char* np = env_of({"no_proxy", "NO_PROXY"});
+  if (!np) return false;
+  std::string_view list(np);
+  while (!list.empty()) {
+    auto comma = list.find(',');
+    auto entry = trim(list.substr(0, comma));
+    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    if (entry == "*") return true;
+    if (!entry.empty() && entry.front() == '.') entry.remove_prefix(1);
+    if (entry.empty()) continue;
+    auto e = lower(entry);
+    if (host == e || (host.size() > e.size() && host.substr(host.size() - e.size()) == e &&
+                      host[host.size() - e.size() - 1] == '.'))
+      return true;
+  }
+  return false;
+}
+
+// Against an Azure emulator (AZURE_RESOURCE_MANAGER_ENDPOINT on a loopback address) the cloud
+// host names of what it runs (*.azurecontainer.io, *.azurewebsites.net, ...) are answered by
+// its proxy. A request for one that no proxy takes would look the name up on the real DNS:
+// the name leaks and the run fails late, or reaches a real service. Refused before it starts,
+// naming the variable to set.
+std::string unproxied_cloud_host(const HttpRequest& req) {
+  if (!req.unix_socket.empty() || !req.proxy.empty()) return {};
+  const char* arm = std::getenv("AZURE_RESOURCE_MANAGER_ENDPOINT");
+  if (!arm || !is_loopback(url_host(arm))) return {};
+  auto host = url_host(req.url);
+  static constexpr std::string_view kCloud[] = {
+      ".azure.com", ".azure.net", ".azurewebsites.net", ".azurecontainer.io", ".azurecontainerapps.io",
+      ".azurecr.io", ".azmk8s.io", ".windows.net", ".microsoftonline.com", ".azureedge.net"};
+  bool cloud = std::any_of(std::begin(kCloud), std::end(kCloud), [&](std::string_view d) {
+    return host.size() > d.size() && host.compare(host.size() - d.size(), d.size(), d) == 0;
+  });
+  if (!cloud) return {};
+  bool https = starts_with_ci(req.url, "https://");
+  const char* proxy = https ? env_of({"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
+                            : env_of({"http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"});
+  if (proxy && !no_proxy_matches(host)) return {};
+  std::string var = https ? "HTTPS_PROXY" : "HTTP_PROXY";
+  return "HTTP request to " + host + ": an Azure host name, while AZURE_RESOURCE_MANAGER_ENDPOINT (" + arm +
+         ") is a local emulator and " +
+         (proxy ? "NO_PROXY sends " + host + " past the proxy" : var + " is not set") +
+         "; set " + var + " to the emulator's proxy (tests/env/up.sh writes it to cloud.sh) so the name is "
+         "not looked up on the real DNS";
+}
+
 }  // namespace
 
 void TransferImpl::configure(Multi& m) {
@@ -525,6 +593,7 @@ void TransferImpl::configure(Multi& m) {
   if (req.url.empty()) bad("HTTP request: url is empty");
   if (!starts_with_ci(req.url, "http://") && !starts_with_ci(req.url, "https://"))
     bad("HTTP request: url must start with http:// or https://");
+  if (auto problem = unproxied_cloud_host(req); !problem.empty()) bad(problem);
   std::string method = req.method.empty() ? "GET" : req.method;
   for (auto& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (!is_token(method)) bad("HTTP request: bad method '" + req.method + "'");

@@ -1,6 +1,7 @@
 // HTTP header grammars REST clients lean on: WWW-Authenticate challenges (RFC 7235), Link
 // rel="next" (RFC 8288) for pagination, Retry-After (RFC 9110); and URL building.
 #include <hoist/rest.hpp>
+#include <hoist/strings.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -19,11 +20,7 @@ bool token68_char(char c) {
 }
 bool ows(char c) { return c == ' ' || c == '\t'; }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using text::lower;
 
 // A cursor over one header value.
 struct Scan {

@@ -6,6 +6,7 @@
 #include <hoist/base64.hpp>
 
 #include <hoist/json.hpp>
+#include <hoist/strings.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -62,10 +63,7 @@ bool server_dry_run(const rest::ContextPtr& ctx) {
 
 namespace {
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
+using text::lower;
 
 // Does an APIResource of a discovery list answer to `kind` (Kind, plural, singular, short name)?
 int match(const json& r, const std::string& kind) {

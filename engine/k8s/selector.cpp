@@ -3,6 +3,7 @@
 // (labels.Parse, fields.ParseSelector) without the numeric `>`/`<` operators, which no
 // workload selector uses: they are refused, never ignored.
 #include <hoist/k8s.hpp>
+#include <hoist/strings.hpp>
 
 #include <algorithm>
 
@@ -13,11 +14,7 @@ using nlohmann::json;
 // (a named namespace: the unity build joins files, and other files have a trim of their own)
 namespace selector_text {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+using text::trim;
 
 bool key_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||

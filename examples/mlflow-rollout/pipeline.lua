@@ -82,7 +82,9 @@ return pipeline.define {
       local cc = { namespace = ns, kubeconfig = p.kubeconfig, context = p.context_name }
       if live then  -- kubectl set image, its undo journaled first
         local revision = tonumber(live.metadata.annotations["deployment.kubernetes.io/revision"])
-        ctx:on_rollback("k8s.rollout_undo", { namespace = ns, name = p.name, revision = revision, kubeconfig = cc.kubeconfig, context = cc.context })
+        -- the undo waits until that revision serves again (up to 300 s), as the deploy targets' do
+        ctx:on_rollback("k8s.rollout_undo", { namespace = ns, name = p.name, revision = revision, timeout = 300,
+                                              kubeconfig = cc.kubeconfig, context = cc.context })
         c:patch { kind = "Deployment", name = p.name, type = "strategic",
                   patch = { spec = { template = { spec = { containers = { { name = "app", image = image } } } } } } }
         return { previous = live.spec.template.spec.containers[1].image, revision = revision }

@@ -278,7 +278,7 @@ function M.run(opts)
     local name, info = opts.name, nil
     -- docker chose the name, or the host ports (a --rm container may be gone already)
     if id and (not name or (detach and #ports > 0)) then
-      local ok, i = pcall(M.inspect, { name = id, type = "container" })
+      local ok, i = require("hoist.util").try(M.inspect, { name = id, type = "container" })
       if ok then info = i end
     end
     if not name and info then name = (info.Name or ""):gsub("^/", "") end

@@ -236,9 +236,38 @@ end
 -- Namespaces and CRDs first: the objects that live in them or are of their kind need them.
 local first = { Namespace = 1, CustomResourceDefinition = 2 }
 
+--- Checks every object before any is written: its kind and apiVersion by discovery, then the
+--- apply itself as a server-side dry run (admission, schema, immutable fields), unless the
+--- run is a dry run (then discovery only). Raises the first problem, naming the document and
+--- saying nothing was changed: an unknown kind or apiVersion is `invalid_argument`; a
+--- refusal keeps the server's code, message and causes in `details`.
+---@param objects table[] objects (hoist.k8s.parse_manifests)
+---@param opts {client: hoist.k8s.Client, namespace?: string, force?: boolean}
+function M.check_manifests(objects, opts)
+  local o = util.check_opts("hoist.k8s.check_manifests", opts, { client = { type = "table", required = true },
+                                                                 namespace = "string", force = "boolean" })
+  for i, obj in ipairs(objects) do
+    local m = obj.metadata or {}
+    local what = ("document %d (%s %s, apiVersion %s)"):format(i, tostring(obj.kind), tostring(m.name), tostring(obj.apiVersion))
+    local ok, err = pcall(function()
+      o.client:resource { kind = obj.kind, api_version = obj.apiVersion }
+      if not util.dry_run() then
+        o.client:apply(obj, { namespace = o.namespace, force = o.force, server_dry_run = true })
+      end
+    end)
+    if not ok then
+      if not hoist.is_error(err) or err.code == "cancelled" then error(err, 0) end
+      local details = { document = i, kind = obj.kind, name = m.name, api_version = obj.apiVersion, server = err.details }
+      local code = err.code == "not_found" and "invalid_argument" or err.code
+      fail(code, ("%s: %s; nothing was changed"):format(what, err.message), details, err.retryable)
+    end
+  end
+end
+
 --- Applies manifests in order (Namespaces and CustomResourceDefinitions first), each with
---- server-side apply. Returns what the server stored, in the order applied. `client` or the
---- client options choose the cluster.
+--- server-side apply, after checking them all (hoist.k8s.check_manifests): a bad document
+--- fails the call before any write. Returns what the server stored, in the order applied.
+--- `client` or the client options choose the cluster.
 ---@param manifests string|table YAML text, one object or a list of objects
 ---@param opts? hoist.k8s.ClientOptions|hoist.k8s.CallOptions|{client?: hoist.k8s.Client, force?: boolean}
 ---@return table[]
@@ -256,8 +285,17 @@ function M.apply(manifests, opts)
     if ra ~= rb then return ra < rb end
     return a.i < b.i
   end)
+  local sorted = {}
+  for i, x in ipairs(objects) do sorted[i] = x.obj end
+  -- a Namespace or CRD the later documents need does not exist before the first write: the
+  -- server cannot dry-run those documents, so they are checked after that write
+  local early = 0
+  for i, x in ipairs(objects) do if first[x.obj.kind] then early = i end end
+  local check = { client = client, namespace = o.namespace, force = o.force }
+  M.check_manifests(early > 0 and { unpack(sorted, 1, early) } or sorted, check)
   local out = {}
   for i, x in ipairs(objects) do
+    if early > 0 and i == early + 1 then M.check_manifests({ unpack(sorted, i) }, check) end
     out[i] = client:apply(x.obj, { namespace = o.namespace, force = o.force, attempts = o.attempts, backoff = o.backoff,
                                    max_backoff = o.max_backoff, timeout = o.timeout, dry_run = o.dry_run,
                                    server_dry_run = o.server_dry_run })

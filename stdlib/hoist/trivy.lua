@@ -110,7 +110,7 @@ end
 local function docker_trivy_image(docker)
   local wanted = M.hooks.getenv("HOIST_TRIVY_IMAGE")
   if not wanted or wanted == "" then wanted = "aquasec/trivy" end
-  local ok, r = pcall(hoist.exec, { docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+  local ok, r = util.try(hoist.exec, { docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
     wanted, timeout = 20, env = M.hooks.env })
   if not ok then return nil, "docker could not run: " .. tostring(r.message or r) end
   if r.code ~= 0 then return nil, "docker engine not reachable: " .. (r.stderr:match("[^\n]+") or "") end

@@ -1,6 +1,7 @@
 --- hoist.util: the helpers every stdlib module shares, written once: `await` (the Lua half of
---- a waiting native), `fail` (raise a structured error), `check_opts` (one option checker)
---- and `dry_run` (the run's one dry-run flag). Reference: docs/core.md, "Helpers for modules".
+--- a waiting native), `try` (a pcall that never catches a cancellation), `fail` (raise a
+--- structured error), `check_opts` (one option checker) and `dry_run` (the run's one dry-run
+--- flag). Reference: docs/core.md, "Helpers for modules".
 local core = require "hoist.native.core"
 
 local M = {}
@@ -10,6 +11,20 @@ local M = {}
 function M.await(ok, ...)
   if ok then return ... end
   error((...), 0)
+end
+
+--- pcall for code that goes on after an error: returns `true, ...` or `false, err`, except
+--- that a cancellation (`cancelled`) is raised again, never returned. A pcall that goes on
+--- after a cancellation loses it: the run does the next step instead of rolling back, and a
+--- loop whose wait now fails at once spins without ever yielding.
+---@param fn function
+---@return boolean ok
+---@return any ...
+function M.try(fn, ...)
+  return (function(ok, ...)
+    if not ok and core.is_error((...)) and (...).code == "cancelled" then error((...), 0) end
+    return ok, ...
+  end)(pcall(fn, ...))
 end
 
 local function scrub_deep(v, depth)

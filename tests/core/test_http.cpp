@@ -502,6 +502,56 @@ TEST_CASE("http: proxies from the environment") {
   }
 }
 
+TEST_CASE("http: against a local Azure emulator, a cloud host name outside the proxy is refused") {
+  boost::asio::io_context io;
+  auto& http = HttpClient::for_loop(io);
+  auto dead = "http://127.0.0.1:" + std::to_string(closed_port());
+  auto clean = [](EnvGuard& env) {
+    for (auto v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy",
+                   "ALL_PROXY"})
+      env.set(v, nullptr);
+    env.set("AZURE_RESOURCE_MANAGER_ENDPOINT", "https://127.0.0.1:5010");
+  };
+  {  // no proxy: refused before any DNS look-up, naming the variable
+    EnvGuard env;
+    clean(env);
+    auto r = fetch(http, io, get("https://web--v2.example.azurecontainerapps.io/health"));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code() == Code::invalid_argument);
+    CHECK(std::string(r.error().what()).find("HTTPS_PROXY is not set") != std::string::npos);
+    CHECK(std::string(r.error().what()).find("web--v2.example.azurecontainerapps.io") != std::string::npos);
+  }
+  {  // NO_PROXY covering the name sends it past the proxy: refused too
+    EnvGuard env;
+    clean(env);
+    env.set("HTTPS_PROXY", dead.c_str());
+    env.set("NO_PROXY", "127.0.0.1,.azurewebsites.net");
+    auto r = fetch(http, io, get("https://app.azurewebsites.net/"));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code() == Code::invalid_argument);
+    CHECK(std::string(r.error().what()).find("NO_PROXY sends app.azurewebsites.net past the proxy") !=
+          std::string::npos);
+  }
+  {  // with the proxy: sent to it (a dead one here, so unavailable, not refused)
+    EnvGuard env;
+    clean(env);
+    env.set("HTTP_PROXY", dead.c_str());
+    auto r = fetch(http, io, get("http://web.westeurope.azurecontainer.io/"));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code() == Code::unavailable);
+  }
+  {  // local hosts and a non-loopback Resource Manager are none of its business
+    EnvGuard env;
+    clean(env);
+    CHECK(fetch(http, io, get(server().base + "/echo")).ok());
+    env.set("AZURE_RESOURCE_MANAGER_ENDPOINT", "https://management.azure.com");
+    env.set("HTTPS_PROXY", dead.c_str());
+    auto r = fetch(http, io, get("https://web.azurecontainerapps.io/"));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code() == Code::unavailable);  // the (dead) proxy was used, nothing refused
+  }
+}
+
 TEST_CASE("http: unix socket") {
   auto dir = std::filesystem::temp_directory_path() / ("hoist-http-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);

@@ -276,6 +276,11 @@ local function push_image()
   if r.code ~= 0 then error("cannot push the test image: " .. r.stderr) end
 end
 
+local function aci_group_run(rg)
+  local g = hoist.azure.aci.get { name = "web", resource_group = rg, subscription = SUB, credential = cred }
+  return g and (g.tags or {})["hoist-run"]
+end
+
 local function via_proxy(url)
   return hoist.exec { "curl", "-s", "-m", "5", "-x", E("HOIST_TEST_AZURE_PROXY"), url }.stdout
 end
@@ -325,6 +330,175 @@ t.case("deploy, redeploy, a crashing version put back at once, status, remove", 
   drop(rg)
 end), SLOW)
 
+-- Issue 13: the app on 8080, the group opening 8000 failed after about 44 s with "did not start
+-- (... Empty reply from server)". The app's log names its port: fail as soon as the group runs,
+-- naming both ports.
+t.case("an app listening on another port than the group opens fails at once, naming both", in_proxy_child("port", function()
+  need_emulator()
+  push_image()
+  local target = require "hoist.targets.aci"
+  local rg = "hoist-azfix-aciport-" .. RUN
+  local ok, err = pcall(function()
+    local e = t.raises(function()
+      target.deploy { service = "web", image = IMAGE, resource_group = rg, location = "westeurope", subscription = SUB,
+        credential = cred, container_port = 8000, health_path = "/health", dns_label = "azfix-port-" .. RUN, memory = 0.5,
+        command = { "sh", "-c", "echo ok > /tmp/health; echo app listening on 8080; exec httpd -f -p 8080 -h /tmp" },
+        registry_username = E("HOIST_TEST_REGISTRY_TOKEN_USER"), registry_password = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD"),
+        state_dir = os.tmpname() .. ".d", run = "run-port", verify = { retries = 20, interval = 1, timeout = 5 } }
+    end, "rollout_failed",
+      'the container listens on 8080 %(its log: "app listening on 8080"%) but the container group opens 8000: set container_port=8080')
+    t.eq(e.details.reason, "port")
+    t.match(e.message, "the group it created was deleted")
+    t.eq(target.status { service = "web", resource_group = rg, subscription = SUB, credential = cred }.serving, false)
+  end)
+  drop(rg)
+  if not ok then error(err, 0) end
+end), SLOW)
+
+-- Issue 13: SIGTERM while the PUT of a new version is being polled. The compensation
+-- aci.restore got 409 AnotherOperationInProgress (the operation still ran on Azure's side)
+-- and was not retried: exit 3 with the new version serving. It must wait for the operation,
+-- then put the previous version back: exit 130, v1 serving. The new image is large and not in
+-- the local engine, so the emulator's operation (its pull) outlives the SIGTERM.
+local TERM_PIPELINE = [[
+local target = require "hoist.targets.aci"
+return hoist.pipeline.define { name = "azfix-aci-term", version = "1.0.0", requires = ">=0.1 <2",
+  params = { image = { type = "string", required = true }, resource_group = { type = "string", required = true },
+             dns_label = { type = "string", required = true }, greeting = { type = "string", required = true } },
+  stages = { { name = "deploy", timeout = 600, run = function(ctx)
+    local p = ctx.params
+    return target.deploy { ctx = ctx, service = "web", image = p.image, resource_group = p.resource_group,
+      location = "westeurope", container_port = 8000, health_path = "/health", dns_label = p.dns_label, memory = 0.5,
+      command = { "sh", "-c", "echo hello-$GREETING > /tmp/index.html; echo ok > /tmp/health; exec httpd -f -p 8000 -h /tmp" },
+      env = { GREETING = p.greeting }, registry_username = os.getenv("REGISTRY_USERNAME"),
+      registry_password = os.getenv("REGISTRY_PASSWORD"), verify = { retries = 20, interval = 0.5, timeout = 5 } }
+  end } } }
+]]
+
+t.case("SIGTERM while the PUT is polled: the restore waits for the operation in flight, then v1 serves", parent_only(function()
+  need_emulator()
+  support.need_docker("the aci SIGTERM test")
+  push_image()
+  local rg, label = "hoist-azfix-aciterm-" .. RUN, "azfix-term-" .. RUN
+  local url = ("http://%s.westeurope.azurecontainer.io:8000"):format(label)
+  local dir = support.tmpdir("hoist-azfix-term")
+  support.write(dir .. "/pipeline.lua", TERM_PIPELINE)
+  -- v2: the base image with 80 MB of its own, pushed, then removed from the engine
+  local big = "127.0.0.1:5002/hoist-azfix-aciterm/web:" .. RUN
+  support.write(dir .. "/Dockerfile", ("FROM %s\nRUN head -c 80000000 /dev/urandom > /big\n"):format(
+    E("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"))
+  hoist.docker.build { context = dir, tags = { big } }
+  local cfg = support.tmpdir("hoist-azfix-term-docker")
+  local auth = { username = E("HOIST_TEST_REGISTRY_TOKEN_USER"), password = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") }
+  hoist.docker.login { registry = "127.0.0.1:5002", username = auth.username, password = auth.password, config = cfg }
+  local digest = hoist.docker.push { image = big, config = cfg, auth = auth }.digest
+  hoist.exec { "docker", "rmi", "-f", big, check = true }
+  local state = dir .. "/state"
+  local env = { AZURE_CLIENT_ID = E("HOIST_TEST_AZURE_CLIENT_ID"), AZURE_TENANT_ID = E("HOIST_TEST_AZURE_TENANT_ID"),
+    AZURE_CLIENT_SECRET = E("HOIST_TEST_AZURE_CLIENT_SECRET"), AZURE_SUBSCRIPTION_ID = SUB,
+    HTTP_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost",
+    REGISTRY_USERNAME = auth.username, REGISTRY_PASSWORD = auth.password }
+  local function argv(image, greeting)
+    return { support.hoist_bin(), "run", dir .. "/pipeline.lua", "--state-dir", state, "--no-color",
+      "--set", "image=" .. image, "--set", "resource_group=" .. rg, "--set", "dns_label=" .. label,
+      "--set", "greeting=" .. greeting }
+  end
+  local ok, err = pcall(function()
+    local a = argv(IMAGE, "v1")
+    a.env, a.timeout = env, 600
+    local r1 = hoist.exec(a)
+    t.eq(r1.code, 0, "v1: " .. r1.stderr)
+    t.match(via_proxy(url .. "/"), "hello%-v1")
+    local v1_run = aci_group_run(rg)
+
+    local pidfile = dir .. "/pid"
+    local b = { "sh", "-c", 'echo $$ > "$0"; exec "$@"', pidfile }
+    for _, x in ipairs(argv("127.0.0.1:5002/hoist-azfix-aciterm/web@" .. digest, "v2")) do b[#b + 1] = x end
+    b.env, b.timeout = env, 600
+    local task = hoist.spawn(function() return hoist.exec(b) end)
+    -- the PUT is accepted (the group carries the new run's tag) and its operation still runs
+    local deadline, sent = hoist.now() + 300, false
+    while hoist.now() < deadline and task:status() == "running" do
+      local g = hoist.azure.aci.get { name = "web", resource_group = rg, subscription = SUB, credential = cred }
+      local p = g and g.properties or {}
+      if g and (g.tags or {})["hoist-run"] ~= v1_run and p.provisioningState ~= "Succeeded" then
+        hoist.exec { "kill", "-TERM", support.must_read(pidfile):match("%d+"), check = true }
+        sent = true
+        break
+      end
+      hoist.sleep(0.1)
+    end
+    t.ok(sent, "SIGTERM was sent while the PUT's operation ran")
+    local r2 = task:wait()
+    local out = r2.stdout .. r2.stderr
+    t.eq(r2.code, 130, "cancelled and rolled back: " .. out)
+    t.match(out, "an operation is in progress on it")
+    t.match(via_proxy(url .. "/"), "hello%-v1")
+    t.eq(aci_group_run(rg), v1_run, "the group runs v1's definition again")
+  end)
+  pcall(hoist.exec, { "docker", "rmi", "-f", big })
+  drop(rg)
+  if not ok then error(err, 0) end
+end), SLOW)
+
+-- Issue 13: with the registry's Azure credential and no registry_username, the group's pull
+-- password was an ACR refresh token (valid about 3 hours): a restart after that cannot pull.
+-- The default is now the service principal's own secret; a refresh token given is refused.
+local PULL_PIPELINE = [[
+local target = require "hoist.targets.aci"
+return hoist.pipeline.define { name = "azfix-aci-pull", version = "1.0.0", requires = ">=0.1 <2",
+  params = { image = { type = "string", required = true }, resource_group = { type = "string", required = true } },
+  stages = { { name = "deploy", run = function(ctx)
+    local p = ctx.params
+    hoist.registry.credentials { host = hoist.image.parse(p.image).registry, acr = hoist.azure.credential() }
+    return target.deploy { ctx = ctx, service = "web", image = p.image, resource_group = p.resource_group,
+      location = "westeurope", container_port = 8000, memory = 0.5, registry_username = os.getenv("PULL_USER"),
+      registry_password = os.getenv("PULL_PASSWORD") }
+  end } } }
+]]
+
+t.case("the default pull credential outlives the deploy: never an ACR refresh token", parent_only(function()
+  need_emulator()
+  local rg = "hoist-azfix-acipull-" .. RUN
+  local dir = support.tmpdir("hoist-azfix-pull")
+  support.write(dir .. "/pipeline.lua", PULL_PIPELINE)
+  local env = { AZURE_CLIENT_ID = E("HOIST_TEST_AZURE_CLIENT_ID"), AZURE_TENANT_ID = E("HOIST_TEST_AZURE_TENANT_ID"),
+    AZURE_CLIENT_SECRET = E("HOIST_TEST_AZURE_CLIENT_SECRET"), AZURE_SUBSCRIPTION_ID = SUB }
+  local function run(extra)
+    local argv = { support.hoist_bin(), "run", dir .. "/pipeline.lua", "--state-dir", dir .. "/state", "--no-color",
+                   "--dry-run", "--set", "image=" .. IMAGE, "--set", "resource_group=" .. rg }
+    local e = {}
+    for k, v in pairs(env) do e[k] = v end
+    for k, v in pairs(extra or {}) do e[k] = v end
+    argv.env, argv.timeout = e, 300
+    return hoist.exec(argv)
+  end
+  local ok, err = pcall(function()
+    hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", subscription = SUB, credential = cred }
+    local r = run()
+    t.eq(r.code, 0, "the dry run: " .. r.stderr)
+    -- the planned PUT of the group, from the run's events
+    local events = hoist.exec({ "sh", "-c", "cat " .. dir .. "/state/runs/*/events.jsonl" }).stdout
+    local creds
+    for line in events:gmatch("[^\n]+") do
+      local okj, ev = pcall(hoist.json.decode, line)
+      local body = okj and type(ev) == "table" and type(ev.fields) == "table" and ev.fields.body
+      if type(body) == "table" and type(body.properties) == "table" and body.properties.imageRegistryCredentials then
+        creds = body.properties.imageRegistryCredentials
+      end
+    end
+    t.ok(creds, "the planned PUT of the group is in the events: " .. events:sub(1, 2000))
+    t.eq(creds[1].server, "127.0.0.1:5002")
+    t.eq(creds[1].username, E("HOIST_TEST_AZURE_CLIENT_ID"), "the service principal's own, not the refresh token user")
+    -- given, a refresh token is refused with the reason
+    r = run { PULL_USER = "00000000-0000-0000-0000-000000000000", PULL_PASSWORD = "eyJhbGciOiJSUzI1NiJ9.e30.c2ln" }
+    t.eq(r.code, 1, "refused: " .. r.stderr)
+    t.match(r.stderr, "it is an ACR refresh token %(user 00000000%-0000%-0000%-0000%-000000000000%), valid about 3 hours")
+  end)
+  drop(rg)
+  if not ok then error(err, 0) end
+end))
+
 ---------------------------------------------------------------- the scenario end to end
 
 local CLEAN = support.root .. "/tests/fixtures/trivy/hoist-clean.json"
@@ -337,8 +511,14 @@ t.case("the ACI scenario end to end: build, scan, push to ACR with AZURE_CREDENT
   local label = "e2e-" .. RUN
   local url = ("http://%s.westeurope.azurecontainer.io:8000"):format(label)
   local secure = "aci-e2e-secure-value-" .. RUN
+  -- the push logs in with AZURE_CREDENTIALS (registry_auth=azure); ACI keeps a pull credential
+  -- made for pulling (the token registry's user, standing for an ACR token with a pull-only scope
+  -- map): the service principal's own secret, the default, is not accepted by the emulated
+  -- registry's token server
   local env = { AZURE_CREDENTIALS = E("HOIST_TEST_AZURE_CREDENTIALS"), HOIST_TRIVY = support.root .. "/tests/tools/trivy",
-                HOIST_TRIVY_FIXTURE = CLEAN, HOIST_SECRET_ENV = "API_KEY=" .. secure }
+                HOIST_TRIVY_FIXTURE = CLEAN, HOIST_SECRET_ENV = "API_KEY=" .. secure,
+                HOIST_REGISTRY_USERNAME = E("HOIST_TEST_REGISTRY_TOKEN_USER"),
+                HOIST_REGISTRY_PASSWORD = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") }
   local function run(version, healthy, extra_env, background_pid)
     local argv = { support.hoist_bin(), "run", "container@1", "--params-file", support.root .. "/examples/aci/params.json",
                    "--state-dir", state, "--no-color", "--set", "image=127.0.0.1:5002/hoist-aci-e2e-" .. RUN .. "/web",
@@ -427,7 +607,7 @@ t.case("the ACI scenario end to end: build, scan, push to ACR with AZURE_CREDENT
   -- no secret anywhere: the client secret, the secure env value, the ACR refresh token's
   -- source (the client secret) and the registry password of the emulator's fixed user
   local everything = table.concat(outputs, "\n") .. hoist.exec({ "sh", "-c", "cat " .. state .. "/runs/*/*.jsonl " .. state .. "/runs/*/*.md 2>/dev/null" }).stdout
-  for _, s in ipairs { E("HOIST_TEST_AZURE_CLIENT_SECRET"), secure } do
+  for _, s in ipairs { E("HOIST_TEST_AZURE_CLIENT_SECRET"), secure, E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") } do
     t.ok(not everything:find(s, 1, true), "a secret leaked into the output, events, journal or report")
   end
   t.ok(#everything > 1000, "the scan saw the outputs")

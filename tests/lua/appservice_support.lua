@@ -56,13 +56,16 @@ function M.drop_group(S, rg)
     path = ("/subscriptions/%s/resourcegroups/%s"):format(S.subscription, rg) })
 end
 
--- Builds REPO:tag FROM the base image, its httpd answering `text` on `port` (EXPOSE port),
--- pushes it and returns its digest.
-function M.build(S, repo, tag, text, port)
+-- Builds REPO:tag FROM the base image, its httpd answering `text` on `port` (EXPOSE port) at
+-- / and at each path of `also` (e.g. {"health"}; any other path answers 404), pushes it and
+-- returns its digest.
+function M.build(S, repo, tag, text, port, also)
   local dir = support.tmpdir("hoist-azweb-img")
-  support.write(dir .. "/Dockerfile", ("FROM %s\nRUN mkdir -p /www && echo %s > /www/index.html\nEXPOSE %d\n"
+  local more = {}
+  for _, path in ipairs(also or {}) do more[#more + 1] = (" && echo %s > /www/%s"):format(text, path) end
+  support.write(dir .. "/Dockerfile", ("FROM %s\nRUN mkdir -p /www && echo %s > /www/index.html%s\nEXPOSE %d\n"
     .. 'CMD ["sh", "-c", "echo serving %s; exec httpd -f -v -p %d -h /www"]\n'):format(E("HOIST_TEST_BASE_IMAGE"), text,
-    port, text, port))
+    table.concat(more), port, text, port))
   hoist.docker.build { context = dir, tags = { repo .. ":" .. tag } }
   return hoist.docker.push { image = repo .. ":" .. tag, config = S.config, auth = S.auth }.digest
 end

@@ -21,7 +21,9 @@ t.case("the target keeps the contract and is shipped; bad options are named", fu
   t.eq(targets.check("containerapp", target), {})
   t.ok(targets.get("containerapp"))
   t.raises(function() target.deploy { service = "a", image = "r/a:1", resource_group = "g", canary = 100 } end,
-    "invalid_argument", "canary must be a whole percent from 0 to 99, got 100")
+    "invalid_argument", "option 'canary' must be from 0 to 99, got 100")
+  t.raises(function() target.deploy { service = "a", image = "r/a:1", resource_group = "g", canary = 12.5 } end,
+    "invalid_argument", "canary must be a whole percent from 0 to 99, got 12.5")
   t.raises(function() target.deploy { service = "a", image = "r/a:1" } end, "invalid_argument",
     "option 'resource_group' is required")
   t.raises(function() containerapp.set_traffic { resource_group = "g", name = "a", subscription = "s",
@@ -133,3 +135,76 @@ t.case("Container Apps: ingress on 8000 from ACR, canary, an unhealthy revision 
   web.drop_group(S, RG)
   if not ok then error(err, 0) end
 end, { timeout = 1200 })
+
+-- Issue 13: with canary=30, a new revision whose /health answers 404 passed the canary check
+-- (made on the app's hostname, which mostly reached the stable revision), then took all the
+-- traffic. The check must reach the new revision itself, on its own hostname.
+t.case("the canary is checked on the new revision's own hostname: a revision whose /health is 404 never gets all the traffic", function()
+  web.need_emulator("Container Apps canary test")
+  local S = web.session("hoist-azfix-aca")
+  local repo = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-azfix-aca/api"
+  local rg, name = "hoist-azfix-canary-" .. RUN, "azfix-can-" .. RUN
+  local good = web.build(S, repo, "good", "azfix-good", 8000, { "health" })
+  local broken = web.build(S, repo, "nohealth", "azfix-nohealth", 8000)
+  local ref = { resource_group = rg, name = name, subscription = S.subscription, credential = S.credential }
+  local function params(digest)
+    return { resource_group = rg, name = name, image = repo .. "@" .. digest, revision_timeout = 60, canary = 30,
+             health_path = "/health" }
+  end
+  local ok, err = pcall(function()
+    local r = web.run(S, SCRIPT, params(good))
+    t.eq(r.code, 0, "first deploy: " .. (r.stderr or ""))
+    local url = containerapp.url(containerapp.get(ref))
+    t.eq(body_of(url .. "/health"), "azfix-good")
+
+    r = web.run(S, SCRIPT, params(broken))
+    local out = r.stderr .. r.stdout
+    t.eq(r.code, 1, "a canary whose /health answers 404 must fail: " .. out)
+    local bad_rev, bad_fqdn
+    for _, rev in ipairs(containerapp.revisions(ref)) do
+      if ((rev.properties.template or {}).containers or {})[1].image == repo .. "@" .. broken then
+        bad_rev, bad_fqdn = rev.name, rev.properties.fqdn
+        t.eq(rev.properties.active, false, "the broken revision was deactivated")
+        t.eq(rev.properties.trafficWeight, 0)
+      else
+        t.eq(rev.properties.trafficWeight, 100, "the good revision has all the traffic")
+      end
+    end
+    t.ok(bad_rev and bad_fqdn, "the broken revision exists and has a hostname of its own")
+    t.eq(bad_fqdn:find(bad_rev .. ".", 1, true), 1, "the revision's hostname is <app>--<suffix>.<domain>: " .. bad_fqdn)
+    t.ok(out:find(bad_rev .. " 30%", 1, true), "the canary step was taken: " .. out)
+    t.ok(not out:find(bad_rev .. " 100%", 1, true), "the broken revision never got all the traffic: " .. out)
+    t.ok(out:find("https://" .. bad_fqdn .. "/health", 1, true), "the check named the revision's own hostname: " .. out)
+    t.match(out, "status 404")
+    t.match(out, "containerapp.traffic_back")
+    t.eq(body_of(url .. "/health"), "azfix-good", "the good revision serves")
+  end)
+  web.drop_group(S, rg)
+  if not ok then error(err, 0) end
+end, { timeout = 900 })
+
+-- Issue 13: container_port=8000 with the app on 8080 waited out revision_timeout (600 s by
+-- default) and reported "still Provisioned/None/Processing". The revision's console log names
+-- the app's port: fail as soon as it does, naming both.
+t.case("an app listening on another port than targetPort fails early, naming both", function()
+  web.need_emulator("Container Apps port test")
+  local S = web.session("hoist-azfix-acaport")
+  local repo = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-azfix-aca/port"
+  local rg, name = "hoist-azfix-acaport-" .. RUN, "azfix-port-" .. RUN
+  local dir = web.support.tmpdir("hoist-azfix-img")
+  web.support.write(dir .. "/Dockerfile", ("FROM %s\nRUN mkdir -p /www && echo on-8080 > /www/index.html\nEXPOSE 8080\n"
+    .. 'CMD ["sh", "-c", "echo app listening on 8080; exec httpd -f -p 8080 -h /www"]\n'):format(E("HOIST_TEST_BASE_IMAGE")))
+  hoist.docker.build { context = dir, tags = { repo .. ":8080" } }
+  local digest = hoist.docker.push { image = repo .. ":8080", config = S.config, auth = S.auth }.digest
+  local ok, err = pcall(function()
+    -- revision_timeout bounds the run before the fix (it waited all of it)
+    local r = web.run(S, SCRIPT, { resource_group = rg, name = name, image = repo .. "@" .. digest, revision_timeout = 90,
+                                   container_port = 8000, health_path = "/" })
+    t.eq(r.code, 1, "a wrong port must fail: " .. r.stderr)
+    t.match(r.stderr, 'the container listens on 8080 %(its log: "app listening on 8080"[^)]*%) but the ingress sends '
+      .. "traffic to %(targetPort%) 8000: set container_port=8080")
+    t.ok(not r.stderr:find("is still Provisioned", 1, true), "it did not wait out revision_timeout: " .. r.stderr)
+  end)
+  web.drop_group(S, rg)
+  if not ok then error(err, 0) end
+end, { timeout = 900 })

@@ -147,14 +147,29 @@ t.case("rollout: a pod that never gets ready within its budget; a rollout that n
   deployment("slow", progressing)
   pod("slow-abc-1", "slow-abc", { phase = "Running", conditions = { { type = "Ready", status = "False" } },
     containerStatuses = { { name = "app", ready = false, restartCount = 0, state = { running = { startedAt = "2026-01-01T00:00:00Z" } } } } })
+  -- the cause, as the kubelet reports it; and an old, healthy pod's event, which is noise here
+  pod("slow-old-1", "slow-old", { phase = "Running", containerStatuses = { { name = "app", ready = true, restartCount = 0,
+    state = { running = { startedAt = "2026-01-01T00:00:00Z" } } } } })
+  client():create { apiVersion = "v1", kind = "Event", metadata = { name = "slow-abc-1.probe" }, type = "Warning", reason = "Unhealthy",
+                    involvedObject = { kind = "Pod", name = "slow-abc-1" }, lastTimestamp = "2026-01-01T00:00:05Z",
+                    message = "Readiness probe failed: HTTP probe failed with statuscode: 404" }
+  client():create { apiVersion = "v1", kind = "Event", metadata = { name = "slow-old-1.started" }, type = "Warning", reason = "BackOff",
+                    involvedObject = { kind = "Pod", name = "slow-old-1" }, lastTimestamp = "2026-01-01T00:00:09Z",
+                    message = "an old pod's event" }
   local ok, err = pcall(k8s.rollout, { name = "slow", client = client(), timeout = 60, ready_timeout = 0.5 })
   t.eq(ok, false)
   t.eq(err.details.reason, "ReadinessTimeout")
   t.match(err.message, "not ready after 0.5s")
+  t.match(err.message, "last event of pod slow%-abc%-1: Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 404")
+  local shown = hoist.json.encode(err.details)
+  t.no_match(shown, "an old pod's event")
+  t.eq(#err.details.pods, 1, "the new pod only")
+  t.eq(err.details.old_pods, 1)
   ok, err = pcall(k8s.rollout, { name = "slow", client = client(), timeout = 0.5 })
   t.eq(ok, false)
   t.eq(err.code, "timeout")
   t.match(err.message, "deployment slow: not done after 0.5s: Waiting for deployment")
+  t.match(err.message, "last event of pod slow%-abc%-1: Unhealthy: Readiness probe failed")
 end)
 
 t.case("rollout: a dropped watch and a 410 mid-rollout do not lose the verdict", function()
@@ -176,4 +191,30 @@ t.case("rollout: options are checked; a missing workload is not_found", function
   t.raises(function() k8s.rollout { name = "x", kind = "Pod", client = client() } end, "invalid_argument", "option 'kind' must be one of")
   control("reset")
   t.raises(function() k8s.rollout { name = "ghost", client = client() } end, "not_found", 'deployments "ghost" not found')
+end)
+
+-- In a process of its own: before the fix the cancelled rollout spun without yielding, so
+-- nothing in that process ran again; the exec's timeout kills it then.
+t.case("rollout: a cancelled rollout ends with cancelled at once, in every turn of its wait", function()
+  control("reset")
+  deployment("cancelled", progressing)
+  local dir = hoist.exec({ "mktemp", "-d", check = true }).stdout:match("%S+")
+  local script = dir .. "/cancel.lua"
+  local f = assert(io.open(script, "w"))
+  f:write(([[
+local c = hoist.k8s.client { kubeconfig = %q }
+for _, wait in ipairs { 0.3, 1.5 } do -- in the first wait, and in a later turn
+  local task = hoist.spawn(hoist.k8s.rollout, { name = "cancelled", client = c, timeout = 600, ready_timeout = 1 })
+  hoist.sleep(wait)
+  task:cancel()
+  local ok, err = pcall(task.wait, task)
+  print(("after %%gs: %%s %%s"):format(wait, tostring(ok), hoist.is_error(err) and err.code or tostring(err)))
+end
+]]):format(fake.kubeconfig("rollout")))
+  f:close()
+  local r = hoist.exec { os.getenv("HOIST_BIN") or "hoist", "run", script, "--state-dir", dir .. "/state", timeout = 30 }
+  hoist.exec { "rm", "-rf", dir }
+  t.eq(r.timed_out or false, false, "the process ended\n" .. r.stdout .. r.stderr)
+  t.match(r.stdout, "after 0%.3s: false cancelled")
+  t.match(r.stdout, "after 1%.5s: false cancelled")
 end)

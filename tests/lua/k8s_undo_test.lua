@@ -125,6 +125,9 @@ t.case("k8s.rollout_undo leaves a Deployment another run changed since; k8s.rest
   -- run-b's compensation: back to revision 1, and again: nothing to do
   local r = undo.rollout_undo { client = c, namespace = NS, name = "api", revision = 1, run = "run-b" }
   t.eq(r.changed, true)
+  -- it returned once revision 1's template had rolled out (as revision 3), not before
+  t.eq(r.rollout and r.rollout.verdict, "done")
+  t.eq(k8s.classify(c:get { kind = "Deployment", name = "api" }).verdict, "done")
   wait_revision(c, "api", 3)
   t.eq(undo.rollout_undo { client = c, namespace = NS, name = "api", revision = 1, run = "run-b" }.changed, false)
   -- what run-b created goes; what run-a created stays
@@ -137,6 +140,17 @@ t.case("k8s.rollout_undo leaves a Deployment another run changed since; k8s.rest
   t.eq(c:get { kind = "ConfigMap", name = "made-by-b", missing_ok = true }, nil)
   t.eq(undo.restore { client = c, manifest = m, run = "run-b" }, false, "idempotent")
   t.raises(function() undo.restore { client = c, manifest = m, existed = true } end, "invalid_argument", "existed before")
+  -- what existed goes back to what it was
+  local cm = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "level", namespace = NS,
+                                                                  annotations = { [undo.RUN_ANNOTATION] = "run-a" } },
+               data = { LEVEL = "info" } }
+  local previous = undo.previous_of(c:apply(cm))
+  cm.data.LEVEL, cm.metadata.annotations[undo.RUN_ANNOTATION] = "debug", "run-b"
+  c:apply(cm)
+  t.eq(undo.restore { client = c, manifest = cm, existed = true, previous = previous, run = "run-b" }, true)
+  local back = c:get { kind = "ConfigMap", name = "level" }
+  t.eq(back.data.LEVEL, "info")
+  t.eq(back.metadata.annotations[undo.RUN_ANNOTATION], "run-a")
 end)
 
 t.case("both compensations are named actions (hoist rollback runs them from a later process)", function()

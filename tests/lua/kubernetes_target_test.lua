@@ -350,7 +350,7 @@ t.case("status and bad options", function()
   t.eq(st.namespace, S.ns)
   t.match(st.url, "^http://127%.0%.0%.1:%d+$")
   t.raises(function() deploy { image = "x", service = "Not_A_Label" } end, "invalid_argument", "RFC 1123 label")
-  t.raises(function() deploy { image = "x", rollout_timeout = -1 } end, "invalid_argument", "rollout_timeout must be a number > 0")
+  t.raises(function() deploy { image = "x", rollout_timeout = -1 } end, "invalid_argument", "option 'rollout_timeout' must be >= 0%.001, got %-1")
   t.raises(function() deploy { image = "x", set_image = true, container = "nope" } end, "invalid_argument", 'has no container "nope"')
   t.raises(function() deploy { image = "x", manifests = { { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "c" } } } } end,
     "invalid_argument", "no Deployment to roll out")

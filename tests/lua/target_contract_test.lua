@@ -39,9 +39,21 @@ local function need_env()
   end
 end
 
+-- What a user sets against Azure, from the file tests/env/up.sh writes for users
+-- (cloud.sh: AZURE_CREDENTIALS, the proxy, NO_PROXY, ...), so the matrix runs as users do.
+local cloud_env
 local function azure_env()
-  return { AZURE_CREDENTIALS = E("HOIST_TEST_AZURE_CREDENTIALS"), HTTP_PROXY = E("HOIST_TEST_AZURE_PROXY"),
-           HTTPS_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost" }
+  if not cloud_env then
+    local file = (E("HOIST_ENV_DIR") or "/tmp/hoist-env") .. "/cloud.sh"
+    local r = hoist.exec { "bash", "-c", '. "$1" && env', "_", file, check = true }
+    cloud_env = {}
+    for line in r.stdout:gmatch("[^\n]+") do
+      local k, v = line:match("^([%w_]+)=(.*)$")
+      if k and (k:match("^AZURE_") or k:match("_PROXY$")) then cloud_env[k] = v end
+    end
+    t.ok(cloud_env.AZURE_CREDENTIALS and cloud_env.HTTPS_PROXY, file .. " sets AZURE_CREDENTIALS and HTTPS_PROXY")
+  end
+  return cloud_env
 end
 
 -- The token registry plays ACR for the Azure targets: they pull with its user.

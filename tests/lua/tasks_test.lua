@@ -138,3 +138,24 @@ t.case("shielded: the clean-up of a cancelled task runs to its end; the task's n
   t.raises(function() hoist.shielded(function() hoist.error { code = "conflict", message = "inner" } end) end, "conflict", "inner")
   t.raises(function() hoist.shielded(42) end, "invalid_argument", "hoist.shielded: fn must be a function")
 end)
+
+t.case("util.try returns errors like pcall but raises a cancellation again", function()
+  local util = require "hoist.util"
+  local ok, err = util.try(hoist.error, { code = "not_found", message = "gone" })
+  t.eq(ok, false)
+  t.eq(err.code, "not_found")
+  t.eq({ util.try(function(a, b) return a + b, "x" end, 1, 2) }, { true, 3, "x" })
+  local turns = 0
+  local task = hoist.spawn(function()
+    while true do -- a loop that goes on after an error: the cancellation still ends it
+      turns = turns + 1
+      util.try(hoist.sleep, 10)
+    end
+  end)
+  hoist.sleep(0.05)
+  task:cancel()
+  local wok, werr = pcall(task.wait, task)
+  t.eq(wok, false)
+  t.eq(werr.code, "cancelled")
+  t.eq(turns, 1)
+end)

@@ -213,7 +213,7 @@ end
 local function failure(o, c, id, reason, why, group, cause)
   local logs = ""
   if reason ~= "image_pull" then
-    local ok, l = pcall(M.logs, { name = o.name, resource_group = o.resource_group, subscription = o.subscription,
+    local ok, l = util.try(M.logs, { name = o.name, resource_group = o.resource_group, subscription = o.subscription,
                                   credential = c })
     if ok then logs = l end
   end

@@ -478,38 +478,24 @@ function M.running(opts)
   end
 end
 
---- The ports an image EXPOSEs, read from its config (the local Docker engine's copy; the
---- registry client reads manifests, not config blobs): nil when the image is not here.
----@param image string
----@return integer[]|nil
-function M.exposed_ports(image)
-  local ok, info = pcall(hoist.docker.inspect, { name = image, type = "image" })
-  if not ok or type(info) ~= "table" then return nil end
-  local ports = {}
-  for key in pairs((info.Config or {}).ExposedPorts or {}) do
-    local p = tonumber(key:match("^(%d+)"))
-    if p then ports[#ports + 1] = p end
-  end
-  table.sort(ports)
-  return ports
-end
+--- The ports an image EXPOSEs (hoist.azure.ports.exposed): nil when the image is not here.
+M.exposed_ports = require("hoist.azure.ports").exposed
 
--- Why a container did not answer App Service's ping, naming WEBSITES_PORT and EXPOSE.
-local function port_message(where, launch, exposed)
+-- Why a container did not answer App Service's ping, naming WEBSITES_PORT and the port the
+-- container listens on (its log, its EXPOSE: hoist.azure.ports, shared with aci and
+-- containerapp).
+local function port_message(where, launch, image, logs)
+  local ports = require "hoist.azure.ports"
   local waits = launch.port or 80
   local base = ("the container of %s (%s) did not answer App Service's HTTP ping on port %d"):format(where,
     launch.image, waits)
+  local exposed = ports.exposed(image)
+  local wrong = ports.mismatch { port = waits, setting = "WEBSITES_PORT", waits = "App Service waits on", exposed = exposed,
+                                 logs = logs, expose_only = true }
+  if wrong then return base .. ": " .. wrong end
   if exposed and #exposed > 0 then
     local listed = {}
     for i, p in ipairs(exposed) do listed[i] = tostring(p) end
-    local other
-    for _, p in ipairs(exposed) do if p ~= waits then other = other or p end end
-    local waits_exposed = false
-    for _, p in ipairs(exposed) do if p == waits then waits_exposed = true end end
-    if other and not waits_exposed then
-      return ("%s: the container listens on %d (EXPOSE %s) but App Service waits on %d: set WEBSITES_PORT=%d")
-        :format(base, other, table.concat(listed, " "), waits, other)
-    end
     return ("%s (WEBSITES_PORT=%d, EXPOSE %s): the app did not start listening within the start time limit "
       .. "(WEBSITES_CONTAINER_START_TIME_LIMIT); see its container logs"):format(base, waits, table.concat(listed, " "))
   end
@@ -552,7 +538,7 @@ function M.wait_started(opts)
       local where = label(o)
       local message
       if mine.outcome == "no_response" then
-        message = port_message(where, mine, M.exposed_ports(o.image))
+        message = port_message(where, mine, o.image, container_tail(text, 50))
       elseif mine.outcome == "pull_failed" then
         message = ("App Service could not pull %s for %s: check the registry settings (DOCKER_REGISTRY_SERVER_*) "
           .. "or the managed identity's AcrPull role"):format(o.image, where)

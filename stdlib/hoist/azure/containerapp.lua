@@ -251,16 +251,23 @@ local function log_text(lines)
 end
 M.log_text = log_text
 
+-- Every this many polls of a revision that is not healthy yet, its console log is read for
+-- the port the app says it listens on (three requests: app, getAuthToken, the stream).
+local PORT_CHECK_EVERY = 3
+
 --- Waits until a revision is provisioned, healthy and running with replicas. Raises
 --- rollout_failed as soon as it is Unhealthy or its provisioning failed, with its
 --- runningStateDetails and the revision's system and console logs as evidence; timeout
---- after `timeout` seconds.
----@param opts hoist.azure.containerapp.Ref|{revision: string, timeout?: number, poll_interval?: number}
+--- after `timeout` seconds. With `port` (the ingress targetPort), it also fails as soon as
+--- the revision's console log says the app listens on another port (hoist.azure.ports),
+--- naming both, instead of waiting out the timeout; a timeout names the image's EXPOSE
+--- (`image`) when that differs.
+---@param opts hoist.azure.containerapp.Ref|{revision: string, timeout?: number, poll_interval?: number, port?: integer, image?: string}
 ---@return table revision
 function M.wait_revision(opts)
   local fname = "hoist.azure.containerapp.wait_revision"
   local o = util.check_opts(fname, opts, spec { revision = { type = "string", required = true }, timeout = "number",
-                                                poll_interval = "number" })
+                                                poll_interval = "number", port = "integer", image = "string" })
   if dry_run() then return { name = o.revision, planned = true } end
   local deadline = hoist.now() + (o.timeout or M.defaults.timeout)
   local ref = { resource_group = o.resource_group, name = o.name, subscription = o.subscription,
@@ -272,16 +279,38 @@ function M.wait_revision(opts)
     local d = {}
     for _, kind in ipairs { "system", "console" } do
       r2.type = kind
-      local ok, lines = pcall(M.logs, r2)
+      local ok, lines = util.try(M.logs, r2)
       d[kind] = ok and log_text(lines) or ("(no " .. kind .. " logs: " .. tostring(hoist.is_error(lines) and lines.message or lines) .. ")")
     end
     return d
   end
+  -- the port the console log (or, at the end, EXPOSE) names when it is not targetPort
+  local function wrong_port(expose_only, rev)
+    if not o.port then return nil end
+    -- the first container's lines only: a sidecar announces its own port
+    local first = ((((rev or {}).properties or {}).template or {}).containers or {})[1]
+    local container = first and first.name
+    local r2 = {}
+    for k, v in pairs(ref) do r2[k] = v end
+    r2.revision, r2.type, r2.tail = o.revision, "console", 50
+    local ok, lines = pcall(M.logs, r2)
+    if not ok and hoist.is_error(lines, "cancelled") then error(lines, 0) end
+    local mine = {}
+    for _, l in ipairs(ok and lines or {}) do
+      if not container or l.ContainerName == nil or l.ContainerName == container then
+        mine[#mine + 1] = tostring(l.Log or l.Msg or "")
+      end
+    end
+    return require("hoist.azure.ports").mismatch { port = o.port, setting = "container_port",
+      waits = "the ingress sends traffic to (targetPort)", image = o.image, logs = table.concat(mine, "\n"), expose_only = expose_only }
+  end
+  local polls = 0
   while true do
     local q = {}
     for k, v in pairs(ref) do q[k] = v end
     q.revision = o.revision
     local rev = M.revision(q)
+    polls = polls + 1
     local p = rev and rev.properties or {}
     if p.provisioningState == "Failed" then
       local d = evidence(o.revision)
@@ -297,10 +326,18 @@ function M.wait_revision(opts)
         and (p.replicas or 0) > 0 then
       return rev
     end
+    if p.provisioningState == "Provisioned" and polls % PORT_CHECK_EVERY == 0 then
+      local wrong = wrong_port(false, rev)
+      if wrong then
+        fail("rollout_failed", ("revision %s cannot become healthy: %s"):format(o.revision, wrong),
+          { revision = o.revision, reason = "port", logs = evidence(o.revision) })
+      end
+    end
     if hoist.now() > deadline then
-      fail("timeout", ("revision %s is still %s/%s/%s after %gs"):format(o.revision, tostring(p.provisioningState),
-        tostring(p.healthState), tostring(p.runningState), o.timeout or M.defaults.timeout),
-        { revision = o.revision, logs = evidence(o.revision) })
+      local wrong = wrong_port(true, rev)
+      fail("timeout", ("revision %s is still %s/%s/%s after %gs%s"):format(o.revision, tostring(p.provisioningState),
+        tostring(p.healthState), tostring(p.runningState), o.timeout or M.defaults.timeout,
+        wrong and (": " .. wrong) or ""), { revision = o.revision, logs = evidence(o.revision) })
     end
     hoist.sleep(o.poll_interval or M.defaults.poll_interval)
   end

@@ -51,6 +51,35 @@ function Credential:get_token(scope)
   return await(self.native:get_token(scope, { timeout = self.timeout }))
 end
 
+-- credential -> {client_id, client_secret}, for service_principal: out of the object, so that
+-- no dump or iteration of a credential shows the secret
+local principals = setmetatable({}, { __mode = "k" })
+
+--- The service principal's own client id and secret when the source is "client_secret" (what
+--- ACR takes as a docker login when the principal holds AcrPull: a pull credential that lasts
+--- as long as the secret, unlike any token); nil for every other source. The secret is a
+--- registered secret.
+---@return {client_id: string, client_secret: string}|nil
+function Credential:service_principal()
+  local sp = principals[self]
+  return sp and { client_id = sp.client_id, client_secret = sp.client_secret } or nil
+end
+
+-- What the client_secret source uses, in its order (engine/azure/sources.cpp): the option,
+-- else AZURE_CLIENT_SECRET with AZURE_CLIENT_ID, else the AZURE_CREDENTIALS JSON.
+local function principal_of(o)
+  local secret = o.client_secret or os.getenv("AZURE_CLIENT_SECRET")
+  if secret == "" then secret = nil end
+  local id = o.client_id or os.getenv("AZURE_CLIENT_ID")
+  if not secret then
+    local ok, doc = pcall(hoist.json.decode, os.getenv("AZURE_CREDENTIALS") or "")
+    if not ok or type(doc) ~= "table" then return nil end
+    secret, id = doc.clientSecret, o.client_id or doc.clientId
+  end
+  if type(secret) ~= "string" or type(id) ~= "string" or id == "" then return nil end
+  return { client_id = id, client_secret = hoist.secret(secret) }
+end
+
 function Credential:__tostring() return ("hoist.azure.Credential(%s)"):format(self.source) end
 
 ---@class hoist.azure.CredentialOptions
@@ -72,8 +101,10 @@ function M.new(opts)
   local o = util.check_opts("hoist.azure.credential", opts, spec)
   for k, d in pairs(M.defaults) do if o[k] == nil then o[k] = d end end
   local n = native.credential(o)
-  return setmetatable({ native = n, source = n:source(), subscription_id = n:subscription_id(),
-                        timeout = o.timeout }, Credential)
+  local c = setmetatable({ native = n, source = n:source(), subscription_id = n:subscription_id(),
+                           timeout = o.timeout }, Credential)
+  if c.source == "client_secret" then principals[c] = principal_of(o) end
+  return c
 end
 
 --- True when `v` is a credential made by M.new.

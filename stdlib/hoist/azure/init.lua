@@ -133,6 +133,74 @@ end
 ---@return string
 function M.api_version(path) return native.api_version(path) end
 
+---------------------------------------------------------------- an operation in flight
+
+-- The Resource Manager RPC's terminal provisioning states: any other means an operation runs.
+local TERMINAL = { Succeeded = true, Failed = true, Canceled = true }
+
+--- Whether `err` is Azure's 409 AnotherOperationInProgress: an operation still runs on the
+--- resource (e.g. the PUT of a run that was cancelled while it was being polled).
+---@param err any
+---@return boolean
+function M.another_operation(err)
+  if not hoist.is_error(err, "conflict") then return false end
+  local e = type(err.details) == "table" and err.details.error
+  return type(e) == "table" and e.code == "AnotherOperationInProgress"
+end
+
+---@class hoist.azure.SettleOptions
+---@field what string names the resource in messages ("container group web")
+---@field get fun(): table|nil the resource as Azure shows it, nil when absent
+---@field timeout? number seconds to wait in all (default 600)
+---@field poll_interval? number seconds between GETs (default 2)
+
+--- Waits until no operation runs on a resource: its provisioningState is terminal
+--- (Succeeded, Failed, Canceled) or it is gone. Returns it as it is then (nil: gone). What a
+--- compensation does first after a cancelled run whose operation the service still runs.
+---@param opts hoist.azure.SettleOptions
+---@return table|nil
+function M.settled(opts)
+  local deadline = hoist.now() + (opts.timeout or 600)
+  local said = false
+  while true do
+    local res = opts.get()
+    local state = res and type(res.properties) == "table" and res.properties.provisioningState or nil
+    if res == nil or state == nil or TERMINAL[state] then return res end
+    if hoist.now() > deadline then
+      fail("timeout", ("%s: an operation is still in progress on it (provisioningState %s) after %gs"):format(opts.what,
+        tostring(state), opts.timeout or 600), { provisioning_state = state })
+    end
+    if not said then
+      hoist.log.event("azure.operation_wait", ("%s: an operation is in progress on it (provisioningState %s); waiting for "
+        .. "it to end"):format(opts.what, tostring(state)), { what = opts.what, state = state })
+      said = true
+    end
+    hoist.sleep(opts.poll_interval or 2)
+  end
+end
+
+--- Runs `change` (a PUT, PATCH, DELETE or action on the resource) once no operation runs on
+--- it: first M.settled, then `change`; when Azure still answers 409 AnotherOperationInProgress
+--- (one started meanwhile), M.settled again and `change` again, within `timeout` in all.
+---@generic T
+---@param opts hoist.azure.SettleOptions
+---@param change fun(current: table|nil): T gets the resource as it is once settled
+---@return T
+function M.when_settled(opts, change)
+  local deadline = hoist.now() + (opts.timeout or 600)
+  while true do
+    local left = {}
+    for k, v in pairs(opts) do left[k] = v end
+    left.timeout = math.max(1, deadline - hoist.now())
+    local current = M.settled(left)
+    local ok, r = pcall(change, current)
+    if ok then return r end
+    -- anything else (cancellation included) goes on up
+    if not M.another_operation(r) or hoist.now() > deadline then error(r, 0) end
+    hoist.sleep(opts.poll_interval or 2)
+  end
+end
+
 local resources = require "hoist.azure.resources"
 M.resource_groups = resources.resource_groups
 M.providers = resources.providers

@@ -96,6 +96,7 @@ function M.preflight_of(target)
       fail("invalid_argument", ("%s: the resource name (option name, else service) %s"):format(what, problem),
         { option = o.name and "name" or "service", exit_code = 2 })
     end
+    require("hoist.azure.pull").check(what, o) -- a pull secret that expires: refused before the build
     local ctx = M.context(what, o)
     local checks = { ("credential %s: a token for subscription %s"):format(ctx.credential.source or "chain", ctx.subscription) }
     local got = require("hoist.azure").resource_groups.get { name = ctx.resource_group, subscription = ctx.subscription,

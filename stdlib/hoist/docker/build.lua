@@ -153,7 +153,7 @@ local function oci_labels(opts)
   if opts.oci_labels == false then return {} end
   local labels = { ["org.opencontainers.image.created"] = created_stamp() }
   local ok, info = true, opts.git
-  if info == nil then ok, info = pcall(hoist.git.info, { dir = opts.context }) end
+  if info == nil then ok, info = require("hoist.util").try(hoist.git.info, { dir = opts.context }) end
   if ok and type(info) == "table" then
     labels["org.opencontainers.image.revision"] = info.sha
     labels["org.opencontainers.image.source"] = info.remote_url

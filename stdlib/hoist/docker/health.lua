@@ -23,7 +23,7 @@ local function http_get(url, timeout)
 end
 
 local function last_logs(name, n)
-  local ok, text = pcall(docker().logs, { name = name, tail = n })
+  local ok, text = require("hoist.util").try(docker().logs, { name = name, tail = n })
   if not ok then return { "(logs unavailable: " .. tostring(text) .. ")" } end
   return cli.tail(cli.lines(text), n)
 end

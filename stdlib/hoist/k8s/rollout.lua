@@ -108,17 +108,49 @@ local function container_states(pod)
   return out
 end
 
--- Each pod's phase and container states, the events about the workload, its ReplicaSets and
--- pods, and the failing containers' last log lines.
+local MAX_PODS, MAX_EVENTS, MAX_MESSAGE = 10, 10, 300
+
+local function event_time(e) return e.lastTimestamp or e.eventTime or e.firstTimestamp or "" end
+local function clip(text)
+  text = tostring(text or "")
+  return #text > MAX_MESSAGE and (text:sub(1, MAX_MESSAGE) .. "...") or text
+end
+
+-- The names the evidence is about: the workload, and once the new revision is known only its
+-- ReplicaSet and pods (the old ones are healthy and going away: their events are noise).
+local function evidence_names(st)
+  local names = { [st.name] = true }
+  local have_current = next(st.current) ~= nil
+  for name in pairs(st.rs) do if not st.new_rs or name == st.new_rs then names[name] = true end end
+  for name in pairs(st.pods) do if not have_current or st.current[name] then names[name] = true end end
+  return names
+end
+
+-- The newest Warning event of the new pods ("Unhealthy: Readiness probe failed: ... 404"): the
+-- cause a timeout's message names when the verdict alone does not.
+local function newest_warning(st)
+  local best
+  for _, e in ipairs(st.events) do
+    local io = e.involvedObject or {}
+    if e.type == "Warning" and io.kind == "Pod" and st.current[io.name] and (not best or event_time(e) >= event_time(best)) then
+      best = e
+    end
+  end
+  return best
+end
+
+-- The new pods' phase and container states (the old ones counted), the latest events about
+-- the workload, its new ReplicaSet and pods, and the failing containers' last log lines; each
+-- part bounded, so a failure's details stay readable.
 local function evidence(st, client, failing, o)
-  local pods, names = {}, { [st.name] = true }
-  for name in pairs(st.rs) do names[name] = true end
-  local sorted = {}
-  for name in pairs(st.pods) do sorted[#sorted + 1] = name end
+  local names = evidence_names(st)
+  local pods, sorted, old = {}, {}, 0
+  for name in pairs(st.pods) do
+    if names[name] then sorted[#sorted + 1] = name else old = old + 1 end
+  end
   table.sort(sorted)
   for i, name in ipairs(sorted) do
-    names[name] = true
-    if i <= 20 then
+    if i <= MAX_PODS then
       local p = st.pods[name]
       pods[#pods + 1] = { name = name, phase = p.status and p.status.phase, current = st.current[name] ~= nil,
                           containers = container_states(p) }
@@ -128,23 +160,23 @@ local function evidence(st, client, failing, o)
   for _, e in ipairs(st.events) do
     local io = e.involvedObject or {}
     if names[io.name] then
-      events[#events + 1] = { type = e.type, reason = e.reason, message = e.message, object = (io.kind or "") .. "/" .. (io.name or ""),
-                              count = e.count, last = e.lastTimestamp or e.eventTime }
+      events[#events + 1] = { type = e.type, reason = e.reason, message = clip(e.message), object = (io.kind or "") .. "/" .. (io.name or ""),
+                              count = e.count, last = event_time(e) ~= "" and event_time(e) or nil }
     end
   end
-  while #events > 20 do table.remove(events, 1) end
+  while #events > MAX_EVENTS do table.remove(events, 1) end
   local logs = {}
   if failing and failing.pod and failing.container and wants_logs[failing.reason] then
     for _, previous in ipairs { true, false } do
-      local ok, text = pcall(client.logs, client, { name = failing.pod, namespace = st.namespace, container = failing.container,
-                                                    tail_lines = o.log_lines, previous = previous, attempts = 1 })
+      local ok, text = util.try(client.logs, client, { name = failing.pod, namespace = st.namespace, container = failing.container,
+                                                       tail_lines = o.log_lines, previous = previous, attempts = 1 })
       if ok and text ~= "" then
         logs[failing.pod .. "/" .. failing.container] = text
         break
       end
     end
   end
-  return { pods = pods, events = events, logs = logs }
+  return { pods = pods, events = events, logs = logs, old_pods = old > 0 and old or nil }
 end
 
 ---@class hoist.k8s.RolloutOptions
@@ -195,8 +227,13 @@ function M.run(opts)
   st.obj = client:get { kind = o.kind, api_version = api_versions[o.kind], name = o.name, namespace = ns }
   local selector = selector_of(st.obj)
 
-  local decided, signal, last_progress, last_class
-  local function wake() if signal then signal:cancel() end end
+  local decided, signal, woken, last_progress, last_class
+  local function wake()
+    if signal then
+      woken = true
+      signal:cancel()
+    end
+  end
 
   local function evaluate(now)
     if not st.obj then return { code = "rollout_failed", reason = "Deleted", message = what .. " was deleted" } end
@@ -341,9 +378,17 @@ function M.run(opts)
                     message = ("%s: not done after %gs: %s"):format(what, o.timeout, last_class and last_class.message or "") }
       end
     else
+      -- the sleep is a task so that a verdict (wake) can cut it short; only that cancel is
+      -- caught: our own cancellation (SIGTERM) goes up, or each turn would fail at once and
+      -- start a new sleep without ever yielding (a spin)
+      woken = false
       signal = hoist.spawn(hoist.sleep, wait)
-      pcall(signal.wait, signal)
+      local ok, err = pcall(signal.wait, signal)
       signal = nil
+      if not ok and not woken then
+        decided = { error = err }
+        break
+      end
       decided = decided or evaluate()
     end
   end
@@ -356,9 +401,16 @@ function M.run(opts)
              duration = hoist.now() - started, revision = annotations(st.obj)["deployment.kubernetes.io/revision"] }
   end
   local ev = evidence(st, client, decided, o)
-  util.fail(decided.code, decided.message, {
+  local message = decided.message
+  if decided.reason == "Timeout" or decided.reason == "ReadinessTimeout" then
+    -- "not ready" says what, the new pods' last warning says why
+    local w = newest_warning(st)
+    if w then message = ("%s; last event of pod %s: %s: %s"):format(message, w.involvedObject.name, tostring(w.reason), clip(w.message)) end
+  end
+  util.fail(decided.code, message, {
     reason = decided.reason, kind = o.kind, name = o.name, namespace = ns, pod = decided.pod, container = decided.container,
-    replica_set = st.new_rs, progress = progress, pods = ev.pods, events = ev.events, logs = ev.logs, missing = decided.details and decided.details.missing,
+    replica_set = st.new_rs, progress = progress, pods = ev.pods, old_pods = ev.old_pods, events = ev.events, logs = ev.logs,
+    missing = decided.details and decided.details.missing,
   })
 end
 

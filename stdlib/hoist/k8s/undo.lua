@@ -6,9 +6,11 @@
 ---
 --- Two named rollback actions make it a compensation (JSON arguments, so `hoist rollback
 --- <run-id>` runs them from a later process):
----   k8s.rollout_undo {namespace, kind, name, revision, template_hash?, run?, kubeconfig?, context?}
----   k8s.restore      {manifest, existed = false, run?, kubeconfig?, context?}: deletes what the
----                    run created (it did not exist before)
+---   k8s.rollout_undo {namespace, kind, name, revision, template_hash?, run?, timeout?, kubeconfig?, context?}:
+---                    back to that revision, then waits until it serves
+---   k8s.restore      {manifest, existed?, previous?, run?, kubeconfig?, context?}: deletes what
+---                    the run created (it did not exist before), or applies back `previous`,
+---                    the object as it was before the run changed it (`existed`)
 --- With `run`, both leave an object alone once another run changed it since (its annotation
 --- `hoist.dev/run` names that run), and say so. Reference: docs/kubernetes.md, "Rollback".
 local util = require "hoist.util"
@@ -135,6 +137,7 @@ end
 ---@field replica_set string its ReplicaSet
 ---@field image? string its first container's image
 ---@field planned? boolean dry-run: nothing was written
+---@field rollout? hoist.k8s.RolloutResult rollout_undo: the rollout of that revision, waited for
 
 --- Rolls a Deployment back to the previous revision (or `to_revision`), as `kubectl rollout
 --- undo` does. Track the result with hoist.k8s.rollout. Under dry-run it plans the patch.
@@ -190,9 +193,11 @@ local function client_of(args)
 end
 
 --- The compensation of a change to an existing Deployment: back to `revision` unless another
---- run deployed it since. `args.client` (not JSON: in-process callers only) skips the
---- kubeconfig.
----@param args {namespace: string, kind?: string, name: string, revision: integer, template_hash?: string, run?: string, kubeconfig?: string, context?: string, client?: hoist.k8s.Client}
+--- run deployed it since, then waits until that revision serves (hoist.k8s.rollout, `timeout`
+--- seconds, default 300): an undo that returned while the broken pods still served would let
+--- the run end before the service is back. `args.client` (not JSON: in-process callers only)
+--- skips the kubeconfig.
+---@param args {namespace: string, kind?: string, name: string, revision: integer, template_hash?: string, run?: string, timeout?: number, kubeconfig?: string, context?: string, client?: hoist.k8s.Client}
 ---@return hoist.k8s.UndoResult|nil nil when it left the Deployment to a later run (or it is gone)
 function M.rollout_undo(args)
   local client = args.client or client_of(args)
@@ -209,33 +214,64 @@ function M.rollout_undo(args)
       args.run), { namespace = args.namespace, name = args.name, run = args.run, newer = newer })
     return nil
   end
-  return M.undo { client = client, name = args.name, namespace = args.namespace, to_revision = args.revision,
-                  template_hash = args.template_hash, run = args.run }
+  local r = M.undo { client = client, name = args.name, namespace = args.namespace, to_revision = args.revision,
+                     template_hash = args.template_hash, run = args.run }
+  if r.changed and not r.planned then
+    r.rollout = require("hoist.k8s").rollout { client = client, name = args.name, namespace = args.namespace,
+                                               timeout = args.timeout or 300 }
+  end
+  return r
 end
 
---- The compensation of creating an object that did not exist before: deletes it (foreground
---- for workloads, so their pods go with them) unless another run changed it since.
----@param args {manifest: {apiVersion: string, kind: string, metadata: {name: string, namespace?: string}}, existed?: boolean, run?: string, namespace?: string, kubeconfig?: string, context?: string, client?: hoist.k8s.Client}
----@return boolean deleted
+-- Fields of a stored object the server sets: never part of what is applied back.
+local server_set = { "uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink",
+                     "deletionTimestamp", "deletionGracePeriodSeconds" }
+
+--- An object as it was stored, made ready to be applied back by `restore` (JSON; the fields
+--- the server sets and the status removed).
+--- Internal: for the kubernetes target.
+---@param live table the object as read before the change
+---@return table
+function M.previous_of(live)
+  local prev = copy(live, 0)
+  prev.status = nil
+  prev.metadata = prev.metadata or {}
+  for _, k in ipairs(server_set) do prev.metadata[k] = nil end
+  return prev
+end
+
+--- The compensation of a change to an object: what the run created (it did not exist) is
+--- deleted; what existed (`existed`, with `previous` recorded before the write by
+--- `previous_of`) is applied back as it was. Either is left alone when another run changed
+--- it since. An existing object without `previous` (a Secret, whose values are never
+--- journaled) cannot be restored: that is an error, so the rollback is reported incomplete.
+---@param args {manifest: {apiVersion: string, kind: string, metadata: {name: string, namespace?: string}}, existed?: boolean, previous?: table, run?: string, namespace?: string, kubeconfig?: string, context?: string, client?: hoist.k8s.Client}
+---@return boolean changed deleted or restored
 function M.restore(args)
   local m = args.manifest or {}
-  if args.existed then
-    fail("invalid_argument", ("k8s.restore: %s %s existed before; only what a run created can be restored (deleted)")
-      :format(tostring(m.kind), tostring(meta(m).name)))
+  local ns = meta(m).namespace or args.namespace
+  local what = ("%s %s"):format(tostring(m.kind):lower(), ns and (ns .. "/" .. tostring(meta(m).name)) or tostring(meta(m).name))
+  if args.existed and type(args.previous) ~= "table" then
+    fail("invalid_argument", ("k8s.restore: %s existed before and its previous state was not recorded (%s): restore it "
+      .. "by hand"):format(what, m.kind == "Secret" and "a Secret's values are never journaled" or "no previous object"),
+      { kind = m.kind, name = meta(m).name, namespace = ns })
   end
   local client = args.client or client_of(args)
-  local ns = meta(m).namespace or args.namespace
   local target = { kind = m.kind, api_version = m.apiVersion, name = meta(m).name, namespace = ns }
-  local what = ("%s %s"):format(tostring(m.kind):lower(), ns and (ns .. "/" .. tostring(meta(m).name)) or tostring(meta(m).name))
   local live = client:get { kind = target.kind, api_version = target.api_version, name = target.name, namespace = ns,
                             missing_ok = true }
-  if not live then return false end
-  local newer = other_run(live, args.run)
+  local newer = live and other_run(live, args.run)
   if newer then
-    hoist.log.event("k8s.superseded", ("not deleting %s: run %s changed it since"):format(what, newer),
-      { kind = m.kind, name = target.name, namespace = ns, run = args.run, newer = newer })
+    hoist.log.event("k8s.superseded", ("not %s %s: run %s changed it since"):format(args.existed and "restoring" or "deleting",
+      what, newer), { kind = m.kind, name = target.name, namespace = ns, run = args.run, newer = newer })
     return false
   end
+  if args.existed then
+    client:apply(args.previous, { namespace = ns, force = true })
+    hoist.log.info(("restored %s as it was before run %s"):format(what, tostring(args.run)), { kind = m.kind, name = target.name })
+    return true
+  end
+  if not live then return false end
   client:delete { kind = target.kind, api_version = target.api_version, name = target.name, namespace = ns,
                   propagation = "Background", missing_ok = true }
   hoist.log.info(("deleted %s (created by run %s)"):format(what, tostring(args.run)), { kind = m.kind, name = target.name })

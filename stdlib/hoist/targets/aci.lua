@@ -37,7 +37,7 @@ M.options = azt.merge_options {
   restart_policy = { type = "string", default = "Always", allowed = { "Always", "OnFailure", "Never" },
                      description = "What ACI does when the container exits" },
   command = { type = "list", description = "Command and arguments instead of the image's entrypoint" },
-  registry_username = { type = "string", description = "User ACI pulls the image with (default: the ACR refresh token user when the registry has an Azure credential)" },
+  registry_username = { type = "string", description = "User ACI pulls the image with at every restart (default: the service principal's own when the registry has an Azure credential; never a token that expires)" },
   registry_password = { type = "string", secret = true, description = "Its password (a secret)" },
 }
 
@@ -149,6 +149,24 @@ local function check_url(url, verify, what)
     retries = verify.retries or 30, interval = verify.interval or 1, timeout = verify.timeout or 5 }
 end
 
+-- The port the app listens on when its log (or, once nothing answered, its EXPOSE) names
+-- another than the group opens (hoist.azure.ports): fail naming both, instead of waiting out
+-- the check on a port nothing listens on.
+local function check_port(o, expose_only, cause)
+  local ok, logs = pcall(aci.logs, { name = o.name, resource_group = o.resource_group, subscription = o.subscription,
+                                     credential = o.credential, tail = 50 })
+  if not ok then
+    if hoist.is_error(logs, "cancelled") then error(logs, 0) end
+    logs = ""
+  end
+  local wrong = require("hoist.azure.ports").mismatch { port = o.container_port, setting = "container_port",
+    waits = "the container group opens", image = o.image, logs = logs, expose_only = expose_only }
+  if wrong then
+    fail("rollout_failed", wrong, { reason = "port", logs = logs,
+      cause = cause and (hoist.is_error(cause) and cause.message or tostring(cause)) or nil })
+  end
+end
+
 local function locked(args, fn) return azt.holding(M.name, args, fn, args) end
 
 -- The run that deployed the group now, when it is neither this run nor the one before it.
@@ -159,9 +177,17 @@ end
 
 ---------------------------------------------------------------- compensations
 
--- Puts the previous definition back (idempotent: nothing to do when it already runs).
-local function restore(args)
-  local current = aci.get(where(args))
+-- Waits for an operation still in flight on the group (a run cancelled while its PUT was
+-- being polled: Azure answers 409 AnotherOperationInProgress until it ends), then `change`.
+local function when_settled(args, change)
+  local w = where(args)
+  return require("hoist.azure").when_settled({ what = "container group " .. args.name, timeout = args.timeout,
+                                               get = function() return aci.get(w) end }, change)
+end
+
+-- Puts the previous definition back over `current` (idempotent: nothing to do when it
+-- already runs).
+local function restore_over(args, current)
   local newer = superseded(args, current)
   if newer then
     hoist.log.event("aci.superseded", ("not restoring %s: run %s deployed it since"):format(args.name, newer),
@@ -185,9 +211,11 @@ local function restore(args)
     { name = args.name, image = image_of(def) })
 end
 
--- Deletes the group this run created, unless another run deployed it since.
-local function delete(args)
-  local current = aci.get(where(args))
+-- aci.restore, once no operation runs on the group.
+local function restore(args) return when_settled(args, function(current) return restore_over(args, current) end) end
+
+-- Deletes the group this run created (`current`), unless another run deployed it since.
+local function delete_over(args, current)
   if not current then return end
   local newer = superseded(args, current)
   if newer then
@@ -199,6 +227,9 @@ local function delete(args)
   hoist.log.info(("deleted container group %s created by run %s"):format(args.name, args.run))
 end
 
+-- aci.delete, once no operation runs on the group.
+local function delete(args) return when_settled(args, function(current) return delete_over(args, current) end) end
+
 hoist.pipeline.action("aci.restore", function(args) locked(args, restore) end)
 hoist.pipeline.action("aci.delete", function(args) locked(args, delete) end)
 
@@ -206,18 +237,18 @@ hoist.pipeline.action("aci.delete", function(args) locked(args, delete) end)
 
 local test_pause = azt.test_pause
 
--- The registry credentials for the pull: given, else the ACR refresh token when the image's
--- registry has an Azure credential (hoist.registry.credentials / hoist.azure.acr.login).
-local function pull_credentials(o)
+-- The registry credentials ACI keeps for every later pull (hoist.azure.pull): given (refused
+-- when they expire), else none with registry_identity, else the service principal's own when
+-- the image's registry has an Azure credential, never an ACR refresh token.
+local function pull_credentials(o, credential)
+  local pull = require "hoist.azure.pull"
   local server = hoist.image.parse(o.image).registry
   if o.registry_username then
+    pull.check("targets.aci", o)
     return { server = server, username = o.registry_username, password = o.registry_password or "" }
   end
   if o.registry_identity then return nil end
-  local ok, refresh = pcall(hoist.registry.acr_refresh_token, { registry = server })
-  if ok then return { server = server, username = require("hoist.azure.acr").TOKEN_USER, password = refresh } end
-  if hoist.is_error(refresh, "invalid_argument") then return nil end -- no Azure credential for it: a public image
-  error(refresh, 0)
+  return pull.default("targets.aci", o.image, credential)
 end
 
 local function check_options(o)
@@ -273,7 +304,7 @@ local function deploy(o, run_id, state_dir)
   for k, v in pairs(o.secret_env or {}) do secure[k] = hoist.secret(v) end
   local body = aci.definition { name = o.name, location = o.location, image = o.image, cpu = o.cpu, memory = o.memory,
     ports = { o.container_port }, dns_label = o.ip ~= "private" and (o.dns_label or o.service) or nil, ip = o.ip,
-    env = env, secure_env = secure, registry = pull_credentials(o), registry_identity = o.registry_identity,
+    env = env, secure_env = secure, registry = pull_credentials(o, where_.credential), registry_identity = o.registry_identity,
     restart_policy = o.restart_policy, command = o.command, tags = tags, subnet_ids = o.subnet_ids }
 
   -- the compensation first, with what it needs from a later process
@@ -310,7 +341,15 @@ local function deploy(o, run_id, state_dir)
     if res.planned then return res end
     test_pause("HOIST_TEST_PAUSE_AFTER_PUT", "after the PUT of " .. o.name)
     local url = fqdn_url(res.group, o.container_port, o.health_path)
-    if url then check_url(url, o.verify, o.name) end
+    if url then
+      check_port(o, false)
+      local held, err = pcall(check_url, url, o.verify, o.name)
+      if not held then
+        if hoist.is_error(err, "cancelled") or not hoist.is_error(err) then error(err, 0) end
+        check_port(o, true, err)
+        error(err, 0)
+      end
+    end
     return res
   end)
   if not ok then

@@ -208,6 +208,7 @@ local function deploy_settings(o, ref)
   local secret = {}
   for k, v in pairs(o.secret_env or {}) do secret[k] = hoist.secret(tostring(v)) end
   if o.registry_username or o.registry_password then
+    require("hoist.azure.pull").check("targets.appservice", o) -- kept for every later pull: must not expire
     for k, v in pairs(svc().registry_settings { server = o.registry_server or ref.registry,
                                                 username = o.registry_username, password = o.registry_password }) do
       if k == svc().REGISTRY_PASSWORD then secret[k] = v else set[k] = v end

@@ -5,7 +5,8 @@
 --- deploy creates the group, the environment and the app. A later deploy adds a revision
 --- (suffix from the run id) with no traffic, waits until it is provisioned, healthy and has
 --- running replicas (fails fast, with its system and console logs, when it is unhealthy),
---- gives it `canary` percent of the traffic, verifies the app's hostname, then moves all
+--- gives it `canary` percent of the traffic, checks the new revision on its own hostname
+--- (`<app>--<suffix>.<domain>`) and samples the app's hostname at that share, then moves all
 --- traffic to it. The previous revision stays active (a rollback is one traffic change).
 ---
 --- Compensation "containerapp.traffic_back" (journaled before the change; `hoist rollback
@@ -120,6 +121,7 @@ local function template_of(o, image, suffix)
   local registries = {}
   local server = o.registry_server or hoist.image.parse(image).registry
   if o.registry_password then
+    require("hoist.azure.pull").check("targets.containerapp", o) -- kept for every later pull: must not expire
     secrets[#secrets + 1] = { name = "registry-password", value = o.registry_password }
     registries[1] = { server = server, username = o.registry_username, passwordSecretRef = "registry-password" }
   elseif o.registry_identity then
@@ -137,6 +139,35 @@ local function verify_url(url, path, verify)
   verify = verify or {}
   return hoist.verify.http { url = url .. path, expect_status = 200, retries = verify.retries or 30,
                              interval = verify.interval or 1, timeout = verify.timeout or 10 }
+end
+
+-- Requests sent through the app's hostname while the canary has its share: each must hold.
+local CANARY_SAMPLE = 20
+
+-- The canary is judged on the new revision itself: first its own hostname
+-- (`<app>--<suffix>.<domain>`), retried as the switch's check is, since the app's hostname
+-- reaches the stable revision most of the time and a check there holds for a broken canary;
+-- then a sample through the app's hostname at the canary's share, every answer counted, as
+-- hoist.k8s.canary samples through its Service.
+local function check_canary(o, rev, app_url)
+  if dry_run() then return end
+  local fqdn = rev and rev.properties and rev.properties.fqdn
+  if type(fqdn) ~= "string" or fqdn == "" then
+    fail("rollout_failed", ("revision %s has no hostname of its own (properties.fqdn): the canary cannot be checked")
+      :format(tostring(rev and rev.name)), { revision = rev and rev.name })
+  end
+  local v = o.verify or {}
+  hoist.verify.http { url = "https://" .. fqdn .. o.health_path, name = ("canary revision %s (GET https://%s%s)")
+    :format(rev.name, fqdn, o.health_path), expect_status = 200, retries = v.retries or 30, interval = v.interval or 1,
+    timeout = v.timeout or 10 }
+  if not app_url then return end
+  local checks = {}
+  for i = 1, CANARY_SAMPLE do
+    checks[i] = { url = app_url .. o.health_path, retries = 0, timeout = v.timeout or 10,
+                  name = ("%s at the canary's %d%%, request %d of %d"):format(app_url .. o.health_path, o.canary, i,
+                    CANARY_SAMPLE) }
+  end
+  hoist.verify.all { checks = checks, limit = 4 }
 end
 
 local function deploy(o)
@@ -168,7 +199,8 @@ local function deploy(o)
                                     traffic = { { revisionName = revision, weight = 100 } } } },
       template = template } }
     app = s.put(ref_of(o, { body = body }))
-    s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout }))
+    s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout,
+                                      port = o.container_port, image = image }))
   else
     for _, rev in ipairs(s.revisions(ref)) do
       local wgt = rev.properties.trafficWeight or 0
@@ -187,11 +219,12 @@ local function deploy(o)
     if #registries > 0 then conf.registries = registries end
     s.patch(ref_of(o, { body = { properties = { configuration = conf, template = template } } }))
     test_pause("HOIST_TEST_PAUSE_IN_DEPLOY", "with revision " .. revision .. " created")
-    s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout }))
+    local rev = s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout,
+                                      port = o.container_port, image = image }))
     app = s.get(ref) or app
     if previous and o.canary > 0 then
       s.set_traffic(ref_of(o, { weights = { [revision] = o.canary, [previous] = 100 - o.canary } }))
-      verify_url(s.url(app), o.health_path, o.verify)
+      check_canary(o, rev, s.url(app))
     end
     local weights = { [revision] = 100 }
     if previous then weights[previous] = 0 end

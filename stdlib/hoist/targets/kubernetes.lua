@@ -240,23 +240,26 @@ function M.make(name, connect, cluster_options, module, pin)
 
   hoist.pipeline.action(name .. ".rollout_undo", function(args)
     locked(args, function(c, ns)
-      local r = undo.rollout_undo { client = c, namespace = ns, name = args.name, revision = args.revision,
-                                    template_hash = args.template_hash, run = args.run }
-      if r and r.changed and not dry_run() then
-        hoist.k8s.rollout { client = c, name = args.name, namespace = ns, timeout = args.timeout or 300 }
-      end
+      undo.rollout_undo { client = c, namespace = ns, name = args.name, revision = args.revision,
+                          template_hash = args.template_hash, run = args.run, timeout = args.timeout }
     end)
   end, { module = module })
   hoist.pipeline.action(name .. ".restore", function(args)
-    locked(args, function(c, ns) undo.restore { client = c, namespace = ns, manifest = args.manifest, run = args.run } end)
+    locked(args, function(c, ns)
+      undo.restore { client = c, namespace = ns, manifest = args.manifest, existed = args.existed, previous = args.previous,
+                     run = args.run }
+    end)
   end, { module = module })
 
   -- Back to what served before: the previous revision, or nothing when this run created it.
-  local function roll_back(c, ns, o, before, created)
+  local function roll_back(c, ns, o, before, created, changed)
+    for i = #changed, 1, -1 do
+      local a = changed[i]
+      undo.restore { client = c, namespace = ns, manifest = a.manifest, existed = true, previous = a.previous, run = o.run }
+    end
     if before then
-      local r = undo.rollout_undo { client = c, namespace = ns, name = before.name, revision = before.revision,
-                                    template_hash = before.template_hash, run = o.run }
-      if r and r.changed then hoist.k8s.rollout { client = c, name = before.name, namespace = ns, timeout = o.rollout_timeout } end
+      undo.rollout_undo { client = c, namespace = ns, name = before.name, revision = before.revision,
+                          template_hash = before.template_hash, run = o.run, timeout = o.rollout_timeout }
       return ("rolled back to revision %s (%s), which serves"):format(tostring(before.revision), tostring(before.image))
     end
     for i = #created, 1, -1 do undo.restore { client = c, namespace = ns, manifest = created[i], run = o.run } end
@@ -281,6 +284,11 @@ function M.make(name, connect, cluster_options, module, pin)
       local cs = live.spec.template.spec.containers
       if before then before.image = cs[1] and cs[1].image end
     end
+    -- every document checked (discovery, server-side dry run) before the first write
+    local checked_objects = {}
+    for _, m in ipairs(objects) do if not m[PATCH] then checked_objects[#checked_objects + 1] = m end end
+    hoist.k8s.check_manifests(checked_objects, { client = c, namespace = ns, force = true })
+    local changed = {}
     local where = where_of(o)
     if pin then where = pin(where, c) end
     local common = { where = where, namespace = ns, service = o.service, run = o.run, lock_timeout = o.lock_timeout }
@@ -299,6 +307,14 @@ function M.make(name, connect, cluster_options, module, pin)
         args.manifest = ref
         on_rollback(name .. ".restore", args)
         created[#created + 1] = ref
+      elseif m ~= workload then
+        -- an object that existed: its compensation puts back the state recorded now (a
+        -- Secret's values are never journaled: its restore fails, the run exits 3)
+        local ref = { apiVersion = m.apiVersion, kind = m.kind, metadata = { name = m.metadata.name, namespace = meta(m).namespace } }
+        args.manifest, args.existed = ref, true
+        args.previous = m.kind ~= "Secret" and undo.previous_of(exists) or nil
+        on_rollback(name .. ".restore", args)
+        changed[#changed + 1] = args
       end
       if m[PATCH] then
         m[PATCH] = nil
@@ -338,7 +354,7 @@ function M.make(name, connect, cluster_options, module, pin)
       local d = hoist.is_error(err) and err.details or {}
       hoist.log.error(hoist.is_error(err) and err.message or tostring(err), { reason = d.reason, pod = d.pod, container = d.container })
       print_evidence(d)
-      local back = roll_back(c, ns, o, before, created)
+      local back = roll_back(c, ns, o, before, created, changed)
       local details = {}
       for k, v in pairs(type(d) == "table" and d or {}) do details[k] = v end
       details.rolled_back = before and { revision = before.revision, image = before.image } or { deleted = #created }
@@ -422,7 +438,27 @@ function M.make(name, connect, cluster_options, module, pin)
         .. "(kubectl create namespace %s) or give namespace="):format(name, ns, tostring(c.server), tostring(c.context), ns),
         { namespace = ns, exit_code = 2 })
     end
-    return { ("cluster %s answers (context %s)"):format(tostring(c.server), tostring(c.context)), ("namespace %s exists"):format(ns) }
+    -- What the deploy will write, as a server-side dry run: the manifests (with the image to
+    -- come; set_image reads the Deployment it patches) and the workload's Lease. The server
+    -- checks them as it would the real writes: the schema, admission, and whether this
+    -- user may write them (RBAC authorizes a dry run like the write), so a missing role is
+    -- found before the build.
+    local planned = setmetatable({ image = o.image or "registry.invalid/hoist-preflight:0" }, { __index = o })
+    local objects = manifests_of(planned, c, o.run or "preflight", ns)
+    objects[#objects + 1] = { apiVersion = "coordination.k8s.io/v1", kind = "Lease",
+                              metadata = { name = lease.name("Deployment", o.service), namespace = ns } }
+    local ok, err = pcall(hoist.k8s.check_manifests, objects, { client = c, namespace = ns, force = true }) -- as the deploy applies
+    if not ok then
+      if not hoist.is_error(err) or err.code == "cancelled" then error(err, 0) end
+      if err.code == "forbidden" or err.code == "unauthorized" or err.code == "invalid_argument" then
+        err.message = ("targets.%s: the deploy would be refused: %s"):format(name, err.message)
+        err.details = err.details or {}
+        err.details.exit_code = 2
+      end
+      error(err, 0)
+    end
+    return { ("cluster %s answers (context %s)"):format(tostring(c.server), tostring(c.context)), ("namespace %s exists"):format(ns),
+             ("the server accepts the %d objects and the Lease as a dry run (schema, admission, this user's roles)"):format(#objects - 1) }
   end
 
   -- Options a script may pass that are not parameters: a hoist.k8s client it made itself.

@@ -84,7 +84,7 @@ end
 -- The environment the container was started with: its Env minus the image's own.
 local function run_env(info)
   local image_env = {}
-  local ok, image = pcall(hoist.docker.inspect, { name = info.Image, type = "image" })
+  local ok, image = util.try(hoist.docker.inspect, { name = info.Image, type = "image" })
   if ok and image and image.Config then
     for _, kv in ipairs(image.Config.Env or {}) do image_env[kv] = true end
   end
@@ -257,7 +257,7 @@ local function recreate(prev, service)
   local spec = { name = service, ports = { tostring(prev.container_port) }, env = previous_env(prev), labels = labels }
   -- The same reference as before when it still names the same image (a tag may have moved
   -- since; a digest cannot), else the image id itself.
-  local ok_ref, ref_info = pcall(hoist.docker.inspect, { name = prev.image, type = "image" })
+  local ok_ref, ref_info = util.try(hoist.docker.inspect, { name = prev.image, type = "image" })
   local ref_same = ok_ref and ref_info and ref_info.Id == prev.image_id
   spec.image = ref_same and prev.image or prev.image_id
   local ok, err = pcall(hoist.docker.run, spec)
@@ -408,7 +408,7 @@ local function deploy(o, run_id, state_dir)
     local ok, err = pcall(check_health, cand_port, o.health_path, o.verify, candidate)
     if not ok then
       if hoist.is_error(err, "cancelled") then error(err, 0) end
-      local _, logs = pcall(hoist.docker.logs, { name = candidate, tail = 20 })
+      local _, logs = util.try(hoist.docker.logs, { name = candidate, tail = 20 })
       hoist.docker.rm { name = candidate, force = true, missing_ok = true }
       local still = previous and ("%s (%s) keeps serving %s"):format(o.service, previous.image, upstream_of(o.port))
         or "nothing was serving before"

@@ -1,0 +1,90 @@
+--- hoist.azure.pull: the registry credential an Azure service keeps to pull the deployed image
+--- again later. ACI, App Service and Container Apps pull at every restart, scale-out or host
+--- move, hours or months after the deploy, with the secret stored at deploy time: a token that
+--- expires turns the next restart into an image pull failure. So a stored pull secret must be
+--- made for pulling and outlive the deploy (a managed identity with AcrPull where the service
+--- supports it, an ACR token with a pull-only scope map, the service principal's own secret),
+--- never an ACR refresh token (about 3 hours) or a GitHub Actions GITHUB_TOKEN (the job's
+--- lifetime). See docs/azure.md.
+local util = require "hoist.util"
+
+local fail = util.fail
+
+local M = {}
+
+-- base64url to bytes (a JWT's payload), nil when it is not
+local function b64url(s)
+  local std = s:gsub("-", "+"):gsub("_", "/")
+  std = std .. ("="):rep((4 - #std % 4) % 4)
+  local ok, out = pcall(require("hoist.native.core").base64_decode, std, "a JWT's payload")
+  return ok and out or nil
+end
+
+-- The expiry (seconds since the epoch) of a JWT, nil when `s` is none or has no exp.
+local function jwt_expiry(s)
+  local payload = s:match("^eyJ[%w_-]+%.([%w_-]+)%.[%w_-]*$")
+  local text = payload and b64url(payload)
+  local ok, claims = pcall(hoist.json.decode, text or "")
+  return ok and type(claims) == "table" and tonumber(claims.exp) or nil
+end
+
+--- Why `username`/`password` must not be kept as a pull secret, or nil: an ACR refresh token
+--- (its user is 00000000-0000-0000-0000-000000000000), a GitHub token that ends with the job
+--- or within hours (`ghs_`, `ghu_`), or any JWT with an expiry.
+---@param username? string
+---@param password? string
+---@return string|nil reason
+function M.expiring(username, password)
+  if username == require("hoist.azure.acr").TOKEN_USER then
+    return ("it is an ACR refresh token (user %s), valid about 3 hours"):format(username)
+  end
+  if type(password) ~= "string" then return nil end
+  if password:match("^ghs_") then
+    return "it is a GitHub Actions GITHUB_TOKEN (ghs_...), valid only while the job runs"
+  end
+  if password:match("^ghu_") then return "it is a GitHub user-to-server token (ghu_...), valid 8 hours" end
+  local exp = jwt_expiry(password)
+  if exp then return ("it is a token that expires at %s"):format(os.date("!%Y-%m-%dT%H:%M:%SZ", exp)) end
+  return nil
+end
+
+--- Refuses a pull secret that expires (M.expiring): invalid_argument (exit 2) naming the
+--- option, the reason and what to give instead. `what` names the target ("targets.aci").
+---@param what string
+---@param o {registry_username?: string, registry_password?: string}
+function M.check(what, o)
+  local why = M.expiring(o.registry_username, o.registry_password)
+  if why then
+    fail("invalid_argument", ("%s: registry_username/registry_password would be stored as the pull secret, but %s: "
+      .. "the service pulls again at every restart, after it has expired. Give a credential made for pulling "
+      .. "(an ACR token with a pull-only scope map: az acr token create --scope-map _repositories_pull; for ghcr.io, "
+      .. "a token with read:packages), or a managed identity with AcrPull (registry_identity; appservice: "
+      .. "managed_identity=true)"):format(what, why), { option = "registry_password", exit_code = 2 })
+  end
+end
+
+--- The pull credential of an image when none was given: nil when the image's registry has no
+--- Azure credential (a public image); the service principal's own client id and secret when
+--- the credential is a client secret (ACR accepts them when it holds AcrPull); else refused,
+--- naming the alternatives. Never an ACR refresh token.
+---@param what string names the target in the error
+---@param image string
+---@param credential hoist.azure.Credential the run's credential
+---@return {server: string, username: string, password: string}|nil
+function M.default(what, image, credential)
+  local server = hoist.image.parse(image).registry
+  local ok, err = pcall(hoist.registry.acr_refresh_token, { registry = server })
+  if not ok then
+    if hoist.is_error(err, "invalid_argument") then return nil end -- no Azure credential for it: a public image
+    error(err, 0)
+  end
+  local sp = credential and credential.service_principal and credential:service_principal()
+  if sp then return { server = server, username = sp.client_id, password = sp.client_secret } end
+  fail("invalid_argument", ("%s: no pull credential for %s that outlives the deploy: the Azure credential (%s) gives "
+    .. "only short-lived tokens (an ACR refresh token lasts about 3 hours, and the service pulls again at every restart). "
+    .. "Give registry_identity (a user-assigned identity with AcrPull on the registry), or registry_username/"
+    .. "registry_password of an ACR token with a pull-only scope map"):format(what, server,
+    tostring(credential and credential.source or "chain")), { registry = server, exit_code = 2 })
+end
+
+return M
