@@ -232,6 +232,16 @@ t.case("a failed first deploy deletes the empty resource group it created; a gro
   t.eq(exists(full), true, "a group holding a resource is never deleted")
   t.match(out, "keeping resource group " .. full:gsub("%-", "%%-") .. ": it holds 1 resource%(s%): Microsoft.Web/serverfarms/plan")
   drop(full)
+  -- created by the run, but its resources cannot be listed (403): it stays, with a warning,
+  -- and the rollback is not a failed one
+  local blind = group("blind")
+  hoist.http.request { method = "POST", url = CONTROL .. "/faults", check = true, safe = true, json = {
+    server = "arm", status = 403, count = 1, method = "GET", match = blind .. "/resources", code = "AuthorizationFailed" } }
+  r, out = failed_first_deploy(blind)
+  t.eq(r.status, "rolled_back", out)
+  t.eq(exists(blind), true)
+  t.match(out, "keeping resource group " .. blind:gsub("%-", "%%-") .. ": could not list its resources")
+  drop(blind)
 end))
 
 t.case("bad lock options are named", parent_only(function()
@@ -494,7 +504,8 @@ end))
 local CLEAN = support.root .. "/tests/fixtures/trivy/hoist-clean.json"
 
 t.case("the ACI scenario end to end: build, scan, push to ACR with AZURE_CREDENTIALS, deploy, verify, "
-  .. "a bad version rolled back, kill -9 then hoist rollback, no secret in any output", in_proxy_child("e2e", function()
+  .. "a bad version rolled back, kill -9 then hoist rollback, SIGTERM releases the lock, no secret in any output",
+  in_proxy_child("e2e", function()
   need_emulator()
   local rg, state = group("e2e"), os.tmpname() .. ".state"
   local label = "e2e-" .. RUN
@@ -574,6 +585,23 @@ t.case("the ACI scenario end to end: build, scan, push to ACR with AZURE_CREDENT
     { env = env, timeout = 600 })
   outputs[#outputs + 1] = rb.stdout .. rb.stderr
   t.eq(rb.code, 0, show(rb))
+  t.match(via_proxy(url .. "/version"), "^v2")
+
+  -- SIGTERM while a run holds the deploy lock (paused in its deploy): exit 130, its lock tag
+  -- removed before it exits (not left for the 600 s expiry), no "could not release", v2 serves
+  local termfile = os.tmpname()
+  local bt = hoist.spawn(function() return run("v5", true, { HOIST_TEST_PAUSE_IN_DEPLOY = "120" }, termfile) end)
+  deadline = hoist.now() + 240
+  while not tags_of(rg)["hoist-lock.aci.web"] do
+    if hoist.now() > deadline or bt:status() ~= "running" then error("the v5 run never held the lock", 0) end
+    hoist.sleep(0.3)
+  end
+  hoist.exec { "kill", "-TERM", (support.read(termfile) or ""):match("%d+"), check = true }
+  local rt = bt:wait()
+  outputs[#outputs + 1] = rt.stdout .. rt.stderr
+  t.eq(rt.code, 130, show(rt))
+  t.eq(tags_of(rg)["hoist-lock.aci.web"], nil, "the SIGTERM'd run removed its lock tag\n" .. show(rt))
+  t.ok(not (rt.stdout .. rt.stderr):find("could not release", 1, true), show(rt))
   t.match(via_proxy(url .. "/version"), "^v2")
 
   -- no secret anywhere: the client secret, the secure env value, the ACR refresh token's

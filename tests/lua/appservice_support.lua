@@ -176,7 +176,7 @@ local function lock_scenario(name, S, rg, app, image)
   local tag = ("hoist-lock.%s.%s"):format(name, app)
   local held = target.lock(with { run = "run-holder", location = "westeurope", timeout = 0 })
   local value = tags()[tag]
-  t.match(value or "", "^run%-holder:[^:]+:%d+:%d+:%d+$", "the lock is the tag " .. tag .. " on the resource group")
+  t.match(value or "", "^run%-holder:[^:]+:%d+:%d+:%d+$", "the lock is the tag " .. tag .. " on the resource group (run:host:pid:since:expiry)")
   local host, pid = value:match("^run%-holder:([^:]+):(%d+):")
   local e = t.raises(function()
     target.deploy(with { run = "run-second", image = image, location = "westeurope", lock_timeout = 0.5 })

@@ -161,7 +161,7 @@ local function delete_empty_group(a)
                   endpoint = a.endpoint }
   local g = azure.resource_groups.get(where)
   if not g then return end
-  local tags, why = g.tags or {}, nil
+  local tags, why, level = g.tags or {}, nil, "info"
   if tags[T_CREATED] ~= a.run then
     why = ("run %s did not create it (%s = %s)"):format(a.run, T_CREATED, tostring(tags[T_CREATED]))
   end
@@ -170,15 +170,20 @@ local function delete_empty_group(a)
     if not why and holder and holder ~= a.run then why = ("run %s holds its deploy lock %s"):format(holder, k) end
   end
   if not why then
-    local inside = azure.resource_groups.resources(where)
-    if #inside > 0 then
+    -- a group whose emptiness cannot be told stays, as it would have without this clean-up:
+    -- said, not a failed rollback
+    local ok, inside = pcall(azure.resource_groups.resources, where)
+    if not ok then
+      if hoist.is_error(inside, "cancelled") then error(inside, 0) end
+      why, level = "could not list its resources: " .. (hoist.is_error(inside) and inside.message or tostring(inside)), "warn"
+    elseif #inside > 0 then
       local names = {}
       for i, r in ipairs(inside) do if i <= 5 then names[i] = tostring(r.type) .. "/" .. tostring(r.name) end end
       why = ("it holds %d resource(s): %s"):format(#inside, table.concat(names, ", "))
     end
   end
   if why then
-    hoist.log.info(("keeping resource group %s: %s"):format(a.resource_group, why), { resource_group = a.resource_group })
+    hoist.log[level](("keeping resource group %s: %s"):format(a.resource_group, why), { resource_group = a.resource_group })
     return
   end
   where.poll_interval = 1

@@ -232,7 +232,7 @@ function M.take(backend, opts)
       hoist.log.info(("waiting for %s, which is deploying %s (%s; up to %gs more)"):format(who, key, backend:describe(),
         math.floor(timeout - waited + 0.5)), { key = key, holder = holder })
     end
-    -- another writer came first: read again soon
+    -- held: try again after the backend's interval; another writer came first: almost at once
     hoist.sleep(math.max(0, math.min(holder and (backend.interval or M.defaults.interval) or 0.05, timeout - waited)))
   end
 end
