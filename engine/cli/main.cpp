@@ -32,6 +32,7 @@ struct RunFlags {
   bool dry_run = false;
   bool no_color = false;
   bool help = false;
+  int jobs = 1;  // hoist test -j
   std::vector<std::string> extra;
 };
 
@@ -149,6 +150,20 @@ void emit_failure(hoist::Engine& engine, const hoist::RunResult& r) {
   engine.events().flush();
 }
 
+// `hoist test -j N` runs each file in a child `hoist test FILE`: this binary, with the flags
+// this run was given (the paths and -j are the runner's own).
+nlohmann::json test_child_argv(const RunFlags& f) {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  nlohmann::json argv = {ec ? std::string("hoist") : self.string(), "test", "--log-level", f.log_level,
+                         "--log-format", f.log_format, "--state-dir", f.state_dir};
+  if (f.dry_run) argv.push_back("--dry-run");
+  if (f.no_color) argv.push_back("--no-color");
+  if (!f.params_file.empty()) argv.insert(argv.end(), {"--params-file", f.params_file});
+  for (auto& s : f.sets) argv.insert(argv.end(), {"--set", s});
+  return argv;
+}
+
 int run_command(const RunFlags& f, bool test_mode) {
   auto args = collect_args(f);
   auto options = engine_options(f);
@@ -160,9 +175,9 @@ int run_command(const RunFlags& f, bool test_mode) {
     paths.push_back(f.target);
     for (auto& p : f.extra) paths.push_back(p);
     r = engine.run_string(
-        "local paths = ...\nlocal failed = require('hoist.test').main(paths.paths, paths)\n"
+        "local a = ...\nlocal failed = require('hoist.test').main(a.paths, a)\n"
         "if failed > 0 then hoist.error{code='tool_failed', message=failed..' test(s) failed'} end",
-        "hoist test", {{"paths", paths}});
+        "hoist test", {{"paths", paths}, {"jobs", f.jobs}, {"argv", test_child_argv(f)}});
     if (!r.ok && r.error->code() == hoist::Code::tool_failed) return 1;
   } else if (f.help) {
     r = engine.run_string(
@@ -356,6 +371,8 @@ int main(int argc, char** argv) {
   test->add_option("path", test_flags.target, "Test file or folder")->required();
   test->add_option("more", test_flags.extra, "More files or folders");
   add_run_flags(test, test_flags);
+  test->add_option("-j,--jobs", test_flags.jobs, "Run up to N test files at once, each in its own process (default 1)")
+      ->check(CLI::Range(1, 256));
 
   RunFlags doctor_flags;
   doctor_flags.log_level = "warn";

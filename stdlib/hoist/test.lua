@@ -102,14 +102,118 @@ local function list_files(paths)
   return files
 end
 
+-- The exclusive resources a test file declares in its leading comment block (read without
+-- running the file): `-- hoist.test shares: docker-images, kube-emulator`.
+local function shares_of(file)
+  local names, f = {}, io.open(file, "r")
+  if not f then return names end
+  for line in f:lines() do
+    if not (line:match("^%s*%-%-") or line:match("^%s*$") or line:match("^#!")) then break end
+    local list = line:match("^%s*%-%-+%s*hoist%.test%s+shares:%s*(.-)%s*$")
+    if list then
+      for name in list:gmatch("[^,%s]+") do names[#names + 1] = name end
+    end
+  end
+  f:close()
+  return names
+end
+
+-- Runs one file in its own `hoist test FILE`; its output (stderr merged into stdout, so a
+-- log line stays next to the test that wrote it) is kept until the file ends.
+local function run_child(argv, file)
+  local cmd = { "sh", "-c", 'exec "$@" 2>&1', "hoist-test" }
+  for _, a in ipairs(argv) do cmd[#cmd + 1] = a end
+  cmd[#cmd + 1] = file
+  local r = hoist.exec(cmd)
+  local passed, failed, skipped = r.stdout:match("(%d+) passed, (%d+) failed, (%d+) skipped%s*$")
+  local counts = { passed = tonumber(passed) or 0, failed = tonumber(failed) or 0, skipped = tonumber(skipped) or 0 }
+  -- a child that died before its summary (or exited non-zero without a failed test) failed once
+  if r.code ~= 0 and counts.failed == 0 or not passed then counts.failed = counts.failed + 1 end
+  return { file = file, output = r.stdout, code = r.code, took = r.duration, counts = counts }
+end
+
+local function print_file(res)
+  local verdict = res.counts.failed > 0 and "FAIL" or "ok"
+  io.stdout:write(("=== %s %s (%.1fs)\n%s"):format(verdict, res.file, res.took, res.output))
+  if res.output ~= "" and not res.output:find("\n$") then io.stdout:write("\n") end
+  io.stdout:flush()
+end
+
+local function print_summary(results, jobs, took)
+  local total, failed_files = { passed = 0, failed = 0, skipped = 0 }, {}
+  for _, res in ipairs(results) do
+    for k, v in pairs(res.counts) do total[k] = total[k] + v end
+    if res.counts.failed > 0 then failed_files[#failed_files + 1] = res.file end
+  end
+  local by_time = { unpack(results) }
+  table.sort(by_time, function(a, b) return a.took > b.took end)
+  print("slowest files:")
+  for i = 1, math.min(5, #by_time) do print(("  %7.1fs %s"):format(by_time[i].took, by_time[i].file)) end
+  if #failed_files > 0 then
+    table.sort(failed_files)
+    print("failed files:")
+    for _, file in ipairs(failed_files) do print("  " .. file) end
+  end
+  print(("%d passed, %d failed, %d skipped (%d files, %d failed; %.1fs with -j %d)"):format(
+    total.passed, total.failed, total.skipped, #results, #failed_files, took, jobs))
+  return total.failed
+end
+
+-- `hoist test -j N`: every file in a child process, at most `jobs` at once, never two files
+-- that share a resource at the same time.
+local function run_concurrently(files, opts)
+  local started, pending, held, results = hoist.now(), {}, {}, {}
+  for i, file in ipairs(files) do pending[i] = { file = file, shares = shares_of(file) } end
+  local function take()
+    for i, p in ipairs(pending) do
+      local free = true
+      for _, name in ipairs(p.shares) do free = free and not held[name] end
+      if free then
+        for _, name in ipairs(p.shares) do held[name] = true end
+        return table.remove(pending, i)
+      end
+    end
+  end
+  local function worker()
+    while #pending > 0 do
+      local p = take()
+      if p then
+        local res = run_child(opts.argv, p.file)
+        for _, name in ipairs(p.shares) do held[name] = nil end
+        results[#results + 1] = res
+        print_file(res)
+      else
+        hoist.sleep(0.1) -- every runnable file shares a resource with one that runs
+      end
+    end
+  end
+  local slots = {}
+  for i = 1, math.min(opts.jobs, #files) do slots[i] = i end
+  hoist.map(slots, worker, { limit = #slots })
+  return print_summary(results, opts.jobs, hoist.now() - started)
+end
+
 --- Runs the test files under `paths`; prints one line per test and "N passed, M failed".
+--- With `jobs` > 1 (and `argv`, the child command line `hoist test` gives), each file runs in
+--- its own child process, at most `jobs` at once; files declaring the same shared resource
+--- (`-- hoist.test shares: NAME, ...` at the top) never run at the same time.
 ---@param paths string[]
----@param opts? {filter?: string}
+---@param opts? {filter?: string, jobs?: integer, argv?: string[]}
 ---@return integer failed
 function M.main(paths, opts)
   opts = opts or {}
+  local files = list_files(paths)
+  if (opts.jobs or 1) > 1 and opts.argv then return run_concurrently(files, opts) end
+  -- line by line, so a test's verdict keeps its place among the log lines on stderr
+  io.stdout:setvbuf("line")
+  -- LuaJIT starts every process with the same random sequence: without a seed, files run at
+  -- once by -j would draw the same "unique" names (resource groups, namespaces, tags)
+  local stat = io.open("/proc/self/stat", "r")
+  local pid = stat and tonumber(stat:read("*l"):match("^%d+")) or 0
+  if stat then stat:close() end
+  math.randomseed(os.time() + pid * 1000 + math.floor(hoist.now() * 1e6) % 1000)
   local passed, failed, skipped = 0, 0, 0
-  for _, file in ipairs(list_files(paths)) do
+  for _, file in ipairs(files) do
     registered = {}
     local chunk, err = loadfile(file)
     if not chunk then

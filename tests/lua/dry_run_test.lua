@@ -111,16 +111,19 @@ end)
 
 ---------------------------------------------------------------- docker, registry, local target
 
+-- Only the lines naming this file's ID: other files run beside this one (hoist test -j) and
+-- change the engine's images and containers meanwhile. Everything the dry run would make
+-- carries the ID (the repository, the service's containers).
 local function lines(argv)
   local r = hoist.exec(argv)
   t.eq(r.code, 0, table.concat(argv, " ") .. ": " .. r.stderr)
   local out = {}
-  for l in r.stdout:gmatch("[^\n]+") do out[#out + 1] = l end
+  for l in r.stdout:gmatch("[^\n]+") do if l:find(ID, 1, true) then out[#out + 1] = l end end
   table.sort(out)
   return out
 end
 
--- What a dry run must leave as it was: images and their tags, containers, the registry's tags.
+-- What a dry run must leave as it was: its images and their tags, its containers, the registry's tags.
 local function world(repo)
   local tags = hoist.registry.tags(repo)
   table.sort(tags)

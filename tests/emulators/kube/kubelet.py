@@ -8,6 +8,7 @@ Containers are labelled hoist-emulator=kube (down.sh removes them).
 """
 
 import base64
+import collections
 import copy
 import http.client
 import json
@@ -437,7 +438,8 @@ class PodWorker(threading.Thread):
                          f"back-off {int(d)}s restarting failed container={c.name} pod={self.name}_{self.ns}({self.uid})")
             return
         c.prev_id, c.id = c.id or c.prev_id, out.strip()
-        self.k.by_container[c.id] = self
+        if self.k.claim(c.id, self):
+            self.q.put(("die", c.id))
         c.started_at = now()
         c.state = {"running": {"startedAt": c.started_at}}
         c.ports = self.k.published_ports(c.id)
@@ -612,6 +614,9 @@ class Kubelet:
         self.mine = f"label={INSTANCE}={self.instance}"
         self.workers = {}               # uid -> PodWorker
         self.by_container = {}          # docker id -> PodWorker
+        # ids that died before their worker claimed them: a container that exits at once can
+        # die before `docker run -d` has returned its id (more often on a loaded machine)
+        self.unclaimed_deaths = collections.deque(maxlen=256)
         self.lock = threading.RLock()
         self.ip_counter = 1
         self.events_proc = None
@@ -666,13 +671,11 @@ class Kubelet:
                                  stdout=subprocess.PIPE, text=True)
             self.events_proc = p
             for line in p.stdout:
-                cid = line.strip()
-                w = next((w for k, w in list(self.by_container.items()) if k.startswith(cid) or cid.startswith(k)),
-                         None)
-                if w is not None:
-                    full = next(k for k, x in list(self.by_container.items()) if x is w and
-                                (k.startswith(cid) or cid.startswith(k)))
-                    w.q.put(("die", full))
+                if not line.strip():
+                    continue
+                found = self.died(line.strip())
+                if found is not None:
+                    found[0].q.put(("die", found[1]))
             p.wait()
             time.sleep(1)
 
@@ -696,6 +699,22 @@ class Kubelet:
         except ValueError:
             pass
         return ports
+
+    def died(self, cid):
+        """(worker, full id) of a container that died, or None; an id no worker has claimed yet
+        is kept for claim()."""
+        with self.lock:
+            for k, w in self.by_container.items():
+                if k.startswith(cid) or cid.startswith(k):
+                    return w, k
+            self.unclaimed_deaths.append(cid)
+            return None
+
+    def claim(self, cid, worker):
+        """Registers a started container; True when it already died (died() saw it first)."""
+        with self.lock:
+            self.by_container[cid] = worker
+            return any(cid.startswith(x) or x.startswith(cid) for x in self.unclaimed_deaths)
 
     def worker(self, pod):
         with self.lock:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Unit tests of the emulator's pure parts (no server, no Docker): patches, selectors,
 server-side apply field ownership, the store's watch history, template hashes, and the
-StatefulSet and Job controllers driven by hand."""
+StatefulSet and Job controllers driven by hand, the kubelet's bookkeeping of dead containers."""
 
 import json
 import os
@@ -18,6 +18,7 @@ import protobuf                           # noqa: E402
 from api import Api                       # noqa: E402
 from objects import ApiError, labels_match, parse_label_selector  # noqa: E402
 from store import Store                   # noqa: E402
+import kubelet                            # noqa: E402
 
 DEPLOY = discovery.BY_KEY["apps/deployments"]
 CM = discovery.BY_KEY["/configmaps"]
@@ -180,6 +181,28 @@ class PodDeletion(unittest.TestCase):
         self.assertEqual(len(handed), 1)
         api.delete(pod_res, "default", "p", {"gracePeriodSeconds": 0})
         self.assertIsNone(store.get(pod_res.key, "default", "p"))
+
+
+class ContainerDeaths(unittest.TestCase):
+    """The docker events thread and a pod worker race: a container that exits at once can die
+    before `docker run -d` has handed its id to the worker (a crash loop never seen as one)."""
+
+    def kubelet(self):
+        k = kubelet.Kubelet.__new__(kubelet.Kubelet)   # no server, no Docker: the bookkeeping only
+        k.by_container, k.lock = {}, kubelet.threading.RLock()
+        k.unclaimed_deaths = kubelet.collections.deque(maxlen=256)
+        return k
+
+    def test_death_before_claim_is_not_lost(self):
+        k, worker = self.kubelet(), object()
+        self.assertIsNone(k.died("abc123"))                    # docker events prints the short id
+        self.assertTrue(k.claim("abc123def456", worker))       # the worker learns it died
+        self.assertFalse(k.claim("fff000", worker))
+
+    def test_death_after_claim_goes_to_its_worker(self):
+        k, worker = self.kubelet(), object()
+        self.assertFalse(k.claim("abc123def456", worker))
+        self.assertEqual(k.died("abc123"), (worker, "abc123def456"))
 
 
 class Hashes(unittest.TestCase):
