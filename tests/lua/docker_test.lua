@@ -218,6 +218,13 @@ t.cases("classify docker's messages", {
   { text = "Bind for 127.0.0.1:8080 failed: port is already allocated", code = "conflict" },
   { text = "toomanyrequests: You have reached your pull rate limit", code = "throttled" },
   { text = "exec format error", code = "tool_failed" },
+  -- docker run of an image whose registry name does not resolve: the network, not the image
+  { text = "Unable to find image 'registry.invalid/acme/app:1' locally\ndocker: Error response from daemon: Get "
+      .. "\"https://registry.invalid/v2/\": dial tcp: lookup registry.invalid on 127.0.0.53:53: no such host.", code = "unavailable" },
+  { text = "docker: Error response from daemon: Get \"https://r.example/v2/\": dial tcp: lookup r.example: "
+      .. "Temporary failure in name resolution.", code = "unavailable" },
+  { text = "Error response from daemon: Get \"https://r.example/v2/\": dial tcp: lookup r.example on 10.0.0.2:53: "
+      .. "server misbehaving", code = "unavailable" },
 }, function(row)
   t.eq(cli.classify(row.text), row.code)
 end)

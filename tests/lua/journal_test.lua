@@ -316,3 +316,26 @@ print("script done")
   t.eq({ list[1].id, list[1].dry_run }, { id, true })
   hoist.exec { "rm", "-rf", dir }
 end)
+
+t.case("the HTML report wraps long errors and arguments inside the page width", function()
+  local long = ("https://example.invalid/" .. ("x"):rep(400))
+  local html = require("hoist.pipeline.html").render {
+    run = { id = "r1", status = "failed", dry_run = false, started = 1, duration = 1,
+            stages = { { name = "deploy", status = "failed", started = 1, duration = 1, error = { code = "tool_failed", message = long } } },
+            compensations = { { id = 1, action = "x.undo", stage = "deploy", status = "failed", args = { url = long },
+                                error = { message = long } } },
+            error = { code = "tool_failed", message = long } },
+    t0 = 1, t1 = 2, sections = {}, errors = { { message = long } }, plan = {}, dir = "/tmp/r1",
+  }
+  -- every element that holds such text may break it anywhere (no space to break it at)
+  local wraps = {}
+  for selectors, body in html:match("<style>(.-)</style>"):gmatch("([^{}]+)(%b{})") do
+    if body:find("overflow%-wrap:anywhere") then
+      for sel in selectors:gmatch("[^,%s]+") do wraps[sel] = true end
+    end
+  end
+  for _, sel in ipairs { "td", "li", "pre", "code", ".err" } do t.ok(wraps[sel], sel .. " does not wrap long text") end
+  t.match(html, '<td class="err">tool_failed: https://example%.invalid/xxx')
+  t.match(html, '<pre class="err">tool_failed: https://example%.invalid/xxx')
+  t.match(html, '<td><code>{&quot;url&quot;:&quot;https://example%.invalid/xxx')
+end)

@@ -47,16 +47,19 @@ function M.tail(list, n)
 end
 
 -- Docker's words -> error code. Order matters: "unauthorized" beats "not found" in
--- "pull access denied ... may require 'docker login'".
+-- "pull access denied ... may require 'docker login'". A registry name that does not resolve
+-- ("lookup r on 127.0.0.53:53: no such host") is the network's failure, which a retry or a
+-- fixed resolver may cure: unavailable, not not_found (the image may well exist).
 local classes = {
   { "unavailable", { "cannot connect to the docker daemon", "error during connect",
-                     "is the docker daemon running", "connection refused" } },
+                     "is the docker daemon running", "connection refused", "no such host",
+                     "temporary failure in name resolution", "server misbehaving" } },
   { "forbidden", { "permission denied while trying to connect" } },
   { "unauthorized", { "unauthorized", "incorrect username or password", "authentication required",
                       "no basic auth credentials", "invalid username/password" } },
   { "not_found", { "no such container", "no such image", "no such object", "does not exist locally",
                    "not found: manifest unknown", "manifest unknown", "repository does not exist",
-                   "pull access denied", "reference does not exist", "no such host" } },
+                   "pull access denied", "reference does not exist" } },
   { "forbidden", { "requested access to the resource is denied", "denied:" } },
   { "conflict", { "is already in use", "conflict:", "port is already allocated",
                   "address already in use", "you cannot remove a running container",

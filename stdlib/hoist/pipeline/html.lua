@@ -77,6 +77,7 @@ h1{font-size:1.5em;margin:0 0 .2em}h2{font-size:1.15em;margin:1.6em 0 .5em;borde
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eef;padding:.3em .5em;text-align:left;vertical-align:top}
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;background:#f6f8fa;border-radius:3px}
 pre{padding:.6em;white-space:pre-wrap}.err{color:#a40e26;white-space:pre-wrap}
+td,th,li,pre,code,.err{overflow-wrap:anywhere}
 ]]
 
 --- The HTML page of a run.
