@@ -44,6 +44,9 @@ local function check_params(p)
   if (p.registry_password == nil) ~= (p.registry_username == nil) then
     problem("registry_username and registry_password: give both or neither")
   end
+  if (p.pull_password == nil) ~= (p.pull_username == nil) then
+    problem("pull_username and pull_password: give both or neither")
+  end
   local remote = p.context:find("://", 1, true) or p.context:match("^git@")
   if remote then -- docker build fetches it
   elseif not hoist.fs.exists(p.context) then
@@ -97,6 +100,10 @@ end
 -- The service's name: the name parameter, else the repository's last path part.
 local function service_of(p) return p.name or default_name(p.image) end
 
+-- container@1's own parameters that a target also takes under the same name but must not
+-- get from them: `name` (set below when the target has it), the push credential.
+local PUSH_ONLY = { name = true, registry_username = true, registry_password = true }
+
 -- What container@1 gives the target: the common options (hoist.targets.options) and the
 -- chosen target's own (container@1 declares every target's options as parameters, listed in
 -- --help with [target] in front), nothing another target takes.
@@ -105,9 +112,15 @@ local function deploy_options(p, extra)
   local o = { service = service_of(p), container_port = p.container_port, health_path = p.health_path, env = p.env,
               secret_env = p.secret_env, lock_timeout = p.lock_timeout }
   for k in pairs(mod.options) do
-    if o[k] == nil and k ~= "name" then o[k] = p[k] end
+    if o[k] == nil and not PUSH_ONLY[k] then o[k] = p[k] end
   end
   if mod.options.name then o.name = p.name end -- an Azure resource name: the service's
+  -- the credential the service pulls with (at every restart, long after this run) is never
+  -- the push's (a GITHUB_TOKEN or an ACR refresh token expires): pull_username/pull_password,
+  -- else the target's own default (a managed identity, the service principal's own, ...)
+  if mod.options.registry_username then
+    o.registry_username, o.registry_password = p.pull_username, p.pull_password
+  end
   for k, v in pairs(extra or {}) do o[k] = v end
   return o
 end
@@ -218,9 +231,13 @@ return pipeline.define {
                 description = "Severities that stop the pipeline before the push" },
     ignore_unfixed = { type = "boolean", default = false, description = "Findings without a fix do not fail the scan" },
     registry_username = { type = "string", env = "HOIST_REGISTRY_USERNAME",
-                          description = "Registry user for the push (else docker's stored credentials); the aci target pulls with it too" },
+                          description = "Registry user for the push (else docker's stored credentials); never given to the target" },
     registry_password = { type = "string", secret = true, env = "HOIST_REGISTRY_PASSWORD",
-                          description = "Registry password or token (prefer the environment variable)" },
+                          description = "Registry password or token for the push (prefer the environment variable)" },
+    pull_username = { type = "string", env = "HOIST_PULL_USERNAME",
+                      description = "[aci, appservice, containerapp] Registry user the service pulls the image with at every restart (default: the target's: a managed identity or the service principal's own); a credential that does not expire" },
+    pull_password = { type = "string", secret = true, env = "HOIST_PULL_PASSWORD",
+                      description = "[aci, appservice, containerapp] Its password (prefer the environment variable); never a token that expires (refused)" },
     verify_timeout = { type = "number", default = 60, min = 0.001, description = "Seconds the new container has to become healthy" },
     drain = { type = "number", default = 2, min = 0,
               description = "[local] Seconds the old container keeps its open connections after the switch" },

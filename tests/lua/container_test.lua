@@ -181,6 +181,35 @@ t.case("--dry-run changes nothing and prints every command", function()
   t.eq(hoist.proxy.status({ state = hoist.proxy.state_file(S.service, S.state) }).running, false)
 end, SLOW)
 
+t.case("the push credential is never the service's pull credential: an Azure target gets pull_username", function()
+  need_docker()
+  local creds = os.getenv("HOIST_TEST_AZURE_CREDENTIALS")
+  if not creds then
+    if os.getenv("CI") == "true" then error("the Azure emulator is not up (tests/env): CI=true, not skipping") end
+    t.skip("the Azure emulator is not up (tests/env)")
+  end
+  local proxy = os.getenv("HOIST_TEST_AZURE_PROXY")
+  local r = run_pipeline({ target = "aci", resource_group = "hoist-ct-pull", location = "westeurope",
+                           image = "127.0.0.1:5002/hoist-ct-pull/app", context = root .. "/examples/app", scan = "off",
+                           registry_username = "push-user", registry_password = "push-secret-7731",
+                           pull_username = "pull-user", pull_password = "pull-secret-8842" },
+                         { dry_run = true, env = { AZURE_CREDENTIALS = creds, HTTPS_PROXY = proxy, HTTP_PROXY = proxy,
+                                                   NO_PROXY = "127.0.0.1,localhost" } })
+  t.eq(r.code, 0, show(r))
+  local plan = r.stdout:match("Run folder: (%S+)") or (r.stderr:match("Run folder: (%S+)"))
+  t.ok(plan, "the run folder is named: " .. show(r))
+  local put
+  for _, step in ipairs(hoist.json.decode(read(plan .. "/plan.json")).steps) do
+    if step.action == "azure.aci.put" then put = hoist.json.encode(step) end
+  end
+  t.ok(put, "the plan has the container group PUT")
+  t.ok(put:find('"pull-user"', 1, true), "the group pulls with pull_username: " .. put)
+  t.ok(not put:find("push-user", 1, true), "the push user is not the group's: " .. put)
+  for _, secret in ipairs { "push-secret-7731", "pull-secret-8842" } do
+    t.ok(not (r.stdout .. r.stderr):find(secret, 1, true), "no secret shown")
+  end
+end, SLOW)
+
 t.case("examples/container-params.json is a valid parameter file (dry run)", function()
   need_docker()
   local r = hoist.exec { hoist_bin(), "run", "container@1", "--dry-run", "--no-color", "--state-dir", S.state,

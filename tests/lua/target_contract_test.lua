@@ -58,7 +58,8 @@ end
 
 -- The token registry plays ACR for the Azure targets: they pull with its user.
 local function azure_registry()
-  return { registry_username = E("HOIST_TEST_REGISTRY_TOKEN_USER"), registry_password = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") }
+  local user, password = E("HOIST_TEST_REGISTRY_TOKEN_USER"), E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD")
+  return { registry_username = user, registry_password = password, pull_username = user, pull_password = password }
 end
 
 local function merge(...)
