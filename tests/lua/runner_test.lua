@@ -95,7 +95,7 @@ t.case("third", function() t.skip("skipped on purpose") end)]])
       open[name] = nil
     end
   end
-  t.ok(log:find("start excl_a\n", 1, true) < log:find("start fail\n", 1, true), log)
+  -- (which child writes its start first is the scheduler's choice: only the overlap is ours)
   t.ok(log:find("start fail\n", 1, true) < log:find("end excl_a\n", 1, true), "fail started before excl_a ended:\n" .. log)
   hoist.exec { "rm", "-rf", dir }
 end, { timeout = 300 })
