@@ -160,6 +160,21 @@ t.case("providers.ensure names the provider and the command when registration is
        "Registered")
 end)
 
+t.case("resource ids encode every name; missing_ok reads a resource that is not there as nil", function()
+  -- names with characters a path gives meaning to stay one segment (they did not before:
+  -- the modules put names into paths as they came)
+  t.eq(azure.resource_id("s", "rg (1)"), "/subscriptions/s/resourceGroups/rg%20%281%29")
+  t.eq(azure.resource_id("s", "g", "Microsoft.Web/sites", "a/../b", "slots", "st ag"),
+    "/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/sites/a%2F..%2Fb/slots/st%20ag")
+  need_emulator()
+  local c = cred
+  t.eq(azure.request { path = rg_path("hoist-no-such-group-" .. os.time()), credential = c, missing_ok = true }, nil)
+  t.eq(azure.aci.get { name = "web", resource_group = "hoist-no-such/../group", subscription = SUB, credential = c }, nil)
+  local ok, e = pcall(azure.request, { path = rg_path("hoist-no-such-group-" .. os.time()), credential = c })
+  t.eq(ok, false)
+  t.eq(e.code, "not_found")
+end)
+
 t.cases("option errors name the function and the option", {
   { fn = function() return azure.request { path = 3 } end, pat = "hoist.azure.request: option 'path' must be a string" },
   { fn = function() return azure.request { method = "FETCH", path = "/x" } end, pat = "option 'method' must be one of" },

@@ -30,14 +30,13 @@ local function where(fname, o)
   end
   local c = azure().credential_of(fname, o.credential)
   local sub = azure().subscription(o.subscription, c)
-  return c, ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ContainerInstance/containerGroups/%s")
-    :format(sub, o.resource_group, o.name)
+  return c, azure().resource_id(sub, o.resource_group, "Microsoft.ContainerInstance/containerGroups", o.name)
 end
 
+-- a container group or registry settles in seconds: poll each second unless told otherwise
 local function call(c, o, r)
-  r.credential = c
   r.poll_interval = r.poll_interval or o.poll_interval or 1
-  return azure().request(r)
+  return azure().call(c, o, r)
 end
 
 --- The container group (as Azure shows it: secrets never come back), or nil.
@@ -46,10 +45,8 @@ end
 function M.get(opts)
   local o = util.check_opts("hoist.azure.aci.get", opts, spec(), "name")
   local c, id = where("hoist.azure.aci.get", o)
-  local ok, r = pcall(call, c, o, { path = id, what = "get container group " .. o.name })
-  if ok then return r.body end
-  if hoist.is_error(r, "not_found") then return nil end
-  error(r, 0)
+  local r = call(c, o, { path = id, what = "get container group " .. o.name, missing_ok = true })
+  return r and r.body
 end
 
 ---------------------------------------------------------------- the definition

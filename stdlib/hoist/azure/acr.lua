@@ -36,15 +36,14 @@ local function where(fname, o)
   end
   local c = azure().credential_of(fname, o.credential)
   local sub = azure().subscription(o.subscription, c)
-  local id = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ContainerRegistry/registries/%s")
-    :format(sub, o.resource_group, o.registry or o.name)
+  local id = azure().resource_id(sub, o.resource_group, "Microsoft.ContainerRegistry/registries", o.registry or o.name)
   return c, sub, id
 end
 
+-- a container group or registry settles in seconds: poll each second unless told otherwise
 local function call(c, o, r)
-  r.credential = c
   r.poll_interval = r.poll_interval or o.poll_interval or 1
-  return azure().request(r)
+  return azure().call(c, o, r)
 end
 
 ---@class hoist.azure.acr.Registry
@@ -69,10 +68,8 @@ function M.get(opts)
   local o = util.check_opts(fname, opts, spec { name = { type = "string", required = true } }, "name")
   check_name(fname, o.name)
   local c, _, id = where(fname, o)
-  local ok, r = pcall(call, c, o, { path = id, what = "get container registry " .. o.name })
-  if ok then return shaped(r.body) end
-  if hoist.is_error(r, "not_found") then return nil end
-  error(r, 0)
+  local r = call(c, o, { path = id, what = "get container registry " .. o.name, missing_ok = true })
+  return r and shaped(r.body)
 end
 
 --- Creates the registry unless it exists: the SKU given (default Basic), the admin user off

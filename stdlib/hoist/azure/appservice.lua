@@ -22,7 +22,7 @@ M.REGISTRY_PASSWORD = "DOCKER_REGISTRY_SERVER_PASSWORD"
 
 local function azure() return require "hoist.azure" end
 
-local function enc(s) return (s:gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end)) end
+local function enc(s) return azure().encode(s) end
 
 local common = {
   subscription = "string", resource_group = { type = "string", required = true },
@@ -43,17 +43,12 @@ local function locate(fname, o)
   local az = azure()
   local c = az.credential_of(fname, o.credential)
   local sub = az.subscription(o.subscription, c)
-  local p = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Web/sites/%s"):format(enc(sub),
-    enc(o.resource_group), enc(o.name))
+  local p = az.resource_id(sub, o.resource_group, "Microsoft.Web/sites", o.name)
   if o.slot and o.slot ~= "" and o.slot:lower() ~= "production" then p = p .. "/slots/" .. enc(o.slot) end
   return c, p, sub
 end
 
-local function call(c, o, extra)
-  local r = { credential = c, endpoint = o.endpoint }
-  for k, v in pairs(extra) do r[k] = v end
-  return azure().request(r)
-end
+local function call(c, o, r) return azure().call(c, o, r) end
 
 local function label(o)
   if o.slot and o.slot ~= "" and o.slot:lower() ~= "production" then return o.name .. "-" .. o.slot end
@@ -103,8 +98,7 @@ function M.plan(opts)
   local o = util.check_opts(fname, opts, spec { location = { type = "string", required = true }, sku = "string" })
   local c, sub = azure().credential_of(fname, o.credential), nil
   sub = azure().subscription(o.subscription, c)
-  local p = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Web/serverfarms/%s"):format(enc(sub),
-    enc(o.resource_group), enc(o.name))
+  local p = azure().resource_id(sub, o.resource_group, "Microsoft.Web/serverfarms", o.name)
   local r = call(c, o, { method = "PUT", path = p, action = "azure.appservice.plan",
     what = "create App Service plan " .. o.name,
     body = { location = o.location, kind = "linux", sku = { name = o.sku or M.defaults.sku },
@@ -119,10 +113,8 @@ function M.get(opts)
   local fname = "hoist.azure.appservice.get"
   local o = util.check_opts(fname, opts, spec())
   local c, p = locate(fname, o)
-  local ok, r = pcall(call, c, o, { path = p, what = "get web app " .. label(o) })
-  if ok then return r.body end
-  if hoist.is_error(r, "not_found") then return nil end
-  error(r, 0)
+  local r = call(c, o, { path = p, what = "get web app " .. label(o), missing_ok = true })
+  return r and r.body
 end
 
 ---@class hoist.azure.appservice.Registry where App Service pulls from
@@ -167,8 +159,7 @@ function M.create(opts)
   local c, p, sub = locate(fname, o)
   local plan = o.plan
   if not plan:find("/", 1, true) then
-    plan = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Web/serverfarms/%s"):format(enc(sub),
-      enc(o.resource_group), enc(plan))
+    plan = azure().resource_id(sub, o.resource_group, "Microsoft.Web/serverfarms", plan)
   end
   local s = {}
   for k, v in pairs(o.settings or {}) do s[k] = v end
@@ -191,12 +182,9 @@ function M.delete(opts)
   local fname = "hoist.azure.appservice.delete"
   local o = util.check_opts(fname, opts, spec())
   local c, p = locate(fname, o)
-  local ok, r = pcall(call, c, o, { method = "DELETE", path = p, action = "azure.appservice.delete",
-                                    what = "delete web app " .. label(o) })
-  if not ok then
-    if hoist.is_error(r, "not_found") then return { deleted = false } end
-    error(r, 0)
-  end
+  local r = call(c, o, { method = "DELETE", path = p, action = "azure.appservice.delete",
+                         what = "delete web app " .. label(o), missing_ok = true })
+  if not r then return { deleted = false } end
   return { deleted = not r.planned and r.status ~= 204, planned = r.planned or nil }
 end
 

@@ -16,7 +16,7 @@ local M = {}
 M.defaults = { timeout = 600, poll_interval = 2, log_lines = 20 }
 
 local function azure() return require "hoist.azure" end
-local function enc(s) return (s:gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end)) end
+local function enc(s) return azure().encode(s) end
 
 local common = {
   subscription = "string", resource_group = { type = "string", required = true },
@@ -35,22 +35,15 @@ local function locate(fname, o, kind)
   local az = azure()
   local c = az.credential_of(fname, o.credential)
   local sub = az.subscription(o.subscription, c)
-  return c, ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.App/%s/%s"):format(enc(sub),
-    enc(o.resource_group), kind or "containerApps", enc(o.name)), sub
+  return c, az.resource_id(sub, o.resource_group, "Microsoft.App/" .. (kind or "containerApps"), o.name), sub
 end
 
-local function call(c, o, extra)
-  local r = { credential = c, endpoint = o.endpoint }
-  for k, v in pairs(extra) do r[k] = v end
-  return azure().request(r)
-end
+local function call(c, o, r) return azure().call(c, o, r) end
 
 local function get(fname, o, kind, what)
   local c, p = locate(fname, o, kind)
-  local ok, r = pcall(call, c, o, { path = p, what = what })
-  if ok then return r.body end
-  if hoist.is_error(r, "not_found") then return nil end
-  error(r, 0)
+  local r = call(c, o, { path = p, what = what, missing_ok = true })
+  return r and r.body
 end
 
 --- Creates or updates a managed environment (Consumption).
@@ -124,12 +117,9 @@ function M.delete(opts)
   local fname = "hoist.azure.containerapp.delete"
   local o = util.check_opts(fname, opts, spec())
   local c, p = locate(fname, o)
-  local ok, r = pcall(call, c, o, { method = "DELETE", path = p, action = "azure.containerapp.delete", poll_interval = 1,
-                                    what = "delete container app " .. o.name })
-  if not ok then
-    if hoist.is_error(r, "not_found") then return { deleted = false } end
-    error(r, 0)
-  end
+  local r = call(c, o, { method = "DELETE", path = p, action = "azure.containerapp.delete", poll_interval = 1,
+                         what = "delete container app " .. o.name, missing_ok = true })
+  if not r then return { deleted = false } end
   return { deleted = not r.planned, planned = r.planned or nil }
 end
 
@@ -152,10 +142,9 @@ function M.revision(opts)
   local fname = "hoist.azure.containerapp.revision"
   local o = util.check_opts(fname, opts, spec { revision = { type = "string", required = true } })
   local c, p = locate(fname, o)
-  local ok, r = pcall(call, c, o, { path = p .. "/revisions/" .. enc(o.revision), what = "get revision " .. o.revision })
-  if ok then return r.body end
-  if hoist.is_error(r, "not_found") then return nil end
-  error(r, 0)
+  local r = call(c, o, { path = p .. "/revisions/" .. enc(o.revision), what = "get revision " .. o.revision,
+                         missing_ok = true })
+  return r and r.body
 end
 
 --- Sets the traffic weights: `weights` maps revision names to percentages adding up to 100.

@@ -41,6 +41,7 @@ local request_spec = util.spec(util.rest_options, {
   what = "string",
   action = "string",
   poll_interval = "number", wait_timeout = "number",
+  missing_ok = "boolean",
 })
 
 -- credentials by source name, so tokens are cached across the calls of one run
@@ -85,6 +86,7 @@ M.credential_of = credential_of
 ---@field poll_interval? number
 ---@field wait_timeout? number
 ---@field dry_run? boolean
+---@field missing_ok? boolean a 404 (the resource, or its group, is not there) returns nil instead of raising not_found
 
 ---@class hoist.azure.Response
 ---@field status integer the final status
@@ -95,17 +97,71 @@ M.credential_of = credential_of
 ---@field poll_url? string wait = false: where the operation's status is
 ---@field polls integer
 
+--- A path segment percent-encoded (RFC 3986 unreserved characters kept): a resource group
+--- or resource name never changes the path it is put in.
+---@param s string
+---@return string
+function M.encode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end))
+end
+
+--- The Resource Manager id of a resource group (`resource_id(sub, rg)`) or of a resource in it
+--- (`resource_id(sub, rg, "Microsoft.Web/sites", "web")`, a child: `..., "web", "slots",
+--- "staging"`), every name segment percent-encoded (hoist.azure.encode); `type` is the
+--- provider and resource type as Azure spells them.
+---@param sub string
+---@param rg string
+---@param type? string
+---@param ... string the resource name, then child type and name pairs
+---@return string
+function M.resource_id(sub, rg, type, ...)
+  local id = ("/subscriptions/%s/resourceGroups/%s"):format(M.encode(sub), M.encode(rg))
+  if not type then return id end
+  id = id .. "/providers/" .. type
+  for i = 1, select("#", ...) do
+    local seg = select(i, ...)
+    -- names are encoded; a child's type (the even positions after the name) is Azure's word
+    id = id .. "/" .. (i % 2 == 1 and M.encode(seg) or seg)
+  end
+  return id
+end
+
+--- One call of a domain module (hoist.azure.aci, acr, appservice, containerapp, resources):
+--- `r` (hoist.azure.RequestOptions) with the credential `c`, the module's `endpoint` option
+--- and those of its options named in `carry` (e.g. {"timeout", "attempts"}: only where the
+--- module's option means the same as the request's), `r`'s own first.
+---@param c hoist.azure.Credential
+---@param o table the module function's checked options
+---@param r hoist.azure.RequestOptions
+---@param carry? string[]
+---@return hoist.azure.Response|nil
+function M.call(c, o, r, carry)
+  r.credential = c
+  if r.endpoint == nil then r.endpoint = o.endpoint end
+  for _, k in ipairs(carry or {}) do
+    if r[k] == nil then r[k] = o[k] end
+  end
+  return M.request(r)
+end
+
 --- The generic Resource Manager call. Errors keep Azure's code, message, target and details
 --- (`details.error`) and its request ids (`details.request_ids`); an operation that ends
---- Failed or Canceled raises its own error.
+--- Failed or Canceled raises its own error. With `missing_ok`, a resource that is not there
+--- (not_found) returns nil: how every get and delete of the domain modules reads absence.
 ---@param opts hoist.azure.RequestOptions
----@return hoist.azure.Response
+---@return hoist.azure.Response|nil
 function M.request(opts)
   local o = util.check_opts("hoist.azure.request", opts, request_spec)
   for k, d in pairs(M.defaults) do if o[k] == nil then o[k] = d end end
   local c = credential_of("hoist.azure.request", o.credential)
   o.credential = nil
-  local r = await(native.request(c.native, o))
+  local missing_ok = o.missing_ok
+  o.missing_ok = nil
+  local ok, r = util.try(await, native.request(c.native, o))
+  if not ok then
+    if missing_ok and hoist.is_error(r, "not_found") then return nil end
+    error(r, 0)
+  end
   if r.body == hoist.json.null then r.body = nil end
   return r
 end

@@ -23,13 +23,9 @@ local function context(fname, o)
   return c, az.subscription(o.subscription, c)
 end
 
-local function call(c, o, extra)
-  local r = { credential = c, endpoint = o.endpoint, dry_run = o.dry_run, timeout = o.timeout, attempts = o.attempts }
-  for k, v in pairs(extra) do r[k] = v end
-  return azure().request(r)
-end
+local function call(c, o, r) return azure().call(c, o, r, { "dry_run", "timeout", "attempts" }) end
 
-local function enc(s) return (s:gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end)) end
+local function enc(s) return azure().encode(s) end
 
 ---------------------------------------------------------------- resource groups
 
@@ -50,10 +46,8 @@ local function group_path(sub, name) return ("/subscriptions/%s/resourcegroups/%
 function M.resource_groups.get(opts)
   local o = util.check_opts("hoist.azure.resource_groups.get", opts, group_spec, "name")
   local c, sub = context("hoist.azure.resource_groups.get", o)
-  local ok, r = pcall(call, c, o, { path = group_path(sub, o.name), what = "get resource group " .. o.name })
-  if ok then return r.body end
-  if hoist.is_error(r, "not_found") then return nil end
-  error(r, 0)
+  local r = call(c, o, { path = group_path(sub, o.name), what = "get resource group " .. o.name, missing_ok = true })
+  return r and r.body
 end
 
 --- Creates the resource group unless it exists. A group that exists in another location is a
@@ -102,12 +96,9 @@ function M.resource_groups.delete(opts)
   local o = util.check_opts("hoist.azure.resource_groups.delete", opts, spec {
     name = { type = "string", required = true }, poll_interval = "number" }, "name")
   local c, sub = context("hoist.azure.resource_groups.delete", o)
-  local ok, r = pcall(call, c, o, { method = "DELETE", path = group_path(sub, o.name), poll_interval = o.poll_interval,
-                                    what = "delete resource group " .. o.name, action = "azure.resource_group.delete" })
-  if not ok then
-    if hoist.is_error(r, "not_found") then return { deleted = false } end
-    error(r, 0)
-  end
+  local r = call(c, o, { method = "DELETE", path = group_path(sub, o.name), poll_interval = o.poll_interval,
+                         what = "delete resource group " .. o.name, action = "azure.resource_group.delete", missing_ok = true })
+  if not r then return { deleted = false } end
   return { deleted = not r.planned, planned = r.planned }
 end
 

@@ -47,8 +47,7 @@ local function connect(w)
   if clients[key] then return clients[key] end
   local action = w.admin and "listClusterAdminCredential" or "listClusterUserCredential"
   local r = azure.request { method = "POST", credential = cred, safe = true, what = ("AKS cluster %s: %s"):format(w.cluster, action),
-    path = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ContainerService/managedClusters/%s/%s"):format(sub,
-      w.resource_group, w.cluster, action) }
+    path = azure.resource_id(sub, w.resource_group, "Microsoft.ContainerService/managedClusters", w.cluster) .. "/" .. action }
   local first = type(r.body) == "table" and r.body.kubeconfigs and r.body.kubeconfigs[1]
   if not first or type(first.value) ~= "string" then
     fail("internal", ("AKS cluster %s: %s answered no kubeconfig"):format(w.cluster, action))

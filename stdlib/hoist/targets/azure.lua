@@ -265,7 +265,7 @@ function M.context(what, o)
   local c = M.credential(o.credential)
   local sub = azure.subscription(o.subscription, c)
   return { credential = c, subscription = sub, resource_group = o.resource_group, location = o.location, name = name,
-           endpoint = o.endpoint, group_id = ("/subscriptions/%s/resourceGroups/%s"):format(sub, o.resource_group) }
+           endpoint = o.endpoint, group_id = azure.resource_id(sub, o.resource_group) }
 end
 
 ---------------------------------------------------------------- what the targets share
