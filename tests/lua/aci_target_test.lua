@@ -518,13 +518,13 @@ t.case("the ACI scenario end to end: build, scan, push to ACR with AZURE_CREDENT
   local url = ("http://%s.westeurope.azurecontainer.io:8000"):format(label)
   local secure = "aci-e2e-secure-value-" .. RUN
   -- the push logs in with AZURE_CREDENTIALS (registry_auth=azure); ACI keeps a pull credential
-  -- made for pulling (the token registry's user, standing for an ACR token with a pull-only scope
+  -- made for pulling (pull_username: the token registry's user, standing for an ACR token with a pull-only scope
   -- map): the service principal's own secret, the default, is not accepted by the emulated
   -- registry's token server
   local env = { AZURE_CREDENTIALS = E("HOIST_TEST_AZURE_CREDENTIALS"), HOIST_TRIVY = support.root .. "/tests/tools/trivy",
                 HOIST_TRIVY_FIXTURE = CLEAN, HOIST_SECRET_ENV = "API_KEY=" .. secure,
-                HOIST_REGISTRY_USERNAME = E("HOIST_TEST_REGISTRY_TOKEN_USER"),
-                HOIST_REGISTRY_PASSWORD = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") }
+                HOIST_PULL_USERNAME = E("HOIST_TEST_REGISTRY_TOKEN_USER"),
+                HOIST_PULL_PASSWORD = E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") }
   local function run(version, healthy, extra_env, background_pid)
     local argv = { support.hoist_bin(), "run", "container@1", "--params-file", support.root .. "/examples/aci/params.json",
                    "--state-dir", state, "--no-color", "--set", "image=127.0.0.1:5002/hoist-aci-e2e-" .. RUN .. "/web",
