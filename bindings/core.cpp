@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <hoist/base64.hpp>
+#include <hoist/shell.hpp>
 #include <hoist/version.hpp>
 
 #include <chrono>
@@ -130,6 +131,13 @@ int l_scrub(lua_State* L) {
   const char* s = luaL_checklstring(L, 1, &n);
   auto out = Runtime::from(L).secrets().scrub(std::string_view(s, n));
   lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
+// status = core.execute(command): os.execute's wait status, the shell's output scrubbed
+int l_execute(lua_State* L) {
+  int status = system_scrubbed(luaL_checkstring(L, 1), Runtime::from(L).events().secrets());
+  lua_pushinteger(L, status);
   return 1;
 }
 
@@ -259,6 +267,7 @@ const luaL_Reg kFunctions[] = {
     {"log", protect<l_log>},
     {"secret", protect<l_secret>},
     {"scrub", protect<l_scrub>},
+    {"execute", protect<l_execute>},
     {"new_error", protect<l_new_error>},
     {"is_error", protect<l_is_error>},
     {"now", protect<l_now>},

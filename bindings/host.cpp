@@ -136,7 +136,8 @@ struct Engine::Impl {
     lua_pop(L, 3);
   }
 
-  void start_run(const nlohmann::json& args, bool record = true) {
+  // `script`: the file a plain script's run comes from (`hoist runs` names it).
+  void start_run(const nlohmann::json& args, bool record = true, const std::string& script = "") {
     rt->run_id = new_run_id();
     rt->args = args;
     rt->run_dir.clear();
@@ -145,8 +146,9 @@ struct Engine::Impl {
       std::filesystem::create_directories(rt->run_dir);
       run_sink->open(rt->run_dir + "/events.jsonl");
     }
-    events.emit(Event{0, "debug", "run.start", "run " + rt->run_id,
-                      {{"run", rt->run_id}, {"dir", rt->run_dir}}});
+    nlohmann::json fields = {{"run", rt->run_id}, {"dir", rt->run_dir}};
+    if (!script.empty()) fields["script"] = script;
+    events.emit(Event{0, "debug", "run.start", "run " + rt->run_id, fields});
   }
 
   // Runs the function on top of the main state's stack (with nargs args) as the main fiber.
@@ -252,6 +254,7 @@ struct Engine::Impl {
       std::filesystem::remove_all(rt->run_dir, ec);
       rt->run_dir.clear();
     }
+    result.recorded = !rt->run_dir.empty();
   }
 
   // Loads `hoist` as a global and pushes the chunk loader result; returns false on error.
@@ -326,7 +329,7 @@ EventBus& Engine::events() { return impl_->events; }
 RunResult Engine::run_file(const std::string& path, const nlohmann::json& args) {
   std::error_code ec;
   bool exists = std::filesystem::is_regular_file(path, ec);
-  impl_->start_run(args, exists);  // a usage error records no run
+  impl_->start_run(args, exists, path);  // a usage error records no run
   if (!exists) return impl_->load_error("no such script file: " + path, Code::invalid_argument, 2);
   impl_->prepare_globals();
   lua_State* L = impl_->rt->L();

@@ -45,10 +45,15 @@ int load_embedded(lua_State* L) {
   return 1;
 }
 
-// print(), io.write() and io.stdout/io.stderr:write() pass through the scrubber; writes to
-// files (a config a script writes on purpose) stay as they are.
+// print(), io.write(), io.stdout/io.stderr:write() and the output of os.execute's shell pass
+// through the scrubber; writes to files (a config a script writes on purpose) stay as they are.
 const char kScrubbedOutput[] = R"(
 local scrub = require("hoist.native.core").scrub
+local execute, execute_scrubbed = os.execute, require("hoist.native.core").execute
+os.execute = function(command)
+  if command == nil then return execute() end  -- "is there a shell": nothing runs
+  return execute_scrubbed(command)
+end
 local stdout, stderr = io.stdout, io.stderr
 local methods = getmetatable(stdout).__index
 local write, iowrite, output = methods.write, io.write, io.output

@@ -84,20 +84,45 @@ Endpoints Endpoints::from(const Env& env) {
   return e;
 }
 
+// "a number", "an array": what a JSON value is, for a message that must not show it.
+static std::string a_type(const nlohmann::json& v) {
+  std::string t = v.type_name();
+  return (t[0] == 'a' || t[0] == 'o' ? "an " : "a ") + t;
+}
+
+// Every message names the variable and what is wrong with it, never its text: it holds a
+// secret (so nlohmann's reason, which quotes what it last read, is left out).
 ServicePrincipal parse_azure_credentials(std::string_view text) {
-  auto j = hoist::parse_json_or_discarded(text);
-  if (j.is_discarded() || !j.is_object())
-    throw Error(Code::invalid_argument, "AZURE_CREDENTIALS is not a JSON object (expected the azure/login JSON "
-                                        "{clientId, clientSecret, subscriptionId, tenantId})");
+  static const std::string expected = "expected the azure/login JSON {clientId, clientSecret, subscriptionId, tenantId}";
+  nlohmann::json j;
+  try {
+    j = hoist::parse_json(text);
+  } catch (const Error& e) {
+    const auto& d = e.details();
+    throw Error(Code::invalid_argument,
+                "AZURE_CREDENTIALS is set but is not valid JSON (it breaks at line " +
+                    std::to_string(d.value("line", 0)) + ", column " + std::to_string(d.value("column", 0)) +
+                    (text.find_first_not_of(" \t\r\n") == std::string_view::npos ? ": it is blank" : "") + "; " +
+                    expected + ")",
+                {{"variable", "AZURE_CREDENTIALS"}, {"line", d.value("line", 0)}, {"column", d.value("column", 0)}});
+  }
+  if (!j.is_object())
+    throw Error(Code::invalid_argument,
+                "AZURE_CREDENTIALS is set but is " + a_type(j) + " in JSON, not an object (" + expected + ")",
+                {{"variable", "AZURE_CREDENTIALS"}});
   ServicePrincipal sp;
   auto field = [&](const char* name, std::string& into, bool required) {
     auto it = j.find(name);
     if (it == j.end() || it->is_null() || (it->is_string() && it->get_ref<const std::string&>().empty())) {
-      if (required) throw Error(Code::invalid_argument, std::string("AZURE_CREDENTIALS lacks '") + name + "'");
+      if (required)
+        throw Error(Code::invalid_argument, std::string("AZURE_CREDENTIALS lacks '") + name + "' (" + expected + ")",
+                    {{"variable", "AZURE_CREDENTIALS"}, {"field", name}});
       return;
     }
     if (!it->is_string())
-      throw Error(Code::invalid_argument, std::string("AZURE_CREDENTIALS: '") + name + "' must be a string");
+      throw Error(Code::invalid_argument,
+                  std::string("AZURE_CREDENTIALS: '") + name + "' must be a string, not " + a_type(*it),
+                  {{"variable", "AZURE_CREDENTIALS"}, {"field", name}});
     into = it->get<std::string>();
   };
   field("clientId", sp.client_id, true);

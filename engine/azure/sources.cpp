@@ -12,6 +12,7 @@ struct Probe {
   Settings settings;
   std::vector<std::string> missing;
   std::string failure;  // a present but unusable setting (AZURE_CREDENTIALS that is not JSON)
+  nlohmann::json failure_details;
   bool applies() const { return missing.empty() && failure.empty(); }
 };
 
@@ -52,6 +53,7 @@ Probe client_secret(const CredentialOptions& o, const Env& env) {
       p.settings.from = "AZURE_CREDENTIALS";
     } catch (const Error& e) {
       p.failure = e.message();
+      p.failure_details = e.details();
     }
     return p;
   }
@@ -122,8 +124,15 @@ Probe probe(const std::string& source, const CredentialOptions& o, const Env& en
   return p;
 }
 
+// A variable that is set but unusable is the user's mistake, not a source that is absent: it
+// stops the chain (falling through to az would blame a missing `az login`).
+[[noreturn]] void refuse(const Probe& p) {
+  nlohmann::json details = p.failure_details.is_object() ? p.failure_details : nlohmann::json::object();
+  details["source"] = p.settings.source;
+  throw Error(Code::invalid_argument, "azure credential '" + p.settings.source + "': " + p.failure, details);
+}
+
 std::string why(const Probe& p) {
-  if (!p.failure.empty()) return p.failure;
   return join(p.missing, " and ") + (p.missing.size() == 1 ? " is not set" : " are not set");
 }
 
@@ -142,6 +151,7 @@ Settings select_source(const CredentialOptions& o, const Env& env) {
       throw Error(Code::invalid_argument, "azure credential: unknown source '" + o.source +
                                               "' (known: client_secret, workload_identity, oidc, managed_identity, az_cli, static)");
     Probe p = probe(o.source, o, env, true);
+    if (!p.failure.empty()) refuse(p);
     if (!p.applies()) {
       bool tool = o.source == "az_cli";
       throw Error(tool ? Code::tool_missing : Code::unauthorized,
@@ -153,6 +163,7 @@ Settings select_source(const CredentialOptions& o, const Env& env) {
   std::vector<std::string> reasons;
   for (const char* s : kSources) {
     Probe p = probe(s, o, env, false);
+    if (!p.failure.empty()) refuse(p);
     if (p.applies()) return done(std::move(p));
     // a source half configured is named first: that is the one the user meant
     reasons.push_back(std::string(s) + ": " + (s == std::string("az_cli") ? join(p.missing, ", ") : why(p)));

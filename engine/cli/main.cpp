@@ -43,6 +43,8 @@ struct RunFlags {
 
 // How deep one parameter's value may nest: parameters are settings, not documents.
 constexpr int kMaxParamDepth = 100;
+// How large a --params-file may be, for the same reason.
+constexpr std::size_t kMaxParamsFileBytes = 4 * 1024 * 1024;
 
 // Levels of nesting of a JSON value (a scalar is 0), walked with an explicit stack.
 int depth_of(const nlohmann::json& value) {
@@ -64,9 +66,18 @@ nlohmann::json read_params_file(const std::string& path) {
   if (ec || !std::filesystem::exists(status)) usage_error("cannot read --params-file " + path + ": no such file");
   if (std::filesystem::is_directory(status))
     usage_error("cannot read --params-file " + path + ": it is a directory, not a JSON file");
+  // Read in bounded pieces, never whole: /dev/zero or a FIFO has no size to check first.
   std::ifstream in(path, std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in && !in.eof()) usage_error("cannot read --params-file " + path);
+  if (!in) usage_error("cannot read --params-file " + path);
+  std::string text;
+  char chunk[64 * 1024];
+  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+    text.append(chunk, static_cast<std::size_t>(in.gcount()));
+    if (text.size() > kMaxParamsFileBytes)
+      usage_error("--params-file " + path + " is larger than " + std::to_string(kMaxParamsFileBytes / (1024 * 1024)) +
+                  " MiB: parameters are settings, not data (pass a file's path as a parameter instead)");
+  }
+  if (in.bad()) usage_error("cannot read --params-file " + path);
   nlohmann::json args;
   try {
     args = hoist::parse_json(text);  // bounded nesting: no recursion on a hostile file
@@ -117,11 +128,17 @@ bool looks_like_file(const std::string& target) {
 
 // One readable paragraph: where, what, why; the traceback only at debug level. A failed
 // pipeline also says what its cause's own details were and what is left to undo.
+// A run that left no folder (a usage error, a tool's own run) is not named: `hoist runs` and
+// `hoist report` would not know its id.
 void print_failure(const hoist::RunResult& r, const std::string& log_level) {
   const auto& e = *r.error;
-  std::cerr << "\nhoist: run " << r.run_id << " failed";
-  if (!r.where.empty()) std::cerr << " at " << r.where;
-  std::cerr << "\n  " << hoist::to_string(e.code()) << ": " << e.message() << "\n";
+  if (!r.recorded && r.exit_code == kExitUsage) {
+    std::cerr << "hoist: " << hoist::to_string(e.code()) << ": " << e.message() << "\n";
+  } else {
+    std::cerr << "\nhoist: " << (r.recorded ? "run " + r.run_id + " failed" : std::string("failed"));
+    if (!r.where.empty()) std::cerr << " at " << r.where;
+    std::cerr << "\n  " << hoist::to_string(e.code()) << ": " << e.message() << "\n";
+  }
   auto details = e.details();
   details.erase("exit_code");
   if (details.contains("cause") && details.contains("status")) {
@@ -141,9 +158,11 @@ void print_failure(const hoist::RunResult& r, const std::string& log_level) {
 // --log-format json: the failure paragraph is one error-level event, like every other line.
 void emit_failure(hoist::Engine& engine, const hoist::RunResult& r) {
   const auto& e = *r.error;
-  std::string text = "run " + r.run_id + " failed" + (r.where.empty() ? "" : " at " + r.where) + ": " +
+  std::string text = (r.recorded ? "run " + r.run_id + " failed" : std::string("failed")) +
+                     (r.where.empty() ? "" : " at " + r.where) + ": " +
                      std::string(hoist::to_string(e.code())) + ": " + e.message();
-  nlohmann::json fields = {{"run", r.run_id}, {"exit_code", r.exit_code}, {"error", e.to_json()}};
+  nlohmann::json fields = {{"exit_code", r.exit_code}, {"error", e.to_json()}};
+  if (r.recorded) fields["run"] = r.run_id;
   if (!r.where.empty()) fields["where"] = r.where;
   if (!r.traceback.empty()) fields["traceback"] = r.traceback;
   engine.events().emit(hoist::Event{0, "error", "run.failed", text, fields});
@@ -376,8 +395,9 @@ int main(int argc, char** argv) {
 
   RunFlags doctor_flags;
   doctor_flags.log_level = "warn";
+  bool doctor_json = false;
   auto* doctor = app.add_subcommand("doctor", "Which tools hoist can use here, and what a missing one disables");
-  doctor->add_flag("--json", doctor_flags.dry_run, "Print the report as JSON");
+  doctor->add_flag("--json", doctor_json, "Print the report as JSON");
 
   auto* version = app.add_subcommand("version", "Engine and library versions");
 
@@ -430,7 +450,7 @@ int main(int argc, char** argv) {
       options.write_run_dir = false;
       hoist::Engine engine(options);
       auto r = engine.run_string("local a = ...\nreturn require('hoist.doctor').main(a)", "hoist doctor",
-                                 {{"json", doctor_flags.dry_run}});
+                                 {{"json", doctor_json}});
       if (!r.ok) print_failure(r, "info");
       return r.exit_code;
     }

@@ -2,6 +2,7 @@
 
 #include <hoist/json.hpp>
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -19,7 +20,11 @@
 namespace hoist {
 namespace {
 
-constexpr int kMaxDepth = kMaxJsonDepth;
+// yaml-cpp 0.7 refuses a path of 500 nodes (containers plus the scalar at the end) with its
+// own "bad file"; hoist stops both ways below that, so what it writes it can read, and the
+// message says what is wrong.
+constexpr int kMaxDepth = kMaxYamlDepth;
+static_assert(kMaxYamlDepth < 498, "yaml-cpp must not reach its own depth limit first");
 // What one stream may expand to. Without aliases a text cannot hold more nodes or text than
 // it has bytes, so these budgets stop alias expansion ("billion laughs") and parser loops.
 constexpr std::size_t kNodeBudget = 1'000'000;
@@ -244,7 +249,7 @@ class Builder : public YAML::EventHandler {
     if (it == anchors_.end()) fail(mark, "an alias refers to the node that contains it (a cycle)");
     const Node& target = it->second;
     if (static_cast<int>(stack_.size()) + target.height > kMaxDepth)
-      fail(mark, "nesting deeper than " + std::to_string(kMaxDepth));
+      fail(mark, "nesting deeper than " + std::to_string(kMaxDepth) + " levels");
     count(mark, target.nodes, target.bytes);
     add(mark, YAML::NullAnchor, target);
   }
@@ -252,6 +257,7 @@ class Builder : public YAML::EventHandler {
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
     count(mark, 1, value.size());
+    utf8_or_fail(mark, value);
     if (want_key()) {
       if (tag == "?" && value == "<<") {
         stack_.back().merge_next = true;
@@ -289,6 +295,22 @@ class Builder : public YAML::EventHandler {
     std::vector<std::pair<YAML::Mark, nlohmann::json>> merges;
   };
 
+  // yaml-cpp passes bytes that are not UTF-8 through; such a string could not be written back
+  // (YAML has no escape for a raw byte), so it is refused here, where the text is, as go-yaml
+  // (kubectl) refuses it.
+  static void utf8_or_fail(const YAML::Mark& mark, std::string_view s) {
+    static const char* hex = "0123456789ABCDEF";
+    for (std::size_t i = 0; i < s.size();) {
+      std::size_t len = static_cast<unsigned char>(s[i]) < 0x80 ? 1 : utf8_at(s, i).length;
+      if (len == 0) {
+        unsigned char b = s[i];
+        fail(mark, "invalid UTF-8 in a scalar at byte " + std::to_string(i + 1) + " (0x" + hex[b >> 4] + hex[b & 15] +
+                       "); YAML text is Unicode");
+      }
+      i += len;
+    }
+  }
+
   bool want_key() const { return !stack_.empty() && stack_.back().is_map && stack_.back().want_key; }
 
   void count(const YAML::Mark& mark, std::size_t nodes, std::size_t bytes) {
@@ -302,7 +324,8 @@ class Builder : public YAML::EventHandler {
 
   void open(const YAML::Mark& mark, YAML::anchor_t anchor, bool is_map) {
     if (want_key()) fail(mark, std::string("a mapping key must be a scalar, not a ") + (is_map ? "mapping" : "sequence"));
-    if (static_cast<int>(stack_.size()) >= kMaxDepth) fail(mark, "nesting deeper than " + std::to_string(kMaxDepth));
+    if (static_cast<int>(stack_.size()) >= kMaxDepth)
+      fail(mark, "nesting deeper than " + std::to_string(kMaxDepth) + " levels");
     count(mark, 1, 0);
     Frame& f = stack_.emplace_back();
     f.is_map = is_map;
@@ -522,6 +545,11 @@ class Writer {
       }
       const bool in_seq = f.node->is_array();
       ++f.it;  // f is not used below: push_back may move it
+      // an empty [] or {} is a level too: decode counts it
+      if (child.is_structured() && static_cast<int>(stack_.size()) >= kMaxDepth)
+        throw Error(Code::invalid_argument,
+                    "cannot write YAML: nesting deeper than " + std::to_string(kMaxDepth) + " levels",
+                    {{"max_depth", kMaxDepth}});
       if (!is_block(child)) {
         out_ += ' ';
         scalar_line(child, indent + 2);
@@ -618,6 +646,8 @@ std::vector<nlohmann::json> parse_yaml_all(std::string_view text) {
     YAML::Parser parser(in);
     while (parser.HandleNextDocument(builder)) {
     }
+  } catch (const YAML::DeepRecursion& e) {  // kept as a guard; the Builder stops first
+    fail(e.mark, "nesting deeper than " + std::to_string(kMaxDepth) + " levels");
   } catch (const YAML::Exception& e) {
     fail(e.mark, e.msg);
   }

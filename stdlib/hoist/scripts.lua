@@ -85,7 +85,9 @@ function M.versions(name)
     local names = {}
     for n in pairs(M.list()) do names[#names + 1] = n end
     table.sort(names)
-    usage_error(("no bundled pipeline named %q (bundled: %s)"):format(name, #names > 0 and table.concat(names, ", ") or "none"))
+    local hint = require("hoist.pipeline.params").suggest(name, M.list())
+    usage_error(("no bundled pipeline named %q%s (bundled: %s)"):format(name,
+      hint and (", did you mean %q?"):format(hint) or "", #names > 0 and table.concat(names, ", ") or "none"))
   end
   local out = {}
   for _, major in ipairs(majors) do

@@ -101,9 +101,10 @@ TEST_CASE("a missing or broken source says exactly which variable, for that sour
            Row{{}, "static", "unauthorized: azure credential 'static': the token option is not set"},
            Row{{}, "password", "invalid_argument: azure credential: unknown source 'password'"},
            Row{{{"AZURE_CREDENTIALS", "{not json"}}, "client_secret",
-               "unauthorized: azure credential 'client_secret': AZURE_CREDENTIALS is not a JSON object"},
+               "invalid_argument: azure credential 'client_secret': AZURE_CREDENTIALS is set but is not valid JSON "
+               "(it breaks at line 1, column 3"},
            Row{{{"AZURE_CREDENTIALS", R"({"clientId":"c","tenantId":"t"})"}}, "client_secret",
-               "unauthorized: azure credential 'client_secret': AZURE_CREDENTIALS lacks 'clientSecret'"},
+               "invalid_argument: azure credential 'client_secret': AZURE_CREDENTIALS lacks 'clientSecret'"},
            Row{{}, "",
                "unauthorized: no Azure credential found (client_secret: AZURE_CLIENT_ID, AZURE_TENANT_ID and "
                "AZURE_CLIENT_SECRET are not set; workload_identity: AZURE_FEDERATED_TOKEN_FILE"},
@@ -122,6 +123,28 @@ TEST_CASE("a missing or broken source says exactly which variable, for that sour
                                    "client_secret");
   CHECK(typed.find("'clientSecret' must be a string") != std::string::npos);
   CHECK(typed.find("12345678") == std::string::npos);
+}
+
+TEST_CASE("a set but invalid AZURE_CREDENTIALS stops the chain, naming the variable and never its value") {
+  struct Row {
+    std::string value, expected;
+  };
+  const std::string secret = "s3cr3t-Value-77";
+  for (const Row& row : {
+           Row{"{not json " + secret, "AZURE_CREDENTIALS is set but is not valid JSON (it breaks at line 1, column 3;"},
+           Row{R"({"clientId":"c","clientSecret":")" + secret, "AZURE_CREDENTIALS is set but is not valid JSON (it breaks at line 1, column "},
+           Row{"   ", "AZURE_CREDENTIALS is set but is not valid JSON (it breaks at line 1, column 4: it is blank;"},
+           Row{R"(["c",")" + secret + R"("])", "AZURE_CREDENTIALS is set but is an array in JSON, not an object"},
+           Row{R"({"clientId":"c","clientSecret":")" + secret + R"(","tenantId":7})", "AZURE_CREDENTIALS: 'tenantId' must be a string, not a number"},
+           Row{R"({"clientId":"c","clientSecret":")" + secret + R"("})", "AZURE_CREDENTIALS lacks 'tenantId'"},
+       }) {
+    CAPTURE(row.value);
+    // az is on PATH (the stand-in): before the fix the chain fell through to it
+    std::string msg = select_error({{"AZURE_CREDENTIALS", row.value}, {"PATH", std::string(HOIST_SOURCE_DIR) + "/tests/tools"}});
+    CHECK(msg.find("invalid_argument: azure credential 'client_secret': " + row.expected) == 0);
+    CHECK(msg.find(secret) == std::string::npos);
+    CHECK(msg.find("az_cli") == std::string::npos);
+  }
 }
 
 TEST_CASE("endpoints and scopes: sovereign clouds and tests move them") {

@@ -90,10 +90,10 @@ TEST_CASE("a string that is not UTF-8 cannot be written, and the error names the
   }
 }
 
-TEST_CASE("deep nesting round-trips (the writer keeps its stack on the heap)") {
+TEST_CASE("nesting up to the YAML limit round-trips; one level more is refused both ways") {
   json deep = json::array();
   json* at = &deep;
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < (hoist::kMaxYamlDepth - 1) / 2; ++i) {  // 1 + 2 per step: 399 levels
     at->push_back(json::object({{"k", json::array()}}));
     at = &(*at)[0]["k"];
   }
@@ -101,4 +101,15 @@ TEST_CASE("deep nesting round-trips (the writer keeps its stack on the heap)") {
   auto back = hoist::parse_yaml_all(hoist::dump_yaml(deep));
   REQUIRE(back.size() == 1);
   CHECK(back[0] == deep);
+  // 401 levels: an empty [] innermost counts, as decode counts it
+  json over = json::array();
+  at = &over;
+  for (int i = 1; i < hoist::kMaxYamlDepth; ++i) {
+    at->push_back(json::array());
+    at = &(*at)[0];
+  }
+  at->push_back(json::array());
+  CHECK_THROWS_WITH(hoist::dump_yaml(over), "invalid_argument: cannot write YAML: nesting deeper than 400 levels");
+  CHECK_THROWS_WITH(hoist::parse_yaml_all(std::string(401, '[') + std::string(401, ']')),
+                    "invalid_argument: malformed YAML at line 1, column 401: nesting deeper than 400 levels");
 }

@@ -10,6 +10,11 @@ cmake -S "$src/examples/embed" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$w
 cmake --build "$work/build" >/dev/null
 # also check the pkg-config file
 PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --exists hoist
+pc_prefix=$(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --variable=prefix hoist)
+if [[ $pc_prefix != "$work/prefix" ]]; then
+  echo "hoist.pc says prefix=$pc_prefix; installed with --prefix $work/prefix"
+  exit 1
+fi
 out=$(cd "$src/examples/embed" && LD_LIBRARY_PATH="$work/prefix/lib" "$work/build/embed" script.lua)
 echo "$out"
 grep -q '"service":"web"' <<<"$out"

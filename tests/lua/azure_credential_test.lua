@@ -120,6 +120,24 @@ t.cases("each source obtains a token the emulator's Resource Manager accepts", {
   t.eq(out.status, 200)
 end)
 
+-- No emulator needed: the chain stops at the broken variable, before any request.
+t.cases("a set but broken AZURE_CREDENTIALS is an error naming it, not a fall-through to az", {
+  { name = "not JSON", value = "{clientId: app, clientSecret: hoist-azcred-Secret-55}", says = " is set but is not valid JSON %(it breaks at line 1, column 2;" },
+  { name = "truncated", value = '{"clientId":"app","clientSecret":"hoist-azcred-Secret-55', says = " is set but is not valid JSON" },
+  { name = "wrong type", value = '{"clientId":"app","clientSecret":"hoist-azcred-Secret-55","tenantId":["t"]}', says = ": 'tenantId' must be a string, not an array" },
+}, function(row)
+  local dir = support.tmpdir("hoist-azcred")
+  support.write(dir .. "/child.lua", "hoist.azure.credential {}\n")
+  local env = { PATH = support.root .. "/tests/tools:" .. (E("PATH") or "/usr/bin:/bin") }  -- the az stand-in is there
+  for k, v in pairs(BASE_ENV) do env[k] = v end
+  env.AZURE_CREDENTIALS = row.value
+  local r = support.run_hoist({ "run", dir .. "/child.lua", "--state-dir", dir .. "/state" }, { env = env, timeout = 60 })
+  t.eq(r.code, 1, r.stderr)
+  t.match(r.stderr, "invalid_argument: azure credential 'client_secret': AZURE_CREDENTIALS" .. row.says)
+  t.no_match(r.stdout .. r.stderr, "az login")
+  t.no_match(r.stdout .. r.stderr, "hoist-azcred-Secret-55")
+end)
+
 t.case("az_cli: the last source, through `az account get-access-token` (tests/tools/az)", function()
   need_emulator()
   local out = run_child({ T_SOURCE = "az_cli", T_AZ = support.root .. "/tests/tools/az", T_ARM = "0" })

@@ -34,7 +34,13 @@ t.cases("usage errors exit 2 and name the bad thing", {
   { name = "--params-file with a parameter nested too deep", args = { "run", "@SCRIPT", "--params-file", "@DEEPPARAM" },
     says = "%-%-params%-file .*param%.json: parameter 'config' nests deeper than 100 levels" },
   { name = "unknown command", args = { "deploy" }, says = "unknown command 'deploy'" },
-  { name = "unknown pipeline", args = { "run", "nosuchpipeline" }, says = "no bundled pipeline named \"nosuchpipeline\"" },
+  { name = "unknown pipeline", args = { "run", "nosuchpipeline" }, says = "no bundled pipeline named \"nosuchpipeline\" %(bundled:" },
+  { name = "a pipeline name with a typo", args = { "run", "contaner@1" },
+    says = "^hoist: invalid_argument: no bundled pipeline named \"contaner\", did you mean \"container\"%? %(bundled: " },
+  { name = "--params-file /dev/zero", args = { "run", "@SCRIPT", "--params-file", "/dev/zero" },
+    says = "%-%-params%-file /dev/zero is larger than 4 MiB" },
+  { name = "--params-file larger than 4 MiB", args = { "run", "@SCRIPT", "--params-file", "@BIGJSON" },
+    says = "%-%-params%-file .*big%.json is larger than 4 MiB" },
 }, function(row)
   local dir = support.tmpdir("hoist-cli")
   local subst = {
@@ -45,6 +51,7 @@ t.cases("usage errors exit 2 and name the bad thing", {
     ["@DEEPJSON"] = script(dir, "deep.json", '{"a": ' .. ("["):rep(90000) .. ("]"):rep(90000) .. "}"),
     ["@DEEPPARAM"] = script(dir, "param.json", '{"config": ' .. ("["):rep(150) .. ("]"):rep(150) .. "}"),
   }
+  if row.args[4] == "@BIGJSON" then subst["@BIGJSON"] = script(dir, "big.json", '{"a": "' .. ("x"):rep(4 * 1024 * 1024) .. '"}') end
   local args = {}
   for i, a in ipairs(row.args) do args[i] = subst[a] or a end
   args[#args + 1] = args[1] == "run" and "--state-dir" or nil
@@ -52,8 +59,45 @@ t.cases("usage errors exit 2 and name the bad thing", {
   local r = cli(args)
   t.eq(r.code, 2, r.stderr)
   t.match(r.stderr, row.says)
-  -- a usage error ran nothing: no run folder, nothing for `hoist runs`
+  -- a usage error ran nothing: no run folder, nothing for `hoist runs`, so no run id to name
+  t.ok(not r.stderr:find("run %S+ failed"), "a usage error names a run id: " .. r.stderr)
   t.eq(hoist.exec({ "sh", "-c", "ls \"$1\"/state/runs 2>/dev/null", "sh", dir }).stdout, "")
+end)
+
+t.case("hoist doctor --json prints JSON and leaves dry-run off", function()
+  -- a stand-in doctor (HOIST_LUA_PATH overrides one stdlib file) reports what the engine gave it
+  local dir = support.tmpdir("hoist-cli")
+  hoist.exec { "mkdir", "-p", dir .. "/stdlib/hoist", check = true }
+  script(dir, "stdlib/hoist/doctor.lua", "return { main = function(a) print(hoist.json.encode { json = a.json, dry_run = hoist.run.dry_run }) end }\n")
+  for _, row in ipairs { { args = { "doctor", "--json" }, json = true }, { args = { "doctor" }, json = false } } do
+    local r = cli(row.args, { env = { NO_COLOR = "1", GITHUB_ACTIONS = "false", HOIST_LUA_PATH = dir } })
+    t.eq(r.code, 0, r.stderr)
+    local out = hoist.json.decode(r.stdout)
+    t.eq(out.json, row.json)
+    t.eq(out.dry_run, false)
+  end
+end)
+
+t.case("hoist runs names a plain script by its file; --json has every key, pipeline null for a script", function()
+  local dir = support.tmpdir("hoist-cli")
+  local path = script(dir, "deploy-web.lua", "return 1\n")
+  local r = cli { "run", path, "--state-dir", dir .. "/state" }
+  t.eq(r.code, 0, r.stderr)
+  local p = cli { "run", support.root .. "/tests/pipelines/fail.lua", "--set", "marker=" .. dir .. "/m", "--state-dir", dir .. "/state" }
+  t.eq(p.code, 1, p.stderr)
+  local text = cli { "runs", "--state-dir", dir .. "/state" }
+  t.eq(text.code, 0, text.stderr)
+  t.match(text.stdout, "\n%S+%s+succeeded%s+deploy%-web%.lua%s")
+  local runs = cli { "runs", "--state-dir", dir .. "/state", "--json" }
+  t.eq(runs.code, 0, runs.stderr)
+  local list = hoist.json.decode(runs.stdout)
+  t.eq(#list, 2)
+  local by = {}
+  for _, e in ipairs(list) do by[e.status] = e end
+  t.eq(by.succeeded.pipeline, hoist.json.null)
+  t.eq(by.succeeded.script, path)
+  t.eq(by.rolled_back.pipeline, "fail")
+  t.eq(by.rolled_back.script, hoist.json.null)
 end)
 
 t.case("bad pipeline parameters are a usage error that records no run", function()

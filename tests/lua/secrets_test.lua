@@ -93,6 +93,10 @@ for _, f in ipairs(forms) do
   hoist.log.info("log " .. f, { field = f, list = { f } })
   hoist.log.warn("warn " .. f)
   hoist.exec { "printf", "%s\n", f, stream = true }
+  local tmp = os.tmpname()  -- a file is not scrubbed: the shell prints it
+  local fh = assert(io.open(tmp, "wb")); fh:write(f, "\n"); fh:close()
+  os.execute("printf 'os.execute '; cat '" .. tmp .. "'; cat '" .. tmp .. "' >&2")
+  os.remove(tmp)
   github.annotation { message = "annotation " .. f, title = f }
   github.step_summary("summary " .. f)
 end
@@ -135,6 +139,24 @@ t.cases("no secret leaves hoist in any supported encoding", {
   t.eq(found, {}, "leaks")
   t.match(stdout, "print\t%*%*%*")
   t.match(stdout, "::error title=%*%*%*::annotation %*%*%*")
+end)
+
+t.case("os.execute: the shell's output is scrubbed, even written in pieces; its status is system()'s", function()
+  local dir = support.tmpdir("hoist-secrets")
+  local script = dir .. "/exec.lua"
+  support.write(script, [[
+hoist.secret("os-exec-secret-9876")
+io.write("before\n")
+local status = os.execute("printf 'out os-exec-'; sleep 0.2; printf 'secret-9876 end\\n'; echo 'err os-exec-secret-9876' >&2; exit 3")
+print("status", status)
+print("killed", os.execute("kill -9 $$"))
+print("shell", os.execute() ~= 0)
+]])
+  local r = support.run_hoist({ "run", script, "--state-dir", dir .. "/state" }, { env = { NO_COLOR = "1", GITHUB_ACTIONS = "false" } })
+  t.eq(r.code, 0, r.stderr)
+  t.no_match(r.stdout .. r.stderr, "secret-9876")
+  t.match(r.stdout, "^before\nout %*%*%* end\nstatus\t768\nkilled\t9\nshell\ttrue\n$")
+  t.match(r.stderr, "err %*%*%*")
 end)
 
 t.case("hoist.secret refuses a value too short to mask", function()

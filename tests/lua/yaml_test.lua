@@ -287,6 +287,59 @@ t.cases("errors", {
   t.raises(row.fn, "invalid_argument", row.pattern)
 end)
 
+-- What decode returns, encode writes back: a string that is not UTF-8 is refused where it is
+-- read (it could not be written: YAML has no escape for a raw byte).
+t.cases("text that is not UTF-8 is refused by decode, naming where", {
+  { name = "a value", yaml = "a: \255\n", line = 1, column = 4, pattern = "byte 1 %(0xFF%)" },
+  { name = "inside a value", yaml = "a: ok\nb: x\192\175y\n", line = 2, column = 4, pattern = "byte 2 %(0xC0%)" },
+  { name = "a key", yaml = "k\237\160\128: 1\n", line = 1, column = 1, pattern = "byte 2 %(0xED%)" },
+  { name = "in a sequence, quoted", yaml = "- 'a\254'\n", line = 1, column = 3, pattern = "byte 2 %(0xFE%)" },
+}, function(row)
+  local err = t.raises(function() yaml.decode(row.yaml) end, "invalid_argument")
+  t.match(err.message, ("^malformed YAML at line %d, column %d: invalid UTF%%-8 in a scalar at "):format(row.line, row.column))
+  t.match(err.message, row.pattern)
+end)
+
+t.case("valid UTF-8 and escapes decode and encode back to the same strings", function()
+  for _, text in ipairs { "a: h\195\169\n", 'a: "\\xff \\u00e9 \\U0001F600"\n', "- \240\159\152\128\n" } do
+    local v = yaml.decode(text)
+    t.eq(yaml.decode(yaml.encode(v)), v)
+  end
+end)
+
+-- yaml-cpp stops a path of about 500 nodes with "bad file": hoist stops first, both ways, at
+-- one documented depth, and says so.
+local function nested(style, n)
+  if style == "flow" then return ("["):rep(n) .. ("]"):rep(n) end
+  if style == "sequence" then return ("- "):rep(n) .. "x\n" end
+  local lines = {}
+  for i = 1, n do lines[i] = ("  "):rep(i - 1) .. (style == "map" and "a:" or "- a:") end
+  return table.concat(lines, "\n") .. " 1\n"
+end
+t.cases("nesting: 400 levels read and write back; 401 are refused naming the depth", {
+  { name = "flow" }, { name = "sequence" }, { name = "map" }, { name = "sequence of maps" },
+}, function(row)
+  local style = row.name == "sequence of maps" and "seqmap" or row.name
+  local v = yaml.decode(nested(style, style == "seqmap" and 200 or 400))
+  t.eq(yaml.decode(yaml.encode(v)), v)
+  local err = t.raises(function() yaml.decode(nested(style, style == "seqmap" and 201 or 401)) end, "invalid_argument")
+  t.match(err.message, "nesting deeper than 400 levels")
+  -- far deeper text is refused the same way, before the parser's own limit
+  t.raises(function() yaml.decode(nested(style, 2000)) end, "invalid_argument", "nesting deeper than 400 levels")
+end)
+
+t.case("encode refuses a value nested deeper than YAML reads back", function()
+  local v = {}
+  local at = v
+  for _ = 2, 401 do at[1] = {}; at = at[1] end
+  t.raises(function() yaml.encode(v) end, "invalid_argument", "cannot write YAML: nesting deeper than 400 levels")
+  v = {}
+  at = v
+  for _ = 2, 400 do at[1] = {}; at = at[1] end
+  at[1] = "leaf"
+  t.eq(yaml.decode(yaml.encode(v)), v)
+end)
+
 ---------------------------------------------------------------- hostile input
 
 -- What one stream may cost is bounded, and no scalar's length reaches a recursion.

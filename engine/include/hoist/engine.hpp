@@ -49,6 +49,7 @@ struct RunResult {
   bool ok = false;
   int exit_code = 1;  // 0 ok, 1 failed, 2 usage, 3 rollback incomplete, 4 policy, 130 cancelled
   std::string run_id;
+  bool recorded = false;       // the run left its folder (.hoist/runs/<id>): `hoist runs` lists it
   nlohmann::json value;        // what the script returned (first value), as JSON
   std::optional<Error> error;  // set when !ok
   std::string where;           // script file:line of the error

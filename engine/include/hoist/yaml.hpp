@@ -29,6 +29,10 @@
 
 namespace hoist {
 
+// How deep YAML may nest, read or written: below the 1000 of JSON because yaml-cpp's parser
+// stops at about 500 levels.
+constexpr int kMaxYamlDepth = 400;
+
 // Every document of a YAML stream, in order. An empty document (e.g. after a trailing
 // "---") is null; an empty stream has no documents.
 std::vector<nlohmann::json> parse_yaml_all(std::string_view text);

@@ -82,6 +82,7 @@ end
 ---@field compensations hoist.Compensation[] with status "pending"|"succeeded"|"failed"|"not_needed" (the run succeeded)
 ---@field pending integer compensations not done yet (none for a succeeded run)
 ---@field script? boolean a plain script's run (no journal: told from events.jsonl)
+---@field file? string a plain script's run: the script file, as given to `hoist run`
 ---@field error? table
 ---@field finish? table the last run.end entry
 
@@ -158,7 +159,10 @@ function M.script_summary(dir, id, mtime)
   local s = { id = id, dir = dir, script = true, stages = {}, compensations = {}, pending = 0, dry_run = false }
   local ok, events = pcall(native.read, dir .. "/events.jsonl")
   for _, e in ipairs(ok and events or {}) do
-    if e.kind == "run.start" then s.started = e.ts end
+    if e.kind == "run.start" then
+      s.started = e.ts
+      s.file = e.fields and e.fields.script
+    end
     if e.kind == "run.end" then
       s.status = (e.fields and e.fields.ok) and "succeeded" or "failed"
       if s.started then s.duration = e.ts - s.started end

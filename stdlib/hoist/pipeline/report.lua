@@ -177,11 +177,19 @@ end
 ---@param runs hoist.RunSummary[]
 ---@param opts? {json?: boolean}
 function R.print_runs(runs, opts)
+  -- a plain script by its file name (the folder is in --json), "(script)" when unknown
+  local function script_name(r)
+    if not r.script then return "?" end
+    return r.file and (r.file:match("[^/]+$") or r.file) or "(script)"
+  end
   if opts and opts.json then
     local out = {}
     for i, r in ipairs(runs) do
-      out[i] = { id = r.id, status = r.status, pipeline = r.pipeline, version = r.version, started = r.started,
-                 duration = r.duration, dry_run = r.dry_run, pending = r.pending, dir = r.dir }
+      -- every key in every entry: null says "none" (a plain script has no pipeline)
+      local null = json().null
+      out[i] = { id = r.id, status = r.status, pipeline = r.pipeline or null, script = r.file or null,
+                 version = r.version or null, started = r.started or null, duration = r.duration or null,
+                 dry_run = r.dry_run, pending = r.pending, dir = r.dir }
     end
     if #out == 0 then out = json().decode("[]") end
     print(json().encode(out))
@@ -195,7 +203,7 @@ function R.print_runs(runs, opts)
   for _, r in ipairs(runs) do
     local status = r.status .. (r.dry_run and " (dry)" or "")
     if r.status == "died" and r.pending > 0 then status = status .. " !" end
-    print(("%-22s %-16s %-20s %-10s %-19s %9s"):format(r.id, status, r.pipeline or (r.script and "(script)" or "?"),
+    print(("%-22s %-16s %-20s %-10s %-19s %9s"):format(r.id, status, r.pipeline or script_name(r),
       r.version or "-", r.started and os.date("%Y-%m-%d %H:%M:%S", math.floor(r.started)) or "-",
       fmt_duration(r.duration)))
   end
