@@ -107,6 +107,22 @@ t.case("hoist.k8s.apply checks every document before the first write", function(
   t.eq(config().metadata.resourceVersion, rv, "the ConfigMap was not written")
 end)
 
+
+t.case("the preflight checks your own manifests before the build: exit 2, nothing written", function()
+  local c = client()
+  local rv = config().metadata.resourceVersion
+  local ok, err = pcall(require("hoist.targets").preflight, "kubernetes", {
+    service = "web", image = IMAGE, namespace = NS, kubeconfig = os.getenv("KUBECONFIG"),
+    manifests = manifests("warn", { deployment_api = "extensions/v1beta1" }) })
+  t.ok(not ok, "refused")
+  t.eq(err.code, "invalid_argument", tostring(err))
+  t.match(err.message, "document 2 %(Deployment web, apiVersion extensions/v1beta1%)")
+  t.eq(err.details.exit_code, 2)
+  t.eq(config().metadata.resourceVersion, rv, "the ConfigMap was not written")
+  t.ok(require("hoist.targets").preflight("kubernetes", { service = "web", image = IMAGE, namespace = NS,
+    kubeconfig = os.getenv("KUBECONFIG"), manifests = manifests("info") }), "good manifests pass")
+end)
+
 t.case("cleanup", function()
   drop_namespace()
   hoist.exec { "docker", "rmi", IMAGE }

@@ -423,7 +423,8 @@ function M.make(name, connect, cluster_options, module, pin)
   end
 
   --- Before a build: the service name by Kubernetes' rule, the cluster reached with the
-  --- kubeconfig (or, for aks, Azure's), the namespace there. Reads only.
+  --- kubeconfig (or, for aks, Azure's), the namespace there, and your own `manifests`
+  --- (hoist.k8s.check_manifests: server-side dry runs store nothing).
   ---@param o table the deploy options, checked
   ---@return string[] what was checked
   function T.preflight(o)
@@ -438,7 +439,14 @@ function M.make(name, connect, cluster_options, module, pin)
         .. "(kubectl create namespace %s) or give namespace="):format(name, ns, tostring(c.server), tostring(c.context), ns),
         { namespace = ns, exit_code = 2 })
     end
-    return { ("cluster %s answers (context %s)"):format(tostring(c.server), tostring(c.context)), ("namespace %s exists"):format(ns) }
+    local checked = { ("cluster %s answers (context %s)"):format(tostring(c.server), tostring(c.context)), ("namespace %s exists"):format(ns) }
+    if o.manifests and not o.set_image then
+      -- your own manifests are known before the build: a bad document fails now (exit 2)
+      local objects = parse(o.manifests)
+      hoist.k8s.check_manifests(objects, { client = c, namespace = ns, force = true })
+      checked[#checked + 1] = ("%d manifest document(s) pass discovery and a server-side dry run"):format(#objects)
+    end
+    return checked
   end
 
   -- Options a script may pass that are not parameters: a hoist.k8s client it made itself.
