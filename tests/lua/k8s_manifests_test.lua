@@ -91,6 +91,23 @@ t.case("v3 whose rollout fails: rolled back, the ConfigMap restored as it was be
   t.eq(after.metadata.annotations["hoist.dev/run"], "mf-v1")
 end, SLOW)
 
+t.case("an existing Secret the failed run changed cannot be restored (its values are never journaled): named", function()
+  local secret = { apiVersion = "v1", kind = "Secret", metadata = { name = "web-token" }, stringData = { token = "tok-one-1234" } }
+  local list = manifests("info")
+  table.insert(list, 1, secret)
+  deploy("mf-v4", list)
+  local bad = manifests("info", { image = REGISTRY .. "/" .. NS .. "/missing:none" })
+  table.insert(bad, 1, { apiVersion = "v1", kind = "Secret", metadata = { name = "web-token" }, stringData = { token = "tok-two-5678" } })
+  local ok, err = pcall(deploy, "mf-v5", bad)
+  t.ok(not ok, "the deploy fails")
+  t.eq(err.code, "rollout_failed", tostring(err))
+  t.match(err.message, "rolled back to revision %d+")
+  t.match(err.message, "NOT restored: k8s%.restore: secret [%w-]+/web%-token existed before")
+  t.no_match(hoist.json.encode(err), "tok%-one%-1234")
+  t.no_match(hoist.json.encode(err), "tok%-two%-5678")
+  t.eq(config().data.LEVEL, "info")
+end, SLOW)
+
 t.case("k8s.restore: an existing object without its previous state is an error, not a silent success", function()
   t.raises(function()
     require("hoist.k8s.undo").restore { client = client(), namespace = NS, existed = true, run = "mf-x",
