@@ -361,11 +361,15 @@ function M.run(opts)
                                                                  label_selector = selector, shared = true } or nil,
     events = client:watch { kind = "Event", api_version = "v1", namespace = ns, shared = true },
   }
+  -- the pumps go on after the verdict until the watches close: the events that explain it
+  -- may still be coming
   local function pump(key, w)
-    while not decided do
+    while not st.closed do
       absorb(key, w:next())
-      if not decided then decided = evaluate() end
-      if decided then wake() end
+      if not decided then
+        decided = evaluate()
+        if decided then wake() end
+      end
     end
   end
   local tasks = {}
@@ -408,8 +412,21 @@ function M.run(opts)
       decided = decided or evaluate()
     end
   end
+  -- A failing pod's own event (the kubelet's "Failed to pull image ...") may trail the status
+  -- the verdict came from by a moment: wait for it a little, so the evidence has it.
+  local function about_pod(name)
+    for _, e in ipairs(st.events) do if (e.involvedObject or {}).name == name then return true end end
+  end
+  local grace_ok, grace_err = pcall(function()
+    if decided.code and decided.pod then
+      local give_up = hoist.now() + 1
+      while not about_pod(decided.pod) and hoist.now() < give_up do hoist.sleep(0.05) end
+    end
+  end)
+  st.closed = true
   for _, w in pairs(watches) do w:close() end
   for _, t in ipairs(tasks) do t:cancel() end
+  if not grace_ok then error(grace_err, 0) end -- cancelled: raised once the watches are closed
   if decided.error then error(decided.error, 0) end
   local progress = last_class and last_class.progress or {}
   if decided.done then
