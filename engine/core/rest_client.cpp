@@ -17,6 +17,15 @@ bool retryable_status(const RetryPolicy& p, long status) {
   return std::find(p.statuses.begin(), p.statuses.end(), status) != p.statuses.end();
 }
 
+// A retryable status whose body the API's parser gives a code no retry mends (Kubernetes'
+// 500 for a field the schema lacks: the same answer however often it is asked): the body
+// decides, not the status alone.
+bool permanent(const Api& api, const HttpResponse& resp) {
+  if (!api.parse_error) return false;
+  RemoteError remote = api.parse_error(resp);
+  return remote.code && !default_retryable(*remote.code);
+}
+
 PlanStep step_of(const Request& req) {
   PlanStep step{req.http.method, req.http.url, req.action, nullptr, req.plan_fields};
   if (!req.http.body.empty()) {
@@ -147,7 +156,7 @@ Task<std::optional<Retry>> Client::try_once(ContextPtr ctx, const Request& req, 
     renewed = true;
     co_return Retry{"HTTP 401, credentials renewed", std::nullopt, true};
   }
-  if (!last && retryable_status(ctx->options.retry, out.status))
+  if (!last && retryable_status(ctx->options.retry, out.status) && !permanent(api_, out))
     co_return Retry{"HTTP " + std::to_string(out.status), parse_retry_after(out.header("retry-after"), now_unix()),
                     false};
   co_return std::nullopt;

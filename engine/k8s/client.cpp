@@ -46,6 +46,17 @@ rest::RemoteError status_error_parser(const HttpResponse& resp) {
   std::string reason = body.value("reason", "");
   for (const auto& [name, code] : kReasons)
     if (reason == name) out.code = code;
+  // A 500 is not always a passing fault: server-side apply of a field the kind's schema lacks
+  // answers 500 without a reason ("failed to create typed patch object (...): .spec.x: field
+  // not declared in schema", kubernetes#122480; structuredmerge.go returns a plain error), and
+  // the same body comes back however often it is sent. The message decides, so it is not
+  // retried as `unavailable`.
+  static const char* const kDeterministic[] = {"failed to create typed patch object", "field not declared in schema"};
+  if (!out.code && (reason.empty() || reason == "InternalError")) {
+    std::string message = body.value("message", "");
+    for (const char* m : kDeterministic)
+      if (message.find(m) != std::string::npos) out.code = Code::invalid_argument;
+  }
   // the field causes of Invalid, at the top of details where a script looks first
   if (auto d = body.find("details"); d != body.end() && d->is_object() && d->contains("causes"))
     out.details["causes"] = (*d)["causes"];

@@ -246,8 +246,10 @@ function M.check_manifests(objects, opts)
   for i, obj in ipairs(objects) do
     local m = obj.metadata or {}
     local what = ("document %d (%s %s, apiVersion %s)"):format(i, tostring(obj.kind), tostring(m.name), tostring(obj.apiVersion))
+    local step = "discovery"
     local ok, err = pcall(function()
       o.client:resource { kind = obj.kind, api_version = obj.apiVersion }
+      step = "dry run"
       if not util.dry_run() then
         o.client:apply(obj, { namespace = o.namespace, force = o.force, server_dry_run = true })
       end
@@ -255,7 +257,8 @@ function M.check_manifests(objects, opts)
     if not ok then
       if not hoist.is_error(err) or err.code == "cancelled" then error(err, 0) end
       local details = { document = i, kind = obj.kind, name = m.name, api_version = obj.apiVersion, server = err.details }
-      local code = err.code == "not_found" and "invalid_argument" or err.code
+      -- a kind or version the server does not serve is the manifest's fault
+      local code = (step == "discovery" and err.code == "not_found") and "invalid_argument" or err.code
       fail(code, ("%s: %s; nothing was changed"):format(what, err.message), details, err.retryable)
     end
   end

@@ -8,7 +8,8 @@ what the client's own logic depends on, and lets a test break things on purpose:
   objects     list (limit + continue), get, create (409 AlreadyExists, 422 Invalid with causes
               for an upper-case name), patch (apply-patch+yaml, merge-patch+json,
               strategic-merge-patch+json as a merge, json-patch+json add/replace), delete;
-              dryRun=All validates and stores nothing
+              dryRun=All validates and stores nothing; an applied field named notInSchema
+              gets the 500 API servers answer for a field the schema lacks
   watch       ?watch=1&resourceVersion=N: history after N, then live events, BOOKMARKs when
               allowWatchBookmarks, ends after timeoutSeconds; an ERROR event with a 410
               Status when N is older than the compacted history
@@ -60,6 +61,23 @@ def status(code, reason, message, details=None):
     if details:
         body["details"] = details
     return code, body
+
+
+def undeclared(obj, path=""):
+    """The path of a field named notInSchema (the fake's stand-in for a field the kind's schema lacks), or None."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "notInSchema":
+                return path + "." + k
+            found = undeclared(v, path + "." + k)
+            if found:
+                return found
+    elif isinstance(obj, list):
+        for v in obj:
+            found = undeclared(v, path + "[]")
+            if found:
+                return found
+    return None
 
 
 def merge(dst, src):
@@ -198,6 +216,13 @@ class Handler(BaseHTTPRequestHandler):
                 if obj is not None and obj.get("metadata", {}).get("annotations", {}).get("owner") == "other" and q.get("force") != "true":
                     return self.send_json(*status(409, "Conflict", 'Apply failed with 1 conflict: conflict with "other": .spec.replicas',
                                                   {"causes": [{"reason": "FieldManagerConflict", "message": 'conflict with "other"', "field": ".spec.replicas"}]}))
+                bad = undeclared(patch)
+                if bad:
+                    # what API servers answer to a field the schema lacks: 500, no reason
+                    # (kubernetes/kubernetes#122480), the same each time it is sent
+                    return self.send_json(500, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                                "message": "failed to create typed patch object (%s/%s; %s, Kind=%s): %s: field not declared in schema"
+                                                % (ns or "", name, gv, patch.get("kind", ""), bad), "code": 500})
                 new = merge(copy.deepcopy(obj) if obj else {}, patch)
                 return self.write(key, ns, new, q, res, gv, create=obj is None)
             if obj is None:

@@ -98,6 +98,22 @@ TEST_CASE("k8s errors: each Status reason to its code, whatever the HTTP status 
   CHECK(plain.details()["body"] == "<html>bad gateway</html>");
 }
 
+TEST_CASE("k8s errors: a deterministic 500 is classified by its Status body, not its code") {
+  // server-side apply of a field the schema lacks: 500, no reason (kubernetes#122480's body)
+  std::string body = json{{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", json::object()}, {"status", "Failure"},
+                          {"message", "failed to create typed patch object (prod/web; apps/v1, Kind=Deployment): "
+                                      ".spec.template.spec.containers[name=\"app\"].imagePullPolcy: field not declared in schema"},
+                          {"code", 500}}.dump();
+  auto e = error_for(500, body);
+  CHECK(e.code() == Code::invalid_argument);
+  CHECK_FALSE(e.retryable());
+  CHECK(e.message().find("imagePullPolcy: field not declared in schema") != std::string::npos);
+  // an InternalError that says nothing of the kind stays a server fault, retried
+  auto transient = error_for(500, status("InternalError", 500, "Internal error occurred: etcdserver: request timed out"));
+  CHECK(transient.code() == Code::unavailable);
+  CHECK(transient.retryable());
+}
+
 TEST_CASE("k8s resources: paths for namespaced, cluster-scoped and core kinds") {
   Resource deploy{"apps", "v1", "Deployment", "deployments", true, {}};
   CHECK(deploy.api_version() == "apps/v1");

@@ -102,6 +102,12 @@ t.case("aks-helm: a release that never gets ready is rolled back with helm rollb
   t.ok(r.code ~= 0, "the run failed")
   t.match(r.stderr, "not ready after 10s")
   t.match(r.stderr, "k8s.helm_rollback")
+  -- the cause, and the details of the new release's pods only, bounded
+  t.match(r.stderr, "last event of pod web%-%w+%-%w+: Unhealthy: %a+ probe failed: HTTP probe failed with statuscode: 404")
+  local details = r.stderr:match("\n%s*details: ([^\n]*)") or ""
+  print(("aks-helm: the failure's details: %d bytes"):format(#details))
+  t.ok(#details > 0 and #details < 3000, "details of the failure: " .. #details .. " bytes")
+  t.no_match(details, "replica set web%-%w+ from 0 to 3", "the old release's events")
   t.no_match(r.stdout .. r.stderr, E("HOIST_TEST_AZURE_OIDC_TOKEN"))
   hoist.k8s.rollout { name = "web", client = c, timeout = 120 }
   local d = c:get { kind = "Deployment", name = "web" }

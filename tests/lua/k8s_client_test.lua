@@ -213,6 +213,19 @@ t.case("429 is retried after Retry-After; with no tries left it is throttled", f
   t.eq(err.details.retry_after, 1)
 end)
 
+t.case("a 500 whose Status says the field is not in the schema is invalid_argument, sent once", function()
+  reset()
+  local c = client()
+  c:resource { kind = "ConfigMap" }  -- discovery cached: the requests counted are the apply's
+  local before = #requests()
+  local ok, err = pcall(c.apply, c, cm("bad", { data = { k = "v" }, notInSchema = true }), { backoff = 0.01 })
+  t.ok(not ok)
+  t.eq(err.code, "invalid_argument", tostring(err))
+  t.eq(err.retryable, false)
+  t.match(err.message, "%.notInSchema: field not declared in schema")
+  t.eq(#requests() - before, 1, "not retried: the same body comes back each time")
+end)
+
 ---------------------------------------------------------------- watch
 
 -- The next event that is not a bookmark (within 10 s).

@@ -91,6 +91,23 @@ t.case("v3 whose rollout fails: rolled back, the ConfigMap restored as it was be
   t.eq(after.metadata.annotations["hoist.dev/run"], "mf-v1")
 end, SLOW)
 
+t.case("an existing Secret the failed run changed cannot be restored (its values are never journaled): named", function()
+  local secret = { apiVersion = "v1", kind = "Secret", metadata = { name = "web-token" }, stringData = { token = "tok-one-1234" } }
+  local list = manifests("info")
+  table.insert(list, 1, secret)
+  deploy("mf-v4", list)
+  local bad = manifests("info", { image = REGISTRY .. "/" .. NS .. "/missing:none" })
+  table.insert(bad, 1, { apiVersion = "v1", kind = "Secret", metadata = { name = "web-token" }, stringData = { token = "tok-two-5678" } })
+  local ok, err = pcall(deploy, "mf-v5", bad)
+  t.ok(not ok, "the deploy fails")
+  t.eq(err.code, "rollout_failed", tostring(err))
+  t.match(err.message, "rolled back to revision %d+")
+  t.match(err.message, "NOT restored: k8s%.restore: secret [%w-]+/web%-token existed before")
+  t.no_match(hoist.json.encode(err), "tok%-one%-1234")
+  t.no_match(hoist.json.encode(err), "tok%-two%-5678")
+  t.eq(config().data.LEVEL, "info")
+end, SLOW)
+
 t.case("k8s.restore: an existing object without its previous state is an error, not a silent success", function()
   t.raises(function()
     require("hoist.k8s.undo").restore { client = client(), namespace = NS, existed = true, run = "mf-x",
@@ -105,6 +122,22 @@ t.case("hoist.k8s.apply checks every document before the first write", function(
   t.ok(not ok, "refused")
   t.match(tostring(err), "document 2 %(Deployment web")
   t.eq(config().metadata.resourceVersion, rv, "the ConfigMap was not written")
+end)
+
+
+t.case("the preflight checks your own manifests before the build: exit 2, nothing written", function()
+  local c = client()
+  local rv = config().metadata.resourceVersion
+  local ok, err = pcall(require("hoist.targets").preflight, "kubernetes", {
+    service = "web", image = IMAGE, namespace = NS, kubeconfig = os.getenv("KUBECONFIG"),
+    manifests = manifests("warn", { deployment_api = "extensions/v1beta1" }) })
+  t.ok(not ok, "refused")
+  t.eq(err.code, "invalid_argument", tostring(err))
+  t.match(err.message, "document 2 %(Deployment web, apiVersion extensions/v1beta1%)")
+  t.eq(err.details.exit_code, 2)
+  t.eq(config().metadata.resourceVersion, rv, "the ConfigMap was not written")
+  t.ok(require("hoist.targets").preflight("kubernetes", { service = "web", image = IMAGE, namespace = NS,
+    kubeconfig = os.getenv("KUBECONFIG"), manifests = manifests("info") }), "good manifests pass")
 end)
 
 t.case("cleanup", function()

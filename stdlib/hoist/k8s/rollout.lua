@@ -117,7 +117,14 @@ local function clip(text)
 end
 
 -- The names the evidence is about: the workload, and once the new revision is known only its
--- ReplicaSet and pods (the old ones are healthy and going away: their events are noise).
+-- ReplicaSet and pods (the old ones are healthy and going away: their events are noise). Of
+-- the workload's own events, its warnings and those naming the new ReplicaSet.
+local function about_new(st, e)
+  local io = e.involvedObject or {}
+  if io.name ~= st.name or not st.new_rs then return true end
+  return e.type == "Warning" or tostring(e.message or ""):find(st.new_rs, 1, true) ~= nil
+end
+
 local function evidence_names(st)
   local names = { [st.name] = true }
   local have_current = next(st.current) ~= nil
@@ -126,13 +133,15 @@ local function evidence_names(st)
   return names
 end
 
--- The newest Warning event of the new pods ("Unhealthy: Readiness probe failed: ... 404"): the
--- cause a timeout's message names when the verdict alone does not.
+-- The newest Warning event of the new pods, a failed probe first ("Unhealthy: Readiness
+-- probe failed: ... 404" says why; the BackOff after a failed liveness probe only what
+-- followed): the cause a timeout's message names when the verdict alone does not.
 local function newest_warning(st)
   local best
+  local function rank(e) return (e.reason == "Unhealthy" and "1" or "0") .. event_time(e) end
   for _, e in ipairs(st.events) do
     local io = e.involvedObject or {}
-    if e.type == "Warning" and io.kind == "Pod" and st.current[io.name] and (not best or event_time(e) >= event_time(best)) then
+    if e.type == "Warning" and io.kind == "Pod" and st.current[io.name] and (not best or rank(e) >= rank(best)) then
       best = e
     end
   end
@@ -159,7 +168,7 @@ local function evidence(st, client, failing, o)
   local events = {}
   for _, e in ipairs(st.events) do
     local io = e.involvedObject or {}
-    if names[io.name] then
+    if names[io.name] and about_new(st, e) then
       events[#events + 1] = { type = e.type, reason = e.reason, message = clip(e.message), object = (io.kind or "") .. "/" .. (io.name or ""),
                               count = e.count, last = event_time(e) ~= "" and event_time(e) or nil }
     end
@@ -312,7 +321,14 @@ function M.run(opts)
     if key == "events" then
       if ev.type == "LIST" then st.events = {} end
       for _, e in ipairs(ev.type == "LIST" and ev.object.items or { ev.object }) do
-        if ev.type ~= "DELETED" and about_workload(e) then st.events[#st.events + 1] = e end
+        if ev.type ~= "DELETED" and about_workload(e) then
+          -- an event seen again (its count went up) replaces its earlier copy
+          local name = meta(e).name
+          for i = #st.events, 1, -1 do
+            if name and meta(st.events[i]).name == name then table.remove(st.events, i) break end
+          end
+          st.events[#st.events + 1] = e
+        end
       end
       while #st.events > 200 do table.remove(st.events, 1) end
       return
@@ -345,11 +361,15 @@ function M.run(opts)
                                                                  label_selector = selector, shared = true } or nil,
     events = client:watch { kind = "Event", api_version = "v1", namespace = ns, shared = true },
   }
+  -- the pumps go on after the verdict until the watches close: the events that explain it
+  -- may still be coming
   local function pump(key, w)
-    while not decided do
+    while not st.closed do
       absorb(key, w:next())
-      if not decided then decided = evaluate() end
-      if decided then wake() end
+      if not decided then
+        decided = evaluate()
+        if decided then wake() end
+      end
     end
   end
   local tasks = {}
@@ -392,8 +412,21 @@ function M.run(opts)
       decided = decided or evaluate()
     end
   end
+  -- A failing pod's own event (the kubelet's "Failed to pull image ...") may trail the status
+  -- the verdict came from by a moment: wait for it a little, so the evidence has it.
+  local function about_pod(name)
+    for _, e in ipairs(st.events) do if (e.involvedObject or {}).name == name then return true end end
+  end
+  local grace_ok, grace_err = pcall(function()
+    if decided.code and decided.pod then
+      local give_up = hoist.now() + 1
+      while not about_pod(decided.pod) and hoist.now() < give_up do hoist.sleep(0.05) end
+    end
+  end)
+  st.closed = true
   for _, w in pairs(watches) do w:close() end
   for _, t in ipairs(tasks) do t:cancel() end
+  if not grace_ok then error(grace_err, 0) end -- cancelled: raised once the watches are closed
   if decided.error then error(decided.error, 0) end
   local progress = last_class and last_class.progress or {}
   if decided.done then

@@ -251,19 +251,29 @@ function M.make(name, connect, cluster_options, module, pin)
     end)
   end, { module = module })
 
-  -- Back to what served before: the previous revision, or nothing when this run created it.
-  local function roll_back(c, ns, o, before, created, changed)
+  -- The other objects that existed are put back as they were; one that cannot be (a Secret)
+  -- is named, and the others are still restored.
+  local function restore_changed(c, ns, o, changed)
+    local left = {}
     for i = #changed, 1, -1 do
       local a = changed[i]
-      undo.restore { client = c, namespace = ns, manifest = a.manifest, existed = true, previous = a.previous, run = o.run }
+      local ok, err = util.try(undo.restore, { client = c, namespace = ns, manifest = a.manifest, existed = true,
+                                               previous = a.previous, run = o.run })
+      if not ok then left[#left + 1] = hoist.is_error(err) and err.message or tostring(err) end
     end
+    return #left > 0 and ("; NOT restored: " .. table.concat(left, "; ")) or ""
+  end
+
+  -- Back to what served before: the previous revision, or nothing when this run created it.
+  local function roll_back(c, ns, o, before, created, changed)
     if before then
       undo.rollout_undo { client = c, namespace = ns, name = before.name, revision = before.revision,
                           template_hash = before.template_hash, run = o.run, timeout = o.rollout_timeout }
       return ("rolled back to revision %s (%s), which serves"):format(tostring(before.revision), tostring(before.image))
+        .. restore_changed(c, ns, o, changed)
     end
     for i = #created, 1, -1 do undo.restore { client = c, namespace = ns, manifest = created[i], run = o.run } end
-    return "nothing served before: what this run created was deleted"
+    return "nothing served before: what this run created was deleted" .. restore_changed(c, ns, o, changed)
   end
 
   local function deploy(o, c, ns)
@@ -423,7 +433,8 @@ function M.make(name, connect, cluster_options, module, pin)
   end
 
   --- Before a build: the service name by Kubernetes' rule, the cluster reached with the
-  --- kubeconfig (or, for aks, Azure's), the namespace there. Reads only.
+  --- kubeconfig (or, for aks, Azure's), the namespace there, and your own `manifests`
+  --- (hoist.k8s.check_manifests: server-side dry runs store nothing).
   ---@param o table the deploy options, checked
   ---@return string[] what was checked
   function T.preflight(o)
