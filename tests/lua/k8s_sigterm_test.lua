@@ -157,4 +157,5 @@ end, SLOW)
 t.case("cleanup", function()
   need_env()
   S.kube:delete { kind = "Namespace", name = S.ns, missing_ok = true }
+  for _, v in ipairs { "v1", "v2", "v3", "v4" } do hoist.exec { "docker", "rmi", S.repo .. ":" .. v } end
 end, SLOW)
