@@ -32,7 +32,7 @@ local own_options = {
   -- not `context`: container@1's `context` is the build folder, and a target's options
   -- become container@1 parameters
   kube_context = { type = "string", description = "kubeconfig context (default: its current-context)" },
-  namespace = { type = "string", description = "Namespace (default: the context's, else default)" },
+  namespace = { type = "string", description = "Namespace; it must exist (the preflight refuses a missing one before the build; default: the context's, else default)" },
   manifests = { type = "string|table", description = "YAML text, a file path, or Lua tables to apply instead of hoist.k8s.app's" },
   set_image = { type = "boolean", default = false, description = "Only change the image of the existing Deployment <service> (kubectl set image)" },
   container = { type = "string", description = "set_image: the container whose image changes (default: the first)" },
