@@ -15,8 +15,10 @@ LOG=$DIR/emulator.log
 issue_cert azure IP:127.0.0.1 DNS:localhost
 
 ARGS=(python3 "$HERE/server.py" --state "$DIR" --cert "$CA_DIR/azure.crt" --key "$CA_DIR/azure.key" --ca-dir "$CA_DIR")
-sig=$( { printf '%s\n' "${ARGS[@]}"; find "$HERE/server.py" "$HERE/azemu" -name '*.py' | sort |
-         xargs sha256sum; sha256sum "$CA_DIR/azure.crt"; } | sha256sum | cut -d' ' -f1)
+# the signature is of content, not location: a second checkout of the same code (a CI clone,
+# a worktree) keeps the running emulator, and the cluster state of everyone using it
+sig=$( { printf '%s\n' "${ARGS[@]#"$HERE"}"; (cd "$HERE" && find server.py azemu -name '*.py' | sort | xargs sha256sum)
+         sha256sum < "$CA_DIR/azure.crt"; } | sha256sum | cut -d' ' -f1)
 healthy() { [[ $(http_status "http://127.0.0.1:5013/_emulator/health") == 200 ]]; }
 
 if pid_alive "$PF" server.py && [[ $(cat "$DIR/emulator.sig" 2>/dev/null) == "$sig" ]] && healthy; then

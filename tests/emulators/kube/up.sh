@@ -96,7 +96,9 @@ ARGS=(python3 "$HERE/server.py" --listen "127.0.0.1:$PORT"
       --history "${HOIST_KUBE_HISTORY:-1000}" --bookmark-interval "${HOIST_KUBE_BOOKMARK_INTERVAL:-5}"
       --crash-backoff "${HOIST_KUBE_CRASH_BACKOFF:-2}")
 PF=$KS/server.pid
-sig=$( { printf '%s\n' "${ARGS[@]}"; cat "$HERE"/*.py | sha256sum; sha256sum "$CA_DIR/kube-apiserver.crt"; } |
+# the signature is of content, not location: a second checkout of the same code (a CI clone,
+# a worktree) keeps the running emulator, and the cluster state of everyone using it
+sig=$( { printf '%s\n' "${ARGS[@]#"$HERE"}"; cat "$HERE"/*.py | sha256sum; sha256sum < "$CA_DIR/kube-apiserver.crt"; } |
        sha256sum | cut -d' ' -f1)
 healthy() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$CA_DIR/ca.pem" "$SERVER/healthz") == 200 ]]; }
 
