@@ -6,6 +6,8 @@
 // a seccomp profile), the wait fails with bad_descriptor and we poll waitpid(pid, WNOHANG).
 #include <hoist/process.hpp>
 
+#include "core/child_signals.hpp"
+
 // Boost 1.81 with BOOST_PROCESS_USE_STD_FS names boost::optional without including it.
 #include <boost/optional.hpp>
 // Header-only mode (the default): the .ipp parts come with the headers. src.hpp is only for
@@ -103,13 +105,7 @@ struct ChildSetup {
     if (::setpgid(0, 0) == -1) return error_code(errno, boost::system::system_category());
     if (cwd && ::chdir(cwd) == -1) return error_code(errno, boost::system::system_category());
     // Ignored signals and the signal mask survive exec; the child starts with defaults.
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD}) ::sigaction(sig, &dfl, nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    detail::reset_child_signals();
     // Boost 1.81's close_all() (Linux close_range branch) compares each whitelist entry with
     // itself, so descriptors between 3 and its error pipe stay open in the child (a run's
     // events.jsonl, a socket). Close every gap here; stdio has been dup2'ed by now.

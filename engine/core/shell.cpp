@@ -2,6 +2,8 @@
 // would otherwise reach the terminal (and a CI log) straight from the child, past every mask.
 #include <hoist/shell.hpp>
 
+#include "core/child_signals.hpp"
+
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -39,13 +41,7 @@ int system_scrubbed(const std::string& command, const std::shared_ptr<const Secr
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(err[1], STDERR_FILENO);
     // as system() leaves them, whatever the engine set: the shell starts with defaults
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD}) ::sigaction(sig, &dfl, nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    detail::reset_child_signals();
     ::close_range(3, ~0U, 0);  // the run's files and sockets stay ours
     ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);

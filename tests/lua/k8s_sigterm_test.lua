@@ -10,7 +10,7 @@ local t = require "hoist.test"
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local support = dofile(here .. "/support.lua")
 local cluster = dofile(here .. "/k8s_cluster.lua")
-local root, read, hoist_bin = support.root, support.read, support.hoist_bin
+local root, read = support.root, support.read
 local E = os.getenv
 local BASE = E("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"
 local REGISTRY = E("HOIST_TEST_REGISTRY") or "127.0.0.1:5000"
@@ -50,12 +50,7 @@ local function argv_of(version, healthy, extra)
               build_args = ("BASE_IMAGE=%s,VERSION=%s,HEALTHY=%s"):format(BASE, version, healthy and "true" or "false"),
               verify_timeout = 300, scan = "off", lock_timeout = 120, replicas = 2 }
   for k, v in pairs(extra or {}) do p[k] = v end
-  local argv = { hoist_bin(), "run", "container@1", "--state-dir", S.state, "--no-color" }
-  for k, v in pairs(p) do
-    argv[#argv + 1] = "--set"
-    argv[#argv + 1] = k .. "=" .. tostring(v)
-  end
-  return argv
+  return support.run_argv("container@1", S.state, p)
 end
 
 local function deployment() return S.kube:get { kind = "Deployment", name = S.service, missing_ok = true } end
@@ -130,28 +125,29 @@ t.case("SIGTERM before the apply: exit 130, nothing changed, v1 serves", functio
   t.eq(version_now(), "v1")
 end, SLOW)
 
+-- A SIGTERM'd run: exit 130, the undo ran, the template is v1's again and v1 serves.
+local function rolled_back_to_v1(r)
+  t.eq(r.code, 130, show(r))
+  t.match(r.output, "kubernetes%.rollout_undo")
+  t.eq(image_now(), S.v1_image, "back to v1's template")
+  hoist.k8s.rollout { client = S.kube, name = S.service, timeout = 120 }
+  t.eq(version_now(), "v1")
+end
+
 t.case("SIGTERM while the rollout is awaited: exit 130 in bounded time, rolled back, v1 serves", function()
   need_env()
   -- the new pods never become ready (HEALTHY=false) and the wait is long (verify_timeout 300):
   -- only the signal ends it
   local r = sigterm_when(argv_of("v3", false), nil, function(out)
     return out:find("updated, ", 1, true) and out:find(esc(S.service) .. ": [1-9]%d*/%d+ updated") end)
-  t.eq(r.code, 130, show(r))
-  t.match(r.output, "kubernetes%.rollout_undo")
-  t.eq(image_now(), S.v1_image, "back to v1's template")
-  hoist.k8s.rollout { client = S.kube, name = S.service, timeout = 120 }
-  t.eq(version_now(), "v1")
+  rolled_back_to_v1(r)
 end, SLOW)
 
 t.case("SIGTERM after the switch: exit 130, rolled back, v1 serves", function()
   need_env()
   local r = sigterm_when(argv_of("v4", true), { HOIST_TEST_PAUSE_AFTER_SWITCH = "300" },
     function(out) return out:find("HOIST_TEST_PAUSE_AFTER_SWITCH: pausing", 1, true) end)
-  t.eq(r.code, 130, show(r))
-  t.match(r.output, "kubernetes%.rollout_undo")
-  t.eq(image_now(), S.v1_image, "back to v1's template")
-  hoist.k8s.rollout { client = S.kube, name = S.service, timeout = 120 }
-  t.eq(version_now(), "v1")
+  rolled_back_to_v1(r)
 end, SLOW)
 
 t.case("cleanup", function()

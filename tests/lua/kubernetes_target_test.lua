@@ -62,12 +62,7 @@ local function container_argv(version, extra)
               build_args = ("BASE_IMAGE=%s,VERSION=%s,HEALTHY=true"):format(BASE, version), verify_timeout = 15, scan = "off",
               lock_timeout = 120 }
   for k, v in pairs(extra or {}) do p[k] = v end
-  local argv = { hoist_bin(), "run", "container@1", "--state-dir", S.state, "--no-color" }
-  for k, v in pairs(p) do
-    argv[#argv + 1] = "--set"
-    argv[#argv + 1] = k .. "=" .. tostring(v)
-  end
-  return argv
+  return support.run_argv("container@1", S.state, p)
 end
 
 local function run_container(version, extra, env)

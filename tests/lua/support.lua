@@ -96,6 +96,21 @@ function M.hoist_bin()
   return hoist.exec({ "readlink", "/proc/" .. pid .. "/exe", check = true }).stdout:match("[^\n]+")
 end
 
+-- The command line of `hoist run <pipeline>` with its own state folder and `--set k=v` for
+-- each parameter of `params` (tables are not parameters here: pass text).
+---@param pipeline string e.g. "container@1"
+---@param state string the --state-dir
+---@param params table<string, string|number|boolean>
+---@return string[]
+function M.run_argv(pipeline, state, params)
+  local argv = { M.hoist_bin(), "run", pipeline, "--state-dir", state, "--no-color" }
+  for k, v in pairs(params) do
+    argv[#argv + 1] = "--set"
+    argv[#argv + 1] = k .. "=" .. tostring(v)
+  end
+  return argv
+end
+
 -- Runs `hoist <args...>` in a child and returns hoist.exec's result (code, stdout, stderr...).
 -- opts: env, timeout, stdin, cwd, passed on to hoist.exec.
 ---@param args string[]

@@ -111,13 +111,13 @@ end
 --- provider and resource type as Azure spells them.
 ---@param sub string
 ---@param rg string
----@param type? string
+---@param rtype? string
 ---@param ... string the resource name, then child type and name pairs
 ---@return string
-function M.resource_id(sub, rg, type, ...)
+function M.resource_id(sub, rg, rtype, ...)
   local id = ("/subscriptions/%s/resourceGroups/%s"):format(M.encode(sub), M.encode(rg))
-  if not type then return id end
-  id = id .. "/providers/" .. type
+  if not rtype then return id end
+  id = id .. "/providers/" .. rtype
   for i = 1, select("#", ...) do
     local seg = select(i, ...)
     -- names are encoded; a child's type (the even positions after the name) is Azure's word

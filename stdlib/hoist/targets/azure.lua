@@ -378,11 +378,9 @@ end
 -- The group with its tags and ETag; nil when the group is gone (a compensation deleted the
 -- group this run created: the lock went with it).
 local function read_group(l)
-  local ok, r = pcall(require("hoist.azure").request, { path = l.group, credential = l.credential, endpoint = l.endpoint,
-                                                        what = "read the deploy lock " .. l.tag })
-  if ok then return r.body or {}, r.headers.etag end
-  if hoist.is_error(r, "not_found") then return nil end
-  error(r, 0)
+  local r = require("hoist.azure").request { path = l.group, credential = l.credential, endpoint = l.endpoint,
+                                             what = "read the deploy lock " .. l.tag, missing_ok = true }
+  if r then return r.body or {}, r.headers.etag end
 end
 
 local function is_precondition_failed(e)
