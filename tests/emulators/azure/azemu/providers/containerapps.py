@@ -787,6 +787,12 @@ def app_op(arm, h, m):
                            % (parts[3], rev.name))
         return 200, apps.replica_view(res, rev, replica), []
     method("POST")
+    with arm.lock:
+        busy = res["id"].lower() in arm.pending
+    if busy:
+        # as ARM answers a change to a resource whose operation still runs
+        raise ArmError(409, "AnotherOperationInProgress", "Another operation on the container app '%s' is in "
+                       "progress; retry when it has finished." % res["name"])
     if action == "deactivate":
         weight = sum(w for n, w, _ in apps.effective_traffic(res, rt) if n == rev.name)
         if weight and rev.active:
