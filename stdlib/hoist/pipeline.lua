@@ -142,7 +142,7 @@ function M.is_pipeline(v) return type(v) == "table" and defined[v] == true end
 --- Registers a named rollback action (see docs/pipeline.md, "Compensations").
 ---@param name string
 ---@param fn fun(args: table, rctx: hoist.RollbackContext)
----@param opts? {module?: string}
+---@param opts? {module?: string, args?: table<string, string|hoist.util.OptSpec>} args: the spec its arguments are checked against when registered and when run
 function M.action(name, fn, opts)
   actions.define(name, fn, opts, 1)
   return name -- not a tail call: actions.define finds the definer one frame up

@@ -192,7 +192,21 @@ local function delete_empty_group(a)
     { resource_group = a.resource_group, run = a.run })
 end
 
-hoist.pipeline.action("azure.delete_empty_group", delete_empty_group)
+--- The arguments azt.journal keeps for an Azure target's compensation: the spec each of them
+--- extends with its own (`azt.journal_args { revision = "string" }`).
+---@param extra? table<string, string|hoist.util.OptSpec>
+---@return table<string, string|hoist.util.OptSpec>
+function M.journal_args(extra)
+  return require("hoist.util").spec({
+    service = "string", name = { type = "string", required = true }, resource_group = { type = "string", required = true },
+    subscription = "string", credential = "string", endpoint = "string", run = "string", lock_timeout = "number",
+    state_dir = "string",
+  }, extra)
+end
+
+hoist.pipeline.action("azure.delete_empty_group", delete_empty_group, { args = {
+  resource_group = { type = "string", required = true }, subscription = "string", endpoint = "string",
+  run = { type = "string", required = true }, credential = "string" } })
 
 ---@class hoist.targets.azure.Context
 ---@field credential hoist.azure.Credential

@@ -97,7 +97,8 @@ local function traffic_back(a)
     get = function() return svc().get(r) end }, function(app) return traffic_back_over(a, r, app) end)
 end
 
-hoist.pipeline.action("containerapp.traffic_back", function(a) azt.holding(M.name, a, traffic_back, a) end)
+hoist.pipeline.action("containerapp.traffic_back", function(a) azt.holding(M.name, a, traffic_back, a) end,
+  { args = azt.journal_args { revision = "string", previous = { type = "string|boolean", required = true } } })
 
 ---------------------------------------------------------------- deploy
 

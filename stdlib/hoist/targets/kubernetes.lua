@@ -238,18 +238,24 @@ function M.make(name, connect, cluster_options, module, pin)
     require("hoist.targets.lock").holding(h, fn, c, ns)
   end
 
+  local function k8s_args(extra)
+    return util.spec({ where = "table", namespace = "string", service = { type = "string", required = true },
+                       run = "string", lock_timeout = "number" }, extra)
+  end
   hoist.pipeline.action(name .. ".rollout_undo", function(args)
     locked(args, function(c, ns)
       undo.rollout_undo { client = c, namespace = ns, name = args.name, revision = args.revision,
                           template_hash = args.template_hash, run = args.run, timeout = args.timeout }
     end)
-  end, { module = module })
+  end, { module = module, args = k8s_args { name = { type = "string", required = true }, revision = "number",
+                                            template_hash = "string", timeout = "number" } })
   hoist.pipeline.action(name .. ".restore", function(args)
     locked(args, function(c, ns)
       undo.restore { client = c, namespace = ns, manifest = args.manifest, existed = args.existed, previous = args.previous,
                      run = args.run }
     end)
-  end, { module = module })
+  end, { module = module, args = k8s_args { manifest = { type = "table", required = true }, existed = "boolean",
+                                            previous = "table" } })
 
   -- The other objects that existed are put back as they were; one that cannot be (a Secret)
   -- is named, and the others are still restored.
