@@ -20,6 +20,29 @@ end
 -- "127.0.0.1:5000/team/app" -> "127.0.0.1:5000"; "docker.io" for a Docker Hub name.
 local function registry_host(image) return hoist.image.parse(image).registry end
 
+-- The tags this run builds and pushes, in order (the first is deployed, by digest): `tags`
+-- (strategies and literal tags), else `tag`, else `tag_strategy`; `latest` refused for any
+-- target but local unless allow_latest (hoist.tags' no-latest-in-production rule, exit 4).
+local function tags_of(p)
+  local strategy, extra
+  if p.tags then
+    strategy, extra = hoist.tags.split(p.tags)
+  elseif p.tag then
+    strategy, extra = {}, { p.tag }
+  else
+    strategy, extra = p.tag_strategy, {}
+  end
+  local ok, r = pcall(hoist.tags.for_commit, { dir = p.context, strategy = strategy, extra = extra,
+    allow_latest = p.allow_latest, registry_kind = p.target == "local" and "dev" or "production" })
+  if ok then return r end
+  if hoist.is_error(r, "policy_violation") then
+    r.message = ("tag \"latest\" is refused for target %s (rule no-latest-in-production): it moves with every push, "
+      .. "so what runs cannot be traced or rolled back; set allow_latest=true to push it anyway (the deploy is by "
+      .. "digest either way)"):format(p.target)
+  end
+  error(r, 0)
+end
+
 -- Checks that need more than one parameter, or more than a parameter's own spec (types,
 -- allowed values, patterns and ranges are checked by hoist.pipeline from the specs below):
 -- all problems at once, exit code 2.
@@ -60,11 +83,23 @@ local function check_params(p)
     local ok, why = hoist.tags.validate(p.tag)
     if not ok then problem("tag: " .. why) end
   end
+  if p.tags and p.tag then problem("tag and tags: give one of them (tags takes a list, e.g. tags=sha,branch)") end
+  local _, extra = hoist.tags.split(p.tags or {})
+  for _, tag in ipairs(extra) do
+    local ok, why = hoist.tags.validate(tag)
+    if not ok then problem(("tags: %s (not a strategy either: %s)"):format(why, table.concat(hoist.tags.strategies, ", "))) end
+  end
   if #problems > 0 then
     hoist.error { code = "invalid_argument",
       message = (#problems == 1 and "invalid parameter: " or "invalid parameters: ") .. table.concat(problems, "; "),
       details = { exit_code = 2 } }
   end
+  -- `latest` for a production target (exit 4), before the build; the tags of a commit need git
+  -- only for sha/semver, which the build stage reads again
+  for _, tag in ipairs(extra) do
+    if tag == "latest" then tags_of(p) end
+  end
+  if p.tag == "latest" then tags_of(p) end
 end
 
 -- A docker config folder of this run only (0700, in the run's folder): `docker login`
@@ -201,8 +236,14 @@ return pipeline.define {
     image = { type = "string", required = true,
               description = "Repository to push to, without tag or digest (e.g. 127.0.0.1:5000/app)" },
     tag = { type = "string", description = "Image tag (default: from tag_strategy, the commit's short sha)" },
-    tag_strategy = { type = "list", default = { "sha" }, allowed = { "sha", "semver", "env-date" },
-                     description = "How tags are made from the commit (hoist.tags.for_commit): sha, semver, env-date" },
+    tags = { type = "list", description = "Tags to build and push, the first deployed: strategies (sha, semver, "
+               .. "env-date, branch) and literal tags, e.g. sha,branch,latest (latest needs allow_latest for any "
+               .. "target but local)" },
+    tag_strategy = { type = "list", default = { "sha" }, allowed = hoist.tags.strategies,
+                     description = "How tags are made from the commit (hoist.tags.for_commit): sha, semver, env-date, branch" },
+    allow_latest = { type = "boolean", default = false,
+                     description = "Push the tag latest for a target other than local (refused by default: it moves "
+                       .. "with every push; the deploy itself is always by digest)" },
     build_args = { type = "map", default = {}, description = "Docker build arguments NAME=value (stored in the image: no secrets)" },
     target = { type = "string", default = "local", allowed = targets.names(),
                description = ("Where to deploy: %s (local: the local Docker engine; aci: Azure Container Instances; "
@@ -250,7 +291,7 @@ return pipeline.define {
       run = function(ctx)
         local p = ctx.params
         check_params(p)
-        local tags = p.tag and { p.tag } or hoist.tags.for_commit { dir = p.context, strategy = p.tag_strategy }
+        local tags = tags_of(p)
         local refs = hoist.tags.refs(p.image, tags)
         local built = hoist.docker.build {
           context = p.context, file = p.dockerfile, tags = refs, build_args = p.build_args,

@@ -157,6 +157,48 @@ t.cases("parameters checked together are refused before anything changes", {
   t.no_match(r.stderr, "stage build", "nothing was built")
 end)
 
+-- Issue 15 §5: --set tag=latest passed the no-latest policy (it skipped hoist.tags); tags= with
+-- latest for a production target is refused before the build, exit 4, unless allow_latest.
+t.cases("latest is refused for any target but local, also when given explicitly, before the build", {
+  { name = "tag=latest", sets = { tag = "latest" } },
+  { name = "tags=sha,branch,latest", sets = { tags = "sha,branch,latest" } },
+}, function(row)
+  local sets = { image = "127.0.0.1:5000/hoist-ct-latest/app", context = root .. "/examples/app", target = "kubernetes",
+                 namespace = "default" }
+  for k, v in pairs(row.sets) do sets[k] = v end
+  local r = run_pipeline(sets)
+  t.eq(r.code, 4, show(r))
+  t.match(r.stderr, "no%-latest%-in%-production")
+  t.no_match(r.stdout .. r.stderr, "stage build", "nothing was built")
+end)
+
+t.case("tags=sha,branch,latest: every tag is built and pushed, the first deployed (dry run, local target)", function()
+  need_docker()
+  local dir = support.tmpdir("hoist-ct-tags")
+  hoist.exec { "cp", "-r", root .. "/examples/app/.", dir, check = true }
+  for _, argv in ipairs { { "init", "-q", "-b", "feature/tags" }, { "add", "." },
+                          { "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "x" } } do
+    local a = { "git", "-C", dir }
+    for _, x in ipairs(argv) do a[#a + 1] = x end
+    a.check = true
+    hoist.exec(a)
+  end
+  local sha = hoist.git.info { dir = dir }.short_sha
+  local r = run_pipeline({ image = "127.0.0.1:5000/hoist-ct-tags/app", context = dir, tags = "sha,branch,latest",
+                           port = free_port(), scan = "off" }, { dry_run = true })
+  t.eq(r.code, 0, show(r))
+  local out = r.stdout .. r.stderr
+  for _, tag in ipairs { sha, "feature-tags", "latest" } do
+    t.ok(out:find("docker push 127.0.0.1:5000/hoist-ct-tags/app:" .. tag, 1, true), "pushes " .. tag .. ": " .. out)
+  end
+  r = run_pipeline({ image = "127.0.0.1:5000/hoist-ct-tags/app", context = dir, tags = "sha,feature/x" })
+  t.eq(r.code, 2, show(r))
+  t.match(r.stderr, "tags: tag \"feature/x\"")
+  r = run_pipeline({ image = "127.0.0.1:5000/hoist-ct-tags/app", context = dir, tags = "sha", tag = "v1" })
+  t.eq(r.code, 2, show(r))
+  t.match(r.stderr, "tag and tags: give one of them")
+end, SLOW)
+
 t.case("an unknown pipeline version is a usage error", function()
   local r = run_pipeline({ image = "127.0.0.1:5000/x/app" }, { spec = "container@9" })
   t.eq(r.code, 2, show(r))

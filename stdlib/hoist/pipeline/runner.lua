@@ -261,13 +261,14 @@ function R.run(def, raw, opts)
   params.register_secrets(def.params or {}, raw)
   local values = params.validate(def.params or {}, raw)
   params.register_secrets(def.params or {}, values) -- a `--set` map's values exist only now
-  -- Checks across parameters, still before anything runs: a problem is a usage error.
+  -- Checks across parameters, still before anything runs: a problem is a usage error (a
+  -- policy the parameters break: exit 4, as when a stage meets it).
   if def.check then
     local ok, err = pcall(def.check, values)
     if not ok then
       if not hoist.is_error(err) then err = hoist.new_error { code = "invalid_argument", message = tostring(err) } end
       err.details = err.details or {}
-      err.details.exit_code = 2
+      err.details.exit_code = err.code == "policy_violation" and 4 or 2
       error(err, 0)
     end
   end
