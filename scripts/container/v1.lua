@@ -271,6 +271,8 @@ return pipeline.define {
     fail_on = { type = "list", default = { "CRITICAL" }, allowed = SEVERITIES,
                 description = "Severities that stop the pipeline before the push" },
     ignore_unfixed = { type = "boolean", default = false, description = "Findings without a fix do not fail the scan" },
+    sarif = { type = "string", description = "Write the scan's SARIF to this file (for GitHub code scanning), from the "
+                .. "same scan as the gate (trivy convert), also when the gate fails; the scan stage's output sarif" },
     registry_username = { type = "string", env = "HOIST_REGISTRY_USERNAME",
                           description = "Registry user for the push (else docker's stored credentials); never given to the target" },
     registry_password = { type = "string", secret = true, env = "HOIST_REGISTRY_PASSWORD",
@@ -312,7 +314,8 @@ return pipeline.define {
           return { ran = false, planned = true }
         end
         local r = hoist.trivy.gate_scan { image = image, mode = p.scan, fail_on = p.fail_on,
-                                          ignore_unfixed = p.ignore_unfixed }
+                                          ignore_unfixed = p.ignore_unfixed, sarif = p.sarif }
+        if r.sarif then ctx:summary("Scan", "SARIF: " .. r.sarif) end
         if r.warning then ctx:summary("Scan", r.warning) end
         if r.ran then
           local counts = r.report and r.report.counts or {}
@@ -320,7 +323,7 @@ return pipeline.define {
           for _, s in ipairs(SEVERITIES) do parts[#parts + 1] = ("%s %d"):format(s, counts[s] or 0) end
           ctx:summary("Scan", ("passed (fail on %s): %s"):format(table.concat(p.fail_on, ","), table.concat(parts, ", ")))
         end
-        return { ran = r.ran, mode = r.mode, counts = r.report and r.report.counts or nil }
+        return { ran = r.ran, mode = r.mode, counts = r.report and r.report.counts or nil, sarif = r.sarif }
       end },
     { name = "push", timeout = 900, retry = { attempts = 3, backoff = 2 },
       description = "docker push; the digest is read back from the registry",

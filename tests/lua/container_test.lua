@@ -23,13 +23,6 @@ local read, hoist_bin, free_port = support.read, support.hoist_bin, support.free
 
 local CLEAN = root .. "/tests/fixtures/trivy/hoist-clean.json"
 -- A recorded report with a CRITICAL finding (alpine-310 has only MEDIUM ones).
-local function critical_fixture()
-  local shared = root .. "/../shared/fixtures/trivy/debian-buster-ignore-unfixed.json.golden"
-  if read(shared) then return shared end
-  print("note: ../shared/fixtures not found: using tests/fixtures/trivy/hoist-demo.json for the CRITICAL scan")
-  return root .. "/tests/fixtures/trivy/hoist-demo.json"
-end
-
 local S = { -- shared by the deploy cases
   state = hoist.exec({ "mktemp", "-d", "/tmp/hoist-container-test.XXXXXX", check = true }).stdout:match("%S+"),
   service = "hoist-ct-" .. ID,
@@ -297,10 +290,16 @@ t.case("a CRITICAL finding stops the run before the push: exit 4, no tag", funct
   S.port = S.port or free_port()
   local p = app_params("vuln")
   p.image = S.repo .. "-vuln"
-  local r = run_pipeline(p, { fixture = critical_fixture() })
+  -- the SARIF of that scan is written all the same (issue 15 §5: uploaded to code scanning)
+  p.sarif = support.tmpdir("hoist-ct-sarif") .. "/trivy.sarif"
+  -- (hoist's own recording: it has Trivy's SARIF beside it)
+  local r = run_pipeline(p, { fixture = root .. "/tests/fixtures/trivy/hoist-demo.json" })
   t.eq(r.code, 4, show(r))
   t.match(r.stderr, "policy_violation")
   t.match(r.stderr, "CRITICAL")
+  local sarif = hoist.json.decode(read(p.sarif))
+  t.eq(sarif.version, "2.1.0")
+  t.eq(sarif.runs[1].tool.driver.name, "Trivy")
   t.eq(registry_tags(p.image), {})
   t.eq(#service_containers(), 0)
   hoist.docker.rmi { image = p.image .. ":vuln", force = true, missing_ok = true }
