@@ -177,6 +177,30 @@ local function registry_auth(p)
   return "docker"
 end
 
+-- Logs docker in to the image's registry for this run (a private config folder), as
+-- registry_auth says; returns that folder and the credentials hoist's registry client reads
+-- the digest with (nil, nil: docker's stored credentials). Nothing of it outlives the run.
+local function registry_login(ctx, p)
+  local config, auth
+  if registry_auth(p) == "azure" then
+    config = not ctx.dry_run and private_docker_config(ctx) or nil
+    if not ctx.dry_run then
+      hoist.azure.acr.login { registry = registry_host(p.image), credential = p.credential, docker = true, config = config }
+    else
+      ctx:plan { action = "azure.acr.login", message = "log docker in to " .. registry_host(p.image) .. " with an ACR token" }
+    end
+  elseif p.registry_username then
+    local host = registry_host(p.image)
+    config = not ctx.dry_run and private_docker_config(ctx) or nil
+    hoist.docker.login { registry = host, username = p.registry_username, password = p.registry_password or "",
+                         config = config }
+    -- the digest is read back by hoist's own registry client with the same credentials,
+    -- given to the call only: nothing of this run's login outlives it
+    auth = { username = p.registry_username, password = p.registry_password or "" }
+  end
+  return config, auth
+end
+
 local function verify_settings(p)
   local interval = 0.5
   return { interval = interval, retries = math.max(1, math.ceil(p.verify_timeout / interval)), timeout = 5 }
@@ -245,6 +269,11 @@ return pipeline.define {
                      description = "Push the tag latest for a target other than local (refused by default: it moves "
                        .. "with every push; the deploy itself is always by digest)" },
     build_args = { type = "map", default = {}, description = "Docker build arguments NAME=value (stored in the image: no secrets)" },
+    cache_from = { type = "list", default = {}, description = "Images whose layers the build reuses, e.g. the "
+                     .. "branch's last push (image:main); pulled from the registry first with the classic builder (one "
+                     .. "missing is warned about); BuildKit cache specs (type=registry,ref=...) with BuildKit" },
+    cache_to = { type = "list", default = {}, description = "BuildKit cache exports (type=inline, "
+                   .. "type=registry,ref=...,mode=max); refused with the classic builder" },
     target = { type = "string", default = "local", allowed = targets.names(),
                description = ("Where to deploy: %s (local: the local Docker engine; aci: Azure Container Instances; "
                  .. "appservice: Azure App Service; containerapp: Azure Container Apps; kubernetes: a kubeconfig "
@@ -295,8 +324,12 @@ return pipeline.define {
         check_params(p)
         local tags = tags_of(p)
         local refs = hoist.tags.refs(p.image, tags)
+        -- the build cache comes from the registry (a fresh CI runner's engine is empty): log
+        -- in first, as the push does
+        local config = #p.cache_from > 0 and registry_login(ctx, p) or nil
         local built = hoist.docker.build {
           context = p.context, file = p.dockerfile, tags = refs, build_args = p.build_args,
+          cache_from = p.cache_from, cache_to = p.cache_to, config = config,
           labels = { ["org.opencontainers.image.version"] = tags[1],
                      ["org.opencontainers.image.title"] = p.name or default_name(p.image) },
         }
@@ -329,23 +362,7 @@ return pipeline.define {
       description = "docker push; the digest is read back from the registry",
       run = function(ctx)
         local p, image = ctx.params, ctx.outputs.build.image
-        local config, auth
-        if registry_auth(p) == "azure" then
-          config = not ctx.dry_run and private_docker_config(ctx) or nil
-          if not ctx.dry_run then
-            hoist.azure.acr.login { registry = registry_host(p.image), credential = p.credential, docker = true, config = config }
-          else
-            ctx:plan { action = "azure.acr.login", message = "log docker in to " .. registry_host(p.image) .. " with an ACR token" }
-          end
-        elseif p.registry_username then
-          local host = registry_host(p.image)
-          config = not ctx.dry_run and private_docker_config(ctx) or nil
-          hoist.docker.login { registry = host, username = p.registry_username, password = p.registry_password or "",
-                               config = config }
-          -- the digest is read back by hoist's own registry client with the same credentials,
-          -- given to the call only: nothing of this run's login outlives it
-          auth = { username = p.registry_username, password = p.registry_password or "" }
-        end
+        local config, auth = registry_login(ctx, p)
         local ok, pushed = pcall(function()
           local first = hoist.docker.push { image = image, config = config, auth = auth }
           for i = 2, #ctx.outputs.build.refs do hoist.docker.push { image = ctx.outputs.build.refs[i], config = config, auth = auth } end

@@ -165,7 +165,7 @@ t.cases("latest is refused for any target but local, also when given explicitly,
   t.no_match(r.stdout .. r.stderr, "stage build", "nothing was built")
 end)
 
-t.case("tags=sha,branch,latest: every tag is built and pushed, the first deployed (dry run, local target)", function()
+t.case("tags=sha,branch,latest: every tag is built and pushed, the first deployed; cache_from reaches the build (dry run, local target)", function()
   need_docker()
   local dir = support.tmpdir("hoist-ct-tags")
   hoist.exec { "cp", "-r", root .. "/examples/app/.", dir, check = true }
@@ -178,9 +178,11 @@ t.case("tags=sha,branch,latest: every tag is built and pushed, the first deploye
   end
   local sha = hoist.git.info { dir = dir }.short_sha
   local r = run_pipeline({ image = "127.0.0.1:5000/hoist-ct-tags/app", context = dir, tags = "sha,branch,latest",
-                           port = free_port(), scan = "off" }, { dry_run = true })
+                           port = free_port(), scan = "off", cache_from = "127.0.0.1:5000/hoist-ct-tags/app:feature-tags" },
+                         { dry_run = true })
   t.eq(r.code, 0, show(r))
   local out = r.stdout .. r.stderr
+  t.ok(out:find("--cache-from 127.0.0.1:5000/hoist-ct-tags/app:feature-tags", 1, true), "the build takes cache_from: " .. out)
   for _, tag in ipairs { sha, "feature-tags", "latest" } do
     t.ok(out:find("docker push 127.0.0.1:5000/hoist-ct-tags/app:" .. tag, 1, true), "pushes " .. tag .. ": " .. out)
   end
