@@ -17,7 +17,7 @@ import time
 import unittest
 import urllib.request
 
-from testlib import CA, ENV, RG_PATH, ArmClient, control, require_emulator
+from testlib import SUB, CA, ENV, RG_PATH, ArmClient, control, require_emulator
 
 API = "2024-11-01"
 REPO = "127.0.0.1:5002/azemu/site"
@@ -127,9 +127,21 @@ class AppService(unittest.TestCase):
             "serverFarmId": self.plan, "reserved": True, "siteConfig": {
                 "linuxFxVersion": "DOCKER|" + image, "acrUseManagedIdentityCreds": mi, "appCommandLine": command,
                 "appSettings": [{"name": k, "value": v} for k, v in s.items() if v is not None]}}}
+        if mi:
+            body["identity"] = {"type": "SystemAssigned"}
         r = self.arm("PUT", path or self.web + "sites/" + name, body, api=API)
         self.assertIn(r.status, (200, 201), r.raw)
         return r.json
+
+    def grant_pull(self, principal):
+        """AcrPull on the resource group (which holds the registry) for `principal`."""
+        role = "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/" \
+               "7f951dda-4ed3-4680-a7ca-43fe172d538d" % SUB
+        r = self.arm("PUT", self.web.split("/providers/")[0] + "/providers/Microsoft.Authorization/roleAssignments/"
+                     "2a2b1f2e-0a11-4d5e-9b3c-00000000a11d", {"properties": {
+                         "roleDefinitionId": role, "principalId": principal, "principalType": "ServicePrincipal"}},
+                     api="2022-04-01")
+        self.assertEqual(r.status, 201, r.raw)
 
     def wait_body(self, url, want, tries=150):
         for _ in range(tries):
@@ -282,7 +294,16 @@ class AppService(unittest.TestCase):
         self.assertEqual(r.status, 404)
 
     def test_stop_start_restart_and_managed_identity_pull(self):
-        self.site("hoist-mi", REPO + ":v1", mi=True)
+        site = self.site("hoist-mi", REPO + ":v1", mi=True)
+        # the site's identity pulls once it holds AcrPull, as ACR checks: before, ACR's unauthorized
+        for _ in range(50):
+            if "has no AcrPull role" in self.logs("hoist-mi"):
+                break
+            time.sleep(0.2)
+        self.assertIn("has no AcrPull role on the registry", self.logs("hoist-mi"))
+        self.grant_pull(site["identity"]["principalId"])
+        r = self.arm("POST", self.web + "sites/hoist-mi/restart?synchronous=true", api=API)
+        self.assertEqual(r.status, 200)
         self.wait_body("http://hoist-mi.azurewebsites.net/index.html", "site-v1")
         self.assertEqual(self.arm("POST", self.web + "sites/hoist-mi/stop", api=API).status, 200)
         self.assertEqual(self.arm("GET", self.web + "sites/hoist-mi", api=API).json["properties"]["state"], "Stopped")

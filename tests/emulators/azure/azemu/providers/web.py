@@ -315,7 +315,7 @@ class Sites(ResourceType):
         port = int(port)
         rt.write("INFO", "Pulling image: %s" % image)
         try:
-            creds = self.registry_credentials(image, cfg, settings)
+            creds = self.registry_credentials(image, cfg, settings, res.get("identity"))
         except RuntimeError as e:
             creds, cred_error = None, str(e)
         if creds is None:
@@ -420,11 +420,12 @@ class Sites(ResourceType):
             rt.write("INFO", message)
             docker.run(["stop", "-t", "2", old], timeout=60)
 
-    def registry_credentials(self, image, cfg, settings):
+    def registry_credentials(self, image, cfg, settings, res_identity=None):
         server = image.split("/", 1)[0] if "/" in image and ("." in image.split("/", 1)[0]
                                                             or ":" in image.split("/", 1)[0]) else "docker.io"
         if cfg.get("acrUseManagedIdentityCreds"):
-            return registry_auth.managed_identity_credentials(self.arm.state, server)
+            client_id, oid = registry_auth.principal_of(res_identity, cfg.get("acrUserManagedIdentityID") or "system")
+            return registry_auth.managed_identity_credentials(self.arm.state, server, client_id, oid)
         url = settings.get("DOCKER_REGISTRY_SERVER_URL")
         if url and settings.get("DOCKER_REGISTRY_SERVER_USERNAME"):
             host = re.sub(r"^https?://", "", url).rstrip("/")
