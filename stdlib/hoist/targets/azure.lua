@@ -99,6 +99,8 @@ function M.preflight_of(target)
     require("hoist.azure.pull").check(what, o) -- a pull secret that expires: refused before the build
     local ctx = M.context(what, o)
     local checks = { ("credential %s: a token for subscription %s"):format(ctx.credential.source or "chain", ctx.subscription) }
+    -- the identity that will pull holds AcrPull (else the service's pull fails after the build)
+    checks[#checks + 1] = require("hoist.azure.pull").check_identity(what, o, ctx)
     local got = require("hoist.azure").resource_groups.get { name = ctx.resource_group, subscription = ctx.subscription,
                                                              credential = ctx.credential, endpoint = ctx.endpoint }
     if got then
