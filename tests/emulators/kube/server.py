@@ -54,6 +54,25 @@ class Faults:
         return None
 
 
+def node_manifest():
+    """The one node, labelled and described like a single-node cluster's (kind, minikube)."""
+    uname = os.uname()
+    return {"metadata": {"name": "hoist-emulator", "labels": {
+        "kubernetes.io/hostname": "hoist-emulator", "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64", "node-role.kubernetes.io/control-plane": ""}},
+        "status": {"capacity": {"cpu": "8", "memory": "16Gi", "pods": "250"},
+                   "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "250"},
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                   "message": "kubelet is posting ready status"}],
+                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                                 {"type": "Hostname", "address": "hoist-emulator"}],
+                   "nodeInfo": {"kubeletVersion": "v1.32.0-hoist-emulator",
+                                "kubeProxyVersion": "v1.32.0-hoist-emulator",
+                                "osImage": "hoist emulator (Docker)", "kernelVersion": uname.release,
+                                "operatingSystem": "linux", "architecture": "amd64",
+                                "containerRuntimeVersion": "docker://emulated"}}}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "hoist-kube-emulator"
@@ -134,8 +153,9 @@ class Handler(BaseHTTPRequestHandler):
                                f'- accepted media types include: application/json, application/yaml '
                                f'(got "{ctype}")')
             path = url.path.rstrip("/") or "/"
-            if path in ("/healthz", "/readyz", "/livez"):
-                return self.send_text(200, "ok")
+            probe = path.split("/")
+            if len(probe) >= 2 and probe[1] in ("healthz", "readyz", "livez"):
+                return self.health(probe[1], probe[2:], query)
             user = self.user()
             if user is None:
                 return self.send_json(401, {"kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -165,6 +185,31 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_error_status(ApiError(500, "InternalError", f"emulator error: {type(e).__name__}: {e}"))
             except OSError:
                 self.close_connection = True
+
+    # the checks of /healthz, /livez and /readyz, as the API server names its own
+    HEALTH_CHECKS = {
+        "healthz": ["ping", "log", "etcd", "poststarthook/start-kube-apiserver-informers",
+                    "poststarthook/hoist-controllers"],
+        "livez": ["ping", "log", "etcd", "poststarthook/start-kube-apiserver-informers",
+                  "poststarthook/hoist-controllers"],
+        "readyz": ["ping", "log", "etcd", "etcd-readiness", "informer-sync",
+                   "poststarthook/start-kube-apiserver-informers", "poststarthook/hoist-controllers",
+                   "shutdown"],
+    }
+
+    def health(self, endpoint, rest, query):
+        """`/readyz` answers ok; `?verbose` lists each check; `/readyz/<check>` answers one."""
+        checks = self.HEALTH_CHECKS[endpoint]
+        if rest:
+            name = "/".join(rest)
+            if name not in checks:
+                return self.send_text(404, "404 page not found\n")
+            return self.send_text(200, "ok")
+        excluded = set(parse_qs(urlsplit(self.path).query).get("exclude", []))
+        if "verbose" not in query:
+            return self.send_text(200, "ok")
+        lines = [f"[+]{c} excluded: ok" if c in excluded else f"[+]{c} ok" for c in checks]
+        return self.send_text(200, "\n".join(lines) + f"\n{endpoint} check passed\n")
 
     def control(self, path, body):
         srv = self.server
@@ -481,15 +526,7 @@ class Server(ThreadingHTTPServer):
                 api.create(ns_res, None, {"metadata": {"name": n}}, internal=True)
         node_res = discovery.BY_KEY["/nodes"]
         if self.store.get(node_res.key, "", "hoist-emulator") is None:
-            api.create(node_res, None, {"metadata": {"name": "hoist-emulator", "labels": {
-                "kubernetes.io/hostname": "hoist-emulator", "kubernetes.io/os": "linux"}},
-                "status": {"capacity": {"cpu": "8", "memory": "16Gi", "pods": "250"},
-                           "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "250"},
-                           "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                           "message": "kubelet is posting ready status"}],
-                           "nodeInfo": {"kubeletVersion": "v1.32.0-hoist-emulator",
-                                        "containerRuntimeVersion": "docker://emulated"}}},
-                internal=True)
+            api.create(node_res, None, node_manifest(), internal=True)
 
     def reset(self):
         system = {"default", "kube-system", "kube-public", "kube-node-lease"}

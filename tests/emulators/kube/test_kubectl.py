@@ -734,15 +734,34 @@ def test_stored_kinds():
           code == 200 and code2 == 409, st)
 
 
+def test_cluster_views():
+    lines = kubectl("get", "nodes").stdout.splitlines()
+    check("kubectl get nodes: NAME STATUS ROLES AGE VERSION, filled", lines[0].split() ==
+          ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] and lines[1].split()[1:3] == ["Ready", "control-plane"] and
+          lines[1].split()[4].startswith("v1.32"), lines)
+    lines = kubectl("get", "nodes", "-o", "wide").stdout.splitlines()
+    check("kubectl get nodes -o wide adds INTERNAL-IP ... CONTAINER-RUNTIME", lines[0].split()[5:] ==
+          ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"] and
+          lines[1].split()[5] == "127.0.0.1", lines)
+    out = kubectl("get", "--raw", "/readyz?verbose").stdout.splitlines()
+    check("/readyz?verbose lists its checks, then 'readyz check passed'", out[0] == "[+]ping ok" and
+          "[+]etcd ok" in out and out[-1] == "readyz check passed", out)
+    out = kubectl("get", "--raw", "/livez?verbose&exclude=etcd").stdout.splitlines()
+    check("/livez?verbose&exclude=etcd marks the excluded check", "[+]etcd excluded: ok" in out and
+          out[-1] == "livez check passed", out)
+
+
 def main():
     p = subprocess.run(["kubectl", "create", "namespace", NS], capture_output=True, text=True)
     if p.returncode != 0:
         print(f"FAIL  cannot create namespace {NS}: {p.stderr}")
         return 1
     try:
-        for t in (test_conformance, test_auth_and_errors, test_watch_semantics, test_ssa, test_stored_kinds,
-                  test_rollout, test_failures, test_probes, test_strategies, test_pull_secret, test_cascade,
-                  test_workloads):
+        groups = (test_conformance, test_cluster_views, test_auth_and_errors, test_watch_semantics, test_ssa,
+                  test_stored_kinds, test_rollout, test_failures, test_probes, test_strategies, test_pull_secret,
+                  test_cascade, test_workloads)
+        only = os.environ.get("HOIST_KUBE_TEST_ONLY")      # during development: a comma-separated subset
+        for t in (g for g in groups if not only or g.__name__ in only.split(",")):
             t0 = time.monotonic()
             try:
                 t()

@@ -15,6 +15,8 @@ import controllers                        # noqa: E402
 import discovery                          # noqa: E402
 import patch                              # noqa: E402
 import protobuf                           # noqa: E402
+import server                             # noqa: E402
+import tables                             # noqa: E402
 from api import Api                       # noqa: E402
 from objects import ApiError, labels_match, parse_label_selector  # noqa: E402
 from store import Store                   # noqa: E402
@@ -335,6 +337,21 @@ class Protobuf(unittest.TestCase):
         self.assertEqual(obj["data"], {"password": "czNjcmV0"})
         with self.assertRaises(ApiError):
             protobuf.decode(b"k8s\x00\x0a\xff")
+
+
+
+class Printers(unittest.TestCase):
+    def test_nodes_print_the_columns_of_a_real_cluster(self):
+        node = Api(Store()).create(discovery.BY_KEY["/nodes"], None, server.node_manifest(), internal=True)
+        t = tables.table(discovery.BY_KEY["/nodes"], [node], {})
+        names = [c["name"] for c in t["columnDefinitions"] if c["priority"] == 0]
+        wide = [c["name"] for c in t["columnDefinitions"] if c["priority"] == 1]
+        self.assertEqual(names, ["Name", "Status", "Roles", "Age", "Version"])
+        self.assertEqual(wide, ["Internal-IP", "External-IP", "OS-Image", "Kernel-Version", "Container-Runtime"])
+        cells = t["rows"][0]["cells"]
+        self.assertEqual(cells[:3], ["hoist-emulator", "Ready", "control-plane"])
+        self.assertTrue(cells[4].startswith("v1.32.") and cells[5] == "127.0.0.1" and cells[9].startswith("docker://"),
+                        cells)
 
 
 if __name__ == "__main__":
