@@ -17,7 +17,7 @@ import discovery
 import patch as patches
 from objects import (ApiError, already_exists, apply_defaults, bad_request, canonical,
                      check_depth, drop_nulls, conflict, fields_match, labels_match, not_found, now,
-                     parse_field_selector, parse_label_selector, validate)
+                     parse_field_selector, parse_label_selector, validate, validate_update)
 
 STATUS_SUBRESOURCE = {"pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "services",
                       "horizontalpodautoscalers", "poddisruptionbudgets", "namespaces", "nodes"}
@@ -213,6 +213,7 @@ class Api:
         if sub != "status":
             apply_defaults(res, new)
             validate(res, new)
+            validate_update(res, live, new)
         md = new["metadata"]
         if "generation" in live["metadata"]:
             gen = live["metadata"]["generation"]

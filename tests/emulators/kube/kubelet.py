@@ -733,6 +733,12 @@ class Kubelet:
                 return c.ports[int(port)]
         return None
 
+    def has_previous(self, pod, cname):
+        """Whether the container has a terminated earlier instance (what `logs --previous` reads)."""
+        w = self.worker(pod)
+        c = next((x for x in w.containers if x.name == cname), None) if w else None
+        return bool(c and c.prev_id and c.prev_id != c.id)     # a terminated one that stays is current
+
     def logs(self, pod, cname, tail, previous, timestamps):
         w = self.worker(pod)
         if w is None:

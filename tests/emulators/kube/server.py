@@ -458,6 +458,8 @@ class Handler(BaseHTTPRequestHandler):
             raise bad_request(f'container {cname} is not valid for pod {pod["metadata"]["name"]}')
         tail = query.get("tailLines")
         previous = query.get("previous") in ("true", "1")
+        if previous and not kubelet.has_previous(pod, cname):
+            raise bad_request(f'previous terminated container "{cname}" in pod "{pod["metadata"]["name"]}" not found')
         data = kubelet.logs(pod, cname, int(tail) if tail else None, previous,
                             query.get("timestamps") in ("true", "1"))
         if data is None:

@@ -333,6 +333,24 @@ def test_rollout():
           len(hosts) == 2 and all(h.startswith("hello from") for h in hosts), hosts)
     p = kubectl("logs", "deploy/web", "--tail=20", ok=False)
     check("kubectl logs serves the container's output", "started" in p.stdout, p.stdout + p.stderr)
+    p = kubectl("logs", "deploy/web", "--previous", ok=False)
+    check("kubectl logs --previous of a container that never restarted: 400 'previous terminated container'",
+          p.returncode != 0 and 'previous terminated container "app" in pod "web-' in p.stderr and
+          "not found" in p.stderr, p.stdout + p.stderr)
+    moved = deployment("web")
+    moved["spec"]["selector"]["matchLabels"]["tier"] = "x"
+    moved["spec"]["template"]["metadata"]["labels"]["tier"] = "x"
+    for how in (("apply", "--server-side"), ("apply",), ("replace",)):
+        p = kubectl(*how, "-f", "-", stdin=json.dumps(moved), ok=False)
+        check(f"kubectl {' '.join(how)} of a changed Deployment selector: 422 field is immutable",
+              p.returncode != 0 and 'Deployment "web" is invalid: spec.selector: Invalid value' in p.stderr and
+              "field is immutable" in p.stderr, p.stdout + p.stderr)
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web.v1"},
+           "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+    p = kubectl("apply", "-f", "-", stdin=json.dumps(bad), ok=False)
+    check("a Service named web.v1: 422, its name is not a DNS-1035 label",
+          p.returncode != 0 and 'Service "web.v1" is invalid: metadata.name: Invalid value: "web.v1": a DNS-1035 label'
+          in p.stderr, p.stdout + p.stderr)
 
     kubectl("set", "image", "deploy/web", "app=127.0.0.1:5000/hoist-test/missing:v2")
 
@@ -408,6 +426,9 @@ def test_failures():
                     and s, 60, 0.2)
     check("... and waits in CrashLoopBackOff with the back-off message", cs and
           "back-off" in cs["state"]["waiting"]["message"], cs)
+    p = kubectl("logs", "deploy/crash", "--previous", ok=False)
+    check("kubectl logs --previous serves the crashed container's output", p.returncode == 0 and "boom" in p.stdout,
+          p.stdout + p.stderr)
     cs = wait_until(lambda: (s := state("cfg")).get("state", {}).get("waiting", {}).get("reason") ==
                     "CreateContainerConfigError" and s, 60)
     check("a missing secret: CreateContainerConfigError naming it",

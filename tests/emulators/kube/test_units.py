@@ -150,6 +150,52 @@ class StoreWatch(unittest.TestCase):
         self.assertEqual((e.exception.code, e.exception.message), (404, 'namespaces "nope" not found'))
 
 
+class Validation(unittest.TestCase):
+    def setUp(self):
+        self.api = Api(Store())
+        self.api.create(NS, None, {"metadata": {"name": "default"}}, internal=True)
+
+    def invalid(self, fn, *args):
+        with self.assertRaises(ApiError) as e:
+            fn(*args)
+        self.assertEqual((e.exception.code, e.exception.reason), (422, "Invalid"), e.exception.message)
+        return e.exception
+
+    def test_names_follow_the_rule_of_their_kind(self):
+        svc = discovery.BY_KEY["/services"]
+        e = self.invalid(self.api.create, svc, "default", {"metadata": {"name": "web.v1"},
+                                                           "spec": {"ports": [{"port": 80}]}})
+        self.assertEqual(e.details["causes"][0]["field"], "metadata.name")
+        self.assertIn('Invalid value: "web.v1": a DNS-1035 label must consist of', e.message)
+        self.invalid(self.api.create, svc, "default", {"metadata": {"name": "1web"}, "spec": {"ports": [{"port": 80}]}})
+        e = self.invalid(self.api.create, NS, None, {"metadata": {"name": "team.a"}})
+        self.assertIn("RFC 1123 label", e.message)
+        e = self.invalid(self.api.create, CM, "default", {"metadata": {"name": "Web_1"}})
+        self.assertIn("RFC 1123 subdomain", e.message)
+        self.invalid(self.api.create, CM, "default", {"metadata": {"name": "a" * 254}})
+        d = dep()
+        d["metadata"]["name"] = "web.v1"                 # a subdomain: fine for a Deployment or a ConfigMap
+        self.assertEqual(self.api.create(DEPLOY, "default", d)["metadata"]["name"], "web.v1")
+        self.api.create(CM, "default", {"metadata": {"name": "web.v1"}})
+
+    def test_a_deployment_selector_is_immutable(self):
+        self.api.create(DEPLOY, "default", dep())
+        moved = dep()
+        moved["spec"]["selector"]["matchLabels"]["app"] = "e"
+        moved["spec"]["template"]["metadata"]["labels"]["app"] = "e"
+        e = self.invalid(self.api.update, DEPLOY, "default", "d", moved)
+        self.assertEqual(e.details["causes"][0]["field"], "spec.selector")
+        self.assertEqual(e.message, 'Deployment.apps "d" is invalid: spec.selector: Invalid value: '
+                         'v1.LabelSelector{MatchLabels:map[string]string{"app":"e"}, '
+                         'MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable')
+        self.invalid(self.api.patch, DEPLOY, "default", "d", json.dumps(
+            {"spec": moved["spec"]}).encode(), "application/merge-patch+json")
+        self.invalid(self.api.patch, DEPLOY, "default", "d", json.dumps(moved).encode(),
+                     "application/apply-patch+yaml", {"fieldManager": "m", "force": "true"})
+        same = self.api.patch(DEPLOY, "default", "d", b'{"spec":{"replicas":5}}', "application/merge-patch+json")
+        self.assertEqual(same["spec"]["replicas"], 5)
+
+
 class Namespaces(unittest.TestCase):
     def test_no_new_content_in_a_terminating_namespace(self):
         store = Store()
