@@ -53,7 +53,9 @@ class ApiError(Exception):
 
     def status(self):
         body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason}
+                "message": self.message}
+        if self.reason:                     # a plain error of the API server's has none
+            body["reason"] = self.reason
         if self.details is not None:
             body["details"] = self.details
         body["code"] = self.code

@@ -87,7 +87,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Cache-Control", "no-cache, private")
         self.send_header("Audit-Id", str(uuid.uuid4()))
-        for k, v in (extra or {}).items():
+        for k, v in (extra.items() if isinstance(extra, dict) else extra or ()):
             self.send_header(k, v)
         if length is not None:
             self.send_header("Content-Length", str(length))
@@ -320,21 +320,26 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, tables.table(res, items, lst["metadata"],
                                                         query.get("includeObject", "Metadata")))
             return self.send_json(200, lst)
+        warnings = []           # fieldValidation=Warn: one `Warning: 299 - "..."` header each
+
+        def headers():
+            return [("Warning", '299 - ' + json.dumps(w)) for w in warnings]
         if m == "POST" and not name:
-            obj = api.create(res, ns, self.parse(body), query, manager)
-            return self.send_json(201 if query.get("dryRun") != "All" else 200, obj)
+            obj = api.create(res, ns, self.parse(body), query, manager, warnings=warnings)
+            return self.send_json(201 if query.get("dryRun") != "All" else 200, obj, headers())
         if m == "POST" and sub == "eviction":
             api.delete(res, ns, name, {}, {})
             return self.send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                         "status": "Success", "code": 201})
         if m == "PUT" and name:
-            return self.send_json(200, api.update(res, ns, name, self.parse(body), query, sub, manager))
+            obj = api.update(res, ns, name, self.parse(body), query, sub, manager, warnings=warnings)
+            return self.send_json(200, obj, headers())
         if m == "PATCH" and name:
             ctype = self.headers.get("Content-Type", "")
             before = self.server.store.get(res.key, ns or "", name)
-            obj = api.patch(res, ns, name, body, ctype, query, sub, manager)
+            obj = api.patch(res, ns, name, body, ctype, query, sub, manager, warnings=warnings)
             created = before is None and ctype.startswith("application/apply-patch")
-            return self.send_json(201 if created and query.get("dryRun") != "All" else 200, obj)
+            return self.send_json(201 if created and query.get("dryRun") != "All" else 200, obj, headers())
         if m == "DELETE" and name:
             opts = self.parse(body) if body.strip() else {}
             out = api.delete(res, ns, name, opts, query)

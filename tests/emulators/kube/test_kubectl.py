@@ -288,6 +288,30 @@ def test_ssa():
     kubectl("delete", "deploy/ssa")
 
 
+def test_field_validation():
+    typo = deployment("typo", replicas=1, probe=False, pods=False)
+    typo["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"tcpSocket": {"port": 8080}}
+    field = "spec.template.spec.containers[0].readinesProbe"
+    for how in (("apply",), ("create",)):
+        p = kubectl(*how, "-f", "-", stdin=json.dumps(typo), ok=False)
+        check(f"kubectl {how[0]} of a Deployment with readinesProbe (strict by default): 400 naming the field",
+              p.returncode != 0 and f'strict decoding error: unknown field "{field}"' in p.stderr, p.stdout + p.stderr)
+    p = kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(typo), ok=False)
+    check("kubectl apply --server-side of it: refused, 'field not declared in schema'",
+          p.returncode != 0 and '.spec.template.spec.containers[name="app"].readinesProbe: field not declared in schema'
+          in p.stderr, p.stdout + p.stderr)
+    p = kubectl("apply", "--validate=warn", "-f", "-", stdin=json.dumps(typo), ok=False)
+    got = json.loads(kubectl("get", "deploy/typo", "-o", "json").stdout) if p.returncode == 0 else {}
+    check("--validate=warn: created with a warning naming the field, the field dropped",
+          p.returncode == 0 and f'Warning: unknown field "{field}"' in p.stderr and
+          "readinesProbe" not in got["spec"]["template"]["spec"]["containers"][0], p.stdout + p.stderr)
+    p = kubectl("patch", "deploy/typo", "--type=merge", "-p", '{"spec":{"replica":2}}', ok=False)
+    check("kubectl patch with an unknown field (sent without fieldValidation: the server's Warn)",
+          p.returncode == 0 and 'Warning: unknown field "spec.replica"' in p.stderr and "no change" in p.stdout,
+          p.stdout + p.stderr)
+    kubectl("delete", "deploy/typo")
+
+
 def docs(*objs):
     """A multi-document manifest (a v1 List would need client-side validation: /openapi/v2)."""
     return "\n".join(json.dumps(o) for o in objs)
@@ -779,8 +803,8 @@ def main():
         return 1
     try:
         groups = (test_conformance, test_cluster_views, test_auth_and_errors, test_watch_semantics, test_ssa,
-                  test_stored_kinds, test_rollout, test_failures, test_probes, test_strategies, test_pull_secret,
-                  test_cascade, test_workloads)
+                  test_field_validation, test_stored_kinds, test_rollout, test_failures, test_probes,
+                  test_strategies, test_pull_secret, test_cascade, test_workloads)
         only = os.environ.get("HOIST_KUBE_TEST_ONLY")      # during development: a comma-separated subset
         for t in (g for g in groups if not only or g.__name__ in only.split(",")):
             t0 = time.monotonic()

@@ -15,6 +15,7 @@ import controllers                        # noqa: E402
 import discovery                          # noqa: E402
 import patch                              # noqa: E402
 import protobuf                           # noqa: E402
+import schema                             # noqa: E402
 import server                             # noqa: E402
 import tables                             # noqa: E402
 from api import Api                       # noqa: E402
@@ -194,6 +195,67 @@ class Validation(unittest.TestCase):
                      "application/apply-patch+yaml", {"fieldManager": "m", "force": "true"})
         same = self.api.patch(DEPLOY, "default", "d", b'{"spec":{"replicas":5}}', "application/merge-patch+json")
         self.assertEqual(same["spec"]["replicas"], 5)
+
+
+class FieldValidation(unittest.TestCase):
+    """Unknown fields: Strict refuses, Warn (the default) drops and warns, Ignore drops;
+    server-side apply always refuses (a 500 without a reason, as the API server answers)."""
+
+    def setUp(self):
+        self.api = Api(Store())
+        self.api.create(NS, None, {"metadata": {"name": "default"}}, internal=True)
+
+    def typo(self):
+        d = dep()
+        d["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"tcpSocket": {"port": 80}}
+        return d
+
+    def test_create_update_patch_honour_field_validation(self):
+        with self.assertRaises(ApiError) as e:
+            self.api.create(DEPLOY, "default", self.typo(), {"fieldValidation": "Strict"})
+        self.assertEqual((e.exception.code, e.exception.reason), (400, "BadRequest"))
+        self.assertIn('strict decoding error: unknown field "spec.template.spec.containers[0].readinesProbe"',
+                      e.exception.message)
+        warnings = []
+        made = self.api.create(DEPLOY, "default", self.typo(), {}, warnings=warnings)
+        self.assertNotIn("readinesProbe", made["spec"]["template"]["spec"]["containers"][0])
+        self.assertEqual(warnings, ['unknown field "spec.template.spec.containers[0].readinesProbe"'])
+        with self.assertRaises(ApiError) as e:
+            self.api.update(DEPLOY, "default", "d", dict(self.typo(), metadata=made["metadata"]),
+                            {"fieldValidation": "Strict"})
+        self.assertEqual(e.exception.code, 400)
+        with self.assertRaises(ApiError) as e:
+            self.api.patch(DEPLOY, "default", "d", b'{"spec":{"replica":3}}', "application/merge-patch+json",
+                           {"fieldValidation": "Strict"})
+        self.assertIn('unknown field "spec.replica"', e.exception.message)
+        warnings = []
+        out = self.api.patch(DEPLOY, "default", "d", b'{"spec":{"replica":3},"metadata":{"labels":{"a":"b"}}}',
+                             "application/merge-patch+json", {"fieldValidation": "Ignore"}, warnings=warnings)
+        self.assertEqual((out["metadata"]["labels"], "replica" in out["spec"], warnings), ({"a": "b"}, False, []))
+        with self.assertRaises(ApiError) as e:
+            self.api.create(CM, "default", {"metadata": {"name": "x"}}, {"fieldValidation": "strict"})
+        self.assertIn('supported values: "Ignore", "Strict", "Warn"', e.exception.message)
+
+    def test_server_side_apply_refuses_unknown_fields(self):
+        for q in ({"fieldManager": "m"}, {"fieldManager": "m", "fieldValidation": "Ignore"}):
+            with self.assertRaises(ApiError) as e:
+                self.api.patch(DEPLOY, "default", "d", json.dumps(self.typo()).encode(),
+                               "application/apply-patch+yaml", q)
+            self.assertEqual(e.exception.code, 500)
+            self.assertNotIn("reason", e.exception.status())
+            self.assertEqual(e.exception.message, 'failed to create typed patch object (default/d; apps/v1, '
+                             'Kind=Deployment): .spec.template.spec.containers[name="c"].readinesProbe: field '
+                             'not declared in schema')
+        self.api.patch(DEPLOY, "default", "d", json.dumps(dep()).encode(), "application/apply-patch+yaml",
+                       {"fieldManager": "m"})
+
+    def test_the_emulator_own_objects_have_only_known_fields(self):
+        for res_key, obj in ((DEPLOY.key, dep()), ("/services", {"metadata": {"name": "s"}, "spec": {
+                "ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": "d"}}}),
+                ("/pods", {"metadata": {"name": "p"}, "spec": dep()["spec"]["template"]["spec"]})):
+            res = discovery.BY_KEY[res_key]
+            made = self.api.create(res, "default", obj, {"fieldValidation": "Strict"})
+            self.assertEqual(schema.unknown(res, made), [], res.plural)    # a GET then PUT passes Strict
 
 
 class Namespaces(unittest.TestCase):
