@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import discovery                                       # noqa: E402
 import protobuf                                        # noqa: E402
 import tables                                          # noqa: E402
+import versions                                        # noqa: E402
 from api import Api, default_manager                   # noqa: E402
 from objects import (ApiError, bad_request, fields_match, labels_match, not_found,  # noqa: E402
                      parse_field_selector, parse_label_selector)
@@ -299,7 +300,11 @@ class Handler(BaseHTTPRequestHandler):
         verb = {"GET": "watch" if watch else ("get" if name else "list"), "HEAD": "get",
                 "POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if name else "deletecollection"}[m]
+        if res in discovery.REVIEWS:                  # every authenticated user may ask about itself
+            return self.review(user, body)
         self.authorize(user, verb, res, ns, name)
+        if res is not versions.storage(res):
+            return self.serve_converted(res, ns, name, sub, query, body, verb, manager)
         if query.get("dryRun") not in (None, "", "All"):
             raise bad_request(f'dryRun "{query["dryRun"]}" is not supported; the only value is "All"')
         if sub == "log":
@@ -349,6 +354,42 @@ class Handler(BaseHTTPRequestHandler):
             opts = self.parse(body) if body.strip() else {}
             return self.send_json(200, api.delete_collection(res, ns, query, opts))
         raise ApiError(405, "MethodNotAllowed", f"{m} is not supported on {self.path}")
+
+    def review(self, user, body):
+        """`kubectl auth can-i`: a SelfSubjectAccessReview answered for the caller, not stored."""
+        if self.command != "POST":
+            raise ApiError(405, "MethodNotAllowed", f"{self.command} is not supported on {self.path}")
+        obj = self.parse(body)
+        if not isinstance(obj, dict):
+            raise bad_request("the body of a SelfSubjectAccessReview must be a JSON object")
+        spec = obj.get("spec") or {}
+        attrs = spec.get("resourceAttributes") or spec.get("nonResourceAttributes") or {}
+        allowed = user in self.server.admins or (user in self.server.viewers and attrs.get("verb") in READ_VERBS)
+        status = {"allowed": allowed}
+        if allowed:
+            status["reason"] = f'the emulator allows "{user}" to {attrs.get("verb")}' + (
+                " (read-only user)" if user in self.server.viewers else "")
+        obj.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        return self.send_json(201, dict(obj, status=status))
+
+    def serve_converted(self, res, ns, name, sub, query, body, verb, manager):
+        """A resource served in another version than it is stored in: create, get, list, delete."""
+        api, stored = self.server.api, versions.storage(res)
+        if sub or verb not in res.verbs:
+            raise ApiError(405, "MethodNotAllowed", f"{self.command} {res.api_version} {res.plural} is not served "
+                           f"by the emulator (only {', '.join(res.verbs)}): use {stored.api_version}")
+        if verb == "create":
+            obj = self.parse(body)
+            if isinstance(obj, dict) and obj.get("apiVersion") not in (None, res.api_version):
+                raise bad_request(f'the apiVersion "{obj.get("apiVersion")}" does not match {res.api_version}')
+            out = api.create(stored, ns, versions.to_storage(res, obj), query, manager)
+            return self.send_json(201 if query.get("dryRun") != "All" else 200, versions.from_storage(res, out))
+        if verb == "get":
+            return self.send_json(200, versions.from_storage(res, api.get(stored, ns, name)))
+        if verb == "list":
+            lst, _ = api.list(stored, ns, query)
+            return self.send_json(200, versions.from_storage(res, lst))
+        return self.send_json(200, api.delete(stored, ns, name, self.parse(body) if body.strip() else {}, query))
 
     def parse(self, body):
         try:
@@ -563,7 +604,7 @@ def main():
     ap.add_argument("--bookmark-interval", type=float, default=5.0)
     ap.add_argument("--no-kubelet", action="store_true", help="do not run pods on Docker")
     ap.add_argument("--crash-backoff", type=float, default=10.0,
-                    help="first CrashLoopBackOff/ImagePullBackOff delay in seconds (doubles, max 300)")
+                    help="first CrashLoopBackOff/ImagePullBackOff delay in seconds, the kubelet's 10 (doubles, max 300)")
     ap.add_argument("--state", default=".", help="directory for the kubelet's files")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()

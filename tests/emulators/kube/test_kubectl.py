@@ -312,6 +312,41 @@ def test_field_validation():
     kubectl("delete", "deploy/typo")
 
 
+def test_typed_creates():
+    """kubectl commands that send protobuf bodies (decoded by protobuf.py)."""
+    p = kubectl("create", "deployment", "made", f"--image={IMAGE}", "--port=8080", "--replicas=2", "--",
+                "sh", "-c", "exec sleep 3600", ok=False)
+    d = json.loads(kubectl("get", "deploy/made", "-o", "json").stdout) if p.returncode == 0 else {}
+    c = d["spec"]["template"]["spec"]["containers"][0] if d else {}
+    check("kubectl create deployment --image --port --replicas -- cmd", p.returncode == 0 and
+          d["spec"]["replicas"] == 2 and c.get("command") == ["sh", "-c", "exec sleep 3600"] and
+          c.get("ports") == [{"containerPort": 8080, "protocol": "TCP"}], p.stderr or d)
+    p = kubectl("create", "deployment", "none", f"--image={IMAGE}", "--replicas=0", ok=False)
+    check("kubectl create deployment --replicas=0 keeps the zero",
+          p.returncode == 0 and json.loads(kubectl("get", "deploy/none", "-o", "json").stdout)["spec"]["replicas"] == 0,
+          p.stderr)
+    p = kubectl("create", "job", "made", f"--image={IMAGE}", "--", "sh", "-c", "echo made", ok=False)
+    w = kubectl("wait", "--for=condition=complete", "job/made", "--timeout=90s", ok=False) if p.returncode == 0 else p
+    check("kubectl create job -- cmd: runs to Complete", w.returncode == 0 and
+          "made" in kubectl("logs", "job/made", ok=False).stdout, p.stderr + w.stderr)
+    p = kubectl("autoscale", "deployment", "made", "--min=2", "--max=5", "--cpu-percent=70", ok=False)
+    hpa = json.loads(kubectl("get", "hpa/made", "-o", "json").stdout) if p.returncode == 0 else {}
+    check("kubectl autoscale (autoscaling/v1, stored as v2: a cpu Utilization metric)",
+          p.returncode == 0 and "autoscaled" in p.stdout and hpa["spec"]["maxReplicas"] == 5 and
+          hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70, p.stderr or hpa)
+    code, v1, _ = req("GET", f"/apis/autoscaling/v1/namespaces/{NS}/horizontalpodautoscalers/made")
+    check("... and read back as autoscaling/v1 (targetCPUUtilizationPercentage)",
+          code == 200 and v1["spec"].get("targetCPUUtilizationPercentage") == 70, v1)
+    p = kubectl("auth", "can-i", "create", "pods", ok=False)
+    check("kubectl auth can-i create pods (admin): yes", p.returncode == 0 and p.stdout.strip() == "yes",
+          p.stdout + p.stderr)
+    p = kubectl("--context", "hoist-emulator-viewer", "auth", "can-i", "create", "pods", ok=False)
+    q = kubectl("--context", "hoist-emulator-viewer", "auth", "can-i", "list", "pods", ok=False)
+    check("kubectl auth can-i as the read-only viewer: create no, list yes", p.returncode == 1 and
+          p.stdout.strip() == "no" and q.returncode == 0 and q.stdout.strip() == "yes", p.stdout + p.stderr + q.stdout)
+    kubectl("delete", "deploy/made", "deploy/none", "job/made", "hpa/made")
+
+
 def docs(*objs):
     """A multi-document manifest (a v1 List would need client-side validation: /openapi/v2)."""
     return "\n".join(json.dumps(o) for o in objs)
@@ -803,8 +838,8 @@ def main():
         return 1
     try:
         groups = (test_conformance, test_cluster_views, test_auth_and_errors, test_watch_semantics, test_ssa,
-                  test_field_validation, test_stored_kinds, test_rollout, test_failures, test_probes,
-                  test_strategies, test_pull_secret, test_cascade, test_workloads)
+                  test_field_validation, test_typed_creates, test_stored_kinds, test_rollout, test_failures,
+                  test_probes, test_strategies, test_pull_secret, test_cascade, test_workloads)
         only = os.environ.get("HOIST_KUBE_TEST_ONLY")      # during development: a comma-separated subset
         for t in (g for g in groups if not only or g.__name__ in only.split(",")):
             t0 = time.monotonic()

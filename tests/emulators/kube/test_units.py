@@ -315,6 +315,70 @@ class ContainerDeaths(unittest.TestCase):
         self.assertEqual(k.died("abc123"), (worker, "abc123def456"))
 
 
+class CrashBackOff(unittest.TestCase):
+    """The kubelet's schedule: the first crash restarts at once, then 10 s, 20 s, ... 5 min; an
+    instance that ran ten minutes starts the schedule again."""
+
+    def test_schedule(self):
+        w = kubelet.PodWorker.__new__(kubelet.PodWorker)
+        w.k = type("K", (), {"backoff": 10.0})()
+        c = kubelet.Container({"name": "app"})
+        waits = []
+        for _ in range(9):
+            waits.append(w.crash_back_off(c, kubelet.time.time()))
+            w.restart_begins(c)
+        self.assertEqual(waits, [0, 10, 20, 40, 80, 160, 300, 300, 300])
+        self.assertEqual([kubelet.go_duration(x) for x in (10, 80, 160, 300)], ["10s", "1m20s", "2m40s", "5m0s"])
+        self.assertEqual(w.crash_back_off(c, kubelet.time.time() + 601), 0)     # ran ten minutes: reset
+        w.restart_begins(c)
+        self.assertEqual(w.crash_back_off(c, kubelet.time.time()), 10)
+
+
+class ProtobufBodies(unittest.TestCase):
+    """Bodies kubectl 1.32 sent (-v=9) for `create deployment web --image=busybox:1 --port=80
+    --replicas=2 -- sh -c 'echo hi'`, `create job j --image=busybox:1 -- sh -c 'echo hi'` and
+    `auth can-i create pods` in namespace kemu-p: every non-pointer field written, set or not."""
+    DEPLOYMENT = bytes.fromhex(
+        "6b3873000a150a07617070732f7631120a4465706c6f796d656e7412d6010a250a0377656212001a066b656d752d7022"
+        "002a003200380042005a0a0a036170701203776562129e010802120c0a0a0a0361707012037765621a83010a1c0a0012"
+        "001a0022002a003200380042005a0a0a036170701203776562126312450a0762757379626f78120962757379626f783a"
+        "311a0273681a022d631a076563686f2068692a00320a0a001000185022002a0042006a007200800100880100900100a2"
+        "01001a00320042004a0052005800600068008201008a01009a0100c2010022020a00280038001a0c0800100018002000"
+        "280038001a002200")
+    JOB = bytes.fromhex(
+        "6b3873000a0f0a0862617463682f763112034a6f621291010a170a016a12001a066b656d752d7022002a003200380042"
+        "00126c326a0a100a0012001a0022002a00320038004200125612330a016a120962757379626f783a311a0273681a022d"
+        "631a076563686f2068692a0042006a007200800100880100900100a201001a054e65766572320042004a005200580060"
+        "0068008201008a01009a0100c201001a082000280030003a001a002200")
+    REVIEW = bytes.fromhex(
+        "6b3873000a320a17617574686f72697a6174696f6e2e6b38732e696f2f7631121753656c665375626a65637441636365"
+        "7373526576696577123e0a100a0012001a0022002a0032003800420012200a1e0a066b656d752d701206637265617465"
+        "1a0022002a04706f647332003a001a08080012001a0020001a002200")
+
+    def test_kubectl_create_deployment_job_and_can_i(self):
+        d = protobuf.decode(self.DEPLOYMENT)
+        self.assertEqual(d["metadata"], {"name": "web", "namespace": "kemu-p", "labels": {"app": "web"}})
+        self.assertEqual(d["spec"]["replicas"], 2)
+        self.assertEqual(d["spec"]["selector"], {"matchLabels": {"app": "web"}})
+        self.assertEqual(d["spec"]["template"]["spec"], {"containers": [{
+            "name": "busybox", "image": "busybox:1", "command": ["sh", "-c", "echo hi"],
+            "ports": [{"containerPort": 80}]}]})
+        self.assertNotIn("strategy", d["spec"])                   # empty: left to the defaults
+        j = protobuf.decode(self.JOB)
+        self.assertEqual((j["kind"], j["spec"]["template"]["spec"]["restartPolicy"]), ("Job", "Never"))
+        r = protobuf.decode(self.REVIEW)
+        self.assertEqual(r["spec"], {"resourceAttributes": {"namespace": "kemu-p", "verb": "create",
+                                                              "resource": "pods"}})
+
+    def test_a_field_not_in_the_tables_is_refused_unless_empty(self):
+        where = "Deployment.spec.template.spec.containers"
+        self.assertEqual(protobuf.message(bytes.fromhex("0a01617a00"), protobuf.CONTAINER, where), {"name": "a"})
+        with self.assertRaises(ApiError) as e:                      # field 15 (securityContext), set
+            protobuf.message(bytes.fromhex("0a01617a020801"), protobuf.CONTAINER, where)
+        self.assertEqual(e.exception.code, 415)
+        self.assertIn("field 15 of Deployment.spec.template.spec.containers", e.exception.message)
+
+
 class Hashes(unittest.TestCase):
     def test_template_hash_ignores_the_hash_label(self):
         t = dep()["spec"]["template"]
