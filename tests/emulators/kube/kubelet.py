@@ -79,6 +79,7 @@ class Container:
         self.backoff_at = 0.0           # ... and when it was last moved on
         self.doubles_at_start = False   # a restart after a wait doubles the delay
         self.pull_backoff = 0.0         # image pulls have a back-off of their own
+        self.stopped_by_kubelet = False  # a probe failure's stop: its 137 is not the OOM killer
         self.image_id = ""
         self.probe = {}                 # kind -> {"next": t, "ok": n, "fail": n}
         self.started_at = None
@@ -501,6 +502,12 @@ class PodWorker(threading.Thread):
             code = int(code_s)
         except ValueError:
             code, oom, started, finished = 137, "false", c.started_at, now()
+        # Docker's OOMKilled flag is sometimes false for a kernel OOM kill (cgroup v2): a SIGKILL
+        # (137) of a container with a memory limit that the kubelet did not stop is the OOM killer
+        limited = ((c.spec.get("resources") or {}).get("limits") or {}).get("memory")
+        if code == 137 and limited and not self.stopping and not c.stopped_by_kubelet:
+            oom = "true"
+        c.stopped_by_kubelet = False
         reason = "OOMKilled" if oom == "true" else ("Completed" if code == 0 else "Error")
         term = {"exitCode": code, "reason": reason, "startedAt": c.started_at, "finishedAt": now(),
                 "containerID": f"docker://{cid}"}
@@ -570,6 +577,7 @@ class PodWorker(threading.Thread):
                                c.name)
                     grace = pr.get("terminationGracePeriodSeconds") or \
                         self.pod["spec"].get("terminationGracePeriodSeconds", 30)
+                    c.stopped_by_kubelet = True
                     docker("stop", "-t", str(int(grace)), c.id, timeout=grace + 30)
                     break                   # the die event restarts it
         return nxt
