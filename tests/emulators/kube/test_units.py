@@ -18,6 +18,7 @@ import protobuf                           # noqa: E402
 import schema                             # noqa: E402
 import server                             # noqa: E402
 import tables                             # noqa: E402
+import versions                           # noqa: E402
 from api import Api                       # noqa: E402
 from objects import ApiError, labels_match, parse_label_selector  # noqa: E402
 from store import Store                   # noqa: E402
@@ -377,6 +378,23 @@ class ProtobufBodies(unittest.TestCase):
             protobuf.message(bytes.fromhex("0a01617a020801"), protobuf.CONTAINER, where)
         self.assertEqual(e.exception.code, 415)
         self.assertIn("field 15 of Deployment.spec.template.spec.containers", e.exception.message)
+
+
+class Versions(unittest.TestCase):
+    def test_autoscaling_v1_is_stored_as_v2_and_read_back(self):
+        v1 = discovery.lookup("autoscaling", "v1", "horizontalpodautoscalers")
+        body = {"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
+                "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "d", "apiVersion": "apps/v1"},
+                         "minReplicas": 2, "maxReplicas": 5, "targetCPUUtilizationPercentage": 70}}
+        stored = versions.to_storage(v1, body)
+        self.assertEqual(stored["apiVersion"], "autoscaling/v2")
+        self.assertEqual(stored["spec"]["metrics"], [{"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": 70}}}])
+        back = versions.from_storage(v1, stored)
+        self.assertEqual((back["apiVersion"], back["spec"]), ("autoscaling/v1", body["spec"]))
+        v2 = discovery.lookup("autoscaling", "v2", "horizontalpodautoscalers")
+        self.assertIs(versions.storage(v1), v2)
+        self.assertIs(versions.to_storage(v2, stored), stored)
 
 
 class Hashes(unittest.TestCase):
