@@ -30,6 +30,8 @@ EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 # README.md, "A second instance"); its containers then carry its own label.
 PORT_BASE = int(os.environ.get("AZEMU_PORT_BASE") or 5010)
 PORTS = {name: PORT_BASE + i for i, name in enumerate(("arm", "login", "github", "msi", "proxy", "front"))}
+# ACR's login server: the token registry of tests/env/up.sh (a second instance may bring its own)
+ACR_LOGIN_SERVER = os.environ.get("AZEMU_ACR_LOGIN_SERVER") or "127.0.0.1:5002"
 HOSTS = {name: "%s://127.0.0.1:%d" % ("https" if name in ("arm", "login", "github") else "http", port)
          for name, port in PORTS.items()}
 
