@@ -9,7 +9,6 @@ local ROOT = support.root
 local STANDIN = ROOT .. "/tests/tools/trivy"
 local OWN = ROOT .. "/tests/fixtures/trivy"
 local SHARED = support.SHARED .. "/trivy"
-local SKIP_SHARED = support.SKIP_SHARED
 
 local read, write, exists = support.must_read, support.write, support.exists
 local function shared(name) return support.shared("trivy/" .. name) end
@@ -53,7 +52,7 @@ end
 ---------------------------------------------------------------- parsing
 
 t.case("parse: every recorded golden, counts checked against the raw JSON", function()
-  if not exists(SHARED) then t.skip(SKIP_SHARED) end
+  if not exists(SHARED) then support.skip_shared() end
   local files = hoist.exec({ "find", SHARED, "-name", "*.json.golden" }).stdout
   local n = 0
   for path in files:gmatch("[^\n]+") do

@@ -354,5 +354,57 @@ class AppService(unittest.TestCase):
         self.assertIn(r.status, (404, 405))
 
 
+@require_emulator
+class AppServiceArm(unittest.TestCase):
+    """The calls az makes around a site that need no container: checknameavailability (az webapp
+    create) and publishxml (az webapp show's ftpPublishingUrl)."""
+
+    def setUp(self):
+        control("reset", {"store": True})
+        self.arm = ArmClient()
+        self.arm("PUT", RG_PATH + "rg-webarm", {"location": "westeurope"})
+        self.web = RG_PATH + "rg-webarm/providers/Microsoft.Web/"
+        plan = self.arm("PUT", self.web + "serverfarms/plan", {"location": "westeurope", "kind": "linux",
+                                                               "sku": {"name": "B1"}, "properties": {"reserved": True}}, api=API)
+        self.assertEqual(plan.status, 200, plan.raw)
+        r = self.arm("PUT", self.web + "sites/hoist-webarm", {"location": "westeurope", "kind": "app,linux,container",
+                                                              "properties": {"serverFarmId": plan.json["id"]}}, api=API)
+        self.assertEqual(r.status, 200, r.raw)
+
+    def tearDown(self):
+        control("reset", {"store": True})
+
+    def test_check_name_availability(self):
+        path = "/subscriptions/%s/providers/Microsoft.Web/checknameavailability" % ENV["HOIST_TEST_AZURE_SUBSCRIPTION_ID"]
+
+        def check(name, type_="Site"):
+            r = self.arm("POST", path, {"name": name, "type": type_}, api="2022-03-01")
+            self.assertEqual(r.status, 200, r.raw)
+            return r.json
+        taken = check("HOIST-WEBARM")  # a site's name is its host name: taken in any group
+        self.assertEqual((taken["nameAvailable"], taken["reason"]), (False, "AlreadyExists"))
+        self.assertIn("hoist-webarm", taken["message"].lower())
+        self.assertTrue(check("hoist-webarm-2", "Microsoft.Web/sites")["nameAvailable"])
+        self.assertEqual(check("-bad-")["reason"], "Invalid")
+        r = self.arm("POST", path, {"name": "x", "type": "Nope"}, api="2022-03-01")
+        self.assertEqual(r.status, 400)
+
+    def test_publish_profiles(self):
+        r = self.arm("POST", self.web + "sites/hoist-webarm/publishxml", {"format": "WebDeploy"}, api="2022-03-01")
+        self.assertEqual(r.status, 200, r.raw)
+        import xml.etree.ElementTree as ET
+        profiles = {p.get("publishMethod"): p for p in ET.fromstring(r.raw).iter("publishProfile")}
+        self.assertEqual(sorted(profiles), ["FTP", "MSDeploy", "ZipDeploy"])
+        creds = self.arm("POST", self.web + "sites/hoist-webarm/config/publishingcredentials/list", api=API).json
+        user, password = creds["properties"]["publishingUserName"], creds["properties"]["publishingPassword"]
+        self.assertEqual(profiles["MSDeploy"].get("publishUrl"), "hoist-webarm.scm.azurewebsites.net:443")
+        self.assertEqual((profiles["MSDeploy"].get("userName"), profiles["MSDeploy"].get("userPWD")), (user, password))
+        self.assertEqual(profiles["FTP"].get("userName"), "hoist-webarm\\" + user)
+        self.assertRegex(profiles["FTP"].get("publishUrl"), r"^ftps://[a-z0-9-]+\.ftp\.azurewebsites\.windows\.net/site/wwwroot$")
+        self.assertEqual(profiles["ZipDeploy"].get("destinationAppUrl"), "http://hoist-webarm.azurewebsites.net")
+        r = self.arm("POST", self.web + "sites/absent/publishxml", {"format": "WebDeploy"}, api="2022-03-01")
+        self.assertEqual(r.status, 404)
+
+
 if __name__ == "__main__":
     unittest.main()

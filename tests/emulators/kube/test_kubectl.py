@@ -117,7 +117,12 @@ def shape(v, depth=0):
 
 def test_conformance():
     if not os.path.isdir(FIX):
-        print("SKIP  conformance: skipped: ../shared/fixtures absent", flush=True)
+        # CI has the fixtures: absent there is a failure; elsewhere the ctest shared-fixtures
+        # (tests/shared_fixtures.sh) shows the skip in the ctest summary
+        if os.environ.get("CI") == "true":
+            check("conformance: ../shared/fixtures present (CI=true: not skipping)", False, FIX)
+        else:
+            print("SKIP  conformance: skipped: ../shared/fixtures absent", flush=True)
         return
     _, api, _ = req("GET", "/api")
     rec = fixture("discovery", "api.json")

@@ -12,7 +12,7 @@ import urllib.request
 
 from . import identity, state as st
 
-ACR_LOGIN_SERVER = "127.0.0.1:5002"
+ACR_LOGIN_SERVER = st.ACR_LOGIN_SERVER
 ACR_USER = "00000000-0000-0000-0000-000000000000"
 
 
