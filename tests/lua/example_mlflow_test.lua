@@ -24,7 +24,7 @@ local function need_cluster()
 end
 
 local state = {}
-local MLFLOW_TOKEN = "hoist-mlflow-example-4d2e8b"
+local MLFLOW_TOKEN, MLFLOW_READ_TOKEN = "hoist-mlflow-example-4d2e8b", "hoist-mlflow-example-read-93c1f0"
 
 local function setup()
   need_cluster()
@@ -44,7 +44,7 @@ local function setup()
   state.hook = "http://127.0.0.1:" .. support.read(dir .. "/port"):match("%d+") .. "/hook?key=mlflow-hook"
   state.registry_task = hoist.spawn(function()
     return hoist.exec { "python3", support.root .. "/tests/servers/mlflow_server.py", "--port-file", dir .. "/mlflow-port",
-                        "--token", MLFLOW_TOKEN .. ":EDIT", "--max-time", "1800", timeout = 1900 }
+                        "--token", MLFLOW_TOKEN .. ":EDIT", "--token", MLFLOW_READ_TOKEN .. ":READ", "--max-time", "1800", timeout = 1900 }
   end)
   for _ = 1, 100 do
     if support.read(dir .. "/mlflow-port") then break end
@@ -144,6 +144,22 @@ t.case("mlflow-rollout: model = models:/churn@champion is resolved, rolled out w
   t.match(v.tags["hoist.deployed.at"], "^%d%d%d%d%-%d%d%-%d%dT")
   t.eq(s.prober:failures(since), 0)
   t.no_match(support.read(r.dir and (r.dir .. "/events.jsonl") or "/dev/null") or "", MLFLOW_TOKEN)
+end, { timeout = 300 })
+
+t.case("mlflow-rollout: a registry that refuses the deployed tags is a warning, not an undo", function()
+  local s = setup()
+  if not s.prober then t.skip("the good rollout did not run first") end
+  local r = run(nil, { model = "models:/churn/Production", mlflow_token = MLFLOW_READ_TOKEN })
+  t.eq(r.status, "succeeded", r.error and r.error.message)
+  t.eq(r.outputs.resolve.version, "2")
+  t.eq(r.outputs.record.recorded, false)
+  t.match(r.outputs.record.error, "forbidden: mlflow: set tag hoist%.deployed%.digest of model version churn/2: Permission denied %(HTTP 403")
+  t.eq(r.rolled_back, {})
+  local text = {}
+  for _, sec in ipairs(r.sections or {}) do
+    for _, l in ipairs(type(sec.lines) == "table" and sec.lines or { sec.lines }) do text[#text + 1] = tostring(l) end
+  end
+  t.match(table.concat(text, "\n"), "registry not updated: forbidden")
 end, { timeout = 300 })
 
 t.cases("mlflow-rollout: a model version that cannot be deployed is refused before the build", {
