@@ -251,6 +251,12 @@ t.case("reads: registered model, latest versions, search with pages, runs", func
   local some = c:search_model_versions { filter = "name='churn'", max_results = 3 }
   t.eq(#some, 3)
   t.eq(#c:search_model_versions { filter = "name='nothing'" }, 0)
+  -- a server that caps its pages: every page is followed, the token sent back
+  local paged = mlflow.client { tracking_uri = server() .. "/_fault/pages", token = EDIT_TOKEN }
+  local versions = {}
+  for _, v in ipairs(paged:search_model_versions { filter = "name='churn'" }) do versions[#versions + 1] = v.version end
+  t.eq(versions, { "8", "7", "6", "5", "4", "3", "2", "1" })
+  t.eq(#paged:search_model_versions { filter = "name='churn'", max_results = 5 }, 5)
   local r = c:get_run "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
   t.eq({ r.status, r.run_name, r.experiment_id }, { "FAILED", "train-6", "1" })
   t.raises(function() c:get_run "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0" end, "not_found", "Run with id=d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0 not found")

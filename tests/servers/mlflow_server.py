@@ -29,7 +29,8 @@ EDIT and MANAGE may also set tags. --user NAME:PASSWORD:PERMISSION (Basic) and
 --token TOKEN:PERMISSION (Bearer, as a proxy in front of MLflow or Databricks checks it).
 
 Faults for tests, by path prefix: /_fault/malformed/... answers 200 with truncated JSON;
-/_fault/html/... 200 with an HTML login page; /_fault/500/... MLflow's INTERNAL_ERROR 500.
+/_fault/html/... 200 with an HTML login page; /_fault/500/... MLflow's INTERNAL_ERROR 500;
+/_fault/pages/... search pages of at most 2 versions (a server's own cap on max_results).
 
 Listens on 127.0.0.1 (port 0 = any free one), writes the port to --port-file, exits when its
 parent process goes away or after --max-time seconds.
@@ -195,7 +196,7 @@ def latest_versions(name, stages):
     return [best[s] for s in wanted if s in best]
 
 
-def search(args):
+def search(args, page_cap=None):
     flt = args.get("filter", "")
     name = None
     if flt:
@@ -215,9 +216,17 @@ def search(args):
         if name is None or m["name"] == name:
             found.extend(m["versions"].values())
     order = args.get("order_by") or []
-    desc = any(o.lower().endswith(" desc") for o in order) if order else True
-    found.sort(key=lambda v: (v["name"], int(v["version"]) * (-1 if desc else 1)))
-    start = int(args.get("page_token") or "0")
+    if order:  # the one order hoist may send: version_number [ASC|DESC]
+        desc = order[0].lower().endswith(" desc")
+        found.sort(key=lambda v: (v["name"], int(v["version"]) * (-1 if desc else 1)))
+    else:  # MLflow's default: last updated first
+        found.sort(key=lambda v: (-v["last_updated_timestamp"], v["name"]))
+    if page_cap:
+        max_results = min(max_results, page_cap)
+    try:
+        start = int(args.get("page_token") or "0")
+    except ValueError:
+        raise invalid("Invalid page token, could not base64-decode")
     page = found[start:start + max_results]
     out = {"model_versions": [version_json(v) for v in page]}
     if start + max_results < len(found):
@@ -255,7 +264,7 @@ def registered_model_json(m):
     return out
 
 
-def handle(method, path, args):
+def handle(method, path, args, fault=None):
     """(status, json) for an API call; raises Fail for MLflow's error envelope."""
     ep = path[len(API):]
     if method == "GET" and ep == "registered-models/get":
@@ -276,7 +285,7 @@ def handle(method, path, args):
     if method == "GET" and ep == "model-versions/get":
         return {"model_version": version_json(version(required(args, "name"), required(args, "version")))}
     if method == "GET" and ep == "model-versions/search":
-        out = search(args)
+        out = search(args, 2 if fault == "pages" else None)
         return out if out["model_versions"] else {}
     if method == "POST" and ep == "model-versions/set-tag":
         name, ver = required(args, "name"), required(args, "version")
@@ -285,8 +294,7 @@ def handle(method, path, args):
             raise invalid("Missing value for required parameter 'value'. See the API docs for more "
                           "information about request parameters.")
         v = version(name, ver)
-        v["tags"][key] = str(value)
-        v["last_updated_timestamp"] = int(time.time() * 1000)
+        v["tags"][key] = str(value)  # MLflow's stores leave last_updated_timestamp as it is
         return {}
     if method == "GET" and ep == "runs/get":
         return get_run(args.get("run_id") or required(args, "run_uuid"))
@@ -369,7 +377,7 @@ class Handler(BaseHTTPRequestHandler):
             args = {k: (v if k in ("stages", "order_by") else v[-1]) for k, v in q.items()}
         try:
             with LOCK:
-                out = handle(self.command, path, args)
+                out = handle(self.command, path, args, fault)
         except Fail as f:
             return self.answer(f.status, json.dumps({"error_code": f.code, "message": f.message}))
         if out is None:
