@@ -58,6 +58,7 @@ return pipeline.define {
     model_version = { type = "string", pattern = "[%w][%w%._%-]*", description = "The model version, without the registry (instead of model)" },
     tracking_uri = { type = "string", env = "MLFLOW_TRACKING_URI", description = "MLflow tracking server (Basic auth: MLFLOW_TRACKING_USERNAME/PASSWORD)" },
     mlflow_token = { type = "string", secret = true, env = "MLFLOW_TRACKING_TOKEN", description = "MLflow Bearer token" },
+    registration_wait = { type = "number", default = 0, description = "Seconds to wait for a version MLflow is still registering (0: refuse it)" },
     registry = { type = "string", required = true, description = "Repository of the model server image (no tag)" },
     context = { type = "string", default = here .. "/model", description = "Build context of the model server" },
     build_args = { type = "map", default = {}, description = "More docker build args" },
@@ -80,7 +81,7 @@ return pipeline.define {
       end
       if not p.model then return { version = p.model_version, image_tag = p.model_version, labels = {} } end
       -- refuses a version not READY or whose run failed: nothing is built then
-      local m = mlflow_client(p):resolve(p.model)
+      local m = mlflow_client(p):resolve { model = p.model, wait = p.registration_wait }
       ctx:summary("Model", { ("%s: version %s of %s%s"):format(m.uri, m.version, m.name, m.run_id ~= "" and (", run " .. m.run_id) or "") })
       return { name = m.name, version = m.version, uri = m.uri, run_id = m.run_id, image_tag = m.image_tag, labels = m.labels }
     end },

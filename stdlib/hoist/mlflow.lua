@@ -442,7 +442,11 @@ end
 ---@field image_tag string the version, or the version's tag hoist.image.tag
 ---@field labels table<string, string> image labels naming the model, version, run and source
 
-local resolve_spec = { model = "string", check_run = { type = "boolean", default = true } }
+local wait_spec = { type = "number", min = 0 }
+local resolve_spec = { model = "string", check_run = { type = "boolean", default = true }, wait = wait_spec }
+
+-- Seconds between two reads of a version still being registered.
+M.WAIT_INTERVAL = 1
 
 local function pick_highest(list)
   local best
@@ -472,10 +476,11 @@ local function labels_of(v)
 end
 
 -- Refuses a version whose registration is not READY.
-local function check_status(uri, v)
+local function check_status(uri, v, waited)
   if v.status == "READY" then return end
   local pending = v.status == "PENDING_REGISTRATION"
-  local why = pending and "is still being registered (PENDING_REGISTRATION), not READY"
+  local why = pending and ("is still being registered (PENDING_REGISTRATION), not READY%s"):format(
+      waited and (" after waiting %gs"):format(waited) or "")
     or ("failed to register (%s)"):format(tostring(v.status))
   fail("conflict", ("mlflow: %s is version %s of %s, which %s%s"):format(uri, v.version, v.name, why,
     v.status_message and (": " .. v.status_message) or ""),
@@ -484,18 +489,21 @@ end
 
 --- Resolves a `models:/` URI (or `{name, version|alias|stage|latest}`) to one model version
 --- that can be deployed: its registration READY and (unless check_run = false) its source run
---- not FAILED or KILLED. Raises not_found, conflict (with details.reason) or the call's error.
----@param ref string|{model?: string, name?: string, version?: string|integer, alias?: string, stage?: string, latest?: boolean, check_run?: boolean}
+--- not FAILED or KILLED. With `wait` (seconds), a version still PENDING_REGISTRATION is read
+--- again every WAIT_INTERVAL seconds until it is READY, fails, or the time is up (a version
+--- just created, as MLflow's model_version.created webhook announces it). Raises not_found,
+--- conflict (with details.reason) or the call's error.
+---@param ref string|{model?: string, name?: string, version?: string|integer, alias?: string, stage?: string, latest?: boolean, check_run?: boolean, wait?: number}
 ---@return hoist.mlflow.Resolved
 function Client:resolve(ref)
-  local p, check_run
+  local p, check_run, wait
   if type(ref) == "table" and ref.model == nil then
-    p = check_ref("hoist.mlflow.Client:resolve", ref, { check_run = "boolean" })
-    check_run = p.check_run ~= false
+    p = check_ref("hoist.mlflow.Client:resolve", ref, { check_run = "boolean", wait = wait_spec })
+    check_run, wait = p.check_run ~= false, p.wait
   else
     local o = util.check_opts("hoist.mlflow.Client:resolve", ref, resolve_spec, "model")
     if not o.model then invalid("hoist.mlflow.Client:resolve: give model = a models:/ URI, or name with a version, alias or stage") end
-    p, check_run = M.parse_uri(o.model), o.check_run
+    p, check_run, wait = M.parse_uri(o.model), o.check_run, o.wait
   end
   local uri = M.uri { name = p.name, version = p.version, alias = p.alias, stage = p.stage, latest = p.latest }
   local v, kind
@@ -511,7 +519,18 @@ function Client:resolve(ref)
         or ("mlflow: %s: model %s has no versions"):format(uri, p.name), { name = p.name, stage = p.stage })
     end
   end
-  check_status(uri, v)
+  local waited
+  if v.status == "PENDING_REGISTRATION" and wait and wait > 0 then
+    -- the same version read again: an alias or stage may move meanwhile, the version asked for may not
+    local started = hoist.now()
+    hoist.log.info(("mlflow: %s: version %s of %s is still being registered; waiting up to %gs"):format(uri, v.version, v.name, wait))
+    while v.status == "PENDING_REGISTRATION" and hoist.now() - started < wait do
+      hoist.sleep(math.min(M.WAIT_INTERVAL, math.max(0, wait - (hoist.now() - started))))
+      v = self:get_model_version { name = v.name, version = v.version }
+    end
+    waited = wait
+  end
+  check_status(uri, v, waited)
   local run
   if check_run and v.run_id and v.run_id ~= "" then
     local ok, r = util.try(self.get_run, self, { run_id = v.run_id })

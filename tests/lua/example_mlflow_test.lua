@@ -164,13 +164,15 @@ end, { timeout = 300 })
 
 t.cases("mlflow-rollout: a model version that cannot be deployed is refused before the build", {
   { name = "registration pending", model = "models:/churn@next", err = "PENDING_REGISTRATION" },
+  { name = "registration still pending after registration_wait", model = "models:/churn@next", wait = 0.5,
+    err = "PENDING_REGISTRATION%), not READY after waiting 0%.5s" },
   { name = "registration failed", model = "models:/churn/5", err = "failed to register %(FAILED_REGISTRATION%): Failed to copy" },
   { name = "source run failed", model = "models:/churn@failedrun", err = "ended FAILED" },
   { name = "unknown alias", model = "models:/churn@nope", err = "Registered model alias nope not found", code = "not_found" },
   { name = "both model and model_version", model = "models:/churn@champion", version = "2", err = "give model", code = "invalid_argument" },
 }, function(row)
   setup()
-  local r = run(row.version, { model = row.model })
+  local r = run(row.version, { model = row.model, registration_wait = row.wait })
   t.eq(r.status, "failed", r.error and r.error.message)
   t.eq(r.error.code, row.code or "conflict")
   t.match(r.error.message, row.err)

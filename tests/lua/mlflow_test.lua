@@ -164,6 +164,19 @@ t.cases("resolve refuses what cannot be deployed, with MLflow's reason", {
   if row.error_code then t.eq(e.details.error_code, row.error_code) end
 end)
 
+t.case("resolve with wait: a version being registered is read again until READY; without, or too short, refused", function()
+  local c = client()
+  -- the first read starts its registration clock (1.5 s)
+  local e = t.raises(function() c:resolve "models:/warm@new" end, "conflict", "still being registered %(PENDING_REGISTRATION%), not READY")
+  t.no_match(e.message, "after waiting")
+  t.raises(function() c:resolve { model = "models:/churn@next", wait = 0.3 } end, "conflict",
+    "still being registered %(PENDING_REGISTRATION%), not READY after waiting 0%.3s")
+  local m = c:resolve { model = "models:/warm@new", wait = 20 }
+  t.eq({ m.version, m.status, m.ref }, { "1", "READY", "alias" })
+  t.eq(m.aliases, { "new" })
+  t.raises(function() c:resolve { name = "warm", version = 1, wait = -1 } end, "invalid_argument", "wait")
+end)
+
 t.case("a stage is checked before any request; resolve needs a reference", function()
   local c = mlflow.client { tracking_uri = "http://127.0.0.1:9" }  -- nothing listens: no request may go out
   t.raises(function() c:resolve { name = "churn", stage = "Prod" } end, "invalid_argument", "invalid stage")

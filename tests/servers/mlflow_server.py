@@ -106,6 +106,9 @@ def fixture():
                   "versions": {v["version"]: v for v in churn}},
         "fraud": {"name": "fraud", "description": "", "tags": {}, "creation_timestamp": T0,
                   "last_updated_timestamp": T0 + 2000, "versions": {v["version"]: v for v in fraud}},
+        # registered in the background: PENDING_REGISTRATION until 1.5 s after its first read
+        "warm": {"name": "warm", "description": "", "tags": {}, "creation_timestamp": T0, "last_updated_timestamp": T0,
+                 "versions": {"1": mv("warm", 1, "None", "PENDING_REGISTRATION", r(3), aliases=["new"])}},
         "empty": {"name": "empty", "description": "", "tags": {}, "creation_timestamp": T0,
                   "last_updated_timestamp": T0, "versions": {}},
     }
@@ -136,8 +139,16 @@ def kv_list(m):
     return [{"key": k, "value": v} for k, v in sorted(m.items())]
 
 
+WARMING = {}  # (name, version) -> when its registration ends
+
+
 def version_json(v):
     """A ModelVersion as MLflow's message_to_json writes it: unset and empty fields left out."""
+    if v["name"] == "warm" and v["status"] == "PENDING_REGISTRATION":
+        ends = WARMING.setdefault((v["name"], v["version"]), time.time() + 1.5)
+        if time.time() >= ends:
+            v["status"] = "READY"
+            v["last_updated_timestamp"] = int(ends * 1000)
     out = {}
     for k in ("name", "version", "creation_timestamp", "last_updated_timestamp", "user_id",
               "current_stage", "description", "source", "run_id", "status", "status_message",
