@@ -8,6 +8,7 @@ local actions = require "hoist.pipeline.actions"
 local context = require "hoist.pipeline.context"
 local journal = require "hoist.pipeline.journal"
 local report = require "hoist.pipeline.report"
+local notify = require "hoist.notify"
 local github = require "hoist.github"
 local semver = require "hoist.semver"
 local util = require "hoist.util"
@@ -271,6 +272,21 @@ function R.run(def, raw, opts)
       error(err, 0)
     end
   end
+  -- The notification channels, checked (and their URLs registered as secrets) before
+  -- anything runs: a bad URL is a usage error, not a surprise at the end of the run.
+  local notify_cfg
+  if def.notify then
+    local ok, cfg = pcall(function()
+      return notify.configure(type(def.notify) == "function" and def.notify(values) or def.notify)
+    end)
+    if not ok then
+      local err = hoist.is_error(cfg) and cfg or hoist.new_error { code = "invalid_argument", message = tostring(cfg) }
+      err.details = err.details or {}
+      err.details.exit_code = 2
+      error(err, 0)
+    end
+    notify_cfg = cfg
+  end
   local run = new_run(def, values, opts)
   local previous = context.set_active(run)
   -- the run's flag is the one every module reads, for the run's duration
@@ -310,6 +326,14 @@ function R.run(def, raw, opts)
     if not sok then hoist.log.warn("the pipeline's summary function failed: " .. tostring(serr)) end
   end
   if not ok then result.error = final_error(run, result) end
+  -- Once per run, its outcome known and its rollback done; in a task of its own so that a
+  -- cancelled (SIGTERM'd) run still tells. hoist.notify never raises for a channel that
+  -- fails: the outcome stays the run's.
+  if notify_cfg then
+    local sent, results = pcall(hoist.shielded, notify.run_finished, notify_cfg, result)
+    result.notified = sent and results or nil
+    collect_plan(run, "notify")
+  end
   run.journal:append {
     kind = "run.end", status = result.status, duration = result.duration, dry_run = run.dry_run or nil,
     error = result.error and { code = result.error.code, message = result.error.message, where = result.error.where,
