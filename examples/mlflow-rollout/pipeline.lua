@@ -1,14 +1,18 @@
 -- A model promoted in MLflow goes to production: build -> push -> set image on the model
 -- server's Deployment -> hoist's rollout tracking -> health checks -> readiness -> 5 sample
--- predictions -> notify. Any failure on the way (an image the cluster cannot pull, a crash
--- loop, readiness never reached, failing predictions, a partial rollout) undoes the Deployment
--- to its previous revision (`kubectl rollout undo` semantics, journaled before the change).
+-- predictions. Any failure on the way (an image the cluster cannot pull, a crash loop,
+-- readiness never reached, failing predictions, a partial rollout) undoes the Deployment to
+-- its previous revision (`kubectl rollout undo` semantics, journaled before the change).
+-- Every run ends with a notification (hoist.notify) on success, failure and rollback, the
+-- failure's reason and evidence included: `webhook` (generic JSON), or the notify* parameters
+-- for Slack and Teams.
 --
---   hoist run examples/mlflow-rollout/pipeline.lua --set model_version=4 \
---     --set registry=127.0.0.1:5000/models/churn --secret webhook=https://hooks.example/abc
+--   MLFLOW_ROLLOUT_WEBHOOK=https://hooks.example/abc HOIST_NOTIFY_SLACK=https://hooks.slack.com/services/... \
+--     hoist run examples/mlflow-rollout/pipeline.lua --set model_version=4 \
+--     --set registry=127.0.0.1:5000/models/churn
 --
 -- The MLflow trigger itself comes later: here the run starts with the model version.
-local pipeline, k8s, verify = hoist.pipeline, hoist.k8s, hoist.verify
+local pipeline, k8s, verify, notify = hoist.pipeline, hoist.k8s, hoist.verify, hoist.notify
 require "hoist.k8s.undo" -- defines the rollback actions k8s.rollout_undo and k8s.restore
 
 local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
@@ -44,8 +48,18 @@ return pipeline.define {
   name = "mlflow-rollout",
   version = "1.0.0",
   requires = ">=0.1",
-  description = "Roll a model version out to its Kubernetes model server; undo on any failure",
-  params = {
+  description = "Roll a model version out to its Kubernetes model server; undo on any failure; notify",
+  -- Once per run, after the undo: what was rolled out, or why not and what was undone.
+  notify = function(p)
+    return notify.from_params(p, { webhook = p.webhook, verify_stages = { "rollout", "health", "readiness", "predictions" },
+      facts = function(result)
+        local o = result.outputs
+        return { target = "kubernetes", service = p.name, model_version = p.model_version,
+                 image = o.build and o.build.image, digest = o.push and o.push.digest, url = o.health and o.health.url,
+                 revision = o.rollout and o.rollout.revision, predictions = o.predictions and o.predictions.predictions }
+      end })
+  end,
+  params = notify.with_params {
     model_version = { type = "string", required = true, pattern = "[%w][%w%._%-]*", description = "The model version promoted in MLflow" },
     registry = { type = "string", required = true, description = "Repository of the model server image (no tag)" },
     context = { type = "string", default = here .. "/model", description = "Build context of the model server" },
@@ -59,7 +73,8 @@ return pipeline.define {
     ready_timeout = { type = "number", default = 30, description = "Seconds a running pod may stay unready" },
     predict_path = { type = "string", default = "/predict", description = "The model server's POST scoring path" },
     url = { type = "string", description = "The Service's base URL (default: found from the Service)" },
-    webhook = { type = "string", secret = true, env = "MLFLOW_ROLLOUT_WEBHOOK", description = "Notification URL (POST JSON)" },
+    webhook = { type = "string", secret = true, env = "MLFLOW_ROLLOUT_WEBHOOK",
+                description = "Notification URL: the run summary as JSON (hoist.notify/v1) on success, failure and rollback" },
   },
   stages = {
     { name = "build", run = function(ctx)
@@ -138,18 +153,6 @@ return pipeline.define {
       end
       local r = verify.all { checks = checks }
       return { predictions = #r.results }
-    end },
-    { name = "notify", run = function(ctx)
-      local p = ctx.params
-      if not p.webhook then ctx.log.info("no webhook: nothing to notify"); return {} end
-      local summary = { pipeline = "mlflow-rollout", model_version = p.model_version, image = ctx.outputs.build.image,
-                        deployment = p.name, revision = ctx.outputs.rollout.revision, predictions = ctx.outputs.predictions.predictions,
-                        run = ctx.run.id }
-      local r = hoist.http.post(p.webhook, { json = summary, timeout = 10 })
-      if r.status < 200 or r.status > 299 then
-        hoist.error { code = "unavailable", message = ("webhook answered %d"):format(r.status) }
-      end
-      return { notified = true }
     end },
   },
 }
