@@ -558,7 +558,7 @@ end
 ---@param result hoist.PipelineResult
 ---@return hoist.NotifyResult[]
 function M.run_finished(cfg, result)
-  local ok, out = pcall(function()
+  local ok, out = util.try(function()
     cfg = M.configure(cfg)
     if not cfg then return {} end
     local _, all = M.event_of(result)

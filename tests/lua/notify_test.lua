@@ -351,6 +351,37 @@ t.case("Retry-After is honoured, and no secret is in anything sent or logged", f
   hoist.fs.remove(dir, { recursive = true })
 end, { timeout = 180 })
 
+t.case("a run stopped by SIGTERM is rolled back, then notified once (exit 130)", function()
+  reset()
+  local dir = support.tmpdir("hoist-notify-term")
+  support.write(dir .. "/pipeline.lua", [[
+hoist.pipeline.action("notifyterm.undo", function() end)
+return hoist.pipeline.define { name = "notify-term", version = "1.0.0", params = hoist.notify.with_params {},
+  notify = hoist.notify.from_params,
+  stages = { { name = "deploy", run = function(ctx) ctx:on_rollback("notifyterm.undo", {}) end },
+             { name = "verify", run = function() io.stdout:write("WAITING\n"); io.stdout:flush(); hoist.sleep(60) end } } }
+]])
+  local task = hoist.spawn(function()
+    return hoist.exec { "sh", "-c", 'echo $$ > "$1"; exec "$2" run --no-color --state-dir "$3" "$4" > "$5" 2>&1', "sh",
+                        dir .. "/pid", support.hoist_bin(), dir .. "/state", dir .. "/pipeline.lua", dir .. "/log",
+                        env = { HOIST_NOTIFY_WEBHOOK = receiver() .. "/hook/term" }, timeout = 120 }
+  end)
+  for _ = 1, 600 do
+    if (support.read(dir .. "/log") or ""):find("WAITING", 1, true) or task:status() ~= "running" then break end
+    hoist.sleep(0.05)
+  end
+  hoist.exec { "kill", "-TERM", support.must_read(dir .. "/pid"):match("%d+"), check = true }
+  local r = task:wait()
+  local log = support.read(dir .. "/log") or ""
+  hoist.exec { "rm", "-rf", dir }
+  t.eq(r.code, 130, log)
+  local seen = received()
+  t.eq(#seen, 1, log)
+  local doc = seen[1].json
+  t.eq({ doc.event, doc.status, doc.error.code, doc.error.stage }, { "rollback", "rolled_back", "cancelled", "verify" })
+  t.eq(doc.rolled_back, { "notifyterm.undo (deploy)" })
+end, { timeout = 180 })
+
 ---------------------------------------------------------------- container@1 with the local target
 
 local BASE = os.getenv("HOIST_TEST_BASE_IMAGE") or "hoist-test/busybox:latest"
