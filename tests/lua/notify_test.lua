@@ -267,6 +267,14 @@ t.cases("the pipeline notifies once per run, on success, failure and rollback", 
   if row.event == "rollback" then t.eq(doc.rolled_back, { "notifytest.undo (deploy)" }) end
 end)
 
+t.case("a pipeline whose notify parameters name no channel runs and notifies no one", function()
+  reset()
+  local r = hook_run({ ok_stage }, { notify_on = { "success" } })
+  t.eq(r.status, "succeeded", r.error and r.error.message)
+  t.eq(r.notified, nil)
+  t.eq(#received(), 0)
+end)
+
 t.case("a notification that cannot be delivered leaves the run's outcome as it was", function()
   local r = hook_run({ ok_stage }, { notify_webhook = { down_url() } }, { retry = { attempts = 1 } })
   t.eq(r.status, "succeeded")

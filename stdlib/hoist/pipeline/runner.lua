@@ -277,7 +277,9 @@ function R.run(def, raw, opts)
   local notify_cfg
   if def.notify then
     local ok, cfg = pcall(function()
-      return notify.configure(type(def.notify) == "function" and def.notify(values) or def.notify)
+      local c = def.notify
+      if type(c) == "function" then c = c(values) end -- nil: this run notifies no one
+      return notify.configure(c)
     end)
     if not ok then
       local err = hoist.is_error(cfg) and cfg or hoist.new_error { code = "invalid_argument", message = tostring(cfg) }
