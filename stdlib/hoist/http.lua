@@ -249,11 +249,12 @@ end
 ---@return hoist.HttpResponse
 function M.request(opts)
   local req = prepare(opts)
+  local policy = opts.retry and retry_policy(opts.retry) -- checked in a dry run too
   if MUTATING[(req.method or "GET"):upper()] and not opts.safe and util.dry_run() then
     return plan_request(req, opts)
   end
   local resp
-  if opts.retry then resp = send_with_retry(req, retry_policy(opts.retry)) else resp = await(native.request(req)) end
+  if policy then resp = send_with_retry(req, policy) else resp = await(native.request(req)) end
   if is_json_type(resp.headers["content-type"]) and resp.body ~= "" then
     local ok, doc = pcall(json.decode, resp.body)
     if ok then resp.json = doc end
