@@ -13,6 +13,7 @@ local json = require "hoist.json"
 local util = require "hoist.util"
 local core = require "hoist.native.core"
 local payloads = require "hoist.notify.payloads"
+local github = require "hoist.github"
 
 local M = {}
 
@@ -63,6 +64,7 @@ M.defaults = { timeout = 10, retry = { attempts = 4, backoff = 0.5, max_backoff 
 ---@field rolled_back string[] the compensations that ran ("action (stage)")
 ---@field left string[] those that failed: `hoist rollback <run>` finishes them
 ---@field report_url? string
+---@field ci_url? string the GitHub Actions run's page, when the run is one's step
 ---@field facts table every other fact the pipeline gave
 
 ---@class hoist.NotifyResult
@@ -315,7 +317,7 @@ function M.summary(result, cfg)
     event = event, status = result.status, pipeline = clean(result.pipeline or "?"), version = clean(result.version or ""),
     run = clean(result.run or ""), duration = result.duration, dry_run = result.dry_run == true,
     verify = verify_of(result, verify_stages), rolled_back = json.array(), left = json.array(),
-    report_url = clean(report_link(cfg.report_url, result.run or "")),
+    report_url = clean(report_link(cfg.report_url, result.run or "")), ci_url = clean(github.run_url()),
   }
   for _, k in ipairs(FACT_KEYS) do s[k] = clean(facts[k]) end
   for k, v in pairs(facts) do

@@ -138,6 +138,19 @@ t.case("the report link: <base>/<run id>, or {run} replaced", function()
   t.eq(notify.summary(result_of("succeeded"), {}).report_url, nil)
 end)
 
+t.case("in GitHub Actions the summary links the workflow run", function()
+  local dir = support.tmpdir("hoist-notify-gh")
+  support.write(dir .. "/s.lua", 'print("CI=" .. tostring(hoist.notify.summary({ status = "succeeded", run = "r" }).ci_url))')
+  local env = { GITHUB_ACTIONS = "true", GITHUB_SERVER_URL = "https://github.example/", GITHUB_REPOSITORY = "org/app",
+                GITHUB_RUN_ID = "4242" }
+  local r = support.run_hoist({ "run", dir .. "/s.lua", "--state-dir", dir .. "/state" }, { env = env })
+  env.GITHUB_RUN_ID = nil
+  local without = support.run_hoist({ "run", dir .. "/s.lua", "--state-dir", dir .. "/state" }, { env = env })
+  hoist.exec { "rm", "-rf", dir }
+  t.match(r.stdout, "CI=https://github.example/org/app/actions/runs/4242\n")
+  t.match(without.stdout, "CI=nil\n")
+end)
+
 ---------------------------------------------------------------- payloads, checked by the receiver
 
 t.cases("each channel's payload passes the checks of the shape its service documents", {

@@ -105,6 +105,7 @@ function P.slack(s)
   end
   local context = ("%s %s · run %s"):format(mrkdwn(s.pipeline), mrkdwn(s.version), mrkdwn(s.run))
   if s.report_url then context = context .. (" · <%s|run report>"):format(mrkdwn(s.report_url)) end
+  if s.ci_url then context = context .. (" · <%s|CI run>"):format(mrkdwn(s.ci_url)) end
   blocks[#blocks + 1] = { type = "context", elements = json.array { { type = "mrkdwn", text = cut(context, 3000) } } }
   local text = title
   if s.error then text = text .. ": " .. first_line(s.error.message) end
@@ -142,6 +143,7 @@ function P.teams(s)
                  body = body, msteams = { width = "Full" } }
   local actions = json.array()
   if s.report_url then actions[#actions + 1] = { type = "Action.OpenUrl", title = "Run report", url = s.report_url } end
+  if s.ci_url then actions[#actions + 1] = { type = "Action.OpenUrl", title = "CI run", url = s.ci_url } end
   if s.url and s.url:match("^https?://") then actions[#actions + 1] = { type = "Action.OpenUrl", title = "Open the service", url = s.url } end
   if #actions > 0 then card.actions = actions end
   return { type = "message", attachments = json.array {
