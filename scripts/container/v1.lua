@@ -199,7 +199,8 @@ return pipeline.define {
   -- The notify* parameters (hoist.notify): once the run is over, its rollback included, the
   -- channels hear how it ended, with what this pipeline knows of the deploy.
   notify = function(p)
-    return notify.from_params(p, { facts = function(result)
+    -- the target checks the new version in its deploy (before it takes traffic), then verify
+    return notify.from_params(p, { verify_stages = { "deploy", "verify" }, facts = function(result)
       local o = result.outputs
       return { target = p.target, service = service_of(p), url = o.deploy and o.deploy.url,
                image = o.push and o.push.reference or (o.build and o.build.image), digest = o.push and o.push.digest }

@@ -14,8 +14,12 @@ end
 
 local ICON = { success = "✅", failure = "❌", rollback = "↩️" }
 
--- The evidence as a few lines of text: a rollout's reason, pods, events and last logs
--- (hoist.k8s's shape), else its scalar fields, else its JSON.
+-- What the evidence says first, in the shape hoist.k8s gives it: a rollout's reason, its pods'
+-- containers and its events; the logs come last, being the longest.
+local SHAPED = { reason = true, pods = true, events = true, logs = true }
+
+-- The evidence as a few lines of text: the rollout's reason, pods and events; then every
+-- other field (tables as JSON: a failed check's last attempt); then the logs.
 local function evidence_text(ev, max)
   if type(ev) ~= "table" then return nil end
   local lines = {}
@@ -30,21 +34,21 @@ local function evidence_text(ev, max)
   for _, e in ipairs(type(ev.events) == "table" and ev.events or {}) do
     add(("event %s %s: %s"):format(tostring(e.reason or ""), tostring(e.object or ""), tostring(e.message or "")))
   end
+  local keys = {}
+  for k in pairs(ev) do if type(k) == "string" and not SHAPED[k] then keys[#keys + 1] = k end end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = ev[k]
+    if type(v) == "table" then
+      local ok, text = pcall(json.encode, v)
+      v = ok and text or "(not JSON)"
+    end
+    add(("%s: %s"):format(k, tostring(v)))
+  end
   if type(ev.logs) == "table" then
     for where, text in pairs(ev.logs) do add(("logs of %s:\n%s"):format(tostring(where), tostring(text))) end
-  end
-  if #lines == 0 then
-    local keys = {}
-    for k in pairs(ev) do if type(k) == "string" then keys[#keys + 1] = k end end
-    table.sort(keys)
-    for _, k in ipairs(keys) do
-      local v = ev[k]
-      if type(v) == "table" then
-        local ok, text = pcall(json.encode, v)
-        v = ok and text or "(not JSON)"
-      end
-      add(("%s: %s"):format(k, tostring(v)))
-    end
+  elseif type(ev.logs) == "string" then
+    add("logs:\n" .. ev.logs)
   end
   if #lines == 0 then return nil end
   return cut(table.concat(lines, "\n"), max)
