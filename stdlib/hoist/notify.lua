@@ -112,7 +112,7 @@ local function channel(spec, n)
   if type(spec) == "table" then
     kind, url = spec.kind, spec.url
   elseif type(spec) == "string" then
-    local prefix, rest = spec:match("^(%a+):(https?://.*)$")
+    local prefix, rest = spec:match("^(%a+):([Hh][Tt][Tt][Pp][Ss]?://.*)$")
     if prefix and KINDS[prefix:lower()] then kind, url = prefix:lower(), rest else url = spec end
   end
   if type(url) ~= "string" then bad(("channel %d: expected a URL or {kind=, url=}"):format(n)) end
@@ -185,13 +185,10 @@ end
 
 local MAX_TEXT = 2000
 
--- A string for a payload: scrubbed of every registered secret, cut to `max` bytes.
+-- A string for a payload: scrubbed of every registered secret, valid UTF-8, cut to `max` bytes.
 local function clean(v, max)
   if v == nil then return nil end
-  local s = core.scrub(tostring(v))
-  max = max or MAX_TEXT
-  if #s > max then s = s:sub(1, max - 3) .. "..." end
-  return s
+  return payloads.cut(payloads.valid_utf8(core.scrub(tostring(v))), max or MAX_TEXT)
 end
 
 -- A JSON-safe, scrubbed and bounded copy of what an error's details hold (the evidence):

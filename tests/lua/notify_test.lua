@@ -187,14 +187,20 @@ t.cases("each channel's payload passes the checks of the shape its service docum
   if s.event == "rollback" then t.match(texts, "local.restore %(deploy%)") end
 end)
 
-t.case("Slack's limits hold for a long failure: sections of at most 3000 characters", function()
+t.case("Slack's limits hold for a long failure: sections of at most 3000 characters, cut between characters, bytes that are not UTF-8 replaced", function()
   reset()
   local r = result_of("rolled_back")
-  r.error.message = ("x"):rep(10000)
-  r.error.details.cause.details = { logs = { ["pod/app"] = ("log line\n"):rep(2000) }, reason = "CrashLoopBackOff" }
-  local cfg = { slack = receiver() .. "/slack/long", teams = receiver() .. "/teams/long", retry = FAST }
+  r.error.message = "x" .. ("é"):rep(5000) -- cut anywhere but inside a character: JSON is UTF-8
+  r.error.details.cause.message = "y" .. ("↩"):rep(3000)
+  r.error.details.cause.details = { logs = { ["pod/app"] = ("log line\n"):rep(2000) }, reason = "CrashLoopBackOff",
+                                    body_start = "binary \255\254 then \237\160\128 (a surrogate) and \192\128 (overlong), ok é" }
+  local cfg = { slack = receiver() .. "/slack/long", teams = receiver() .. "/teams/long", webhook = receiver() .. "/hook/long", retry = FAST }
   local results = notify.send(cfg, notify.summary(r, cfg))
-  t.ok(results[1].ok and results[2].ok, tostring(results[1].error) .. " / " .. tostring(results[2].error))
+  for _, res in ipairs(results) do t.ok(res.ok, res.channel .. ": " .. tostring(res.error)) end
+  local seen = received()
+  t.eq(#seen, 3)
+  t.eq(seen[3].json.error.evidence.body_start, "binary ?? then ??? (a surrogate) and ?? (overlong), ok é",
+    "bytes that are not UTF-8 become ?")
   for _, q in ipairs(received()) do t.eq(q.problems, {}, q.path) end
 end)
 

@@ -7,9 +7,59 @@ local json = require "hoist.json"
 
 local P = {}
 
-local function cut(s, max)
+--- At most `max` bytes of `s`, "..." ending a text that was longer. The cut never falls inside
+--- a UTF-8 character (JSON refuses the half of one): it steps back over continuation bytes.
+---@param s any
+---@param max integer
+---@return string
+function P.cut(s, max)
   s = tostring(s)
-  return #s > max and (s:sub(1, max - 3) .. "...") or s
+  if #s <= max then return s end
+  local i = max - 3
+  while i > 0 and (s:byte(i + 1) or 0) >= 0x80 and s:byte(i + 1) < 0xC0 do i = i - 1 end
+  return s:sub(1, i) .. "..."
+end
+local cut = P.cut
+
+-- The first byte of a UTF-8 sequence -> its length and the range of its second byte
+-- (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
+local function lead(c)
+  if c < 0x80 then return 1 end
+  if c >= 0xC2 and c <= 0xDF then return 2, 0x80, 0xBF end
+  if c == 0xE0 then return 3, 0xA0, 0xBF end
+  if c == 0xED then return 3, 0x80, 0x9F end
+  if c >= 0xE1 and c <= 0xEF then return 3, 0x80, 0xBF end
+  if c == 0xF0 then return 4, 0x90, 0xBF end
+  if c >= 0xF1 and c <= 0xF3 then return 4, 0x80, 0xBF end
+  if c == 0xF4 then return 4, 0x80, 0x8F end
+  return 0
+end
+
+--- `s` with every byte that is not part of a valid UTF-8 character replaced by "?": a
+--- container's log or a remote's body may hold any bytes, and JSON takes UTF-8 only (the
+--- whole notification would fail to encode).
+---@param s string
+---@return string
+function P.valid_utf8(s)
+  if not s:find("[\128-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local len, lo, hi = lead(s:byte(i))
+    local ok = len > 0 and i + len - 1 <= n
+    if ok and len > 1 then
+      local b = s:byte(i + 1)
+      ok = b >= lo and b <= hi
+      for j = i + 2, i + len - 1 do ok = ok and s:byte(j) >= 0x80 and s:byte(j) <= 0xBF end
+    end
+    if ok then
+      out[#out + 1] = s:sub(i, i + len - 1)
+      i = i + len
+    else
+      out[#out + 1] = "?"
+      i = i + 1
+    end
+  end
+  return table.concat(out)
 end
 
 local ICON = { success = "✅", failure = "❌", rollback = "↩️" }
