@@ -208,7 +208,7 @@ local function evidence_copy(v, depth)
   end
   for k, x in pairs(v) do
     if type(k) == "string" and k ~= "traceback" then
-      out[k] = evidence_copy(x, depth + 1)
+      out[payloads.valid_utf8(k)] = evidence_copy(x, depth + 1)
       n = n + 1
     end
   end
