@@ -440,6 +440,8 @@ t.case("container@1 notifies Slack, Teams and a webhook of a deploy that succeed
   t.eq(r.code, 0, show(r))
   t.match(r.stderr, "could not notify webhook #3 %(127%.0%.0%.1%) of success")
   t.match(r.stderr, "outcome is unchanged")
+  t.match(r.stderr, "Notified\n +✓ slack #1 %(127%.0%.0%.1%)\n +✓ teams #2 %(127%.0%.0%.1%)\n +✗ webhook #3 %(127%.0%.0%.1%): unavailable",
+    "the summary block lists the channels")
   local seen = received()
   t.eq(#seen, 3, show(r))
   for _, q in ipairs(seen) do t.eq(q.problems, {}, q.path) end

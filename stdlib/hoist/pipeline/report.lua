@@ -99,6 +99,13 @@ local function summary_lines(result)
       lines[#lines + 1] = ("     ✗ %s (%s): %s"):format(c.action, c.stage or "?", c.error and c.error.message or "?")
     end
   end
+  if result.notified and #result.notified > 0 then
+    lines[#lines + 1] = "   Notified"
+    for _, n in ipairs(result.notified) do
+      local how = n.planned and " (dry run: not sent)" or (n.ok and "" or (": " .. tostring(n.error or "not delivered")))
+      lines[#lines + 1] = ("     %s %s%s"):format(n.ok and "✓" or "✗", n.channel, how)
+    end
+  end
   if result.dir ~= "" then lines[#lines + 1] = "   Run folder: " .. result.dir end
   return lines
 end
