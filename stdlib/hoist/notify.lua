@@ -26,7 +26,8 @@ M.schema = "hoist.notify/v1"
 
 -- Delivery: few tries, short waits. A notification is not worth holding a finished run (or
 -- a SIGTERM'd one) for minutes; a Retry-After beyond 30 s is capped to it.
-M.defaults = { timeout = 10, retry = { attempts = 4, backoff = 0.5, max_backoff = 8, max_retry_after = 30 } }
+M.defaults = { timeout = 10, retry = { attempts = 4, backoff = 0.5, max_backoff = 8, max_retry_after = 30 },
+               cancelled_timeout = 5 }
 
 ---@class hoist.NotifyChannel
 ---@field kind "slack"|"teams"|"webhook"
@@ -420,7 +421,16 @@ function M.run_finished(cfg, result)
     local wanted = false
     for e in pairs(all) do wanted = wanted or cfg.on_set[e] == true end
     if not wanted then return {} end
-    return M.send(cfg, M.summary(result, cfg))
+    local summary = M.summary(result, cfg)
+    if summary.error and summary.error.code == "cancelled" then
+      -- SIGTERM'd: whoever stops the run (a CI cancel, kubelet) kills it soon; one short try
+      local quick = {}
+      for k, v in pairs(cfg) do quick[k] = v end
+      quick.retry = { attempts = 1 }
+      quick.timeout = math.min(cfg.timeout or M.defaults.timeout, M.defaults.cancelled_timeout)
+      cfg = quick
+    end
+    return M.send(cfg, summary)
   end)
   if ok then return out end
   hoist.log.warn("notify: " .. clean(hoist.is_error(out) and out.message or tostring(out), 500)

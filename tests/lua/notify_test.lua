@@ -378,7 +378,7 @@ t.case("Retry-After is honoured, and no secret is in anything sent or logged", f
   hoist.fs.remove(dir, { recursive = true })
 end, { timeout = 180 })
 
-t.case("a run stopped by SIGTERM is rolled back, then notified once (exit 130)", function()
+t.case("a run stopped by SIGTERM is rolled back, then notified with one try (exit 130)", function()
   reset()
   local dir = support.tmpdir("hoist-notify-term")
   support.write(dir .. "/pipeline.lua", [[
@@ -391,7 +391,7 @@ return hoist.pipeline.define { name = "notify-term", version = "1.0.0", params =
   local task = hoist.spawn(function()
     return hoist.exec { "sh", "-c", 'echo $$ > "$1"; exec "$2" run --no-color --state-dir "$3" "$4" > "$5" 2>&1', "sh",
                         dir .. "/pid", support.hoist_bin(), dir .. "/state", dir .. "/pipeline.lua", dir .. "/log",
-                        env = { HOIST_NOTIFY_WEBHOOK = receiver() .. "/hook/term" }, timeout = 120 }
+                        env = { HOIST_NOTIFY_WEBHOOK = receiver() .. "/hook/term?fail=1" }, timeout = 120 }
   end)
   for _ = 1, 600 do
     if (support.read(dir .. "/log") or ""):find("WAITING", 1, true) or task:status() ~= "running" then break end
@@ -403,7 +403,9 @@ return hoist.pipeline.define { name = "notify-term", version = "1.0.0", params =
   hoist.exec { "rm", "-rf", dir }
   t.eq(r.code, 130, log)
   local seen = received()
-  t.eq(#seen, 1, log)
+  t.eq(#seen, 1, "one try only, as the run was cancelled: " .. log)
+  t.eq(seen[1].status, 503)
+  t.match(log, "could not notify webhook #1 %(127%.0%.0%.1%) of rollback %(HTTP 503")
   local doc = seen[1].json
   t.eq({ doc.event, doc.status, doc.error.code, doc.error.stage }, { "rollback", "rolled_back", "cancelled", "verify" })
   t.eq(doc.rolled_back, { "notifyterm.undo (deploy)" })
