@@ -255,6 +255,16 @@ function R.script_plan(path, steps, ok)
     { pipeline = path, version = "", run = info.id, status = ok and "succeeded" or "failed", plan = steps })
 end
 
+-- fn(...) before anything runs: what it raises is a usage error (exit code 2).
+local function before_run(fn, ...)
+  local ok, res = pcall(fn, ...)
+  if ok then return res end
+  local err = hoist.is_error(res) and res or hoist.new_error { code = "invalid_argument", message = tostring(res) }
+  err.details = err.details or {}
+  err.details.exit_code = 2
+  error(err, 0)
+end
+
 --- Runs a defined pipeline (hoist.pipeline.run).
 function R.run(def, raw, opts)
   R.check_requires(def)
@@ -263,31 +273,16 @@ function R.run(def, raw, opts)
   local values = params.validate(def.params or {}, raw)
   params.register_secrets(def.params or {}, values) -- a `--set` map's values exist only now
   -- Checks across parameters, still before anything runs: a problem is a usage error.
-  if def.check then
-    local ok, err = pcall(def.check, values)
-    if not ok then
-      if not hoist.is_error(err) then err = hoist.new_error { code = "invalid_argument", message = tostring(err) } end
-      err.details = err.details or {}
-      err.details.exit_code = 2
-      error(err, 0)
-    end
-  end
+  if def.check then before_run(def.check, values) end
   -- The notification channels, checked (and their URLs registered as secrets) before
   -- anything runs: a bad URL is a usage error, not a surprise at the end of the run.
   local notify_cfg
   if def.notify then
-    local ok, cfg = pcall(function()
+    notify_cfg = before_run(function()
       local c = def.notify
       if type(c) == "function" then c = c(values) end -- nil: this run notifies no one
       return notify.configure(c)
     end)
-    if not ok then
-      local err = hoist.is_error(cfg) and cfg or hoist.new_error { code = "invalid_argument", message = tostring(cfg) }
-      err.details = err.details or {}
-      err.details.exit_code = 2
-      error(err, 0)
-    end
-    notify_cfg = cfg
   end
   local run = new_run(def, values, opts)
   local previous = context.set_active(run)
