@@ -1,10 +1,11 @@
 -- hoist.notify against tests/servers/notify_receiver.py, a local receiver that answers like
 -- Slack's incoming webhooks, Teams workflow webhooks and a generic webhook and checks each body
 -- against the shape the service documents (Block Kit fields and limits; the message envelope
--- and Adaptive Card basics). Channel kinds, summaries, payloads, retries (503 then 200; 429
--- with Retry-After), a receiver that is down, the pipeline hook (once per run, on success,
--- failure and rollback), and a scan for known secrets of everything sent and logged. The
--- container@1 cases (local target, real Docker engine) are at the end and skip without it.
+-- and Adaptive Card basics). Channel kinds, summaries, payloads (Slack's limits, UTF-8),
+-- retries (503 then 200; 429 with Retry-After), a receiver that is down, a dry run, the
+-- pipeline hook (once per run, on success, failure and rollback; SIGTERM), and a scan for
+-- known secrets of everything sent and logged. The container@1 cases (local target, real
+-- Docker engine) are at the end and skip without it.
 local t = require "hoist.test"
 local notify = hoist.notify
 local json = hoist.json
