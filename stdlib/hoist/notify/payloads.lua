@@ -63,6 +63,7 @@ function P.valid_utf8(s)
 end
 
 local ICON = { success = "✅", failure = "❌", rollback = "↩️" }
+local CHECK = { succeeded = "✓", failed = "✗", cancelled = "✗" } -- a verify stage's status
 
 -- What the evidence says first, in the shape hoist.k8s gives it: a rollout's reason, its pods'
 -- containers and its events; the logs come last, being the longest.
@@ -138,7 +139,9 @@ function P.slack(s)
   end
   blocks[#blocks + 1] = { type = "section", fields = fields }
   local checks = {}
-  for _, c in ipairs(s.verify.checks) do checks[#checks + 1] = ("• %s: %s"):format(mrkdwn(c.stage), mrkdwn(c.message)) end
+  for _, c in ipairs(s.verify.checks) do
+    checks[#checks + 1] = ("%s %s: %s"):format(CHECK[c.status] or "•", mrkdwn(c.stage), mrkdwn(c.message))
+  end
   if #checks > 0 then
     blocks[#blocks + 1] = { type = "section", text = { type = "mrkdwn", text = cut("*Verify*\n" .. table.concat(checks, "\n"), 3000) } }
   end
@@ -180,7 +183,8 @@ function P.teams(s)
   for _, r in ipairs(fact_rows(s)) do facts[#facts + 1] = { title = r[1], value = r[2] } end
   body[#body + 1] = { type = "FactSet", facts = facts }
   for _, c in ipairs(s.verify.checks) do
-    body[#body + 1] = { type = "TextBlock", text = ("Verify %s: %s"):format(c.stage, c.message), wrap = true, spacing = "Small" }
+    body[#body + 1] = { type = "TextBlock", text = ("%s %s: %s"):format(CHECK[c.status] or "·", c.stage, c.message), wrap = true,
+                        spacing = "Small" }
   end
   if s.error then
     body[#body + 1] = { type = "TextBlock", text = ("Error %s%s"):format(s.error.code or "?", s.error.stage and (" in stage " .. s.error.stage) or ""),
