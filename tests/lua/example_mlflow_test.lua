@@ -42,19 +42,21 @@ local function setup()
   return state
 end
 
--- The notifications the receiver got (hoist.notify/v1 documents), each checked by it.
-local function notifications()
+-- The notifications the receiver got at `path` (the webhook's: hoist.notify/v1 documents);
+-- every one it got (the Slack and Teams ones too) passed its checks of the documented shapes.
+local function notifications(path)
   local out = {}
   for _, q in ipairs(hoist.http.get(state.receiver_url .. "/_requests").json) do
-    t.eq(q.problems, {}, "the receiver's checks")
-    out[#out + 1] = q.json
+    t.eq(q.problems, {}, "the receiver's checks of " .. q.path)
+    if q.path == (path or "/hook/mlflow") then out[#out + 1] = q.json end
   end
   return out
 end
 
 local function run(version, extra)
   local params = { model_version = version, registry = REPO, namespace = NS, predict_path = "/cgi-bin/predict",
-                   webhook = state.hook }
+                   webhook = state.hook, notify_slack = { state.receiver_url .. "/slack/mlflow" },
+                   notify_teams = { state.receiver_url .. "/teams/mlflow" } }
   for k, v in pairs(extra or {}) do params[k] = v end
   local def = dofile(EXAMPLE)
   local r = hoist.pipeline.run(def, params, { raise = false, quiet = true })
@@ -118,6 +120,10 @@ for _, row in ipairs(broken) do t.case("mlflow-rollout: a broken release is undo
   t.ok(last.error.evidence ~= nil, "the evidence")
   t.eq(last.rolled_back, { "k8s.rollout_undo (deploy)" })
   t.eq(last.verify.status, "failed")
+  local slack = notifications("/slack/mlflow")
+  t.match(slack[#slack].text, "failed and was rolled back")
+  t.match(hoist.json.encode(slack[#slack].blocks), "k8s.rollout_undo %(deploy%)")
+  t.eq(#notifications("/teams/mlflow"), #slack, "Teams told as often as Slack")
   -- the undo waited until version 2 served again: the run does not end before that
   local d = s.kube:get { kind = "Deployment", name = "model" }
   t.eq(d.spec.template.spec.containers[1].image, REPO .. ":2")
