@@ -287,6 +287,13 @@ t.cases("the pipeline notifies once per run, on success, failure and rollback", 
   if row.event == "rollback" then t.eq(doc.rolled_back, { "notifytest.undo (deploy)" }) end
 end)
 
+t.case("the GitHub step summary lists the channels and what became of each", function()
+  reset()
+  local r = hook_run({ ok_stage }, { notify = { "webhook:" .. receiver() .. "/hook/md", down_url() } }, { retry = { attempts = 1 } })
+  local md = require("hoist.pipeline.report").markdown(r)
+  t.match(md, "#### Notified\n%- ✅ webhook #1 %(127%.0%.0%.1%)\n%- ❌ webhook #2 %(127%.0%.0%.1%): unavailable")
+end)
+
 t.case("a pipeline whose notify parameters name no channel runs and notifies no one", function()
   reset()
   local r = hook_run({ ok_stage }, { notify_on = { "success" } })
