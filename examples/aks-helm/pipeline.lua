@@ -3,12 +3,14 @@
 -- tracking of the release's rollout (in place of `kubectl rollout status --timeout=300s`).
 -- The image is built and staged in the runner's local registry first, so an image the gate
 -- refuses never reaches ACR. A failed rollout rolls the release back (`helm rollback` to the
--- previous revision, journaled before the upgrade).
+-- previous revision, journaled before the upgrade). Every run ends with a notification
+-- (hoist.notify: HOIST_NOTIFY_SLACK, HOIST_NOTIFY_TEAMS, HOIST_NOTIFY_WEBHOOK or HOIST_NOTIFY)
+-- on success, failure and rollback, with the rollout's reason when it failed.
 --
 --   # in GitHub Actions with `permissions: id-token: write` and AZURE_CLIENT_ID/AZURE_TENANT_ID
 --   hoist run examples/aks-helm/pipeline.lua --set acr=myacr.azurecr.io --set tag=$GITHUB_SHA \
 --     --set workload_client_id=<client id of the app's managed identity>
-local pipeline, helm = hoist.pipeline, hoist.k8s.helm
+local pipeline, helm, notify = hoist.pipeline, hoist.k8s.helm, hoist.notify
 
 local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
 local root = here .. "/../.."
@@ -18,7 +20,14 @@ return pipeline.define {
   version = "1.1.0",
   requires = ">=0.1",
   description = "Build, gate on CRITICAL, push to ACR with OIDC, helm upgrade --install, track the rollout",
-  params = {
+  notify = function(p)
+    return notify.from_params(p, { verify_stages = { "deploy" }, facts = function(result)
+      local o = result.outputs
+      return { target = "aks", service = p.release, image = p.acr .. "/" .. p.repository .. ":" .. p.tag,
+               digest = o.push and o.push.digest, namespace = p.namespace, revision = o.deploy and o.deploy.revision }
+    end })
+  end,
+  params = notify.with_params {
     acr = { type = "string", required = true, description = "ACR login server (myacr.azurecr.io)" },
     repository = { type = "string", default = "web", description = "Repository in ACR" },
     tag = { type = "string", required = true, pattern = "[%w][%w%._%-]*", description = "Image tag (the commit)" },

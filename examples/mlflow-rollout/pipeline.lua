@@ -1,17 +1,21 @@
 -- A model promoted in MLflow goes to production: resolve the models:/ URI in the registry ->
 -- build -> push -> set image on the model server's Deployment -> hoist's rollout tracking ->
 -- health checks -> readiness -> 5 sample predictions -> deployed digest, target and time
--- written back as model-version tags -> notify. Any failure on the way (an image the cluster cannot pull, a crash
--- loop, readiness never reached, failing predictions, a partial rollout) undoes the Deployment
--- to its previous revision (`kubectl rollout undo` semantics, journaled before the change).
+-- written back as model-version tags. Any failure on the way (an image the cluster cannot pull,
+-- a crash loop, readiness never reached, failing predictions, a partial rollout) undoes the
+-- Deployment to its previous revision (`kubectl rollout undo` semantics, journaled before the
+-- change). Every run ends with a notification (hoist.notify) on success, failure and rollback,
+-- the failure's reason and evidence included: `webhook` (generic JSON), or the notify*
+-- parameters for Slack and Teams.
 --
 --   MLFLOW_TRACKING_URI=https://mlflow.example MLFLOW_TRACKING_TOKEN=... \
+--   MLFLOW_ROLLOUT_WEBHOOK=https://hooks.example/abc HOIST_NOTIFY_SLACK=https://hooks.slack.com/services/... \
 --   hoist run examples/mlflow-rollout/pipeline.lua --set model=models:/churn@champion \
---     --set registry=127.0.0.1:5000/models/churn --secret webhook=https://hooks.example/abc
+--     --set registry=127.0.0.1:5000/models/churn
 --
 -- A version the registry has not finished registering, or whose source run failed, is refused
 -- before the build. `--set model_version=4` instead of `model` skips the registry.
-local pipeline, k8s, verify, mlflow = hoist.pipeline, hoist.k8s, hoist.verify, hoist.mlflow
+local pipeline, k8s, verify, mlflow, notify = hoist.pipeline, hoist.k8s, hoist.verify, hoist.mlflow, hoist.notify
 local util = require "hoist.util"
 require "hoist.k8s.undo" -- defines the rollback actions k8s.rollout_undo and k8s.restore
 
@@ -52,8 +56,19 @@ return pipeline.define {
   name = "mlflow-rollout",
   version = "1.1.0",
   requires = ">=0.1",
-  description = "Roll a model version out to its Kubernetes model server; undo on any failure",
-  params = {
+  description = "Roll a model version out to its Kubernetes model server; undo on any failure; notify",
+  -- Once per run, after the undo: what was rolled out, or why not and what was undone.
+  notify = function(p)
+    return notify.from_params(p, { webhook = p.webhook, verify_stages = { "rollout", "health", "readiness", "predictions" },
+      facts = function(result)
+        local o = result.outputs
+        local model = o.resolve or {}
+        return { target = "kubernetes", service = p.name, model = model.uri, model_version = model.version or p.model_version,
+                 image = o.build and o.build.image, digest = o.push and o.push.digest, url = o.health and o.health.url,
+                 revision = o.rollout and o.rollout.revision, predictions = o.predictions and o.predictions.predictions }
+      end })
+  end,
+  params = notify.with_params {
     model = { type = "string", description = "The model to roll out, a models:/ URI: models:/churn@champion, models:/churn/Production, models:/churn/3" },
     model_version = { type = "string", pattern = "[%w][%w%._%-]*", description = "The model version, without the registry (instead of model)" },
     tracking_uri = { type = "string", env = "MLFLOW_TRACKING_URI", description = "MLflow tracking server (Basic auth: MLFLOW_TRACKING_USERNAME/PASSWORD)" },
@@ -71,7 +86,8 @@ return pipeline.define {
     ready_timeout = { type = "number", default = 30, description = "Seconds a running pod may stay unready" },
     predict_path = { type = "string", default = "/predict", description = "The model server's POST scoring path" },
     url = { type = "string", description = "The Service's base URL (default: found from the Service)" },
-    webhook = { type = "string", secret = true, env = "MLFLOW_ROLLOUT_WEBHOOK", description = "Notification URL (POST JSON)" },
+    webhook = { type = "string", secret = true, env = "MLFLOW_ROLLOUT_WEBHOOK",
+                description = "Notification URL: the run summary as JSON (hoist.notify/v1) on success, failure and rollback" },
   },
   stages = {
     { name = "resolve", run = function(ctx)
@@ -178,20 +194,6 @@ return pipeline.define {
         return { recorded = false, error = tostring(tags) }
       end
       return { recorded = true, tags = tags }
-    end },
-    { name = "notify", run = function(ctx)
-      local p = ctx.params
-      if not p.webhook then ctx.log.info("no webhook: nothing to notify"); return {} end
-      local model = ctx.outputs.resolve
-      local summary = { pipeline = "mlflow-rollout", model = model.uri, model_version = model.version, run_id = model.run_id,
-                        image = ctx.outputs.build.image, digest = ctx.outputs.push.digest,
-                        deployment = p.name, revision = ctx.outputs.rollout.revision, predictions = ctx.outputs.predictions.predictions,
-                        run = ctx.run.id }
-      local r = hoist.http.post(p.webhook, { json = summary, timeout = 10 })
-      if r.status < 200 or r.status > 299 then
-        hoist.error { code = "unavailable", message = ("webhook answered %d"):format(r.status) }
-      end
-      return { notified = true }
     end },
   },
 }

@@ -3,6 +3,7 @@
 -- change rolls back through the target's named compensations; see docs/container.md.
 local pipeline = hoist.pipeline
 local targets = require "hoist.targets"
+local notify = require "hoist.notify"
 
 local SEVERITIES = { "CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN" }
 local SPEC = "container@1"
@@ -254,7 +255,17 @@ return pipeline.define {
   -- Called once the run is over, after its rollback if any: only then may another run
   -- deploy the service (a rollback is part of this run's deploy).
   summary = function(ctx) let_go(ctx.run.id) end,
-  params = with_target_options {
+  -- The notify* parameters (hoist.notify): once the run is over, its rollback included, the
+  -- channels hear how it ended, with what this pipeline knows of the deploy.
+  notify = function(p)
+    -- the target checks the new version in its deploy (before it takes traffic), then verify
+    return notify.from_params(p, { verify_stages = { "deploy", "verify" }, facts = function(result)
+      local o = result.outputs
+      return { target = p.target, service = service_of(p), url = o.deploy and o.deploy.url,
+               image = o.push and o.push.reference or (o.build and o.build.image), digest = o.push and o.push.digest }
+    end })
+  end,
+  params = notify.with_params(with_target_options {
     context = { type = "string", default = ".", description = "Build context folder" },
     dockerfile = { type = "string", description = "Dockerfile (default: <context>/Dockerfile)" },
     image = { type = "string", required = true,
@@ -315,7 +326,7 @@ return pipeline.define {
               description = "[local] Seconds the old container keeps its open connections after the switch" },
     lock_timeout = { type = "number", default = 300, min = 0,
                      description = "Seconds to wait while another run deploys the same service, then fail with conflict" },
-  },
+  }),
   stages = {
     { name = "build", timeout = 1800,
       description = "docker build, tagged from the commit, with OCI labels",

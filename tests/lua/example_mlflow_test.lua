@@ -1,13 +1,13 @@
 -- examples/mlflow-rollout end to end against the Kubernetes emulator of tests/env: version 1
 -- deployed, version 2 rolled out and notified, then an image the cluster cannot pull, a crash
 -- loop, readiness never reached and failing predictions, each undone to version 2 with its
--- reason, while a background prober asks the Service for its version all along and counts
--- failed requests (the goal: none). Then the model given as a models:/ URI, resolved in a
--- stand-in MLflow (tests/servers/mlflow_server.py): rolled out with the registry's version and
--- labels and its deployed tags written back; a version not READY or from a failed run refused
--- before the build. Prints how long each failure took until only version 2
--- answered again. Skips without the emulator (fails when CI=true); run under
--- flock /tmp/hoist-docker.lock.
+-- reason and notified with it (tests/servers/notify_receiver.py), while a background prober
+-- asks the Service for its version all along and counts failed requests (the goal: none).
+-- Then the model given as a models:/ URI, resolved in a stand-in MLflow
+-- (tests/servers/mlflow_server.py): rolled out with the registry's version and labels and its
+-- deployed tags written back; a version not READY or from a failed run refused before the
+-- build. Prints how long each failure took until only version 2 answered again. Skips without
+-- the emulator (fails when CI=true); run under flock /tmp/hoist-docker.lock.
 local t = require "hoist.test"
 local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
 
@@ -34,14 +34,15 @@ local function setup()
   local dir = support.tmpdir("hoist-mlflow")
   state.dir = dir
   state.receiver = hoist.spawn(function()
-    return hoist.exec { "python3", support.root .. "/tests/servers/verify_server.py", "--port-file", dir .. "/port",
+    return hoist.exec { "python3", support.root .. "/tests/servers/notify_receiver.py", "--port-file", dir .. "/port",
                         "--max-time", "1800", timeout = 1900 }
   end)
   for _ = 1, 100 do
     if support.read(dir .. "/port") then break end
     hoist.sleep(0.1)
   end
-  state.hook = "http://127.0.0.1:" .. support.read(dir .. "/port"):match("%d+") .. "/hook?key=mlflow-hook"
+  state.receiver_url = "http://127.0.0.1:" .. support.read(dir .. "/port"):match("%d+")
+  state.hook = state.receiver_url .. "/hook/mlflow"
   state.registry_task = hoist.spawn(function()
     return hoist.exec { "python3", support.root .. "/tests/servers/mlflow_server.py", "--port-file", dir .. "/mlflow-port",
                         "--token", MLFLOW_TOKEN .. ":EDIT", "--token", MLFLOW_READ_TOKEN .. ":READ", "--max-time", "1800", timeout = 1900 }
@@ -54,9 +55,22 @@ local function setup()
   return state
 end
 
+-- The notifications the receiver got at `path` (the webhook's: hoist.notify/v1 documents);
+-- every one it got (the Slack and Teams ones too) passed its checks of the documented shapes.
+local function notifications(path)
+  local out = {}
+  for _, q in ipairs(hoist.http.get(state.receiver_url .. "/_requests").json) do
+    t.eq(q.problems, {}, "the receiver's checks of " .. q.path)
+    if q.path == (path or "/hook/mlflow") then out[#out + 1] = q.json end
+  end
+  return out
+end
+
 local function run(version, extra)
   local params = { model_version = version, registry = REPO, namespace = NS, predict_path = "/cgi-bin/predict",
-                   webhook = state.hook, tracking_uri = state.mlflow, mlflow_token = MLFLOW_TOKEN }
+                   webhook = state.hook, notify_slack = { state.receiver_url .. "/slack/mlflow" },
+                   notify_teams = { state.receiver_url .. "/teams/mlflow" }, tracking_uri = state.mlflow,
+                   mlflow_token = MLFLOW_TOKEN }
   for k, v in pairs(extra or {}) do params[k] = v end
   local def = dofile(EXAMPLE)
   local r = hoist.pipeline.run(def, params, { raise = false, quiet = true })
@@ -80,7 +94,11 @@ t.case("mlflow-rollout: version 1 is deployed, version 2 rolled out, checked and
   t.eq(d.spec.strategy.rollingUpdate.maxUnavailable, 0)
   local hpa = s.kube:get { kind = "HorizontalPodAutoscaler", name = "model" }
   t.eq({ hpa.spec.minReplicas, hpa.spec.maxReplicas }, { 3, 10 })
-  t.eq(hoist.json.decode(hoist.http.get((s.hook:gsub("/hook%?key=", "/_count?key="))).body).count, 2, "one notification per good run")
+  local sent = notifications()
+  t.eq(#sent, 2, "one notification per good run")
+  t.eq({ sent[2].event, sent[2].run, sent[2].facts.model_version, sent[2].facts.predictions }, { "success", r2.run, "2", 5 })
+  t.eq(sent[2].image, REPO .. ":2")
+  t.match(sent[2].digest, "^sha256:")
   local events = support.read(r2.dir and (r2.dir .. "/events.jsonl") or "/dev/null") or ""
   t.no_match(events, s.hook)
   local n = s.prober:failures(since)
@@ -108,6 +126,18 @@ for _, row in ipairs(broken) do t.case("mlflow-rollout: a broken release is undo
   t.eq(failed, row.stage)
   t.match(r.error.message, row.reason)
   t.eq(r.rolled_back, { "k8s.rollout_undo (deploy)" })
+  -- notified with the error's details: the failing stage, the reason, what was undone
+  local sent = notifications()
+  local last = sent[#sent]
+  t.eq({ last.event, last.status, last.run, last.error.stage }, { "rollback", "rolled_back", r.run, row.stage })
+  t.match(last.error.message, row.reason)
+  t.ok(last.error.evidence ~= nil, "the evidence")
+  t.eq(last.rolled_back, { "k8s.rollout_undo (deploy)" })
+  t.eq(last.verify.status, "failed")
+  local slack = notifications("/slack/mlflow")
+  t.match(slack[#slack].text, "failed and was rolled back")
+  t.match(hoist.json.encode(slack[#slack].blocks), "k8s.rollout_undo %(deploy%)")
+  t.eq(#notifications("/teams/mlflow"), #slack, "Teams told as often as Slack")
   -- the undo waited until version 2 served again: the run does not end before that
   local d = s.kube:get { kind = "Deployment", name = "model" }
   t.eq(d.spec.template.spec.containers[1].image, REPO .. ":2")
