@@ -25,8 +25,21 @@ local function mlflow_client(p)
   return mlflow.client { tracking_uri = p.tracking_uri, token = p.mlflow_token }
 end
 
+-- The AKS cluster the parameters name (aks_cluster), as the rollback actions keep it: nil
+-- for a kubeconfig.
+local function aks_of(p)
+  return p.aks_cluster and { resource_group = p.aks_resource_group, cluster = p.aks_cluster, admin = p.aks_admin } or nil
+end
+
+-- The cluster: the kubeconfig's, or on AKS the cluster's credentials from ARM (what `az aks
+-- get-credentials` gives, never written to ~/.kube).
 local function client_of(p)
-  return k8s.client { kubeconfig = p.kubeconfig, context = p.context, namespace = p.namespace }
+  local aks = aks_of(p)
+  if aks then
+    aks.namespace = p.namespace
+    return require("hoist.targets.aks").client(aks)
+  end
+  return k8s.client { kubeconfig = p.kubeconfig, context = p.context_name, namespace = p.namespace }
 end
 
 -- The Service's base URL: `url`, else the emulator's address, else its LoadBalancer ingress.
@@ -82,6 +95,10 @@ return pipeline.define {
     namespace = { type = "string", description = "Namespace (default: the kubeconfig context's)" },
     kubeconfig = { type = "string", description = "Kubeconfig file(s) (default: $KUBECONFIG)" },
     context_name = { type = "string", description = "Kubeconfig context" },
+    aks_resource_group = { type = "string", description = "The AKS cluster's resource group (with aks_cluster)" },
+    aks_cluster = { type = "string", description = "An AKS cluster: its credentials from ARM through the Azure credential chain (az aks get-credentials), instead of a kubeconfig" },
+    aks_admin = { type = "boolean", default = false, description = "listClusterAdminCredential instead of the user credential (which runs kubelogin)" },
+    env = { type = "map", default = {}, description = "Environment of the model server set with the image, in the same rollout (kubectl set image + kubectl set env)" },
     replicas = { type = "number", default = 3, description = "Replicas (the HPA scales 3-10)" },
     ready_timeout = { type = "number", default = 30, description = "Seconds a running pod may stay unready" },
     predict_path = { type = "string", default = "/predict", description = "The model server's POST scoring path" },
@@ -115,47 +132,56 @@ return pipeline.define {
     { name = "deploy", run = function(ctx)
       local p = ctx.params
       local image = (p.pull_registry or p.registry) .. ":" .. ctx.outputs.resolve.image_tag
-      local c = client_of { kubeconfig = p.kubeconfig, context = p.context_name, namespace = p.namespace }
+      local c = client_of(p)
       local ns = c.namespace
       local live = c:get { kind = "Deployment", name = p.name, missing_ok = true }
-      local cc = { namespace = ns, kubeconfig = p.kubeconfig, context = p.context_name }
+      local cc = { namespace = ns, kubeconfig = p.kubeconfig, context = p.context_name, aks = aks_of(p) }
       if live then  -- kubectl set image, its undo journaled first
         local revision = tonumber(live.metadata.annotations["deployment.kubernetes.io/revision"])
         -- the undo waits until that revision serves again (up to 300 s), as the deploy targets' do
         ctx:on_rollback("k8s.rollout_undo", { namespace = ns, name = p.name, revision = revision, timeout = 300,
-                                              kubeconfig = cc.kubeconfig, context = cc.context })
+                                              kubeconfig = cc.kubeconfig, context = cc.context, aks = cc.aks })
+        -- kubectl set image and kubectl set env as one patch: one rollout (env merged by name)
+        local container = { name = "app", image = image }
+        local names = {}
+        for k in pairs(p.env) do names[#names + 1] = k end
+        table.sort(names)
+        if #names > 0 then
+          container.env = {}
+          for i, k in ipairs(names) do container.env[i] = { name = k, value = tostring(p.env[k]) } end
+        end
         c:patch { kind = "Deployment", name = p.name, type = "strategic",
-                  patch = { spec = { template = { spec = { containers = { { name = "app", image = image } } } } } } }
+                  patch = { spec = { template = { spec = { containers = { container } } } } } }
         return { previous = live.spec.template.spec.containers[1].image, revision = revision }
       end
-      local objects = k8s.app { name = p.name, image = image, replicas = p.replicas, port = 8000,
+      local objects = k8s.app { name = p.name, image = image, replicas = p.replicas, port = 8000, env = p.env,
         probes = { path = "/healthz", startup = { periodSeconds = 1, failureThreshold = 60 },
                    readiness = { httpGet = { path = "/ready", port = "http" }, periodSeconds = 1 } },
         hpa = { min = p.replicas, max = 10, cpu = 70 }, grace = 30, resources = false }
       for _, o in ipairs(objects) do
         ctx:on_rollback("k8s.restore", { manifest = { apiVersion = o.apiVersion, kind = o.kind, metadata = { name = o.metadata.name, namespace = ns } },
-                                         existed = false, namespace = ns, kubeconfig = cc.kubeconfig, context = cc.context })
+                                         existed = false, namespace = ns, kubeconfig = cc.kubeconfig, context = cc.context,
+                                         aks = cc.aks })
       end
       k8s.apply(objects, { client = c })
       return {}
     end },
     { name = "rollout", run = function(ctx)
       local p = ctx.params
-      local ok, r = pcall(k8s.rollout, { name = p.name, client = client_of { kubeconfig = p.kubeconfig, context = p.context_name,
-                                         namespace = p.namespace }, timeout = 300, ready_timeout = p.ready_timeout })
+      local ok, r = pcall(k8s.rollout, { name = p.name, client = client_of(p), timeout = 300, ready_timeout = p.ready_timeout })
       if not ok then print_evidence(r); error(r, 0) end
       ctx:summary("Rollout", { r.message .. (" (%.1fs)"):format(r.duration) })
       return { revision = r.revision }
     end },
     { name = "health", run = function(ctx)
-      local c = client_of { kubeconfig = ctx.params.kubeconfig, context = ctx.params.context_name, namespace = ctx.params.namespace }
+      local c = client_of(ctx.params)
       local base = service_url(c, ctx.params)
       verify.http { url = base .. "/healthz", retries = 30, interval = 1, timeout = 5 }
       return { url = base }
     end },
     { name = "readiness", run = function(ctx)
       local p = ctx.params
-      local c = client_of { kubeconfig = p.kubeconfig, context = p.context_name, namespace = p.namespace }
+      local c = client_of(p)
       local st = c:get { kind = "Deployment", name = p.name }.status or {}
       local want = p.replicas
       if (st.readyReplicas or 0) < want or (st.updatedReplicas or 0) < want then
@@ -183,7 +209,7 @@ return pipeline.define {
       -- model serves already, so a registry that refuses the write is a warning, not an undo.
       local p, model = ctx.params, ctx.outputs.resolve
       if not model.uri then return { recorded = false } end
-      local ns = client_of { kubeconfig = p.kubeconfig, context = p.context_name, namespace = p.namespace }.namespace
+      local ns = client_of(p).namespace
       local ok, tags = util.try(function()
         return mlflow_client(p):mark_deployed { name = model.name, version = model.version, digest = ctx.outputs.push.digest,
                                                 target = ("kubernetes/%s/%s"):format(ns, p.name), run = ctx.run.id }

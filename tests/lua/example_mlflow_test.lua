@@ -212,6 +212,46 @@ t.cases("mlflow-rollout: a model version that cannot be deployed is refused befo
   t.eq(r.rolled_back or {}, {})
 end)
 
+-- Issue 15 §5: on AKS the cluster's credentials come from ARM (aks_cluster), as the workflow's
+-- az aks get-credentials, with no kubeconfig on the runner; kubectl set image and set env are
+-- one patch, one rollout.
+t.case("mlflow-rollout: on AKS (aks_cluster, no kubeconfig) with env set in the same rollout as the image", function()
+  local s = setup()
+  if not s.prober then t.skip("the good rollout did not run first") end
+  if not E("HOIST_TEST_AZURE_CREDENTIALS") then
+    if E("CI") == "true" then error("the Azure emulator is not up (tests/env)") end
+    t.skip("the Azure emulator is not up (tests/env)")
+  end
+  local sub = E("HOIST_TEST_AZURE_SUBSCRIPTION_ID")
+  local cred = hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
+    client_id = E("HOIST_TEST_AZURE_CLIENT_ID"), client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
+  local rg, cluster = NS .. "-rg", "aks-" .. NS
+  hoist.azure.providers.ensure { namespace = "Microsoft.ContainerService", credential = cred, subscription = sub }
+  hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", credential = cred, subscription = sub }
+  hoist.azure.request { method = "PUT", credential = cred, api_version = "2024-05-01", poll_interval = 0.2,
+    path = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ContainerService/managedClusters/%s"):format(sub, rg, cluster),
+    body = { location = "westeurope", properties = { dnsPrefix = "hoistmlflow" } } }
+  local before = s.kube:get { kind = "Deployment", name = "model" }
+  local since = hoist.now()
+  local ok, err = pcall(function()
+    local r = support.run_hoist({ "run", EXAMPLE, "--set", "model_version=2", "--set", "registry=" .. REPO,
+      "--set", "namespace=" .. NS, "--set", "predict_path=/cgi-bin/predict", "--set", "aks_resource_group=" .. rg,
+      "--set", "aks_cluster=" .. cluster, "--set", "aks_admin=true", "--set", "env=MODEL_FLAVOR=aks-" .. NS },
+      { timeout = 400, env = { KUBECONFIG = "", AZURE_CREDENTIALS = E("HOIST_TEST_AZURE_CREDENTIALS"),
+                               HTTPS_PROXY = E("HOIST_TEST_AZURE_PROXY"), NO_PROXY = "127.0.0.1,localhost" } })
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout .. r.stderr, "listClusterAdminCredential")
+    local d = s.kube:get { kind = "Deployment", name = "model" }
+    t.eq(d.metadata.generation, before.metadata.generation + 1, "image and env: one change, one rollout")
+    local env = {}
+    for _, e in ipairs(d.spec.template.spec.containers[1].env or {}) do env[e.name] = e.value end
+    t.eq(env.MODEL_FLAVOR, "aks-" .. NS)
+    t.eq(s.prober:failures(since), 0)
+  end)
+  pcall(hoist.azure.request, { method = "DELETE", credential = cred, path = ("/subscriptions/%s/resourcegroups/%s"):format(sub, rg) })
+  if not ok then error(err, 0) end
+end, { timeout = 500 })
+
 t.case("mlflow-rollout: clean up", function()
   if state.prober then state.prober:stop() end
   if state.receiver then state.receiver:cancel() end

@@ -6,9 +6,9 @@
 ---
 --- Two named rollback actions make it a compensation (JSON arguments, so `hoist rollback
 --- <run-id>` runs them from a later process):
----   k8s.rollout_undo {namespace, kind, name, revision, template_hash?, run?, timeout?, kubeconfig?, context?}:
+---   k8s.rollout_undo {namespace, kind, name, revision, template_hash?, run?, timeout?, kubeconfig?, context?, aks?}:
 ---                    back to that revision, then waits until it serves
----   k8s.restore      {manifest, existed?, previous?, run?, kubeconfig?, context?}: deletes what
+---   k8s.restore      {manifest, existed?, previous?, run?, kubeconfig?, context?, aks?}: deletes what
 ---                    the run created (it did not exist before), or applies back `previous`,
 ---                    the object as it was before the run changed it (`existed`)
 --- With `run`, both leave an object alone once another run changed it since (its annotation
@@ -187,8 +187,11 @@ local function other_run(obj, run)
   if run and by and by ~= run then return by end
 end
 
--- A client for an action's arguments (the same kubeconfig and context as the deploy).
+-- A client for an action's arguments (the same kubeconfig and context as the deploy; with
+-- `aks`, the AKS cluster's kubeconfig fetched again from ARM: it is never journaled).
 local function client_of(args)
+  -- (every call of the actions names the namespace: the client's own is not used)
+  if args.aks then return require("hoist.targets.aks").client(args.aks) end
   return require("hoist.k8s").client { kubeconfig = args.kubeconfig, context = args.context, namespace = args.namespace }
 end
 
@@ -197,7 +200,7 @@ end
 --- seconds, default 300): an undo that returned while the broken pods still served would let
 --- the run end before the service is back. `args.client` (not JSON: in-process callers only)
 --- skips the kubeconfig.
----@param args {namespace: string, kind?: string, name: string, revision: integer, template_hash?: string, run?: string, timeout?: number, kubeconfig?: string, context?: string, client?: hoist.k8s.Client}
+---@param args {namespace: string, kind?: string, name: string, revision: integer, template_hash?: string, run?: string, timeout?: number, kubeconfig?: string, context?: string, aks?: table, client?: hoist.k8s.Client}
 ---@return hoist.k8s.UndoResult|nil nil when it left the Deployment to a later run (or it is gone)
 function M.rollout_undo(args)
   local client = args.client or client_of(args)
@@ -245,7 +248,7 @@ end
 --- `previous_of`) is applied back as it was. Either is left alone when another run changed
 --- it since. An existing object without `previous` (a Secret, whose values are never
 --- journaled) cannot be restored: that is an error, so the rollback is reported incomplete.
----@param args {manifest: {apiVersion: string, kind: string, metadata: {name: string, namespace?: string}}, existed?: boolean, previous?: table, run?: string, namespace?: string, kubeconfig?: string, context?: string, client?: hoist.k8s.Client}
+---@param args {manifest: {apiVersion: string, kind: string, metadata: {name: string, namespace?: string}}, existed?: boolean, previous?: table, run?: string, namespace?: string, kubeconfig?: string, context?: string, aks?: table, client?: hoist.k8s.Client}
 ---@return boolean changed deleted or restored
 function M.restore(args)
   local m = args.manifest or {}

@@ -37,6 +37,18 @@ end
 
 -- The cluster's client and kubeconfig text: the kubeconfig from ARM (its keys and tokens
 -- registered as secrets), read from a 0600 file removed at once.
+-- A hoist.k8s client of a kubeconfig text, read from a 0600 file of a private folder removed
+-- at once; `namespace`: its default namespace instead of the context's.
+local function client_from(text, namespace)
+  local dir = hoist.exec({ "mktemp", "-d", "/tmp/hoist-aks.XXXXXX", check = true }).stdout:match("%S+")
+  local path = dir .. "/kubeconfig"
+  hoist.fs.write_file(path, text, { mode = "0600" })
+  local ok, c = pcall(hoist.k8s.client, { kubeconfig = path, namespace = namespace })
+  hoist.fs.remove(dir, { recursive = true })
+  if not ok then error(c, 0) end
+  return c
+end
+
 local function fetch(w)
   local azure = require "hoist.azure"
   for _, k in ipairs { "resource_group", "cluster" } do
@@ -56,12 +68,7 @@ local function fetch(w)
   local text = base64_decode(first.value)
   for data in text:gmatch("client%-key%-data:%s*(%S+)") do hoist.secret(data) end
   for token in text:gmatch("\n%s*token:%s*(%S+)") do hoist.secret(token) end
-  local dir = hoist.exec({ "mktemp", "-d", "/tmp/hoist-aks.XXXXXX", check = true }).stdout:match("%S+")
-  local path = dir .. "/kubeconfig"
-  hoist.fs.write_file(path, text, { mode = "0600" })
-  local ok, c = pcall(hoist.k8s.client, { kubeconfig = path })
-  hoist.fs.remove(dir, { recursive = true })
-  if not ok then error(c, 0) end
+  local c = client_from(text)
   hoist.log.info(("AKS cluster %s/%s: %s (context %s, %s)"):format(w.resource_group, w.cluster, action, c.context, c.server))
   clients[key] = { client = c, text = text }
   return c, text
@@ -91,9 +98,17 @@ end)
 --- A client of the AKS cluster (hoist.k8s.client), its kubeconfig fetched from ARM once per
 --- process (listClusterUserCredential, or listClusterAdminCredential with `admin`): what `az
 --- aks get-credentials` gives, without writing it to ~/.kube/config.
----@param opts {resource_group: string, cluster: string, subscription?: string, admin?: boolean, credential?: string|hoist.azure.Credential}
+---@param opts {resource_group: string, cluster: string, subscription?: string, admin?: boolean, credential?: string|hoist.azure.Credential, namespace?: string}
 ---@return hoist.k8s.Client
-function T.client(opts) return (fetch(cluster_of("hoist.targets.aks.client", opts))) end
+function T.client(opts)
+  local ns = type(opts) == "table" and opts.namespace or nil
+  local o = {}
+  for k, v in pairs(type(opts) == "table" and opts or {}) do if k ~= "namespace" then o[k] = v end end
+  local c, text = fetch(cluster_of("hoist.targets.aks.client", o))
+  if ns == nil or ns == c.namespace then return c end
+  if ns ~= nil and type(ns) ~= "string" then fail("invalid_argument", "hoist.targets.aks.client: option 'namespace' must be a string") end
+  return client_from(text, ns) -- (one more client: the default namespace is the client's)
+end
 
 --- The AKS cluster's kubeconfig (YAML text; its client keys and tokens are registered as
 --- secrets), for a tool that reads a kubeconfig file (helm): write it to a 0600 file and
