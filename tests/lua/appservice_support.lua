@@ -138,7 +138,15 @@ function M.kill_after_switch(S, script, params, ready)
     if came or task:status() ~= "running" then break end
     hoist.sleep(0.3)
   end
-  t.ok(came, "the deploy reached the switch")
+  if not came then
+    -- why not: the run's own words (it ended), else that it is still on its way
+    local why = "still running after the wait"
+    if task:status() ~= "running" then
+      local r = task:wait()
+      why = ("it ended with exit %s: %s"):format(tostring(r.code), ((r.stderr or "") .. (r.stdout or "")):sub(-3000))
+    end
+    t.ok(false, "the deploy reached the switch: " .. why)
+  end
   local run_id
   for _, id in ipairs(hoist.fs.list(S.state .. "/runs")) do if not before[id] then run_id = id end end
   t.ok(run_id, "the killed run has a folder")

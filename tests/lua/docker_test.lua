@@ -16,7 +16,9 @@ local NO_BUILDX, BUILDX, built = F.NO_BUILDX, F.BUILDX, F.built
 ---------------------------------------------------------------- build
 
 t.case("build: the classic builder's command line", function()
-  with_docker({ NO_BUILDX, built() }, function(calls)
+  -- the classic builder reuses only images the engine has: cache_from is pulled first
+  local pulled = { match = "^pull %-%-quiet acme/app:cache$", stdout = "acme/app:cache\n" }
+  with_docker({ NO_BUILDX, pulled, built() }, function(calls)
     local r = docker.build {
       context = here, file = here .. "/Dockerfile.x", tags = { "127.0.0.1:5000/acme/app:0123456", "acme/app:1.0" },
       build_args = { VERSION = "1.0", B = 2 }, labels = { team = "core", ["org.opencontainers.image.source"] = "https://x" },
@@ -24,7 +26,8 @@ t.case("build: the classic builder's command line", function()
     }
     t.eq(r, { id = "sha256:" .. ("ab"):rep(32), tags = { "127.0.0.1:5000/acme/app:0123456", "acme/app:1.0" },
               builder = "classic", duration = 0.01 })
-    local spec = calls[2]
+    t.eq({ calls[2][2], calls[2][3], calls[2][4] }, { "pull", "--quiet", "acme/app:cache" })
+    local spec = calls[3]
     t.eq(spec[2], "build")
     t.eq(spec.env, nil, "docker picks the classic builder itself when buildx is missing")
     t.eq(spec.stream, true)
