@@ -6,6 +6,7 @@ import time
 import unittest
 import uuid
 
+from azemu import apiversions
 from testlib import ARM, ENV, LOGIN, RG_PATH, SUB, TENANT, ArmClient, call, control, \
     require_emulator, secret_token
 
@@ -46,6 +47,36 @@ class Core(unittest.TestCase):
         self.assert_error(self.arm("GET", RG_PATH + "x", api=None), 400, "MissingApiVersionParameter")
         self.assert_error(self.arm("GET", RG_PATH + "x", api="1999-01-01"), 400,
                           "InvalidApiVersionParameter", "1999-01-01")
+
+    def test_current_api_versions_are_accepted(self):
+        # what the current SDKs send (@azure/arm-appservice 19, @azure/arm-appcontainers 4, ...)
+        sent = [("Microsoft.Web/sites", "2025-05-01"), ("Microsoft.App/containerApps", "2026-07-01"),
+                ("Microsoft.App/managedEnvironments", "2026-07-01"),
+                ("Microsoft.ContainerInstance/containerGroups", "2026-05-01"),
+                ("Microsoft.ContainerInstance/containerGroups", "2026-06-01-preview"),
+                ("Microsoft.ContainerRegistry/registries", "2025-11-01"),
+                ("Microsoft.ContainerService/managedClusters", "2025-10-01")]
+        # and every version of the emulator's table, so that no provider keeps a list of its own
+        types = {"Microsoft.Web": "sites", "Microsoft.App": "containerApps",
+                 "Microsoft.ContainerInstance": "containerGroups",
+                 "Microsoft.ContainerRegistry": "registries",
+                 "Microsoft.ContainerService": "managedClusters"}
+        sent += [(ns + "/" + t, v) for ns, t in types.items() for v in sorted(apiversions.of(ns))]
+        for rtype, version in sent:
+            r = self.arm("GET", "/subscriptions/%s/providers/%s" % (SUB, rtype), api=version)
+            self.assertEqual(r.status, 200, "%s %s: %s" % (rtype, version, r.raw))
+        for version in sorted(apiversions.of("Microsoft.Resources")):
+            self.assertEqual(self.arm("GET", RG_PATH, api=version).status, 200, version)
+        for version in sorted(apiversions.of("Microsoft.Resources/subscriptions")):
+            self.assertEqual(self.arm("GET", "/subscriptions/" + SUB, api=version).status, 200, version)
+        scope = "/subscriptions/%s/providers/Microsoft.Authorization/roleAssignments" % SUB
+        for version in sorted(apiversions.of("Microsoft.Authorization")):
+            self.assertEqual(self.arm("GET", scope, api=version).status, 200, version)
+        # an unknown one is still refused, naming the ones there are
+        err = self.assert_error(self.arm("GET", "/subscriptions/%s/providers/Microsoft.Web/sites" % SUB,
+                                         api="2025-05-02"), 400, "InvalidApiVersionParameter", "2025-05-02")
+        self.assertIn("2025-05-01", err["message"])
+        self.assertIn("2026-03-01-preview", err["message"])
 
     def test_request_ids(self):
         r = self.arm("GET", "/subscriptions/" + SUB, api="2022-12-01",

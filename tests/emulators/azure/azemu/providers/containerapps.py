@@ -38,13 +38,11 @@ import time
 import urllib.parse
 
 from .. import docker, registry_auth
+from .. import apiversions
 from ..arm import ArmError, Context, ResourceType, check_api_version, now_iso, route
 from .resources import check_sub, require_rg
 
-API = {"2022-01-01-preview", "2022-03-01", "2022-06-01-preview", "2022-10-01", "2022-11-01-preview",
-       "2023-04-01-preview", "2023-05-01", "2023-05-02-preview", "2023-08-01-preview",
-       "2023-11-02-preview", "2024-02-02-preview", "2024-03-01", "2024-08-02-preview",
-       "2024-10-02-preview", "2025-01-01", "2025-02-02-preview", "2025-07-01"}
+API = apiversions.of("Microsoft.App")
 APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 SUFFIX_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 EVENTS = 500

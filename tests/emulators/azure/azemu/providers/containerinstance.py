@@ -13,13 +13,11 @@ import re
 import threading
 
 from .. import docker
+from .. import apiversions
 from ..arm import ArmError, ResourceType, check_api_version, now_iso, route
 from .resources import check_sub, require_rg
 
-API = {"2018-10-01", "2019-12-01", "2020-11-01", "2021-03-01", "2021-07-01", "2021-09-01",
-       "2021-10-01", "2022-09-01", "2022-10-01-preview", "2023-02-01-preview", "2023-05-01",
-       "2024-05-01-preview", "2024-09-01-preview", "2024-10-01-preview", "2024-11-01-preview",
-       "2025-09-01", "2026-05-01"}
+API = apiversions.of("Microsoft.ContainerInstance")
 LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 

@@ -5,16 +5,12 @@ dispatch to every provider's ResourceType."""
 import copy
 import uuid
 
+from .. import apiversions
 from ..arm import ArmError, Context, ResourceType, check_api_version, route
 
-RESOURCES_API = {"2015-11-01", "2016-02-01", "2016-06-01", "2016-09-01", "2017-05-10", "2018-02-01",
-                 "2018-05-01", "2019-03-01", "2019-05-01", "2019-05-10", "2019-07-01", "2019-08-01",
-                 "2019-10-01", "2020-06-01", "2020-08-01", "2020-10-01", "2021-01-01", "2021-04-01",
-                 "2022-01-01", "2022-09-01", "2022-12-01", "2023-07-01", "2024-03-01", "2024-07-01",
-                 "2024-11-01", "2025-01-01", "2025-03-01", "2025-04-01"}
+RESOURCES_API = apiversions.of("Microsoft.Resources")
 # Microsoft.Resources/subscriptions has its own versions (az login lists subscriptions with 2019-11-01)
-SUBSCRIPTIONS_API = {"2014-04-01-preview", "2015-11-01", "2016-06-01", "2018-06-01", "2019-06-01",
-                     "2019-11-01", "2020-01-01", "2021-01-01", "2022-12-01"}
+SUBSCRIPTIONS_API = apiversions.of("Microsoft.Resources/subscriptions")
 LOCATIONS = ["eastus", "eastus2", "westus", "westus2", "westeurope", "northeurope", "uksouth"]
 # Microsoft.ContainerInstance starts unregistered: a target must register it (az provider register)
 DEFAULT_PROVIDERS = {"Microsoft.Resources": "Registered", "Microsoft.Authorization": "Registered",

@@ -34,13 +34,11 @@ import base64
 import json
 
 from .. import docker, jwt, registry_auth
+from .. import apiversions
 from ..arm import ArmError, Context, ResourceType, check_api_version, now_iso, route
 from .resources import check_sub, not_found, require_rg
 
-API = {"2016-08-01", "2018-02-01", "2018-11-01", "2019-08-01", "2020-06-01", "2020-09-01",
-       "2020-10-01", "2020-12-01", "2021-01-01", "2021-01-15", "2021-02-01", "2021-03-01",
-       "2022-03-01", "2022-09-01", "2023-01-01", "2023-12-01", "2024-04-01", "2024-11-01",
-       "2025-03-01"}
+API = apiversions.of("Microsoft.Web")
 DOMAIN = "azurewebsites.net"
 NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,58}[a-zA-Z0-9])?$")
 PING_PATH = "/robots933456.txt"
