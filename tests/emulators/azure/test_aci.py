@@ -62,8 +62,7 @@ class Aci(unittest.TestCase):
         control("reset", {"store": True})
         self.arm = ArmClient()
         self.arm("PUT", RG_PATH + "rg-aci", {"location": "westeurope"})
-        self.arm("POST", PROVIDER + "/register")
-        self.arm("GET", PROVIDER)
+        self.arm.register("Microsoft.ContainerInstance")
         self.base = RG_PATH + "rg-aci/providers/Microsoft.ContainerInstance/containerGroups/"
 
     def tearDown(self):

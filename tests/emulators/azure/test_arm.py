@@ -176,15 +176,18 @@ class Core(unittest.TestCase):
                           "InvalidApiVersionParameter")
 
     def test_async_operation_mode(self):
-        control("settings", {"lro": {"Microsoft.Resources/resourceGroups": "async"}, "lro_polls": 2})
+        # long enough that the checks below see it in progress, however slow the machine
+        control("settings", {"lro": {"Microsoft.Resources/resourceGroups": "async"}, "lro_duration": 60})
         r = self.arm("PUT", RG_PATH + "rg-lro", {"location": "westus"})
         self.assertEqual(r.status, 201, r.raw)
         self.assertEqual(r.json["properties"]["provisioningState"], "Creating")
         op = r.headers["Azure-AsyncOperation"]
         self.assertIn("/operationStatuses/", op)
-        self.assertEqual(self.arm("GET", None, url=op).json["status"], "InProgress")
-        self.assertEqual(self.arm("GET", RG_PATH + "rg-lro").json["properties"]["provisioningState"],
-                         "Creating")
+        for _ in range(3):  # polls do not move it: time does
+            self.assertEqual(self.arm("GET", None, url=op).json["status"], "InProgress")
+            self.assertEqual(self.arm("GET", RG_PATH + "rg-lro").json["properties"]["provisioningState"],
+                             "Creating")
+        control("settings", {"lro_duration": 0})
         done = self.arm.poll(op).json
         self.assertEqual(done["status"], "Succeeded")
         self.assertIn("endTime", done)
@@ -194,6 +197,27 @@ class Core(unittest.TestCase):
         self.assertEqual(r.status, 202)
         self.assertIn("Azure-AsyncOperation", r.headers)
         self.assertEqual(self.arm.poll(r.headers["Azure-AsyncOperation"]).json["status"], "Succeeded")
+
+    def test_state_moves_by_time_without_polls(self):
+        # a client that never polls (nor GETs the resource) finds it done, in a list too
+        control("settings", {"lro": {"Microsoft.Web/serverfarms": "async"}, "lro_duration": 60})
+        self.arm("PUT", RG_PATH + "rg-t", {"location": "westus"})
+        plans = "/subscriptions/%s/providers/Microsoft.Web/serverfarms" % SUB
+        r = self.arm("PUT", RG_PATH + "rg-t/providers/Microsoft.Web/serverfarms/plan-t",
+                     {"location": "westus", "sku": {"name": "B1"}}, api="2024-11-01")
+        self.assertEqual(r.json["properties"]["provisioningState"], "Creating", r.raw)
+        self.assertEqual([p["properties"]["provisioningState"]
+                          for p in self.arm("GET", plans, api="2024-11-01").json["value"]], ["Creating"])
+        control("settings", {"lro_duration": 0.2})
+        for _ in range(100):
+            states = [p["properties"]["provisioningState"]
+                      for p in self.arm("GET", plans, api="2024-11-01").json["value"]]
+            if states != ["Creating"]:
+                break
+            time.sleep(0.05)
+        self.assertEqual(states, ["Succeeded"])
+        status = self.arm("GET", None, url=r.headers["Azure-AsyncOperation"]).json
+        self.assertEqual((status["status"], status["percentComplete"]), ("Succeeded", 100))
 
     def test_provisioning_failure_and_cancel(self):
         for outcome, mode in (("Failed", "async"), ("Canceled", "async"), ("Failed", "location")):
@@ -238,8 +262,11 @@ class Core(unittest.TestCase):
         path = "/subscriptions/%s/providers/Microsoft.ContainerInstance" % SUB
         r = self.arm("GET", path)
         self.assertEqual(r.json["registrationState"], "NotRegistered")
+        control("settings", {"register_duration": 60})
         self.assertEqual(self.arm("POST", path + "/register").json["registrationState"], "Registering")
-        self.assertEqual(self.arm("GET", path).json["registrationState"], "Registering")
+        for _ in range(3):  # by time, as Azure's: asking again does not speed it up
+            self.assertEqual(self.arm("GET", path).json["registrationState"], "Registering")
+        control("settings", {"register_duration": 0})
         self.assertEqual(self.arm("GET", path).json["registrationState"], "Registered")
         self.assert_error(self.arm("GET", "/subscriptions/%s/providers/Microsoft.Nope" % SUB), 404,
                           "InvalidResourceNamespace", "Microsoft.Nope")

@@ -17,7 +17,6 @@ from testlib import RG_PATH, SUB, ArmClient, control, require_emulator
 
 API = "2025-01-01"
 REPO = "127.0.0.1:5002/azemu/capp"
-PROVIDER = "/subscriptions/%s/providers/Microsoft.App" % SUB
 
 
 @require_emulator
@@ -34,11 +33,10 @@ class ContainerApps(unittest.TestCase):
 
     def setUp(self):
         control("reset", {"store": True})
-        control("settings", {"containerapp_start_time_limit": 4, "lro_polls": 0})
+        control("settings", {"containerapp_start_time_limit": 4, "lro_duration": 0})
         self.arm = ArmClient()
         self.arm("PUT", RG_PATH + "rg-capp", {"location": "westeurope"})
-        self.arm("POST", PROVIDER + "/register")
-        self.arm("GET", PROVIDER)
+        self.arm.register("Microsoft.App")
         self.base = RG_PATH + "rg-capp/providers/Microsoft.App/"
         r = self.arm("PUT", self.base + "managedEnvironments/env", {"location": "westeurope", "properties": {}}, api=API)
         self.assertEqual(r.status, 201, r.raw)

@@ -3,6 +3,7 @@ operation status resources of long-running operations, and the generic resource 
 dispatch to every provider's ResourceType."""
 
 import copy
+import time
 import uuid
 
 from .. import apiversions
@@ -189,12 +190,10 @@ def provider_get(arm, ns):
     p = arm.providers.get(ns.lower())
     if p is None:
         raise ArmError(404, "InvalidResourceNamespace", "The resource namespace '%s' is invalid." % ns)
-    with arm.lock:
-        if p["state"] in ("Registering", "Unregistering"):
-            if p["polls"] > 0:
-                p["polls"] -= 1
-            else:
-                p["state"] = "Registered" if p["state"] == "Registering" else "NotRegistered"
+    with arm.lock:  # by time, as Azure's registration: not by how often a client asks
+        if p["state"] in ("Registering", "Unregistering") and \
+                time.time() - p["since"] >= arm.state.setting("register_duration"):
+            p["state"] = "Registered" if p["state"] == "Registering" else "NotRegistered"
     return p
 
 
@@ -218,13 +217,13 @@ def providers(arm, h, m):
         raise ArmError(405, "MethodNotAllowed", "%s must be POSTed." % action)
     with arm.lock:
         if action.lower() == "register" and p["state"] != "Registered":
-            p["state"], p["polls"] = "Registering", arm.state.setting("register_polls")
+            p["state"], p["since"] = "Registering", time.time()
         elif action.lower() == "unregister" and p["state"] != "NotRegistered":
             if any(k.split("/")[0] == ns.lower() for r in arm.resources.values()
                    for k in [r["type"].lower()]):
                 raise ArmError(409, "ResourcesExist", "The namespace '%s' cannot be unregistered while "
                                "resources of it exist." % p["namespace"])
-            p["state"], p["polls"] = "Unregistering", arm.state.setting("register_polls")
+            p["state"], p["since"] = "Unregistering", time.time()
     return 200, provider_body(arm, ns), []
 
 
@@ -363,7 +362,7 @@ def install(arm):
 
     def reset_providers():
         arm.providers.clear()
-        arm.providers.update({ns.lower(): {"namespace": ns, "state": st, "polls": 0}
+        arm.providers.update({ns.lower(): {"namespace": ns, "state": st, "since": 0}
                               for ns, st in DEFAULT_PROVIDERS.items()})
     reset_providers()
     arm.reset_hooks = getattr(arm, "reset_hooks", []) + [reset_providers]
