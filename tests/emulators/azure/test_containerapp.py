@@ -99,6 +99,22 @@ class ContainerApps(unittest.TestCase):
         self.assertEqual(status, 200, text)
         return [json.loads(l) for l in text.splitlines()]
 
+    def test_single_mode_newest_revision_wins(self):
+        # v1 turns healthy only after v2 was created (both wait before they listen): v2 must stay
+        # active, then take all the traffic and deactivate v1 once it is healthy itself
+        control("settings", {"containerapp_start_time_limit": 60})
+        slow = ["sh", "-c", "sleep 3; exec httpd -f -p 8000 -h /www"]
+        self.deploy("hoist-newest", self.body("v1", "one", command=slow))
+        self.deploy("hoist-newest", self.body("v2", "two", command=slow))
+        self.wait_revision("hoist-newest", "hoist-newest--one", "healthState", "Healthy")
+        self.assertTrue(self.revision("hoist-newest", "hoist-newest--two")["active"])
+        rev = self.wait_revision("hoist-newest", "hoist-newest--two", "healthState", "Healthy")
+        self.assertEqual((rev["active"], rev["trafficWeight"]), (True, 100))
+        self.wait_revision("hoist-newest", "hoist-newest--one", "active", False)
+        app = self.arm("GET", self.base + "containerApps/hoist-newest", api=API).json["properties"]
+        self.assertEqual(app["latestReadyRevisionName"], "hoist-newest--two")
+        self.assertEqual(self.get("hoist-newest." + self.domain), (200, "capp-v2\n"))
+
     def test_single_mode_revisions_health_and_logs(self):
         app = self.deploy("hoist-capp", self.body("v1", "one"))
         p = app["properties"]

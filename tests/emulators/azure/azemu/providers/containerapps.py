@@ -538,9 +538,13 @@ class ContainerApps(ResourceType):
             if rt.latest_ready is None or names.index(rev.name) > names.index(rt.latest_ready):
                 rt.latest_ready = rev.name
             single = res["properties"]["configuration"].get("activeRevisionsMode", "Single") == "Single"
-            old = [r for r in rt.revisions.values() if r is not rev and r.active] \
+            # Single mode: a healthy revision takes over from the older ones only; a newer one
+            # still starting stays active and wins once it is healthy, as on Azure (an older
+            # revision that turns healthy late must not deactivate the newest)
+            old = [r for r in rt.revisions.values() if r is not rev and r.active
+                   and names.index(r.name) < names.index(rev.name)] \
                 if single and rt.latest_ready == rev.name else []
-        for r in old:  # Single mode: the new healthy revision takes over, the others go
+        for r in old:
             with r.lock:
                 r.active = False  # the proxy picks it no more; what it already sent may finish
             r.event("RevisionDeactivating", "Deactivating old revision '%s': '%s' is ready" % (r.name, rev.name))
