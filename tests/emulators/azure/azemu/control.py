@@ -22,7 +22,8 @@ from . import state as st
 SETTING_TYPES = {"token_lifetime": int, "github_token_lifetime": int, "retry_after": int,
                  "page_size": int, "lro_duration": float, "register_duration": float, "lro": dict,
                  "github_subject": str, "appservice_start_time_limit": int,
-                 "containerapp_start_time_limit": int, "containerapp_probe_interval": int}
+                 "containerapp_start_time_limit": int, "containerapp_probe_interval": int,
+                 "aci_pull_retry_time": float}
 LRO_MODES = ("sync", "async", "location")
 
 

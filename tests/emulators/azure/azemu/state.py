@@ -46,6 +46,9 @@ DEFAULT_SETTINGS = {
     # Unhealthy/Degraded (s), and the interval of the emulator's health checks (s)
     "containerapp_start_time_limit": 240,
     "containerapp_probe_interval": 1,
+    # ACI: how long a create retries an image pull that fails before it gives up (s; Azure
+    # retries "for a period of time", minutes; short here so that tests stay fast)
+    "aci_pull_retry_time": 5,
 }
 
 
