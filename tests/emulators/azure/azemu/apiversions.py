@@ -23,8 +23,8 @@ TABLE = {
         "2014-04-01-preview"),
     "Microsoft.Authorization": (
         "2015-07-01 2022-04-01",
-        "2018-01-01-preview 2018-09-01-preview 2020-03-01-preview 2020-04-01-preview "
-        "2020-10-01-preview"),
+        "2017-10-01-preview 2018-01-01-preview 2018-09-01-preview 2020-03-01-preview "
+        "2020-04-01-preview 2020-08-01-preview 2020-10-01-preview 2022-01-01-preview"),
     "Microsoft.ContainerRegistry": (
         "2017-03-01 2017-10-01 2019-05-01 2021-09-01 2022-12-01 2023-07-01 2025-04-01 2025-11-01",
         "2019-05-01-preview 2019-12-01-preview 2020-11-01-preview 2021-06-01-preview "
