@@ -15,7 +15,7 @@ import tempfile
 import unittest
 import urllib.request
 
-from testlib import ENV, RG_PATH, SUB, ArmClient, call, control, require_emulator
+from testlib import ENV, RG_PATH, ArmClient, call, control, require_emulator
 
 API = "2025-01-01"
 TOOLS = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
