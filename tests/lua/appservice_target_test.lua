@@ -108,8 +108,8 @@ end)
 t.case("without WEBSITES_PORT: 8080 is found; 8000 is not, and the failure says set WEBSITES_PORT=8000", function()
   web.need_emulator("App Service port detection test")
   local S = web.session("hoist-asport")
-  local rg = "hoist-asport-" .. RUN
-  local digests = { [8080] = web.build(S, REPO, "p8080", "as-8080", 8080), [8000] = web.build(S, REPO, "p8000", "as-8000", 8000) }
+  local rg, repo = "hoist-asport-" .. RUN, (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-asport/web"
+  local digests = { [8080] = web.build(S, repo, "p8080", "as-8080", 8080), [8000] = web.build(S, repo, "p8000", "as-8000", 8000) }
   local function with(more)
     local o = { resource_group = rg, credential = S.credential, subscription = S.subscription }
     for k, v in pairs(more) do o[k] = v end
@@ -122,7 +122,7 @@ t.case("without WEBSITES_PORT: 8080 is found; 8000 is not, and the failure says 
     local registry = { server = E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002", username = S.auth.username,
                        password = S.auth.password }
     for _, port in ipairs { 8080, 8000 } do
-      local name, image = ("hoist-asport-%d-%s"):format(port, RUN), REPO .. "@" .. digests[port]
+      local name, image = ("hoist-asport-%d-%s"):format(port, RUN), repo .. "@" .. digests[port]
       appservice.create(with { name = name, location = "westeurope", plan = rg .. "-plan", image = image,
                                registry = registry, settings = { WEBSITES_CONTAINER_START_TIME_LIMIT = "5" } })
       local wait = with { name = name, image = image, timeout = 120 }
@@ -136,6 +136,8 @@ t.case("without WEBSITES_PORT: 8080 is found; 8000 is not, and the failure says 
     end
   end)
   web.drop_group(S, rg)
+  -- the images: built here, and the emulator's pulls of them
+  hoist.exec { "sh", "-c", ("docker images -q --filter reference='%s' | xargs -r docker rmi -f"):format(repo .. "*") }
   if not ok then error(err, 0) end
 end)
 

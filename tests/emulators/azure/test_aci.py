@@ -192,9 +192,11 @@ class Aci(unittest.TestCase):
         for tag, text in (("hoist-aemu-r1", "aemu-r1"), ("hoist-aemu-r2", "aemu-r2")):
             ok, err = build(tag, text)
             self.assertTrue(ok, err)
-        self.addCleanup(subprocess.run, ["docker", "rmi", "azemu-test/site:hoist-aemu-r1",
-                                         "azemu-test/site:hoist-aemu-r2"], stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL)
+        # after tearDown (the group's containers gone): the built images and the emulator's pulls,
+        # also the one the moved tag left untagged
+        self.addCleanup(subprocess.run, "docker rmi -f azemu-test/site:hoist-aemu-r1 azemu-test/site:hoist-aemu-r2; "
+                        "docker images -q --filter reference=%s | xargs -r docker rmi -f" % image.rsplit(":", 1)[0],
+                        shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.assertEqual(push("hoist-aemu-r1", image), (True, ""))
         self.assertEqual(self.deploy("moved", group("hoist-aemu-moved", None, image=image))["status"], "Succeeded")
         self.wait_running("moved")

@@ -220,7 +220,7 @@ class AppService(unittest.TestCase):
                 tag, image = "hoist-aemu-p%d" % port, "127.0.0.1:5002/azemu/hoist-aemu-port:%d" % port
                 ok, err = build(tag, "aemu-p%d" % port, port=port)
                 self.assertTrue(ok, err)
-                self.addCleanup(subprocess.run, ["docker", "rmi", "azemu-test/site:" + tag],
+                self.addCleanup(subprocess.run, ["docker", "rmi", "-f", "azemu-test/site:" + tag, image],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 self.assertEqual(push(tag, image), (True, ""))
                 name = "hoist-aemu-p%d" % port
