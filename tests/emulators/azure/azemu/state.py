@@ -25,11 +25,12 @@ GITHUB_SUBJECT = "repo:hoist-org/app:ref:refs/heads/main"
 WORKLOAD_SUBJECT = "system:serviceaccount:default:hoist"
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 
-# every endpoint of the emulator, on 127.0.0.1 only (tests/emulators/README.md: 5010-5019)
-PORTS = {"arm": 5010, "login": 5011, "github": 5012, "msi": 5013, "proxy": 5014, "front": 5015}
-HOSTS = {"arm": "https://127.0.0.1:5010", "login": "https://127.0.0.1:5011",
-         "github": "https://127.0.0.1:5012", "msi": "http://127.0.0.1:5013",
-         "proxy": "http://127.0.0.1:5014", "front": "http://127.0.0.1:5015"}
+# every endpoint of the emulator, on 127.0.0.1 only (tests/emulators/README.md: 5010-5019);
+# HOIST_AZURE_EMULATOR_PORT moves the six ports to another base (a second instance for a branch's
+# own emulator code, beside the shared one)
+BASE_PORT = int(os.environ.get("HOIST_AZURE_EMULATOR_PORT") or 5010)
+PORTS = {k: BASE_PORT + i for i, k in enumerate(("arm", "login", "github", "msi", "proxy", "front"))}
+HOSTS = {k: "%s://127.0.0.1:%d" % ("http" if k in ("msi", "proxy", "front") else "https", p) for k, p in PORTS.items()}
 
 DEFAULT_SETTINGS = {
     "token_lifetime": 60,          # Entra and managed identity access tokens (s)
