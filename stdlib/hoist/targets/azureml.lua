@@ -467,6 +467,12 @@ end
 -- and the checks before a deploy: those of every Azure target, then the workspace.
 M.extra_options = azt.extra_options
 local azure_preflight = azt.preflight_of(M.name)
+
+--- The checks before a deploy, changing nothing (hoist.targets.define wraps it): those of every
+--- Azure target (the endpoint name by Azure ML's rule, the credential, the resource group),
+--- the sample requests, and the workspace, which must exist.
+---@param o hoist.targets.azureml.Options the checked options (no image yet)
+---@return string[] checks
 function M.preflight(o)
   local checks = azure_preflight(o)
   samples_of(o)

@@ -185,6 +185,9 @@ class MachineLearning(unittest.TestCase):
         self.assertNotIn(TOKEN_PASSWORD, r.raw.decode())
         self.deploy("viaconn", "v1")
         self.assertEqual(self.arm("GET", self.ws + "/environments/scorer/versions/1", api="2099-01-01").status, 400)
+        r = self.arm("PATCH", self.ep, {"properties": {"traffic": {"viaconn": 100}}}, api=API)
+        self.assertEqual(r.status, 400, r.raw)  # the traffic changes with a PUT of the endpoint
+        self.assertIn("tags and identity only", r.json["error"]["message"])
         r = self.arm("PUT", self.ws + "/environments/scorer/versions/1", {"properties": {"image": REPO + ":v2"}},
                      api=API)
         self.assertEqual(r.status, 409, r.raw)

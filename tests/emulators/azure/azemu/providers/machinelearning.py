@@ -265,12 +265,18 @@ class OnlineEndpoints(ResourceType):
         return dict(traffic)
 
     def patch(self, ctx, res, body):
+        """Azure's PATCH of an endpoint (PartialMinimalTrackedResourceWithIdentity) takes tags and
+        identity only: the traffic changes with a PUT of the endpoint (as `az ml online-endpoint
+        update --traffic` sends)."""
+        extra = set(body) - {"tags", "identity"}
+        if extra:
+            raise bad("A PATCH of an online endpoint takes tags and identity only, not %s: PUT the endpoint to "
+                      "change its properties." % ", ".join(sorted(extra)))
         with self.arm.lock:
             if "tags" in body:
                 res["tags"] = body["tags"]
-            p = body.get("properties") or {}
-            if "traffic" in p:
-                res["properties"]["traffic"] = self.check_traffic(res["id"], p["traffic"] or {})
+            if "identity" in body:
+                res["identity"] = self.arm.identity(body["identity"] or {}, res.get("identity"))
         return res
 
     def view(self, res):
