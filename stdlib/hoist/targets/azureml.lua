@@ -295,6 +295,7 @@ end
 local function connection(a, o, image)
   if not o.registry_password then return end
   require("hoist.azure.pull").check("targets.azureml", o) -- kept for every later pull: must not expire
+  hoist.secret(o.registry_password) -- a script's own call too, not only container@1's secret parameter
   local server = o.registry_server or hoist.image.parse(image).registry
   local cname = ("hoist-%s"):format(server:lower():gsub("[^a-z0-9]", "-")):sub(1, 64)
   call(a, { method = "PUT", path = ws_path(a, "connections", cname), action = "azure.ml.connection",
