@@ -27,10 +27,6 @@ local azt = require "hoist.targets.azure"
 local util = require "hoist.util"
 local fail, dry_run = util.fail, util.dry_run
 
---- Policy: the api-version of Microsoft.MachineLearningServices calls (a stable version the
---- service and the emulator both answer; engine/azure pins none for this provider).
-M.api_version = "2025-09-01"
-
 --- The options only this target takes, with those of every Azure target (hoist.targets.azure);
 --- `name` is the online endpoint's.
 M.options = azt.merge_options({
@@ -66,7 +62,7 @@ end
 local function ep_path(a, ...) return ws_path(a, "onlineEndpoints", a.name, ...) end
 
 local function call(a, r)
-  r.credential, r.endpoint, r.api_version = a.credential, a.endpoint, M.api_version
+  r.credential, r.endpoint = a.credential, a.endpoint -- the api-version: the one pinned for the type (docs/azure.md)
   r.poll_interval = r.poll_interval or 1
   return require("hoist.azure").request(r)
 end
@@ -80,7 +76,7 @@ local function endpoint_of(a) return get(a, ep_path(a), "get online endpoint " .
 
 local function deployments(a)
   return require("hoist.azure").list { path = ep_path(a, "deployments"), credential = a.credential, endpoint = a.endpoint,
-    api_version = M.api_version, what = "list deployments of " .. a.name }
+    what = "list deployments of " .. a.name }
 end
 
 -- Sets the endpoint's traffic (a PUT of the endpoint: Azure's PATCH takes tags and identity only).
