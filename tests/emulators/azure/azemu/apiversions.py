@@ -29,6 +29,15 @@ TABLE = {
     "Microsoft.ManagedIdentity": (
         "2018-11-30 2023-01-31 2024-11-30",
         "2015-08-31-preview 2021-09-30-preview 2022-01-31-preview 2023-07-31-preview 2025-01-31-preview"),
+    # specification/machinelearningservices
+    "Microsoft.MachineLearningServices": (
+    "2018-11-19 2019-05-01 2019-06-01 2019-11-01 2020-01-01 2020-03-01 2020-04-01 2020-06-01 2020-08-01 "
+    "2021-01-01 2021-04-01 2021-07-01 2022-05-01 2022-10-01 2023-04-01 2023-10-01 2024-04-01 2024-10-01 "
+    "2025-04-01 2025-06-01 2025-09-01",
+    "2021-03-01-preview 2022-02-01-preview 2022-06-01-preview 2022-10-01-preview 2022-12-01-preview "
+    "2023-02-01-preview 2023-04-01-preview 2023-06-01-preview 2023-08-01-preview 2024-01-01-preview "
+    "2024-04-01-preview 2024-07-01-preview 2024-10-01-preview 2025-01-01-preview 2025-04-01-preview "
+    "2025-07-01-preview 2025-10-01-preview"),
     "Microsoft.ContainerRegistry": (
         "2017-03-01 2017-10-01 2019-05-01 2021-09-01 2022-12-01 2023-07-01 2025-04-01 2025-11-01",
         "2019-05-01-preview 2019-12-01-preview 2020-11-01-preview 2021-06-01-preview "
