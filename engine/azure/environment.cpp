@@ -34,6 +34,7 @@ const std::map<std::string, std::string>& api_versions() {
       {"microsoft.web", "2024-11-01"},
       {"microsoft.app", "2025-07-01"},
       {"microsoft.containerservice", "2025-10-01"},
+      {"microsoft.machinelearningservices", "2025-09-01"},
   };
   return table;
 }

@@ -287,7 +287,8 @@ return pipeline.define {
                    .. "type=registry,ref=...,mode=max); refused with the classic builder" },
     target = { type = "string", default = "local", allowed = targets.names(),
                description = ("Where to deploy: %s (local: the local Docker engine; aci: Azure Container Instances; "
-                 .. "appservice: Azure App Service; containerapp: Azure Container Apps; kubernetes: a kubeconfig "
+                 .. "appservice: Azure App Service; containerapp: Azure Container Apps; azureml: an Azure Machine Learning "
+                 .. "online endpoint; kubernetes: a kubeconfig "
                  .. "context; aks: an AKS cluster); options marked [target] are that target's"):format(
                  table.concat(targets.names(), ", ")) },
     registry_auth = { type = "string", allowed = { "docker", "azure" },
@@ -318,9 +319,9 @@ return pipeline.define {
     registry_password = { type = "string", secret = true, env = "HOIST_REGISTRY_PASSWORD",
                           description = "Registry password or token for the push (prefer the environment variable)" },
     pull_username = { type = "string", env = "HOIST_PULL_USERNAME",
-                      description = "[aci, appservice, containerapp] Registry user the service pulls the image with at every restart (default: the target's: a managed identity or the service principal's own); a credential that does not expire" },
+                      description = "[aci, appservice, containerapp, azureml] Registry user the service pulls the image with at every restart (default: the target's: a managed identity or the service principal's own); a credential that does not expire" },
     pull_password = { type = "string", secret = true, env = "HOIST_PULL_PASSWORD",
-                      description = "[aci, appservice, containerapp] Its password (prefer the environment variable); never a token that expires (refused)" },
+                      description = "[aci, appservice, containerapp, azureml] Its password (prefer the environment variable); never a token that expires (refused)" },
     verify_timeout = { type = "number", default = 60, min = 0.001, description = "Seconds the new container has to become healthy" },
     drain = { type = "number", default = 2, min = 0,
               description = "[local] Seconds the old container keeps its open connections after the switch" },
@@ -404,7 +405,7 @@ return pipeline.define {
         return { service = r.service, url = r.url, upstream = r.upstream, previous = r.previous, planned = r.planned }
       end },
     { name = "verify", timeout = 300,
-      description = "The service's URL answers health_path with 200",
+      description = "The service's URL answers health_path with 200 (a target with its own check, azureml: its sample requests)",
       run = function(ctx)
         local p = ctx.params
         if ctx.dry_run then -- nothing was deployed: the URL may not exist yet
@@ -412,8 +413,13 @@ return pipeline.define {
           ctx:plan { action = "verify.http", message = ("check GET %s answers 200 (within %gs)"):format(at, p.verify_timeout) }
           return { url = at, planned = true }
         end
-        local url = ctx.outputs.deploy.url .. p.health_path
         local v = verify_settings(p)
+        local target = targets.get(p.target, SPEC)
+        if target.verify then -- the target checks what serves itself (azureml: samples with the endpoint key)
+          local r = target.verify(deploy_options(p, { image = ctx.outputs.push.reference, verify = v }))
+          return { url = r.url, checked = r.checked }
+        end
+        local url = ctx.outputs.deploy.url .. p.health_path
         local r = hoist.verify.http { name = "service " .. url, url = url, expect_status = 200,
                                       retries = v.retries, interval = v.interval, timeout = v.timeout }
         return { url = url, attempts = r.attempts, latency = r.latency }

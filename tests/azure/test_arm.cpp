@@ -331,6 +331,9 @@ TEST_CASE("api-versions: pinned per resource type, overridable, and a clear erro
            Row{"https://management.azure.com/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/"
                "managedClusters/k?x=1",
                "Microsoft.ContainerService/managedClusters", "2025-10-01"},
+           Row{"/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws/"
+               "onlineEndpoints/e/deployments/d/getLogs",
+               "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/getLogs", "2025-09-01"},
            Row{"/subscriptions/s/resourceGroups/rg/providers/Contoso.Widgets/widgets/w", "Contoso.Widgets/widgets", ""},
        }) {
     CAPTURE(row.path);

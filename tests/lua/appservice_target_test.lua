@@ -102,6 +102,45 @@ t.case("the deploy lock is ARM-side: another run is refused naming the holder; r
   web.check_lock("appservice", "hoist-aslock-" .. RUN, "hoist-aslock-" .. RUN, REPO .. "@sha256:" .. ("0"):rep(64))
 end)
 
+-- App Service's Linux FAQ: without WEBSITES_PORT a container on 80 or 8080 is found; on any
+-- other port (8000 here) it is not, and the diagnosis names WEBSITES_PORT with that port. (The
+-- emulator used to wait on 80 only, so "set WEBSITES_PORT=8080" looked right; on Azure it is not.)
+t.case("without WEBSITES_PORT: 8080 is found; 8000 is not, and the failure says set WEBSITES_PORT=8000", function()
+  web.need_emulator("App Service port detection test")
+  local S = web.session("hoist-asport")
+  local rg, repo = "hoist-asport-" .. RUN, (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-asport/web"
+  local digests = { [8080] = web.build(S, repo, "p8080", "as-8080", 8080), [8000] = web.build(S, repo, "p8000", "as-8000", 8000) }
+  local function with(more)
+    local o = { resource_group = rg, credential = S.credential, subscription = S.subscription }
+    for k, v in pairs(more) do o[k] = v end
+    return o
+  end
+  local ok, err = pcall(function()
+    hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", credential = S.credential,
+                                         subscription = S.subscription }
+    appservice.plan(with { name = rg .. "-plan", location = "westeurope" })
+    local registry = { server = E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002", username = S.auth.username,
+                       password = S.auth.password }
+    for _, port in ipairs { 8080, 8000 } do
+      local name, image = ("hoist-asport-%d-%s"):format(port, RUN), repo .. "@" .. digests[port]
+      appservice.create(with { name = name, location = "westeurope", plan = rg .. "-plan", image = image,
+                               registry = registry, settings = { WEBSITES_CONTAINER_START_TIME_LIMIT = "5" } })
+      local wait = with { name = name, image = image, timeout = 120 }
+      if port == 8080 then
+        t.eq(appservice.wait_started(wait).outcome, "started")
+        t.eq(body_of(appservice.url { name = name } .. "/"), "as-8080")
+      else
+        t.raises(function() appservice.wait_started(wait) end, "rollout_failed",
+          "the container listens on 8000 %(.*EXPOSE 8000%) but App Service waits on 80: set WEBSITES_PORT=8000")
+      end
+    end
+  end)
+  web.drop_group(S, rg)
+  -- the images: built here, and the emulator's pulls of them
+  hoist.exec { "sh", "-c", ("docker images -q --filter reference='%s' | xargs -r docker rmi -f"):format(repo .. "*") }
+  if not ok then error(err, 0) end
+end)
+
 ---------------------------------------------------------------- the scenario, end to end
 
 

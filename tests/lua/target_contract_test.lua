@@ -127,6 +127,18 @@ ROWS.containerapp = function()
            after = "HOIST_TEST_PAUSE_AFTER_SWITCH" }
 end
 
+ROWS.azureml = function()
+  -- the endpoint's scoring URI with its key; GET /score reaches the app's /version
+  return { registry = E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002", azure = true,
+           params = merge({ resource_group = RG .. "-ml", location = "westeurope", workspace = "ct-ws-" .. ID,
+                            scoring_path = "/version", deployment_timeout = 20,
+                            samples = '[{"method": "GET", "expect": "^v%d+$"}]' }, azure_registry()),
+           env = azure_env(),
+           bad = { params = { instance_count = 0 }, pat = "instance_count: must be from 1 to 20" },
+           missing = { params = { workspace = "no-such-ws-" .. ID }, pat = "workspace no%-such%-ws%-%w+ does not exist" },
+           after = "HOIST_TEST_PAUSE_AFTER_SWITCH", scoring = true }
+end
+
 local M = {} -- target name -> {row, service, params, env, url, runs = {}}
 
 -- The parameters of a container@1 run of `version` on target `name`.
@@ -170,8 +182,21 @@ local function show(r) return ("exit %s\n--- stdout\n%s\n--- stderr\n%s"):format
 -- What the service's /version answers (through the emulator's proxy for a cloud host name).
 local function version_at(m)
   if not m.url then return nil end
-  local r = hoist.exec { "curl", "-s", "-m", "5", "--cacert", E("HOIST_TEST_CA") or "/dev/null", "-x", E("HOIST_TEST_AZURE_PROXY"),
-                         "--noproxy", "127.0.0.1,localhost", m.url .. "/version" }
+  local argv = { "curl", "-s", "-m", "5", "--cacert", E("HOIST_TEST_CA") or "/dev/null", "-x", E("HOIST_TEST_AZURE_PROXY"),
+                 "--noproxy", "127.0.0.1,localhost", m.url .. "/version" }
+  if m.row.scoring then -- an Azure ML scoring URI: its key, and /score is the app's /version
+    if not m.key then
+      local ok, r = pcall(hoist.azure.request, { method = "POST", safe = true, credential = m.credential, api_version = "2025-09-01",
+        path = hoist.azure.resource_id(SUB, m.row.params.resource_group, "Microsoft.MachineLearningServices/workspaces",
+          m.row.params.workspace, "onlineEndpoints", m.service, "listKeys") })
+      if not ok then return nil end -- no endpoint (yet): nothing serves
+      m.key = r.body.primaryKey
+    end
+    argv[#argv] = m.url
+    argv[#argv + 1] = "-H"
+    argv[#argv + 1] = "Authorization: Bearer " .. m.key
+  end
+  local r = hoist.exec(argv)
   local body = (r.stdout or ""):gsub("%s+$", "")
   return body:match("^v%d+$") and body or nil
 end
@@ -246,6 +271,12 @@ t.case("every registered target has a row; bad options and missing places are re
   hoist.azure.request { method = "PUT", credential = cred, api_version = "2024-05-01", poll_interval = 0.2,
     path = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ContainerService/managedClusters/aks-%s"):format(SUB, RG, ID),
     body = { location = "westeurope", properties = { dnsPrefix = "hoistcontract" } } }
+  -- the azureml row deploys into a workspace (a deploy does not make one)
+  hoist.azure.providers.ensure { namespace = "Microsoft.MachineLearningServices", credential = cred, subscription = SUB }
+  hoist.azure.resource_groups.ensure { name = RG .. "-ml", location = "westeurope", credential = cred, subscription = SUB }
+  hoist.azure.request { method = "PUT", credential = cred, api_version = "2025-09-01", poll_interval = 0.2,
+    path = hoist.azure.resource_id(SUB, RG .. "-ml", "Microsoft.MachineLearningServices/workspaces", "ct-ws-" .. ID),
+    body = { location = "westeurope", identity = { type = "SystemAssigned" }, properties = {} } }
   for _, name in ipairs(targets.names()) do
     M[name] = { name = name, row = ROWS[name](), service = ("ct-%s-%s"):format(name:sub(1, 3), ID), outputs = {}, credential = cred }
   end
@@ -366,12 +397,12 @@ t.case("remove takes the service down; a second remove changes nothing; no secre
     local st = in_child(m, "status")
     if st.serving then error("still serving after remove", 0) end
     local everything = table.concat(m.outputs, "\n")
-    for _, s in ipairs { E("HOIST_TEST_AZURE_CLIENT_SECRET"), E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD") } do
+    for _, s in ipairs { E("HOIST_TEST_AZURE_CLIENT_SECRET"), E("HOIST_TEST_REGISTRY_TOKEN_PASSWORD"), m.key } do
       if s and s ~= "" and everything:find(s, 1, true) then error("a secret shows in the output", 0) end
     end
   end)
   local cred = M["local"].credential
-  for _, rg in ipairs { RG, RG .. "-aci", RG .. "-as", RG .. "-ca" } do
+  for _, rg in ipairs { RG, RG .. "-aci", RG .. "-as", RG .. "-ca", RG .. "-ml" } do
     pcall(hoist.azure.request, { method = "DELETE", credential = cred, path = ("/subscriptions/%s/resourcegroups/%s"):format(SUB, rg) })
   end
   local kube = hoist.k8s.client {}

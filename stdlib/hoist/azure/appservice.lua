@@ -241,7 +241,7 @@ end
 ---@field image string the reference after DOCKER| ("" when the site runs no container)
 ---@field managed_identity boolean acrUseManagedIdentityCreds
 ---@field command string appCommandLine
----@field port? integer WEBSITES_PORT (nil: App Service's default, 80)
+---@field port? integer WEBSITES_PORT (nil: none; App Service finds a container on 80 or 8080)
 
 --- The container a site is configured to run (config/web and WEBSITES_PORT).
 ---@param opts hoist.azure.appservice.Ref
@@ -471,24 +471,29 @@ M.exposed_ports = require("hoist.azure.ports").exposed
 
 -- Why a container did not answer App Service's ping, naming WEBSITES_PORT and the port the
 -- container listens on (its log, its EXPOSE: hoist.azure.ports, shared with aci and
--- containerapp).
-local function port_message(where, launch, image, logs)
+-- containerapp). `websites_port` is the site's WEBSITES_PORT, nil when it has none: App Service
+-- then finds a container on 80 or 8080 by itself (its Linux FAQ), so an app on 8080 that did
+-- not answer was slow, not on the wrong port, and only another port needs WEBSITES_PORT.
+local DETECTED = { [80] = true, [8080] = true }
+local function port_message(where, launch, image, logs, websites_port)
   local ports = require "hoist.azure.ports"
-  local waits = launch.port or 80
+  local waits = launch.port or websites_port or 80
   local base = ("the container of %s (%s) did not answer App Service's HTTP ping on port %d"):format(where,
     launch.image, waits)
+  local setting = websites_port and ("WEBSITES_PORT=%d"):format(websites_port)
+    or "no WEBSITES_PORT: App Service tried 80 and 8080"
   local exposed = ports.exposed(image)
-  local wrong = ports.mismatch { port = waits, setting = "WEBSITES_PORT", waits = "App Service waits on", exposed = exposed,
-                                 logs = logs, expose_only = true }
-  if wrong then return base .. ": " .. wrong end
+  local wrong, seen = ports.mismatch { port = waits, setting = "WEBSITES_PORT", waits = "App Service waits on",
+                                       exposed = exposed, logs = logs, expose_only = true }
+  if wrong and not (websites_port == nil and DETECTED[seen.listens]) then return base .. ": " .. wrong end
   if exposed and #exposed > 0 then
     local listed = {}
     for i, p in ipairs(exposed) do listed[i] = tostring(p) end
-    return ("%s (WEBSITES_PORT=%d, EXPOSE %s): the app did not start listening within the start time limit "
-      .. "(WEBSITES_CONTAINER_START_TIME_LIMIT); see its container logs"):format(base, waits, table.concat(listed, " "))
+    return ("%s (%s, EXPOSE %s): the app did not start listening within the start time limit "
+      .. "(WEBSITES_CONTAINER_START_TIME_LIMIT); see its container logs"):format(base, setting, table.concat(listed, " "))
   end
-  return ("%s (WEBSITES_PORT=%d; the image EXPOSEs nothing hoist can see): set WEBSITES_PORT to the port the app "
-    .. "listens on"):format(base, waits)
+  return ("%s (%s; the image EXPOSEs nothing hoist can see): set WEBSITES_PORT to the port the app "
+    .. "listens on"):format(base, setting)
 end
 
 -- Evidence: the container's own last lines (not the platform's).
@@ -526,7 +531,8 @@ function M.wait_started(opts)
       local where = label(o)
       local message
       if mine.outcome == "no_response" then
-        message = port_message(where, mine, o.image, container_tail(text, 50))
+        local okc, configured = util.try(M.container, ref)
+        message = port_message(where, mine, o.image, container_tail(text, 50), okc and configured and configured.port or nil)
       elseif mine.outcome == "pull_failed" then
         message = ("App Service could not pull %s for %s: check the registry settings (DOCKER_REGISTRY_SERVER_*) "
           .. "or the managed identity's AcrPull role"):format(o.image, where)

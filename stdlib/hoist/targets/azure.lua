@@ -66,6 +66,8 @@ local NAME_RULES = {
                    text = "2-32 lower-case letters, digits and '-', beginning with a letter, ending with a letter or digit, no '--'" },
   appservice = { min = 2, max = 60, first = "[%w]", body = "[%w%-]", last = "[%w]",
                  text = "2-60 letters, digits and '-', not beginning or ending with '-'" },
+  azureml = { min = 3, max = 32, first = "[%a]", body = "[%w%-]", last = "[%w]",
+              text = "3-32 letters, digits and '-', beginning with a letter, ending with a letter or digit" },
 }
 
 --- What is wrong with `name` as the resource name of Azure target `target`, or nil.

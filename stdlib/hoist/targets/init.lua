@@ -28,6 +28,7 @@ M.registered = {
   "aks",          -- Azure Kubernetes Service (hoist.targets.kubernetes with the kubeconfig from Azure)
   "appservice",   -- Azure App Service (Web App for Containers)
   "containerapp", -- Azure Container Apps
+  "azureml",      -- Azure Machine Learning managed online endpoints (blue/green deployments)
   "kubernetes",   -- any Kubernetes cluster (a kubeconfig context)
 }
 

@@ -10,6 +10,7 @@ import time
 import unittest
 import urllib.request
 
+from test_appservice import build, push
 from testlib import ENV, RG_PATH, SUB, ArmClient, call, control, require_emulator
 
 API = "2023-05-01"
@@ -62,8 +63,7 @@ class Aci(unittest.TestCase):
         control("reset", {"store": True})
         self.arm = ArmClient()
         self.arm("PUT", RG_PATH + "rg-aci", {"location": "westeurope"})
-        self.arm("POST", PROVIDER + "/register")
-        self.arm("GET", PROVIDER)
+        self.arm.register("Microsoft.ContainerInstance")
         self.base = RG_PATH + "rg-aci/providers/Microsoft.ContainerInstance/containerGroups/"
 
     def tearDown(self):
@@ -151,17 +151,72 @@ class Aci(unittest.TestCase):
         self.assertEqual(iv["previousState"]["exitCode"], 3)
         self.assertIn("BackOff", [e["name"] for e in iv["events"]])
 
-    def test_image_pull_failure(self):
-        op = self.deploy("nopull", group("hoist-nopull", HTTPD, password="wrong-password"))
-        self.assertEqual(op["status"], "Failed")
-        self.assertEqual(op["error"]["code"], "InaccessibleImage")
+    def test_image_pull_failure_retries_then_fails(self):
+        # as ACI's create: the pull is retried for a while (the group Pending), then it fails
+        control("settings", {"aci_pull_retry_time": 60})
+        r = self.arm("PUT", self.base + "nopull", group("hoist-nopull", HTTPD, password="wrong-password"), api=API)
+        self.assertEqual(r.status, 201, r.raw)
+        op = r.headers["Azure-AsyncOperation"]
+        for _ in range(100):
+            g = self.arm("GET", self.base + "nopull", api=API).json
+            iv = g["properties"]["containers"][0]["properties"]["instanceView"]
+            failed = [e for e in iv["events"] if e["name"] == "Failed"]
+            if failed and failed[0]["count"] >= 2:
+                break
+            time.sleep(0.2)
+        self.assertGreaterEqual(failed[0]["count"], 2, iv)
+        self.assertEqual(g["properties"]["provisioningState"], "Creating")
+        self.assertEqual(g["properties"]["instanceView"]["state"], "Pending")
+        self.assertEqual(iv["currentState"]["state"], "Waiting")
+        self.assertEqual(self.arm("GET", None, url=op).json["status"], "InProgress")
+        control("settings", {"aci_pull_retry_time": 0})
+        done = self.arm.poll(op).json
+        self.assertEqual((done["status"], done["error"]["code"]), ("Failed", "InaccessibleImage"))
         g = self.arm("GET", self.base + "nopull", api=API).json
-        self.assertEqual(g["properties"]["provisioningState"], "Failed")
+        # restart policy Always: Pending with the pull events, as the recorded ContainerGroupsGet_Failed
+        self.assertEqual((g["properties"]["provisioningState"], g["properties"]["instanceView"]["state"]),
+                         ("Failed", "Pending"))
         iv = g["properties"]["containers"][0]["properties"]["instanceView"]
         self.assertEqual([e["name"] for e in iv["events"]], ["Pulling", "Failed", "BackOff"])
         self.assertIn(IMAGE, iv["events"][1]["message"])
         self.assertNotIn("wrong-password", json.dumps(g))
         self.assertEqual(iv["currentState"]["state"], "Waiting")
+        # restart policy Never: the group has failed
+        self.deploy("nopull2", group("hoist-nopull2", HTTPD, password="wrong-password", restart="Never"))
+        g = self.arm("GET", self.base + "nopull2", api=API).json
+        self.assertEqual((g["properties"]["provisioningState"], g["properties"]["instanceView"]["state"]),
+                         ("Failed", "Failed"))
+
+    def test_restart_pulls_a_moved_tag(self):
+        image = "127.0.0.1:5002/azemu/hoist-aemu-restart:1"
+        for tag, text in (("hoist-aemu-r1", "aemu-r1"), ("hoist-aemu-r2", "aemu-r2")):
+            ok, err = build(tag, text)
+            self.assertTrue(ok, err)
+        # after tearDown (the group's containers gone): the built images and the emulator's pulls,
+        # also the one the moved tag left untagged
+        self.addCleanup(subprocess.run, "docker rmi -f azemu-test/site:hoist-aemu-r1 azemu-test/site:hoist-aemu-r2; "
+                        "docker images -q --filter reference=%s | xargs -r docker rmi -f" % image.rsplit(":", 1)[0],
+                        shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.assertEqual(push("hoist-aemu-r1", image), (True, ""))
+        self.assertEqual(self.deploy("moved", group("hoist-aemu-moved", None, image=image))["status"], "Succeeded")
+        self.wait_running("moved")
+        url = "http://hoist-aemu-moved.westeurope.azurecontainer.io:8000/index.html"
+        self.assertEqual(self.answer(url), "aemu-r1")
+        self.assertEqual(push("hoist-aemu-r2", image), (True, ""))  # the tag moves
+        self.assertEqual(self.arm("POST", self.base + "moved/restart", api=API).status, 204)
+        self.wait_running("moved")
+        self.assertEqual(self.answer(url), "aemu-r2")
+        events = [e["name"] for e in self.arm("GET", self.base + "moved", api=API).json["properties"][
+            "containers"][0]["properties"]["instanceView"]["events"]]
+        self.assertEqual(events[4:], ["Killing", "Pulling", "Pulled", "Created", "Started"])
+
+    def answer(self, url):
+        for _ in range(50):
+            status, body = via_proxy(url)
+            if status == 200:
+                return body.strip()
+            time.sleep(0.2)
+        self.fail("%s never answered: %s %s" % (url, status, body))
 
     def test_validation(self):
         cases = [

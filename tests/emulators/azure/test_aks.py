@@ -15,10 +15,9 @@ import tempfile
 import unittest
 import urllib.request
 
-from testlib import ENV, RG_PATH, SUB, ArmClient, call, control, require_emulator
+from testlib import ENV, RG_PATH, ArmClient, call, control, require_emulator
 
 API = "2025-01-01"
-PROVIDER = "/subscriptions/%s/providers/Microsoft.ContainerService" % SUB
 TOOLS = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
 KUBE_DIR = os.path.join(ENV.get("HOIST_ENV_DIR", "/tmp/hoist-env"), "kube")
 
@@ -50,11 +49,7 @@ class Aks(unittest.TestCase):
         return self.arm("GET", self.path + name, api=API).json
 
     def register(self):
-        self.arm("POST", PROVIDER + "/register")
-        for _ in range(5):
-            if self.arm("GET", PROVIDER).json["registrationState"] == "Registered":
-                return
-        self.fail("Microsoft.ContainerService never registered")
+        self.arm.register("Microsoft.ContainerService")
 
     def kubeconfig(self, name, kind):
         r = self.arm("POST", self.path + "%s/listCluster%sCredential" % (name, kind), api=API)

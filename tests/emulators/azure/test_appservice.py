@@ -225,6 +225,27 @@ class AppService(unittest.TestCase):
         ok, err = push("v1", REPO + ":latest")
         self.assertTrue(ok, err)
 
+    def test_port_80_or_8080_is_detected_and_websites_port_is_not_in_the_container(self):
+        # App Service's Linux FAQ: a container on 80 or 8080 needs no WEBSITES_PORT
+        for port in (80, 8080):
+            with self.subTest(port=port):
+                tag, image = "hoist-aemu-p%d" % port, "127.0.0.1:5002/azemu/hoist-aemu-port:%d" % port
+                ok, err = build(tag, "aemu-p%d" % port, port=port)
+                self.assertTrue(ok, err)
+                self.addCleanup(subprocess.run, ["docker", "rmi", "-f", "azemu-test/site:" + tag, image],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self.assertEqual(push(tag, image), (True, ""))
+                name = "hoist-aemu-p%d" % port
+                self.site(name, image=image, settings={"WEBSITES_PORT": None})
+                self.wait_body("http://%s.azurewebsites.net/index.html" % name, "aemu-p%d" % port)
+        # WEBSITES_PORT is App Service's, not the container's: the other settings are there
+        self.site("hoist-aemu-env", command="sh -c 'env; exec httpd -f -p 8000 -h /www'",
+                  settings={"LOG_LEVEL": "debug"})
+        self.wait_body("http://hoist-aemu-env.azurewebsites.net/index.html", "site-v1")
+        log = self.logs("hoist-aemu-env")
+        self.assertIn("LOG_LEVEL=debug", log)
+        self.assertNotIn("WEBSITES_PORT", log)
+
     def test_wrong_port_fails_the_start_with_the_documented_line(self):
         # the image listens on 8000; without WEBSITES_PORT App Service waits on 80
         self.site("hoist-port", settings={"WEBSITES_PORT": None, "WEBSITES_CONTAINER_START_TIME_LIMIT": "3"})

@@ -6,6 +6,7 @@ import time
 import unittest
 import uuid
 
+from azemu import apiversions
 from testlib import ARM, ENV, LOGIN, RG_PATH, SUB, TENANT, ArmClient, call, control, \
     require_emulator, secret_token
 
@@ -46,6 +47,36 @@ class Core(unittest.TestCase):
         self.assert_error(self.arm("GET", RG_PATH + "x", api=None), 400, "MissingApiVersionParameter")
         self.assert_error(self.arm("GET", RG_PATH + "x", api="1999-01-01"), 400,
                           "InvalidApiVersionParameter", "1999-01-01")
+
+    def test_current_api_versions_are_accepted(self):
+        # what the current SDKs send (@azure/arm-appservice 19, @azure/arm-appcontainers 4, ...)
+        sent = [("Microsoft.Web/sites", "2025-05-01"), ("Microsoft.App/containerApps", "2026-07-01"),
+                ("Microsoft.App/managedEnvironments", "2026-07-01"),
+                ("Microsoft.ContainerInstance/containerGroups", "2026-05-01"),
+                ("Microsoft.ContainerInstance/containerGroups", "2026-06-01-preview"),
+                ("Microsoft.ContainerRegistry/registries", "2025-11-01"),
+                ("Microsoft.ContainerService/managedClusters", "2025-10-01")]
+        # and every version of the emulator's table, so that no provider keeps a list of its own
+        types = {"Microsoft.Web": "sites", "Microsoft.App": "containerApps",
+                 "Microsoft.ContainerInstance": "containerGroups",
+                 "Microsoft.ContainerRegistry": "registries",
+                 "Microsoft.ContainerService": "managedClusters"}
+        sent += [(ns + "/" + t, v) for ns, t in types.items() for v in sorted(apiversions.of(ns))]
+        for rtype, version in sent:
+            r = self.arm("GET", "/subscriptions/%s/providers/%s" % (SUB, rtype), api=version)
+            self.assertEqual(r.status, 200, "%s %s: %s" % (rtype, version, r.raw))
+        for version in sorted(apiversions.of("Microsoft.Resources")):
+            self.assertEqual(self.arm("GET", RG_PATH, api=version).status, 200, version)
+        for version in sorted(apiversions.of("Microsoft.Resources/subscriptions")):
+            self.assertEqual(self.arm("GET", "/subscriptions/" + SUB, api=version).status, 200, version)
+        scope = "/subscriptions/%s/providers/Microsoft.Authorization/roleAssignments" % SUB
+        for version in sorted(apiversions.of("Microsoft.Authorization")):
+            self.assertEqual(self.arm("GET", scope, api=version).status, 200, version)
+        # an unknown one is still refused, naming the ones there are
+        err = self.assert_error(self.arm("GET", "/subscriptions/%s/providers/Microsoft.Web/sites" % SUB,
+                                         api="2025-05-02"), 400, "InvalidApiVersionParameter", "2025-05-02")
+        self.assertIn("2025-05-01", err["message"])
+        self.assertIn("2026-03-01-preview", err["message"])
 
     def test_request_ids(self):
         r = self.arm("GET", "/subscriptions/" + SUB, api="2022-12-01",
@@ -145,15 +176,18 @@ class Core(unittest.TestCase):
                           "InvalidApiVersionParameter")
 
     def test_async_operation_mode(self):
-        control("settings", {"lro": {"Microsoft.Resources/resourceGroups": "async"}, "lro_polls": 2})
+        # long enough that the checks below see it in progress, however slow the machine
+        control("settings", {"lro": {"Microsoft.Resources/resourceGroups": "async"}, "lro_duration": 60})
         r = self.arm("PUT", RG_PATH + "rg-lro", {"location": "westus"})
         self.assertEqual(r.status, 201, r.raw)
         self.assertEqual(r.json["properties"]["provisioningState"], "Creating")
         op = r.headers["Azure-AsyncOperation"]
         self.assertIn("/operationStatuses/", op)
-        self.assertEqual(self.arm("GET", None, url=op).json["status"], "InProgress")
-        self.assertEqual(self.arm("GET", RG_PATH + "rg-lro").json["properties"]["provisioningState"],
-                         "Creating")
+        for _ in range(3):  # polls do not move it: time does
+            self.assertEqual(self.arm("GET", None, url=op).json["status"], "InProgress")
+            self.assertEqual(self.arm("GET", RG_PATH + "rg-lro").json["properties"]["provisioningState"],
+                             "Creating")
+        control("settings", {"lro_duration": 0})
         done = self.arm.poll(op).json
         self.assertEqual(done["status"], "Succeeded")
         self.assertIn("endTime", done)
@@ -163,6 +197,27 @@ class Core(unittest.TestCase):
         self.assertEqual(r.status, 202)
         self.assertIn("Azure-AsyncOperation", r.headers)
         self.assertEqual(self.arm.poll(r.headers["Azure-AsyncOperation"]).json["status"], "Succeeded")
+
+    def test_state_moves_by_time_without_polls(self):
+        # a client that never polls (nor GETs the resource) finds it done, in a list too
+        control("settings", {"lro": {"Microsoft.Web/serverfarms": "async"}, "lro_duration": 60})
+        self.arm("PUT", RG_PATH + "rg-t", {"location": "westus"})
+        plans = "/subscriptions/%s/providers/Microsoft.Web/serverfarms" % SUB
+        r = self.arm("PUT", RG_PATH + "rg-t/providers/Microsoft.Web/serverfarms/plan-t",
+                     {"location": "westus", "sku": {"name": "B1"}}, api="2024-11-01")
+        self.assertEqual(r.json["properties"]["provisioningState"], "Creating", r.raw)
+        self.assertEqual([p["properties"]["provisioningState"]
+                          for p in self.arm("GET", plans, api="2024-11-01").json["value"]], ["Creating"])
+        control("settings", {"lro_duration": 0.2})
+        for _ in range(100):
+            states = [p["properties"]["provisioningState"]
+                      for p in self.arm("GET", plans, api="2024-11-01").json["value"]]
+            if states != ["Creating"]:
+                break
+            time.sleep(0.05)
+        self.assertEqual(states, ["Succeeded"])
+        status = self.arm("GET", None, url=r.headers["Azure-AsyncOperation"]).json
+        self.assertEqual((status["status"], status["percentComplete"]), ("Succeeded", 100))
 
     def test_provisioning_failure_and_cancel(self):
         for outcome, mode in (("Failed", "async"), ("Canceled", "async"), ("Failed", "location")):
@@ -215,8 +270,11 @@ class Core(unittest.TestCase):
         path = "/subscriptions/%s/providers/Microsoft.ContainerInstance" % SUB
         r = self.arm("GET", path)
         self.assertEqual(r.json["registrationState"], "NotRegistered")
+        control("settings", {"register_duration": 60})
         self.assertEqual(self.arm("POST", path + "/register").json["registrationState"], "Registering")
-        self.assertEqual(self.arm("GET", path).json["registrationState"], "Registering")
+        for _ in range(3):  # by time, as Azure's: asking again does not speed it up
+            self.assertEqual(self.arm("GET", path).json["registrationState"], "Registering")
+        control("settings", {"register_duration": 0})
         self.assertEqual(self.arm("GET", path).json["registrationState"], "Registered")
         self.assert_error(self.arm("GET", "/subscriptions/%s/providers/Microsoft.Nope" % SUB), 404,
                           "InvalidResourceNamespace", "Microsoft.Nope")

@@ -124,7 +124,7 @@ $R --method get --url "$ARM$SUB/providers/Microsoft.App?api-version=2021-04-01" 
 CAPP="$ARM$SUB/resourceGroups/rg-az/providers/Microsoft.App"
 check "az rest put managed environment" '"defaultDomain"' $R --method put \
     --url "$CAPP/managedEnvironments/env-az?api-version=2024-03-01" --body '{"location":"westus","properties":{}}'
-# a GET counts as a poll of the operation (lro_polls 1): the second one sees it done
+# the operation ends by time (lro_duration, 0.5 s), not by polls: the second GET sees it done
 check "az rest get managed environment" '"provisioningState": "Succeeded"' bash -c \
     "$R --method get --url '$CAPP/managedEnvironments/env-az?api-version=2024-03-01' >/dev/null; sleep 0.5
      $R --method get --url '$CAPP/managedEnvironments/env-az?api-version=2024-03-01'"

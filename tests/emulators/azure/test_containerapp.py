@@ -13,11 +13,10 @@ import unittest
 import urllib.parse
 
 from test_appservice import TOKEN_PASSWORD, TOKEN_USER, Watch, build, push, via_proxy
-from testlib import RG_PATH, SUB, ArmClient, control, require_emulator
+from testlib import RG_PATH, ArmClient, control, require_emulator
 
 API = "2025-01-01"
 REPO = "127.0.0.1:5002/azemu/capp"
-PROVIDER = "/subscriptions/%s/providers/Microsoft.App" % SUB
 
 
 @require_emulator
@@ -34,11 +33,10 @@ class ContainerApps(unittest.TestCase):
 
     def setUp(self):
         control("reset", {"store": True})
-        control("settings", {"containerapp_start_time_limit": 4, "lro_polls": 0})
+        control("settings", {"containerapp_start_time_limit": 4, "lro_duration": 0})
         self.arm = ArmClient()
         self.arm("PUT", RG_PATH + "rg-capp", {"location": "westeurope"})
-        self.arm("POST", PROVIDER + "/register")
-        self.arm("GET", PROVIDER)
+        self.arm.register("Microsoft.App")
         self.base = RG_PATH + "rg-capp/providers/Microsoft.App/"
         r = self.arm("PUT", self.base + "managedEnvironments/env", {"location": "westeurope", "properties": {}}, api=API)
         self.assertEqual(r.status, 201, r.raw)
@@ -100,6 +98,22 @@ class ContainerApps(unittest.TestCase):
         status, text = via_proxy(url + "?" + urllib.parse.urlencode(q), {"Authorization": "Bearer " + tok})
         self.assertEqual(status, 200, text)
         return [json.loads(l) for l in text.splitlines()]
+
+    def test_single_mode_newest_revision_wins(self):
+        # v1 turns healthy only after v2 was created (both wait before they listen): v2 must stay
+        # active, then take all the traffic and deactivate v1 once it is healthy itself
+        control("settings", {"containerapp_start_time_limit": 60})
+        slow = ["sh", "-c", "sleep 3; exec httpd -f -p 8000 -h /www"]
+        self.deploy("hoist-newest", self.body("v1", "one", command=slow))
+        self.deploy("hoist-newest", self.body("v2", "two", command=slow))
+        self.wait_revision("hoist-newest", "hoist-newest--one", "healthState", "Healthy")
+        self.assertTrue(self.revision("hoist-newest", "hoist-newest--two")["active"])
+        rev = self.wait_revision("hoist-newest", "hoist-newest--two", "healthState", "Healthy")
+        self.assertEqual((rev["active"], rev["trafficWeight"]), (True, 100))
+        self.wait_revision("hoist-newest", "hoist-newest--one", "active", False)
+        app = self.arm("GET", self.base + "containerApps/hoist-newest", api=API).json["properties"]
+        self.assertEqual(app["latestReadyRevisionName"], "hoist-newest--two")
+        self.assertEqual(self.get("hoist-newest." + self.domain), (200, "capp-v2\n"))
 
     def test_single_mode_revisions_health_and_logs(self):
         app = self.deploy("hoist-capp", self.body("v1", "one"))

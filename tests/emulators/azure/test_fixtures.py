@@ -89,11 +89,10 @@ class Runner:
         return "/subscriptions/%s/resourceGroups/%s/" % (SUB, name)
 
     def aci_registered(self):
-        prov = "/subscriptions/%s/providers/Microsoft.ContainerInstance" % SUB
-        self.arm("POST", prov + "/register")
-        for _ in range(5):
-            if self.arm("GET", prov).json["registrationState"] == "Registered":
-                return
+        # the examples' images are absent here: their creates need not retry the pull (test_aci.py
+        # tests the retries)
+        control("settings", {"aci_pull_retry_time": 0})
+        self.arm.register("Microsoft.ContainerInstance")
 
     def registry(self, ex, admin=False):
         base = self.rg(ex.p("resourceGroupName"))
@@ -305,11 +304,7 @@ class Runner:
 
     # --- Container Apps ---------------------------------------------------------------------
     def capp_env(self, rg, name, body=None):
-        prov = "/subscriptions/%s/providers/Microsoft.App" % SUB
-        self.arm("POST", prov + "/register")
-        for _ in range(5):
-            if self.arm("GET", prov).json["registrationState"] == "Registered":
-                break
+        self.arm.register("Microsoft.App")
         path = self.rg(rg, "eastus") + CAPP + "managedEnvironments/" + name
         r = self.arm("PUT", path, body or {"location": "East US", "properties": {}}, api="2025-01-01",
                      headers={"x-hoist-emulator-lro": "sync"})
@@ -419,11 +414,7 @@ class Runner:
 
     # --- AKS ----------------------------------------------------------------------------------
     def ex_ManagedClustersListClusterUserCredentials(self, ex):
-        prov = "/subscriptions/%s/providers/Microsoft.ContainerService" % SUB
-        self.arm("POST", prov + "/register")
-        for _ in range(5):
-            if self.arm("GET", prov).json["registrationState"] == "Registered":
-                break
+        self.arm.register("Microsoft.ContainerService")
         path = self.rg(ex.p("resourceGroupName")) + AKS + ex.p("resourceName")
         r = self.arm("PUT", path, {"location": "westus", "properties": {}}, api=ex.api,
                      headers={"x-hoist-emulator-lro": "sync"})

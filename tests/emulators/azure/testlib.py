@@ -114,6 +114,17 @@ class ArmClient:
             url = ARM + path + (sep + "api-version=" + api if api else "")
         return call(method, url, body, headers=h)
 
+    def register(self, namespace):
+        """Registers a resource provider and waits until it is Registered (it moves by time:
+        setting register_duration)."""
+        path = "/subscriptions/%s/providers/%s" % (SUB, namespace)
+        self("POST", path + "/register")
+        for _ in range(600):
+            if self("GET", path).json["registrationState"] == "Registered":
+                return
+            time.sleep(0.05)
+        raise AssertionError("%s did not register" % namespace)
+
     def poll(self, url, limit=900):
         """Follows an Azure-AsyncOperation or Location URL to its end (a tenth of a second between
         polls: the emulator's own work, a docker pull, takes what it takes); the last response."""

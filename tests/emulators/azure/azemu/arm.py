@@ -93,13 +93,18 @@ class ResourceType:
 
 
 class Operation:
-    def __init__(self, arm, kind, rid, rtype, location, ctx, work, polls):
+    """A long-running operation. It ends by time, as Azure's do, not by being polled: its own
+    thread does the provider's work, then applies the outcome to the resource once the operation
+    is `lro_duration` seconds old, so a client that polls late (or never) finds what Azure would
+    show."""
+
+    def __init__(self, arm, kind, rid, rtype, location, ctx, work):
         self.id = str(uuid.uuid4())
         self.arm, self.kind, self.rid, self.rtype, self.ctx = arm, kind, rid, rtype, ctx
         self.location = (location or "westus").replace(" ", "").lower()
         self.start, self.end = now_iso(), None
+        self.t0 = time.time()
         self.status = "InProgress"
-        self.polls = polls
         self.error = None
         self.result_done = threading.Event()
         self.work_error = None
@@ -115,6 +120,13 @@ class Operation:
                 traceback.print_exc()
                 self.work_error = {"code": "InternalServerError", "message": "emulator bug: %s" % e}
             self.result_done.set()
+            while self.status == "InProgress":
+                # read each time: a test may shorten lro_duration while the operation runs
+                left = self.t0 + self.arm.state.setting("lro_duration") - time.time()
+                if left <= 0:
+                    self.advance()
+                    break
+                time.sleep(min(left, 0.05))
         self.thread = threading.Thread(target=run, daemon=True)
 
     def url(self, kind):
@@ -124,15 +136,12 @@ class Operation:
             self.ctx.api_version)
 
     def advance(self):
-        """One poll (of the operation or of its resource); finishes when the polls are used up
-        and the work is done."""
+        """Ends the operation when its work is done and it is `lro_duration` seconds old (called
+        by its thread, and by a poll, which changes nothing before then)."""
         with self.arm.lock:
-            if self.status != "InProgress":
+            if self.status != "InProgress" or not self.result_done.is_set():
                 return
-            if self.polls > 0:
-                self.polls -= 1
-                return
-            if not self.result_done.is_set():
+            if time.time() - self.t0 < self.arm.state.setting("lro_duration"):
                 return
             err = self.work_error
             status = self.forced or ("Failed" if err else "Succeeded")
@@ -216,8 +225,7 @@ class Arm:
         return v
 
     def start_op(self, ctx, kind, res, rtype, work):
-        op = Operation(self, kind, res["id"], rtype, res.get("location"), ctx, work,
-                       self.state.setting("lro_polls"))
+        op = Operation(self, kind, res["id"], rtype, res.get("location"), ctx, work)
         op.forced = self.forced_outcome(ctx)
         with self.lock:
             self.ops[op.id] = op
@@ -239,7 +247,8 @@ class Arm:
             res.setdefault("properties", {})["provisioningState"] = op.status
 
     def poke(self, rid):
-        """A GET of a resource counts as a poll of its operation in progress."""
+        """A GET of a resource shows its operation's outcome once the operation has ended by time
+        (its thread applies it too; this only saves a GET from racing it)."""
         with self.lock:
             op = self.pending.get(rid.lower())
         if op:

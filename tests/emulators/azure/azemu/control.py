@@ -20,9 +20,10 @@ import time
 from . import state as st
 
 SETTING_TYPES = {"token_lifetime": int, "github_token_lifetime": int, "retry_after": int,
-                 "page_size": int, "lro_polls": int, "register_polls": int, "lro": dict,
+                 "page_size": int, "lro_duration": float, "register_duration": float, "lro": dict,
                  "github_subject": str, "appservice_start_time_limit": int,
-                 "containerapp_start_time_limit": int, "containerapp_probe_interval": int}
+                 "containerapp_start_time_limit": int, "containerapp_probe_interval": int,
+                 "aci_pull_retry_time": float}
 LRO_MODES = ("sync", "async", "location")
 
 
@@ -58,9 +59,10 @@ def handle(h):
                 want = SETTING_TYPES.get(k)
                 if want is None:
                     return bad("unknown setting %r (known: %s)" % (k, ", ".join(sorted(SETTING_TYPES))))
-                if not isinstance(v, want) or isinstance(v, bool):
-                    return bad("setting %r must be a %s" % (k, want.__name__))
-                if want is int and v < 0:
+                ok = isinstance(v, (int, float) if want is float else want)
+                if not ok or isinstance(v, bool):
+                    return bad("setting %r must be a %s" % (k, "number" if want is float else want.__name__))
+                if want in (int, float) and v < 0:
                     return bad("setting %r must not be negative" % k)
                 if k == "lro":
                     for t, mode in v.items():

@@ -40,9 +40,9 @@ DEFAULT_SETTINGS = {
     "github_token_lifetime": 60,   # GitHub OIDC assertions (s)
     "retry_after": 1,              # Retry-After on LRO and throttling responses (s)
     "page_size": 10,               # list page size before nextLink
-    "lro_polls": 1,                # polls (of the operation or the resource) an LRO stays in progress
+    "lro_duration": 0.5,           # s a long-running operation stays in progress at least (by time)
     "lro": {},                     # resource type (lower case) -> sync | async | location
-    "register_polls": 1,           # provider GETs a registration stays Registering
+    "register_duration": 0.5,      # s a provider stays Registering / Unregistering (by time)
     "github_subject": GITHUB_SUBJECT,
     # App Service: WEBSITES_CONTAINER_START_TIME_LIMIT when the site does not set it (s; Azure: 230)
     "appservice_start_time_limit": 230,
@@ -50,6 +50,9 @@ DEFAULT_SETTINGS = {
     # Unhealthy/Degraded (s), and the interval of the emulator's health checks (s)
     "containerapp_start_time_limit": 240,
     "containerapp_probe_interval": 1,
+    # ACI: how long a create retries an image pull that fails before it gives up (s; Azure
+    # retries "for a period of time", minutes; short here so that tests stay fast)
+    "aci_pull_retry_time": 5,
 }
 
 

@@ -5,7 +5,7 @@ Container Apps, AKS) is one more module in MODULES."""
 import importlib
 
 MODULES = ("resources", "authorization", "managedidentity", "containerregistry", "containerinstance", "web", "containerapps",
-           "containerservice")
+           "containerservice", "machinelearning")
 
 
 def install(arm):

@@ -9,11 +9,11 @@ import copy
 import re
 import time
 
+from .. import apiversions
 from ..arm import ArmError, check_api_version, route
 from .resources import check_sub, require_rg
 
-API = {"2015-07-01", "2018-01-01-preview", "2018-09-01-preview", "2020-03-01-preview",
-       "2020-04-01-preview", "2020-10-01-preview", "2022-04-01"}
+API = apiversions.of("Microsoft.Authorization")
 GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 

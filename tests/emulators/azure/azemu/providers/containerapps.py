@@ -38,13 +38,11 @@ import time
 import urllib.parse
 
 from .. import docker, registry_auth
+from .. import apiversions
 from ..arm import ArmError, Context, ResourceType, check_api_version, now_iso, route
 from .resources import check_sub, require_rg
 
-API = {"2022-01-01-preview", "2022-03-01", "2022-06-01-preview", "2022-10-01", "2022-11-01-preview",
-       "2023-04-01-preview", "2023-05-01", "2023-05-02-preview", "2023-08-01-preview",
-       "2023-11-02-preview", "2024-02-02-preview", "2024-03-01", "2024-08-02-preview",
-       "2024-10-02-preview", "2025-01-01", "2025-02-02-preview", "2025-07-01"}
+API = apiversions.of("Microsoft.App")
 APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 SUFFIX_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 EVENTS = 500
@@ -542,9 +540,13 @@ class ContainerApps(ResourceType):
             if rt.latest_ready is None or names.index(rev.name) > names.index(rt.latest_ready):
                 rt.latest_ready = rev.name
             single = res["properties"]["configuration"].get("activeRevisionsMode", "Single") == "Single"
-            old = [r for r in rt.revisions.values() if r is not rev and r.active] \
+            # Single mode: a healthy revision takes over from the older ones only; a newer one
+            # still starting stays active and wins once it is healthy, as on Azure (an older
+            # revision that turns healthy late must not deactivate the newest)
+            old = [r for r in rt.revisions.values() if r is not rev and r.active
+                   and names.index(r.name) < names.index(rev.name)] \
                 if single and rt.latest_ready == rev.name else []
-        for r in old:  # Single mode: the new healthy revision takes over, the others go
+        for r in old:
             with r.lock:
                 r.active = False  # the proxy picks it no more; what it already sent may finish
             r.event("RevisionDeactivating", "Deactivating old revision '%s': '%s' is ready" % (r.name, rev.name))

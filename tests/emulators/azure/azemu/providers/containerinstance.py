@@ -11,15 +11,14 @@ import copy
 import hashlib
 import re
 import threading
+import time
 
 from .. import docker
+from .. import apiversions
 from ..arm import ArmError, ResourceType, check_api_version, now_iso, route
 from .resources import check_sub, require_rg
 
-API = {"2018-10-01", "2019-12-01", "2020-11-01", "2021-03-01", "2021-07-01", "2021-09-01",
-       "2021-10-01", "2022-09-01", "2022-10-01-preview", "2023-02-01-preview", "2023-05-01",
-       "2024-05-01-preview", "2024-09-01-preview", "2024-10-01-preview", "2024-11-01-preview",
-       "2025-09-01", "2026-05-01"}
+API = apiversions.of("Microsoft.ContainerInstance")
 LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 
@@ -30,6 +29,16 @@ def event(name, message, kind="Normal", count=1):
             "message": message}
 
 
+def count(events, name, message, kind):
+    """Adds an event, or counts a repeat of the last one of that name and message up."""
+    for e in reversed(events):
+        if e["name"] == name and e["message"] == message:
+            e["count"] += 1
+            e["lastTimestamp"] = now_iso()
+            return
+    events.append(event(name, message, kind))
+
+
 class Runtime:
     """What the emulator knows of a group beside its ARM body: docker names, events, ip."""
 
@@ -38,6 +47,7 @@ class Runtime:
         self.containers = {}  # container name -> docker name
         self.events = {}      # container name -> [event]
         self.failed = {}      # container name -> detailStatus when it never started
+        self.gave_up = False  # the create (or start) failed: no more pull retries
         self.stopped = False
         self.lock = threading.Lock()
 
@@ -159,43 +169,70 @@ class ContainerGroups(ResourceType):
         props = res["properties"]
         with rt.lock:
             docker.remove(rt.containers.values())
-            rt.containers, rt.events, rt.failed, rt.stopped = {}, {}, {}, False
-        creds = props.get("imageRegistryCredentials") or []
+            rt.containers, rt.events, rt.failed, rt.stopped, rt.gave_up = {}, {}, {}, False, False
         for c in props["containers"]:
-            cp, name = c["properties"], c["name"]
-            image = cp["image"]
-            events = rt.events.setdefault(name, [])
-            events.append(event("Pulling", 'pulling image "%s"' % image))
-            ok, msg = docker.pull(image, [x for x in creds if image.startswith(x.get("server", "") + "/")])
-            if not ok:
-                events.append(event("Failed", 'Failed to pull image "%s": %s' % (image, msg), "Warning"))
-                events.append(event("BackOff", 'Back-off pulling image "%s"' % image, "Normal"))
-                rt.failed[name] = "ImagePullBackOff"
+            name, image = c["name"], c["properties"]["image"]
+            if not self.pull(res, rt, c, retry=True):
+                rt.gave_up = True
                 return {"code": "InaccessibleImage", "message": "The image '%s' in container group "
                         "'%s' is not accessible. Please check the image and registry credential."
                         % (image, res["name"])}
-            events.append(event("Pulled", 'Successfully pulled image "%s"' % image))
-            env = [(e["name"], e.get("value", e.get("secureValue", "")))
-                   for e in cp.get("environmentVariables") or []]
-            dname = self.docker_name(res, name)
-            docker.remove([dname])
-            ok, out = docker.start(dname, image, {"hoist-azure-group": res["id"].lower()},
-                                   [p["port"] for p in cp.get("ports") or []
-                                    if p.get("protocol", "TCP").upper() == "TCP"],
-                                   env, cp.get("command"), props.get("restartPolicy", "Always"))
-            if not ok:
-                events.append(event("Failed", "Error: failed to start container \"%s\": %s" % (name, out),
-                                    "Warning"))
-                rt.failed[name] = "ContainerCannotRun"
-                return {"code": "ContainerGroupDeploymentFailed", "message": "The container '%s' could "
-                        "not start: %s" % (name, out)}
+            err = self.run_container(res, rt, c)
+            if err:
+                rt.gave_up = True
+                return err
             if self.arm.get(res["id"]) is not res:  # deleted meanwhile: leave nothing behind
-                docker.remove([dname])
+                docker.remove([rt.containers.get(name)])
                 return None
-            with rt.lock:
-                rt.containers[name] = dname
-            events.append(event("Created", 'Created container %s' % name))
-            events.append(event("Started", 'Started container %s' % name))
+        return None
+
+    def pull(self, res, rt, c, retry):
+        """Pulls a container's image with the group's credentials; True when it did. With
+        `retry`, ACI's create: a failed pull is tried again every second for
+        aci_pull_retry_time seconds (the group Pending, the container Waiting with the Failed
+        and BackOff events counting up), then given up."""
+        name, image = c["name"], c["properties"]["image"]
+        creds = [x for x in res["properties"].get("imageRegistryCredentials") or []
+                 if image.startswith(x.get("server", "") + "/")]
+        events = rt.events.setdefault(name, [])
+        events.append(event("Pulling", 'pulling image "%s"' % image))
+        t0 = time.time()
+        while True:
+            ok, msg = docker.pull(image, creds)
+            if ok:
+                rt.failed.pop(name, None)
+                events.append(event("Pulled", 'Successfully pulled image "%s"' % image))
+                return True
+            count(events, "Failed", 'Failed to pull image "%s": %s' % (image, msg), "Warning")
+            count(events, "BackOff", 'Back-off pulling image "%s"' % image, "Normal")
+            rt.failed[name] = "ImagePullBackOff"
+            left = t0 + self.arm.state.setting("aci_pull_retry_time") - time.time()
+            if not retry or left <= 0 or self.arm.get(res["id"]) is not res:
+                return False
+            time.sleep(min(1.0, left))
+
+    def run_container(self, res, rt, c):
+        """docker run of one container of the group (its image pulled); an error or None."""
+        props, cp, name = res["properties"], c["properties"], c["name"]
+        env = [(e["name"], e.get("value", e.get("secureValue", "")))
+               for e in cp.get("environmentVariables") or []]
+        dname = self.docker_name(res, name)
+        docker.remove([dname])
+        ok, out = docker.start(dname, cp["image"], {"hoist-azure-group": res["id"].lower()},
+                               [p["port"] for p in cp.get("ports") or []
+                                if p.get("protocol", "TCP").upper() == "TCP"],
+                               env, cp.get("command"), props.get("restartPolicy", "Always"))
+        events = rt.events.setdefault(name, [])
+        if not ok:
+            events.append(event("Failed", "Error: failed to start container \"%s\": %s" % (name, out),
+                                "Warning"))
+            rt.failed[name] = "ContainerCannotRun"
+            return {"code": "ContainerGroupDeploymentFailed", "message": "The container '%s' could "
+                    "not start: %s" % (name, out)}
+        with rt.lock:
+            rt.containers[name] = dname
+        events.append(event("Created", 'Created container %s' % name))
+        events.append(event("Started", 'Started container %s' % name))
         return None
 
     def remove(self, ctx, res):
@@ -233,13 +270,17 @@ class ContainerGroups(ResourceType):
             if ip.get("dnsNameLabel"):
                 ip["fqdn"] = self.fqdn(ip["dnsNameLabel"], res.get("location"))
         if rt is not None:
+            always = props.get("restartPolicy", "Always") == "Always"
             if rt.stopped:
                 group_state = "Stopped"
             elif states and all(s == "Running" for s in states):
                 group_state = "Running"
-            elif rt.failed or (states and props.get("restartPolicy") != "Always"
-                               and all(s == "Terminated" for s in states)):
-                group_state = "Failed" if rt.failed else "Succeeded"
+            elif rt.failed:
+                # ACI keeps a group with restart policy Always Pending (it goes on trying), also
+                # once the create has failed (the recorded ContainerGroupsGet_Failed example)
+                group_state = "Failed" if rt.gave_up and not always else "Pending"
+            elif states and not always and all(s == "Terminated" for s in states):
+                group_state = "Succeeded"
             else:
                 group_state = "Pending"
             props["instanceView"] = {"events": [], "state": group_state}
@@ -283,13 +324,26 @@ class ContainerGroups(ResourceType):
 
     # --- actions ------------------------------------------------------------------------
     def restart(self, ctx, res, body):
+        """Restarts the containers in place; an image whose tag has moved is pulled again and
+        its container made anew from it (ACI's restart: "if container image has updates, new
+        image will be downloaded")."""
         rt = self.rt(res)
         if rt.stopped:
             raise ArmError(409, "ContainerGroupStopped", "The container group '%s' is stopped; start "
                            "it instead." % res["name"])
-        docker.run(["restart", "-t", "2"] + list(rt.containers.values()), timeout=120)
-        for name in rt.containers:
-            rt.events.setdefault(name, []).append(event("Started", "Started container %s" % name))
+        for c in res["properties"]["containers"]:
+            name = c["name"]
+            dname = rt.containers.get(name)
+            running = (docker.inspect(dname) or {}).get("Image") if dname else None
+            rt.events.setdefault(name, []).append(event("Killing", "Killing container %s" % name))
+            pulled = self.pull(res, rt, c, retry=False)
+            if pulled and docker.image_digest(c["properties"]["image"])[0] not in (None, running):
+                self.run_container(res, rt, c)
+                continue
+            if dname:  # the tag has not moved, or the pull failed: the same container again
+                rt.failed.pop(name, None)
+                docker.run(["restart", "-t", "2", dname], timeout=120)
+                rt.events[name].append(event("Started", "Started container %s" % name))
         return 204, None, []
 
     def stop(self, ctx, res, body):

@@ -18,14 +18,13 @@ import tempfile
 import time
 from urllib.parse import urlsplit
 
+from .. import apiversions
 from ..arm import ArmError, ResourceType, check_api_version, now_iso, route
 from ..state import ACR_LOGIN_SERVER
 from .resources import check_sub
 
 LOGIN_SERVER = ACR_LOGIN_SERVER
-API = {"2019-05-01", "2019-12-01-preview", "2021-09-01", "2022-02-01-preview", "2022-12-01",
-       "2023-01-01-preview", "2023-07-01", "2023-08-01-preview", "2023-11-01-preview",
-       "2024-11-01-preview", "2025-04-01", "2025-05-01-preview", "2025-11-01"}
+API = apiversions.of("Microsoft.ContainerRegistry")
 SKUS = ("Basic", "Standard", "Premium")
 NAME = re.compile(r"^[a-zA-Z0-9]{5,50}$")
 EMULATOR_USER = "hoist-azure-emulator"

@@ -22,11 +22,10 @@ import os
 import re
 import uuid
 
+from .. import apiversions
 from ..arm import ArmError, ResourceType
 
-API = {"2021-03-01", "2022-01-01", "2022-04-01", "2022-09-01", "2022-11-01", "2023-01-01", "2023-05-01",
-       "2023-08-01", "2023-10-01", "2024-01-01", "2024-02-01", "2024-05-01", "2024-07-01", "2024-09-01",
-       "2024-10-01", "2025-01-01", "2025-02-01", "2025-04-01", "2025-07-01", "2025-10-01"}
+API = apiversions.of("Microsoft.ContainerService")
 DEFAULT_VERSION = "1.31.2"
 # the AKS AAD server application and the Azure CLI's client id that AKS kubeconfigs name
 AKS_AAD_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"

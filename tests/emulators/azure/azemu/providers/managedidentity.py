@@ -10,10 +10,10 @@ identity, names by Azure's rule, issuer an https URL, one issuer+subject pair pe
 import re
 import uuid
 
+from .. import apiversions
 from ..arm import ArmError, ResourceType
 
-API = ("2015-08-31-preview", "2018-11-30", "2021-09-30-preview", "2022-01-31-preview", "2023-01-31",
-       "2023-07-31-preview", "2024-11-30", "2025-01-31-preview")
+API = apiversions.of("Microsoft.ManagedIdentity")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,127}$")
 FIC_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$")
 MAX_FIC = 20

@@ -4,18 +4,15 @@ dispatch to every provider's ResourceType."""
 
 import copy
 import re
+import time
 import uuid
 
+from .. import apiversions
 from ..arm import ArmError, Context, ResourceType, check_api_version, route
 
-RESOURCES_API = {"2015-11-01", "2016-02-01", "2016-06-01", "2016-09-01", "2017-05-10", "2018-02-01",
-                 "2018-05-01", "2019-03-01", "2019-05-01", "2019-05-10", "2019-07-01", "2019-08-01",
-                 "2019-10-01", "2020-06-01", "2020-08-01", "2020-10-01", "2021-01-01", "2021-04-01",
-                 "2022-01-01", "2022-09-01", "2022-12-01", "2023-07-01", "2024-03-01", "2024-07-01",
-                 "2024-11-01", "2025-01-01", "2025-03-01", "2025-04-01"}
+RESOURCES_API = apiversions.of("Microsoft.Resources")
 # Microsoft.Resources/subscriptions has its own versions (az login lists subscriptions with 2019-11-01)
-SUBSCRIPTIONS_API = {"2014-04-01-preview", "2015-11-01", "2016-06-01", "2018-06-01", "2019-06-01",
-                     "2019-11-01", "2020-01-01", "2021-01-01", "2022-12-01"}
+SUBSCRIPTIONS_API = apiversions.of("Microsoft.Resources/subscriptions")
 LOCATIONS = ["eastus", "eastus2", "westus", "westus2", "westeurope", "northeurope", "uksouth"]
 # Microsoft.ContainerInstance starts unregistered: a target must register it (az provider register)
 DEFAULT_PROVIDERS = {"Microsoft.Resources": "Registered", "Microsoft.Authorization": "Registered",
@@ -254,12 +251,10 @@ def provider_get(arm, ns):
     p = arm.providers.get(ns.lower())
     if p is None:
         raise ArmError(404, "InvalidResourceNamespace", "The resource namespace '%s' is invalid." % ns)
-    with arm.lock:
-        if p["state"] in ("Registering", "Unregistering"):
-            if p["polls"] > 0:
-                p["polls"] -= 1
-            else:
-                p["state"] = "Registered" if p["state"] == "Registering" else "NotRegistered"
+    with arm.lock:  # by time, as Azure's registration: not by how often a client asks
+        if p["state"] in ("Registering", "Unregistering") and \
+                time.time() - p["since"] >= arm.state.setting("register_duration"):
+            p["state"] = "Registered" if p["state"] == "Registering" else "NotRegistered"
     return p
 
 
@@ -283,13 +278,13 @@ def providers(arm, h, m):
         raise ArmError(405, "MethodNotAllowed", "%s must be POSTed." % action)
     with arm.lock:
         if action.lower() == "register" and p["state"] != "Registered":
-            p["state"], p["polls"] = "Registering", arm.state.setting("register_polls")
+            p["state"], p["since"] = "Registering", time.time()
         elif action.lower() == "unregister" and p["state"] != "NotRegistered":
             if any(k.split("/")[0] == ns.lower() for r in arm.resources.values()
                    for k in [r["type"].lower()]):
                 raise ArmError(409, "ResourcesExist", "The namespace '%s' cannot be unregistered while "
                                "resources of it exist." % p["namespace"])
-            p["state"], p["polls"] = "Unregistering", arm.state.setting("register_polls")
+            p["state"], p["since"] = "Unregistering", time.time()
     return 200, provider_body(arm, ns), []
 
 
@@ -428,7 +423,7 @@ def install(arm):
 
     def reset_providers():
         arm.providers.clear()
-        arm.providers.update({ns.lower(): {"namespace": ns, "state": st, "polls": 0}
+        arm.providers.update({ns.lower(): {"namespace": ns, "state": st, "since": 0}
                               for ns, st in DEFAULT_PROVIDERS.items()})
     reset_providers()
     arm.reset_hooks = getattr(arm, "reset_hooks", []) + [reset_providers]

@@ -4,9 +4,10 @@ the local Docker engine, as App Service on Linux does:
 
 - the image is pulled with the DOCKER_REGISTRY_SERVER_URL/USERNAME/PASSWORD app settings, or with
   the emulator's managed identity when siteConfig.acrUseManagedIdentityCreds is true;
-- the container publishes WEBSITES_PORT (else 80; EXPOSE is not consulted) on 127.0.0.1 and gets
-  the app settings as environment (not the registry password);
-- the site pings `/robots933456.txt` on that port until any HTTP answer, for
+- the container publishes WEBSITES_PORT on 127.0.0.1, else 80 and 8080 (App Service detects a
+  container listening on either; EXPOSE is not consulted), and gets the app settings as
+  environment (not WEBSITES_PORT, not the registry password);
+- the site pings `/robots933456.txt` on that port (those ports) until any HTTP answer, for
   WEBSITES_CONTAINER_START_TIME_LIMIT seconds (else the setting appservice_start_time_limit,
   230 like Azure), and otherwise writes "Container <name> didn't respond to HTTP pings on port:
   <port>, failing site start. See container logs for debugging." to its docker log and serves
@@ -34,13 +35,11 @@ import base64
 import json
 
 from .. import docker, jwt, registry_auth
+from .. import apiversions
 from ..arm import ArmError, Context, ResourceType, check_api_version, now_iso, route
 from .resources import check_sub, not_found, require_rg
 
-API = {"2016-08-01", "2018-02-01", "2018-11-01", "2019-08-01", "2020-06-01", "2020-09-01",
-       "2020-10-01", "2020-12-01", "2021-01-01", "2021-01-15", "2021-02-01", "2021-03-01",
-       "2022-03-01", "2022-09-01", "2023-01-01", "2023-12-01", "2024-04-01", "2024-11-01",
-       "2025-03-01"}
+API = apiversions.of("Microsoft.Web")
 DOMAIN = "azurewebsites.net"
 NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,58}[a-zA-Z0-9])?$")
 PING_PATH = "/robots933456.txt"
@@ -67,6 +66,7 @@ DEFAULT_SITE_CONFIG = {
 }
 # siteConfig fields whose change restarts the container
 CONTAINER_FIELDS = ("linuxFxVersion", "appCommandLine", "acrUseManagedIdentityCreds")
+DETECTED_PORTS = (80, 8080)  # the ports App Service finds without WEBSITES_PORT
 REGISTRY_PASSWORD = "DOCKER_REGISTRY_SERVER_PASSWORD"
 
 
@@ -308,11 +308,14 @@ class Sites(ResourceType):
                     rt.status = "Failed"
             return
         image = fx.split("|", 1)[1].strip()
-        port = settings.get("WEBSITES_PORT", "80")
-        if not str(port).isdigit() or not 0 < int(port) < 65536:
-            rt.write("ERROR", "WEBSITES_PORT %r is not a port number; using 80." % port)
-            port = "80"
-        port = int(port)
+        port = settings.get("WEBSITES_PORT")
+        if port is not None and (not str(port).isdigit() or not 0 < int(port) < 65536):
+            rt.write("ERROR", "WEBSITES_PORT %r is not a port number; detecting the port." % port)
+            port = None
+        # without WEBSITES_PORT App Service detects a container listening on 80 or 8080 (its
+        # Linux FAQ); any other port needs WEBSITES_PORT. The ping failure names 80.
+        candidates = [int(port)] if port is not None else list(DETECTED_PORTS)
+        port = candidates[0]
         rt.write("INFO", "Pulling image: %s" % image)
         try:
             creds = self.registry_credentials(image, cfg, settings, res.get("identity"))
@@ -337,35 +340,40 @@ class Sites(ResourceType):
         rt.write("INFO", "Status: Image is up to date for %s" % image)
         rt.write("INFO", "Pull Image successful, Time taken: 0 Seconds")
         dname = "azemu-%s-%s_%d" % (hashlib.sha256(res["id"].lower().encode()).hexdigest()[:8], label, gen)
-        env = [(k, v) for k, v in settings.items() if k != REGISTRY_PASSWORD]
+        # app settings become the container's environment, but not WEBSITES_PORT (App Service
+        # reads it, the container does not see it) nor the registry password
+        env = [(k, v) for k, v in settings.items() if k not in (REGISTRY_PASSWORD, "WEBSITES_PORT")]
         env += [("WEBSITE_SITE_NAME", site), ("WEBSITE_HOSTNAME", "%s.%s" % (label, DOMAIN)),
                 ("WEBSITE_SLOT_NAME", slot or "Production"), ("WEBSITE_INSTANCE_ID", hashlib.sha256(
                     dname.encode()).hexdigest()), ("WEBSITE_ROLE_INSTANCE_ID", "0")]
         cmd = shlex.split(cfg.get("appCommandLine") or "")
         rt.write("INFO", "Starting container for site")
-        rt.write("INFO", "docker run -d -p <host port>:%d --name %s -e WEBSITES_ENABLE_APP_SERVICE_STORAGE=false "
+        rt.write("INFO", "docker run -d %s --name %s -e WEBSITES_ENABLE_APP_SERVICE_STORAGE=false "
                  "-e WEBSITE_SITE_NAME=%s -e WEBSITE_HOSTNAME=%s.%s %s%s" % (
-                     port, dname, site, label, DOMAIN, image, (" " + " ".join(cmd)) if cmd else ""))
+                     " ".join("-p <host port>:%d" % p for p in candidates), dname, site, label, DOMAIN, image,
+                     (" " + " ".join(cmd)) if cmd else ""))
         docker.remove([dname])
         with rt.lock:
             if rt.gen != gen:
                 return
             rt.containers.append(dname)
-        ok, out = docker.start(dname, image_id or image, {"hoist-azure-site": res["id"].lower()}, [port],
+        ok, out = docker.start(dname, image_id or image, {"hoist-azure-site": res["id"].lower()}, candidates,
                                env, None, "Never", args=cmd)
         if not ok:
             rt.write("ERROR", "Container %s for site %s could not start: %s" % (dname, label, out))
             return self.failed(rt, gen, label)
         info = docker.inspect(dname)
-        host_port = docker.host_port(info, port)
+        host_ports = {p: docker.host_port(info, p) for p in candidates}
+        host_port = None
         limit = settings.get("WEBSITES_CONTAINER_START_TIME_LIMIT")
         limit = int(limit) if limit and str(limit).isdigit() else self.arm.state.setting("appservice_start_time_limit")
         rt.write("INFO", "Initiating warmup request to container %s for site %s" % (dname, label))
         deadline = time.monotonic() + limit
         answered = False
         while True:
-            if host_port and ping(host_port):
-                answered = True
+            answering = [p for p in candidates if host_ports[p] and ping(host_ports[p])]
+            if answering:
+                port, host_port, answered = answering[0], host_ports[answering[0]], True
                 break
             with rt.lock:
                 if rt.gen != gen:
