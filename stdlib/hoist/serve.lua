@@ -411,6 +411,10 @@ function M.main(a)
   -- where a script or a test finds the port (listen on port 0 picks one)
   hoist.fs.write_file(ctx.queue.dir .. "/listening.json", hoist.json.encode {
     url = url, port = server:port(), pid = jnative.self().pid, tls = server:tls() })
+  if not server:tls() and host ~= "127.0.0.1" and host ~= "::1" then
+    hoist.log.warn(("hoist serve: plain HTTP on %s: the signatures keep deliveries from being forged or replayed, "
+      .. "not from being read; give --tls-cert and --tls-key, or put a TLS proxy in front"):format(host))
+  end
   local paths = {}
   for p in pairs(by_path) do paths[#paths + 1] = p end
   table.sort(paths)
