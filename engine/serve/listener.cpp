@@ -14,6 +14,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <optional>
 
@@ -209,9 +210,21 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      // Read what the client still sends (a body refused with 413 before it was read) until
+      // it closes: closing with unread data resets the connection, and a client without
+      // `Expect: 100-continue` would see the reset instead of the answer. Bounded in time and bytes.
+      beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+      drain(std::make_shared<std::array<char, 16384>>(), 0);
     } else {
       stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {});
     }
+  }
+
+  void drain(std::shared_ptr<std::array<char, 16384>> buf, std::size_t total) {
+    if (total > (64u << 20)) return;  // as a web server's lingering close: enough for a refused body
+    stream_.async_read_some(asio::buffer(*buf), [self = this->shared_from_this(), buf, total](beast::error_code ec, std::size_t n) {
+      if (!ec) self->drain(buf, total + n);
+    });
   }
 
   std::shared_ptr<Listener::Impl> owner_;

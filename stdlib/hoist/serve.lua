@@ -373,6 +373,16 @@ local function forward(ctx, d)
   return { outcome = "forward_failed", error = last }
 end
 
+-- M.handle, and a 500 at once when it fails (a full disk, a bug): the sender retries.
+local function answer(ctx, req)
+  local ok, err = util.try(M.handle, ctx, req)
+  if not ok then
+    local why = hoist.is_error(err) and err.message or tostring(err)
+    req.reply:send { status = 500, body = hoist.json.encode { error = "hoist serve could not take the delivery: " .. why } }
+    hoist.log.error(("500 %s %s from %s: %s"):format(req.method, req.path, req.remote, why), { path = req.path })
+  end
+end
+
 local function parse_listen(text)
   local host, port = text:match("^%[([%x:]+)%]:(%d+)$")
   if not host then host, port = text:match("^([%d%.]+):(%d+)$") end
@@ -407,6 +417,7 @@ function M.main(a)
                            end }
   local max_body = (a.max_body and a.max_body > 0) and a.max_body or cfg.max_body
   local server = native.listen { host = host, port = port, tls_cert = a.tls_cert, tls_key = a.tls_key, max_body = max_body }
+  ctx.queue:resume() -- what the last server left: only once this one can take deliveries too
   local url = ("%s://%s:%d"):format(server:tls() and "https" or "http", host:find(":") and ("[" .. host .. "]") or host, server:port())
   -- where a script or a test finds the port (listen on port 0 picks one)
   hoist.fs.write_file(ctx.queue.dir .. "/listening.json", hoist.json.encode {
@@ -424,7 +435,7 @@ function M.main(a)
     while true do
       util.await(server:wait())
       local req = server:next()
-      if req then hoist.spawn(M.handle, ctx, req) end
+      if req then hoist.spawn(answer, ctx, req) end
     end
   end)
   server:close()

@@ -245,6 +245,12 @@ t.case("serve: bad payloads get a clear 4xx, logged without their secrets", func
     r = send(server, "mlflow", big)
     t.eq(r.status, 413)
     t.match(r.json.error, "larger than 4096")
+    -- a client that sends the whole body at once (no Expect: 100-continue) still reads its 413
+    support.write(env.dir .. "/big.json", '{"pad":"' .. ("x"):rep(8000000) .. '"}')
+    local c = hoist.exec { "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Expect:", "-H",
+                           "Content-Type: application/json", "--data-binary", "@" .. env.dir .. "/big.json",
+                           server.url .. "/hooks/mlflow" }
+    t.eq(c.stdout, "413", c.stderr)
     r = send(server, "mlflow", "{not json")
     t.eq(r.status, 400)
     t.match(r.json.error, "not a JSON object")
@@ -253,6 +259,11 @@ t.case("serve: bad payloads get a clear 4xx, logged without their secrets", func
     t.match(r.json.error, "X%-MLflow%-Signature header is missing")
     t.eq(post(server, "/nowhere", body, { ["Content-Type"] = "application/json" }).status, 404)
     t.eq(hoist.http.get(server.url .. "/hooks/mlflow").status, 405)
+    -- one server per state dir
+    local second = support.run_hoist({ "serve", "--config", env.dir .. "/serve.lua", "--listen", "127.0.0.1:0",
+                                       "--state-dir", env.state }, { env = env.env, timeout = 30 })
+    t.eq(second.code, 2, second.stderr)
+    t.match(second.stderr, "another hoist serve %(pid " .. server.pid .. "%) already serves the state dir")
     local health = hoist.http.get(server.url .. "/healthz")
     t.eq(health.status, 200)
     t.eq(health.json.status, "ok")
@@ -414,7 +425,20 @@ t.case("serve: --help, --check and a config that names a missing secret", functi
   t.eq(r.code, 0, r.stderr)
   t.match(r.stdout, "mlflow#1: POST /hooks/mlflow %(mlflow: model_version_alias.created%)")
   r = support.run_hoist({ "serve", "--config", env.dir .. "/serve.lua", "--check" }, { env = { TEST_MLFLOW_SECRET = "" } })
-  t.ok(r.code ~= 0, r.stderr)
+  t.eq(r.code, 2, r.stderr)
   t.match(r.stderr, "TEST_MLFLOW_SECRET is not set")
+  -- hoist run --run-id: how the server names the runs it starts
+  local state = env.dir .. "/ids"
+  support.write(env.dir .. "/hi.lua", "print('hi ' .. hoist.run.id)")
+  r = support.run_hoist { "run", env.dir .. "/hi.lua", "--run-id", "serve-run-1", "--state-dir", state }
+  t.eq(r.code, 0, r.stderr)
+  t.eq(r.stdout, "hi serve-run-1\n")
+  t.ok(support.exists(state .. "/runs/serve-run-1/events.jsonl"), "the run's folder has the given id")
+  r = support.run_hoist { "run", env.dir .. "/hi.lua", "--run-id", "serve-run-1", "--state-dir", state }
+  t.eq(r.code, 2)
+  t.match(r.stderr, "already recorded")
+  r = support.run_hoist { "run", env.dir .. "/hi.lua", "--run-id", "../escape", "--state-dir", state }
+  t.eq(r.code, 2)
+  t.match(r.stderr, "may hold only letters")
   cleanup(env)
 end)

@@ -103,6 +103,16 @@ function M.open(opts)
                            workers = {}, running = {}, counts = { accepted = 0, finished = 0, replayed = 0 } }, Q)
   q.path = q.dir .. "/queue.jsonl"
   hoist.fs.mkdir(q.dir, { mode = "0700" })
+  -- one server per state dir: a second one's compaction would replace the file the first
+  -- appends to. The kernel frees the lock when its holder dies (kill -9 included).
+  local held, holder = require("hoist.native.lock").try(q.dir .. "/server.lock",
+    hoist.json.encode { pid = jnative.self().pid, since = os.date("!%Y-%m-%dT%H:%M:%SZ") })
+  if not held then
+    local ok, h = pcall(hoist.json.decode, holder or "")
+    util.fail("conflict", ("another hoist serve (pid %s) already serves the state dir %s: one server per state dir")
+      :format(ok and type(h) == "table" and tostring(h.pid) or "?", opts.state_dir), { state_dir = opts.state_dir })
+  end
+  q.server_lock = held
   local entries = hoist.fs.exists(q.path) and jnative.read(q.path) or {}
   local by_id, order = fold(entries)
   -- written again whole: what is kept, without a torn last line the next append would join
@@ -124,8 +134,16 @@ function M.open(opts)
   end
   hoist.fs.write_file(q.path, table.concat(keep), { mode = "0600" })
   q.journal = jnative.open(q.path)
-  for _, d in ipairs(recover) do q:recover(d) end
+  q.recovered = recover
   return q
+end
+
+--- Takes up what the last server left (see the module comment): queues, waits for or
+--- finishes each delivery it had not finished.
+function Q:resume()
+  local recover = self.recovered or {}
+  self.recovered = nil
+  for _, d in ipairs(recover) do self:recover(d) end
 end
 
 function Q:append(entry) self.journal:append(entry) end
