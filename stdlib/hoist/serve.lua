@@ -316,9 +316,6 @@ end
 
 ---------------------------------------------------------------- running what was accepted
 
-local outcomes = { [0] = "succeeded", [1] = "failed", [2] = "refused", [3] = "rollback_failed", [4] = "policy_refused",
-                   [130] = "cancelled" }
-
 local function last_lines(text, n)
   local lines = {}
   for l in (text or ""):gmatch("[^\n]+") do
@@ -328,25 +325,41 @@ local function last_lines(text, n)
   return table.concat(lines, "\n")
 end
 
--- `hoist run <pipeline> --run-id <run>` in a child, its parameters in a 0600 file, its
--- output in <state>/serve/logs/<run>.log: a file, not a pipe to this process, so a run in
--- flight when the server is killed goes on writing (a pipe whose reader died would kill it
--- with SIGPIPE) and the restarted server finds it alive and waits for it. The shell only
--- redirects: the argv reaches it as its positional parameters, never as text to parse.
+-- `hoist run <pipeline> --run-id <run>` in a session of its own (setsid): neither a SIGTERM
+-- nor a kill -9 of the server reaches it, and its output goes to a file, not a pipe to this
+-- process; the next server finds it alive and waits for it. The shell around it notes its
+-- pid and, when it ends, its exit code (for a server that was not there to see it); the argv
+-- reaches the shell as positional parameters, never as text to parse. The run's parameters
+-- are a 0600 file. After run_timeout the run gets SIGTERM (it rolls back), SIGKILL 60 s later.
 local function run_local(ctx, d, run)
-  local params_file = ctx.queue:params_file(run)
-  local log_file = ctx.queue.dir .. "/logs/" .. run .. ".log"
-  hoist.fs.write_file(params_file, hoist.json.encode(hoist.json.object(d.params or {})), { mode = "0600" })
-  hoist.fs.mkdir(ctx.queue.dir .. "/logs", { mode = "0700" })
+  local f = ctx.queue:run_files(run)
+  hoist.fs.mkdir(ctx.queue.dir .. "/runs", { mode = "0700" })
+  hoist.fs.write_file(f.params, hoist.json.encode(hoist.json.object(d.params or {})), { mode = "0600" })
   local bin = os.getenv("HOIST_BIN") or jnative.self().exe
-  local r = hoist.exec { "sh", "-c", 'log=$1; shift; exec "$@" > "$log" 2>&1', "sh", log_file,
-                         bin, "run", d.pipeline, "--run-id", run, "--state-dir", ctx.state_dir, "--params-file",
-                         params_file, "--no-color", timeout = ctx.cfg.run_timeout }
-  hoist.fs.remove(params_file)
-  local outcome = r.timed_out and "timed_out" or outcomes[r.code] or ("exit " .. r.code)
+  local timed_out = false
+  local timer = hoist.spawn(function()
+    hoist.sleep(ctx.cfg.run_timeout)
+    local pid = (hoist.fs.read_file(f.pid, { missing_ok = true }) or ""):match("%d+")
+    if not pid then return end
+    timed_out = true
+    hoist.log.warn(("run %s of delivery %s took longer than %gs (run_timeout): SIGTERM"):format(run, d.delivery, ctx.cfg.run_timeout))
+    hoist.exec { "kill", "-TERM", pid }
+    hoist.sleep(60)
+    hoist.exec { "kill", "-KILL", pid }
+  end)
+  local r = hoist.exec { "sh", "-c", [[log=$1 code=$2 pid=$3; shift 3
+setsid "$@" < /dev/null > "$log" 2>&1 &
+echo $! > "$pid"
+wait $!; c=$?
+echo $c > "$code.tmp" && mv "$code.tmp" "$code"
+exit $c]], "sh", f.log, f.code, f.pid, bin, "run", d.pipeline, "--run-id", run, "--state-dir", ctx.state_dir,
+                         "--params-file", f.params, "--no-color" }
+  timer:cancel()
+  hoist.fs.remove(f.params)
+  local outcome = timed_out and "timed_out" or queue.outcome_of(r.code)
   local tail
-  if r.code ~= 0 then tail = hoist.scrub(last_lines(hoist.fs.read_file(log_file, { missing_ok = true }) or "", 6)):sub(-2000) end
-  return { outcome = outcome, code = r.code, error = tail, log = log_file }
+  if r.code ~= 0 then tail = hoist.scrub(last_lines(hoist.fs.read_file(f.log, { missing_ok = true }) or "", 6)):sub(-2000) end
+  return { outcome = outcome, code = r.code, error = tail, log = f.log }
 end
 
 -- POST /repos/{owner}/{repo}/dispatches (GitHub answers 204), a few tries on 5xx and 429.

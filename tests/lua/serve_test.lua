@@ -319,6 +319,51 @@ t.case("serve: kill -9 with deliveries queued and a run in flight; the restart l
   cleanup(env)
 end)
 
+t.case("serve: SIGTERM of the server leaves its runs going; a run killed midway is interrupted, never run again", function()
+  local env = setup()
+  local server = start(env)
+  local function deliver(id, service, sleep)
+    local r = send(server, "generic", hoist.json.encode { service = service, sleep = sleep }, { event = "deploy", delivery = id })
+    t.eq(r.status, 202, r.body)
+  end
+  deliver("e1", "s1", "1.5")
+  deliver("e2", "s2", "1.5")
+  deliver("e3", "s1", nil) -- queued behind e1
+  for _ = 1, 400 do
+    local lines = log_lines(env)
+    if count(lines, "^start s1 e1$") + count(lines, "^start s2 e2$") == 2 then break end
+    hoist.sleep(0.01)
+  end
+  -- e2's run dies midway (kill -9 of its hoist run)
+  local run
+  for _, e in ipairs(ss.queue(env.state)) do if e.op == "started" and e.id == "/hooks/generic e2" then run = e.run end end
+  t.ok(run, "e2 started")
+  local pid = support.must_read(env.state .. "/serve/runs/" .. run .. ".pid"):match("%d+")
+  hoist.exec { "kill", "-KILL", pid, check = true }
+  local first = stop(server)
+  t.eq(first.code, 0, "SIGTERM stops the server cleanly")
+  server = start(env)
+  local ok, err = pcall(function()
+    local finished = wait_finished(env, 3)
+    local by = {}
+    for _, e in ipairs(finished) do by[e.id] = e end
+    t.eq(by["/hooks/generic e1"] and by["/hooks/generic e1"].outcome, "succeeded", hoist.json.encode(finished))
+    t.eq(by["/hooks/generic e2"] and by["/hooks/generic e2"].outcome, "interrupted")
+    t.eq(by["/hooks/generic e3"] and by["/hooks/generic e3"].outcome, "succeeded")
+    local lines = log_lines(env)
+    t.eq(count(lines, "^start s1 e1$"), 1)
+    t.eq(count(lines, "^done s1 e1$"), 1, "the run the SIGTERM'd server left went on to its end")
+    t.eq(count(lines, "^start s2 e2$"), 1, "the killed run is not run again")
+    t.eq(count(lines, "^done s2 e2$"), 0)
+    t.eq(count(lines, "^done s1 e3$"), 1)
+    t.eq(count(lines, "OVERLAP"), 0)
+  end)
+  local result = stop(server)
+  if not ok then error(err, 0) end
+  t.match(result.stderr, "delivery e1 %(service s1%): run %S+ is still running; waiting for it")
+  cleanup(env)
+end)
+
 t.case("serve: load: 200 concurrent deliveries for 5 services, replays refused, one run per service at a time", function()
   local env = setup()
   local server = start(env)

@@ -16,10 +16,13 @@
 ---   - an accepted delivery that never started is queued again (nothing lost);
 ---   - a started one whose run folder does not exist never ran: it is queued again, with
 ---     a new run id;
----   - a started one whose `hoist run` is still alive (a kill -9 of the server leaves its
----     child running) is waited for, and keeps its service busy meanwhile;
----   - a started one whose run ended is finished with that run's own status; one whose run
----     died midway is `interrupted`, never run again (`hoist rollback <run>` finishes it);
+---   - a started one whose run ended while no server was there is finished with its exit
+---     code (written by the shell that waited for it) or its run folder's status;
+---   - a started one whose `hoist run` is still alive (runs live in their own session: a
+---     SIGTERM or kill -9 of the server leaves them running) is waited for, and keeps its
+---     service busy meanwhile;
+---   - one whose run died midway is `interrupted`, never run again (`hoist rollback <run>`
+---     finishes it);
 ---   - a forward that started is `unknown` (GitHub may have it): not sent again.
 --- So a restart or a kill -9 loses no accepted delivery and runs none twice.
 local jnative = require "hoist.native.journal"
@@ -61,19 +64,38 @@ local function accepted_entry(d)
            service = d.service, pipeline = d.pipeline, params = d.params, forward = d.forward, at = d.at }
 end
 
--- True when a `hoist run --run-id <run>` process is alive on this host (it outlives a
--- server killed with -9): /proc/<pid>/cmdline holds its argv, NUL-separated.
-function M.run_alive(run)
+local function cmdline_has(pid, needle)
+  local ok, text = util.try(hoist.fs.read_file, "/proc/" .. pid .. "/cmdline", { missing_ok = true })
+  return ok and text ~= nil and ("\0" .. text):find(needle, 1, true) ~= nil
+end
+
+--- Internal: true when the `hoist run --run-id <run>` process is alive on this host (it
+--- outlives the server): the pid its shell noted, checked against /proc/<pid>/cmdline (a
+--- recycled pid is someone else); without the note, every process's cmdline.
+---@param run string
+---@param pid_file? string
+---@return boolean
+function M.run_alive(run, pid_file)
   local needle = "\0--run-id\0" .. run .. "\0"
+  local noted = pid_file and tonumber((hoist.fs.read_file(pid_file, { missing_ok = true }) or ""):match("%d+"))
+  if noted then return cmdline_has(noted, needle) end
   local ok, names = util.try(hoist.fs.list, "/proc")
   if not ok then return false end
   for _, name in ipairs(names) do
-    if name:match("^%d+$") then
-      local rok, text = util.try(hoist.fs.read_file, "/proc/" .. name .. "/cmdline", { missing_ok = true })
-      if rok and text and ("\0" .. text):find(needle, 1, true) then return true end
-    end
+    if name:match("^%d+$") and cmdline_has(name, needle) then return true end
   end
   return false
+end
+
+local outcomes = { [0] = "succeeded", [1] = "failed", [2] = "refused", [3] = "rollback_failed", [4] = "policy_refused",
+                   [130] = "cancelled" }
+
+--- Internal: what a `hoist run` exit code means for a delivery: its documented codes
+--- (docs/cli.md); killed by a signal it could not handle (SIGKILL: 137), `interrupted`.
+---@param code integer
+---@return string
+function M.outcome_of(code)
+  return outcomes[code] or (code > 128 and "interrupted") or ("exit " .. code)
 end
 
 -- The status a run left in its folder: succeeded, failed, rolled_back, ...; "interrupted"
@@ -168,30 +190,43 @@ function Q:recover(d)
   if d.forward then
     return self:finish(d, { outcome = "unknown", error = "hoist serve stopped while forwarding it; not sent again" })
   end
+  local f = self:run_files(d.run)
   local dir = self.state_dir .. "/runs/" .. d.run
-  if not hoist.fs.exists(dir) then
-    hoist.log.info(("delivery %s (service %s): its run %s never started; queued again"):format(d.delivery or d.id, d.service, d.run))
-    d.state, d.run = "queued", nil
-    return self:enqueue(d)
-  end
-  if M.run_alive(d.run) then
+  if self:ended(d, f) then return end
+  if M.run_alive(d.run, f.pid) then
     hoist.log.info(("delivery %s (service %s): run %s is still running; waiting for it"):format(d.delivery or d.id, d.service, d.run))
     self.running[d.service] = d
     self.workers[d.service] = hoist.spawn(function()
-      while M.run_alive(d.run) do hoist.sleep(0.25) end
-      local status = run_status(dir, d.run)
-      hoist.fs.remove(self:params_file(d.run))
-      self:finish(d, { outcome = status, adopted = true })
+      while M.run_alive(d.run, f.pid) do hoist.sleep(0.25) end
+      hoist.sleep(0.1) -- its shell, if alive, notes the exit code now
+      if not self:ended(d, f) then
+        hoist.fs.remove(f.params)
+        self:finish(d, { outcome = (run_status(dir, d.run)), adopted = true })
+      end
       self.running[d.service] = nil
       self.workers[d.service] = nil
       self:kick(d.service)
     end)
     return
   end
+  if not hoist.fs.exists(dir) then
+    hoist.log.info(("delivery %s (service %s): its run %s never started; queued again"):format(d.delivery or d.id, d.service, d.run))
+    d.state, d.run = "queued", nil
+    return self:enqueue(d)
+  end
   local status = run_status(dir, d.run)
-  hoist.fs.remove(self:params_file(d.run))
+  hoist.fs.remove(f.params)
   self:finish(d, { outcome = status, error = status == "interrupted" and
     ("run %s died midway (finish it with: hoist rollback %s)"):format(d.run, d.run) or nil })
+end
+
+-- Finishes `d` from the exit code its run's shell noted, if it did; true then.
+function Q:ended(d, f)
+  local code = tonumber((hoist.fs.read_file(f.code, { missing_ok = true }) or ""):match("%d+"))
+  if not code then return false end
+  hoist.fs.remove(f.params)
+  self:finish(d, { outcome = M.outcome_of(code), code = code, adopted = true })
+  return true
 end
 
 --- The delivery already accepted under `id`, if any.
@@ -214,6 +249,11 @@ end
 
 function Q:finish(d, result)
   d.state, d.outcome = "finished", result.outcome
+  if d.run then -- the notes of a run whose end is now recorded (its log stays)
+    local f = self:run_files(d.run)
+    hoist.fs.remove(f.pid)
+    hoist.fs.remove(f.code)
+  end
   self:append { op = "finished", id = d.id, run = d.run, outcome = result.outcome, code = result.code,
                 error = result.error, at = os.time() }
   self.counts.finished = self.counts.finished + 1
@@ -237,13 +277,18 @@ function Q:new_run_id()
   end
 end
 
---- Where a run's parameters wait for it (0600; removed when it ends).
-function Q:params_file(run) return self.dir .. "/params/" .. run .. ".json" end
+--- Internal: the files of a run: its parameters (0600, removed when it ends), its output,
+--- its pid and the exit code its shell notes when it ends.
+---@param run string
+---@return {params: string, log: string, pid: string, code: string}
+function Q:run_files(run)
+  local base = self.dir .. "/runs/" .. run
+  return { params = base .. ".params.json", log = base .. ".log", pid = base .. ".pid", code = base .. ".code" }
+end
 
 -- One run: the service's lock (another `hoist serve` on the same state dir may be running
 -- it), the start recorded, the runner, the outcome recorded. A cancellation (SIGTERM of the
--- server) before the start leaves the delivery queued on disk, for the next start; after
--- it, the run got SIGTERM too and is recorded `cancelled`. Either way it is raised again.
+-- server) records nothing and is raised again (see the comment in the function).
 function Q:execute(d)
   local run = self:new_run_id()
   local started = false
@@ -259,11 +304,10 @@ function Q:execute(d)
   end)
   self.running[d.service] = nil
   if ok then return self:finish(d, result) end
-  local cancelled = hoist.is_error(result, "cancelled")
-  if cancelled and not started then error(result, 0) end
-  self:finish(d, { outcome = cancelled and "cancelled" or "failed",
-                   error = hoist.is_error(result) and result.message or tostring(result) })
-  if cancelled then error(result, 0) end
+  -- The server is stopping: a run that started goes on in its own session and the next
+  -- server records it; one that did not start is still queued on disk.
+  if hoist.is_error(result, "cancelled") then error(result, 0) end
+  self:finish(d, { outcome = "failed", error = hoist.is_error(result) and result.message or tostring(result) })
 end
 
 -- One worker per service with work: at most one run of a service at a time, in the order
