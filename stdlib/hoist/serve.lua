@@ -204,11 +204,80 @@ local function is_json(content_type)
   return t == "application/json" or (t ~= nil and t:match("^application/[%w.%-]+%+json$") ~= nil)
 end
 
+-- The routes of the path whose secret verifies the signature (one verification per distinct
+-- secret); none: nil and why.
+local function authenticate(req, routes, source)
+  local authentic, verdicts, why = {}, {}, nil
+  for _, r in ipairs(routes) do
+    local v = verdicts[r.secret]
+    if v == nil then
+      local ok, reason = source.verify(req, r.secret)
+      v = ok == true
+      verdicts[r.secret] = v
+      why = why or reason
+    end
+    if v then authentic[#authentic + 1] = r end
+  end
+  if #authentic > 0 then return authentic end
+  return nil, why or ("the %s signature does not match the body under the route's secret"):format(source.header_name)
+end
+
+-- Why a delivery signed at `ts` is refused, or nil. GitHub signs no time (its delivery id alone
+-- stops a replay); every other source must.
+local function stale(cfg, source_name, ts, delivery)
+  if not ts then
+    return source_name ~= "github" and ("delivery %s carries no signed time"):format(delivery) or nil
+  end
+  local age = os.time() - ts
+  if age > cfg.stale_after or age < -cfg.stale_after then
+    return ("delivery %s is stale: signed %ds %s, more than %ds (stale_after)"):format(delivery, math.floor(math.abs(age)),
+      age > 0 and "ago" or "in the future", cfg.stale_after)
+  end
+end
+
+local function message_of(e) return hoist.is_error(e) and e.message or tostring(e) end
+
+-- The event through the first route that wants it: 202 once queued, 400/500 when a route's
+-- function fails, 200 "ignored" when none wants it.
+local function dispatch(ctx, req, routes, event, key)
+  local delivery, f = event.delivery, { delivery = event.delivery }
+  for _, route in ipairs(routes) do
+    event.route = route.name
+    local wanted = matches(route, event.name, event.action)
+    if wanted and route.when then
+      local ok, w = util.try(route.when, event)
+      if not ok then return refuse(req, 400, ("route %s: when(event) failed on delivery %s: %s"):format(route.name, delivery, message_of(w)), f) end
+      wanted = w and true or false
+    end
+    if wanted then
+      local ok, job, problem = util.try(map_event, ctx.cfg, route, event)
+      if not ok then
+        return refuse(req, 400, ("route %s could not map delivery %s (%s): %s"):format(route.name, delivery, event.name, message_of(job)), f)
+      end
+      if problem then return refuse(req, 500, problem, f) end
+      if job then
+        -- again: `when` and `run` may have waited, and a copy of this delivery come meanwhile
+        if ctx.queue:seen_before(key) then
+          return refuse(req, 409, ("delivery %s was already accepted; a replay is not run again"):format(delivery), f)
+        end
+        local d = { id = key, delivery = delivery, source = event.source, route = route.name, event = event.name,
+                    service = job.service, pipeline = job.pipeline, params = job.params, forward = job.forward }
+        local position = ctx.queue:accept(d)
+        hoist.log.event("serve.accepted", ("accepted %s delivery %s (%s) for service %s: %s"):format(event.source, delivery,
+          event.name, d.service, d.forward and ("forward to " .. d.forward.repository) or d.pipeline),
+          { delivery = delivery, route = route.name, service = d.service, position = position })
+        return reply(req, 202, { accepted = true, delivery = delivery, service = d.service, position = position })
+      end
+    end
+  end
+  reply(req, 200, { accepted = false, ignored = true, delivery = delivery, event = event.name })
+  hoist.log.info(("ignored %s delivery %s (%s): no route wants it"):format(event.source, delivery, event.name), f)
+end
+
 --- Answers one request (see the module comment for the order of checks).
 ---@param ctx {cfg: hoist.serve.Config, queue: table, by_path: table<string, hoist.serve.Route[]>}
 ---@param req table the request from hoist.native.serve
 function M.handle(ctx, req)
-  local cfg = ctx.cfg
   if req.path == "/healthz" and req.method == "GET" then
     local s = ctx.queue:stats()
     s.status = "ok"
@@ -221,97 +290,41 @@ function M.handle(ctx, req)
     return refuse(req, 415, ("the body must be JSON (Content-Type: application/json), got %s"):format(
       req.headers["content-type"] or "no Content-Type"))
   end
-  local source = sources[routes[1].source]
+  local name = routes[1].source
+  local source = sources[name]
   if not req.headers[source.header] or req.headers[source.header] == "" then
     return refuse(req, 401, ("the %s header is missing: unsigned deliveries are refused"):format(source.header_name))
   end
-  -- one verification per distinct secret of the path's routes
-  local authentic, verdicts, why = {}, {}, nil
-  for _, r in ipairs(routes) do
-    local v = verdicts[r.secret]
-    if v == nil then
-      local ok, reason = source.verify(req, r.secret)
-      v = ok == true
-      verdicts[r.secret] = v
-      why = why or reason
-    end
-    if v then authentic[#authentic + 1] = r end
-  end
-  if #authentic == 0 then
-    return refuse(req, 401, why or ("the %s signature does not match the body under the route's secret"):format(source.header_name))
-  end
+  local authentic, why = authenticate(req, routes, source)
+  if not authentic then return refuse(req, 401, why) end
   local ok, payload = pcall(hoist.json.decode, req.body)
   if not ok or type(payload) ~= "table" or hoist.json.kind(payload) == "array" then
-    return refuse(req, 400, "the body is not a JSON object" .. (ok and "" or (": " .. (hoist.is_error(payload) and payload.message or tostring(payload)))))
+    return refuse(req, 400, "the body is not a JSON object" .. (ok and "" or (": " .. message_of(payload))))
   end
   local delivery = source.delivery(req, payload)
   if type(delivery) ~= "string" or delivery == "" or #delivery > 200 then
-    return refuse(req, 400, "the delivery has no id (" .. (routes[1].source == "github" and "X-GitHub-Delivery" or "delivery header") .. ")")
+    return refuse(req, 400, ("the delivery has no id (%s), or one longer than 200 characters"):format(
+      name == "github" and "X-GitHub-Delivery" or "the delivery header"))
   end
+  local f = { delivery = delivery }
   local ts = source.timestamp(req, payload)
-  if ts then
-    local age = os.time() - ts
-    if age > cfg.stale_after or age < -cfg.stale_after then
-      return refuse(req, 401, ("delivery %s is stale: signed %ds %s, more than %ds (stale_after)"):format(delivery,
-        math.floor(math.abs(age)), age > 0 and "ago" or "in the future", cfg.stale_after), { delivery = delivery })
-    end
-  elseif routes[1].source ~= "github" then
-    return refuse(req, 401, ("delivery %s carries no signed time"):format(delivery), { delivery = delivery })
-  end
+  why = stale(ctx.cfg, name, ts, delivery)
+  if why then return refuse(req, 401, why, f) end
   local key = req.path .. " " .. delivery
   local before = ctx.queue:seen_before(key)
   if before then
     ctx.queue.counts.replayed = ctx.queue.counts.replayed + 1
     return refuse(req, 409, ("delivery %s was already accepted (%s); a replay is not run again"):format(delivery,
-      before.outcome or before.state), { delivery = delivery })
+      before.outcome or before.state), f)
   end
-  local name, action = source.event(req, payload)
-  if type(name) ~= "string" then return refuse(req, 400, ("delivery %s names no event"):format(delivery), { delivery = delivery }) end
+  local event_name, action = source.event(req, payload)
+  if type(event_name) ~= "string" then return refuse(req, 400, ("delivery %s names no event"):format(delivery), f) end
   local headers = {}
   for k, v in pairs(req.headers) do
     if k ~= source.header and k ~= "authorization" then headers[k] = v end
   end
-  local event = { source = routes[1].source, name = name, action = action, delivery = delivery, timestamp = ts,
-                  payload = payload, headers = headers }
-  for _, route in ipairs(authentic) do
-    event.route = route.name
-    if matches(route, name, action) then
-      local wanted = true
-      if route.when then
-        local wok, w = util.try(route.when, event)
-        if not wok then
-          return refuse(req, 400, ("route %s: when(event) failed on delivery %s: %s"):format(route.name, delivery,
-            hoist.is_error(w) and w.message or tostring(w)), { delivery = delivery })
-        end
-        wanted = w and true or false
-      end
-      if wanted then
-        local mok, job, problem = util.try(map_event, cfg, route, event)
-        if not mok then
-          return refuse(req, 400, ("route %s could not map delivery %s (%s): %s"):format(route.name, delivery, name,
-            hoist.is_error(job) and job.message or tostring(job)), { delivery = delivery })
-        end
-        if problem then return refuse(req, 500, problem, { delivery = delivery }) end
-        if job then
-          -- again: `when` and `run` may have waited, and a copy of this delivery come meanwhile
-          if ctx.queue:seen_before(key) then
-            return refuse(req, 409, ("delivery %s was already accepted; a replay is not run again"):format(delivery),
-              { delivery = delivery })
-          end
-          local d = { id = key, delivery = delivery, source = event.source, route = route.name, event = name,
-                      service = job.service, pipeline = job.pipeline, params = job.params, forward = job.forward }
-          local position = ctx.queue:accept(d)
-          hoist.log.event("serve.accepted", ("accepted %s delivery %s (%s) for service %s: %s"):format(event.source, delivery,
-            name, d.service, d.forward and ("forward to " .. d.forward.repository) or d.pipeline),
-            { delivery = delivery, route = route.name, service = d.service, position = position })
-          return reply(req, 202, { accepted = true, delivery = delivery, service = d.service, position = position })
-        end
-      end
-    end
-  end
-  reply(req, 200, { accepted = false, ignored = true, delivery = delivery, event = name })
-  hoist.log.info(("ignored %s delivery %s (%s): no route wants it"):format(routes[1].source, delivery, name),
-    { delivery = delivery, event = name })
+  dispatch(ctx, req, authentic, { source = name, name = event_name, action = action, delivery = delivery, timestamp = ts,
+                                  payload = payload, headers = headers }, key)
 end
 
 ---------------------------------------------------------------- running what was accepted
