@@ -251,6 +251,9 @@ t.case("serve: bad payloads get a clear 4xx, logged without their secrets", func
                            "Content-Type: application/json", "--data-binary", "@" .. env.dir .. "/big.json",
                            server.url .. "/hooks/mlflow" }
     t.eq(c.stdout, "413", c.stderr)
+    c = hoist.exec { "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "X-Pad: " .. ("p"):rep(40000), "-H",
+                     "Content-Type: application/json", "--data-binary", "{}", server.url .. "/hooks/mlflow" }
+    t.eq(c.stdout, "431", c.stderr)
     r = send(server, "mlflow", "{not json")
     t.eq(r.status, 400)
     t.match(r.json.error, "not a JSON object")
@@ -405,26 +408,60 @@ t.case("serve: load: 200 concurrent deliveries for 5 services, replays refused, 
   cleanup(env)
 end)
 
-t.case("serve: HTTPS with a given certificate; forwarding to repository_dispatch", function()
-  local env = setup()
-  local cert, key = env.dir .. "/cert.pem", env.dir .. "/key.pem"
-  hoist.exec { "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-               "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", check = true }
-  -- a stand-in for api.github.com's POST /repos/{owner}/{repo}/dispatches: 204, notes what it got
+-- A stand-in for api.github.com's POST /repos/{owner}/{repo}/dispatches: notes what it got in
+-- <dir>/gh.log, waits `delay` seconds, answers 204. The config's github.api points at it.
+local function fake_github(env, delay)
   local port = support.free_port()
   support.write(env.dir .. "/gh.py", ([[
-import http.server, json, sys
+import http.server, json, time
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with open(%q, "a") as f:
             f.write(json.dumps({"path": self.path, "auth": self.headers.get("Authorization"), "body": json.loads(body)}) + "\n")
+        time.sleep(%g)
         self.send_response(204); self.end_headers()
     def log_message(self, *a): pass
 http.server.HTTPServer(("127.0.0.1", %d), H).serve_forever()
-]]):format(env.dir .. "/gh.log", port))
-  local gh = hoist.spawn(function() return hoist.exec { "python3", env.dir .. "/gh.py", timeout = 120 } end)
+]]):format(env.dir .. "/gh.log", delay, port))
+  local task = hoist.spawn(function() return hoist.exec { "python3", env.dir .. "/gh.py", timeout = 120 } end)
   support.write(env.dir .. "/serve.lua", CONFIG:format(env.dir, "0", "http://127.0.0.1:" .. port))
+  return task
+end
+
+t.case("serve: a forward in flight when the server is killed is 'unknown', never sent again", function()
+  local env = setup()
+  local gh = fake_github(env, 3)
+  local server = start(env)
+  local rel = hoist.json.encode { action = "published", release = { tag_name = "v2" } }
+  local r = send(server, "github", rel, { event = "release", path = "/hooks/forward", delivery = "rel-1" })
+  t.eq(r.status, 202, r.body)
+  for _ = 1, 400 do
+    if support.read(env.dir .. "/gh.log") then break end
+    hoist.sleep(0.02)
+  end
+  stop(server, "KILL")
+  server = start(env)
+  local ok, err = pcall(function()
+    local finished = wait_finished(env, 1)
+    t.eq(finished[1] and finished[1].outcome, "unknown", hoist.json.encode(finished))
+    hoist.sleep(0.3)
+    local lines = 0
+    for _ in (support.read(env.dir .. "/gh.log") or ""):gmatch("[^\n]+") do lines = lines + 1 end
+    t.eq(lines, 1, "the dispatch was not sent again")
+  end)
+  stop(server)
+  gh:cancel()
+  if not ok then error(err, 0) end
+  cleanup(env)
+end)
+
+t.case("serve: HTTPS with a given certificate; forwarding to repository_dispatch", function()
+  local env = setup()
+  local cert, key = env.dir .. "/cert.pem", env.dir .. "/key.pem"
+  hoist.exec { "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+               "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", check = true }
+  local gh = fake_github(env, 0)
   local server = start(env, { "--tls-cert", cert, "--tls-key", key })
   local ok, err = pcall(function()
     t.match(server.url, "^https://")
