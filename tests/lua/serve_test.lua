@@ -375,11 +375,13 @@ t.case("serve: load: 200 concurrent deliveries for 5 services, replays refused, 
   local ok, err = pcall(function()
     local list = {}
     for i = 1, n do list[i] = i end
+    local t0 = hoist.now()
     local statuses = hoist.map(list, function(i)
       local r = send(server, "generic", hoist.json.encode { service = services[(i % 5) + 1] },
         { event = "deploy", delivery = "load-" .. i })
       return r.status
     end, { limit = n })
+    local took = hoist.now() - t0
     -- 20 replays of accepted ones, concurrently
     local replays = hoist.map({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 }, function(i)
       return send(server, "generic", hoist.json.encode { service = services[(i % 5) + 1] },
@@ -390,8 +392,8 @@ t.case("serve: load: 200 concurrent deliveries for 5 services, replays refused, 
     for _, s in ipairs(replays) do if s == 409 then refused = refused + 1 end end
     local lines = wait_done(env, n)
     local ran = count(lines, "^done ")
-    io.stderr:write(("serve load: %d deliveries for %d services: %d accepted (202), %d ran, %d replays refused (409), %d overlaps\n")
-      :format(n, #services, accepted, ran, refused, count(lines, "OVERLAP")))
+    io.stderr:write(("serve load: %d deliveries for %d services: %d accepted (202) in %.2fs, %d ran, %d replays refused (409), %d overlaps\n")
+      :format(n, #services, accepted, took, ran, refused, count(lines, "OVERLAP")))
     t.eq(accepted, n)
     t.eq(refused, 20)
     t.eq(ran, n)
