@@ -83,6 +83,10 @@ local function read_secret(where, env, file)
     value = value:gsub("[\r\n]+$", "")
     if value == "" then fail("invalid_argument", ("%s: the secret file %s is empty"):format(where, file)) end
   end
+  if #value < 8 then
+    fail("invalid_argument", ("%s: the secret in %s is %d bytes long; a webhook secret needs 8 at least (a long random one)")
+      :format(where, env or file, #value))
+  end
   return hoist.secret(value)
 end
 
@@ -465,7 +469,13 @@ function M.main(a)
     end
   end)
   server:close()
-  hoist.log.info(("hoist serve: stopped (%s)"):format(hoist.is_error(err) and err.message or tostring(err)))
+  local running = ctx.queue:stats().running
+  if hoist.is_error(err, "cancelled") then
+    hoist.log.info(("hoist serve: stopped%s"):format(running > 0 and
+      (("; %d run(s) in flight go on, the next hoist serve records them"):format(running)) or ""))
+  else
+    hoist.log.error(("hoist serve: stopped: %s"):format(message_of(err)))
+  end
   error(err, 0)
 end
 

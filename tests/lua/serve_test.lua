@@ -511,6 +511,10 @@ t.case("serve: --help, --check and a config that names a missing secret", functi
   r = support.run_hoist({ "serve", "--config", env.dir .. "/serve.lua", "--check" }, { env = { TEST_MLFLOW_SECRET = "" } })
   t.eq(r.code, 2, r.stderr)
   t.match(r.stderr, "TEST_MLFLOW_SECRET is not set")
+  r = support.run_hoist({ "serve", "--config", env.dir .. "/serve.lua", "--check" },
+    { env = { TEST_MLFLOW_SECRET = "short", TEST_GH_SECRET = GH_SECRET, TEST_GH_TOKEN = "ghp_x0123456789" } })
+  t.eq(r.code, 2, r.stderr)
+  t.match(r.stderr, "the secret in TEST_MLFLOW_SECRET is 5 bytes long; a webhook secret needs 8 at least")
   -- hoist run --run-id: how the server names the runs it starts
   local state = env.dir .. "/ids"
   support.write(env.dir .. "/hi.lua", "print('hi ' .. hoist.run.id)")
