@@ -150,6 +150,15 @@ int l_base64_decode(lua_State* L) {
   return 1;
 }
 
+// text = core.base64_encode(bytes): standard base64, padded (Basic credentials)
+int l_base64_encode(lua_State* L) {
+  size_t n;
+  const char* s = luaL_checklstring(L, 1, &n);
+  std::string out = base64_encode(std::string_view(s, n));
+  lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
 // err = core.new_error{code=, message=, details=, retryable=}
 int l_new_error(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -278,6 +287,7 @@ const luaL_Reg kFunctions[] = {
     {"plan_take", protect<l_plan_take>},
     {"new_run_id", protect<l_new_run_id>},
     {"base64_decode", protect<l_base64_decode>},
+    {"base64_encode", protect<l_base64_encode>},
     {nullptr, nullptr},
 };
 

@@ -355,10 +355,15 @@ Task<json> ClientImpl::list(Ctx ctx, Target t, ListOptions o) {
   co_return std::move(*out);
 }
 
+// Strict field validation on create and patch: without it the API server's default (Warn) drops a
+// field the kind lacks (a typo such as readinessProbe spelled readinesProbe) and answers success, and
+// the object runs without it. Server-side apply refuses such fields whatever this says.
+constexpr std::pair<const char*, const char*> kStrictFields{"fieldValidation", "Strict"};
+
 Task<json> ClientImpl::create(Ctx ctx, json obj, std::string ns) {
   Resource r = co_await resource(ctx, obj.value("apiVersion", ""), obj.value("kind", ""));
   std::string target_ns = !ns_in(obj).empty() ? ns_in(obj) : !ns.empty() ? ns : config_.namespace_;
-  std::string path = with_params(r.path(target_ns), {{"dryRun", server_dry_run(ctx) ? "All" : ""}});
+  std::string path = with_params(r.path(target_ns), {{"dryRun", server_dry_run(ctx) ? "All" : ""}, kStrictFields});
   auto req = request(ctx, "POST", path, "create " + r.kind + " " + name_of(obj));
   req.http.headers.emplace_back("Content-Type", "application/json");
   json shown = guard_secret(obj, secrets_);
@@ -372,7 +377,7 @@ Task<json> ClientImpl::create(Ctx ctx, json obj, std::string ns) {
 Task<json> ClientImpl::patch(Ctx ctx, Target t, std::string body, std::string_view type) {
   if (t.name.empty()) throw Error(Code::invalid_argument, "k8s.patch: name is required");
   Resource r = co_await resource(ctx, t.api_version, t.kind);
-  std::string path = with_params(r.path(ns_of(t), t.name), {{"dryRun", server_dry_run(ctx) ? "All" : ""}});
+  std::string path = with_params(r.path(ns_of(t), t.name), {{"dryRun", server_dry_run(ctx) ? "All" : ""}, kStrictFields});
   auto req = request(ctx, "PATCH", path, "patch " + r.kind + " " + t.name);
   req.http.headers.emplace_back("Content-Type", std::string(type));
   req.http.body = std::move(body);

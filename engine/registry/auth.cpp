@@ -3,11 +3,10 @@
 // challenges; bearer tokens cached per (registry, identity, scopes) until they expire; ACR's
 // AAD -> refresh token -> access token exchange. Every credential and token is a secret.
 #include "registry/internal.hpp"
+#include <hoist/base64.hpp>
 #include <hoist/json.hpp>
 
 #include <hoist/process.hpp>
-
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <fstream>
@@ -15,14 +14,6 @@
 
 namespace hoist::registry::detail {
 namespace {
-
-std::string b64encode(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
 
 // Who is asking, for cache keys: never the secret itself.
 std::string who(const Credentials& c) {
@@ -171,7 +162,7 @@ Task<std::string> ClientImpl::authorization(Ctx ctx, Endpoint ep, std::vector<st
   if (ch.scheme == "basic") {
     // no credentials: go without, so the registry's own 401 answer is what the caller sees
     if (c.username.empty() && c.password.empty()) co_return "";
-    co_return "Basic " + b64encode(c.username + ":" + c.password);
+    co_return "Basic " + base64_encode(c.username + ":" + c.password);
   }
   std::string token = co_await bearer_token(ctx, ep, ch, scopes, c);
   co_return "Bearer " + token;
@@ -210,7 +201,7 @@ Task<std::string> ClientImpl::bearer_token(Ctx ctx, Endpoint ep, Challenge ch,
     for (auto& s : scopes) h.url += "&scope=" + rest::url_encode(s);
     h.url += "&client_id=hoist";
     if (!c.username.empty() || !c.password.empty())
-      h.headers.emplace_back("Authorization", "Basic " + b64encode(c.username + ":" + c.password));
+      h.headers.emplace_back("Authorization", "Basic " + base64_encode(c.username + ":" + c.password));
   }
   auto j = co_await token_request(ctx, std::move(req), c);
   std::string token = j.value("token", "");

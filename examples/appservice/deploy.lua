@@ -10,6 +10,8 @@
 -- A container that does not answer on WEBSITES_PORT fails the deploy with a message naming
 -- WEBSITES_PORT and the image's EXPOSE; production keeps serving the previous version (the
 -- new one only ever ran on the slot). `hoist rollback <run-id>` finishes a killed run's undo.
+-- With HOIST_NOTIFY_SLACK, HOIST_NOTIFY_TEAMS or HOIST_NOTIFY_WEBHOOK set (or --set notify=...),
+-- every run ends with a notification of its outcome (hoist.notify).
 local target = require "hoist.targets.appservice"
 local appservice = hoist.azure.appservice
 
@@ -18,7 +20,11 @@ return hoist.pipeline.define {
   version = "1.0.0",
   requires = ">=0.1 <2",
   description = "Deploy a container image to an App Service web app through a staging slot",
-  params = {
+  -- notify* parameters (hoist.notify): every run ends with a notification of its outcome
+  notify = function(p)
+    return hoist.notify.from_params(p, { facts = { target = "appservice", service = p.name, image = p.image } })
+  end,
+  params = hoist.notify.with_params {
     image = { type = "string", required = true, description = "Image to deploy (repository:tag[@digest])" },
     resource_group = { type = "string", default = "hoist-web-rg", description = "Resource group" },
     name = { type = "string", default = "hoist-web", description = "Web app name" },

@@ -7,6 +7,8 @@
 -- `az acr repository show-tags`, it prints the registry's repositories and the tags of the
 -- deployed repository (JSON arrays, as az prints them), through ACR's data plane with only the
 -- Azure credential (an Entra token exchanged for an ACR token: no az, no docker login).
+-- With HOIST_NOTIFY_SLACK, HOIST_NOTIFY_TEAMS or HOIST_NOTIFY_WEBHOOK set (or --set notify=...),
+-- every run ends with a notification of its outcome (hoist.notify).
 --
 --   export AZURE_CLIENT_ID=... AZURE_TENANT_ID=... AZURE_CLIENT_SECRET=... AZURE_SUBSCRIPTION_ID=...
 --   export REGISTRY_USERNAME=myacr REGISTRY_PASSWORD=...
@@ -20,7 +22,11 @@ return hoist.pipeline.define {
   version = "1.0.0",
   requires = ">=0.1 <2",
   description = "Deploy a container image to a Container App as a new revision, with a canary",
-  params = {
+  -- notify* parameters (hoist.notify): every run ends with a notification of its outcome
+  notify = function(p)
+    return hoist.notify.from_params(p, { facts = { target = "containerapp", service = p.name, image = p.image } })
+  end,
+  params = hoist.notify.with_params {
     image = { type = "string", required = true, description = "Image to deploy" },
     resource_group = { type = "string", default = "hoist-aca-rg", description = "Resource group" },
     name = { type = "string", default = "hoist-api", description = "Container app name" },

@@ -1,17 +1,29 @@
--- A model promoted in MLflow goes to production: build -> push -> set image on the model
--- server's Deployment -> hoist's rollout tracking -> health checks -> readiness -> 5 sample
--- predictions -> notify. Any failure on the way (an image the cluster cannot pull, a crash
--- loop, readiness never reached, failing predictions, a partial rollout) undoes the Deployment
--- to its previous revision (`kubectl rollout undo` semantics, journaled before the change).
+-- A model promoted in MLflow goes to production: resolve the models:/ URI in the registry ->
+-- build -> push -> set image on the model server's Deployment -> hoist's rollout tracking ->
+-- health checks -> readiness -> 5 sample predictions -> deployed digest, target and time
+-- written back as model-version tags. Any failure on the way (an image the cluster cannot pull,
+-- a crash loop, readiness never reached, failing predictions, a partial rollout) undoes the
+-- Deployment to its previous revision (`kubectl rollout undo` semantics, journaled before the
+-- change). Every run ends with a notification (hoist.notify) on success, failure and rollback,
+-- the failure's reason and evidence included: `webhook` (generic JSON), or the notify*
+-- parameters for Slack and Teams.
 --
---   hoist run examples/mlflow-rollout/pipeline.lua --set model_version=4 \
---     --set registry=127.0.0.1:5000/models/churn --secret webhook=https://hooks.example/abc
+--   MLFLOW_TRACKING_URI=https://mlflow.example MLFLOW_TRACKING_TOKEN=... \
+--   MLFLOW_ROLLOUT_WEBHOOK=https://hooks.example/abc HOIST_NOTIFY_SLACK=https://hooks.slack.com/services/... \
+--   hoist run examples/mlflow-rollout/pipeline.lua --set model=models:/churn@champion \
+--     --set registry=127.0.0.1:5000/models/churn
 --
--- The MLflow trigger itself comes later: here the run starts with the model version.
-local pipeline, k8s, verify = hoist.pipeline, hoist.k8s, hoist.verify
+-- A version the registry has not finished registering, or whose source run failed, is refused
+-- before the build. `--set model_version=4` instead of `model` skips the registry.
+local pipeline, k8s, verify, mlflow, notify = hoist.pipeline, hoist.k8s, hoist.verify, hoist.mlflow, hoist.notify
+local util = require "hoist.util"
 require "hoist.k8s.undo" -- defines the rollback actions k8s.rollout_undo and k8s.restore
 
 local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
+
+local function mlflow_client(p)
+  return mlflow.client { tracking_uri = p.tracking_uri, token = p.mlflow_token }
+end
 
 local function client_of(p)
   return k8s.client { kubeconfig = p.kubeconfig, context = p.context, namespace = p.namespace }
@@ -42,11 +54,26 @@ end
 
 return pipeline.define {
   name = "mlflow-rollout",
-  version = "1.0.0",
+  version = "1.1.0",
   requires = ">=0.1",
-  description = "Roll a model version out to its Kubernetes model server; undo on any failure",
-  params = {
-    model_version = { type = "string", required = true, pattern = "[%w][%w%._%-]*", description = "The model version promoted in MLflow" },
+  description = "Roll a model version out to its Kubernetes model server; undo on any failure; notify",
+  -- Once per run, after the undo: what was rolled out, or why not and what was undone.
+  notify = function(p)
+    return notify.from_params(p, { webhook = p.webhook, verify_stages = { "rollout", "health", "readiness", "predictions" },
+      facts = function(result)
+        local o = result.outputs
+        local model = o.resolve or {}
+        return { target = "kubernetes", service = p.name, model = model.uri, model_version = model.version or p.model_version,
+                 image = o.build and o.build.image, digest = o.push and o.push.digest, url = o.health and o.health.url,
+                 revision = o.rollout and o.rollout.revision, predictions = o.predictions and o.predictions.predictions }
+      end })
+  end,
+  params = notify.with_params {
+    model = { type = "string", description = "The model to roll out, a models:/ URI: models:/churn@champion, models:/churn/Production, models:/churn/3" },
+    model_version = { type = "string", pattern = "[%w][%w%._%-]*", description = "The model version, without the registry (instead of model)" },
+    tracking_uri = { type = "string", env = "MLFLOW_TRACKING_URI", description = "MLflow tracking server (Basic auth: MLFLOW_TRACKING_USERNAME/PASSWORD)" },
+    mlflow_token = { type = "string", secret = true, env = "MLFLOW_TRACKING_TOKEN", description = "MLflow Bearer token" },
+    registration_wait = { type = "number", default = 0, description = "Seconds to wait for a version MLflow is still registering (0: refuse it)" },
     registry = { type = "string", required = true, description = "Repository of the model server image (no tag)" },
     context = { type = "string", default = here .. "/model", description = "Build context of the model server" },
     build_args = { type = "map", default = {}, description = "More docker build args" },
@@ -59,15 +86,27 @@ return pipeline.define {
     ready_timeout = { type = "number", default = 30, description = "Seconds a running pod may stay unready" },
     predict_path = { type = "string", default = "/predict", description = "The model server's POST scoring path" },
     url = { type = "string", description = "The Service's base URL (default: found from the Service)" },
-    webhook = { type = "string", secret = true, env = "MLFLOW_ROLLOUT_WEBHOOK", description = "Notification URL (POST JSON)" },
+    webhook = { type = "string", secret = true, env = "MLFLOW_ROLLOUT_WEBHOOK",
+                description = "Notification URL: the run summary as JSON (hoist.notify/v1) on success, failure and rollback" },
   },
   stages = {
-    { name = "build", run = function(ctx)
+    { name = "resolve", run = function(ctx)
       local p = ctx.params
-      local image = p.registry .. ":" .. p.model_version
-      local args = { MODEL_VERSION = p.model_version }
+      if (p.model == nil) == (p.model_version == nil) then
+        hoist.error { code = "invalid_argument", message = "give model (a models:/ URI) or model_version, one of them" }
+      end
+      if not p.model then return { version = p.model_version, image_tag = p.model_version, labels = {} } end
+      -- refuses a version not READY or whose run failed: nothing is built then
+      local m = mlflow_client(p):resolve { model = p.model, wait = p.registration_wait }
+      ctx:summary("Model", { ("%s: version %s of %s%s"):format(m.uri, m.version, m.name, m.run_id ~= "" and (", run " .. m.run_id) or "") })
+      return { name = m.name, version = m.version, uri = m.uri, run_id = m.run_id, image_tag = m.image_tag, labels = m.labels }
+    end },
+    { name = "build", run = function(ctx)
+      local p, model = ctx.params, ctx.outputs.resolve
+      local image = p.registry .. ":" .. model.image_tag
+      local args = { MODEL_VERSION = model.version }
       for k, v in pairs(p.build_args) do args[k] = v end
-      hoist.docker.build { context = p.context, tags = { image }, build_args = args }
+      hoist.docker.build { context = p.context, tags = { image }, build_args = args, labels = model.labels }
       return { image = image }
     end },
     { name = "push", run = function(ctx)
@@ -75,7 +114,7 @@ return pipeline.define {
     end },
     { name = "deploy", run = function(ctx)
       local p = ctx.params
-      local image = (p.pull_registry or p.registry) .. ":" .. p.model_version
+      local image = (p.pull_registry or p.registry) .. ":" .. ctx.outputs.resolve.image_tag
       local c = client_of { kubeconfig = p.kubeconfig, context = p.context_name, namespace = p.namespace }
       local ns = c.namespace
       local live = c:get { kind = "Deployment", name = p.name, missing_ok = true }
@@ -126,30 +165,35 @@ return pipeline.define {
       return { ready = st.readyReplicas }
     end },
     { name = "predictions", run = function(ctx)
-      local p, base = ctx.params, ctx.outputs.health.url
+      local p, base, version = ctx.params, ctx.outputs.health.url, ctx.outputs.resolve.version
       local checks = {}
       for i = 1, 5 do
         checks[i] = { name = "prediction " .. i, url = base .. p.predict_path, method = "POST",
                       json = { features = { i, i * 2, i * 3 } }, retries = 2, interval = 0.5,
                       expect_json = function(doc)
-                        return doc.model_version == p.model_version and type(doc.prediction) == "number",
+                        return doc.model_version == version and type(doc.prediction) == "number",
                           ("model_version %s, prediction %s"):format(tostring(doc.model_version), tostring(doc.prediction))
                       end }
       end
       local r = verify.all { checks = checks }
       return { predictions = #r.results }
     end },
-    { name = "notify", run = function(ctx)
-      local p = ctx.params
-      if not p.webhook then ctx.log.info("no webhook: nothing to notify"); return {} end
-      local summary = { pipeline = "mlflow-rollout", model_version = p.model_version, image = ctx.outputs.build.image,
-                        deployment = p.name, revision = ctx.outputs.rollout.revision, predictions = ctx.outputs.predictions.predictions,
-                        run = ctx.run.id }
-      local r = hoist.http.post(p.webhook, { json = summary, timeout = 10 })
-      if r.status < 200 or r.status > 299 then
-        hoist.error { code = "unavailable", message = ("webhook answered %d"):format(r.status) }
+    { name = "record", run = function(ctx)
+      -- the registry shows what serves: digest, target, time and run as model-version tags. The
+      -- model serves already, so a registry that refuses the write is a warning, not an undo.
+      local p, model = ctx.params, ctx.outputs.resolve
+      if not model.uri then return { recorded = false } end
+      local ns = client_of { kubeconfig = p.kubeconfig, context = p.context_name, namespace = p.namespace }.namespace
+      local ok, tags = util.try(function()
+        return mlflow_client(p):mark_deployed { name = model.name, version = model.version, digest = ctx.outputs.push.digest,
+                                                target = ("kubernetes/%s/%s"):format(ns, p.name), run = ctx.run.id }
+      end)
+      if not ok then
+        ctx.log.warn("the deployed tags were not written to MLflow: " .. tostring(tags))
+        ctx:summary("Model", { "registry not updated: " .. tostring(tags) })
+        return { recorded = false, error = tostring(tags) }
       end
-      return { notified = true }
+      return { recorded = true, tags = tags }
     end },
   },
 }

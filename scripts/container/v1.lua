@@ -3,6 +3,7 @@
 -- change rolls back through the target's named compensations; see docs/container.md.
 local pipeline = hoist.pipeline
 local targets = require "hoist.targets"
+local notify = require "hoist.notify"
 
 local SEVERITIES = { "CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN" }
 local SPEC = "container@1"
@@ -19,6 +20,29 @@ end
 
 -- "127.0.0.1:5000/team/app" -> "127.0.0.1:5000"; "docker.io" for a Docker Hub name.
 local function registry_host(image) return hoist.image.parse(image).registry end
+
+-- The tags this run builds and pushes, in order (the first is deployed, by digest): `tags`
+-- (strategies and literal tags), else `tag`, else `tag_strategy`; `latest` refused for any
+-- target but local unless allow_latest (hoist.tags' no-latest-in-production rule, exit 4).
+local function tags_of(p)
+  local strategy, extra
+  if p.tags then
+    strategy, extra = hoist.tags.split(p.tags)
+  elseif p.tag then
+    strategy, extra = {}, { p.tag }
+  else
+    strategy, extra = p.tag_strategy, {}
+  end
+  local ok, r = pcall(hoist.tags.for_commit, { dir = p.context, strategy = strategy, extra = extra,
+    allow_latest = p.allow_latest, registry_kind = p.target == "local" and "dev" or "production" })
+  if ok then return r end
+  if hoist.is_error(r, "policy_violation") then
+    r.message = ("tag \"latest\" is refused for target %s (rule no-latest-in-production): it moves with every push, "
+      .. "so what runs cannot be traced or rolled back; set allow_latest=true to push it anyway (the deploy is by "
+      .. "digest either way)"):format(p.target)
+  end
+  error(r, 0)
+end
 
 -- Checks that need more than one parameter, or more than a parameter's own spec (types,
 -- allowed values, patterns and ranges are checked by hoist.pipeline from the specs below):
@@ -60,11 +84,23 @@ local function check_params(p)
     local ok, why = hoist.tags.validate(p.tag)
     if not ok then problem("tag: " .. why) end
   end
+  if p.tags and p.tag then problem("tag and tags: give one of them (tags takes a list, e.g. tags=sha,branch)") end
+  local _, extra = hoist.tags.split(p.tags or {})
+  for _, tag in ipairs(extra) do
+    local ok, why = hoist.tags.validate(tag)
+    if not ok then problem(("tags: %s (not a strategy either: %s)"):format(why, table.concat(hoist.tags.strategies, ", "))) end
+  end
   if #problems > 0 then
     hoist.error { code = "invalid_argument",
       message = (#problems == 1 and "invalid parameter: " or "invalid parameters: ") .. table.concat(problems, "; "),
       details = { exit_code = 2 } }
   end
+  -- `latest` for a production target (exit 4), before the build; the tags of a commit need git
+  -- only for sha/semver, which the build stage reads again
+  for _, tag in ipairs(extra) do
+    if tag == "latest" then tags_of(p) end
+  end
+  if p.tag == "latest" then tags_of(p) end
 end
 
 -- A docker config folder of this run only (0700, in the run's folder): `docker login`
@@ -142,6 +178,30 @@ local function registry_auth(p)
   return "docker"
 end
 
+-- Logs docker in to the image's registry for this run (a private config folder), as
+-- registry_auth says; returns that folder and the credentials hoist's registry client reads
+-- the digest with (nil, nil: docker's stored credentials). Nothing of it outlives the run.
+local function registry_login(ctx, p)
+  local config, auth
+  if registry_auth(p) == "azure" then
+    config = not ctx.dry_run and private_docker_config(ctx) or nil
+    if not ctx.dry_run then
+      hoist.azure.acr.login { registry = registry_host(p.image), credential = p.credential, docker = true, config = config }
+    else
+      ctx:plan { action = "azure.acr.login", message = "log docker in to " .. registry_host(p.image) .. " with an ACR token" }
+    end
+  elseif p.registry_username then
+    local host = registry_host(p.image)
+    config = not ctx.dry_run and private_docker_config(ctx) or nil
+    hoist.docker.login { registry = host, username = p.registry_username, password = p.registry_password or "",
+                         config = config }
+    -- the digest is read back by hoist's own registry client with the same credentials,
+    -- given to the call only: nothing of this run's login outlives it
+    auth = { username = p.registry_username, password = p.registry_password or "" }
+  end
+  return config, auth
+end
+
 local function verify_settings(p)
   local interval = 0.5
   return { interval = interval, retries = math.max(1, math.ceil(p.verify_timeout / interval)), timeout = 5 }
@@ -195,15 +255,36 @@ return pipeline.define {
   -- Called once the run is over, after its rollback if any: only then may another run
   -- deploy the service (a rollback is part of this run's deploy).
   summary = function(ctx) let_go(ctx.run.id) end,
-  params = with_target_options {
+  -- The notify* parameters (hoist.notify): once the run is over, its rollback included, the
+  -- channels hear how it ended, with what this pipeline knows of the deploy.
+  notify = function(p)
+    -- the target checks the new version in its deploy (before it takes traffic), then verify
+    return notify.from_params(p, { verify_stages = { "deploy", "verify" }, facts = function(result)
+      local o = result.outputs
+      return { target = p.target, service = service_of(p), url = o.deploy and o.deploy.url,
+               image = o.push and o.push.reference or (o.build and o.build.image), digest = o.push and o.push.digest }
+    end })
+  end,
+  params = notify.with_params(with_target_options {
     context = { type = "string", default = ".", description = "Build context folder" },
     dockerfile = { type = "string", description = "Dockerfile (default: <context>/Dockerfile)" },
     image = { type = "string", required = true,
               description = "Repository to push to, without tag or digest (e.g. 127.0.0.1:5000/app)" },
     tag = { type = "string", description = "Image tag (default: from tag_strategy, the commit's short sha)" },
-    tag_strategy = { type = "list", default = { "sha" }, allowed = { "sha", "semver", "env-date" },
-                     description = "How tags are made from the commit (hoist.tags.for_commit): sha, semver, env-date" },
+    tags = { type = "list", description = "Tags to build and push, the first deployed: strategies (sha, semver, "
+               .. "env-date, branch) and literal tags, e.g. sha,branch,latest (latest needs allow_latest for any "
+               .. "target but local)" },
+    tag_strategy = { type = "list", default = { "sha" }, allowed = hoist.tags.strategies,
+                     description = "How tags are made from the commit (hoist.tags.for_commit): sha, semver, env-date, branch" },
+    allow_latest = { type = "boolean", default = false,
+                     description = "Push the tag latest for a target other than local (refused by default: it moves "
+                       .. "with every push; the deploy itself is always by digest)" },
     build_args = { type = "map", default = {}, description = "Docker build arguments NAME=value (stored in the image: no secrets)" },
+    cache_from = { type = "list", default = {}, description = "Images whose layers the build reuses, e.g. the "
+                     .. "branch's last push (image:main); pulled from the registry first with the classic builder (one "
+                     .. "missing is warned about); BuildKit cache specs (type=registry,ref=...) with BuildKit" },
+    cache_to = { type = "list", default = {}, description = "BuildKit cache exports (type=inline, "
+                   .. "type=registry,ref=...,mode=max); refused with the classic builder" },
     target = { type = "string", default = "local", allowed = targets.names(),
                description = ("Where to deploy: %s (local: the local Docker engine; aci: Azure Container Instances; "
                  .. "appservice: Azure App Service; containerapp: Azure Container Apps; kubernetes: a kubeconfig "
@@ -230,6 +311,8 @@ return pipeline.define {
     fail_on = { type = "list", default = { "CRITICAL" }, allowed = SEVERITIES,
                 description = "Severities that stop the pipeline before the push" },
     ignore_unfixed = { type = "boolean", default = false, description = "Findings without a fix do not fail the scan" },
+    sarif = { type = "string", description = "Write the scan's SARIF to this file (for GitHub code scanning), from the "
+                .. "same scan as the gate (trivy convert), also when the gate fails; the scan stage's output sarif" },
     registry_username = { type = "string", env = "HOIST_REGISTRY_USERNAME",
                           description = "Registry user for the push (else docker's stored credentials); never given to the target" },
     registry_password = { type = "string", secret = true, env = "HOIST_REGISTRY_PASSWORD",
@@ -243,17 +326,21 @@ return pipeline.define {
               description = "[local] Seconds the old container keeps its open connections after the switch" },
     lock_timeout = { type = "number", default = 300, min = 0,
                      description = "Seconds to wait while another run deploys the same service, then fail with conflict" },
-  },
+  }),
   stages = {
     { name = "build", timeout = 1800,
       description = "docker build, tagged from the commit, with OCI labels",
       run = function(ctx)
         local p = ctx.params
         check_params(p)
-        local tags = p.tag and { p.tag } or hoist.tags.for_commit { dir = p.context, strategy = p.tag_strategy }
+        local tags = tags_of(p)
         local refs = hoist.tags.refs(p.image, tags)
+        -- the build cache comes from the registry (a fresh CI runner's engine is empty): log
+        -- in first, as the push does
+        local config = #p.cache_from > 0 and registry_login(ctx, p) or nil
         local built = hoist.docker.build {
           context = p.context, file = p.dockerfile, tags = refs, build_args = p.build_args,
+          cache_from = p.cache_from, cache_to = p.cache_to, config = config,
           labels = { ["org.opencontainers.image.version"] = tags[1],
                      ["org.opencontainers.image.title"] = p.name or default_name(p.image) },
         }
@@ -271,7 +358,8 @@ return pipeline.define {
           return { ran = false, planned = true }
         end
         local r = hoist.trivy.gate_scan { image = image, mode = p.scan, fail_on = p.fail_on,
-                                          ignore_unfixed = p.ignore_unfixed }
+                                          ignore_unfixed = p.ignore_unfixed, sarif = p.sarif }
+        if r.sarif then ctx:summary("Scan", "SARIF: " .. r.sarif) end
         if r.warning then ctx:summary("Scan", r.warning) end
         if r.ran then
           local counts = r.report and r.report.counts or {}
@@ -279,29 +367,13 @@ return pipeline.define {
           for _, s in ipairs(SEVERITIES) do parts[#parts + 1] = ("%s %d"):format(s, counts[s] or 0) end
           ctx:summary("Scan", ("passed (fail on %s): %s"):format(table.concat(p.fail_on, ","), table.concat(parts, ", ")))
         end
-        return { ran = r.ran, mode = r.mode, counts = r.report and r.report.counts or nil }
+        return { ran = r.ran, mode = r.mode, counts = r.report and r.report.counts or nil, sarif = r.sarif }
       end },
     { name = "push", timeout = 900, retry = { attempts = 3, backoff = 2 },
       description = "docker push; the digest is read back from the registry",
       run = function(ctx)
         local p, image = ctx.params, ctx.outputs.build.image
-        local config, auth
-        if registry_auth(p) == "azure" then
-          config = not ctx.dry_run and private_docker_config(ctx) or nil
-          if not ctx.dry_run then
-            hoist.azure.acr.login { registry = registry_host(p.image), credential = p.credential, docker = true, config = config }
-          else
-            ctx:plan { action = "azure.acr.login", message = "log docker in to " .. registry_host(p.image) .. " with an ACR token" }
-          end
-        elseif p.registry_username then
-          local host = registry_host(p.image)
-          config = not ctx.dry_run and private_docker_config(ctx) or nil
-          hoist.docker.login { registry = host, username = p.registry_username, password = p.registry_password or "",
-                               config = config }
-          -- the digest is read back by hoist's own registry client with the same credentials,
-          -- given to the call only: nothing of this run's login outlives it
-          auth = { username = p.registry_username, password = p.registry_password or "" }
-        end
+        local config, auth = registry_login(ctx, p)
         local ok, pushed = pcall(function()
           local first = hoist.docker.push { image = image, config = config, auth = auth }
           for i = 2, #ctx.outputs.build.refs do hoist.docker.push { image = ctx.outputs.build.refs[i], config = config, auth = auth } end

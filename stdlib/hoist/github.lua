@@ -94,6 +94,15 @@ function M.set_output(name, value)
   return append_file("GITHUB_OUTPUT", ("%s=%s\n"):format(name, value))
 end
 
+--- The page of the workflow run in progress ($GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/
+--- runs/$GITHUB_RUN_ID), nil outside GitHub Actions or when one of them is unset.
+---@return string|nil
+function M.run_url()
+  local server, repo, id = os.getenv("GITHUB_SERVER_URL"), os.getenv("GITHUB_REPOSITORY"), os.getenv("GITHUB_RUN_ID")
+  if not M.active() or not server or server == "" or not repo or repo == "" or not id or not id:match("^%d+$") then return nil end
+  return ("%s/%s/actions/runs/%s"):format(server:gsub("/+$", ""), repo, id)
+end
+
 --- Splits an error location "file.lua:12" into file and line.
 ---@param where? string
 ---@return string? file, integer? line

@@ -54,6 +54,7 @@ local M = {}
 ---@field params table<string, hoist.ParamSpec>
 ---@field stages (hoist.Stage|hoist.ParallelGroup)[]
 ---@field summary? fun(ctx: hoist.StageContext, result: hoist.PipelineResult)
+---@field notify? hoist.NotifyConfig|fun(params: table): hoist.NotifyConfig|nil notifications at the end of each run (hoist.notify)
 
 local defined = setmetatable({}, { __mode = "k" })
 
@@ -113,6 +114,9 @@ function M.define(def)
   if def.description ~= nil and type(def.description) ~= "string" then bad(where .. ": description must be a string") end
   if def.summary ~= nil and type(def.summary) ~= "function" then bad(where .. ": summary must be a function(ctx, result)") end
   if def.check ~= nil and type(def.check) ~= "function" then bad(where .. ": check must be a function(params)") end
+  if def.notify ~= nil and type(def.notify) ~= "function" and type(def.notify) ~= "table" then
+    bad(where .. ": notify must be a function(params) returning a hoist.notify configuration, or one")
+  end
   def.params = params.check_specs(def.params)
   if type(def.stages) ~= "table" or #def.stages == 0 then bad(where .. ": stages must be a non-empty list") end
   local seen = {}
@@ -142,7 +146,7 @@ function M.is_pipeline(v) return type(v) == "table" and defined[v] == true end
 --- Registers a named rollback action (see docs/pipeline.md, "Compensations").
 ---@param name string
 ---@param fn fun(args: table, rctx: hoist.RollbackContext)
----@param opts? {module?: string}
+---@param opts? {module?: string, args?: table<string, string|hoist.util.OptSpec>} args: the spec its arguments are checked against when registered and when run
 function M.action(name, fn, opts)
   actions.define(name, fn, opts, 1)
   return name -- not a tail call: actions.define finds the definer one frame up
@@ -193,6 +197,7 @@ M.check_requires = runner.check_requires
 ---@field plan hoist.PlanStep[]
 ---@field sections {title: string, lines: string[]}[]
 ---@field error? hoist.Error
+---@field notified? hoist.NotifyResult[] one per channel, when the pipeline notifies (its `notify`)
 
 --- Runs a pipeline with raw parameters (see docs/pipeline.md, "Running").
 ---@param def hoist.Pipeline

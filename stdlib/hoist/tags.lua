@@ -80,16 +80,66 @@ function strategies.semver(info, opts)
   return out
 end
 
+-- The branch the commit was built from: git's, else what the CI says (a pull request's
+-- source branch, a branch push's name; GitHub Actions, Azure Pipelines).
+local function ci_branch(getenv)
+  local function v(name) local x = getenv(name); return x ~= nil and x ~= "" and x or nil end
+  if v("GITHUB_HEAD_REF") then return v("GITHUB_HEAD_REF") end
+  if v("GITHUB_REF_TYPE") == "branch" and v("GITHUB_REF_NAME") then return v("GITHUB_REF_NAME") end
+  local ref = v("SYSTEM_PULLREQUEST_SOURCEBRANCH") or v("BUILD_SOURCEBRANCH")
+  return ref and (ref:match("^refs/heads/(.+)$") or (not ref:match("^refs/") and ref) or nil) or nil
+end
+
+--- A branch name as a tag, as docker/metadata-action makes one: every character Docker's tag
+--- grammar refuses becomes '-' ("feature/login" -> "feature-login"), a leading '.' or '-'
+--- becomes '_', cut to 128 characters.
+---@param branch string
+---@return string
+function M.of_branch(branch)
+  if type(branch) ~= "string" or branch == "" then
+    fail("invalid_argument", "tags.of_branch: branch must be a non-empty string")
+  end
+  local tag = branch:gsub("[^%w_.%-]", "-"):gsub("^[.%-]", "_")
+  return tag:sub(1, 128)
+end
+
+function strategies.branch(info, opts)
+  local branch = info.branch or ci_branch(opts.getenv or os.getenv)
+  if not branch then
+    hoist.log.warn("tag strategy branch: HEAD is not on a branch (detached) and no CI variable names one: no branch tag")
+    return {}
+  end
+  return { M.of_branch(branch) }
+end
+
 strategies["env-date"] = function(_, opts)
   local env = opts.env or "prod"
   return { env .. "-" .. day_stamp(opts.date) }
 end
 
-local function strategy_list(s)
+--- The strategy names tags.for_commit knows.
+M.strategies = { "sha", "semver", "env-date", "branch" }
+
+local function strategy_list(s, extra)
   if s == nil then return { "sha" } end
   if type(s) == "string" then return { s } end
-  if type(s) == "table" and #s > 0 then return s end
-  fail("invalid_argument", "tags.for_commit: strategy must be \"sha\", \"semver\", \"env-date\" or a list of them")
+  if type(s) == "table" and (#s > 0 or (type(extra) == "table" and #extra > 0)) then return s end
+  fail("invalid_argument", "tags.for_commit: strategy must be \"sha\", \"semver\", \"env-date\", \"branch\" or a list "
+    .. "of them (an empty list only with extra tags)")
+end
+
+--- Splits a list of tag specs (what container@1's `tags` takes) into the strategies it names
+--- (tags.strategies) and literal tags, in order: {"sha", "branch", "latest"} ->
+--- {"sha", "branch"}, {"latest"}.
+---@param list string[]
+---@return string[] strategy, string[] extra
+function M.split(list)
+  local known, strategy, extra = {}, {}, {}
+  for _, n in ipairs(M.strategies) do known[n] = true end
+  for _, item in ipairs(list) do
+    if known[item] then strategy[#strategy + 1] = item else extra[#extra + 1] = item end
+  end
+  return strategy, extra
 end
 
 local function check_policy(list, opts)
@@ -111,7 +161,8 @@ end
 ---@class hoist.tags.Options
 ---@field git? hoist.git.Info commit facts; read with hoist.git.info{dir=} when absent
 ---@field dir? string repository to read when `git` is absent (default ".")
----@field strategy? string|string[] "sha" (default), "semver", "env-date", or a list of them
+---@field strategy? string|string[] "sha" (default), "semver", "env-date", "branch", or a list of them (empty: only `extra`)
+---@field getenv? fun(name: string): string? environment lookup for the branch strategy's CI variables (default os.getenv)
 ---@field env? string environment name for env-date tags (default "prod")
 ---@field date? string|number day for env-date tags: "YYYYMMDD", "YYYY-MM-DD" or epoch (default today, UTC)
 ---@field semver_aliases? boolean also tag X.Y and X for a stable release (default true)
@@ -127,17 +178,25 @@ end
 function M.for_commit(opts)
   opts = opts or {}
   if type(opts) ~= "table" then fail("invalid_argument", "tags.for_commit: expected an options table") end
-  local names = strategy_list(opts.strategy)
+  local names = strategy_list(opts.strategy, opts.extra)
   for _, name in ipairs(names) do
     if not strategies[name] then
-      fail("invalid_argument", ("tags.for_commit: unknown strategy %q (sha, semver, env-date)"):format(tostring(name)))
+      fail("invalid_argument", ("tags.for_commit: unknown strategy %q (%s)"):format(tostring(name),
+        table.concat(M.strategies, ", ")))
     end
   end
   local info = opts.git
   if info == nil then
     local needs_git = false
-    for _, name in ipairs(names) do needs_git = needs_git or name ~= "env-date" end
-    info = needs_git and hoist.git.info { dir = opts.dir } or {}
+    for _, name in ipairs(names) do needs_git = needs_git or (name ~= "env-date" and name ~= "branch") end
+    -- branch: git's when there is one, else the CI's variables
+    for _, name in ipairs(names) do
+      if name == "branch" and not needs_git then
+        local ok, got = pcall(hoist.git.info, { dir = opts.dir })
+        info = ok and got or {}
+      end
+    end
+    info = needs_git and hoist.git.info { dir = opts.dir } or info or {}
   elseif type(info) ~= "table" then
     fail("invalid_argument", "tags.for_commit: git must be a table from hoist.git.info")
   end

@@ -10,6 +10,9 @@ local registered = {}
 ---@param fn fun()
 ---@param opts? {timeout?: number, skip?: string|boolean}
 function M.case(name, fn, opts)
+  -- HOIST_TEST_MATCH=text runs only the cases whose name has `text` (plain, not a pattern)
+  local only = os.getenv("HOIST_TEST_MATCH")
+  if only and only ~= "" and not name:find(only, 1, true) then return end
   registered[#registered + 1] = { name = name, fn = fn, opts = opts or {} }
 end
 

@@ -327,6 +327,7 @@ end
 ---@field counts table<string, integer> findings per severity (every severity present, 0 when none)
 ---@field total integer
 ---@field raw table the decoded Trivy JSON
+---@field output? string the JSON text Trivy printed (what trivy.sarif converts, without a second scan)
 ---@field cached? boolean true when scan reused a cached report
 ---@field scan? table the options the report was scanned with (used by trivy.sarif)
 ---@field scanner? string "binary"|"docker" (nil when the cache answered)
@@ -529,6 +530,7 @@ function M.scan(opts)
       { stdout_start = output:sub(1, 500) })
   end
   report.cached = cached
+  report.output = output
   report.scanner = scanner and scanner.kind or nil
   report.scan = { image = opts.image, digest = digest, severity = severities, ignore_unfixed = opts.ignore_unfixed,
     ignorefile = opts.ignorefile, timeout = opts.timeout, skip_db_update = opts.skip_db_update,
@@ -538,17 +540,50 @@ function M.scan(opts)
   return report
 end
 
---- Trivy's own SARIF for the same scan (a second trivy run with --format sarif, cached by
---- digest like the JSON report), passed through unchanged. `what` is a report returned by
---- trivy.scan, or the options trivy.scan takes. Writes it to opts.output when given.
+-- `trivy convert --format <format>` of a report's JSON: Trivy's own rendering of that scan,
+-- without scanning again.
+local function convert(report, format)
+  local scanner = require_scanner()
+  local file = os.tmpname()
+  fs.write_file(file, report.output)
+  local args = { "convert", "--format", format, "--quiet" }
+  local argv
+  if scanner.kind == "binary" then
+    argv = { scanner.path }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    argv[#argv + 1] = file
+  else
+    argv = { scanner.docker, "run", "--rm", "-v", file .. ":/hoist/report.json:ro", scanner.image }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    argv[#argv + 1] = "/hoist/report.json"
+  end
+  argv.timeout, argv.env = 120, M.hooks.env
+  local r = hoist.exec(argv)
+  os.remove(file)
+  if r.code ~= 0 then
+    fail("tool_failed", ("trivy convert --format %s of the report of %s failed (exit %s): %s"):format(format,
+      tostring(report.artifact), tostring(r.code), trivy_reason(r.stderr)), { status = r.code, stderr = r.stderr:sub(-4000) })
+  end
+  return r.stdout
+end
+
+--- Trivy's own SARIF for a scan. Given a report returned by trivy.scan, `trivy convert` turns
+--- that scan's JSON into SARIF (no second scan: the gate and the SARIF come from the same one);
+--- given the options trivy.scan takes, a trivy run with --format sarif (cached by digest like
+--- the JSON report). Passed through unchanged; written to opts.output when given.
 ---@param what hoist.trivy.Report|table
 ---@param opts? {output?: string}
 ---@return string sarif
 function M.sarif(what, opts)
   if type(what) ~= "table" then fail("invalid_argument", "trivy.sarif: expected a report or scan options") end
-  local scan = what.scan or what
-  local severities = check_scan_opts(scan)
-  local text = scan_output(scan, severities, "sarif", ".sarif.json")
+  local text
+  if type(what.output) == "string" and type(what.raw) == "table" then
+    text = convert(what, "sarif")
+  else
+    local scan = what.scan or what
+    local severities = check_scan_opts(scan)
+    text = scan_output(scan, severities, "sarif", ".sarif.json")
+  end
   if opts and opts.output then
     local ok, err = pcall(fs.write_file, opts.output, text)
     if not ok then fail("internal", "trivy.sarif: cannot write " .. opts.output .. ": " .. tostring(err)) end
@@ -566,6 +601,7 @@ local MODES = { required = true, if_available = true, off = true }
 ---@field report? hoist.trivy.Report
 ---@field verdict? hoist.policy.Verdict
 ---@field warning? string set when no scan ran in mode if_available: say it plainly in summaries
+---@field sarif? string the SARIF file written (opts.sarif), also when the verdict fails
 
 --- The scan stage pipelines use. mode "required" (default): no scanner raises policy_violation
 --- (exit code 4); "if_available": no scanner logs a loud warning and returns ran=false with
@@ -582,6 +618,7 @@ local MODES = { required = true, if_available = true, off = true }
 ---@field cache? boolean
 ---@field cache_dir? string
 ---@field enforce? boolean false: return a failing verdict instead of raising
+---@field sarif? string write the scan's SARIF (trivy.sarif of the same report) to this file, before the verdict is enforced
 
 ---@param opts hoist.trivy.GateScanOptions
 ---@return hoist.trivy.GateScanResult
@@ -621,13 +658,18 @@ function M.gate_scan(opts)
     hoist.log.event("trivy.skipped", warning, { image = opts.image, mode = mode }, "warn")
     return { ran = false, mode = mode, warning = warning }
   end
+  if opts.sarif then
+    M.sarif(report, { output = opts.sarif })
+    hoist.log.event("trivy.sarif", ("trivy: SARIF of the scan of %s written to %s"):format(opts.image, opts.sarif),
+      { image = opts.image, file = opts.sarif })
+  end
   local verdict
   if opts.enforce == false then
     verdict = policy.gate(report, gate_opts)
   else
     verdict = policy.enforce(report, gate_opts)
   end
-  return { ran = true, mode = mode, report = report, verdict = verdict }
+  return { ran = true, mode = mode, report = report, verdict = verdict, sarif = opts.sarif }
 end
 
 return M

@@ -1,7 +1,9 @@
 -- Drives hoist.azure.request through Microsoft's ARM mock scenarios (@azure-tools/azure-http-specs,
 -- served by tsp-spector): LRO create with Azure-AsyncOperation, delete with Location, export
 -- with both, LRO paging, optional bodies, the error envelope, and the Resources CRUD and list
--- scenarios. Run by tests/azure/spector.sh, which starts the mock, then asserts the mock's own
+-- scenarios, managed identity, a 6 KB LRO header, method-level subscription ids, several services
+-- with their own api-versions and non-resource operations: every Azure_ResourceManager_*
+-- scenario. Run by tests/azure/spector.sh, which starts the mock, then asserts the mock's own
 -- verdict per scenario. HOIST_TEST_SPECTOR_URL is the mock's base URL.
 local t = require "hoist.test"
 local azure = hoist.azure
@@ -125,6 +127,78 @@ for _, scope in ipairs { RG, SUB, "", TOP } do
     { "Resources_ExtensionsResources_listByScope", "GET", E, nil, function(r) t.eq(r.body.value[1].name, "extension") end,
       { paged = true } },
   } do cases[#cases + 1] = c end
+end
+
+-- Managed identity on a tracked resource: the identity block goes out and comes back as sent.
+local CP = RG .. "/providers/Azure.ResourceManager.CommonProperties"
+local UAI = SUB .. "/resourceGroups/test-rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1"
+for _, c in ipairs {
+  { "CommonProperties_ManagedIdentity_get", "GET", CP .. "/managedIdentityTrackedResources/identity", nil,
+    function(r) t.eq(r.body.identity.type, "SystemAssigned") end },
+  { "CommonProperties_ManagedIdentity_createWithSystemAssigned", "PUT", CP .. "/managedIdentityTrackedResources/identity",
+    { location = "eastus", tags = { tagKey1 = "tagValue1" }, properties = hoist.json.object(),
+      identity = { type = "SystemAssigned" } },
+    function(r) t.eq(r.body.identity.principalId, "00000000-0000-0000-0000-000000000000") end },
+  { "CommonProperties_ManagedIdentity_updateWithUserAssignedAndSystemAssigned", "PATCH",
+    CP .. "/managedIdentityTrackedResources/identity",
+    { identity = { type = "SystemAssigned,UserAssigned", userAssignedIdentities = { [UAI] = hoist.json.object() } } },
+    function(r) t.eq(r.body.identity.userAssignedIdentities[UAI].clientId, "00000000-0000-0000-0000-000000000000") end },
+  -- an LRO POST whose Azure-AsyncOperation and Location each carry a 6 KB query
+  { "LargeHeader_LargeHeaders_two6k", "POST", RG .. "/providers/Azure.ResourceManager.LargeHeader/largeHeaders/header1/two6k",
+    nil, function(r)
+      t.eq(r.operation_status, "Succeeded")
+      t.eq(r.body.succeeded, true)
+    end },
+  -- a non-resource (no id, no ARM envelope) at a subscription and location
+  { "NonResource_NonResourceOperations_get", "GET", SUB .. "/providers/Microsoft.NonResource/locations/eastus/otherParameters/hello",
+    nil, function(r) t.eq(r.body.name, "hello") end },
+  { "NonResource_NonResourceOperations_create", "PUT", SUB .. "/providers/Microsoft.NonResource/locations/eastus/otherParameters/hello",
+    { id = "id", name = "hello", type = "nonResource" }, function(r) t.eq(r.body.type, "nonResource") end },
+} do cases[#cases + 1] = c end
+
+-- The subscription id is a parameter of each method (not of the client): resources at the
+-- subscription and at a resource group, and a tenant-level operations list.
+local MS = "/providers/Azure.ResourceManager.MethodSubscriptionId"
+cases[#cases + 1] = { "MethodSubscriptionId_Operations", "GET", MS .. "/operations", nil,
+  function(r) t.eq(r.body.value[1].name, "Azure.ResourceManager.MethodSubscriptionId/services/read") end }
+for _, m in ipairs {
+  { "TwoSubscriptionResourcesMethodLevel_SubscriptionResource1Operations", SUB .. MS .. "/subscriptionResource1s/sub-resource-1",
+    { properties = { description = "Valid subscription resource 1" } } },
+  { "TwoSubscriptionResourcesMethodLevel_SubscriptionResource2Operations", SUB .. MS .. "/subscriptionResource2s/sub-resource-2",
+    { properties = { configValue = "test-config" } } },
+  { "MixedSubscriptionPlacement_SubscriptionResourceOperations", SUB .. MS .. "/subscriptionResources/sub-resource",
+    { properties = { subscriptionSetting = "test-sub-setting" } } },
+  { "MixedSubscriptionPlacement_ResourceGroupResourceOperations", RG .. MS .. "/resourceGroupResources/rg-resource",
+    { location = "eastus", properties = { resourceGroupSetting = "test-setting" } } },
+} do
+  local name = m[2]:match("[^/]+$")
+  local scenario = "MethodSubscriptionId_" .. m[1]
+  cases[#cases + 1] = { scenario .. "_get", "GET", m[2], nil, function(r) t.eq(r.body.name, name) end }
+  cases[#cases + 1] = { scenario .. "_put", "PUT", m[2], m[3], function(r) t.eq(r.body.properties.provisioningState, "Succeeded") end }
+  cases[#cases + 1] = { scenario .. "_delete", "DELETE", m[2], nil, function(r) t.eq(r.status, 204) end }
+end
+
+-- One client over several services, each with its own api-version (current, older, shared models).
+local RGP = RG .. "/providers/"
+for _, m in ipairs {
+  { "MultiService_Compute_VirtualMachines", "Microsoft.Compute/virtualMachines/vm1", "2025-04-01",
+    { location = "eastus", properties = hoist.json.object() } },
+  { "MultiService_ComputeDisk_Disks", "Microsoft.Compute/disks/disk1", "2025-01-02",
+    { location = "eastus", properties = hoist.json.object() } },
+  { "MultiServiceOlderVersions_Compute_VirtualMachines", "Microsoft.Compute/virtualMachinesOld/vm-old1", "2024-11-01",
+    { location = "eastus", properties = { size = "Standard_D2s_v3" } } },
+  { "MultiServiceOlderVersions_ComputeDisk_Disks", "Microsoft.Compute/disksOld/disk-old1", "2024-03-02",
+    { location = "eastus", properties = { diskSizeGB = 128 } } },
+  { "MultiServiceSharedModels_Compute_VirtualMachines", "Microsoft.Compute/virtualMachinesShared/vm-shared1", "2025-05-01",
+    { location = "eastus", properties = { metadata = { createdBy = "user@example.com", tags = { environment = "production" } } } } },
+  { "MultiServiceSharedModels_Storage_StorageAccounts", "Microsoft.Storage/storageAccounts/account1", "2025-02-01",
+    { location = "westus", properties = { metadata = { createdBy = "admin@example.com", tags = { department = "engineering" } } } } },
+} do
+  local name = m[2]:match("[^/]+$")
+  cases[#cases + 1] = { m[1] .. "_get", "GET", RGP .. m[2], nil, function(r) t.eq(r.body.name, name) end,
+                        { api_version = m[3] } }
+  cases[#cases + 1] = { m[1] .. "_createOrUpdate", "PUT", RGP .. m[2], m[4],
+                        function(r) t.eq(r.body.properties.provisioningState, "Succeeded") end, { api_version = m[3] } }
 end
 
 for i, c in ipairs(cases) do

@@ -50,6 +50,10 @@ from urllib.parse import parse_qs, urlsplit
 
 ACR_USER = "00000000-0000-0000-0000-000000000000"
 KNOWN_ACTIONS = ("pull", "push", "delete", "*")
+# ACR's own action names (az acr repository show-tags asks for metadata_read): granted as the
+# registry action that does the same on the Docker registry API
+ACR_ACTIONS = {"metadata_read": "pull", "content_read": "pull", "metadata_write": "push",
+               "content_write": "push", "content_delete": "delete"}
 
 
 def b64url(data: bytes) -> str:
@@ -258,7 +262,11 @@ class TokenService:
                 if rtype == "registry" and name == "catalog":
                     granted = ["*"] if actions else []
                 elif rtype == "repository":
-                    granted = [a for a in actions if a in KNOWN_ACTIONS]
+                    granted = []
+                    for a in actions:
+                        a = ACR_ACTIONS.get(a, a)
+                        if a in KNOWN_ACTIONS and a not in granted:
+                            granted.append(a)
                 else:
                     granted = []
                 access.append({"type": rtype, "name": name, "actions": granted})

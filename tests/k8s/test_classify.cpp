@@ -6,6 +6,8 @@
 #include <hoist/k8s.hpp>
 #include <hoist/yaml.hpp>
 
+#include "tests/support/shared_fixtures.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -32,13 +34,6 @@ json load(const fs::path& p) {
   return hoist::parse_yaml_all(slurp(p)).at(0);
 }
 
-// ../shared/fixtures next to the repository (HOIST_SHARED_FIXTURES may point elsewhere, for a
-// worktree that has no ../shared).
-fs::path shared_fixtures() {
-  if (const char* env = std::getenv("HOIST_SHARED_FIXTURES"); env && *env) return env;
-  return fs::path(HOIST_SOURCE_DIR) / ".." / "shared" / "fixtures";
-}
-
 // gitops-engine's health status -> hoist's verdict.
 std::string mapped(const std::string& health) {
   static const std::map<std::string, std::string> m = {
@@ -49,11 +44,8 @@ std::string mapped(const std::string& health) {
 }  // namespace
 
 TEST_CASE("k8s classify: gitops-engine's health fixtures, verdict for verdict") {
-  fs::path dir = shared_fixtures() / "k8s";
-  if (!fs::is_directory(dir)) {
-    std::cout << "skipped: ../shared/fixtures absent (gitops-engine health fixtures)\n";
-    return;
-  }
+  fs::path dir = hoist_test::shared_fixtures_dir("k8s", "gitops-engine health fixtures");
+  if (dir.empty()) return;
   // gitops-engine's own test (pkg/health/health_test.go) names the status of each file whose
   // name does not say it.
   const std::map<std::string, std::string> expected = {
@@ -103,11 +95,8 @@ TEST_CASE("k8s classify: gitops-engine's health fixtures, verdict for verdict") 
 }
 
 TEST_CASE("k8s classify: the reasons a rollout stops on, from the recorded pods") {
-  fs::path dir = shared_fixtures() / "k8s";
-  if (!fs::is_directory(dir)) {
-    std::cout << "skipped: ../shared/fixtures absent (recorded pods)\n";
-    return;
-  }
+  fs::path dir = hoist_test::shared_fixtures_dir("k8s", "recorded pods");
+  if (dir.empty()) return;
   auto pull = classify(load(dir / "gitops-engine-pod-imagepullbackoff.yaml"));
   CHECK(pull.reason == "ImagePullBackOff");
   CHECK(pull.message.find("Back-off pulling image") != std::string::npos);  // the kubelet's own words

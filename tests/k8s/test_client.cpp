@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <hoist/k8s.hpp>
 
+#include "tests/support/shared_fixtures.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,11 +18,6 @@ using hoist::Error;
 using nlohmann::json;
 
 namespace {
-
-fs::path shared_fixtures() {
-  if (const char* env = std::getenv("HOIST_SHARED_FIXTURES"); env && *env) return env;
-  return fs::path(HOIST_SOURCE_DIR) / ".." / "shared" / "fixtures";
-}
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -54,11 +51,8 @@ std::string status(const std::string& reason, int code, const std::string& messa
 }  // namespace
 
 TEST_CASE("k8s errors: the recorded Status bodies of kubectl's tests") {
-  fs::path dir = shared_fixtures() / "k8s" / "kubectl";
-  if (!fs::is_directory(dir)) {
-    std::cout << "skipped: ../shared/fixtures absent (recorded Status bodies)\n";
-    return;
-  }
+  fs::path dir = hoist_test::shared_fixtures_dir("k8s/kubectl", "recorded Status bodies");
+  if (dir.empty()) return;
   auto invalid = error_for(422, slurp(dir / "edit-create-list-error-3.response.json"));
   CHECK(invalid.code() == Code::invalid_argument);
   CHECK(invalid.message().find("Service \"svc2\" is invalid") != std::string::npos);

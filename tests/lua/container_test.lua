@@ -23,13 +23,6 @@ local read, hoist_bin, free_port = support.read, support.hoist_bin, support.free
 
 local CLEAN = root .. "/tests/fixtures/trivy/hoist-clean.json"
 -- A recorded report with a CRITICAL finding (alpine-310 has only MEDIUM ones).
-local function critical_fixture()
-  local shared = root .. "/../shared/fixtures/trivy/debian-buster-ignore-unfixed.json.golden"
-  if read(shared) then return shared end
-  print("note: ../shared/fixtures not found: using tests/fixtures/trivy/hoist-demo.json for the CRITICAL scan")
-  return root .. "/tests/fixtures/trivy/hoist-demo.json"
-end
-
 local S = { -- shared by the deploy cases
   state = hoist.exec({ "mktemp", "-d", "/tmp/hoist-container-test.XXXXXX", check = true }).stdout:match("%S+"),
   service = "hoist-ct-" .. ID,
@@ -157,6 +150,50 @@ t.cases("parameters checked together are refused before anything changes", {
   t.no_match(r.stderr, "stage build", "nothing was built")
 end)
 
+-- Issue 15 §5: --set tag=latest passed the no-latest policy (it skipped hoist.tags); tags= with
+-- latest for a production target is refused before the build, exit 4, unless allow_latest.
+t.cases("latest is refused for any target but local, also when given explicitly, before the build", {
+  { name = "tag=latest", sets = { tag = "latest" } },
+  { name = "tags=sha,branch,latest", sets = { tags = "sha,branch,latest" } },
+}, function(row)
+  local sets = { image = "127.0.0.1:5000/hoist-ct-latest/app", context = root .. "/examples/app", target = "kubernetes",
+                 namespace = "default" }
+  for k, v in pairs(row.sets) do sets[k] = v end
+  local r = run_pipeline(sets)
+  t.eq(r.code, 4, show(r))
+  t.match(r.stderr, "no%-latest%-in%-production")
+  t.no_match(r.stdout .. r.stderr, "stage build", "nothing was built")
+end)
+
+t.case("tags=sha,branch,latest: every tag is built and pushed, the first deployed; cache_from reaches the build (dry run, local target)", function()
+  need_docker()
+  local dir = support.tmpdir("hoist-ct-tags")
+  hoist.exec { "cp", "-r", root .. "/examples/app/.", dir, check = true }
+  for _, argv in ipairs { { "init", "-q", "-b", "feature/tags" }, { "add", "." },
+                          { "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "x" } } do
+    local a = { "git", "-C", dir }
+    for _, x in ipairs(argv) do a[#a + 1] = x end
+    a.check = true
+    hoist.exec(a)
+  end
+  local sha = hoist.git.info { dir = dir }.short_sha
+  local r = run_pipeline({ image = "127.0.0.1:5000/hoist-ct-tags/app", context = dir, tags = "sha,branch,latest",
+                           port = free_port(), scan = "off", cache_from = "127.0.0.1:5000/hoist-ct-tags/app:feature-tags" },
+                         { dry_run = true })
+  t.eq(r.code, 0, show(r))
+  local out = r.stdout .. r.stderr
+  t.ok(out:find("--cache-from 127.0.0.1:5000/hoist-ct-tags/app:feature-tags", 1, true), "the build takes cache_from: " .. out)
+  for _, tag in ipairs { sha, "feature-tags", "latest" } do
+    t.ok(out:find("docker push 127.0.0.1:5000/hoist-ct-tags/app:" .. tag, 1, true), "pushes " .. tag .. ": " .. out)
+  end
+  r = run_pipeline({ image = "127.0.0.1:5000/hoist-ct-tags/app", context = dir, tags = "sha,feature/x" })
+  t.eq(r.code, 2, show(r))
+  t.match(r.stderr, "tags: tag \"feature/x\"")
+  r = run_pipeline({ image = "127.0.0.1:5000/hoist-ct-tags/app", context = dir, tags = "sha", tag = "v1" })
+  t.eq(r.code, 2, show(r))
+  t.match(r.stderr, "tag and tags: give one of them")
+end, SLOW)
+
 t.case("an unknown pipeline version is a usage error", function()
   local r = run_pipeline({ image = "127.0.0.1:5000/x/app" }, { spec = "container@9" })
   t.eq(r.code, 2, show(r))
@@ -255,10 +292,16 @@ t.case("a CRITICAL finding stops the run before the push: exit 4, no tag", funct
   S.port = S.port or free_port()
   local p = app_params("vuln")
   p.image = S.repo .. "-vuln"
-  local r = run_pipeline(p, { fixture = critical_fixture() })
+  -- the SARIF of that scan is written all the same (issue 15 §5: uploaded to code scanning)
+  p.sarif = support.tmpdir("hoist-ct-sarif") .. "/trivy.sarif"
+  -- (hoist's own recording: it has Trivy's SARIF beside it)
+  local r = run_pipeline(p, { fixture = root .. "/tests/fixtures/trivy/hoist-demo.json" })
   t.eq(r.code, 4, show(r))
   t.match(r.stderr, "policy_violation")
   t.match(r.stderr, "CRITICAL")
+  local sarif = hoist.json.decode(read(p.sarif))
+  t.eq(sarif.version, "2.1.0")
+  t.eq(sarif.runs[1].tool.driver.name, "Trivy")
   t.eq(registry_tags(p.image), {})
   t.eq(#service_containers(), 0)
   hoist.docker.rmi { image = p.image .. ":vuln", force = true, missing_ok = true }

@@ -208,3 +208,72 @@ t.case("an app listening on another port than targetPort fails early, naming bot
   web.drop_group(S, rg)
   if not ok then error(err, 0) end
 end, { timeout = 900 })
+
+-- Issue 13: SIGTERM while the PATCH that creates a new revision is being polled. The
+-- compensation containerapp.traffic_back ran at once, over an app whose operation was still
+-- running: the new revision (created once that operation pulled its image) stayed active beside
+-- the previous one. It must wait for the operation, then deactivate it: exit 130, all traffic
+-- on v1, the new revision inactive. v2 is large and not in the local engine, so the emulator's
+-- operation (its pull) outlives the SIGTERM.
+t.case("SIGTERM while the revision's PATCH is polled: traffic_back waits for the operation, v1 keeps all the traffic", function()
+  web.need_emulator("Container Apps SIGTERM test")
+  local support = web.support
+  local S = web.session("hoist-azfix-acaterm")
+  local repo = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-azfix-aca/term"
+  local rg, name = "hoist-azfix-acaterm-" .. RUN, "azfix-term-" .. RUN
+  local v1 = web.build(S, repo, "v1", "azfix-v1", 8000)
+  local dir = support.tmpdir("hoist-azfix-acaterm-img")
+  support.write(dir .. "/Dockerfile", ("FROM %s:v1\nRUN head -c 80000000 /dev/urandom > /big\n"):format(repo))
+  hoist.docker.build { context = dir, tags = { repo .. ":big" } }
+  local big = hoist.docker.push { image = repo .. ":big", config = S.config, auth = S.auth }.digest
+  hoist.exec { "docker", "rmi", "-f", repo .. ":big", check = true }
+  local ref = { resource_group = rg, name = name, subscription = S.subscription, credential = S.credential }
+  local function argv(digest)
+    local a = { support.hoist_bin(), "run", support.root .. "/" .. SCRIPT, "--state-dir", S.state, "--no-color",
+      "--set", "resource_group=" .. rg, "--set", "name=" .. name, "--set", "image=" .. repo .. "@" .. digest,
+      "--set", "revision_timeout=120" }
+    a.env, a.timeout = S.env, 600
+    return a
+  end
+  local ok, err = pcall(function()
+    local r1 = hoist.exec(argv(v1))
+    t.eq(r1.code, 0, "v1: " .. r1.stderr)
+    local pidfile = S.state .. "/term.pid"
+    local b = { "sh", "-c", 'echo $$ > "$0"; exec "$@"', pidfile }
+    for _, x in ipairs(argv(big)) do b[#b + 1] = x end
+    b.env, b.timeout = S.env, 600
+    local task = hoist.spawn(function() return hoist.exec(b) end)
+    local deadline, sent = hoist.now() + 300, false
+    while hoist.now() < deadline and task:status() == "running" do
+      local app = containerapp.get(ref)
+      local p = app and app.properties or {}
+      local image = (((p.template or {}).containers or {})[1] or {}).image or ""
+      if image:find(big, 1, true) and p.provisioningState ~= "Succeeded" then
+        hoist.exec { "kill", "-TERM", support.must_read(pidfile):match("%d+"), check = true }
+        sent = true
+        break
+      end
+      hoist.sleep(0.1)
+    end
+    t.ok(sent, "SIGTERM was sent while the PATCH's operation ran")
+    local r2 = task:wait()
+    local out = r2.stdout .. r2.stderr
+    t.eq(r2.code, 130, "cancelled and rolled back: " .. out)
+    t.match(out, "an operation is in progress on it")
+    t.eq(body_of(containerapp.url(containerapp.get(ref)) .. "/"), "azfix-v1")
+    local seen = false
+    for _, rev in ipairs(containerapp.revisions(ref)) do
+      local image = ((rev.properties.template or {}).containers or {})[1].image
+      if image == repo .. "@" .. big then
+        seen = true
+        t.eq(rev.properties.active, false, "the cancelled run's revision was deactivated")
+        t.eq(rev.properties.trafficWeight or 0, 0)
+      else
+        t.eq(rev.properties.trafficWeight, 100, "v1 has all the traffic")
+      end
+    end
+    t.ok(seen, "the cancelled run's revision was created by the operation it started")
+  end)
+  web.drop_group(S, rg)
+  if not ok then error(err, 0) end
+end, { timeout = 900 })

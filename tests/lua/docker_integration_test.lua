@@ -294,6 +294,32 @@ t.case("docker daemon unreachable: unavailable with docker's message", function(
   t.match(r.stdout, "MSG=docker ps: .*Docker daemon")
 end)
 
+-- Issue 15 §5: a fresh CI runner's engine has no layers; with the classic builder the previous
+-- build is pulled from the registry as --cache-from, and its layers are reused.
+t.case("cache_from with the classic builder: the previous build is pulled and its layers reused; a missing one is warned about", function()
+  need_docker()
+  local dir = mktemp_dir()
+  write(dir .. "/Dockerfile", ("FROM %s\nRUN echo slow-step-%s > /slow\nCOPY src.txt /src.txt\n"):format(BASE, RUN_ID))
+  write(dir .. "/src.txt", "one")
+  local ref = "127.0.0.1:5000/hoist-it/cache:" .. RUN_ID
+  docker.build { context = dir, tags = { ref }, builder = "classic", stream = false }
+  docker.push(ref)
+  docker.rmi { image = ref, force = true }
+  write(dir .. "/src.txt", "two")
+  local r = run_script(([[
+    local b = hoist.docker.build { context = %q, tags = { %q }, builder = "classic", cache_from = { %q, %q } }
+    print("BUILT=" .. b.id)
+  ]]):format(dir, ref .. "-2", ref, "127.0.0.1:5000/hoist-it/cache:missing-" .. RUN_ID), { "--log-level", "debug" })
+  docker.rmi { image = ref .. "-2", force = true, missing_ok = true }
+  docker.rmi { image = ref, force = true, missing_ok = true }
+  hoist.exec { "rm", "-rf", dir }
+  t.eq(r.code, 0, r.stderr)
+  t.match(r.stdout, "BUILT=sha256:")
+  local out = r.stdout .. r.stderr
+  t.match(out, "RUN echo slow%-step%-" .. RUN_ID .. "[^\n]*\n[^\n]*Using cache", "the RUN layer came from the pulled image")
+  t.match(out, "build cache 127%.0%.0%.1:5000/hoist%-it/cache:missing%-" .. RUN_ID .. " cannot be pulled")
+end, SLOW)
+
 t.case("cleanup", function()
   need_docker()
   if example then docker.rmi { image = example.tags[1], force = true, missing_ok = true } end

@@ -39,22 +39,21 @@ local function setup()
   return kube
 end
 
-local function run(tag, fixture, extra)
+local function run(tag, fixture, extra, extra_env)
   local argv = { "run", EXAMPLE, "--set", "acr=" .. ACR, "--set", "repository=" .. NS .. "/web", "--set", "tag=" .. tag,
                  "--set", "namespace=" .. NS, "--set", "workload_client_id=" .. E("HOIST_TEST_AZURE_FEDERATED_CLIENT_ID"),
                  "--set", "image_pull_secret=acr-pull", "--set", "timeout=180", "--set", "build_args=VERSION=" .. tag }
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
-  return support.run_hoist(argv, {
-    timeout = 400,
-    env = {
+  local env = {
       ACTIONS_ID_TOKEN_REQUEST_URL = E("HOIST_TEST_AZURE_OIDC_URL"), ACTIONS_ID_TOKEN_REQUEST_TOKEN = E("HOIST_TEST_AZURE_OIDC_TOKEN"),
       AZURE_CLIENT_ID = E("HOIST_TEST_AZURE_FEDERATED_CLIENT_ID"), AZURE_TENANT_ID = E("HOIST_TEST_AZURE_TENANT_ID"),
       AZURE_CLIENT_SECRET = "", AZURE_CREDENTIALS = "",
       HOIST_TRIVY = support.root .. "/tests/tools/trivy",
       HOIST_TRIVY_FIXTURE = support.root .. "/tests/fixtures/trivy/" .. fixture,
       HOIST_HELM = support.root .. "/tests/tools/helm",
-    },
-  })
+  }
+  for k, v in pairs(extra_env or {}) do env[k] = v end
+  return support.run_hoist(argv, { timeout = 400, env = env })
 end
 
 local function in_acr(tag)
@@ -120,6 +119,37 @@ t.case("aks-helm: a release that never gets ready is rolled back with helm rollb
   t.ok(#prober.samples > 10)
   t.eq(failed, 0)
   t.eq(prober:versions(), { "1" })
+end, { timeout = 500 })
+
+-- Issue 15 §5: the workflow's `az aks get-credentials`, done by the aks target's credential
+-- fetch: no kubeconfig on the runner (KUBECONFIG empty), the cluster's from ARM with the same
+-- OIDC credential, never printed nor left on disk.
+t.case("aks-helm: the cluster's kubeconfig from ARM (aks_cluster) with the OIDC credential, none on the runner", function()
+  local c = setup()
+  local sub = E("HOIST_TEST_AZURE_SUBSCRIPTION_ID")
+  local cred = hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
+    client_id = E("HOIST_TEST_AZURE_CLIENT_ID"), client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
+  local rg, cluster = NS .. "-rg", "aks-" .. NS
+  hoist.azure.providers.ensure { namespace = "Microsoft.ContainerService", credential = cred, subscription = sub }
+  hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", credential = cred, subscription = sub }
+  hoist.azure.request { method = "PUT", credential = cred, api_version = "2024-05-01", poll_interval = 0.2,
+    path = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ContainerService/managedClusters/%s"):format(sub, rg, cluster),
+    body = { location = "westeurope", properties = { dnsPrefix = "hoistakshelm" } } }
+  local before = {}
+  for _, f in ipairs(hoist.fs.list("/tmp")) do before[f] = true end
+  local ok, err = pcall(function()
+    local r = run("4", "hoist-clean.json", { "--set", "aks_resource_group=" .. rg, "--set", "aks_cluster=" .. cluster,
+                                             "--set", "aks_admin=true" }, { KUBECONFIG = "", AZURE_SUBSCRIPTION_ID = sub })
+    t.eq(r.code, 0, r.stderr)
+    t.match(r.stdout .. r.stderr, "AKS cluster " .. rg:gsub("%p", "%%%0") .. "/" .. cluster:gsub("%p", "%%%0") .. ": listClusterAdminCredential")
+    t.no_match(r.stdout .. r.stderr, "client%-key%-data")
+    t.eq(c:get { kind = "Deployment", name = "web" }.spec.template.spec.containers[1].image, ("%s/%s/web:4"):format(ACR, NS))
+    for _, f in ipairs(hoist.fs.list("/tmp")) do
+      if not before[f] then t.no_match(f, "^hoist%-helm%-aks", "no kubeconfig left on disk") end
+    end
+  end)
+  pcall(hoist.azure.request, { method = "DELETE", credential = cred, path = ("/subscriptions/%s/resourcegroups/%s"):format(sub, rg) })
+  if not ok then error(err, 0) end
 end, { timeout = 500 })
 
 t.case("aks-helm: clean up", function()

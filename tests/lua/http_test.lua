@@ -191,6 +191,49 @@ t.case("redact_url masks secret-looking query values", function()
   t.eq(http.redact_url("https://x.blob/c?sv=1&sig=abc&se=2"), "https://x.blob/c?sv=1&sig=***&se=2")
 end)
 
+t.case("retry: a 503 is tried again up to `attempts`, and the last answer is returned", function()
+  local r = http.get(server() .. "/status/503", { retry = { attempts = 3, backoff = 0 } })
+  t.eq({ r.status, r.attempts }, { 503, 3 })
+  local checked = select(2, pcall(http.get, server() .. "/status/503", { retry = { attempts = 2, backoff = 0 }, check = true }))
+  t.eq(checked.code, "unavailable", "check applies to the last answer")
+end)
+
+t.case("retry: a 404 or a 200 is not tried again", function()
+  t.eq({ http.get(server() .. "/status/404", { retry = true }).attempts, http.get(server() .. "/json", { retry = true }).attempts }, { 1, 1 })
+end)
+
+t.case("retry: no answer at all is tried again, then raised with details.attempts", function()
+  local port = (require "hoist.process").exec({ "python3", "-c",
+    "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])", check = true }).stdout:match("%d+")
+  local ok, err = pcall(http.get, "http://127.0.0.1:" .. port .. "/", { retry = { attempts = 2, backoff = 0 } })
+  t.ok(not ok)
+  t.eq({ err.code, err.details.attempts }, { "unavailable", 2 })
+  ok, err = pcall(http.get, "http://127.0.0.1:" .. port .. "/", { retry = { attempts = 2, backoff = 0, connection_errors = false } })
+  t.eq(err.details.attempts, nil, "connection_errors = false: one try")
+end)
+
+t.case("retry: bad options are refused", function()
+  t.raises(function() http.get(server() .. "/json", { retry = { attempts = 0 } }) end, "invalid_argument", "attempts")
+  t.raises(function() http.get(server() .. "/json", { retry = { tries = 2 } }) end, "invalid_argument", "unknown option 'tries'")
+end)
+
+t.cases("retry: Retry-After in each form RFC 9110 gives", {
+  { name = "delta-seconds", v = " 7 ", want = 7 },
+  { name = "IMF-fixdate ahead", v = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 100), near = 100 },
+  { name = "RFC 850", v = os.date("!%A, %d-%b-%y %H:%M:%S GMT", os.time() + 100), near = 100 },
+  { name = "asctime", v = os.date("!%a %b %e %H:%M:%S %Y", os.time() + 100), near = 100 },
+  { name = "a date past", v = "Sun, 06 Nov 1994 08:49:37 GMT", want = 0 },
+  { name = "junk", v = "soon", want = nil },
+  { name = "negative", v = "-5", want = nil },
+}, function(row)
+  local got = http._retry_after(row.v)
+  if row.near then
+    t.ok(got and math.abs(got - row.near) <= 2, ("%s -> %s"):format(row.v, tostring(got)))
+  else
+    t.eq(got, row.want)
+  end
+end)
+
 t.case("stop the HTTP test server", function()
   if server_task then
     server_task:cancel()

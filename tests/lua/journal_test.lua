@@ -339,3 +339,30 @@ t.case("the HTML report wraps long errors and arguments inside the page width", 
   t.match(html, '<pre class="err">tool_failed: https://example%.invalid/xxx')
   t.match(html, '<td><code>{&quot;url&quot;:&quot;https://example%.invalid/xxx')
 end)
+
+-- Issue 13: a compensation's arguments go through the one option check, when registered and
+-- when run (a journal edited or from another version is refused naming the argument).
+t.case("a compensation's arguments are checked against its spec when registered and when run", function()
+  local ran = {}
+  hoist.pipeline.action("jt.checked", function(a) ran[#ran + 1] = a end,
+    { args = { name = { type = "string", required = true }, count = { type = "integer", default = 1 } } })
+  local state = os.tmpname() .. ".d"
+  -- registered with a bad argument: the stage fails before its change
+  local def = hoist.pipeline.define { name = "jt-args", version = "1.0.0", stages = {
+    { name = "s", run = function(ctx) ctx:on_rollback("jt.checked", { nmae = "x" }) end } } }
+  local r = hoist.pipeline.run(def, {}, { state_dir = state, quiet = true, raise = false })
+  t.eq(r.status, "failed")
+  t.match(r.error.message, "rollback action jt.checked: unknown option 'nmae'")
+  -- a good registration, then the journal edited: the rollback refuses it and says why
+  def = hoist.pipeline.define { name = "jt-args2", version = "1.0.0", stages = {
+    { name = "s", run = function(ctx) ctx:on_rollback("jt.checked", { name = "x" }); error("boom") end } } }
+  r = hoist.pipeline.run(def, {}, { state_dir = state, quiet = true, raise = false })
+  t.eq(r.status, "rolled_back")
+  t.eq(#ran, 1)
+  t.eq(ran[1], { name = "x", count = 1 }, "run with the defaults filled in")
+  local actions = require "hoist.pipeline.actions"
+  t.raises(function() actions.check_args("jt.checked", { name = 3 }) end, "invalid_argument",
+    "rollback action jt.checked: option 'name' must be a string, got number")
+  t.raises(function() actions.check_args("jt.checked", {}) end, "invalid_argument",
+    "rollback action jt.checked: option 'name' is required")
+end)

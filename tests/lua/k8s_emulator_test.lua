@@ -61,6 +61,18 @@ t.case("emulator: CRUD over HTTPS with the kubeconfig's client certificate", fun
   t.eq(c:get { kind = "ConfigMap", name = "crud", missing_ok = true }, nil)
 end)
 
+t.case("emulator: a field the kind lacks fails create, patch and apply naming it (not dropped)", function()
+  local c = client()
+  local typo = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "typo" }, dta = { a = "1" } }
+  t.raises(function() c:create(typo) end, "invalid_argument", 'unknown field "dta"')
+  t.raises(function() c:apply(typo) end, "invalid_argument", "%.dta: field not declared in schema")
+  c:create { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "typo" }, data = { a = "1" } }
+  t.raises(function() c:patch { kind = "ConfigMap", name = "typo", patch = { dta = { a = "2" } } } end,
+    "invalid_argument", 'unknown field "dta"')
+  t.eq(c:get { kind = "ConfigMap", name = "typo" }.data.a, "1")
+  c:delete { kind = "ConfigMap", name = "typo" }
+end)
+
 t.case("emulator: server-side apply conflicts with kubectl's field manager unless forced", function()
   local c = client()
   local cm = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "ssa" }, data = { owner = "hoist" } }

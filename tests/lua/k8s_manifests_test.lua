@@ -52,6 +52,13 @@ local function manifests(level, opts)
   }
 end
 
+-- The manifests with readinessProbe misspelt readinesProbe: a field the Deployment kind lacks.
+local function with_typo(list)
+  local c = list[2].spec.template.spec.containers[1]
+  c.readinesProbe, c.readinessProbe = c.readinessProbe, nil
+  return list
+end
+
 local function deploy(run, list)
   return target.deploy { service = "web", image = IMAGE, manifests = list, client = client(), namespace = NS,
                          container_port = 8080, health_path = "/health", run = run, rollout_timeout = 120,
@@ -79,6 +86,17 @@ t.case("v2 with an invalid document: refused before any write, the ConfigMap unc
   t.eq(after.metadata.annotations["hoist.dev/run"], "mf-v1", "the annotation of the run that applied it")
   t.eq(after.metadata.resourceVersion, before.metadata.resourceVersion, "not written at all")
   t.eq(c:get { kind = "Deployment", name = "web" }.metadata.annotations["hoist.dev/run"], "mf-v1")
+end, SLOW)
+
+t.case("a misspelt field (readinesProbe) fails the deploy naming it, before any write", function()
+  client() -- skips here without the cluster (a skip inside the pcall below would read as the failure)
+  local before = config()
+  local ok, err = pcall(deploy, "mf-typo", with_typo(manifests("debug")))
+  t.ok(not ok, "the deploy fails instead of running without its probe")
+  t.eq(err.code, "invalid_argument", tostring(err))
+  t.match(err.message, "document 2 %(Deployment web")
+  t.match(err.message, "readinesProbe: field not declared in schema")
+  t.eq(config().metadata.resourceVersion, before.metadata.resourceVersion, "the ConfigMap was not written")
 end, SLOW)
 
 t.case("v3 whose rollout fails: rolled back, the ConfigMap restored as it was before", function()

@@ -307,14 +307,24 @@ t.case("a dropped watch and a 410 mid-rollout do not lose the verdict", function
   t.eq(deployment().status.updatedReplicas, 3)
 end, SLOW)
 
-t.case("set_image changes only the image, as kubectl set image; the rest of the Deployment stays", function()
+-- Issue 15 §5: the fourth workflow runs kubectl set image and kubectl set env together: env
+-- with set_image goes in the same patch, one rollout.
+t.case("set_image changes only the image (and env, as kubectl set env) in one rollout; the rest of the Deployment stays", function()
   need_env()
   local prober = start_prober()
-  local r = deploy { image = S.v2_image, set_image = true }
+  local before = deployment()
+  local r = deploy { image = S.v2_image, set_image = true, env = { HOIST_SET_ENV = "set-" .. ID } }
   prober:finish("set_image v6 -> v2")
   t.eq(r.previous ~= nil, true)
   t.eq(version_now(), "v2")
   local d = deployment()
+  t.eq(d.metadata.generation, before.metadata.generation + 1, "one change of the Deployment: one rollout")
+  local env = {}
+  for _, e in ipairs(d.spec.template.spec.containers[1].env or {}) do env[e.name] = e.value end
+  t.eq(env.HOIST_SET_ENV, "set-" .. ID, "the env entry is set")
+  for _, e in ipairs(before.spec.template.spec.containers[1].env or {}) do
+    if e.name ~= "HOIST_SET_ENV" then t.eq(env[e.name], e.value, "the other env entries stay: " .. e.name) end
+  end
   t.eq(d.spec.replicas, 3)
   t.ok(d.spec.template.spec.containers[1].readinessProbe, "the probes stay")
   t.eq(d.spec.template.metadata.annotations["hoist.test/round"], "watch-" .. ID, "the template's annotations stay")
@@ -347,6 +357,8 @@ t.case("status and bad options", function()
   t.raises(function() deploy { image = "x", service = "Not_A_Label" } end, "invalid_argument", "RFC 1123 label")
   t.raises(function() deploy { image = "x", rollout_timeout = -1 } end, "invalid_argument", "option 'rollout_timeout' must be >= 0%.001, got %-1")
   t.raises(function() deploy { image = "x", set_image = true, container = "nope" } end, "invalid_argument", 'has no container "nope"')
+  t.raises(function() deploy { image = "x", set_image = true, secret_env = { K = "v" } } end, "invalid_argument",
+    "set_image sets plain env only")
   t.raises(function() deploy { image = "x", manifests = { { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "c" } } } } end,
     "invalid_argument", "no Deployment to roll out")
 end, SLOW)

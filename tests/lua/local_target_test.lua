@@ -103,15 +103,17 @@ t.case("every shipped target keeps the contract of hoist.targets", function()
 end)
 
 t.case("the contract check names what a module lacks", function()
+  hoist.pipeline.action("fake.unchecked", function() end)
   local problems = targets.check("fake", {
     deploy = function() end, remove = true, options = { service = { type = "string", description = "x" }, zone = {} },
-    compensations = { "other.undo", "fake.undefined" }, lock = "yes",
+    compensations = { "other.undo", "fake.undefined", "fake.unchecked" }, lock = "yes",
   })
   local text = table.concat(problems, "\n")
   for _, pat in ipairs { "status is not a function", "remove is not a function", "lock is neither nil nor a function",
                          "option service is a common option", "option zone needs a spec",
                          "compensation other.undo is not named fake.<action>",
-                         "compensation fake.undefined is not defined" } do
+                         "compensation fake.undefined is not defined",
+                         "compensation fake.unchecked has no argument spec" } do
     t.match(text, pat:gsub("[%.%-]", "%%%0"))
   end
 end)

@@ -149,7 +149,7 @@ t.case("allow_from_ignorefile: hoist's own files", function()
 end)
 
 t.case("allow_from_ignorefile: Trivy's examples", function()
-  if not exists(SHARED) then t.skip(support.SKIP_SHARED) end
+  if not exists(SHARED) then support.skip_shared() end
   local plain = policy.allow_from_ignorefile(SHARED .. "/trivyignore.example")
   t.eq(#plain, 9) -- a plain file does not say which kind of finding an id is
   local yaml = policy.allow_from_ignorefile(SHARED .. "/trivyignore.yaml.example")

@@ -86,6 +86,35 @@ t.cases("for_commit strategies", {
   t.eq(tags.for_commit(opts), row.want)
 end)
 
+-- Issue 15 §5: a branch tag, several tags per run, latest refused for production also when given.
+t.cases("the branch strategy: git's branch, else the CI's, as a valid tag", {
+  { name = "git branch", opts = { strategy = "branch", git = info { branch = "main" } }, want = { "main" } },
+  { name = "slashes become dashes", opts = { strategy = { "sha", "branch" }, git = info { branch = "feature/Login_2" } },
+    want = { "0123456", "feature-Login_2" } },
+  { name = "a GitHub pull request's source branch", env = { GITHUB_HEAD_REF = "fix/x", GITHUB_REF_NAME = "12/merge" },
+    opts = { strategy = "branch", git = info {} }, want = { "fix-x" } },
+  { name = "a GitHub branch push (detached checkout)", env = { GITHUB_REF_TYPE = "branch", GITHUB_REF_NAME = "release/2.x" },
+    opts = { strategy = "branch", git = info {} }, want = { "release-2.x" } },
+  { name = "Azure Pipelines", env = { BUILD_SOURCEBRANCH = "refs/heads/users/ann/wip" },
+    opts = { strategy = "branch", git = info {} }, want = { "users-ann-wip" } },
+  { name = "a GitHub tag push names no branch", env = { GITHUB_REF_TYPE = "tag", GITHUB_REF_NAME = "v1.0.0" },
+    opts = { strategy = { "sha", "branch" }, git = info {} }, want = { "0123456" } },
+  { name = "only literal tags", opts = { strategy = {}, extra = { "stable", "v2" } }, want = { "stable", "v2" } },
+}, function(row)
+  row.opts.getenv = function(k) return (row.env or {})[k] end
+  t.eq(tags.for_commit(row.opts), row.want)
+end)
+
+t.case("of_branch and split", function()
+  t.eq(tags.of_branch("-x/y"), "_x-y")
+  t.eq(#tags.of_branch(("b"):rep(300)), 128)
+  t.raises(function() tags.of_branch("") end, "invalid_argument", "branch must be a non%-empty string")
+  local strategy, extra = tags.split { "sha", "branch", "latest", "v1" }
+  t.eq(strategy, { "sha", "branch" })
+  t.eq(extra, { "latest", "v1" })
+  t.raises(function() tags.for_commit { git = clean, strategy = {} } end, "invalid_argument", "an empty list only with extra")
+end)
+
 t.case("env-date defaults to today (UTC)", function()
   t.eq(tags.for_commit { strategy = "env-date" }, { "prod-" .. os.date("!%Y%m%d") })
 end)

@@ -9,7 +9,6 @@ local ROOT = support.root
 local STANDIN = ROOT .. "/tests/tools/trivy"
 local OWN = ROOT .. "/tests/fixtures/trivy"
 local SHARED = support.SHARED .. "/trivy"
-local SKIP_SHARED = support.SKIP_SHARED
 
 local read, write, exists = support.must_read, support.write, support.exists
 local function shared(name) return support.shared("trivy/" .. name) end
@@ -53,7 +52,7 @@ end
 ---------------------------------------------------------------- parsing
 
 t.case("parse: every recorded golden, counts checked against the raw JSON", function()
-  if not exists(SHARED) then t.skip(SKIP_SHARED) end
+  if not exists(SHARED) then support.skip_shared() end
   local files = hoist.exec({ "find", SHARED, "-name", "*.json.golden" }).stdout
   local n = 0
   for path in files:gmatch("[^\n]+") do
@@ -325,7 +324,9 @@ end)
 
 ---------------------------------------------------------------- SARIF
 
-t.case("sarif: trivy's own SARIF, passed through byte for byte and cached", function()
+-- Issue 15 §5: the gate and the SARIF from a single scan: a report's SARIF is `trivy convert`
+-- of that scan's JSON, not a second `trivy image`.
+t.case("sarif: trivy's own SARIF of a report, converted from the same scan (no second scan)", function()
   with_standin(function(dir, log)
     local digest = "sha256:" .. ("cd"):rep(32)
     local report = trivy.scan { image = "hoist-demo:1", digest = digest, cache_dir = dir }
@@ -333,10 +334,36 @@ t.case("sarif: trivy's own SARIF, passed through byte for byte and cached", func
     local sarif = trivy.sarif(report, { output = out })
     t.eq(sarif, read(OWN .. "/hoist-demo.sarif"))
     t.eq(read(out), sarif)
-    t.eq(lines(log)[2].argv[3], "sarif")
-    t.eq(trivy.sarif(report), sarif)
-    t.eq(#lines(log), 2, "the second SARIF came from the cache")
+    local calls = lines(log)
+    t.eq(#calls, 2)
+    t.eq(calls[1].argv[1], "image")
+    t.eq({ calls[2].argv[1], calls[2].argv[2], calls[2].argv[3] }, { "convert", "--format", "sarif" })
+  end)
+end)
+
+t.case("sarif: from scan options, trivy image --format sarif, cached", function()
+  with_standin(function(dir, log)
+    local digest = "sha256:" .. ("ce"):rep(32)
+    local opts = { image = "hoist-demo:1", digest = digest, cache_dir = dir }
+    local sarif = trivy.sarif(opts)
+    t.eq(sarif, read(OWN .. "/hoist-demo.sarif"))
+    t.eq(lines(log)[1].argv[3], "sarif")
+    t.eq(trivy.sarif(opts), sarif)
+    t.eq(#lines(log), 1, "the second SARIF came from the cache")
     t.ok(exists(dir .. "/trivy/" .. digest .. ".sarif.json"))
+  end)
+end)
+
+t.case("gate_scan: sarif is written from the gate's scan, also when the verdict fails", function()
+  with_standin(function(dir, log)
+    local out = dir .. "/gate.sarif"
+    t.raises(function()
+      trivy.gate_scan { image = "hoist-demo:1", cache_dir = dir, fail_on = { "CRITICAL" }, sarif = out }
+    end, "policy_violation", "2 findings at CRITICAL")
+    t.eq(read(out), read(OWN .. "/hoist-demo.sarif"))
+    local n = 0
+    for _, c in ipairs(lines(log)) do if c.argv[1] == "image" then n = n + 1 end end
+    t.eq(n, 1, "one scan")
   end)
 end)
 

@@ -408,5 +408,5 @@ if files then
     end
   end)
 else
-  t.case("recorded Kubernetes YAML fixtures", function() t.skip(support.SKIP_SHARED) end)
+  t.case("recorded Kubernetes YAML fixtures", function() support.skip_shared() end)
 end

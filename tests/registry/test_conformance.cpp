@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <hoist/registry.hpp>
 
+#include "tests/support/shared_fixtures.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -10,11 +12,8 @@
 namespace fs = std::filesystem;
 
 TEST_CASE("conformance: recorded OCI and Docker manifests parse as their specs say") {
-  fs::path dir = fs::path(HOIST_SOURCE_DIR) / ".." / "shared" / "fixtures" / "oci";
-  if (!fs::is_directory(dir)) {
-    std::cout << "skipped: ../shared/fixtures not found (conformance against recorded manifests)\n";
-    return;
-  }
+  fs::path dir = hoist_test::shared_fixtures_dir("oci", "conformance against recorded manifests");
+  if (dir.empty()) return;
   int files = 0;
   for (auto& entry : fs::directory_iterator(dir)) {
     if (entry.path().extension() != ".json") continue;

@@ -117,20 +117,10 @@ function M.replication_ensure(opts)
                       what = ("replicate registry %s to %s"):format(o.registry, o.location) }).body
 end
 
-local function guid()
-  local b = {}
-  for i = 1, 16 do b[i] = math.random(0, 255) end
-  b[7] = (b[7] % 16) + 0x40
-  b[9] = (b[9] % 64) + 0x80
-  local h = {}
-  for i = 1, 16 do h[i] = ("%02x"):format(b[i]) end
-  local s = table.concat(h)
-  return ("%s-%s-%s-%s-%s"):format(s:sub(1, 8), s:sub(9, 12), s:sub(13, 16), s:sub(17, 20), s:sub(21, 32))
-end
-
 --- Gives a managed identity (its principal id) the AcrPull role on the registry, unless it
---- has it: what `az aks update --attach-acr` does for the kubelet identity. Returns the role
---- assignment and whether it was created.
+--- has it: what `az aks update --attach-acr` does for the kubelet identity
+--- (hoist.azure.identity.assign on the registry). Returns the role assignment and whether it
+--- was created.
 ---@param opts {registry: string, principal_id: string, resource_group: string, principal_type?: string, subscription?: string, credential?: string|hoist.azure.Credential}
 ---@return table assignment, boolean created
 function M.attach(opts)
@@ -142,20 +132,9 @@ function M.attach(opts)
     fail("invalid_argument", ("%s: principal_id must be an object id (a GUID), got %s"):format(fname, o.principal_id))
   end
   local c, sub, id = where(fname, o)
-  local role = ("/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s"):format(sub, M.ACR_PULL)
-  local base = id .. "/providers/Microsoft.Authorization/roleAssignments"
-  local list = azure().list { path = base, credential = c, query = { ["$filter"] = ("principalId eq '%s'"):format(o.principal_id) },
-                              what = "list role assignments on registry " .. o.registry }
-  for _, a in ipairs(list) do
-    local p = a.properties or {}
-    if (p.roleDefinitionId or ""):lower() == role:lower() and (p.scope or id):lower() == id:lower() then return a, false end
-  end
-  local ok, r = pcall(call, c, o, { method = "PUT", path = base .. "/" .. guid(), action = "azure.acr.attach",
-    what = ("give %s AcrPull on registry %s"):format(o.principal_id, o.registry),
-    body = { properties = { roleDefinitionId = role, principalId = o.principal_id, principalType = o.principal_type } } })
-  if ok then return r.body or { planned = true }, true end
-  if hoist.is_error(r, "conflict") and tostring(r.message):find("RoleAssignmentExists", 1, true) then return {}, false end
-  error(r, 0)
+  local r = require("hoist.azure.identity").assign { principal_id = o.principal_id, principal_type = o.principal_type,
+    role = "AcrPull", scope = id, subscription = sub, credential = c }
+  return r.assignment or { id = r.id, planned = r.planned }, r.changed
 end
 
 ---@class hoist.azure.acr.Credentials

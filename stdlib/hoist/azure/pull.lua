@@ -63,6 +63,53 @@ function M.check(what, o)
   end
 end
 
+local PULL_ROLES = { "AcrPull", "AcrPush", "Contributor", "Owner" }
+
+--- Checks the user-assigned identity `o.registry_identity` (a resource id; "system" is not
+--- checked: it exists only once the resource does) before a deploy: it exists and holds a
+--- role that pulls (AcrPull, AcrPush, Contributor or Owner) on a registry, a resource group or
+--- the subscription; else invalid_argument (exit code 2) naming the identity, its principal
+--- and the assignment to make. Returns the check's line for the preflight's list, or nil.
+---@param what string names the target in the error
+---@param o {registry_identity?: string}
+---@param ctx {credential: hoist.azure.Credential, subscription: string, endpoint?: string}
+---@return string|nil
+function M.check_identity(what, o, ctx)
+  local id = o.registry_identity
+  if not id or id:lower() == "system" then return nil end
+  local azure = require "hoist.azure"
+  local got = azure.request { method = "GET", path = id, credential = ctx.credential, endpoint = ctx.endpoint,
+                              missing_ok = true, what = "registry_identity " .. id }
+  local principal = got and got.body and got.body.properties and got.body.properties.principalId
+  if not principal then
+    fail("invalid_argument", ("%s: registry_identity %s does not exist (create it: hoist.azure.identity.ensure, or az "
+      .. "identity create)"):format(what, id), { option = "registry_identity", exit_code = 2 })
+  end
+  local sub = id:match("^/subscriptions/([^/]+)") or ctx.subscription
+  local ids = {}
+  for _, role in ipairs(PULL_ROLES) do
+    ids[(require("hoist.azure.identity").role_id { role = role, subscription = sub, credential = ctx.credential,
+                                                   endpoint = ctx.endpoint }):match("([%x%-]+)$"):lower()] = role
+  end
+  local list = azure.list { path = ("/subscriptions/%s/providers/Microsoft.Authorization/roleAssignments"):format(sub),
+    credential = ctx.credential, endpoint = ctx.endpoint, query = { ["$filter"] = ("principalId eq '%s'"):format(principal) },
+    what = "role assignments of registry_identity " .. id }
+  for _, a in ipairs(list) do
+    local p = a.properties or {}
+    local role = ids[(tostring(p.roleDefinitionId):match("([%x%-]+)$") or ""):lower()]
+    local scope = tostring(p.scope or "")
+    if role and (scope:match("^/subscriptions/[^/]+/?$") or scope:lower():match("^/subscriptions/[^/]+/resourcegroups/[^/]+/?$")
+        or scope:lower():find("/providers/microsoft.containerregistry/registries/[^/]+$")) then
+      return ("registry_identity %s (principal %s) holds %s at %s"):format(id:match("([^/]+)$"), principal, role, scope)
+    end
+  end
+  fail("invalid_argument", ("%s: registry_identity %s (principal %s) has no AcrPull role on a registry: the service "
+    .. "could not pull the image (ACR answers unauthorized). Give it AcrPull on the registry: "
+    .. "hoist.azure.identity.assign{principal_id = %q, role = \"AcrPull\", scope = <registry id>}, or az role assignment "
+    .. "create --assignee-object-id %s --assignee-principal-type ServicePrincipal --role AcrPull --scope <registry id>")
+    :format(what, id, principal, principal, principal), { option = "registry_identity", principal = principal, exit_code = 2 })
+end
+
 --- The pull credential of an image when none was given: nil when the image's registry has no
 --- Azure credential (a public image); the service principal's own client id and secret when
 --- the credential is a client secret (ACR accepts them when it holds AcrPull); else refused,

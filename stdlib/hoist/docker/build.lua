@@ -213,8 +213,9 @@ end
 ---@field git? hoist.git.Info commit facts for the OCI labels (default: read from context)
 ---@field target? string stage to build
 ---@field platform? string e.g. "linux/amd64"
----@field cache_from? string|string[]
----@field cache_to? string|string[] BuildKit only
+---@field cache_from? string|string[] images whose layers the build may reuse (the previous build, pushed); with the classic builder each is pulled first (one that cannot be is warned about and left out); a BuildKit cache spec ("type=registry,ref=...") needs BuildKit
+---@field cache_to? string|string[] BuildKit only ("type=inline", "type=registry,ref=...,mode=max")
+---@field config? string a docker config folder (DOCKER_CONFIG) for the pulls of the build (a private docker.login's)
 ---@field pull? boolean always pull newer base images
 ---@field no_cache? boolean
 ---@field secrets? {id: string, src?: string, env?: string, value?: string}[] BuildKit only
@@ -257,9 +258,31 @@ function M.build(opts)
 
   local builder, why = choose_builder(requested)
   hoist.log.event("docker.builder", ("docker build uses %s: %s"):format(builder, why), { builder = builder, reason = why })
-  if builder == "classic" and (#secrets > 0 or #cache_to > 0) then
-    cli.fail("tool_missing", ("%s: %s need BuildKit, and %s"):format(fn, #secrets > 0 and "build secrets" or "cache_to", why),
-      { option = #secrets > 0 and "secrets" or "cache_to", builder = builder })
+  local cache_spec = false
+  for _, c in ipairs(cache_from) do cache_spec = cache_spec or c:find("^type=") ~= nil end
+  if builder == "classic" and (#secrets > 0 or #cache_to > 0 or cache_spec) then
+    local what = #secrets > 0 and "secrets" or (#cache_to > 0 and "cache_to" or "cache_from")
+    cli.fail("tool_missing", ("%s: %s need BuildKit, and %s"):format(fn, what == "secrets" and "build secrets"
+      or (what == "cache_to" and "cache_to" or "cache_from with a BuildKit cache spec (type=...)"), why),
+      { option = what, builder = builder })
+  end
+  local env_config = cli.opt(fn, opts, "config", "string")
+  if builder == "classic" and #cache_from > 0 and not cli.dry_run() then
+    -- the classic builder reuses only the layers of images present in the engine: a fresh
+    -- runner's engine has none, so the previous build is pulled from the registry first
+    local kept = {}
+    for _, c in ipairs(cache_from) do
+      cli.check_image(fn, "cache_from", c)
+      local r = cli.exec({ "pull", "--quiet", c }, { env = env_config and { DOCKER_CONFIG = env_config } or nil,
+                                                    timeout = opts.timeout })
+      if r.code == 0 then
+        kept[#kept + 1] = c
+      else
+        hoist.log.event("docker.cache_missing", ("build cache %s cannot be pulled (%s): building without it"):format(c,
+          cli.reason(r.stderr)), { image = c }, "warn")
+      end
+    end
+    cache_from = kept
   end
 
   local all_labels = oci_labels(opts)
@@ -297,6 +320,10 @@ function M.build(opts)
     -- missing, docker picks the classic builder itself and says how to get BuildKit.
     local env = (builder == "buildkit" or requested == "classic")
         and { DOCKER_BUILDKIT = builder == "buildkit" and "1" or "0" } or nil
+    if env_config then
+      env = env or {}
+      env.DOCKER_CONFIG = env_config
+    end
     local r = cli.exec(args, {
       env = env,
       stream = opts.stream ~= false,

@@ -66,7 +66,10 @@ end
 
 -- The argv's common tail: cluster selection and namespace (never a secret: helm reads the
 -- kubeconfig itself).
+local AKS_KUBECONFIG = {} -- stands in the argv for the AKS kubeconfig file run() writes
+
 local function cluster_args(argv, o)
+  if o.aks then argv[#argv + 1] = "--kubeconfig"; argv[#argv + 1] = AKS_KUBECONFIG end
   if o.kubeconfig then argv[#argv + 1] = "--kubeconfig"; argv[#argv + 1] = o.kubeconfig end
   if o.context then argv[#argv + 1] = "--kube-context"; argv[#argv + 1] = o.context end
   argv[#argv + 1] = "--namespace"
@@ -75,10 +78,26 @@ local function cluster_args(argv, o)
 end
 
 -- Runs helm; a non-zero exit raises with helm's own "Error: ..." line as the message.
+-- With `aks`, helm reads the cluster's kubeconfig from a 0600 file in a private folder that
+-- lives for this one call.
 local function run(what, argv, o, timeout)
   local spec = { timeout = timeout or (o.timeout + M.defaults.grace) }
-  for i, a in ipairs(argv) do spec[i] = a end
-  local r = hoist.exec(spec)
+  local dir
+  for i, a in ipairs(argv) do
+    if a == AKS_KUBECONFIG then
+      dir = hoist.exec({ "mktemp", "-d", "/tmp/hoist-helm-aks.XXXXXX", check = true }).stdout:match("%S+")
+      hoist.fs.write_file(dir .. "/kubeconfig", require("hoist.targets.aks").kubeconfig(o.aks), { mode = "0600" })
+      a = dir .. "/kubeconfig"
+      argv[i] = a
+    end
+    spec[i] = a
+  end
+  local ok, r = pcall(hoist.exec, spec)
+  if dir then
+    hoist.fs.remove(dir, { recursive = true })
+    for i, a in ipairs(argv) do if a == dir .. "/kubeconfig" then argv[i] = AKS_KUBECONFIG end end
+  end
+  if not ok then error(r, 0) end
   if r.code == 0 then return r end
   local text = (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")
   local last = text:match("Error: ([^\n]*)[^\n]*$") or text:match("([^\n]*)$") or ""
@@ -89,7 +108,7 @@ end
 
 local common = {
   release = { type = "string", required = true }, namespace = "string", kubeconfig = "string", context = "string",
-  client = "table", timeout = "number", helm = "string",
+  client = "table", timeout = "number", helm = "string", aks = "table",
 }
 local function spec_with(extra)
   local s = {}
@@ -106,6 +125,13 @@ local function options(fname, opts, extra)
       { option = "release" })
   end
   o.timeout = o.timeout or M.defaults.timeout
+  if o.aks then
+    if o.kubeconfig or o.context then
+      fail("invalid_argument", ("%s: give aks or kubeconfig/context, not both"):format(fname), { option = "aks" })
+    end
+    -- the cluster's kubeconfig from ARM (hoist.targets.aks), as `az aks get-credentials` would
+    o.client = o.client or require("hoist.targets.aks").client(o.aks)
+  end
   if not o.namespace then
     o.client = o.client or hoist.k8s.client { kubeconfig = o.kubeconfig, context = o.context }
     o.namespace = o.client.namespace
@@ -117,7 +143,7 @@ end
 -- The common options of a checked call, to pass on to another call of this module.
 local function common_of(o, extra)
   local out = { release = o.release, namespace = o.namespace, kubeconfig = o.kubeconfig, context = o.context, client = o.client,
-                timeout = o.timeout, helm = o.helm }
+                timeout = o.timeout, helm = o.helm, aks = o.aks }
   for k, v in pairs(extra or {}) do out[k] = v end
   return out
 end
@@ -277,6 +303,7 @@ end
 ---@field ready_timeout? number passed to hoist.k8s.rollout
 ---@field ctx? hoist.StageContext registers the compensation (k8s.helm_rollback or k8s.helm_uninstall) before the upgrade
 ---@field kubeconfig? string
+---@field aks? {resource_group: string, cluster: string, subscription?: string, admin?: boolean, credential?: string|hoist.azure.Credential} an AKS cluster whose kubeconfig hoist fetches from ARM (hoist.targets.aks.kubeconfig) for each helm call, instead of kubeconfig
 ---@field context? string
 ---@field client? hoist.k8s.Client
 
@@ -288,6 +315,16 @@ end
 ---@field status string helm's status of the new revision
 ---@field workloads hoist.k8s.RolloutResult[] the tracked rollouts
 ---@field planned? boolean dry run: nothing changed
+
+-- What a later process needs to reach the AKS cluster again: its names and the credential's
+-- source name (a credential object is not JSON: the later process configures that source).
+local function journaled_aks(a)
+  if not a then return nil end
+  local out = {}
+  for k, v in pairs(a) do out[k] = v end
+  if type(a.credential) == "table" then out.credential = a.credential.source end
+  return out
+end
 
 --- `helm upgrade --install`, then hoist's tracking of the release's workloads; see the module
 --- comment. Raises tool_missing without helm, invalid_argument for bad options, helm's failure
@@ -338,7 +375,8 @@ function M.upgrade(opts)
 
   local history = M.history(common_of(o))
   local prev = last_deployed(history)
-  local base = { release = o.release, namespace = o.namespace, kubeconfig = o.kubeconfig, context = o.context, helm = opts.helm }  -- the caller's words, not a resolved path
+  local base = { release = o.release, namespace = o.namespace, kubeconfig = o.kubeconfig, context = o.context, helm = opts.helm,  -- the caller's words, not a resolved path
+                 aks = journaled_aks(o.aks) }
   if o.ctx then  -- journaled before helm changes anything
     if prev then
       base.revision = prev.revision
@@ -365,13 +403,15 @@ function M.upgrade(opts)
   return out
 end
 
--- Named compensations: plain JSON arguments, runnable from `hoist rollback <id>`.
+-- Named compensations: plain JSON arguments, runnable from `hoist rollback <id>` (with `aks`,
+-- the later process fetches the kubeconfig again: it is never journaled).
 hoist.pipeline.action("k8s.helm_rollback", function(args)
   M.rollback { helm = args.helm, release = args.release, namespace = args.namespace, revision = args.revision, kubeconfig = args.kubeconfig,
-               context = args.context }
+               context = args.context, aks = args.aks }
 end)
 hoist.pipeline.action("k8s.helm_uninstall", function(args)
-  M.uninstall { helm = args.helm, release = args.release, namespace = args.namespace, kubeconfig = args.kubeconfig, context = args.context }
+  M.uninstall { helm = args.helm, release = args.release, namespace = args.namespace, kubeconfig = args.kubeconfig, context = args.context,
+                aks = args.aks }
 end)
 
 return M

@@ -40,10 +40,14 @@ local function same_origin(a, b)
   return a.module == b.module and a.file == b.file
 end
 
---- Registers a named rollback action. `fn(args, rctx)` must be idempotent.
+--- Registers a named rollback action. `fn(args, rctx)` must be idempotent. With `opts.args`
+--- (an option spec, as hoist.util.check_opts takes), its arguments are checked when a run
+--- registers the compensation (a bad one fails the deploy before it changes anything) and
+--- again when it runs (a journal from another version, edited or damaged, is refused naming
+--- the argument, not half run).
 ---@param name string dotted name, e.g. "docker.restore"
 ---@param fn fun(args: table, rctx: hoist.RollbackContext)
----@param opts? {module?: string}
+---@param opts? {module?: string, args?: table<string, string|hoist.util.OptSpec>}
 ---@param depth? integer frames between the definer and this call (wrappers)
 function M.define(name, fn, opts, depth)
   if type(name) ~= "string" or not name:match("^[%w_%-]+[%w_%-%.:]*$") then
@@ -51,6 +55,9 @@ function M.define(name, fn, opts, depth)
   end
   if type(fn) ~= "function" then
     hoist.error { code = "invalid_argument", message = ("pipeline.action %q: expected a function"):format(name) }
+  end
+  if opts and opts.args ~= nil and type(opts.args) ~= "table" then
+    hoist.error { code = "invalid_argument", message = ("pipeline.action %q: args must be an option spec table"):format(name) }
   end
   local origin = origin_of(3 + (depth or 0))
   if opts and opts.module then origin = { module = opts.module } end
@@ -61,13 +68,25 @@ function M.define(name, fn, opts, depth)
       message = ("rollback action %q is already defined by %s"):format(name, old.origin.module or old.origin.file or "another chunk"),
     }
   end
-  registry[name] = { fn = fn, origin = origin }
+  registry[name] = { fn = fn, origin = origin, args = opts and opts.args or nil }
 end
 
 --- The registered action, or nil.
 ---@param name string
----@return {fn: function, origin: hoist.ActionOrigin}?
+---@return {fn: function, origin: hoist.ActionOrigin, args?: table}?
 function M.get(name) return registry[name] end
+
+--- `args` checked against the spec action `name` was registered with (hoist.util.check_opts:
+--- unknown, missing or mistyped arguments raise invalid_argument naming them), with its
+--- defaults filled in; `args` as they are when it has no spec.
+---@param name string
+---@param args table
+---@return table
+function M.check_args(name, args)
+  local a = registry[name]
+  if not (a and a.args) then return args end
+  return require("hoist.util").check_opts("rollback action " .. name, args, a.args)
+end
 
 --- Names of the registered actions, sorted.
 ---@return string[]
@@ -161,7 +180,7 @@ function M.compensate(list, opts)
         },
       }
       local fn = registry[c.action].fn
-      ok, err = xpcall(function() return fn(c.args or {}, rctx) end, as_error)
+      ok, err = xpcall(function() return fn(M.check_args(c.action, c.args or {}), rctx) end, as_error)
     else
       err = hoist.new_error { code = "not_found", message = why }
     end

@@ -82,6 +82,7 @@ function Ctx:on_rollback(action, args)
   if type(args) ~= "table" then bad(("on_rollback %q: args must be a table"):format(action)) end
   local ok, text = pcall(require("hoist.json").encode, args)
   if not ok then bad(("on_rollback %q: args must be JSON-encodable: %s"):format(action, tostring(text))) end
+  actions.check_args(action, args)
   if hoist.scrub(text) ~= text then
     bad(("on_rollback %q: args contain a secret value; pass a reference to it (an env var name), not the value"):format(action))
   end

@@ -99,6 +99,13 @@ local function summary_lines(result)
       lines[#lines + 1] = ("     ✗ %s (%s): %s"):format(c.action, c.stage or "?", c.error and c.error.message or "?")
     end
   end
+  if result.notified and #result.notified > 0 then
+    lines[#lines + 1] = "   Notified"
+    for _, n in ipairs(result.notified) do
+      local how = n.planned and " (dry run: not sent)" or (n.ok and "" or (": " .. tostring(n.error or "not delivered")))
+      lines[#lines + 1] = ("     %s %s%s"):format(n.ok and "✓" or "✗", n.channel, how)
+    end
+  end
   if result.dir ~= "" then lines[#lines + 1] = "   Run folder: " .. result.dir end
   return lines
 end
@@ -135,6 +142,14 @@ local function markdown(result)
     md[#md + 1] = "#### Error"
     md[#md + 1] = ("> **%s**: %s"):format(result.error.code, tostring(result.error.message):gsub("\n", " "))
     if result.error.where then md[#md + 1] = ("> at `%s`"):format(result.error.where) end
+  end
+  if result.notified and #result.notified > 0 then
+    md[#md + 1] = ""
+    md[#md + 1] = "#### Notified"
+    for _, n in ipairs(result.notified) do
+      md[#md + 1] = ("- %s %s%s"):format(n.ok and "✅" or "❌", n.channel,
+        n.planned and " (dry run: not sent)" or (n.ok and "" or (": " .. tostring(n.error or "not delivered"))))
+    end
   end
   if result.dry_run and #result.plan > 0 then
     md[#md + 1] = ""

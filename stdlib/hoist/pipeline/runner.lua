@@ -8,6 +8,7 @@ local actions = require "hoist.pipeline.actions"
 local context = require "hoist.pipeline.context"
 local journal = require "hoist.pipeline.journal"
 local report = require "hoist.pipeline.report"
+local notify = require "hoist.notify"
 local github = require "hoist.github"
 local semver = require "hoist.semver"
 local util = require "hoist.util"
@@ -254,6 +255,16 @@ function R.script_plan(path, steps, ok)
     { pipeline = path, version = "", run = info.id, status = ok and "succeeded" or "failed", plan = steps })
 end
 
+-- fn(...) before anything runs: what it raises is a usage error (exit code 2; 4 for a policy).
+local function before_run(fn, ...)
+  local ok, res = pcall(fn, ...)
+  if ok then return res end
+  local err = hoist.is_error(res) and res or hoist.new_error { code = "invalid_argument", message = tostring(res) }
+  err.details = err.details or {}
+  err.details.exit_code = err.code == "policy_violation" and 4 or 2
+  error(err, 0)
+end
+
 --- Runs a defined pipeline (hoist.pipeline.run).
 function R.run(def, raw, opts)
   R.check_requires(def)
@@ -261,15 +272,18 @@ function R.run(def, raw, opts)
   params.register_secrets(def.params or {}, raw)
   local values = params.validate(def.params or {}, raw)
   params.register_secrets(def.params or {}, values) -- a `--set` map's values exist only now
-  -- Checks across parameters, still before anything runs: a problem is a usage error.
-  if def.check then
-    local ok, err = pcall(def.check, values)
-    if not ok then
-      if not hoist.is_error(err) then err = hoist.new_error { code = "invalid_argument", message = tostring(err) } end
-      err.details = err.details or {}
-      err.details.exit_code = 2
-      error(err, 0)
-    end
+  -- Checks across parameters, still before anything runs: a problem is a usage error (a
+  -- policy the parameters break: exit 4, as when a stage meets it).
+  if def.check then before_run(def.check, values) end
+  -- The notification channels, checked (and their URLs registered as secrets) before
+  -- anything runs: a bad URL is a usage error, not a surprise at the end of the run.
+  local notify_cfg
+  if def.notify then
+    notify_cfg = before_run(function()
+      local c = def.notify
+      if type(c) == "function" then c = c(values) end -- nil: this run notifies no one
+      return notify.configure(c)
+    end)
   end
   local run = new_run(def, values, opts)
   local previous = context.set_active(run)
@@ -310,6 +324,14 @@ function R.run(def, raw, opts)
     if not sok then hoist.log.warn("the pipeline's summary function failed: " .. tostring(serr)) end
   end
   if not ok then result.error = final_error(run, result) end
+  -- Once per run, its outcome known and its rollback done; in a task of its own so that a
+  -- cancelled (SIGTERM'd) run still tells. hoist.notify never raises for a channel that
+  -- fails: the outcome stays the run's.
+  if notify_cfg then
+    local sent, results = pcall(hoist.shielded, notify.run_finished, notify_cfg, result)
+    result.notified = sent and results or nil
+    collect_plan(run, "notify")
+  end
   run.journal:append {
     kind = "run.end", status = result.status, duration = result.duration, dry_run = run.dry_run or nil,
     error = result.error and { code = result.error.code, message = result.error.message, where = result.error.where,

@@ -230,8 +230,14 @@ end
 -- aci.delete, once no operation runs on the group.
 local function delete(args) return when_settled(args, function(current) return delete_over(args, current) end) end
 
-hoist.pipeline.action("aci.restore", function(args) locked(args, restore) end)
-hoist.pipeline.action("aci.delete", function(args) locked(args, delete) end)
+-- what both compensations get (the deploy's `common`)
+local function aci_args(extra)
+  return azt.journal_args(require("hoist.util").spec({ port = "number", health_path = "string", verify = "table" }, extra))
+end
+hoist.pipeline.action("aci.restore", function(args) locked(args, restore) end, { args = aci_args {
+  definition = { type = "table", required = true }, secrets_file = { type = "string", required = true },
+  previous_run = "string" } })
+hoist.pipeline.action("aci.delete", function(args) locked(args, delete) end, { args = aci_args() })
 
 ---------------------------------------------------------------- deploy
 

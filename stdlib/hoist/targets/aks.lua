@@ -26,7 +26,7 @@ local function base64_decode(text)
   return out
 end
 
-local clients = {} -- "<sub>/<rg>/<cluster>/<admin>" -> client, one fetch per process
+local clients = {} -- "<sub>/<rg>/<cluster>/<admin>" -> {client, text}, one fetch per process
 
 -- The credential the cluster options name: an object as is, else the source (nil: the chain).
 local function credential_of(w)
@@ -35,8 +35,9 @@ local function credential_of(w)
   return azure.credential(w.credential and { source = w.credential } or nil)
 end
 
--- A client for the cluster: its kubeconfig from ARM, read from a 0600 file removed at once.
-local function connect(w)
+-- The cluster's client and kubeconfig text: the kubeconfig from ARM (its keys and tokens
+-- registered as secrets), read from a 0600 file removed at once.
+local function fetch(w)
   local azure = require "hoist.azure"
   for _, k in ipairs { "resource_group", "cluster" } do
     if type(w[k]) ~= "string" or w[k] == "" then fail("invalid_argument", ("targets.aks: option '%s' is required"):format(k)) end
@@ -44,7 +45,7 @@ local function connect(w)
   local cred = credential_of(w)
   local sub = azure.subscription(w.subscription, cred)
   local key = table.concat({ sub, w.resource_group, w.cluster, tostring(w.admin == true) }, "/")
-  if clients[key] then return clients[key] end
+  if clients[key] then return clients[key].client, clients[key].text end
   local action = w.admin and "listClusterAdminCredential" or "listClusterUserCredential"
   local r = azure.request { method = "POST", credential = cred, safe = true, what = ("AKS cluster %s: %s"):format(w.cluster, action),
     path = azure.resource_id(sub, w.resource_group, "Microsoft.ContainerService/managedClusters", w.cluster) .. "/" .. action }
@@ -62,8 +63,18 @@ local function connect(w)
   hoist.fs.remove(dir, { recursive = true })
   if not ok then error(c, 0) end
   hoist.log.info(("AKS cluster %s/%s: %s (context %s, %s)"):format(w.resource_group, w.cluster, action, c.context, c.server))
-  clients[key] = c
-  return c
+  clients[key] = { client = c, text = text }
+  return c, text
+end
+
+-- A client for the cluster (the kubernetes target's connect).
+local function connect(w) return (fetch(w)) end
+
+-- The cluster options of a call outside the target (helm, a script): checked, defaults in.
+local function cluster_of(fname, opts)
+  local o = util.check_opts(fname, opts, cluster_options)
+  if not o.cluster then fail("invalid_argument", fname .. ": option 'cluster' is required", { option = "cluster" }) end
+  return o
 end
 
 -- What a later process needs to fetch the kubeconfig again: subscription, group, cluster,
@@ -77,6 +88,23 @@ local T = require("hoist.targets.kubernetes").make("aks", connect, cluster_optio
   out.subscription = out.subscription or require("hoist.azure").subscription(nil, credential_of(w))
   return out
 end)
+--- A client of the AKS cluster (hoist.k8s.client), its kubeconfig fetched from ARM once per
+--- process (listClusterUserCredential, or listClusterAdminCredential with `admin`): what `az
+--- aks get-credentials` gives, without writing it to ~/.kube/config.
+---@param opts {resource_group: string, cluster: string, subscription?: string, admin?: boolean, credential?: string|hoist.azure.Credential}
+---@return hoist.k8s.Client
+function T.client(opts) return (fetch(cluster_of("hoist.targets.aks.client", opts))) end
+
+--- The AKS cluster's kubeconfig (YAML text; its client keys and tokens are registered as
+--- secrets), for a tool that reads a kubeconfig file (helm): write it to a 0600 file and
+--- remove it after the call, as hoist.k8s.helm does with its `aks` option.
+---@param opts {resource_group: string, cluster: string, subscription?: string, admin?: boolean, credential?: string|hoist.azure.Credential}
+---@return string
+function T.kubeconfig(opts)
+  local _, text = fetch(cluster_of("hoist.targets.aks.kubeconfig", opts))
+  return text
+end
+
 --- Standard base64 to bytes (exposed for its test).
 ---@type fun(text: string): string
 T.base64_decode = base64_decode

@@ -176,8 +176,11 @@ local function swap_back(a)
     :format(r.name, tostring(a.previous_image), r.slot), { site = r.name, slot = r.slot })
 end
 
-hoist.pipeline.action("appservice.restore", function(a) azt.holding(M.name, a, restore, a) end)
-hoist.pipeline.action("appservice.swap_back", function(a) azt.holding(M.name, a, swap_back, a) end)
+hoist.pipeline.action("appservice.restore", function(a) azt.holding(M.name, a, restore, a) end, { args = azt.journal_args {
+  slot = { type = "string|boolean", required = true }, previous = { type = "table|boolean", required = true },
+  image = "string", wait = "boolean", wait_timeout = "number" } })
+hoist.pipeline.action("appservice.swap_back", function(a) azt.holding(M.name, a, swap_back, a) end, { args = azt.journal_args {
+  slot = { type = "string", required = true }, image = { type = "string", required = true }, previous_image = "string" } })
 
 ---------------------------------------------------------------- deploy
 

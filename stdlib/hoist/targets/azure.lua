@@ -99,6 +99,8 @@ function M.preflight_of(target)
     require("hoist.azure.pull").check(what, o) -- a pull secret that expires: refused before the build
     local ctx = M.context(what, o)
     local checks = { ("credential %s: a token for subscription %s"):format(ctx.credential.source or "chain", ctx.subscription) }
+    -- the identity that will pull holds AcrPull (else the service's pull fails after the build)
+    checks[#checks + 1] = require("hoist.azure.pull").check_identity(what, o, ctx)
     local got = require("hoist.azure").resource_groups.get { name = ctx.resource_group, subscription = ctx.subscription,
                                                              credential = ctx.credential, endpoint = ctx.endpoint }
     if got then
@@ -192,7 +194,21 @@ local function delete_empty_group(a)
     { resource_group = a.resource_group, run = a.run })
 end
 
-hoist.pipeline.action("azure.delete_empty_group", delete_empty_group)
+--- The arguments azt.journal keeps for an Azure target's compensation: the spec each of them
+--- extends with its own (`azt.journal_args { revision = "string" }`).
+---@param extra? table<string, string|hoist.util.OptSpec>
+---@return table<string, string|hoist.util.OptSpec>
+function M.journal_args(extra)
+  return require("hoist.util").spec({
+    service = "string", name = { type = "string", required = true }, resource_group = { type = "string", required = true },
+    subscription = "string", credential = "string", endpoint = "string", run = "string", lock_timeout = "number",
+    state_dir = "string",
+  }, extra)
+end
+
+hoist.pipeline.action("azure.delete_empty_group", delete_empty_group, { args = {
+  resource_group = { type = "string", required = true }, subscription = "string", endpoint = "string",
+  run = { type = "string", required = true }, credential = "string" } })
 
 ---@class hoist.targets.azure.Context
 ---@field credential hoist.azure.Credential

@@ -50,12 +50,9 @@ end
 
 ---------------------------------------------------------------- compensation
 
-local function traffic_back(a)
-  -- the journal keeps a credential's source name only: else the chain
-  local r = ref_of { resource_group = a.resource_group, name = a.name, subscription = a.subscription, endpoint = a.endpoint,
-                     credential = azt.credential(a.credential) }
+-- Moves the traffic back over the app as it is once no operation runs on it (`app`).
+local function traffic_back_over(a, r, app)
   local s = svc()
-  local app = s.get(r)
   if not app then return end
   if not a.previous then
     s.delete(r)
@@ -89,7 +86,19 @@ local function traffic_back(a)
     tostring(a.revision)), { name = a.name, previous = a.previous, revision = a.revision })
 end
 
-hoist.pipeline.action("containerapp.traffic_back", function(a) azt.holding(M.name, a, traffic_back, a) end)
+-- traffic_back_over, once no operation runs on the app (a run cancelled while the PATCH of its
+-- revision was being polled: Azure answers 409 AnotherOperationInProgress until it ends, and the
+-- revision it creates would stay active beside the previous one).
+local function traffic_back(a)
+  -- the journal keeps a credential's source name only: else the chain
+  local r = ref_of { resource_group = a.resource_group, name = a.name, subscription = a.subscription, endpoint = a.endpoint,
+                     credential = azt.credential(a.credential) }
+  return require("hoist.azure").when_settled({ what = "container app " .. a.name, timeout = a.timeout,
+    get = function() return svc().get(r) end }, function(app) return traffic_back_over(a, r, app) end)
+end
+
+hoist.pipeline.action("containerapp.traffic_back", function(a) azt.holding(M.name, a, traffic_back, a) end,
+  { args = azt.journal_args { revision = "string", previous = { type = "string|boolean", required = true } } })
 
 ---------------------------------------------------------------- deploy
 

@@ -235,6 +235,8 @@ function M.check(name, mod, defining)
       problem(("compensation %s is not named %s.<action>"):format(tostring(action), name))
     elseif not actions.get(action) then
       problem(("compensation %s is not defined (hoist.pipeline.action)"):format(action))
+    elseif not actions.get(action).args then
+      problem(("compensation %s has no argument spec (hoist.pipeline.action's opts.args)"):format(action))
     end
   end
   return problems

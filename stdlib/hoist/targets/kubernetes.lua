@@ -34,7 +34,7 @@ local own_options = {
   kube_context = { type = "string", description = "kubeconfig context (default: its current-context)" },
   namespace = { type = "string", description = "Namespace; it must exist (the preflight refuses a missing one before the build; default: the context's, else default)" },
   manifests = { type = "string|table", description = "YAML text, a file path, or Lua tables to apply instead of hoist.k8s.app's" },
-  set_image = { type = "boolean", default = false, description = "Only change the image of the existing Deployment <service> (kubectl set image)" },
+  set_image = { type = "boolean", default = false, description = "Only change the image of the existing Deployment <service> (kubectl set image), and its env entries when env is given (kubectl set env), in one rollout" },
   container = { type = "string", description = "set_image: the container whose image changes (default: the first)" },
   replicas = { type = "number", default = 3, integer = true, min = 1, description = "Replicas of the default manifests" },
   service_port = { type = "number", default = 80, integer = true, min = 1, max = 65535, description = "Service port of the default manifests" },
@@ -100,11 +100,23 @@ local function manifests_of(o, client, run, ns)
       fail("invalid_argument", ("deployment %s/%s has no container %q (containers: %s)"):format(ns, o.service, o.container,
         table.concat(names, ", ")))
     end
-    -- a strategic merge patch, as kubectl set image: a partial server-side apply would drop
-    -- the fields an earlier full apply by hoist owns
+    if next(o.secret_env or {}) then
+      fail("invalid_argument", "targets.kubernetes: set_image sets plain env only (as kubectl set env NAME=value); "
+        .. "for secret_env reference a Secret in the Deployment, or deploy without set_image")
+    end
+    -- a strategic merge patch, as kubectl set image (and set env, in the same rollout: env
+    -- entries merge by name, the others stay): a partial server-side apply would drop the
+    -- fields an earlier full apply by hoist owns
+    local patched = { name = c.name, image = o.image }
+    local names = {}
+    for k in pairs(o.env or {}) do names[#names + 1] = k end
+    table.sort(names)
+    if #names > 0 then
+      patched.env = {}
+      for i, k in ipairs(names) do patched.env[i] = { name = k, value = tostring(o.env[k]) } end
+    end
     objects = { { apiVersion = "apps/v1", kind = "Deployment", metadata = { name = o.service, namespace = ns },
-                  spec = { template = { spec = { containers = { { name = c.name, image = o.image } } } } },
-                  [PATCH] = true } }
+                  spec = { template = { spec = { containers = { patched } } } }, [PATCH] = true } }
   elseif o.manifests then
     if next(o.secret_env or {}) then
       fail("invalid_argument", "targets.kubernetes: secret_env needs the default manifests; with your own, reference a Secret")
@@ -238,18 +250,24 @@ function M.make(name, connect, cluster_options, module, pin)
     require("hoist.targets.lock").holding(h, fn, c, ns)
   end
 
+  local function k8s_args(extra)
+    return util.spec({ where = "table", namespace = "string", service = { type = "string", required = true },
+                       run = "string", lock_timeout = "number" }, extra)
+  end
   hoist.pipeline.action(name .. ".rollout_undo", function(args)
     locked(args, function(c, ns)
       undo.rollout_undo { client = c, namespace = ns, name = args.name, revision = args.revision,
                           template_hash = args.template_hash, run = args.run, timeout = args.timeout }
     end)
-  end, { module = module })
+  end, { module = module, args = k8s_args { name = { type = "string", required = true }, revision = "number",
+                                            template_hash = "string", timeout = "number" } })
   hoist.pipeline.action(name .. ".restore", function(args)
     locked(args, function(c, ns)
       undo.restore { client = c, namespace = ns, manifest = args.manifest, existed = args.existed, previous = args.previous,
                      run = args.run }
     end)
-  end, { module = module })
+  end, { module = module, args = k8s_args { manifest = { type = "table", required = true }, existed = "boolean",
+                                            previous = "table" } })
 
   -- The other objects that existed are put back as they were; one that cannot be (a Secret)
   -- is named, and the others are still restored.

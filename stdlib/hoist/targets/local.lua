@@ -336,8 +336,15 @@ local function restore(args)
     { service = args.service, image = prev.image, container = target.Id })
 end
 
-hoist.pipeline.action("local.remove_candidate", function(args) locked(args, remove_candidate) end)
-hoist.pipeline.action("local.restore", function(args) locked(args, restore) end)
+local function local_args(extra)
+  return require("hoist.util").spec({ service = { type = "string", required = true }, run = "string",
+    proxy_state = { type = "string", required = true }, state_dir = "string", lock_timeout = "number" }, extra)
+end
+hoist.pipeline.action("local.remove_candidate", function(args) locked(args, remove_candidate) end,
+  { args = local_args { name = { type = "string", required = true } } })
+hoist.pipeline.action("local.restore", function(args) locked(args, restore) end, { args = local_args {
+  port = "number", candidate = { type = "string", required = true }, previous = { type = "table|boolean", required = true },
+  verify = "table" } })
 
 ---------------------------------------------------------------- deploy
 

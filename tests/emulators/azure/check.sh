@@ -10,7 +10,7 @@ STATE=${HOIST_ENV_DIR:-/tmp/hoist-env}
 [[ -z ${HOIST_TEST_AZURE_CONTROL:-} && -r $STATE/env.sh ]] && source "$STATE/env.sh"
 cd "$HERE" || exit 1
 rc=0
-for t in test_identity.py test_arm.py test_acr.py test_aks.py; do
+for t in test_identity.py test_managedidentity.py test_arm.py test_acr.py test_aks.py; do
     echo "== $t"; python3 "$t" 2>&1 || rc=1
 done
 for t in test_aci.py test_appservice.py test_containerapp.py; do
@@ -18,5 +18,6 @@ for t in test_aci.py test_appservice.py test_containerapp.py; do
     flock -w 900 /tmp/hoist-docker.lock python3 "$t" 2>&1 || { echo "FAIL $t (or no docker lock in 900 s)"; rc=1; }
 done
 echo "== test_fixtures.py"; python3 test_fixtures.py || rc=1
-echo "== test_az.sh"; ./test_az.sh || rc=1
+echo "== test_az.sh"  # ACI and App Service run containers
+flock -w 900 /tmp/hoist-docker.lock ./test_az.sh || { echo "FAIL test_az.sh (or no docker lock in 900 s)"; rc=1; }
 exit $rc

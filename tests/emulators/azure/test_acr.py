@@ -4,14 +4,22 @@ tests/env/token_server.py with the emulator's Entra tokens. importImage copies a
 so these need the registries of tests/env/up.sh and skopeo."""
 
 import base64
+import json
 import subprocess
 import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
 
-from testlib import ENV, RG_PATH, ArmClient, call, control, require_emulator, secret_token
+from testlib import CTX, ENV, RG_PATH, ArmClient, call, control, require_emulator, secret_token
 
 API = "2025-04-01"
 TOKEN_SERVER = ENV.get("HOIST_TEST_TOKEN_SERVER", "http://127.0.0.1:5003")
-SERVICE = "127.0.0.1:5002"
+SERVICE = ENV.get("HOIST_TEST_REGISTRY_TOKEN", "127.0.0.1:5002")  # ACR's login server: the token registry
+SUB = ENV.get("HOIST_TEST_AZURE_SUBSCRIPTION_ID")
+# ACR's data plane is https only: through the emulator's proxy, which ends TLS for the login server
+VIA_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({"https": ENV.get("HOIST_TEST_AZURE_PROXY", "")}),
+                                        urllib.request.HTTPSHandler(context=CTX))
 
 
 def basic(user, password):
@@ -41,7 +49,7 @@ class Acr(unittest.TestCase):
 
     def test_create_get_and_errors(self):
         reg = self.create("hoistacr1")
-        self.assertEqual(reg["properties"]["loginServer"], "127.0.0.1:5002")
+        self.assertEqual(reg["properties"]["loginServer"], SERVICE)
         self.assertEqual(reg["sku"], {"name": "Standard", "tier": "Standard"})
         self.assertEqual(reg["properties"]["provisioningState"], "Succeeded")
         self.assertFalse(reg["properties"]["adminUserEnabled"])
@@ -143,6 +151,79 @@ class Acr(unittest.TestCase):
             "source": {"registryUri": "registry.hub.docker.com", "sourceImage": "library/hello-world"}},
             api=API)
         self.assertEqual((r.status, r.json["error"]["code"]), (400, "InvalidParameter"))
+
+    def test_resources_of_the_subscription(self):
+        # Resources - List with $filter: how az finds a registry by name without -g
+        # (az acr show -n NAME, az acr repository list -n NAME)
+        self.create("hoistacrres1")
+        self.arm("PUT", RG_PATH + "rg-acr2", {"location": "eastus"})
+        r = self.arm("PUT", RG_PATH + "rg-acr2/providers/Microsoft.ContainerRegistry/registries/hoistacrres2",
+                     {"location": "eastus", "sku": {"name": "Basic"}}, api=API, headers={"x-hoist-emulator-lro": "sync"})
+        self.assertEqual(r.status, 201, r.raw)
+
+        def listed(flt):
+            r = self.arm("GET", "/subscriptions/%s/resources?$filter=%s" % (SUB, urllib.parse.quote(flt)),
+                         api="2021-04-01")
+            self.assertEqual(r.status, 200, r.raw)
+            return sorted(x["id"].split("/")[4] + "/" + x["name"] for x in r.json["value"])
+        t = "resourceType eq 'Microsoft.ContainerRegistry/registries'"
+        self.assertEqual(listed(t), ["rg-acr/hoistacrres1", "rg-acr2/hoistacrres2"])
+        self.assertEqual(listed(t + " and name eq 'HOISTACRRES2'"), ["rg-acr2/hoistacrres2"])
+        self.assertEqual(listed("resourceGroup eq 'rg-acr' and " + t), ["rg-acr/hoistacrres1"])
+        self.assertEqual(listed("location eq 'eastus'"), ["rg-acr2/hoistacrres2"])
+        self.assertEqual(listed("substringof('res1', name)"), ["rg-acr/hoistacrres1"])
+        self.assertEqual(listed(t + " and name eq 'nothere'"), [])
+        one = self.arm("GET", "/subscriptions/%s/resources?$filter=%s" % (SUB, urllib.parse.quote(t + " and name eq 'hoistacrres1'")),
+                       api="2021-04-01").json["value"][0]
+        self.assertEqual(sorted(one), ["id", "location", "name", "sku", "type"])  # no properties, as ARM lists them
+        r = self.arm("GET", "/subscriptions/%s/resources?$filter=%s" % (SUB, urllib.parse.quote("kind gt 'x'")),
+                     api="2021-04-01")
+        self.assertEqual((r.status, r.json["error"]["code"]), (400, "InvalidFilterInQueryString"))
+
+    def test_data_plane_on_https_through_the_proxy(self):
+        # az acr repository list/show-tags call https://<loginServer>/v2/... and ACR's
+        # /acr/v1/{repo}/_tags; the registry behind the login server is plain HTTP
+        self.import_busybox("hoistacr7", "azemu/dataplane:1")
+
+        def get(path, token=None):
+            req = urllib.request.Request("https://%s%s" % (SERVICE, path),
+                                         headers={"Authorization": "Bearer " + token} if token else {})
+            try:
+                with VIA_PROXY.open(req, timeout=30) as r:
+                    return r.status, r.headers, json.loads(r.read() or b"null")
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers, e.read()
+        status, headers, _ = get("/v2/")
+        self.assertEqual(status, 401)
+        self.assertIn('service="%s"' % SERVICE, headers["WWW-Authenticate"])
+        # ACR's action name, as az asks for it: the token server grants it as pull
+        tok = call("POST", TOKEN_SERVER + "/token", form={
+            "grant_type": "password", "service": SERVICE, "scope": "repository:azemu/dataplane:metadata_read",
+            "username": ENV["HOIST_TEST_REGISTRY_TOKEN_USER"],
+            "password": ENV["HOIST_TEST_REGISTRY_TOKEN_PASSWORD"]}).json["access_token"]
+        status, _, body = get("/acr/v1/azemu/dataplane/_tags", tok)
+        self.assertEqual(status, 200, body)
+        self.assertEqual((body["registry"], body["imageName"]), (SERVICE, "azemu/dataplane"))
+        self.assertEqual([t["name"] for t in body["tags"]], ["1"])
+        self.assertRegex(body["tags"][0]["digest"], r"^sha256:[0-9a-f]{64}$")
+        status, _, body = get("/v2/azemu/dataplane/tags/list", tok)
+        self.assertEqual((status, body["tags"]), (200, ["1"]))
+        status, _, _ = get("/acr/v1/azemu/dataplane/_tags")
+        self.assertEqual(status, 401)
+
+    def import_busybox(self, registry, target):
+        src = "127.0.0.1:5000/azemu-src/busybox:1"
+        p = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false",
+                            "docker-daemon:" + ENV.get("HOIST_TEST_BASE_IMAGE", "hoist-test/busybox:latest"),
+                            "docker://" + src], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if p.returncode != 0:
+            self.skipTest("skipped: cannot put a source image in 127.0.0.1:5000: %s" % p.stderr.decode())
+        self.create(registry)
+        r = self.arm("POST", self.base + registry + "/importImage", {
+            "source": {"registryUri": "127.0.0.1:5000", "sourceImage": "azemu-src/busybox:1"},
+            "targetTags": [target], "mode": "Force"}, api=API)
+        self.assertEqual(r.status, 202, r.raw)
+        self.assertEqual(self.arm.poll(r.headers["Location"]).status, 200)
 
     def test_replications_need_premium(self):
         self.create("hoistacr5", sku="Standard")

@@ -17,7 +17,7 @@ import time
 import unittest
 import urllib.request
 
-from testlib import CA, ENV, RG_PATH, ArmClient, control, require_emulator
+from testlib import SUB, CA, ENV, RG_PATH, ArmClient, control, require_emulator
 
 API = "2024-11-01"
 REPO = "127.0.0.1:5002/azemu/site"
@@ -127,9 +127,21 @@ class AppService(unittest.TestCase):
             "serverFarmId": self.plan, "reserved": True, "siteConfig": {
                 "linuxFxVersion": "DOCKER|" + image, "acrUseManagedIdentityCreds": mi, "appCommandLine": command,
                 "appSettings": [{"name": k, "value": v} for k, v in s.items() if v is not None]}}}
+        if mi:
+            body["identity"] = {"type": "SystemAssigned"}
         r = self.arm("PUT", path or self.web + "sites/" + name, body, api=API)
         self.assertIn(r.status, (200, 201), r.raw)
         return r.json
+
+    def grant_pull(self, principal):
+        """AcrPull on the resource group (which holds the registry) for `principal`."""
+        role = "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/" \
+               "7f951dda-4ed3-4680-a7ca-43fe172d538d" % SUB
+        r = self.arm("PUT", self.web.split("/providers/")[0] + "/providers/Microsoft.Authorization/roleAssignments/"
+                     "2a2b1f2e-0a11-4d5e-9b3c-00000000a11d", {"properties": {
+                         "roleDefinitionId": role, "principalId": principal, "principalType": "ServicePrincipal"}},
+                     api="2022-04-01")
+        self.assertEqual(r.status, 201, r.raw)
 
     def wait_body(self, url, want, tries=150):
         for _ in range(tries):
@@ -282,7 +294,16 @@ class AppService(unittest.TestCase):
         self.assertEqual(r.status, 404)
 
     def test_stop_start_restart_and_managed_identity_pull(self):
-        self.site("hoist-mi", REPO + ":v1", mi=True)
+        site = self.site("hoist-mi", REPO + ":v1", mi=True)
+        # the site's identity pulls once it holds AcrPull, as ACR checks: before, ACR's unauthorized
+        for _ in range(50):
+            if "has no AcrPull role" in self.logs("hoist-mi"):
+                break
+            time.sleep(0.2)
+        self.assertIn("has no AcrPull role on the registry", self.logs("hoist-mi"))
+        self.grant_pull(site["identity"]["principalId"])
+        r = self.arm("POST", self.web + "sites/hoist-mi/restart?synchronous=true", api=API)
+        self.assertEqual(r.status, 200)
         self.wait_body("http://hoist-mi.azurewebsites.net/index.html", "site-v1")
         self.assertEqual(self.arm("POST", self.web + "sites/hoist-mi/stop", api=API).status, 200)
         self.assertEqual(self.arm("GET", self.web + "sites/hoist-mi", api=API).json["properties"]["state"], "Stopped")
@@ -331,6 +352,58 @@ class AppService(unittest.TestCase):
         self.assertEqual(r.status, 404)
         r = self.arm("GET", self.web + "sites/hoist-x/config/appsettings", api=API)
         self.assertIn(r.status, (404, 405))
+
+
+@require_emulator
+class AppServiceArm(unittest.TestCase):
+    """The calls az makes around a site that need no container: checknameavailability (az webapp
+    create) and publishxml (az webapp show's ftpPublishingUrl)."""
+
+    def setUp(self):
+        control("reset", {"store": True})
+        self.arm = ArmClient()
+        self.arm("PUT", RG_PATH + "rg-webarm", {"location": "westeurope"})
+        self.web = RG_PATH + "rg-webarm/providers/Microsoft.Web/"
+        plan = self.arm("PUT", self.web + "serverfarms/plan", {"location": "westeurope", "kind": "linux",
+                                                               "sku": {"name": "B1"}, "properties": {"reserved": True}}, api=API)
+        self.assertEqual(plan.status, 200, plan.raw)
+        r = self.arm("PUT", self.web + "sites/hoist-webarm", {"location": "westeurope", "kind": "app,linux,container",
+                                                              "properties": {"serverFarmId": plan.json["id"]}}, api=API)
+        self.assertEqual(r.status, 200, r.raw)
+
+    def tearDown(self):
+        control("reset", {"store": True})
+
+    def test_check_name_availability(self):
+        path = "/subscriptions/%s/providers/Microsoft.Web/checknameavailability" % ENV["HOIST_TEST_AZURE_SUBSCRIPTION_ID"]
+
+        def check(name, type_="Site"):
+            r = self.arm("POST", path, {"name": name, "type": type_}, api="2022-03-01")
+            self.assertEqual(r.status, 200, r.raw)
+            return r.json
+        taken = check("HOIST-WEBARM")  # a site's name is its host name: taken in any group
+        self.assertEqual((taken["nameAvailable"], taken["reason"]), (False, "AlreadyExists"))
+        self.assertIn("hoist-webarm", taken["message"].lower())
+        self.assertTrue(check("hoist-webarm-2", "Microsoft.Web/sites")["nameAvailable"])
+        self.assertEqual(check("-bad-")["reason"], "Invalid")
+        r = self.arm("POST", path, {"name": "x", "type": "Nope"}, api="2022-03-01")
+        self.assertEqual(r.status, 400)
+
+    def test_publish_profiles(self):
+        r = self.arm("POST", self.web + "sites/hoist-webarm/publishxml", {"format": "WebDeploy"}, api="2022-03-01")
+        self.assertEqual(r.status, 200, r.raw)
+        import xml.etree.ElementTree as ET
+        profiles = {p.get("publishMethod"): p for p in ET.fromstring(r.raw).iter("publishProfile")}
+        self.assertEqual(sorted(profiles), ["FTP", "MSDeploy", "ZipDeploy"])
+        creds = self.arm("POST", self.web + "sites/hoist-webarm/config/publishingcredentials/list", api=API).json
+        user, password = creds["properties"]["publishingUserName"], creds["properties"]["publishingPassword"]
+        self.assertEqual(profiles["MSDeploy"].get("publishUrl"), "hoist-webarm.scm.azurewebsites.net:443")
+        self.assertEqual((profiles["MSDeploy"].get("userName"), profiles["MSDeploy"].get("userPWD")), (user, password))
+        self.assertEqual(profiles["FTP"].get("userName"), "hoist-webarm\\" + user)
+        self.assertRegex(profiles["FTP"].get("publishUrl"), r"^ftps://[a-z0-9-]+\.ftp\.azurewebsites\.windows\.net/site/wwwroot$")
+        self.assertEqual(profiles["ZipDeploy"].get("destinationAppUrl"), "http://hoist-webarm.azurewebsites.net")
+        r = self.arm("POST", self.web + "sites/absent/publishxml", {"format": "WebDeploy"}, api="2022-03-01")
+        self.assertEqual(r.status, 404)
 
 
 if __name__ == "__main__":

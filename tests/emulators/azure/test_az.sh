@@ -30,9 +30,10 @@ fails=0
 pass() { echo "ok   $1"; }
 fail() { echo "FAIL $1: $2"; fails=$((fails + 1)); }
 
-# check NAME EXPECTED-SUBSTRING CMD...: the command succeeds and prints the substring
+# check NAME EXPECTED-SUBSTRING CMD...: the command succeeds and prints the substring (in $out)
 check() {
-    local name=$1 want=$2 out; shift 2
+    local name=$1 want=$2; shift 2
+    out=""  # global: the caller may read the output of the last check
     if ! out=$("$@" 2>&1); then fail "$name" "$(tail -n 3 <<<"$out")"; return; fi
     if [[ $out != *"$want"* ]]; then fail "$name" "output lacks '$want': $(head -c 300 <<<"$out")"; return; fi
     pass "$name"
@@ -51,7 +52,8 @@ az cloud register --name HoistEmulator --endpoint-resource-manager "$ARM/" \
     --endpoint-active-directory "$AZURE_AUTHORITY_HOST/adfs" \
     --endpoint-active-directory-resource-id https://management.core.windows.net/ \
     --endpoint-management https://management.core.windows.net/ \
-    --endpoint-active-directory-graph-resource-id https://graph.windows.net/ >/dev/null 2>&1 ||
+    --endpoint-active-directory-graph-resource-id https://graph.windows.net/ \
+    --suffix-acr-login-server-endpoint .azurecr.io >/dev/null 2>&1 ||
     { echo "FAIL az cloud register"; exit 1; }
 az cloud set --name HoistEmulator >/dev/null 2>&1
 check "az login --service-principal" "$HOIST_TEST_AZURE_SUBSCRIPTION_ID" \
@@ -78,7 +80,7 @@ check_fails "az rest without api-version" "MissingApiVersionParameter" \
     $R --method get --url "$ARM$SUB/resourcegroups/rg-az"
 
 ACR="$ARM$SUB/resourceGroups/rg-az/providers/Microsoft.ContainerRegistry/registries/hoistazacr?api-version=2023-07-01"
-check "az rest put registry" '"loginServer": "127.0.0.1:5002"' $R --method put --url "$ACR" \
+check "az rest put registry" "\"loginServer\": \"${HOIST_TEST_REGISTRY_TOKEN:-127.0.0.1:5002}\"" $R --method put --url "$ACR" \
     --headers x-hoist-emulator-lro=sync --body '{"location":"westus","sku":{"name":"Basic"}}'
 check "az rest get registry" '"provisioningState": "Succeeded"' $R --method get --url "$ACR"
 check "az rest post listCredentials (admin off)" "AdminUserDisabled" bash -c \
@@ -140,7 +142,49 @@ check "az rest get managed cluster" '"fqdn": "aksaz-' $R --method get --url "$AK
 if [[ -r ${HOIST_ENV_DIR:-/tmp/hoist-env}/kube/kubeconfig ]]; then
     check "az rest post listClusterUserCredential" '"name": "clusterUser"' $R --method post \
         --url "$AKS/listClusterUserCredential?api-version=2024-02-01"
+    # one of the workflow commands below (the cluster is this one)
+    check "az aks get-credentials" "clusterUser_rg-az_aks-az" bash -c \
+        "az aks get-credentials -g rg-az -n aks-az -f '$AZURE_CONFIG_DIR/kubeconfig' && cat '$AZURE_CONFIG_DIR/kubeconfig'"
 fi
+
+# ---- the az commands of our users' five workflows (README.md, "az"), each once: az starts slowly
+WF=hoist-az-wf
+check "az group create" '"provisioningState": "Succeeded"' az group create -n $WF -l westus -o json
+check "az provider register --wait" "" az provider register -n Microsoft.ContainerInstance --wait
+check "az acr create" "Succeeded" az acr create -g $WF -n hoistazwf --sku Basic --query provisioningState -o tsv
+# by name, without -g: az finds the group through Resources - List with a $filter
+check "az acr show -n (no -g)" "/resourceGroups/$WF/" az acr show -n hoistazwf --query "[id, loginServer]" -o tsv
+LS=${out##*$'\n'}  # the login server
+# the import's source: the base image in the anonymous registry
+if skopeo copy -q --dest-tls-verify=false "docker-daemon:${HOIST_TEST_BASE_IMAGE:-hoist-test/busybox:latest}" \
+    "docker://${HOIST_TEST_REGISTRY:-127.0.0.1:5000}/hoist-az/busybox:1" >/dev/null 2>&1; then
+    check "az acr import" "" az acr import -n hoistazwf --source "${HOIST_TEST_REGISTRY:-127.0.0.1:5000}/hoist-az/busybox:1" \
+        -t hoist-az/busybox:1 --force
+else
+    fail "az acr import" "cannot put the base image in ${HOIST_TEST_REGISTRY:-127.0.0.1:5000} (skopeo)"
+fi
+# ACR's data plane is https only (az calls https://<loginServer>/v2/ and /acr/v1/): through the
+# emulator's proxy, which ends TLS for the login server; every https request goes through it
+# (NO_PROXY cannot name one port of 127.0.0.1), and it relays the emulator's own ports as they are
+DP=(env HTTPS_PROXY="$HOIST_TEST_AZURE_PROXY" NO_PROXY= no_proxy=)
+check "az acr repository list" "hoist-az/busybox" "${DP[@]}" az acr repository list -n hoistazwf -o tsv
+check "az acr repository show-tags" "1" "${DP[@]}" az acr repository show-tags -n hoistazwf --repository hoist-az/busybox -o tsv
+REG=(--registry-login-server "$LS" --registry-username "${HOIST_TEST_REGISTRY_TOKEN_USER:-}" --registry-password "${HOIST_TEST_REGISTRY_TOKEN_PASSWORD:-}")
+check "az container create" '"provisioningState": "Succeeded"' az container create -g $WF -n hoist-az-wf-aci \
+    --image "$LS/hoist-az/busybox:1" "${REG[@]}" --os-type Linux --cpu 1 --memory 0.5 --restart-policy Never \
+    --command-line "sh -c 'echo hoist-az-wf-says-hello; sleep 600'" -o json
+check "az container show" "Running" az container show -g $WF -n hoist-az-wf-aci --query instanceView.state -o tsv
+check "az container logs" "hoist-az-wf-says-hello" az container logs -g $WF -n hoist-az-wf-aci
+check "az appservice plan create" '"status": "Ready"' az appservice plan create -g $WF -n hoist-az-wf-plan --is-linux --sku B1 -o json
+check "az webapp create" '"defaultHostName": "hoist-az-wf-web.azurewebsites.net"' az webapp create -g $WF \
+    -p hoist-az-wf-plan -n hoist-az-wf-web --deployment-container-image-name "$LS/hoist-az/busybox:1" \
+    --docker-registry-server-user "${HOIST_TEST_REGISTRY_TOKEN_USER:-}" \
+    --docker-registry-server-password "${HOIST_TEST_REGISTRY_TOKEN_PASSWORD:-}" -o json
+# az webapp show reads the publishing profiles (publishxml) for ftpPublishingUrl
+check "az webapp show" "ftps://" az webapp show -g $WF -n hoist-az-wf-web --query ftpPublishingUrl -o tsv
+check "az webapp config appsettings set" '"value": "8000"' az webapp config appsettings set -g $WF \
+    -n hoist-az-wf-web --settings WEBSITES_PORT=8000 -o json
+check "az webapp restart" "" az webapp restart -g $WF -n hoist-az-wf-web
 
 check "az rest delete resource group" "" $R --method delete --url "$ARM$SUB/resourcegroups/rg-az?api-version=2022-09-01"
 curl -fs -X POST -d '{"store": true}' "$HOIST_TEST_AZURE_CONTROL/reset" >/dev/null

@@ -243,8 +243,26 @@ class ContainerApps(unittest.TestCase):
         self.assertEqual((rev["provisioningState"], rev["runningState"]), ("Failed", "Failed"))
         self.assertIn(REPO + ":v1", rev["provisioningError"])
         self.assertNotIn("wrong-password", json.dumps(rev))
-        self.deploy("hoist-mi", self.body("v1", "mi", registry="identity", replicas=2))
-        rev = self.wait_revision("hoist-mi", "hoist-mi--mi", "healthState", "Healthy")
+        # a user-assigned identity pulls once it holds AcrPull (as ACR checks): without the role
+        # the revision fails with ACR's unauthorized, after the assignment it runs
+        uai = RG_PATH + "rg-capp/providers/Microsoft.ManagedIdentity/userAssignedIdentities/capp-pull"
+        principal = self.arm("PUT", uai, {"location": "westeurope"}, api="2023-01-31").json["properties"]["principalId"]
+
+        def by_identity(name):
+            body = self.body("v1", name, registry="identity", replicas=2)
+            body["identity"] = {"type": "UserAssigned", "userAssignedIdentities": {uai: {}}}
+            body["properties"]["configuration"]["registries"][0]["identity"] = uai
+            return body
+        self.deploy("hoist-mi", by_identity("mi"), want="Failed")
+        self.assertIn("has no AcrPull role on the registry", self.revision("hoist-mi", "hoist-mi--mi")["provisioningError"])
+        role = "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/7f951dda-4ed3-4680-a7ca-43fe172d538d" % SUB
+        r = self.arm("PUT", RG_PATH + "rg-capp/providers/Microsoft.Authorization/roleAssignments/"
+                     "2a2b1f2e-0a11-4d5e-9b3c-00000000a11c", {"properties": {
+                         "roleDefinitionId": role, "principalId": principal, "principalType": "ServicePrincipal"}},
+                     api="2022-04-01")
+        self.assertEqual(r.status, 201, r.raw)
+        self.deploy("hoist-mi2", by_identity("mi2"))
+        rev = self.wait_revision("hoist-mi2", "hoist-mi2--mi2", "healthState", "Healthy")
         self.assertEqual(rev["replicas"], 2)
 
     def test_validation(self):

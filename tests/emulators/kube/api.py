@@ -15,9 +15,10 @@ import time
 import apply as ssa
 import discovery
 import patch as patches
+import schema
 from objects import (ApiError, already_exists, apply_defaults, bad_request, canonical,
                      check_depth, drop_nulls, conflict, fields_match, labels_match, not_found, now,
-                     parse_field_selector, parse_label_selector, validate)
+                     parse_field_selector, parse_label_selector, validate, validate_update)
 
 STATUS_SUBRESOURCE = {"pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "services",
                       "horizontalpodautoscalers", "poddisruptionbudgets", "namespaces", "nodes"}
@@ -35,6 +36,40 @@ def _spec_part(obj):
 def default_manager(user_agent):
     ua = (user_agent or "unknown").split("/")[0].split(" ")[0]
     return ua or "unknown"
+
+
+FIELD_VALIDATION = ("Ignore", "Strict", "Warn")
+
+
+def check_fields(res, obj, query, warnings):
+    """fieldValidation of a create, update or (non-apply) patch: Strict refuses an object with
+    fields its kind lacks (400 naming them), Warn (the server's default) drops them and says so
+    in a Warning header, Ignore drops them."""
+    mode = query.get("fieldValidation") or "Warn"
+    if mode not in FIELD_VALIDATION:
+        raise bad_request(f'fieldValidation: Unsupported value: "{mode}": supported values: '
+                          + ", ".join(f'"{m}"' for m in FIELD_VALIDATION))
+    if mode == "Strict":
+        found = schema.unknown(res, obj)
+        if found:
+            raise bad_request(f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: strict '
+                              "decoding error: " + ", ".join(f'unknown field "{f}"' for f in found))
+        return
+    dropped = schema.prune(res, obj)
+    if mode == "Warn" and warnings is not None:
+        warnings.extend(f'unknown field "{f}"' for f in dropped)
+
+
+def check_apply_fields(res, ns, name, cfg):
+    """Server-side apply refuses fields the kind lacks, whatever fieldValidation says; the API
+    server answers that with a 500 Status without a reason (kubernetes#122480)."""
+    found = schema.unknown(res, cfg, keyed=True)
+    if not found:
+        return
+    errs = [f"{f}: field not declared in schema" for f in found]
+    text = errs[0] if len(errs) == 1 else "\n".join(["errors:"] + ["  " + e for e in errs])
+    raise ApiError(500, None, f"failed to create typed patch object ({ns or ''}/{name}; {res.group}/{res.version}, "
+                              f"Kind={res.kind}): {text}")
 
 
 class Api:
@@ -147,9 +182,11 @@ class Api:
             md.pop(k, None)
         return obj
 
-    def create(self, res, ns, body, query=None, manager=None, internal=False):
+    def create(self, res, ns, body, query=None, manager=None, internal=False, warnings=None):
         query = query or {}
         obj = self._prepare_new(res, ns, body)
+        if not internal:
+            check_fields(res, obj, query, warnings)
         md = obj["metadata"]
         dry = query.get("dryRun") == "All"
         with self.store.lock:
@@ -213,6 +250,7 @@ class Api:
         if sub != "status":
             apply_defaults(res, new)
             validate(res, new)
+            validate_update(res, live, new)
         md = new["metadata"]
         if "generation" in live["metadata"]:
             gen = live["metadata"]["generation"]
@@ -229,7 +267,7 @@ class Api:
             return new
         return self.store.replace(res.key, new, dry)
 
-    def update(self, res, ns, name, body, query=None, sub=None, manager=None, internal=False):
+    def update(self, res, ns, name, body, query=None, sub=None, manager=None, internal=False, warnings=None):
         query = query or {}
         if not isinstance(body, dict):
             raise bad_request(f"the body of a {res.kind} must be a JSON object")
@@ -238,10 +276,12 @@ class Api:
         with self.store.lock:
             live = self.get(res, ns, name)
             new = copy.deepcopy(body)
+            if not internal and sub is None:
+                check_fields(res, new, query, warnings)
             self._check_rv(res, name, live, new)
             return self._commit(res, live, new, sub, manager, query.get("dryRun") == "All", internal)
 
-    def patch(self, res, ns, name, body, ctype, query=None, sub=None, manager=None, internal=False):
+    def patch(self, res, ns, name, body, ctype, query=None, sub=None, manager=None, internal=False, warnings=None):
         query = query or {}
         ctype = (ctype or "").split(";")[0].strip()
         dry = query.get("dryRun") == "All"
@@ -257,6 +297,8 @@ class Api:
             new = self._patched(live, body, ctype)
             if not isinstance(new, dict):
                 raise bad_request("the patched object is not a JSON object")
+            if not internal and sub is None:
+                check_fields(res, new, query, warnings)
             self._check_rv(res, name, live, new)
             return self._commit(res, live, new, sub, manager, dry, internal)
 
@@ -299,6 +341,8 @@ class Api:
         if cfg.get("kind") != res.kind or cfg.get("apiVersion") != res.api_version:
             raise bad_request(f'the apply patch is a {cfg.get("apiVersion")} {cfg.get("kind")}, the URL '
                               f'names {res.api_version} {res.kind}')
+        if sub is None:
+            check_apply_fields(res, ns if res.namespaced else "", name, cfg)
         force = query.get("force") in ("true", "1")
         dry = query.get("dryRun") == "All"
         with self.store.lock:

@@ -85,12 +85,20 @@ RESOURCES = [
              subresources={"status": "PodDisruptionBudget"}),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
 ]
+# served in a second version, stored in the first's (what `kubectl autoscale` 1.32 writes):
+# create, get, list and delete, converted by versions.py
+OLDER = [Resource("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
+                  short=["hpa"], categories=["all"], verbs=["create", "delete", "get", "list"])]
+# answered, not stored: `kubectl auth can-i`
+REVIEWS = [Resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview",
+                    namespaced=False, verbs=["create"])]
 
-GROUP_ORDER = ["", "apps", "autoscaling", "batch", "policy", "coordination.k8s.io"]
+GROUP_ORDER = ["", "apps", "autoscaling", "batch", "policy", "coordination.k8s.io", "authorization.k8s.io"]
 GROUP_VERSIONS = {"": "v1", "apps": "v1", "autoscaling": "v2", "batch": "v1", "policy": "v1",
-                  "coordination.k8s.io": "v1"}
+                  "coordination.k8s.io": "v1", "authorization.k8s.io": "v1"}
+MORE_VERSIONS = {"autoscaling": ["v1"]}           # after the preferred one
 
-BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES + OLDER + REVIEWS}
 BY_KEY = {r.key: r for r in RESOURCES}
 BY_KIND = {(r.group, r.kind): r for r in RESOURCES}
 
@@ -111,9 +119,9 @@ def api_versions():
 
 
 def _group(name):
-    gv = f"{name}/{GROUP_VERSIONS[name]}"
-    ver = {"groupVersion": gv, "version": GROUP_VERSIONS[name]}
-    return {"name": name, "versions": [ver], "preferredVersion": ver}
+    vers = [{"groupVersion": f"{name}/{v}", "version": v}
+            for v in [GROUP_VERSIONS[name]] + MORE_VERSIONS.get(name, [])]
+    return {"name": name, "versions": vers, "preferredVersion": vers[0]}
 
 
 def api_groups():
@@ -128,11 +136,11 @@ def api_group(name):
 
 
 def resource_list(group, version):
-    if GROUP_VERSIONS.get(group) != version:
+    if group not in GROUP_VERSIONS or version not in [GROUP_VERSIONS[group]] + MORE_VERSIONS.get(group, []):
         return None
     out = []
-    for r in RESOURCES:
-        if r.group != group:
+    for r in RESOURCES + OLDER + REVIEWS:
+        if r.group != group or r.version != version:
             continue
         entry = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
                  "kind": r.kind, "verbs": r.verbs}

@@ -46,6 +46,12 @@ def quantity(q):
     return float(s)
 
 
+def go_duration(seconds):
+    """A delay as the kubelet prints it (Go's time.Duration): 10s, 1m20s, 5m0s."""
+    s = int(seconds)
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60}s"
+
+
 def docker(*args, timeout=60, env=None):
     try:
         p = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, env=env)
@@ -69,7 +75,11 @@ class Container:
         self.ready = False
         self.started = False            # startup probe passed (or none)
         self.next_start = 0.0
-        self.backoff = 0.0
+        self.backoff = 0.0              # the kubelet's back-off entry: current delay (0: none) ...
+        self.backoff_at = 0.0           # ... and when it was last moved on
+        self.doubles_at_start = False   # a restart after a wait doubles the delay
+        self.pull_backoff = 0.0         # image pulls have a back-off of their own
+        self.stopped_by_kubelet = False  # a probe failure's stop: its 137 is not the OOM killer
         self.image_id = ""
         self.probe = {}                 # kind -> {"next": t, "ok": n, "fail": n}
         self.started_at = None
@@ -262,10 +272,35 @@ class PodWorker(threading.Thread):
         c.state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
         c.ready = False
 
-    def back_off(self, c):
-        c.backoff = min(MAX_BACKOFF, c.backoff * 2) if c.backoff else self.k.backoff
-        c.next_start = time.time() + c.backoff
+    def back_off(self, c, field="backoff"):
+        """The next delay after a start (or, field="pull_backoff", an image pull) that failed: the
+        first back-off, doubling to MAX_BACKOFF."""
+        d = min(MAX_BACKOFF, getattr(c, field) * 2) if getattr(c, field) else self.k.backoff
+        setattr(c, field, d)
+        c.backoff_at = time.time() if field == "backoff" else c.backoff_at
+        c.next_start = time.time() + d
+        return d
+
+    def crash_back_off(self, c, finished):
+        """A crashed container's restart, as the kubelet's per-container back-off decides it: no
+        entry (first crash, or the last restart was more than twice the maximum ago: it ran ten
+        minutes) restarts at once and starts the entry at the first delay; otherwise it waits the
+        current delay, which doubles (to MAX_BACKOFF) when it restarts. Returns the wait."""
+        if c.backoff and finished - c.backoff_at > 2 * MAX_BACKOFF:
+            c.backoff = 0.0
+        if not c.backoff:
+            c.backoff, c.backoff_at = self.k.backoff, time.time()
+            c.next_start = 0.0
+            return 0.0
+        c.next_start = finished + c.backoff
+        c.doubles_at_start = True
         return c.backoff
+
+    @staticmethod
+    def restart_begins(c):
+        """A restart after a wait moves the back-off entry on: the next wait is twice as long."""
+        if c.doubles_at_start:
+            c.backoff, c.backoff_at, c.doubles_at_start = min(MAX_BACKOFF, c.backoff * 2), time.time(), False
 
     def resolve_env(self, c):
         """Env list for the container; raises LookupError(message) for a missing reference."""
@@ -331,7 +366,7 @@ class PodWorker(threading.Thread):
             msg = f'Container image "{image}" is not present with pull policy of Never'
             self.waiting(c, "ErrImageNeverPull", msg)
             self.event("Warning", "ErrImageNeverPull", msg, c.name)
-            self.back_off(c)
+            self.back_off(c, "pull_backoff")
             return False
         self.event("Normal", "Pulling", f'Pulling image "{image}"', c.name)
         t0 = time.time()
@@ -343,13 +378,14 @@ class PodWorker(threading.Thread):
             self.event("Warning", "Failed", f'Failed to pull image "{image}": {msg}', c.name)
             self.event("Warning", "Failed", "Error: ErrImagePull", c.name)
             self.write_status()
-            self.back_off(c)
+            self.back_off(c, "pull_backoff")
             # the next attempt waits out the back-off: ImagePullBackOff meanwhile
             time.sleep(0.0)
             self.waiting(c, "ImagePullBackOff", f'Back-off pulling image "{image}"')
             self.event("Normal", "BackOff", f'Back-off pulling image "{image}"', c.name)
             self.event("Warning", "Failed", "Error: ImagePullBackOff", c.name)
             return False
+        c.pull_backoff = 0.0
         c.image_id = docker("image", "inspect", "-f", "{{.Id}}", image, timeout=30)[1]
         self.event("Normal", "Pulled", f'Successfully pulled image "{image}" in {time.time() - t0:.3f}s', c.name)
         return True
@@ -394,7 +430,8 @@ class PodWorker(threading.Thread):
                 port = (pr.get(h) or {}).get("port")
                 if isinstance(port, int):
                     ports.add(port)
-        name = f"k8s_{c.name}_{self.name}_{self.ns}_{self.uid[:8]}_{c.restarts}_{self.k.instance}"
+        attempt = c.restarts + 1 if c.started_at else 0       # restartCount: earlier instances of it
+        name = f"k8s_{c.name}_{self.name}_{self.ns}_{self.uid[:8]}_{attempt}_{self.k.instance}"
         args = ["run", "-d", "--name", name, "--label", LABEL, "--label", f"{INSTANCE}={self.k.instance}",
                 "--label", f"io.kubernetes.pod.uid={self.uid}",
                 "--label", f"io.kubernetes.pod.name={self.name}",
@@ -431,12 +468,17 @@ class PodWorker(threading.Thread):
                 docker("rm", "-f", cid)
             c.last_state = {"terminated": {"exitCode": 128, "reason": "StartError", "message": msg,
                                            "startedAt": None, "finishedAt": now()}}
-            c.restarts += 1 if c.restarts or c.started_at else 0
+            c.restarts = attempt
+            c.started_at = c.started_at or now()
             self.event("Warning", "Failed", f"Error: failed to start container \"{c.name}\": {msg}", c.name)
             d = self.back_off(c)
-            self.waiting(c, "CrashLoopBackOff",
-                         f"back-off {int(d)}s restarting failed container={c.name} pod={self.name}_{self.ns}({self.uid})")
+            self.waiting(c, "CrashLoopBackOff", f"back-off {go_duration(d)} restarting failed container="
+                         f"{c.name} pod={self.name}_{self.ns}({self.uid})")
             return
+        self.restart_begins(c)
+        if "terminated" in c.state:                            # the instance before this one
+            c.last_state = {"terminated": c.state["terminated"]}
+        c.restarts = attempt
         c.prev_id, c.id = c.id or c.prev_id, out.strip()
         if self.k.claim(c.id, self):
             self.q.put(("die", c.id))
@@ -460,6 +502,12 @@ class PodWorker(threading.Thread):
             code = int(code_s)
         except ValueError:
             code, oom, started, finished = 137, "false", c.started_at, now()
+        # Docker's OOMKilled flag is sometimes false for a kernel OOM kill (cgroup v2): a SIGKILL
+        # (137) of a container with a memory limit that the kubelet did not stop is the OOM killer
+        limited = ((c.spec.get("resources") or {}).get("limits") or {}).get("memory")
+        if code == 137 and limited and not self.stopping and not c.stopped_by_kubelet:
+            oom = "true"
+        c.stopped_by_kubelet = False
         reason = "OOMKilled" if oom == "true" else ("Completed" if code == 0 else "Error")
         term = {"exitCode": code, "reason": reason, "startedAt": c.started_at, "finishedAt": now(),
                 "containerID": f"docker://{cid}"}
@@ -474,14 +522,12 @@ class PodWorker(threading.Thread):
             c.state = {"terminated": term}
             c.id = cid                      # stays terminated
             return
+        d = self.crash_back_off(c, time.time())
+        if not d:                            # restarted at once: terminated until then
+            c.state = {"terminated": term}
+            return
         c.last_state = {"terminated": term}
-        c.restarts += 1
-        ran = time.time() - (time.mktime(time.strptime(c.started_at, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone) \
-            if c.started_at else 0
-        if ran > 600:
-            c.backoff = 0
-        d = self.back_off(c)
-        msg = f"back-off {int(d)}s restarting failed container={c.name} pod={self.name}_{self.ns}({self.uid})"
+        msg = f"back-off {go_duration(d)} restarting failed container={c.name} pod={self.name}_{self.ns}({self.uid})"
         self.waiting(c, "CrashLoopBackOff", msg)
         self.event("Warning", "BackOff", f"Back-off restarting failed container {c.name} in pod "
                    f"{self.name}_{self.ns}({self.uid})", c.name)
@@ -531,6 +577,7 @@ class PodWorker(threading.Thread):
                                c.name)
                     grace = pr.get("terminationGracePeriodSeconds") or \
                         self.pod["spec"].get("terminationGracePeriodSeconds", 30)
+                    c.stopped_by_kubelet = True
                     docker("stop", "-t", str(int(grace)), c.id, timeout=grace + 30)
                     break                   # the die event restarts it
         return nxt
@@ -732,6 +779,12 @@ class Kubelet:
             if port is not None and int(port) in c.ports and "running" in c.state:
                 return c.ports[int(port)]
         return None
+
+    def has_previous(self, pod, cname):
+        """Whether the container has a terminated earlier instance (what `logs --previous` reads)."""
+        w = self.worker(pod)
+        c = next((x for x in w.containers if x.name == cname), None) if w else None
+        return bool(c and c.prev_id and c.prev_id != c.id)     # a terminated one that stays is current
 
     def logs(self, pod, cname, tail, previous, timestamps):
         w = self.worker(pod)

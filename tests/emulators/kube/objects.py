@@ -10,6 +10,24 @@ MAX_DEPTH = 64          # nesting bound for every walk over a client-supplied ob
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+# The name rule of each kind, as the API server's validation picks it: most names are DNS-1123
+# subdomains; a Service's name becomes a DNS label (DNS-1035: starts with a letter), a
+# Namespace's a DNS-1123 label. (rule regex, max length, the API server's wording)
+NAME_RULES = {
+    "subdomain": (NAME_RE, 253, "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                  "characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
+                  "'example.com', regex used for validation is "
+                  "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
+    "dns1123-label": (LABEL_RE, 63, "a lowercase RFC 1123 label must consist of lower case alphanumeric "
+                      "characters or '-', and must start and end with an alphanumeric character (e.g. "
+                      "'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"),
+    "dns1035-label": (DNS1035_RE, 63, "a DNS-1035 label must consist of lower case alphanumeric characters or "
+                      "'-', start with an alphabetic character, and end with an alphanumeric character (e.g. "
+                      "'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"),
+}
+NAME_RULE_OF = {"services": "dns1035-label", "namespaces": "dns1123-label"}
 
 
 def now():
@@ -35,7 +53,9 @@ class ApiError(Exception):
 
     def status(self):
         body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason}
+                "message": self.message}
+        if self.reason:                     # a plain error of the API server's has none
+            body["reason"] = self.reason
         if self.details is not None:
             body["details"] = self.details
         body["code"] = self.code
@@ -74,7 +94,8 @@ def invalid(res, name, causes):
     text = msgs[0] if len(msgs) == 1 else "[" + ", ".join(msgs) + "]"
     d = _details(res, name, res.kind)
     d["causes"] = [{"reason": r, "message": m, "field": f} for f, r, m in causes]
-    return ApiError(422, "Invalid", f'{res.kind} "{name}" is invalid: {text}', d)
+    kind = f"{res.kind}.{res.group}" if res.group else res.kind       # Deployment.apps "web" is invalid
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {text}', d)
 
 
 def bad_request(message):
@@ -400,12 +421,14 @@ def validate(res, obj):
     md = obj.get("metadata") or {}
     name = md.get("name", "")
     causes = []
+    rule, longest, wording = NAME_RULES[NAME_RULE_OF.get(res.plural, "subdomain")]
     if not name:
         causes.append(("metadata.name", "FieldValueRequired", "Required value: name or generateName is required"))
-    elif len(name) > 253 or not NAME_RE.match(name):
-        causes.append(("metadata.name", "FieldValueInvalid",
-                       f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-                       "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"))
+    else:
+        why = ([f"must be no more than {longest} characters"] if len(name) > longest else []) + \
+              ([wording] if not rule.match(name) else [])
+        if why:
+            causes.append(("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {"; ".join(why)}'))
     for k, v in (md.get("labels") or {}).items():
         if not isinstance(v, str) or (v and not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", v)) or len(v) > 63:
             causes.append((f"metadata.labels", "FieldValueInvalid", f'Invalid value: {json.dumps(v)}: a valid label must be '
@@ -456,6 +479,32 @@ def validate(res, obj):
                            f"Invalid value: {json.dumps(ip)}: must be empty, 'None', or a valid IP address"))
     if causes:
         raise invalid(res, name, causes)
+
+
+# the selectors the API server refuses to change once the object exists (apps/v1, batch/v1)
+IMMUTABLE_SELECTOR = {"deployments", "replicasets", "statefulsets", "daemonsets", "jobs"}
+
+
+def _go_selector(sel):
+    """A LabelSelector printed as the API server's Go %#v does in its 'field is immutable' message."""
+    ml = (sel or {}).get("matchLabels")
+    labels = "map[string]string{" + ", ".join(f'"{k}":"{v}"' for k, v in sorted(ml.items())) + "}" \
+        if ml else "map[string]string(nil)"
+    exprs = (sel or {}).get("matchExpressions")
+    ex = "[]v1.LabelSelectorRequirement(nil)" if not exprs else "[]v1.LabelSelectorRequirement{" + ", ".join(
+        f'v1.LabelSelectorRequirement{{Key:"{e.get("key")}", Operator:"{e.get("operator")}", Values:[]string{{'
+        + ", ".join(f'"{v}"' for v in e.get("values") or []) + "}}" for e in exprs) + "}"
+    return f"v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{ex}}}"
+
+
+def validate_update(res, old, new):
+    """What an update may not change (after validate(new))."""
+    if res.plural not in IMMUTABLE_SELECTOR:
+        return
+    was, now_ = (old.get("spec") or {}).get("selector"), (new.get("spec") or {}).get("selector")
+    if canonical(was) != canonical(now_):
+        raise invalid(res, new["metadata"]["name"], [("spec.selector", "FieldValueInvalid",
+                                                     f"Invalid value: {_go_selector(now_)}: field is immutable")])
 
 
 def drop_nulls(value):

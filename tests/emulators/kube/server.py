@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import discovery                                       # noqa: E402
 import protobuf                                        # noqa: E402
 import tables                                          # noqa: E402
+import versions                                        # noqa: E402
 from api import Api, default_manager                   # noqa: E402
 from objects import (ApiError, bad_request, fields_match, labels_match, not_found,  # noqa: E402
                      parse_field_selector, parse_label_selector)
@@ -54,6 +55,25 @@ class Faults:
         return None
 
 
+def node_manifest():
+    """The one node, labelled and described like a single-node cluster's (kind, minikube)."""
+    uname = os.uname()
+    return {"metadata": {"name": "hoist-emulator", "labels": {
+        "kubernetes.io/hostname": "hoist-emulator", "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64", "node-role.kubernetes.io/control-plane": ""}},
+        "status": {"capacity": {"cpu": "8", "memory": "16Gi", "pods": "250"},
+                   "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "250"},
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                   "message": "kubelet is posting ready status"}],
+                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                                 {"type": "Hostname", "address": "hoist-emulator"}],
+                   "nodeInfo": {"kubeletVersion": "v1.32.0-hoist-emulator",
+                                "kubeProxyVersion": "v1.32.0-hoist-emulator",
+                                "osImage": "hoist emulator (Docker)", "kernelVersion": uname.release,
+                                "operatingSystem": "linux", "architecture": "amd64",
+                                "containerRuntimeVersion": "docker://emulated"}}}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "hoist-kube-emulator"
@@ -68,7 +88,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Cache-Control", "no-cache, private")
         self.send_header("Audit-Id", str(uuid.uuid4()))
-        for k, v in (extra or {}).items():
+        for k, v in (extra.items() if isinstance(extra, dict) else extra or ()):
             self.send_header(k, v)
         if length is not None:
             self.send_header("Content-Length", str(length))
@@ -134,8 +154,9 @@ class Handler(BaseHTTPRequestHandler):
                                f'- accepted media types include: application/json, application/yaml '
                                f'(got "{ctype}")')
             path = url.path.rstrip("/") or "/"
-            if path in ("/healthz", "/readyz", "/livez"):
-                return self.send_text(200, "ok")
+            probe = path.split("/")
+            if len(probe) >= 2 and probe[1] in ("healthz", "readyz", "livez"):
+                return self.health(probe[1], probe[2:], query)
             user = self.user()
             if user is None:
                 return self.send_json(401, {"kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -165,6 +186,31 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_error_status(ApiError(500, "InternalError", f"emulator error: {type(e).__name__}: {e}"))
             except OSError:
                 self.close_connection = True
+
+    # the checks of /healthz, /livez and /readyz, as the API server names its own
+    HEALTH_CHECKS = {
+        "healthz": ["ping", "log", "etcd", "poststarthook/start-kube-apiserver-informers",
+                    "poststarthook/hoist-controllers"],
+        "livez": ["ping", "log", "etcd", "poststarthook/start-kube-apiserver-informers",
+                  "poststarthook/hoist-controllers"],
+        "readyz": ["ping", "log", "etcd", "etcd-readiness", "informer-sync",
+                   "poststarthook/start-kube-apiserver-informers", "poststarthook/hoist-controllers",
+                   "shutdown"],
+    }
+
+    def health(self, endpoint, rest, query):
+        """`/readyz` answers ok; `?verbose` lists each check; `/readyz/<check>` answers one."""
+        checks = self.HEALTH_CHECKS[endpoint]
+        if rest:
+            name = "/".join(rest)
+            if name not in checks:
+                return self.send_text(404, "404 page not found\n")
+            return self.send_text(200, "ok")
+        excluded = set(parse_qs(urlsplit(self.path).query).get("exclude", []))
+        if "verbose" not in query:
+            return self.send_text(200, "ok")
+        lines = [f"[+]{c} excluded: ok" if c in excluded else f"[+]{c} ok" for c in checks]
+        return self.send_text(200, "\n".join(lines) + f"\n{endpoint} check passed\n")
 
     def control(self, path, body):
         srv = self.server
@@ -254,7 +300,11 @@ class Handler(BaseHTTPRequestHandler):
         verb = {"GET": "watch" if watch else ("get" if name else "list"), "HEAD": "get",
                 "POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if name else "deletecollection"}[m]
+        if res in discovery.REVIEWS:                  # every authenticated user may ask about itself
+            return self.review(user, body)
         self.authorize(user, verb, res, ns, name)
+        if res is not versions.storage(res):
+            return self.serve_converted(res, ns, name, sub, query, body, verb, manager)
         if query.get("dryRun") not in (None, "", "All"):
             raise bad_request(f'dryRun "{query["dryRun"]}" is not supported; the only value is "All"')
         if sub == "log":
@@ -275,21 +325,26 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, tables.table(res, items, lst["metadata"],
                                                         query.get("includeObject", "Metadata")))
             return self.send_json(200, lst)
+        warnings = []           # fieldValidation=Warn: one `Warning: 299 - "..."` header each
+
+        def headers():
+            return [("Warning", '299 - ' + json.dumps(w)) for w in warnings]
         if m == "POST" and not name:
-            obj = api.create(res, ns, self.parse(body), query, manager)
-            return self.send_json(201 if query.get("dryRun") != "All" else 200, obj)
+            obj = api.create(res, ns, self.parse(body), query, manager, warnings=warnings)
+            return self.send_json(201 if query.get("dryRun") != "All" else 200, obj, headers())
         if m == "POST" and sub == "eviction":
             api.delete(res, ns, name, {}, {})
             return self.send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                         "status": "Success", "code": 201})
         if m == "PUT" and name:
-            return self.send_json(200, api.update(res, ns, name, self.parse(body), query, sub, manager))
+            obj = api.update(res, ns, name, self.parse(body), query, sub, manager, warnings=warnings)
+            return self.send_json(200, obj, headers())
         if m == "PATCH" and name:
             ctype = self.headers.get("Content-Type", "")
             before = self.server.store.get(res.key, ns or "", name)
-            obj = api.patch(res, ns, name, body, ctype, query, sub, manager)
+            obj = api.patch(res, ns, name, body, ctype, query, sub, manager, warnings=warnings)
             created = before is None and ctype.startswith("application/apply-patch")
-            return self.send_json(201 if created and query.get("dryRun") != "All" else 200, obj)
+            return self.send_json(201 if created and query.get("dryRun") != "All" else 200, obj, headers())
         if m == "DELETE" and name:
             opts = self.parse(body) if body.strip() else {}
             out = api.delete(res, ns, name, opts, query)
@@ -299,6 +354,42 @@ class Handler(BaseHTTPRequestHandler):
             opts = self.parse(body) if body.strip() else {}
             return self.send_json(200, api.delete_collection(res, ns, query, opts))
         raise ApiError(405, "MethodNotAllowed", f"{m} is not supported on {self.path}")
+
+    def review(self, user, body):
+        """`kubectl auth can-i`: a SelfSubjectAccessReview answered for the caller, not stored."""
+        if self.command != "POST":
+            raise ApiError(405, "MethodNotAllowed", f"{self.command} is not supported on {self.path}")
+        obj = self.parse(body)
+        if not isinstance(obj, dict):
+            raise bad_request("the body of a SelfSubjectAccessReview must be a JSON object")
+        spec = obj.get("spec") or {}
+        attrs = spec.get("resourceAttributes") or spec.get("nonResourceAttributes") or {}
+        allowed = user in self.server.admins or (user in self.server.viewers and attrs.get("verb") in READ_VERBS)
+        status = {"allowed": allowed}
+        if allowed:
+            status["reason"] = f'the emulator allows "{user}" to {attrs.get("verb")}' + (
+                " (read-only user)" if user in self.server.viewers else "")
+        obj.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        return self.send_json(201, dict(obj, status=status))
+
+    def serve_converted(self, res, ns, name, sub, query, body, verb, manager):
+        """A resource served in another version than it is stored in: create, get, list, delete."""
+        api, stored = self.server.api, versions.storage(res)
+        if sub or verb not in res.verbs:
+            raise ApiError(405, "MethodNotAllowed", f"{self.command} {res.api_version} {res.plural} is not served "
+                           f"by the emulator (only {', '.join(res.verbs)}): use {stored.api_version}")
+        if verb == "create":
+            obj = self.parse(body)
+            if isinstance(obj, dict) and obj.get("apiVersion") not in (None, res.api_version):
+                raise bad_request(f'the apiVersion "{obj.get("apiVersion")}" does not match {res.api_version}')
+            out = api.create(stored, ns, versions.to_storage(res, obj), query, manager)
+            return self.send_json(201 if query.get("dryRun") != "All" else 200, versions.from_storage(res, out))
+        if verb == "get":
+            return self.send_json(200, versions.from_storage(res, api.get(stored, ns, name)))
+        if verb == "list":
+            lst, _ = api.list(stored, ns, query)
+            return self.send_json(200, versions.from_storage(res, lst))
+        return self.send_json(200, api.delete(stored, ns, name, self.parse(body) if body.strip() else {}, query))
 
     def parse(self, body):
         try:
@@ -413,6 +504,8 @@ class Handler(BaseHTTPRequestHandler):
             raise bad_request(f'container {cname} is not valid for pod {pod["metadata"]["name"]}')
         tail = query.get("tailLines")
         previous = query.get("previous") in ("true", "1")
+        if previous and not kubelet.has_previous(pod, cname):
+            raise bad_request(f'previous terminated container "{cname}" in pod "{pod["metadata"]["name"]}" not found')
         data = kubelet.logs(pod, cname, int(tail) if tail else None, previous,
                             query.get("timestamps") in ("true", "1"))
         if data is None:
@@ -481,15 +574,7 @@ class Server(ThreadingHTTPServer):
                 api.create(ns_res, None, {"metadata": {"name": n}}, internal=True)
         node_res = discovery.BY_KEY["/nodes"]
         if self.store.get(node_res.key, "", "hoist-emulator") is None:
-            api.create(node_res, None, {"metadata": {"name": "hoist-emulator", "labels": {
-                "kubernetes.io/hostname": "hoist-emulator", "kubernetes.io/os": "linux"}},
-                "status": {"capacity": {"cpu": "8", "memory": "16Gi", "pods": "250"},
-                           "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "250"},
-                           "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                           "message": "kubelet is posting ready status"}],
-                           "nodeInfo": {"kubeletVersion": "v1.32.0-hoist-emulator",
-                                        "containerRuntimeVersion": "docker://emulated"}}},
-                internal=True)
+            api.create(node_res, None, node_manifest(), internal=True)
 
     def reset(self):
         system = {"default", "kube-system", "kube-public", "kube-node-lease"}
@@ -519,7 +604,7 @@ def main():
     ap.add_argument("--bookmark-interval", type=float, default=5.0)
     ap.add_argument("--no-kubelet", action="store_true", help="do not run pods on Docker")
     ap.add_argument("--crash-backoff", type=float, default=10.0,
-                    help="first CrashLoopBackOff/ImagePullBackOff delay in seconds (doubles, max 300)")
+                    help="first CrashLoopBackOff/ImagePullBackOff delay in seconds, the kubelet's 10 (doubles, max 300)")
     ap.add_argument("--state", default=".", help="directory for the kubelet's files")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()

@@ -62,7 +62,25 @@ def _job_duration(o):
     return f"{max(0, int(end - parse_time(st['startTime'])))}s"
 
 
+def _node_row(o):
+    st = o.get("status") or {}
+    ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), None)
+    status = "Ready" if ready and ready.get("status") == "True" else "NotReady"
+    if (o.get("spec") or {}).get("unschedulable"):
+        status += ",SchedulingDisabled"
+    roles = sorted(k.split("/", 1)[1] for k in (o["metadata"].get("labels") or {})
+                   if k.startswith("node-role.kubernetes.io/"))
+    addr = {a.get("type"): a.get("address") for a in st.get("addresses") or []}
+    info = st.get("nodeInfo") or {}
+    return [o["metadata"]["name"], status, ",".join(roles) or "<none>", age(o), info.get("kubeletVersion", ""),
+            addr.get("InternalIP", "<none>"), addr.get("ExternalIP", "<none>"), info.get("osImage", "<unknown>"),
+            info.get("kernelVersion", "<unknown>"), info.get("containerRuntimeVersion", "<unknown>")]
+
+
 COLUMNS = {
+    "nodes": ([_col("Name", fmt="name"), _col("Status"), _col("Roles"), _col("Age"), _col("Version"),
+               _col("Internal-IP", prio=1), _col("External-IP", prio=1), _col("OS-Image", prio=1),
+               _col("Kernel-Version", prio=1), _col("Container-Runtime", prio=1)], _node_row),
     "pods": ([_col("Name", fmt="name"), _col("Ready"), _col("Status"), _col("Restarts", "integer"),
               _col("Age"), _col("IP", prio=1), _col("Node", prio=1)], _pod_row),
     "deployments": ([_col("Name", fmt="name"), _col("Ready"), _col("Up-to-date", "integer"),

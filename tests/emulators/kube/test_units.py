@@ -15,6 +15,10 @@ import controllers                        # noqa: E402
 import discovery                          # noqa: E402
 import patch                              # noqa: E402
 import protobuf                           # noqa: E402
+import schema                             # noqa: E402
+import server                             # noqa: E402
+import tables                             # noqa: E402
+import versions                           # noqa: E402
 from api import Api                       # noqa: E402
 from objects import ApiError, labels_match, parse_label_selector  # noqa: E402
 from store import Store                   # noqa: E402
@@ -148,6 +152,113 @@ class StoreWatch(unittest.TestCase):
         self.assertEqual((e.exception.code, e.exception.message), (404, 'namespaces "nope" not found'))
 
 
+class Validation(unittest.TestCase):
+    def setUp(self):
+        self.api = Api(Store())
+        self.api.create(NS, None, {"metadata": {"name": "default"}}, internal=True)
+
+    def invalid(self, fn, *args):
+        with self.assertRaises(ApiError) as e:
+            fn(*args)
+        self.assertEqual((e.exception.code, e.exception.reason), (422, "Invalid"), e.exception.message)
+        return e.exception
+
+    def test_names_follow_the_rule_of_their_kind(self):
+        svc = discovery.BY_KEY["/services"]
+        e = self.invalid(self.api.create, svc, "default", {"metadata": {"name": "web.v1"},
+                                                           "spec": {"ports": [{"port": 80}]}})
+        self.assertEqual(e.details["causes"][0]["field"], "metadata.name")
+        self.assertIn('Invalid value: "web.v1": a DNS-1035 label must consist of', e.message)
+        self.invalid(self.api.create, svc, "default", {"metadata": {"name": "1web"}, "spec": {"ports": [{"port": 80}]}})
+        e = self.invalid(self.api.create, NS, None, {"metadata": {"name": "team.a"}})
+        self.assertIn("RFC 1123 label", e.message)
+        e = self.invalid(self.api.create, CM, "default", {"metadata": {"name": "Web_1"}})
+        self.assertIn("RFC 1123 subdomain", e.message)
+        self.invalid(self.api.create, CM, "default", {"metadata": {"name": "a" * 254}})
+        d = dep()
+        d["metadata"]["name"] = "web.v1"                 # a subdomain: fine for a Deployment or a ConfigMap
+        self.assertEqual(self.api.create(DEPLOY, "default", d)["metadata"]["name"], "web.v1")
+        self.api.create(CM, "default", {"metadata": {"name": "web.v1"}})
+
+    def test_a_deployment_selector_is_immutable(self):
+        self.api.create(DEPLOY, "default", dep())
+        moved = dep()
+        moved["spec"]["selector"]["matchLabels"]["app"] = "e"
+        moved["spec"]["template"]["metadata"]["labels"]["app"] = "e"
+        e = self.invalid(self.api.update, DEPLOY, "default", "d", moved)
+        self.assertEqual(e.details["causes"][0]["field"], "spec.selector")
+        self.assertEqual(e.message, 'Deployment.apps "d" is invalid: spec.selector: Invalid value: '
+                         'v1.LabelSelector{MatchLabels:map[string]string{"app":"e"}, '
+                         'MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable')
+        self.invalid(self.api.patch, DEPLOY, "default", "d", json.dumps(
+            {"spec": moved["spec"]}).encode(), "application/merge-patch+json")
+        self.invalid(self.api.patch, DEPLOY, "default", "d", json.dumps(moved).encode(),
+                     "application/apply-patch+yaml", {"fieldManager": "m", "force": "true"})
+        same = self.api.patch(DEPLOY, "default", "d", b'{"spec":{"replicas":5}}', "application/merge-patch+json")
+        self.assertEqual(same["spec"]["replicas"], 5)
+
+
+class FieldValidation(unittest.TestCase):
+    """Unknown fields: Strict refuses, Warn (the default) drops and warns, Ignore drops;
+    server-side apply always refuses (a 500 without a reason, as the API server answers)."""
+
+    def setUp(self):
+        self.api = Api(Store())
+        self.api.create(NS, None, {"metadata": {"name": "default"}}, internal=True)
+
+    def typo(self):
+        d = dep()
+        d["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"tcpSocket": {"port": 80}}
+        return d
+
+    def test_create_update_patch_honour_field_validation(self):
+        with self.assertRaises(ApiError) as e:
+            self.api.create(DEPLOY, "default", self.typo(), {"fieldValidation": "Strict"})
+        self.assertEqual((e.exception.code, e.exception.reason), (400, "BadRequest"))
+        self.assertIn('strict decoding error: unknown field "spec.template.spec.containers[0].readinesProbe"',
+                      e.exception.message)
+        warnings = []
+        made = self.api.create(DEPLOY, "default", self.typo(), {}, warnings=warnings)
+        self.assertNotIn("readinesProbe", made["spec"]["template"]["spec"]["containers"][0])
+        self.assertEqual(warnings, ['unknown field "spec.template.spec.containers[0].readinesProbe"'])
+        with self.assertRaises(ApiError) as e:
+            self.api.update(DEPLOY, "default", "d", dict(self.typo(), metadata=made["metadata"]),
+                            {"fieldValidation": "Strict"})
+        self.assertEqual(e.exception.code, 400)
+        with self.assertRaises(ApiError) as e:
+            self.api.patch(DEPLOY, "default", "d", b'{"spec":{"replica":3}}', "application/merge-patch+json",
+                           {"fieldValidation": "Strict"})
+        self.assertIn('unknown field "spec.replica"', e.exception.message)
+        warnings = []
+        out = self.api.patch(DEPLOY, "default", "d", b'{"spec":{"replica":3},"metadata":{"labels":{"a":"b"}}}',
+                             "application/merge-patch+json", {"fieldValidation": "Ignore"}, warnings=warnings)
+        self.assertEqual((out["metadata"]["labels"], "replica" in out["spec"], warnings), ({"a": "b"}, False, []))
+        with self.assertRaises(ApiError) as e:
+            self.api.create(CM, "default", {"metadata": {"name": "x"}}, {"fieldValidation": "strict"})
+        self.assertIn('supported values: "Ignore", "Strict", "Warn"', e.exception.message)
+
+    def test_server_side_apply_refuses_unknown_fields(self):
+        for q in ({"fieldManager": "m"}, {"fieldManager": "m", "fieldValidation": "Ignore"}):
+            with self.assertRaises(ApiError) as e:
+                self.api.patch(DEPLOY, "default", "d", json.dumps(self.typo()).encode(),
+                               "application/apply-patch+yaml", q)
+            self.assertEqual(e.exception.code, 500)
+            self.assertNotIn("reason", e.exception.status())
+            self.assertEqual(e.exception.message, 'failed to create typed patch object (default/d; apps/v1, '
+                             'Kind=Deployment): .spec.template.spec.containers[name="c"].readinesProbe: field '
+                             'not declared in schema')
+        self.api.patch(DEPLOY, "default", "d", json.dumps(dep()).encode(), "application/apply-patch+yaml",
+                       {"fieldManager": "m"})
+
+    def test_the_emulator_own_objects_have_only_known_fields(self):
+        for res_key, obj in ((DEPLOY.key, dep()), ("/services", {"metadata": {"name": "s"}, "spec": {
+                "ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": "d"}}}),
+                ("/pods", {"metadata": {"name": "p"}, "spec": dep()["spec"]["template"]["spec"]})):
+            res = discovery.BY_KEY[res_key]
+            made = self.api.create(res, "default", obj, {"fieldValidation": "Strict"})
+            self.assertEqual(schema.unknown(res, made), [], res.plural)    # a GET then PUT passes Strict
+
+
 class Namespaces(unittest.TestCase):
     def test_no_new_content_in_a_terminating_namespace(self):
         store = Store()
@@ -203,6 +314,87 @@ class ContainerDeaths(unittest.TestCase):
         k, worker = self.kubelet(), object()
         self.assertFalse(k.claim("abc123def456", worker))
         self.assertEqual(k.died("abc123"), (worker, "abc123def456"))
+
+
+class CrashBackOff(unittest.TestCase):
+    """The kubelet's schedule: the first crash restarts at once, then 10 s, 20 s, ... 5 min; an
+    instance that ran ten minutes starts the schedule again."""
+
+    def test_schedule(self):
+        w = kubelet.PodWorker.__new__(kubelet.PodWorker)
+        w.k = type("K", (), {"backoff": 10.0})()
+        c = kubelet.Container({"name": "app"})
+        waits = []
+        for _ in range(9):
+            waits.append(w.crash_back_off(c, kubelet.time.time()))
+            w.restart_begins(c)
+        self.assertEqual(waits, [0, 10, 20, 40, 80, 160, 300, 300, 300])
+        self.assertEqual([kubelet.go_duration(x) for x in (10, 80, 160, 300)], ["10s", "1m20s", "2m40s", "5m0s"])
+        self.assertEqual(w.crash_back_off(c, kubelet.time.time() + 601), 0)     # ran ten minutes: reset
+        w.restart_begins(c)
+        self.assertEqual(w.crash_back_off(c, kubelet.time.time()), 10)
+
+
+class ProtobufBodies(unittest.TestCase):
+    """Bodies kubectl 1.32 sent (-v=9) for `create deployment web --image=busybox:1 --port=80
+    --replicas=2 -- sh -c 'echo hi'`, `create job j --image=busybox:1 -- sh -c 'echo hi'` and
+    `auth can-i create pods` in namespace kemu-p: every non-pointer field written, set or not."""
+    DEPLOYMENT = bytes.fromhex(
+        "6b3873000a150a07617070732f7631120a4465706c6f796d656e7412d6010a250a0377656212001a066b656d752d7022"
+        "002a003200380042005a0a0a036170701203776562129e010802120c0a0a0a0361707012037765621a83010a1c0a0012"
+        "001a0022002a003200380042005a0a0a036170701203776562126312450a0762757379626f78120962757379626f783a"
+        "311a0273681a022d631a076563686f2068692a00320a0a001000185022002a0042006a007200800100880100900100a2"
+        "01001a00320042004a0052005800600068008201008a01009a0100c2010022020a00280038001a0c0800100018002000"
+        "280038001a002200")
+    JOB = bytes.fromhex(
+        "6b3873000a0f0a0862617463682f763112034a6f621291010a170a016a12001a066b656d752d7022002a003200380042"
+        "00126c326a0a100a0012001a0022002a00320038004200125612330a016a120962757379626f783a311a0273681a022d"
+        "631a076563686f2068692a0042006a007200800100880100900100a201001a054e65766572320042004a005200580060"
+        "0068008201008a01009a0100c201001a082000280030003a001a002200")
+    REVIEW = bytes.fromhex(
+        "6b3873000a320a17617574686f72697a6174696f6e2e6b38732e696f2f7631121753656c665375626a65637441636365"
+        "7373526576696577123e0a100a0012001a0022002a0032003800420012200a1e0a066b656d752d701206637265617465"
+        "1a0022002a04706f647332003a001a08080012001a0020001a002200")
+
+    def test_kubectl_create_deployment_job_and_can_i(self):
+        d = protobuf.decode(self.DEPLOYMENT)
+        self.assertEqual(d["metadata"], {"name": "web", "namespace": "kemu-p", "labels": {"app": "web"}})
+        self.assertEqual(d["spec"]["replicas"], 2)
+        self.assertEqual(d["spec"]["selector"], {"matchLabels": {"app": "web"}})
+        self.assertEqual(d["spec"]["template"]["spec"], {"containers": [{
+            "name": "busybox", "image": "busybox:1", "command": ["sh", "-c", "echo hi"],
+            "ports": [{"containerPort": 80}]}]})
+        self.assertNotIn("strategy", d["spec"])                   # empty: left to the defaults
+        j = protobuf.decode(self.JOB)
+        self.assertEqual((j["kind"], j["spec"]["template"]["spec"]["restartPolicy"]), ("Job", "Never"))
+        r = protobuf.decode(self.REVIEW)
+        self.assertEqual(r["spec"], {"resourceAttributes": {"namespace": "kemu-p", "verb": "create",
+                                                              "resource": "pods"}})
+
+    def test_a_field_not_in_the_tables_is_refused_unless_empty(self):
+        where = "Deployment.spec.template.spec.containers"
+        self.assertEqual(protobuf.message(bytes.fromhex("0a01617a00"), protobuf.CONTAINER, where), {"name": "a"})
+        with self.assertRaises(ApiError) as e:                      # field 15 (securityContext), set
+            protobuf.message(bytes.fromhex("0a01617a020801"), protobuf.CONTAINER, where)
+        self.assertEqual(e.exception.code, 415)
+        self.assertIn("field 15 of Deployment.spec.template.spec.containers", e.exception.message)
+
+
+class Versions(unittest.TestCase):
+    def test_autoscaling_v1_is_stored_as_v2_and_read_back(self):
+        v1 = discovery.lookup("autoscaling", "v1", "horizontalpodautoscalers")
+        body = {"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
+                "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "d", "apiVersion": "apps/v1"},
+                         "minReplicas": 2, "maxReplicas": 5, "targetCPUUtilizationPercentage": 70}}
+        stored = versions.to_storage(v1, body)
+        self.assertEqual(stored["apiVersion"], "autoscaling/v2")
+        self.assertEqual(stored["spec"]["metrics"], [{"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": 70}}}])
+        back = versions.from_storage(v1, stored)
+        self.assertEqual((back["apiVersion"], back["spec"]), ("autoscaling/v1", body["spec"]))
+        v2 = discovery.lookup("autoscaling", "v2", "horizontalpodautoscalers")
+        self.assertIs(versions.storage(v1), v2)
+        self.assertIs(versions.to_storage(v2, stored), stored)
 
 
 class Hashes(unittest.TestCase):
@@ -335,6 +527,21 @@ class Protobuf(unittest.TestCase):
         self.assertEqual(obj["data"], {"password": "czNjcmV0"})
         with self.assertRaises(ApiError):
             protobuf.decode(b"k8s\x00\x0a\xff")
+
+
+
+class Printers(unittest.TestCase):
+    def test_nodes_print_the_columns_of_a_real_cluster(self):
+        node = Api(Store()).create(discovery.BY_KEY["/nodes"], None, server.node_manifest(), internal=True)
+        t = tables.table(discovery.BY_KEY["/nodes"], [node], {})
+        names = [c["name"] for c in t["columnDefinitions"] if c["priority"] == 0]
+        wide = [c["name"] for c in t["columnDefinitions"] if c["priority"] == 1]
+        self.assertEqual(names, ["Name", "Status", "Roles", "Age", "Version"])
+        self.assertEqual(wide, ["Internal-IP", "External-IP", "OS-Image", "Kernel-Version", "Container-Runtime"])
+        cells = t["rows"][0]["cells"]
+        self.assertEqual(cells[:3], ["hoist-emulator", "Ready", "control-plane"])
+        self.assertTrue(cells[4].startswith("v1.32.") and cells[5] == "127.0.0.1" and cells[9].startswith("docker://"),
+                        cells)
 
 
 if __name__ == "__main__":

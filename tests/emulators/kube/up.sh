@@ -94,7 +94,7 @@ ARGS=(python3 "$HERE/server.py" --listen "127.0.0.1:$PORT"
       --cert "$CA_DIR/kube-apiserver.crt" --key "$CA_DIR/kube-apiserver.key"
       --client-ca "$CA_DIR/ca.pem" --token-file "$KS/tokens" --state "$KS"
       --history "${HOIST_KUBE_HISTORY:-1000}" --bookmark-interval "${HOIST_KUBE_BOOKMARK_INTERVAL:-5}"
-      --crash-backoff "${HOIST_KUBE_CRASH_BACKOFF:-2}")
+      --crash-backoff "${HOIST_KUBE_CRASH_BACKOFF:-10}")
 PF=$KS/server.pid
 # the signature is of content, not location: a second checkout of the same code (a CI clone,
 # a worktree) keeps the running emulator, and the cluster state of everyone using it

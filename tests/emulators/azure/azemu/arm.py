@@ -418,13 +418,15 @@ class ArmHandler(Handler):
         client = self.headers.get("x-ms-client-request-id")
         if client:
             hs.append(("x-ms-client-request-id", client))
+        # a request the subscription's limit throttled: none left, as Azure reports it
         if self.command in ("GET", "HEAD"):
-            hs.append(("x-ms-ratelimit-remaining-subscription-reads", "11999"))
+            hs.append(("x-ms-ratelimit-remaining-subscription-reads", "0" if self.throttled else "11999"))
         else:
-            hs.append(("x-ms-ratelimit-remaining-subscription-writes", "1199"))
+            hs.append(("x-ms-ratelimit-remaining-subscription-writes", "0" if self.throttled else "1199"))
         return hs
 
     def parse(self):
+        self.throttled = False
         self.request_id = str(uuid.uuid4())
         self.correlation_id = self.headers.get("x-ms-correlation-request-id") or str(uuid.uuid4())
         super().parse()
@@ -439,6 +441,7 @@ class ArmHandler(Handler):
                         "exceeded the limit. Please try again after '%s' seconds."
                         % (self.state.subscription_id, rule.get("retry_after",
                                                                 self.state.setting("retry_after"))))
+        self.throttled = rule.get("code") == "SubscriptionRequestsThrottled"
         super().send_fault(rule)
 
     def route(self):

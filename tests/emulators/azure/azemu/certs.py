@@ -43,7 +43,9 @@ class Certs:
             if not os.path.exists(crt):
                 csr, ext = crt + ".csr", crt + ".ext"
                 with open(ext, "w") as f:
-                    f.write("subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n" % host)
+                    # an address (ACR's login server 127.0.0.1:5002) is named by an IP entry
+                    san = ("IP:" if re.match(r"^[0-9.]+$", host) else "DNS:") + host
+                    f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" % san)
                 ok = subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", "/CN=hoist emulator front end",  # CN: at most 64 chars; the SAN names the host
                                      "-out", csr], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL).returncode == 0 and subprocess.run(

@@ -6,7 +6,9 @@ import os
 import subprocess
 import tempfile
 
-LABEL = "hoist-emulator=azure"
+from .state import PORT_BASE
+
+LABEL = "hoist-emulator=azure" if PORT_BASE == 5010 else "hoist-emulator=azure-%d" % PORT_BASE
 
 
 def run(args, input_=None, timeout=120, env=None):

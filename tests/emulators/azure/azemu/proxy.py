@@ -2,7 +2,8 @@
 (`<label>.<region>.azurecontainer.io`, a group's ip, `<app>.azurewebsites.net`,
 `<app>.<env>.<region>.azurecontainerapps.io`, the SCM and log-stream hosts): `GET
 http://host:port/path` and `CONNECT host:port` are relayed to the 127.0.0.1 port that serves the
-host. It connects to nothing else: a host no provider resolves gets 502 with the reason.
+host. It connects to nothing else but the emulator's own ports and ACR's login server (the
+token registry, with TLS ended here): a host no provider resolves gets 502 with the reason.
 
 A resolver (state.proxy_resolvers) maps (host, port) to None, a 127.0.0.1 port (relayed as is:
 a CONNECT is a raw tunnel), or (port, True): the proxy terminates TLS itself with a certificate
@@ -172,9 +173,22 @@ class ProxyServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
 
+def own_ports(state):
+    """The emulator's own endpoints (Resource Manager, Entra, ...) through the proxy, relayed as
+    they are (a CONNECT is a raw tunnel): a client that sends every https request through the
+    proxy (to reach ACR's data plane, see containerregistry.py: NO_PROXY cannot name one port of
+    127.0.0.1) still reaches them."""
+    ports = {int(url.rsplit(":", 1)[1]) for name, url in state.hosts.items() if name != "proxy"}
+
+    def resolve(host, port):
+        return port if host in ("127.0.0.1", "localhost") and port in ports else None
+    return resolve
+
+
 def start(state, port, tls):
     import threading
     srv = ProxyServer(("127.0.0.1", port), ProxyHandler)
     srv.state = state
+    state.proxy_resolvers.append(own_ports(state))
     threading.Thread(target=srv.serve_forever, name="proxy", daemon=True).start()
     return srv

@@ -12,15 +12,35 @@ import urllib.request
 
 from . import identity, state as st
 
-ACR_LOGIN_SERVER = "127.0.0.1:5002"
+ACR_LOGIN_SERVER = st.ACR_LOGIN_SERVER
 ACR_USER = "00000000-0000-0000-0000-000000000000"
 
 
+def principal_of(identity, which="system"):
+    """(client id, object id) of the managed identity a resource pulls with: its system-assigned
+    one ("system"), or the user-assigned one whose resource id `which` is."""
+    identity = identity or {}
+    if which and which.lower() != "system":
+        for rid, ids in (identity.get("userAssignedIdentities") or {}).items():
+            if rid.lower() == which.lower():
+                return ids.get("clientId") or st.MI_CLIENT_ID, ids.get("principalId") or st.MI_OBJECT_ID
+        raise RuntimeError("the identity %s is not assigned to the resource" % which)
+    return st.MI_CLIENT_ID, identity.get("principalId") or st.MI_OBJECT_ID
+
+
 def managed_identity_credentials(state, server, client_id=st.MI_CLIENT_ID, oid=st.MI_OBJECT_ID):
-    """[{server, username, password}] for SERVER, or raises RuntimeError saying why not."""
+    """[{server, username, password}] for SERVER, or raises RuntimeError saying why not: as ACR
+    does, the identity needs a role that pulls (AcrPull, AcrPush, Contributor, Owner) on the
+    registry or above it."""
     if server != ACR_LOGIN_SERVER:
         raise RuntimeError("a managed identity can pull only from the emulated ACR login server %s, "
                            "not from %s" % (ACR_LOGIN_SERVER, server))
+    can_pull = getattr(state, "can_pull", None)
+    if can_pull is not None and not can_pull(oid):
+        raise RuntimeError("unauthorized: the managed identity (principal %s) has no AcrPull role on the registry "
+                           "%s: authentication required, visit https://aka.ms/acr/authorization for more "
+                           "information (assign it AcrPull: az role assignment create --assignee %s --role AcrPull "
+                           "--scope <registry id>)" % (oid, server, oid))
     token_server = os.environ.get("HOIST_TEST_TOKEN_SERVER", "http://127.0.0.1:5003")
     token, _ = identity.issue_access_token(state, "https://containerregistry.azure.net", client_id, oid, 300)
     data = urllib.parse.urlencode({"grant_type": "access_token", "service": server,

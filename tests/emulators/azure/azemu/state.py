@@ -25,11 +25,15 @@ GITHUB_SUBJECT = "repo:hoist-org/app:ref:refs/heads/main"
 WORKLOAD_SUBJECT = "system:serviceaccount:default:hoist"
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 
-# every endpoint of the emulator, on 127.0.0.1 only (tests/emulators/README.md: 5010-5019)
-PORTS = {"arm": 5010, "login": 5011, "github": 5012, "msi": 5013, "proxy": 5014, "front": 5015}
-HOSTS = {"arm": "https://127.0.0.1:5010", "login": "https://127.0.0.1:5011",
-         "github": "https://127.0.0.1:5012", "msi": "http://127.0.0.1:5013",
-         "proxy": "http://127.0.0.1:5014", "front": "http://127.0.0.1:5015"}
+# every endpoint of the emulator, on 127.0.0.1 only (tests/emulators/README.md: 5010-5019).
+# AZEMU_PORT_BASE moves them all (a second instance, e.g. to try a change beside the shared one:
+# README.md, "A second instance"); its containers then carry its own label.
+PORT_BASE = int(os.environ.get("AZEMU_PORT_BASE") or 5010)
+PORTS = {name: PORT_BASE + i for i, name in enumerate(("arm", "login", "github", "msi", "proxy", "front"))}
+# ACR's login server: the token registry of tests/env/up.sh (a second instance may bring its own)
+ACR_LOGIN_SERVER = os.environ.get("AZEMU_ACR_LOGIN_SERVER") or "127.0.0.1:5002"
+HOSTS = {name: "%s://127.0.0.1:%d" % ("https" if name in ("arm", "login", "github") else "http", port)
+         for name, port in PORTS.items()}
 
 DEFAULT_SETTINGS = {
     "token_lifetime": 60,          # Entra and managed identity access tokens (s)

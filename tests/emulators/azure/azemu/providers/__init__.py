@@ -4,7 +4,7 @@ Container Apps, AKS) is one more module in MODULES."""
 
 import importlib
 
-MODULES = ("resources", "authorization", "containerregistry", "containerinstance", "web", "containerapps",
+MODULES = ("resources", "authorization", "managedidentity", "containerregistry", "containerinstance", "web", "containerapps",
            "containerservice")
 
 

@@ -1,6 +1,9 @@
 """Microsoft.Authorization/roleAssignments at any scope (subscription, resource group, resource):
 PUT (201), GET, DELETE (200 with the assignment, 204 when absent), list at a scope with
-`$filter=principalId eq '...'`."""
+`$filter=principalId eq '...'`. roleDefinitions: Azure's built-in roles the workflows assign
+(their real ids), listed at a scope with `$filter=roleName eq '...'` or read by id.
+`has_role(arm, principal, roles, scope)`: whether an assignment of one of `roles` at `scope` or
+above it holds (what the emulated services check before a managed identity pulls)."""
 
 import copy
 import re
@@ -98,7 +101,89 @@ def role_assignments(arm, h, m):
     return 201, copy.deepcopy(a), []
 
 
+# Azure's built-in roles (name -> id): the ids are Azure's own, the same in every tenant.
+BUILTIN_ROLES = {
+    "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "User Access Administrator": "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+    "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+    "AcrPush": "8311e382-0749-4cb8-b61a-304f252e45ec",
+    "Managed Identity Operator": "f1a07417-d97a-45cb-824c-7a7467783830",
+    "Azure Kubernetes Service Cluster User Role": "4abbcc35-e782-43d8-92c5-2d3f1bd2253f",
+    "AzureML Data Scientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
+}
+ROLE_API = API
+
+
+def role_definition(sub, name, rid=None):
+    role_id = BUILTIN_ROLES[name]
+    return {"id": "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s" % (sub, role_id),
+            "name": role_id, "type": "Microsoft.Authorization/roleDefinitions",
+            "properties": {"roleName": name, "type": "BuiltInRole", "description": "Built-in role %s." % name,
+                           "assignableScopes": ["/"], "permissions": []}}
+
+
+def role_definitions(arm, h, m):
+    check_api_version(h, ROLE_API, "'Microsoft.Authorization/roleDefinitions'")
+    if h.command != "GET":
+        raise ArmError(405, "MethodNotAllowed", "Only GET reads role definitions.")
+    scope, name = m.group(1), m.group(2)
+    check_scope(arm, scope)
+    sub = re.match(r"^/subscriptions/([^/]+)", scope, re.I).group(1)
+    if name:
+        for role, role_id in BUILTIN_ROLES.items():
+            if role_id == name.lower():
+                return 200, role_definition(sub, role), []
+        raise ArmError(404, "RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not "
+                       "exist." % name)
+    items = [role_definition(sub, role) for role in sorted(BUILTIN_ROLES)]
+    f = h.query.get("$filter", "")
+    rm = re.search(r"roleName\s+eq\s+'([^']+)'", f)
+    if rm:
+        items = [d for d in items if d["properties"]["roleName"].lower() == rm.group(1).lower()]
+    return 200, arm.page(h, items), []
+
+
+def has_role(arm, principal, roles, scope):
+    """Whether `principal` holds one of `roles` (names) at `scope` or a scope above it."""
+    ids = {BUILTIN_ROLES[r] for r in roles}
+    low = scope.lower()
+    with arm.lock:
+        assignments = list(arm.role_assignments.values())
+    for a in assignments:
+        p = a["properties"]
+        at = p["scope"].lower().rstrip("/")
+        if p["principalId"] == principal and p["roleDefinitionId"].rsplit("/", 1)[-1].lower() in ids \
+                and (low == at or low.startswith(at + "/")):
+            return True
+    return False
+
+
+PULL_ROLES = ("AcrPull", "AcrPush", "Contributor", "Owner")
+
+
+def can_pull(arm, principal):
+    """Whether `principal` may pull from the emulated ACR: one of PULL_ROLES on a registry, or on
+    a resource group or subscription (which hold registries)."""
+    ids = {BUILTIN_ROLES[r] for r in PULL_ROLES}
+    with arm.lock:
+        assignments = list(arm.role_assignments.values())
+    for a in assignments:
+        p = a["properties"]
+        scope = p["scope"]
+        if p["principalId"] != principal or p["roleDefinitionId"].rsplit("/", 1)[-1].lower() not in ids:
+            continue
+        if re.match(r"^/subscriptions/[^/]+(/resourceGroups/[^/]+)?/?$", scope, re.I) or \
+                re.search(r"/providers/Microsoft\.ContainerRegistry/registries/[^/]+$", scope, re.I):
+            return True
+    return False
+
+
 def install(arm):
+    arm.state.can_pull = lambda principal: can_pull(arm, principal)
+    route(arm, r"^(/subscriptions/[^/]+(?:/.*?)?)/providers/Microsoft\.Authorization/roleDefinitions"
+               r"(?:/([^/]+))?/?$", role_definitions)
     arm.role_assignments = {}
     arm.reset_hooks = getattr(arm, "reset_hooks", []) + [arm.role_assignments.clear]
     route(arm, r"^(/subscriptions/[^/]+(?:/.*?)?)/providers/Microsoft\.Authorization/roleAssignments"

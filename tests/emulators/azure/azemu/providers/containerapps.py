@@ -329,7 +329,8 @@ class ContainerApps(ResourceType):
                 continue
             rev.event("PullingImage", "Pulling image '%s'" % image)
             try:
-                creds = self.credentials(image, props["configuration"].get("registries") or [], secrets_)
+                creds = self.credentials(image, props["configuration"].get("registries") or [], secrets_,
+                                         res.get("identity"))
                 ok, msg = docker.pull(image, creds)
             except RuntimeError as e:
                 ok, msg = False, str(e)
@@ -399,7 +400,7 @@ class ContainerApps(ResourceType):
             rev.replicas = []
         docker.remove(names)
 
-    def credentials(self, image, registries, secrets_):
+    def credentials(self, image, registries, secrets_, res_identity=None):
         server = image.split("/", 1)[0] if "/" in image else "docker.io"
         for r in registries:
             if r.get("server") != server:
@@ -407,7 +408,8 @@ class ContainerApps(ResourceType):
             if r.get("passwordSecretRef"):
                 return [{"server": server, "username": r.get("username") or "",
                          "password": secrets_.get(r["passwordSecretRef"]) or ""}]
-            return registry_auth.managed_identity_credentials(self.arm.state, server)
+            client_id, oid = registry_auth.principal_of(res_identity, r.get("identity"))
+            return registry_auth.managed_identity_credentials(self.arm.state, server, client_id, oid)
         return []
 
     def domain(self, res):
@@ -787,6 +789,12 @@ def app_op(arm, h, m):
                            % (parts[3], rev.name))
         return 200, apps.replica_view(res, rev, replica), []
     method("POST")
+    with arm.lock:
+        busy = res["id"].lower() in arm.pending
+    if busy:
+        # as ARM answers a change to a resource whose operation still runs
+        raise ArmError(409, "AnotherOperationInProgress", "Another operation on the container app '%s' is in "
+                       "progress; retry when it has finished." % res["name"])
     if action == "deactivate":
         weight = sum(w for n, w, _ in apps.effective_traffic(res, rt) if n == rev.name)
         if weight and rev.active:

@@ -8,6 +8,7 @@ for real between the local registries with skopeo.
 """
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -15,11 +16,13 @@ import secrets
 import subprocess
 import tempfile
 import time
+from urllib.parse import urlsplit
 
 from ..arm import ArmError, ResourceType, check_api_version, now_iso, route
+from ..state import ACR_LOGIN_SERVER
 from .resources import check_sub
 
-LOGIN_SERVER = "127.0.0.1:5002"
+LOGIN_SERVER = ACR_LOGIN_SERVER
 API = {"2019-05-01", "2019-12-01-preview", "2021-09-01", "2022-02-01-preview", "2022-12-01",
        "2023-01-01-preview", "2023-07-01", "2023-08-01-preview", "2023-11-01-preview",
        "2024-11-01-preview", "2025-04-01", "2025-05-01-preview", "2025-11-01"}
@@ -245,8 +248,86 @@ def check_name(arm, h, m):
     return 200, {"nameAvailable": True}, []
 
 
+# --- the data plane: https://<loginServer> ------------------------------------------------
+# ACR serves its data plane on https only: az acr repository list/show-tags call
+# https://<loginServer>/v2/... and ACR's own /acr/v1/... API. The token registry behind
+# LOGIN_SERVER speaks plain HTTP, so through the proxy a CONNECT to the login server ends TLS
+# there (as ACR's front end does) and goes to the emulator's front end, which relays the Docker
+# registry API to the registry as it is and answers GET /acr/v1/{repository}/_tags (what
+# `az acr repository show-tags` reads) from the registry's tags/list and manifest digests, with
+# the caller's own token. The token server (the registry's realm) is relayed as it is.
+MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json"))
+RELAYED_HEADERS = ("content-type", "www-authenticate", "docker-distribution-api-version",
+                   "docker-content-digest", "link", "location")
+
+
+def resolve_data_plane(host, port):
+    server_host, _, server_port = LOGIN_SERVER.rpartition(":")
+    if host == server_host and str(port) == server_port:
+        from ..front import state_port
+        return (state_port(None), True)
+    token = urlsplit(os.environ.get("HOIST_TEST_TOKEN_SERVER", "http://127.0.0.1:5003"))
+    if host == token.hostname and port == token.port:
+        return port
+    return None
+
+
+def registry_call(method, path, headers, body=b""):
+    """(status, [(header, value)] worth relaying, body) of a request to the token registry."""
+    host, _, port = LOGIN_SERVER.rpartition(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        c.request(method, path, body=body or None, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, [(k, v) for k, v in r.getheaders() if k.lower() in RELAYED_HEADERS], data
+    finally:
+        c.close()
+
+
+def data_plane(host, h):
+    if (h.headers.get("Host") or "").lower() != LOGIN_SERVER.lower():
+        return False
+    ask = {k: h.headers[k] for k in ("Authorization", "Accept", "Content-Type") if h.headers.get(k)}
+    m = re.match(r"^/acr/v1/(.+)/_tags/?$", h.url_path)
+    if m and h.command == "GET":
+        status, headers, body = acr_tags(m.group(1), ask, h.query)
+    else:
+        status, headers, body = registry_call(h.command, h.path, ask, h.raw_body)
+    ctype = next((v for k, v in headers if k.lower() == "content-type"), "application/json")
+    h.send(status, body, [(k, v) for k, v in headers if k.lower() != "content-type"], ctype=ctype)
+    return True
+
+
+def acr_tags(repo, ask, query):
+    """ACR's Tag - List: {registry, imageName, tags: [{name, digest, signed, changeableAttributes}]},
+    sorted by name, `n` and `last` as ACR pages them. The registry keeps no times: createdTime and
+    lastUpdateTime are absent and `orderby` is ignored."""
+    status, headers, body = registry_call("GET", "/v2/%s/tags/list" % repo, ask)
+    if status != 200:
+        return status, headers, body
+    names = sorted(json.loads(body or b"{}").get("tags") or [])
+    if query.get("last"):
+        names = [t for t in names if t > query["last"]]
+    if (query.get("n") or "").isdigit():
+        names = names[:int(query["n"])]
+    tags = []
+    for name in names:
+        _, hs, _ = registry_call("HEAD", "/v2/%s/manifests/%s" % (repo, name), dict(ask, Accept=MANIFEST_TYPES))
+        tags.append({"name": name, "digest": next((v for k, v in hs if k.lower() == "docker-content-digest"), None),
+                     "signed": False, "changeableAttributes": {"deleteEnabled": True, "writeEnabled": True,
+                                                               "readEnabled": True, "listEnabled": True}})
+    out = {"registry": LOGIN_SERVER, "imageName": repo, "tags": tags}
+    return 200, [("Docker-Distribution-Api-Version", "registry/2.0")], json.dumps(out).encode()
+
+
 def install(arm):
     arm.register(Registries(arm))
     arm.register(Replications())
+    arm.state.proxy_resolvers.append(resolve_data_plane)
+    arm.state.front_routes.append(data_plane)
     route(arm, r"^/subscriptions/([^/]+)/providers/Microsoft\.ContainerRegistry/checkNameAvailability$",
           check_name)

@@ -3,6 +3,7 @@ operation status resources of long-running operations, and the generic resource 
 dispatch to every provider's ResourceType."""
 
 import copy
+import re
 import uuid
 
 from ..arm import ArmError, Context, ResourceType, check_api_version, route
@@ -135,6 +136,66 @@ def group_resources(arm, h, m):
     top = [r for r in arm.children(rid + "/providers") if r["id"][len(rid) + len("/providers/"):].count("/") == 2]
     keep = ("id", "name", "type", "location", "kind", "sku", "tags", "identity", "managedBy")
     return 200, arm.page(h, [{k: copy.deepcopy(r[k]) for k in keep if k in r} for r in top]), []
+
+
+# Resources - List (GET /subscriptions/{s}/resources): the subscription's top-level resources,
+# filtered by $filter as ARM documents it: `<field> eq '<value>'` for resourceType, name,
+# location and resourceGroup, `tagName eq 'k' [and tagValue eq 'v']`, `substringof('x', name)`,
+# joined by `and`; values compare without case. What az uses to find a resource by name
+# (`az acr show -n NAME` without -g).
+FILTER_TERM = re.compile(r"^(?:(resourceType|name|location|resourceGroup|tagName|tagValue)\s+eq\s+'([^']*)'"
+                         r"|substringof\(\s*'([^']*)'\s*,\s*name\s*\))$", re.I)
+
+
+def parse_filter(text):
+    """[(field lower, value)] of a $filter, or raises 400 InvalidFilterInQueryString."""
+    terms = []
+    for part in re.split(r"\s+and\s+", text.strip(), flags=re.I) if text.strip() else []:
+        m = FILTER_TERM.match(part.strip())
+        if not m:
+            raise ArmError(400, "InvalidFilterInQueryString", "The $filter '%s' could not be parsed: "
+                           "use resourceType, name, location, resourceGroup, tagName/tagValue with eq, "
+                           "or substringof('text', name), joined by 'and'." % text)
+        terms.append(("substringof", m.group(3)) if m.group(3) is not None else (m.group(1).lower(), m.group(2)))
+    return terms
+
+
+def matches(res, terms):
+    rg = res["id"].split("/")[4]
+    tags = {k.lower(): v for k, v in (res.get("tags") or {}).items()}
+    tag_name = next((v.lower() for f, v in terms if f == "tagname"), None)
+    for field, value in terms:
+        v = value.lower()
+        if field == "resourcetype" and res["type"].lower() != v:
+            return False
+        if field == "name" and res["name"].lower() != v:
+            return False
+        if field == "location" and (res.get("location") or "").lower() != v:
+            return False
+        if field == "resourcegroup" and rg.lower() != v:
+            return False
+        if field == "substringof" and v not in res["name"].lower():
+            return False
+        if field == "tagname" and v not in tags:
+            return False
+        if field == "tagvalue" and (tag_name is None or (tags.get(tag_name) or "").lower() != v):
+            return False
+    return True
+
+
+def subscription_resources(arm, h, m):
+    sub = check_sub(arm, m.group(1))
+    check_api_version(h, RESOURCES_API, "resources")
+    if h.command != "GET":
+        raise ArmError(405, "MethodNotAllowed", "The method %s is not allowed here." % h.command)
+    terms = parse_filter(h.query.get("$filter", ""))
+    prefix = "/subscriptions/%s/resourcegroups/" % sub.lower()
+    with arm.lock:
+        found = [r for r in arm.resources.values()
+                 if r["id"].lower().startswith(prefix) and r["id"].count("/") == 8 and matches(r, terms)]
+    found.sort(key=lambda r: r["id"].lower())
+    keep = ("id", "name", "type", "location", "kind", "sku", "tags", "identity", "managedBy")
+    return 200, arm.page(h, [{k: copy.deepcopy(r[k]) for k in keep if k in r} for r in found]), []
 
 
 # --- ETags of resource groups ----------------------------------------------------------------
@@ -376,6 +437,7 @@ def install(arm):
     route(arm, r"^/subscriptions(?:/([^/]+))?/?$", subscriptions)
     route(arm, sub + r"/resourcegroups(?:/([^/]+))?/?$", resource_groups)
     route(arm, sub + r"/resourcegroups/([^/]+)/resources/?$", group_resources)
+    route(arm, sub + r"/resources/?$", subscription_resources)
     route(arm, sub + r"/providers/([^/]+)/locations/([^/]+)/(operationStatuses|operationResults)/([^/]+)$",
           operations)
     route(arm, sub + r"/providers(?:/([^/]+))?(?:/(register|unregister))?/?$", providers)

@@ -315,7 +315,7 @@ class Sites(ResourceType):
         port = int(port)
         rt.write("INFO", "Pulling image: %s" % image)
         try:
-            creds = self.registry_credentials(image, cfg, settings)
+            creds = self.registry_credentials(image, cfg, settings, res.get("identity"))
         except RuntimeError as e:
             creds, cred_error = None, str(e)
         if creds is None:
@@ -420,11 +420,12 @@ class Sites(ResourceType):
             rt.write("INFO", message)
             docker.run(["stop", "-t", "2", old], timeout=60)
 
-    def registry_credentials(self, image, cfg, settings):
+    def registry_credentials(self, image, cfg, settings, res_identity=None):
         server = image.split("/", 1)[0] if "/" in image and ("." in image.split("/", 1)[0]
                                                             or ":" in image.split("/", 1)[0]) else "docker.io"
         if cfg.get("acrUseManagedIdentityCreds"):
-            return registry_auth.managed_identity_credentials(self.arm.state, server)
+            client_id, oid = registry_auth.principal_of(res_identity, cfg.get("acrUserManagedIdentityID") or "system")
+            return registry_auth.managed_identity_credentials(self.arm.state, server, client_id, oid)
         url = settings.get("DOCKER_REGISTRY_SERVER_URL")
         if url and settings.get("DOCKER_REGISTRY_SERVER_USERNAME"):
             host = re.sub(r"^https?://", "", url).rstrip("/")
@@ -666,6 +667,16 @@ def site_op(arm, h, m):
                                     "publishingPasswordHash": None, "publishingPasswordHashSalt": None,
                                     "metadata": None, "isDeleted": False,
                                     "scmUri": "https://%s:%s@%s.scm.%s" % (user, password, label, DOMAIN)}}, []
+    if op == "publishxml":
+        # Web Apps - List Publishing Profile Xml With Secrets (what `az webapp show` reads for
+        # ftpPublishingUrl): the Web Deploy, FTP and Zip Deploy profiles with the publishing
+        # credentials. The FTP host is named as Azure names its FTP front ends; nothing serves it.
+        method("POST")
+        fmt = (h.json_body() or {}).get("format") or "WebDeploy"
+        if fmt.lower() not in ("webdeploy", "ftp"):
+            raise ArmError(400, "BadRequest", "The publishing profile format '%s' is not emulated: "
+                           "WebDeploy or Ftp." % fmt, target="format")
+        return 200, publish_xml(res, site, slot).encode(), [("Content-Type", "application/xml")]
     if op == "containerlogs":
         method("POST")
         text = sites.log_text(rt, "platform") + sites.log_text(rt, "container")
@@ -715,6 +726,56 @@ def site_op(arm, h, m):
     raise ArmError(404, "NotFound", "No HTTP resource was found for '%s' on a site." % op)
 
 
+def publish_xml(res, site, slot):
+    from xml.sax.saxutils import quoteattr
+    label = host_label(site, slot)
+    user, password = publishing_user(res), res["_hidden"]["publishing_password"]
+    app_url = "http://%s.%s" % (label, DOMAIN)
+    scm = "%s.scm.%s:443" % (label, DOMAIN)
+    ftp = "ftps://waws-prod-%s-001.ftp.azurewebsites.windows.net/site/wwwroot" % (
+        re.sub(r"[^a-z0-9]", "", (res.get("location") or "westus").lower()))
+    tail = {"destinationAppUrl": app_url, "SQLServerDBConnectionString": "", "mySQLDBConnectionString": "",
+            "hostingProviderForumLink": "", "controlPanelLink": "https://portal.azure.com", "webSystem": "WebSites"}
+    profiles = [
+        [("profileName", "%s - Web Deploy" % label), ("publishMethod", "MSDeploy"), ("publishUrl", scm),
+         ("msdeploySite", site if not slot else "%s__%s" % (site, slot)), ("userName", user), ("userPWD", password)],
+        [("profileName", "%s - FTP" % label), ("publishMethod", "FTP"), ("publishUrl", ftp),
+         ("ftpPassiveMode", "True"), ("userName", "%s\\%s" % (label, user)), ("userPWD", password)],
+        [("profileName", "%s - Zip Deploy" % label), ("publishMethod", "ZipDeploy"), ("publishUrl", scm),
+         ("userName", user), ("userPWD", password)],
+    ]
+    out = ["<publishData>"]
+    for attrs in profiles:
+        out.append("<publishProfile %s><databases /></publishProfile>" % " ".join(
+            "%s=%s" % (k, quoteattr(v)) for k, v in attrs + list(tail.items())))
+    out.append("</publishData>")
+    return "".join(out)
+
+
+def check_name(arm, h, m):
+    """Check Name Availability (POST /subscriptions/{s}/providers/Microsoft.Web/checknameavailability),
+    which `az webapp create` calls first: a site's name is its host name, so it is taken when any
+    site of any group has it."""
+    check_sub(arm, m.group(1))
+    check_api_version(h, API, "'Microsoft.Web/checknameavailability'")
+    if h.command != "POST":
+        raise ArmError(405, "MethodNotAllowed", "checknameavailability accepts POST, not %s." % h.command)
+    body = h.json_body() or {}
+    name, rtype = body.get("name") or "", (body.get("type") or "").lower()
+    if rtype not in ("site", "microsoft.web/sites", "slot", "microsoft.web/sites/slots"):
+        raise ArmError(400, "BadRequest", "The resource type '%s' is not emulated here: Site or Slot."
+                       % body.get("type"), target="type")
+    if not NAME_RE.match(name):
+        return 200, {"nameAvailable": False, "reason": "Invalid", "message": "The name '%s' is invalid: "
+                     "2-60 letters, digits and '-', not starting or ending with '-'." % name}, []
+    with arm.lock:
+        taken = any(r["type"] == Sites.key and r["name"].lower() == name.lower() for r in arm.resources.values())
+    if taken:
+        return 200, {"nameAvailable": False, "reason": "AlreadyExists",
+                     "message": "Hostname '%s' already exists. Please select a different name." % name}, []
+    return 200, {"nameAvailable": True, "reason": "", "message": ""}, []
+
+
 def swap(arm, sites, parent, a, b):
     """Exchanges the running containers and the configuration of slots A and B; the sticky app
     settings (slotConfigNames of the production site) stay with their slot."""
@@ -756,5 +817,6 @@ def install(arm):
     arm.state.front_routes.append(sites.front)
     route(arm, r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Web/sites/([^/]+)"
                r"(?:/slots/([^/]+))?/(config/(?:appsettings(?:/list)?|web|slotConfigNames|"
-               r"publishingcredentials/list)|containerlogs|slotsswap|restart|stop|start|applySlotConfig|"
-               r"resetSlotConfig)/?$", site_op)
+               r"publishingcredentials/list)|publishxml|containerlogs|slotsswap|restart|stop|start|"
+               r"applySlotConfig|resetSlotConfig)/?$", site_op)
+    route(arm, r"^/subscriptions/([^/]+)/providers/Microsoft\.Web/checknameavailability/?$", check_name)
