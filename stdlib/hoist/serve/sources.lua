@@ -23,19 +23,7 @@ local function from_base64(text)
   local ok, bytes = pcall(core.base64_decode, text)
   return ok and bytes or nil
 end
-local function to_base64(bytes)
-  -- the engine has a decoder only; an encoder is a few lines and used to sign test requests
-  local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  local out = {}
-  for i = 1, #bytes, 3 do
-    local a, b, c = bytes:byte(i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local q = { math.floor(n / 262144) % 64, math.floor(n / 4096) % 64, math.floor(n / 64) % 64, n % 64 }
-    out[#out + 1] = chars:sub(q[1] + 1, q[1] + 1) .. chars:sub(q[2] + 1, q[2] + 1)
-      .. (b and chars:sub(q[3] + 1, q[3] + 1) or "=") .. (c and chars:sub(q[4] + 1, q[4] + 1) or "=")
-  end
-  return table.concat(out)
-end
+local to_base64 = core.base64_encode
 M.to_hex, M.from_hex, M.to_base64 = to_hex, from_hex, to_base64
 
 local hmac, same = native.hmac_sha256, native.same_bytes
