@@ -4,6 +4,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -241,7 +242,16 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 void Listener::Impl::accept() {
   acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     if (self->closed || ec == asio::error::operation_aborted) return;
-    if (!ec) {
+    if (ec) {
+      // out of file descriptors, say: accepting again at once would spin; wait a little
+      self->refused("-", 0, "cannot accept a connection: " + ec.message());
+      auto timer = std::make_shared<asio::steady_timer>(self->io, std::chrono::milliseconds(100));
+      timer->async_wait([self, timer](beast::error_code) {
+        if (!self->closed) self->accept();
+      });
+      return;
+    }
+    {
       beast::error_code ignored;
       auto peer = socket.remote_endpoint(ignored);
       std::string remote = ignored ? std::string("?") : peer.address().to_string();

@@ -7,13 +7,14 @@ local M = {}
 
 -- Starts `hoist serve --config <config> --state-dir <state>` with `env` (added to this
 -- process's) and the extra flags; returns {task, pid, url} once it listens.
----@param o {config: string, state: string, env?: table, args?: string[]}
+---@param o {config: string, state: string, env?: table, args?: string[], fd_limit?: integer}
 function M.start(o)
   local listening = o.state .. "/serve/listening.json"
   os.remove(listening)
   local pidfile = o.state .. ".pid"
   os.remove(pidfile)
-  local argv = { "sh", "-c", 'echo $$ > "$1"; shift; exec "$@"', "sh", pidfile, support.hoist_bin(), "serve",
+  local limit = o.fd_limit and ("ulimit -n " .. math.floor(o.fd_limit) .. "; ") or ""
+  local argv = { "sh", "-c", limit .. 'echo $$ > "$1"; shift; exec "$@"', "sh", pidfile, support.hoist_bin(), "serve",
                  "--config", o.config, "--listen", "127.0.0.1:0", "--state-dir", o.state, "--no-color" }
   for _, a in ipairs(o.args or {}) do argv[#argv + 1] = a end
   argv.env, argv.timeout = o.env, 900

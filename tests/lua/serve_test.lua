@@ -498,6 +498,29 @@ t.case("serve: HTTPS with a given certificate; forwarding to repository_dispatch
   cleanup(env)
 end)
 
+t.case("serve: out of file descriptors, connections are refused and logged, then served again", function()
+  local env = setup()
+  local server = ss.start { config = env.dir .. "/serve.lua", state = env.state, env = env.env, fd_limit = 40 }
+  -- 80 idle connections held for a while: the server runs out of descriptors
+  support.write(env.dir .. "/hold.py", ([[
+import socket, time
+socks = []
+for i in range(80):
+    try: socks.append(socket.create_connection(("127.0.0.1", %d)))
+    except OSError: pass
+time.sleep(1)
+]]):format(tonumber(server.url:match(":(%d+)$"))))
+  hoist.exec { "python3", env.dir .. "/hold.py", timeout = 30, check = true }
+  local ok, err = pcall(function()
+    local r = hoist.http.get(server.url .. "/healthz")
+    t.eq(r.status, 200, "answers again once the connections are gone")
+  end)
+  local result = stop(server)
+  if not ok then error(err, 0) end
+  t.match(result.stderr, "cannot accept a connection: Too many open files")
+  cleanup(env)
+end)
+
 t.case("serve: --help, --check and a config that names a missing secret", function()
   local r = support.run_hoist { "serve", "--help" }
   t.eq(r.code, 0)
