@@ -10,6 +10,7 @@
 #include <csignal>
 #include <ctime>
 #include <filesystem>
+#include <utility>
 #include <list>
 #include <random>
 
@@ -138,7 +139,8 @@ struct Engine::Impl {
 
   // `script`: the file a plain script's run comes from (`hoist runs` names it).
   void start_run(const nlohmann::json& args, bool record = true, const std::string& script = "") {
-    rt->run_id = new_run_id();
+    // the id a supervisor chose (hoist serve names a run before starting it), once
+    rt->run_id = options.run_id.empty() ? new_run_id() : std::exchange(options.run_id, std::string());
     rt->args = args;
     rt->run_dir.clear();
     if (options.write_run_dir && record) {

@@ -16,6 +16,7 @@ int luaopen_hoist_image(lua_State* L);
 int luaopen_hoist_lock(lua_State* L);
 int luaopen_hoist_azure(lua_State* L);
 int luaopen_hoist_k8s(lua_State* L);
+int luaopen_hoist_serve(lua_State* L);
 
 void register_builtin_modules(Runtime& rt) {
   rt.preload("hoist.native.core", luaopen_hoist_core);
@@ -30,6 +31,7 @@ void register_builtin_modules(Runtime& rt) {
   rt.preload("hoist.native.lock", luaopen_hoist_lock);
   rt.preload("hoist.native.azure", luaopen_hoist_azure);
   rt.preload("hoist.native.k8s", luaopen_hoist_k8s);
+  rt.preload("hoist.native.serve", luaopen_hoist_serve);
 }
 
 }  // namespace hoist::lua

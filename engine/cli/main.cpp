@@ -33,6 +33,7 @@ struct RunFlags {
   bool no_color = false;
   bool help = false;
   int jobs = 1;  // hoist test -j
+  std::string run_id;  // hoist run --run-id (hoist serve names the runs it starts)
   std::vector<std::string> extra;
 };
 
@@ -118,6 +119,15 @@ hoist::EngineOptions engine_options(const RunFlags& f) {
   o.color = !f.no_color && isatty(STDERR_FILENO) && !std::getenv("NO_COLOR");
   o.dry_run = f.dry_run;
   o.handle_signals = true;
+  if (!f.run_id.empty()) {
+    for (char c : f.run_id)
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+        usage_error("--run-id may hold only letters, digits, '-', '_' and '.', got '" + f.run_id + "'");
+    if (f.run_id.front() == '.') usage_error("--run-id must not start with '.'");
+    if (std::filesystem::exists(std::filesystem::path(f.state_dir) / "runs" / f.run_id))
+      usage_error("--run-id " + f.run_id + ": a run with this id is already recorded in " + f.state_dir);
+    o.run_id = f.run_id;
+  }
   return o;
 }
 
@@ -359,6 +369,56 @@ int proxy_command(const ProxyFlags& f) {
   }
 }
 
+// ---------------------------------------------------------------- hoist serve
+// The webhook receiver: engine/serve (the HTTP(S) listener) under stdlib/hoist/serve.lua
+// (signatures, routes, the durable queue, the runs). docs/serve.md.
+struct ServeFlags {
+  std::string config, listen, state_dir = ".hoist", tls_cert, tls_key, log_format = "text", log_level = "info";
+  std::size_t max_body = 0;  // 0: the config's, else 1 MiB
+  bool no_color = false, check = false;
+};
+
+void add_serve_command(CLI::App& app, ServeFlags& f, CLI::App*& cmd) {
+  cmd = app.add_subcommand("serve", "Receive signed webhooks (MLflow, Azure Databricks, GitHub, generic) and start pipeline runs");
+  cmd->add_option("--config", f.config, "The serve config: a Lua file returning {routes = {...}} (docs/serve.md)")->required();
+  cmd->add_option("--listen", f.listen, "HOST:PORT to listen on (default: the config's listen, else 127.0.0.1:8787)");
+  cmd->add_option("--state-dir", f.state_dir, "Queue, de-duplication record, locks and runs (default .hoist)");
+  cmd->add_option("--tls-cert", f.tls_cert, "Serve HTTPS with this certificate chain (PEM)");
+  cmd->add_option("--tls-key", f.tls_key, "The certificate's private key (PEM)");
+  cmd->add_option("--max-body", f.max_body, "Largest body accepted, in bytes (default: the config's max_body, else 1048576); larger: 413")
+      ->check(CLI::Range(static_cast<std::size_t>(1), static_cast<std::size_t>(64) * 1024 * 1024));
+  cmd->add_flag("--check", f.check, "Load the config, check its routes and secrets, print them, and exit");
+  cmd->add_option("--log-format", f.log_format, "text (default) or json, on stderr");
+  cmd->add_option("--log-level", f.log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  cmd->add_flag("--no-color", f.no_color, "Plain terminal output");
+}
+
+int serve_command(const ServeFlags& f) {
+  RunFlags rf;
+  rf.state_dir = f.state_dir;
+  rf.log_format = f.log_format;
+  rf.log_level = f.log_level;
+  rf.no_color = f.no_color;
+  auto options = engine_options(rf);
+  options.write_run_dir = false;  // a server, not a run: the runs it starts have folders
+  hoist::Engine engine(options);
+  auto r = engine.run_string("local a = ...\nreturn require('hoist.serve').main(a)", "hoist serve",
+                             {{"config", f.config}, {"listen", f.listen}, {"state_dir", f.state_dir},
+                              {"tls_cert", f.tls_cert}, {"tls_key", f.tls_key}, {"max_body", f.max_body},
+                              {"check", f.check}});
+  if (!r.ok) {
+    if (r.error->code() == hoist::Code::cancelled) return 0;  // SIGTERM: stopped as asked
+    std::cerr << "hoist serve: " << hoist::to_string(r.error->code()) << ": " << r.error->message() << "\n";
+    auto details = r.error->details();
+    if (!details.empty()) std::cerr << "  details: " << details.dump() << "\n";
+    // a config, a secret or a listen address that is wrong: nothing was served
+    if (r.error->code() == hoist::Code::invalid_argument || r.error->code() == hoist::Code::conflict) return kExitUsage;
+  }
+  return r.exit_code;
+}
+// ---------------------------------------------------------------- end of hoist serve
+
 // The local deploy target runs this very executable (`hoist proxy --detach`): tell the Lua
 // side where it is, unless the caller chose one.
 void export_self_path() {
@@ -383,6 +443,7 @@ int main(int argc, char** argv) {
   run->add_flag("-h,--help", run_flags.help, "Show this help, or a pipeline's parameters");
   run->add_option("target", run_flags.target, "Script file or pipeline (container, container@1)");
   add_run_flags(run, run_flags);
+  run->add_option("--run-id", run_flags.run_id, "The run's id (default: a new one); hoist serve names the runs it starts");
 
   RunFlags test_flags;
   test_flags.log_level = "warn";
@@ -413,6 +474,10 @@ int main(int argc, char** argv) {
   CLI::App* proxy_cmd = nullptr;
   add_proxy_command(app, proxy_flags, proxy_cmd);
 
+  ServeFlags serve_flags;  // hoist serve
+  CLI::App* serve_cmd = nullptr;
+  add_serve_command(app, serve_flags, serve_cmd);
+
   if (argc > 1 && argv[1][0] != '-') {
     std::string name = argv[1];
     bool known = false;
@@ -435,6 +500,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*proxy_cmd) return proxy_command(proxy_flags);  // hoist proxy
+    if (*serve_cmd) return serve_command(serve_flags);  // hoist serve
     if (*run) {
       if (run_flags.target.empty()) {
         std::cout << run->help();

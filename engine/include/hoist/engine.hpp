@@ -35,6 +35,8 @@ std::string new_run_id();
 
 struct EngineOptions {
   std::string state_dir = ".hoist";  // runs/<id>/events.jsonl lives here
+  std::string run_id;                // the first run's id (empty: a new one); a supervisor such as
+                                     // `hoist serve` names the run it starts, to find its folder again
   std::string log_format = "text";   // text | json | none (stderr)
   std::string log_level = "info";
   bool color = false;
