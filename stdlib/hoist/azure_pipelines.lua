@@ -30,18 +30,22 @@ end
 --- Prints a logging command `##vso[area.action k=v;...]data` (scrubbed, then escaped: the agent
 --- un-escapes, so a secret escaped first would slip past the scrubber).
 ---@param name string e.g. "task.logissue"
----@param props? table<string, any>
+---@param props? table<string, any>|{[1]: string, [2]: any}[] a map (sorted) or a list of {name, value}
 ---@param data? string
 function M.command(name, props, data)
   if not M.active() then return end
   local parts = {}
-  if props then
+  local pairs_in_order = {}  -- a list of {name, value} keeps its order; a map is sorted
+  if props and props[1] then
+    pairs_in_order = props
+  elseif props then
     local keys = {}
     for k in pairs(props) do keys[#keys + 1] = k end
     table.sort(keys)
-    for _, k in ipairs(keys) do
-      if props[k] ~= nil and props[k] ~= "" then parts[#parts + 1] = k .. "=" .. escape(hoist.scrub(tostring(props[k]))) .. ";" end
-    end
+    for _, k in ipairs(keys) do pairs_in_order[#pairs_in_order + 1] = { k, props[k] } end
+  end
+  for _, p in ipairs(pairs_in_order) do
+    if p[2] ~= nil and p[2] ~= "" then parts[#parts + 1] = p[1] .. "=" .. escape(hoist.scrub(tostring(p[2]))) .. ";" end
   end
   out("##vso[" .. name .. (#parts > 0 and (" " .. table.concat(parts)) or "") .. "]" .. escape(hoist.scrub(tostring(data or ""))))
 end
@@ -97,7 +101,7 @@ end
 ---@return boolean written
 function M.set_output(name, value)
   if not M.active() then return false end
-  M.command("task.setvariable", { variable = name, isOutput = "true" }, tostring(value))
+  M.command("task.setvariable", { { "variable", name }, { "isOutput", "true" } }, tostring(value))
   return true
 end
 

@@ -85,7 +85,8 @@ function M.outputs(result)
 end
 
 --- Everything a finished pipeline run tells the CI runner: the failure annotation (its file
---- relative to the workspace), the summary markdown, and the outputs.
+--- relative to the workspace), the summary markdown, the outputs, and all of them as one
+--- JSON object (`outputs_json`).
 --- Internal: for hoist.pipeline.report.
 ---@param result hoist.PipelineResult
 ---@param markdown string
@@ -107,6 +108,7 @@ function M.finish(result, markdown)
   for k in pairs(outputs) do names[#names + 1] = k end
   table.sort(names)
   for _, k in ipairs(names) do M.set_output(k, outputs[k]) end
+  M.set_output("outputs_json", require("hoist.json").encode(outputs))
 end
 
 return M
