@@ -187,7 +187,7 @@ end
 
 return pipeline.define {
   name = "container",
-  version = "1.1.0",
+  version = "1.2.0",
   requires = ">=0.1 <2",
   description = "Build, scan, push, deploy and verify a container image (targets: " .. table.concat(targets.names(), ", ") .. ")",
   -- Cross-parameter checks, run before anything changes (the build stage calls it too).
@@ -230,6 +230,8 @@ return pipeline.define {
     fail_on = { type = "list", default = { "CRITICAL" }, allowed = SEVERITIES,
                 description = "Severities that stop the pipeline before the push" },
     ignore_unfixed = { type = "boolean", default = false, description = "Findings without a fix do not fail the scan" },
+    sarif = { type = "string",
+              description = "Write Trivy's SARIF of the scan to this file, also when the scan stops the run (for a code scanning upload)" },
     registry_username = { type = "string", env = "HOIST_REGISTRY_USERNAME",
                           description = "Registry user for the push (else docker's stored credentials); never given to the target" },
     registry_password = { type = "string", secret = true, env = "HOIST_REGISTRY_PASSWORD",
@@ -270,16 +272,26 @@ return pipeline.define {
           end
           return { ran = false, planned = true }
         end
-        local r = hoist.trivy.gate_scan { image = image, mode = p.scan, fail_on = p.fail_on,
-                                          ignore_unfixed = p.ignore_unfixed }
+        -- with sarif, the gate waits until the SARIF is written: a refused image's findings are
+        -- what a code scanning upload is for
+        local gate = { fail_on = p.fail_on, ignore_unfixed = p.ignore_unfixed }
+        local r = hoist.trivy.gate_scan { image = image, mode = p.scan, fail_on = gate.fail_on,
+                                          ignore_unfixed = gate.ignore_unfixed, enforce = p.sarif == nil }
         if r.warning then ctx:summary("Scan", r.warning) end
+        local sarif
+        if p.sarif and r.ran then
+          hoist.trivy.sarif(r.report, { output = p.sarif })
+          sarif = p.sarif
+          ctx:summary("Scan", "SARIF written to " .. p.sarif)
+          hoist.policy.enforce(r.report, gate)
+        end
         if r.ran then
           local counts = r.report and r.report.counts or {}
           local parts = {}
           for _, s in ipairs(SEVERITIES) do parts[#parts + 1] = ("%s %d"):format(s, counts[s] or 0) end
           ctx:summary("Scan", ("passed (fail on %s): %s"):format(table.concat(p.fail_on, ","), table.concat(parts, ", ")))
         end
-        return { ran = r.ran, mode = r.mode, counts = r.report and r.report.counts or nil }
+        return { ran = r.ran, mode = r.mode, counts = r.report and r.report.counts or nil, sarif = sarif }
       end },
     { name = "push", timeout = 900, retry = { attempts = 3, backoff = 2 },
       description = "docker push; the digest is read back from the registry",
@@ -352,7 +364,8 @@ return pipeline.define {
         local o = ctx.outputs
         ctx:summary(("%s %s: %s -> %s"):format(o.push.reference, ctx.dry_run and "would be deployed" or "deployed",
           o.deploy.service, tostring(o.deploy.url or "its URL")))
-        return { image = o.push.reference, digest = o.push.digest, url = o.deploy.url, service = o.deploy.service }
+        return { image = o.push.reference, digest = o.push.digest, url = o.deploy.url, service = o.deploy.service,
+                 sarif = o.scan.sarif }
       end },
   },
 }

@@ -264,6 +264,20 @@ t.case("a CRITICAL finding stops the run before the push: exit 4, no tag", funct
   hoist.docker.rmi { image = p.image .. ":vuln", force = true, missing_ok = true }
 end, SLOW)
 
+t.case("sarif= writes Trivy's SARIF also when the scan stops the run", function()
+  need_docker()
+  S.port = S.port or free_port()
+  local p = app_params("sarif")
+  p.image = S.repo .. "-sarif"
+  p.sarif = support.tmpdir("hoist-ct-sarif") .. "/scan.sarif.json"
+  local r = run_pipeline(p, { fixture = root .. "/tests/fixtures/trivy/hoist-demo.json" })
+  t.eq(r.code, 4, show(r))
+  t.match(r.stderr, "policy_violation")
+  t.eq(support.must_read(p.sarif), support.must_read(root .. "/tests/fixtures/trivy/hoist-demo.sarif"))
+  t.eq(registry_tags(p.image), {})
+  hoist.docker.rmi { image = p.image .. ":sarif", force = true, missing_ok = true }
+end, SLOW)
+
 ---------------------------------------------------------------- deploys
 
 t.case("v1: a first deploy builds, pushes, serves and verifies", function()
