@@ -1,10 +1,14 @@
 # Shell completions and the man page, made by the built binary from its own command line
 # (docs/editor.md), and installed where bash-completion, zsh and man look for them.
 set(HOIST_SHARE ${CMAKE_BINARY_DIR}/share)
+# The binary runs at build time: a sanitizer build reads the project's leak suppressions, as
+# its tests do (cmake/sanitize.env)
+set(HOIST_RUN_BUILT ${CMAKE_COMMAND} -E env
+    LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/cmake/lsan.supp:print_suppressions=0)
 add_custom_command(
   OUTPUT ${HOIST_SHARE}/completions/hoist ${HOIST_SHARE}/completions/_hoist
   COMMAND ${CMAKE_COMMAND} -E make_directory ${HOIST_SHARE}/completions
-  COMMAND sh -c "\"$0\" completion bash > \"$1\" && \"$0\" completion zsh > \"$2\""
+  COMMAND ${HOIST_RUN_BUILT} sh -c "\"$0\" completion bash > \"$1\" && \"$0\" completion zsh > \"$2\""
           $<TARGET_FILE:hoist> ${HOIST_SHARE}/completions/hoist ${HOIST_SHARE}/completions/_hoist
   DEPENDS hoist VERBATIM
   COMMENT "Shell completions of hoist (bash, zsh)")
@@ -19,8 +23,8 @@ if(HOIST_HELP2MAN)
   add_custom_command(
     OUTPUT ${HOIST_SHARE}/man/hoist.1
     COMMAND ${CMAKE_COMMAND} -E make_directory ${HOIST_SHARE}/man
-    COMMAND ${CMAKE_SOURCE_DIR}/cmake/man-commands.sh $<TARGET_FILE:hoist> ${HOIST_SHARE}/man/hoist.h2m
-    COMMAND ${HOIST_HELP2MAN} --no-info --no-discard-stderr --section=1 --source=hoist
+    COMMAND ${HOIST_RUN_BUILT} ${CMAKE_SOURCE_DIR}/cmake/man-commands.sh $<TARGET_FILE:hoist> ${HOIST_SHARE}/man/hoist.h2m
+    COMMAND ${HOIST_RUN_BUILT} ${HOIST_HELP2MAN} --no-info --no-discard-stderr --section=1 --source=hoist
             --include=${HOIST_SHARE}/man/hoist.h2m --output=${HOIST_SHARE}/man/hoist.1 $<TARGET_FILE:hoist>
     DEPENDS hoist ${CMAKE_SOURCE_DIR}/cmake/man-commands.sh VERBATIM
     COMMENT "Man page hoist.1 (help2man)")
