@@ -44,13 +44,33 @@ function M.pipelines()
   return out
 end
 
---- The parameter names of a bundled pipeline (what `--set` completes), sorted; none for an
---- unknown pipeline or a plain script.
----@param spec string NAME, NAME@MAJOR or NAME@X.Y.Z
+-- A pipeline file's definition, loaded as `hoist run FILE --help` loads it; nil for a plain
+-- script or a file that does not load (completion says nothing rather than fail).
+local function file_definition(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local src = f:read("*a")
+  f:close()
+  if not src:find("define", 1, true) then return nil end
+  local chunk = loadfile(path)
+  if not chunk then return nil end
+  local ok, def = pcall(chunk, {})
+  return ok and def or nil
+end
+
+--- The parameter names of a bundled pipeline or a pipeline file (what `--set` completes),
+--- sorted; none for an unknown pipeline or a plain script.
+---@param spec string NAME, NAME@MAJOR, NAME@X.Y.Z or a .lua file
 ---@return string[]
 function M.params(spec)
-  local ok, _, def = pcall(require("hoist.scripts").resolve, spec)
-  if not ok or type(def) ~= "table" or type(def.params) ~= "table" then return {} end
+  local def
+  if spec:find("/", 1, true) or spec:match("%.lua$") then
+    def = file_definition(spec)
+  else
+    local ok, _, found = pcall(require("hoist.scripts").resolve, spec)
+    def = ok and found or nil
+  end
+  if type(def) ~= "table" or type(def.params) ~= "table" then return {} end
   return sorted_keys(def.params)
 end
 

@@ -55,6 +55,19 @@ t.cases("bash completes", {
   for _, w in ipairs(row.want or {}) do t.ok(has(got, w), w .. " in " .. table.concat(got, " ")) end
 end)
 
+t.case("bash completes the --set names of a pipeline file; none for a plain script", function()
+  support.write(dir .. "/mine.lua", [[
+return hoist.pipeline.define {
+  name = "mine", version = "0.1.0",
+  params = { region = { type = "string" }, replicas = { type = "number", default = 1 } },
+  stages = { { name = "noop", run = function() end } },
+}
+]])
+  support.write(dir .. "/plain.lua", "print('hi')\n")
+  t.eq(complete { "run", "mine.lua", "--set", "re" }, { "region=", "replicas=" })
+  t.eq(complete { "run", "plain.lua", "--set", "" }, {})
+end)
+
 t.case("bash completes script files for `hoist run`", function()
   support.write(dir .. "/deploy-site.lua", "return 1\n")
   t.ok(has(complete { "run", "deploy-s" }, "deploy-site.lua"))
