@@ -1,7 +1,7 @@
 -- `hoist completion bash|zsh`: the bash script sourced in bash, COMP_WORDS/COMP_CWORD set as
 -- bash sets them, _hoist called, COMPREPLY checked: commands, flags, flag values, pipeline
--- names and versions, a pipeline's --set parameter names. zsh is not installed here: its
--- script is checked for what it must name.
+-- names and versions, a pipeline's --set parameter names. The zsh script: what it must name,
+-- `zsh -n`, and compinit registering it for hoist (zsh is in .ci/packages).
 local t = require "hoist.test"
 local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
 
@@ -92,4 +92,12 @@ t.case("zsh: a #compdef script naming every command and the dynamic lists", func
   t.match(zsh, "completion pipelines")
   t.match(zsh, "completion params")
   t.match(zsh, "'%-%-log%-level%[[^]]*%]:value:%(debug info warn error%)'")
+  local zdir = support.tmpdir("hoist-zsh")
+  support.write(zdir .. "/_hoist", zsh)
+  local syntax = hoist.exec { "zsh", "-n", zdir .. "/_hoist" }
+  t.eq(syntax.code, 0, syntax.stderr)
+  local r = hoist.exec { "zsh", "-f", "-c", 'fpath=("$1" $fpath); autoload -U compinit; compinit -u -d "$1/.zcompdump"; ' ..
+                         'print -r -- "${_comps[hoist]}"', "zsh", zdir }
+  t.eq(r.code, 0, r.stderr)
+  t.eq(r.stdout, "_hoist\n", "compinit reads #compdef and completes hoist with _hoist")
 end)
