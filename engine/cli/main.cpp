@@ -259,7 +259,8 @@ void add_run_flags(CLI::App* cmd, RunFlags& f) {
   cmd->add_option("--set", f.sets, "Set a parameter: key=value (repeatable)")->allow_extra_args(false);
   cmd->add_option("--params-file", f.params_file, "Parameters as a JSON object");
   cmd->add_option("--secrets-env", f.secrets_env,
-                  "Parameters from the variable VAR, one NAME=value a line, each value a secret (masked everywhere)");
+                  "Parameters from the variable VAR, one NAME=value a line, each value a secret (masked everywhere)")
+      ->type_name("VAR");
   cmd->add_option("--log-format", f.log_format, "text (default) or json, on stderr");
   cmd->add_option("--log-level", f.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
