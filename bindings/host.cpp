@@ -70,6 +70,31 @@ int open_host_module(lua_State* L) {
   return 1;
 }
 
+// The mask command of the CI runner hoist runs in, or none: GitHub Actions' `::add-mask::`
+// (workflow-command escaping: % and CR) or Azure Pipelines' `##vso[task.setsecret]` (the
+// agent's escaping: %, CR, LF, ';' and ']').
+using MaskCommand = std::string (*)(const std::string&);
+MaskCommand ci_mask_command() {
+  auto is = [](const char* name, const char* value) {
+    const char* v = std::getenv(name);
+    return v && std::string(v) == value;
+  };
+  if (is("GITHUB_ACTIONS", "true"))
+    return [](const std::string& line) {
+      std::string data = "::add-mask::";
+      for (char c : line) data += c == '%' ? "%25" : c == '\r' ? "%0D" : std::string(1, c);
+      return data;
+    };
+  if (is("TF_BUILD", "True") || is("TF_BUILD", "true"))
+    return [](const std::string& line) {
+      std::string data = "##vso[task.setsecret]";
+      for (char c : line)
+        data += c == '%' ? "%AZP25" : c == '\r' ? "%0D" : c == ';' ? "%3B" : c == ']' ? "%5D" : std::string(1, c);
+      return data;
+    };
+  return nullptr;
+}
+
 }  // namespace
 
 struct Engine::Impl {
@@ -89,16 +114,17 @@ struct Engine::Impl {
       events.add_sink(make_terminal_sink(stderr, options.color, options.log_level));
     if (options.on_event) events.add_sink(make_callback_sink(options.on_event));
     events.add_sink(run_sink);
-    if (const char* gha = std::getenv("GITHUB_ACTIONS"); gha && std::string(gha) == "true") {
-      // GitHub hides a masked value in its own log; this line is the one place it appears.
-      secrets->on_add([](const std::string& value) {
+    // The CI runner hides a masked value in its own log; this line is the one place it
+    // appears. Written here, not in hoist.ci (stdlib), because a secret can be registered by
+    // the engine itself (a credential's token) while no Lua runs; the providers are the
+    // same two hoist.ci knows.
+    if (auto mask = ci_mask_command()) {
+      secrets->on_add([mask](const std::string& value) {
         std::size_t start = 0;
-        while (start <= value.size()) {  // GitHub masks line by line
+        while (start <= value.size()) {  // both runners mask line by line
           auto end = value.find('\n', start);
           std::string line = value.substr(start, end == std::string::npos ? std::string::npos : end - start);
-          std::string data;  // workflow-command escaping: % and CR
-          for (char c : line) data += c == '%' ? "%25" : c == '\r' ? "%0D" : std::string(1, c);
-          if (!data.empty()) std::fprintf(stdout, "::add-mask::%s\n", data.c_str());
+          if (!line.empty()) std::fprintf(stdout, "%s\n", mask(line).c_str());
           if (end == std::string::npos) break;
           start = end + 1;
         }

@@ -1,5 +1,8 @@
 // Build tool: compiles stdlib/ and scripts/ Lua files to LuaJIT bytecode and writes
-// one C++ source holding them, so libhoist needs no Lua files on disk.
+// one C++ source holding them, so libhoist needs no Lua files on disk. For each stdlib
+// module it also embeds the lines `hoist lsp-defs` reads (the LuaCATS `---` comments and the
+// module-table lines `function M.x(`, `M.x =`), as a module `hoist.lsp.source.<module>` that
+// returns them: bytecode keeps no comments.
 // usage: hoist-luac SOURCE_ROOT OUT.cpp rel/path.lua...
 #include <lua.hpp>
 
@@ -29,6 +32,31 @@ std::string module_name(std::string rel) {
   return rel;
 }
 
+// The lines of a stdlib file that hoist.lsp reads; the rest is code LuaLS does not need.
+std::string annotation_lines(const std::string& src) {
+  std::istringstream in(src);
+  std::string line, out;
+  bool gap = false;  // lines left out become one empty line: annotation blocks stay apart
+  while (std::getline(in, line)) {
+    if (line.rfind("---", 0) == 0 || line.rfind("function M.", 0) == 0 || line.rfind("function M:", 0) == 0 ||
+        line.rfind("M.", 0) == 0) {
+      if (gap && !out.empty()) out += "\n";
+      gap = false;
+      out += line + "\n";
+    } else {
+      gap = true;
+    }
+  }
+  return out;
+}
+
+// A Lua long string that cannot be closed by its content.
+std::string long_string(const std::string& text) {
+  std::string eq;
+  while (text.find("]" + eq + "]") != std::string::npos) eq += "=";
+  return "[" + eq + "[\n" + text + "]" + eq + "]";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -42,10 +70,22 @@ int main(int argc, char** argv) {
          "namespace hoist::lua {\n";
   std::vector<std::string> entries;
   lua_State* L = luaL_newstate();
+  struct Source {
+    std::string rel, module, text;
+  };
+  std::vector<Source> sources;
   for (int i = 3; i < argc; ++i) {
     std::string rel = argv[i];
     std::ifstream in(root + "/" + rel, std::ios::binary);
     std::string src((std::istreambuf_iterator<char>(in)), {});
+    sources.push_back({rel, module_name(rel), src});
+    if (rel.rfind("stdlib/hoist/", 0) == 0)  // not on disk: HOIST_LUA_PATH never shadows it
+      sources.push_back({rel + ".lsp", "hoist.lsp.source." + module_name(rel),
+                         "return " + long_string(annotation_lines(src))});
+  }
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    const std::string& rel = sources[i].rel;
+    const std::string& src = sources[i].text;
     std::string chunk = "@" + rel;
     if (luaL_loadbuffer(L, src.data(), src.size(), chunk.c_str()) != 0) {
       std::cerr << lua_tostring(L, -1) << "\n";
@@ -57,7 +97,7 @@ int main(int argc, char** argv) {
     out << "static const unsigned char c" << i << "[] = {";
     for (size_t k = 0; k < bc.size(); ++k) out << (k % 24 ? "," : ",\n") << int(static_cast<unsigned char>(bc[k]));
     out << "};\n";
-    entries.push_back("{\"" + module_name(rel) + "\", \"" + chunk + "\", reinterpret_cast<const char*>(c" +
+    entries.push_back("{\"" + sources[i].module + "\", \"" + chunk + "\", reinterpret_cast<const char*>(c" +
                       std::to_string(i) + "), sizeof c" + std::to_string(i) + "}");
   }
   lua_close(L);

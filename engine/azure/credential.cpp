@@ -129,7 +129,7 @@ class CredentialImpl : public Credential {
   std::string key(const std::string& scope) const {
     return s_.source + "|" + s_.tenant_id + "|" + s_.client_id + "|" + scope + "|" +
            registry::sha256_digest(s_.client_secret + "\n" + s_.static_token + "\n" + s_.token_file + "\n" + s_.oidc_url +
-                         "\n" + s_.identity_endpoint + "\n" + s_.az);
+                         "\n" + s_.service_connection_id + "\n" + s_.identity_endpoint + "\n" + s_.az);
   }
   std::string what() const { return "azure credential '" + s_.source + "'"; }
 
@@ -140,6 +140,10 @@ class CredentialImpl : public Credential {
     if (s_.source == "workload_identity") co_return co_await entra(ctx, scope, {"client_assertion", read_token_file()});
     if (s_.source == "oidc") {
       std::string assertion = co_await github_assertion(ctx);
+      co_return co_await entra(ctx, scope, {"client_assertion", assertion});
+    }
+    if (s_.source == "azure_pipelines") {
+      std::string assertion = co_await azure_pipelines_assertion(ctx);
       co_return co_await entra(ctx, scope, {"client_assertion", assertion});
     }
     if (s_.source == "managed_identity") co_return co_await managed_identity(ctx, scope);
@@ -192,6 +196,31 @@ class CredentialImpl : public Credential {
     if (v == j.end() || !v->is_string() || v->get_ref<const std::string&>().empty())
       throw Error(Code::unauthorized, label + ": the answer has no 'value' (ACTIONS_ID_TOKEN_REQUEST_URL)",
                   {{"url", redact_url(s_.oidc_url)}});
+    secrets_->add(v->get<std::string>());
+    co_return v->get<std::string>();
+  }
+
+  // The service connection's idToken, fresh for every Entra token as GitHub's: a POST with an
+  // empty body (Azure DevOps' REST API 7.1, "OIDC token - create"); FedAuthRedirect
+  // suppressed so a refused access token answers 401, not a sign-in page.
+  Task<std::string> azure_pipelines_assertion(rest::ContextPtr ctx) {
+    rest::Request req;
+    const std::string label = what() + ": Azure Pipelines idToken";
+    req.what = label;
+    req.timeout = options_.timeout;
+    req.safe = true;  // it changes nothing: dry runs need a token too
+    req.http.method = "POST";
+    req.http.url = rest::with_query(rest::with_query(s_.oidc_url, "api-version", "7.1"), "serviceConnectionId",
+                                    s_.service_connection_id);
+    req.http.headers = {{"Authorization", "Bearer " + s_.oidc_token},
+                        {"Content-Type", "application/json"},
+                        {"Accept", "application/json"},
+                        {"X-TFS-FedAuthRedirect", "Suppress"}};
+    auto j = co_await json_answer(ctx, std::move(req), "Azure DevOps' OIDC endpoint");
+    auto v = j.find("oidcToken");
+    if (v == j.end() || !v->is_string() || v->get_ref<const std::string&>().empty())
+      throw Error(Code::unauthorized, label + ": the answer has no 'oidcToken' (SYSTEM_OIDCREQUESTURI)",
+                  {{"url", redact_url(s_.oidc_url)}, {"service_connection_id", s_.service_connection_id}});
     secrets_->add(v->get<std::string>());
     co_return v->get<std::string>();
   }

@@ -22,7 +22,9 @@ struct Settings {
   std::string source;  // the chosen source
   std::string tenant_id, client_id, client_secret;
   std::string token_file;              // workload_identity
-  std::string oidc_url, oidc_token;    // GitHub's ACTIONS_ID_TOKEN_REQUEST_*
+  std::string oidc_url, oidc_token;    // GitHub's ACTIONS_ID_TOKEN_REQUEST_*, Azure Pipelines' SYSTEM_OIDCREQUESTURI
+                                       // and SYSTEM_ACCESSTOKEN
+  std::string service_connection_id;   // azure_pipelines: the service connection whose idToken is asked for
   std::string identity_endpoint, identity_header;  // App Service managed identity
   std::string az;                      // az_cli: the resolved executable
   std::string static_token;

@@ -84,6 +84,28 @@ Probe oidc(const CredentialOptions& o, const Env& env) {
   return p;
 }
 
+// Azure Pipelines' workload identity federation: the job asks its service connection for an
+// idToken (SYSTEM_OIDCREQUESTURI, authorized by the job's SYSTEM_ACCESSTOKEN, which a step
+// only sees when mapped into its env). AzureCLI@2 and the Azure SDKs name the connection and
+// its identity AZURESUBSCRIPTION_*; AZURE_CLIENT_ID/AZURE_TENANT_ID win when set.
+Probe azure_pipelines(const CredentialOptions& o, const Env& env) {
+  Probe p;
+  p.settings.source = "azure_pipelines";
+  p.settings.oidc_url = env("SYSTEM_OIDCREQUESTURI").value_or("");
+  p.settings.oidc_token = env("SYSTEM_ACCESSTOKEN").value_or("");
+  p.settings.service_connection_id = env("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID").value_or("");
+  if (p.settings.oidc_url.empty()) p.missing.push_back("SYSTEM_OIDCREQUESTURI");
+  if (p.settings.oidc_token.empty()) p.missing.push_back("SYSTEM_ACCESSTOKEN");
+  if (p.settings.service_connection_id.empty()) p.missing.push_back("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID");
+  p.settings.client_id = pick(o.client_id, env, "AZURE_CLIENT_ID");
+  if (p.settings.client_id.empty()) p.settings.client_id = env("AZURESUBSCRIPTION_CLIENT_ID").value_or("");
+  p.settings.tenant_id = pick(o.tenant_id, env, "AZURE_TENANT_ID");
+  if (p.settings.tenant_id.empty()) p.settings.tenant_id = env("AZURESUBSCRIPTION_TENANT_ID").value_or("");
+  if (p.settings.client_id.empty()) p.missing.push_back("AZURE_CLIENT_ID (or AZURESUBSCRIPTION_CLIENT_ID)");
+  if (p.settings.tenant_id.empty()) p.missing.push_back("AZURE_TENANT_ID (or AZURESUBSCRIPTION_TENANT_ID)");
+  return p;
+}
+
 // In the chain only where its endpoint is configured: IDENTITY_ENDPOINT (App Service), or
 // AZURE_POD_IDENTITY_AUTHORITY_HOST for IMDS. Probing IMDS's link-local default from every
 // machine that has no credential would cost a timeout; named, it goes there.
@@ -115,6 +137,7 @@ Probe probe(const std::string& source, const CredentialOptions& o, const Env& en
   if (source == "client_secret") return client_secret(o, env);
   if (source == "workload_identity") return workload_identity(o, env);
   if (source == "oidc") return oidc(o, env);
+  if (source == "azure_pipelines") return azure_pipelines(o, env);
   if (source == "managed_identity") return managed_identity(o, env, named);
   if (source == "az_cli") return az_cli(o, env);
   Probe p;
@@ -149,7 +172,7 @@ Settings select_source(const CredentialOptions& o, const Env& env) {
     for (const char* s : kSources) known = known || o.source == s;
     if (!known)
       throw Error(Code::invalid_argument, "azure credential: unknown source '" + o.source +
-                                              "' (known: client_secret, workload_identity, oidc, managed_identity, az_cli, static)");
+                                              "' (known: client_secret, workload_identity, oidc, azure_pipelines, managed_identity, az_cli, static)");
     Probe p = probe(o.source, o, env, true);
     if (!p.failure.empty()) refuse(p);
     if (!p.applies()) {

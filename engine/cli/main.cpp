@@ -26,6 +26,7 @@ struct RunFlags {
   std::string target;
   std::vector<std::string> sets;
   std::string params_file;
+  std::string secrets_env;  // the name of a variable holding NAME=value lines
   std::string log_format = "text";
   std::string log_level = "info";
   std::string state_dir = ".hoist";
@@ -93,19 +94,48 @@ nlohmann::json read_params_file(const std::string& path) {
   return args;
 }
 
-nlohmann::json collect_args(const RunFlags& f) {
+std::string param_key(const std::string& s, const std::string& flag, const std::string& shown) {
+  auto eq = s.find('=');
+  if (eq == std::string::npos || eq == 0) usage_error(flag + " expects key=value, got " + shown);
+  std::string key = s.substr(0, eq);
+  for (char c : key)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+      usage_error(flag + " key '" + key + "' may hold only letters, digits, '_', '-' and '.'");
+  return key;
+}
+
+// --secrets-env VAR: the variable's lines NAME=value are parameters whose values are secrets
+// (CI runners hand secrets over in the environment, never on a command line). Blank lines
+// and lines starting with '#' are skipped; an error names the line, never its value.
+using NamedSecrets = std::vector<std::pair<std::string, std::string>>;
+
+void secrets_from_env(const std::string& var, nlohmann::json& args, NamedSecrets& secrets) {
+  const char* text = std::getenv(var.c_str());
+  if (!text) usage_error("--secrets-env " + var + ": the variable is not set");
+  std::string all = text;
+  std::size_t start = 0;
+  for (int n = 1; start <= all.size(); ++n) {
+    auto end = all.find('\n', start);
+    std::string line = all.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    start = end == std::string::npos ? all.size() + 1 : end + 1;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos || line[line.find_first_not_of(" \t")] == '#') continue;
+    std::string key = param_key(line, "--secrets-env " + var, "line " + std::to_string(n) + " without '=' (value not shown)");
+    std::string value = line.substr(key.size() + 1);
+    args[key] = value;
+    if (!value.empty()) secrets.emplace_back(key, value);
+  }
+}
+
+nlohmann::json collect_args(const RunFlags& f, NamedSecrets* secrets = nullptr) {
   nlohmann::json args = nlohmann::json::object();
   if (!f.params_file.empty()) args = read_params_file(f.params_file);
-  for (auto& s : f.sets) {
-    auto eq = s.find('=');
-    if (eq == std::string::npos || eq == 0)
-      usage_error("--set expects key=value, got '" + s + "'");
-    std::string key = s.substr(0, eq);
-    for (char c : key)
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
-        usage_error("--set key '" + key + "' may hold only letters, digits, '_', '-' and '.'");
-    args[key] = s.substr(eq + 1);
+  if (!f.secrets_env.empty()) {
+    NamedSecrets found;
+    secrets_from_env(f.secrets_env, args, found);
+    if (secrets) *secrets = std::move(found);
   }
+  for (auto& s : f.sets) args[param_key(s, "--set", "'" + s + "'")] = s.substr(s.find('=') + 1);
   return args;
 }
 
@@ -189,15 +219,24 @@ nlohmann::json test_child_argv(const RunFlags& f) {
   if (f.dry_run) argv.push_back("--dry-run");
   if (f.no_color) argv.push_back("--no-color");
   if (!f.params_file.empty()) argv.insert(argv.end(), {"--params-file", f.params_file});
+  if (!f.secrets_env.empty()) argv.insert(argv.end(), {"--secrets-env", f.secrets_env});
   for (auto& s : f.sets) argv.insert(argv.end(), {"--set", s});
   return argv;
 }
 
 int run_command(const RunFlags& f, bool test_mode) {
-  auto args = collect_args(f);
+  NamedSecrets secrets;
+  auto args = collect_args(f, &secrets);
   auto options = engine_options(f);
   if (test_mode || f.help) options.write_run_dir = false;
   hoist::Engine engine(options);
+  for (auto& [key, value] : secrets) {  // before anything runs: masked from the first line
+    try {
+      engine.add_secret(value);
+    } catch (const hoist::Error& e) {
+      usage_error("--secrets-env " + f.secrets_env + ": " + key + ": " + e.message());
+    }
+  }
   hoist::RunResult r;
   if (test_mode) {
     nlohmann::json paths = nlohmann::json::array();
@@ -229,6 +268,9 @@ void add_run_flags(CLI::App* cmd, RunFlags& f) {
   // one key=value per --set, so `--set a=b script.lua` keeps script.lua as the target
   cmd->add_option("--set", f.sets, "Set a parameter: key=value (repeatable)")->allow_extra_args(false);
   cmd->add_option("--params-file", f.params_file, "Parameters as a JSON object");
+  cmd->add_option("--secrets-env", f.secrets_env,
+                  "Parameters from the variable VAR, one NAME=value a line, each value a secret (masked everywhere)")
+      ->type_name("VAR");
   cmd->add_option("--log-format", f.log_format, "text (default) or json, on stderr");
   cmd->add_option("--log-level", f.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -311,6 +353,53 @@ int runs_command(const RunsFlags& f, CLI::App* runs, CLI::App* rollback, CLI::Ap
                   "hoist report", {{"run", f.run_id}, {"html", f.html}}, "warn");
 }
 // ---------------------------------------------------------------- end of runs / rollback / report
+
+// ---------------------------------------------------------------- hoist completion / lsp-defs
+// Editor and shell helpers, written in Lua (hoist.completion, hoist.lsp). The completion
+// scripts are made from this very command line's definition, so a new command or flag
+// completes without anyone editing them.
+nlohmann::json cli_spec(CLI::App& app) {
+  nlohmann::json commands = nlohmann::json::array();
+  for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    nlohmann::json flags = nlohmann::json::array(), positionals = nlohmann::json::array();
+    for (const auto* opt : sub->get_options()) {
+      if (opt->get_positional()) {
+        positionals.push_back(opt->get_name());
+        continue;
+      }
+      for (const auto& name : opt->get_lnames())
+        flags.push_back({{"name", "--" + name}, {"value", opt->get_expected_min() > 0}, {"help", opt->get_description()}});
+      for (const auto& name : opt->get_snames())
+        flags.push_back({{"name", "-" + name}, {"value", opt->get_expected_min() > 0}, {"help", opt->get_description()}});
+    }
+    commands.push_back({{"name", sub->get_name()}, {"help", sub->get_description()}, {"flags", flags},
+                        {"positionals", positionals}});
+  }
+  return {{"commands", commands}};
+}
+
+struct EditorFlags {
+  std::string kind, pipeline, dir;
+};
+
+void add_editor_commands(CLI::App& app, EditorFlags& f, CLI::App*& completion, CLI::App*& lsp_defs) {
+  completion = app.add_subcommand("completion", "Print the shell completion script: hoist completion bash|zsh");
+  completion->add_option("shell", f.kind, "bash or zsh (the scripts call it with commands, pipelines or params PIPELINE)")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh", "commands", "pipelines", "params"}));
+  completion->add_option("pipeline", f.pipeline, "For params: the pipeline whose --set names are listed");
+  lsp_defs = app.add_subcommand("lsp-defs", "Write LuaLS definitions of hoist.* and a .luarc.json into DIR");
+  lsp_defs->add_option("dir", f.dir, "Folder of the Lua project (definitions go to DIR/.hoist/lsp)")->required();
+}
+
+int editor_command(CLI::App& app, const EditorFlags& f, CLI::App* completion) {
+  RunsFlags rf;
+  if (*completion)
+    return lua_tool(rf, "local a = ...\nrequire('hoist.completion').main(a)", "hoist completion",
+                    {{"kind", f.kind}, {"pipeline", f.pipeline}, {"cli", cli_spec(app)}}, "error");
+  return lua_tool(rf, "local a = ...\nrequire('hoist.lsp').main{dir = a.dir}", "hoist lsp-defs", {{"dir", f.dir}}, "warn");
+}
+// ---------------------------------------------------------------- end of completion / lsp-defs
 
 // ---------------------------------------------------------------- hoist proxy (container helper)
 // A stable TCP front on a service port (engine/local/proxy.cpp). The local deploy target
@@ -431,8 +520,9 @@ void export_self_path() {
 
 int main(int argc, char** argv) {
   export_self_path();  // hoist proxy
-  CLI::App app{"hoist: build, scan, push, deploy and verify containers, scripted in Lua"};
+  CLI::App app{"hoist: build, scan, push, deploy and verify containers, scripted in Lua", "hoist"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("hoist ") + hoist::kVersion, "Print the version and exit");
   app.footer(
       "Exit codes: 0 succeeded; 1 failed (rolled back if a pipeline); 2 usage error; "
       "3 failed and rollback incomplete; 4 refused by a policy gate; 130 cancelled.");
@@ -470,6 +560,10 @@ int main(int argc, char** argv) {
   CLI::App *runs_cmd = nullptr, *rollback_cmd = nullptr, *report_cmd = nullptr;
   add_runs_commands(app, runs_flags, runs_cmd, rollback_cmd, report_cmd);
 
+  EditorFlags editor_flags;
+  CLI::App *completion_cmd = nullptr, *lsp_defs_cmd = nullptr;
+  add_editor_commands(app, editor_flags, completion_cmd, lsp_defs_cmd);
+
   ProxyFlags proxy_flags;  // hoist proxy
   CLI::App* proxy_cmd = nullptr;
   add_proxy_command(app, proxy_flags, proxy_cmd);
@@ -501,6 +595,7 @@ int main(int argc, char** argv) {
     }
     if (*proxy_cmd) return proxy_command(proxy_flags);  // hoist proxy
     if (*serve_cmd) return serve_command(serve_flags);  // hoist serve
+    if (*completion_cmd || *lsp_defs_cmd) return editor_command(app, editor_flags, completion_cmd);
     if (*run) {
       if (run_flags.target.empty()) {
         std::cout << run->help();

@@ -247,7 +247,7 @@ end
 
 return pipeline.define {
   name = "container",
-  version = "1.1.0",
+  version = "1.2.0",
   requires = ">=0.1 <2",
   description = "Build, scan, push, deploy and verify a container image (targets: " .. table.concat(targets.names(), ", ") .. ")",
   -- Cross-parameter checks, run before anything changes (the build stage calls it too).
@@ -430,7 +430,8 @@ return pipeline.define {
         local o = ctx.outputs
         ctx:summary(("%s %s: %s -> %s"):format(o.push.reference, ctx.dry_run and "would be deployed" or "deployed",
           o.deploy.service, tostring(o.deploy.url or "its URL")))
-        return { image = o.push.reference, digest = o.push.digest, url = o.deploy.url, service = o.deploy.service }
+        return { image = o.push.reference, digest = o.push.digest, url = o.deploy.url, service = o.deploy.service,
+                 sarif = o.scan.sarif }
       end },
   },
 }

@@ -13,7 +13,7 @@ local json = require "hoist.json"
 local util = require "hoist.util"
 local core = require "hoist.native.core"
 local payloads = require "hoist.notify.payloads"
-local github = require "hoist.github"
+local ci = require "hoist.ci"
 
 local M = {}
 
@@ -315,7 +315,7 @@ function M.summary(result, cfg)
     event = event, status = result.status, pipeline = clean(result.pipeline or "?"), version = clean(result.version or ""),
     run = clean(result.run or ""), duration = result.duration, dry_run = result.dry_run == true,
     verify = verify_of(result, verify_stages), rolled_back = json.array(), left = json.array(),
-    report_url = clean(report_link(cfg.report_url, result.run or "")), ci_url = clean(github.run_url()),
+    report_url = clean(report_link(cfg.report_url, result.run or "")), ci_url = clean(ci.run_url()),
   }
   for _, k in ipairs(FACT_KEYS) do s[k] = clean(facts[k]) end
   for k, v in pairs(facts) do

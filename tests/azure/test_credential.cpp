@@ -66,6 +66,18 @@ TEST_CASE("the chain: the first source whose settings are present wins") {
   CHECK(select(full).source == "workload_identity");
   full.erase("AZURE_FEDERATED_TOKEN_FILE");
   CHECK(select(full).source == "oidc");
+  full.erase("ACTIONS_ID_TOKEN_REQUEST_URL");
+  full["SYSTEM_OIDCREQUESTURI"] = "https://dev.azure.com/org/proj/_apis/distributedtask/hubs/build/plans/p/jobs/j/oidctoken";
+  full["SYSTEM_ACCESSTOKEN"] = "job-access-token";
+  full["AZURESUBSCRIPTION_SERVICE_CONNECTION_ID"] = "sc-1";
+  CHECK(select(full).source == "azure_pipelines");
+  // AzureCLI@2's names for the identity stand in for AZURE_CLIENT_ID/AZURE_TENANT_ID
+  auto azp = select({{"SYSTEM_OIDCREQUESTURI", "https://x/oidctoken"}, {"SYSTEM_ACCESSTOKEN", "t"},
+                     {"AZURESUBSCRIPTION_SERVICE_CONNECTION_ID", "sc-1"}, {"AZURESUBSCRIPTION_CLIENT_ID", "app-9"},
+                     {"AZURESUBSCRIPTION_TENANT_ID", "tenant-9"}});
+  CHECK(azp.source == "azure_pipelines");
+  CHECK(azp.client_id == "app-9");
+  CHECK(azp.tenant_id == "tenant-9");
   CHECK(select({{"IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi"}, {"IDENTITY_HEADER", "h-1234"}}).source == "managed_identity");
   // IMDS joins the chain only where its address is configured
   CHECK(select({{"AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:1"}}).source == "managed_identity");
@@ -95,6 +107,10 @@ TEST_CASE("a missing or broken source says exactly which variable, for that sour
                "AZURE_TENANT_ID are not set"},
            Row{{{"ACTIONS_ID_TOKEN_REQUEST_URL", "https://gh"}, {"AZURE_CLIENT_ID", "a"}, {"AZURE_TENANT_ID", "t"}}, "oidc",
                "unauthorized: azure credential 'oidc': ACTIONS_ID_TOKEN_REQUEST_TOKEN is not set"},
+           Row{{{"SYSTEM_OIDCREQUESTURI", "https://x/oidctoken"}, {"AZURE_CLIENT_ID", "a"}, {"AZURE_TENANT_ID", "t"}},
+               "azure_pipelines",
+               "unauthorized: azure credential 'azure_pipelines': SYSTEM_ACCESSTOKEN and "
+               "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID are not set"},
            Row{{{"IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi"}}, "managed_identity",
                "unauthorized: azure credential 'managed_identity': IDENTITY_HEADER is not set"},
            Row{{}, "az_cli", "tool_missing: azure credential 'az_cli': the az CLI ('az' is not on PATH)"},
@@ -115,6 +131,7 @@ TEST_CASE("a missing or broken source says exactly which variable, for that sour
   // the chain names every source it tried, az last
   std::string none = select_error({});
   CHECK(none.find("oidc: ACTIONS_ID_TOKEN_REQUEST_URL") != std::string::npos);
+  CHECK(none.find("azure_pipelines: SYSTEM_OIDCREQUESTURI, SYSTEM_ACCESSTOKEN") != std::string::npos);
   CHECK(none.find("managed_identity: IDENTITY_ENDPOINT and IDENTITY_HEADER (or AZURE_POD_IDENTITY_AUTHORITY_HOST") !=
         std::string::npos);
   CHECK(none.find("az_cli: the az CLI ('az' is not on PATH))") != std::string::npos);
@@ -322,6 +339,44 @@ TEST_CASE("GitHub OIDC: a fresh assertion for every Entra token, with Azure's au
   auto bad = f.token(c);
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().message().find("GitHub OIDC token: the answer has no 'value'") != std::string::npos);
+}
+
+TEST_CASE("Azure Pipelines: the service connection's idToken, fresh for every Entra token") {
+  Fixture f;
+  Entra entra;
+  entra.expires_in = 0;
+  int asked = 0;
+  f.server.handler = [&](const Seen& s) {
+    if (path_of(s.target) == "/org/_apis/oidctoken") {
+      CHECK(s.method == "POST");
+      CHECK(s.headers.at("authorization") == "Bearer job-access-token");
+      CHECK(s.headers.at("x-tfs-fedauthredirect") == "Suppress");
+      CHECK(query_param(s.target, "api-version") == "7.1");
+      CHECK(query_param(s.target, "serviceConnectionId") == "sc-42");
+      return json_reply(200, {{"oidcToken", "azp-assertion-" + std::to_string(++asked)}});
+    }
+    return entra(s);
+  };
+  std::map<std::string, std::string> env = {{"SYSTEM_OIDCREQUESTURI", f.server.url("/org/_apis/oidctoken")},
+                                            {"SYSTEM_ACCESSTOKEN", "job-access-token"},
+                                            {"AZURESUBSCRIPTION_SERVICE_CONNECTION_ID", "sc-42"},
+                                            {"AZURESUBSCRIPTION_CLIENT_ID", "app-azp"},
+                                            {"AZURESUBSCRIPTION_TENANT_ID", "tenant-azp"}};
+  auto c = f.credential({}, env);
+  CHECK(c->source() == "azure_pipelines");
+  REQUIRE(f.token(c).ok());
+  REQUIRE(f.token(c).ok());
+  CHECK(asked == 2);
+  CHECK(entra.forms[0]["client_id"] == "app-azp");
+  CHECK(entra.forms[0]["client_assertion"] == "azp-assertion-1");
+  CHECK(entra.forms[1]["client_assertion"] == "azp-assertion-2");
+  CHECK(entra.forms[1]["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+  CHECK(f.secrets->scrub("job-access-token azp-assertion-2") == "*** ***");
+
+  f.server.handler = [&](const Seen&) { return json_reply(200, {{"nothing", true}}); };
+  auto bad = f.token(c);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message().find("Azure Pipelines idToken: the answer has no 'oidcToken'") != std::string::npos);
 }
 
 TEST_CASE("managed identity: App Service's IDENTITY_ENDPOINT, and IMDS at its configured address") {

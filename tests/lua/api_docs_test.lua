@@ -30,30 +30,9 @@ local function docs_text()
   return table.concat(parts, "\n")
 end
 
--- The module-table functions of one file's text: { {line, name, annotated, internal} }.
-local function scan(text)
-  local lines = {}
-  for l in (text .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
-  local internal_module = false  -- the module's header comment says "Internal to hoist..."
-  for _, l in ipairs(lines) do
-    if not l:match("^%-%-%-") then break end
-    if l:find("Internal to hoist", 1, true) then internal_module = true end
-  end
-  local out = {}
-  for i, l in ipairs(lines) do
-    local name = l:match("^function M[.:]([%a_][%w_]*)%(")
-    if name and not name:match("^_") then
-      local annotated, internal, j = false, internal_module, i - 1
-      while j >= 1 and lines[j]:match("^%-%-%-") do
-        annotated = true
-        if lines[j]:match("^%-%-%- Internal:") then internal = true end
-        j = j - 1
-      end
-      out[#out + 1] = { line = i, name = name, annotated = annotated, internal = internal }
-    end
-  end
-  return out
-end
+-- The module-table functions of one file's text: { {line, name, annotated, internal} }
+-- (hoist.lsp's scan: `hoist lsp-defs` writes a definition for each public one).
+local scan = require("hoist.lsp").functions
 
 -- { {file, line, module, name, annotated, internal} } for every module-table function.
 local function public_functions()

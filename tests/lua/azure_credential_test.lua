@@ -50,6 +50,7 @@ f:close()
 
 local BASE_ENV = { AZURE_CLIENT_ID = "", AZURE_TENANT_ID = "", AZURE_CLIENT_SECRET = "", AZURE_CREDENTIALS = "",
                    AZURE_FEDERATED_TOKEN_FILE = "", ACTIONS_ID_TOKEN_REQUEST_URL = "", ACTIONS_ID_TOKEN_REQUEST_TOKEN = "",
+                   SYSTEM_OIDCREQUESTURI = "", SYSTEM_ACCESSTOKEN = "", AZURESUBSCRIPTION_SERVICE_CONNECTION_ID = "",
                    IDENTITY_ENDPOINT = "", IDENTITY_HEADER = "", AZURE_POD_IDENTITY_AUTHORITY_HOST = "", AZURE_SUBSCRIPTION_ID = "" }
 
 -- Runs the child with `env` on top of BASE_ENV; returns its JSON and everything it output.

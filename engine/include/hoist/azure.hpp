@@ -63,7 +63,7 @@ struct AccessToken {
 // The sources, in the chain's order. "static" (a token given by the caller) is only chosen
 // by name.
 inline constexpr const char* kSources[] = {"client_secret", "workload_identity", "oidc",
-                                           "managed_identity", "az_cli"};
+                                           "azure_pipelines", "managed_identity", "az_cli"};
 
 struct CredentialOptions {
   std::string source;  // "" = the chain: the first source whose settings are present

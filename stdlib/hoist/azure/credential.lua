@@ -1,7 +1,8 @@
 --- hoist.azure.credential: Entra ID tokens from the first source that applies (or the one
 --- named): client secret (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET or the
 --- AZURE_CREDENTIALS JSON), workload identity (AZURE_FEDERATED_TOKEN_FILE), GitHub OIDC
---- (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN), managed identity (IDENTITY_ENDPOINT/IDENTITY_HEADER,
+--- (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN), Azure Pipelines' service connection idToken
+--- (SYSTEM_OIDCREQUESTURI/SYSTEM_ACCESSTOKEN/AZURESUBSCRIPTION_SERVICE_CONNECTION_ID), managed identity (IDENTITY_ENDPOINT/IDENTITY_HEADER,
 --- or IMDS), and the az CLI last. Tokens are cached for the run per source, identity and
 --- scope, and renewed before they expire. Every secret, assertion and token is a registered
 --- secret. See docs/azure.md.
@@ -18,7 +19,7 @@ local M = {}
 ---@field timeout number seconds per token request
 M.defaults = { refresh_margin = 300, timeout = 60 }
 
-M.sources = { "client_secret", "workload_identity", "oidc", "managed_identity", "az_cli", "static" }
+M.sources = { "client_secret", "workload_identity", "oidc", "azure_pipelines", "managed_identity", "az_cli", "static" }
 
 local spec = {
   source = { type = "string", allowed = M.sources },
@@ -36,7 +37,7 @@ local spec = {
 ---@field expires_on number unix seconds
 
 ---@class hoist.azure.Credential
----@field source string the source that answers: "client_secret", "workload_identity", "oidc", "managed_identity", "az_cli" or "static"
+---@field source string the source that answers: "client_secret", "workload_identity", "oidc", "azure_pipelines", "managed_identity", "az_cli" or "static"
 ---@field subscription_id string AZURE_SUBSCRIPTION_ID, else AZURE_CREDENTIALS' subscriptionId, else ""
 ---@field native userdata
 local Credential = {}

@@ -1,8 +1,8 @@
 --- hoist.pipeline.report: what a run tells people: the summary block on the terminal, the
---- dry-run plan, GitHub Actions annotations and step summary, `hoist runs` and
+--- dry-run plan, the CI runner's annotation, summary and outputs (hoist.ci), `hoist runs` and
 --- `hoist report` (text, or a self-contained HTML page).
 --- Internal to hoist.pipeline (docs/pipeline.md is its API).
-local github = require "hoist.github"
+local ci = require "hoist.ci"
 local fs = require "hoist.fs"
 local native = require "hoist.native.journal"
 
@@ -160,21 +160,8 @@ local function markdown(result)
 end
 R.markdown = markdown
 
-local function github_finish(result)
-  if result.error then
-    local file, line = github.location(result.error.where)
-    -- annotations link to files relative to the workspace
-    local cwd = native.self().cwd .. "/"
-    if file and file:sub(1, #cwd) == cwd then file = file:sub(#cwd + 1) end
-    if file then file = file:gsub("^%./", "") end
-    github.annotation { level = "error", file = file, line = line,
-                        title = ("%s %s: stage %s failed"):format(result.pipeline, result.version, result.error.details.stage or "?"),
-                        message = ("%s: %s"):format(result.error.code, result.error.message) }
-  end
-  github.step_summary(markdown(result))
-end
-
---- Everything printed at the end of a run: the plan (dry run), the summary block, GitHub.
+--- Everything printed at the end of a run: the plan (dry run), the summary block, the CI
+--- runner's annotation, summary and outputs (hoist.ci).
 ---@param run table
 ---@param result hoist.PipelineResult
 function R.finish(run, result)
@@ -183,7 +170,7 @@ function R.finish(run, result)
     io.stderr:write(hoist.scrub(table.concat(summary_lines(result), "\n")), "\n")
     io.stderr:flush()
   end
-  if run.github then github_finish(result) end
+  if run.ci then ci.finish(result, markdown(result)) end
 end
 
 ---------------------------------------------------------------- hoist runs

@@ -9,7 +9,7 @@ local context = require "hoist.pipeline.context"
 local journal = require "hoist.pipeline.journal"
 local report = require "hoist.pipeline.report"
 local notify = require "hoist.notify"
-local github = require "hoist.github"
+local ci = require "hoist.ci"
 local semver = require "hoist.semver"
 local util = require "hoist.util"
 local core = require "hoist.native.core"
@@ -48,7 +48,7 @@ local function new_run(def, values, opts)
   local run = {
     def = def, params = values, outputs = {}, compensations = {}, sections = {}, sections_by_title = {},
     plan = {}, stages = {}, dry_run = dry_run, id = id, dir = dir, opts = opts,
-    journal = journal.open(dir), started = hoist.now(), github = github.active(),
+    journal = journal.open(dir), started = hoist.now(), ci = ci.active(),
     json = info.log_format == "json",
   }
   run.info = { id = id, dir = dir or "", dry_run = dry_run, pipeline = def.name, version = def.version,
@@ -128,7 +128,7 @@ local function run_stage(run, st, group)
       error(go, 0)
     end
   end
-  if run.github and not group then github.group(st.name) end
+  if run.ci and not group then ci.group(st.name) end
   local attempts = st.retry and st.retry.attempts or 1
   local ok, res
   for attempt = 1, attempts do
@@ -167,7 +167,7 @@ local function run_stage(run, st, group)
       ("%s %s after %.2fs: %s"):format(st.name, status, took, tostring(res)))
   end
   if not group then collect_plan(run, st.name) end
-  if run.github and not group then github.endgroup() end
+  if run.ci and not group then ci.endgroup() end
   if not ok then error(res, 0) end
 end
 
@@ -176,12 +176,12 @@ local function run_group(run, item)
   for i, st in ipairs(item.parallel) do names[i] = st.name end
   local label = item.name or table.concat(names, "+")
   run.current = label
-  if run.github then github.group("parallel: " .. table.concat(names, ", ")) end
+  if run.ci then ci.group("parallel: " .. table.concat(names, ", ")) end
   local fns = {}
   for i, st in ipairs(item.parallel) do fns[i] = function() run_stage(run, st, { label = label }) end end
   local ok, err = pcall(hoist.parallel, unpack(fns))
   collect_plan(run, label)
-  if run.github then github.endgroup() end
+  if run.ci then ci.endgroup() end
   if not ok then error(err, 0) end
 end
 

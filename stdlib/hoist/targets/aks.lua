@@ -16,7 +16,7 @@ local cluster_options = {
   resource_group = { type = "string", required = true, description = "The cluster's resource group" },
   cluster = { type = "string", description = "The AKS cluster's name (required)" },
   admin = { type = "boolean", default = false, description = "Use listClusterAdminCredential (local admin account) instead of the user credential" },
-  credential = { type = "string|table", description = "Azure credential source (client_secret, workload_identity, oidc, managed_identity, az_cli; default: the first that applies), or a hoist.azure.credential{}" },
+  credential = { type = "string|table", description = "Azure credential source (client_secret, workload_identity, oidc, azure_pipelines, managed_identity, az_cli; default: the first that applies), or a hoist.azure.credential{}" },
 }
 
 -- Standard base64 (ARM's kubeconfig `value`) to bytes: the engine's one decoder.

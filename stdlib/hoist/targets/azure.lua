@@ -35,7 +35,7 @@ M.options = {
                      description = "Azure resource group (created in location when missing); required for an Azure target" },
   location = { type = "string", description = "Azure region (e.g. westeurope); default: the resource group's" },
   name = { type = "string", description = "Azure resource name (default: the service name)" },
-  credential = { type = "string", description = "Azure credential source (client_secret, workload_identity, oidc, managed_identity, az_cli; default: the first that applies)" },
+  credential = { type = "string", description = "Azure credential source (client_secret, workload_identity, oidc, azure_pipelines, managed_identity, az_cli; default: the first that applies)" },
   registry_identity = { type = "string", description = "Managed identity that pulls the image instead of registry credentials: a user-assigned identity's resource id (containerapp also: \"system\")" },
 }
 
