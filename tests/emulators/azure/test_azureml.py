@@ -59,7 +59,7 @@ class MachineLearning(unittest.TestCase):
 
     def setUp(self):
         control("reset", {"store": True})
-        control("settings", {"lro_polls": 0})
+        control("settings", {"lro_duration": 0})
         self.arm = ArmClient()
         self.arm("PUT", RG_PATH + RG, {"location": "westeurope"})
         self.ws = RG_PATH + RG + "/providers/Microsoft.MachineLearningServices/workspaces/ws1"

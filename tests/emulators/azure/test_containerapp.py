@@ -13,7 +13,7 @@ import unittest
 import urllib.parse
 
 from test_appservice import TOKEN_PASSWORD, TOKEN_USER, Watch, build, push, via_proxy
-from testlib import RG_PATH, ArmClient, control, require_emulator
+from testlib import RG_PATH, SUB, ArmClient, control, require_emulator
 
 API = "2025-01-01"
 REPO = "127.0.0.1:5002/azemu/capp"

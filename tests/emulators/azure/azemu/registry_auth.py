@@ -28,15 +28,16 @@ def principal_of(identity, which="system"):
     return st.MI_CLIENT_ID, identity.get("principalId") or st.MI_OBJECT_ID
 
 
-def managed_identity_credentials(state, server, client_id=st.MI_CLIENT_ID, oid=st.MI_OBJECT_ID):
+def managed_identity_credentials(state, server, client_id=st.MI_CLIENT_ID, oid=st.MI_OBJECT_ID, granted=False):
     """[{server, username, password}] for SERVER, or raises RuntimeError saying why not: as ACR
     does, the identity needs a role that pulls (AcrPull, AcrPush, Contributor, Owner) on the
-    registry or above it."""
+    registry or above it, unless the service grants it itself (`granted`: Azure ML gives an online
+    endpoint's identity AcrPull on its workspace's registry)."""
     if server != ACR_LOGIN_SERVER:
         raise RuntimeError("a managed identity can pull only from the emulated ACR login server %s, "
                            "not from %s" % (ACR_LOGIN_SERVER, server))
     can_pull = getattr(state, "can_pull", None)
-    if can_pull is not None and not can_pull(oid):
+    if can_pull is not None and not granted and not can_pull(oid):
         raise RuntimeError("unauthorized: the managed identity (principal %s) has no AcrPull role on the registry "
                            "%s: authentication required, visit https://aka.ms/acr/authorization for more "
                            "information (assign it AcrPull: az role assignment create --assignee %s --role AcrPull "

@@ -453,8 +453,9 @@ class OnlineDeployments(ResourceType):
         ws = self.arm.get(ws_id)
         reg = self.arm.get(((ws or {}).get("properties") or {}).get("containerRegistry") or "")
         if reg and (reg.get("properties") or {}).get("loginServer") == server:
-            # the endpoint's system-assigned identity pulls from the workspace's registry
-            return registry_auth.managed_identity_credentials(self.arm.state, server)
+            # the endpoint's system-assigned identity pulls from the workspace's registry, where
+            # Azure ML grants it AcrPull itself
+            return registry_auth.managed_identity_credentials(self.arm.state, server, granted=True)
         return []
 
     def remove(self, ctx, res):
