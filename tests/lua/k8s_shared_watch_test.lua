@@ -85,8 +85,16 @@ t.case("shared watch: one stream for two watches, each filtered by its selector;
   local wd = watch("app=a")
   t.eq(names(wd:next(5)), "a-1,a-2,b-1")
   t.eq(client():shared_streams(), 1)
+  -- the new stream's WATCH request follows its LIST, whose objects wd has already read: wait
+  -- for it to reach the server (seen once under load: the count was read first)
+  local watched = asked("/api/v1/namespaces/team/pods")
+  for _ = 1, 100 do
+    if watched >= 2 then break end
+    hoist.sleep(0.05)
+    watched = asked("/api/v1/namespaces/team/pods")
+  end
   wd:close()
-  t.eq((asked("/api/v1/namespaces/team/pods")), 2)
+  t.eq(watched, 2)
 end)
 
 t.case("shared watch: a dropped stream and a 410 reach every watch on it", function()
