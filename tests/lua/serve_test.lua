@@ -500,6 +500,12 @@ t.case("serve: HTTPS with a given certificate; forwarding to repository_dispatch
 end)
 
 t.case("serve: out of file descriptors, connections are refused and logged, then served again", function()
+  -- Under AddressSanitizer (the sanitizer job) the starved server also starves the sanitizer,
+  -- which needs descriptors of its own: the server was gone after the flood there (seen in the
+  -- fresh-clone CI run). The case runs in ./test.sh's lua group, without the sanitizer.
+  if os.getenv("ASAN_OPTIONS") then
+    t.skip("*** skipped under AddressSanitizer *** descriptor exhaustion starves the sanitizer itself; run in the lua group")
+  end
   local env = setup()
   local server = ss.start { config = env.dir .. "/serve.lua", state = env.state, env = env.env, fd_limit = 40 }
   -- 80 idle connections held for a while: the server runs out of descriptors
