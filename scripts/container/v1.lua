@@ -95,12 +95,11 @@ local function check_params(p)
       message = (#problems == 1 and "invalid parameter: " or "invalid parameters: ") .. table.concat(problems, "; "),
       details = { exit_code = 2 } }
   end
-  -- `latest` for a production target (exit 4), before the build; the tags of a commit need git
-  -- only for sha/semver, which the build stage reads again
-  for _, tag in ipairs(extra) do
-    if tag == "latest" then tags_of(p) end
-  end
-  if p.tag == "latest" then tags_of(p) end
+  -- `latest` for a production target (exit 4), before the build (tags_of raises it; the build
+  -- stage makes the tags themselves)
+  local latest = p.tag == "latest"
+  for _, tag in ipairs(extra) do latest = latest or tag == "latest" end
+  if latest then tags_of(p) end
 end
 
 -- A docker config folder of this run only (0700, in the run's folder): `docker login`

@@ -126,15 +126,8 @@ end, { timeout = 500 })
 -- OIDC credential, never printed nor left on disk.
 t.case("aks-helm: the cluster's kubeconfig from ARM (aks_cluster) with the OIDC credential, none on the runner", function()
   local c = setup()
-  local sub = E("HOIST_TEST_AZURE_SUBSCRIPTION_ID")
-  local cred = hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
-    client_id = E("HOIST_TEST_AZURE_CLIENT_ID"), client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
-  local rg, cluster = NS .. "-rg", "aks-" .. NS
-  hoist.azure.providers.ensure { namespace = "Microsoft.ContainerService", credential = cred, subscription = sub }
-  hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", credential = cred, subscription = sub }
-  hoist.azure.request { method = "PUT", credential = cred, api_version = "2024-05-01", poll_interval = 0.2,
-    path = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ContainerService/managedClusters/%s"):format(sub, rg, cluster),
-    body = { location = "westeurope", properties = { dnsPrefix = "hoistakshelm" } } }
+  local aks = support.aks_cluster(NS .. "-rg", "aks-" .. NS)
+  local sub, rg, cluster = aks.sub, aks.rg, aks.cluster
   local before = {}
   for _, f in ipairs(hoist.fs.list("/tmp")) do before[f] = true end
   local ok, err = pcall(function()
@@ -148,7 +141,7 @@ t.case("aks-helm: the cluster's kubeconfig from ARM (aks_cluster) with the OIDC 
       if not before[f] then t.no_match(f, "^hoist%-helm%-aks", "no kubeconfig left on disk") end
     end
   end)
-  pcall(hoist.azure.request, { method = "DELETE", credential = cred, path = ("/subscriptions/%s/resourcegroups/%s"):format(sub, rg) })
+  aks.drop()
   if not ok then error(err, 0) end
 end, { timeout = 500 })
 

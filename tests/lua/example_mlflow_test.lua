@@ -222,15 +222,8 @@ t.case("mlflow-rollout: on AKS (aks_cluster, no kubeconfig) with env set in the 
     if E("CI") == "true" then error("the Azure emulator is not up (tests/env)") end
     t.skip("the Azure emulator is not up (tests/env)")
   end
-  local sub = E("HOIST_TEST_AZURE_SUBSCRIPTION_ID")
-  local cred = hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
-    client_id = E("HOIST_TEST_AZURE_CLIENT_ID"), client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
-  local rg, cluster = NS .. "-rg", "aks-" .. NS
-  hoist.azure.providers.ensure { namespace = "Microsoft.ContainerService", credential = cred, subscription = sub }
-  hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", credential = cred, subscription = sub }
-  hoist.azure.request { method = "PUT", credential = cred, api_version = "2024-05-01", poll_interval = 0.2,
-    path = ("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ContainerService/managedClusters/%s"):format(sub, rg, cluster),
-    body = { location = "westeurope", properties = { dnsPrefix = "hoistmlflow" } } }
+  local aks = support.aks_cluster(NS .. "-rg", "aks-" .. NS)
+  local rg, cluster = aks.rg, aks.cluster
   local before = s.kube:get { kind = "Deployment", name = "model" }
   local since = hoist.now()
   local ok, err = pcall(function()
@@ -248,7 +241,7 @@ t.case("mlflow-rollout: on AKS (aks_cluster, no kubeconfig) with env set in the 
     t.eq(env.MODEL_FLAVOR, "aks-" .. NS)
     t.eq(s.prober:failures(since), 0)
   end)
-  pcall(hoist.azure.request, { method = "DELETE", credential = cred, path = ("/subscriptions/%s/resourcegroups/%s"):format(sub, rg) })
+  aks.drop()
   if not ok then error(err, 0) end
 end, { timeout = 500 })
 

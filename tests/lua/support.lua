@@ -184,6 +184,26 @@ end
 
 ---------------------------------------------------------------- a prober
 
+--- An AKS cluster in the Azure emulator (its credentials are the Kubernetes emulator's):
+--- Microsoft.ContainerService registered, group `rg` ensured, the cluster PUT. Returns
+--- {cred, sub, rg, cluster, drop = function() (deletes the group, errors ignored)}.
+---@param rg string
+---@param cluster string
+function M.aks_cluster(rg, cluster)
+  local E = os.getenv
+  local sub = E("HOIST_TEST_AZURE_SUBSCRIPTION_ID")
+  local cred = hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
+    client_id = E("HOIST_TEST_AZURE_CLIENT_ID"), client_secret = E("HOIST_TEST_AZURE_CLIENT_SECRET") }
+  hoist.azure.providers.ensure { namespace = "Microsoft.ContainerService", credential = cred, subscription = sub }
+  hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", credential = cred, subscription = sub }
+  hoist.azure.request { method = "PUT", credential = cred, api_version = "2024-05-01", poll_interval = 0.2,
+    path = hoist.azure.resource_id(sub, rg, "Microsoft.ContainerService/managedClusters", cluster),
+    body = { location = "westeurope", properties = { dnsPrefix = "hoist" .. cluster:gsub("[^%w]", ""):sub(1, 20) } } }
+  return { cred = cred, sub = sub, rg = rg, cluster = cluster, drop = function()
+    pcall(hoist.azure.request, { method = "DELETE", credential = cred, path = hoist.azure.resource_id(sub, rg) })
+  end }
+end
+
 -- Asks `url` (e.g. a Service's /version) every `interval` seconds (0.05) until :stop(),
 -- keeping {at, version | error} per request: what a user would see during a deploy.
 ---@param url string

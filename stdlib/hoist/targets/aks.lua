@@ -104,10 +104,14 @@ function T.client(opts)
   local ns = type(opts) == "table" and opts.namespace or nil
   local o = {}
   for k, v in pairs(type(opts) == "table" and opts or {}) do if k ~= "namespace" then o[k] = v end end
-  local c, text = fetch(cluster_of("hoist.targets.aks.client", o))
+  local w = cluster_of("hoist.targets.aks.client", o)
+  local c, text = fetch(w)
   if ns == nil or ns == c.namespace then return c end
-  if ns ~= nil and type(ns) ~= "string" then fail("invalid_argument", "hoist.targets.aks.client: option 'namespace' must be a string") end
-  return client_from(text, ns) -- (one more client: the default namespace is the client's)
+  if type(ns) ~= "string" then fail("invalid_argument", "hoist.targets.aks.client: option 'namespace' must be a string") end
+  -- one more client per namespace (the default namespace is the client's), made once per process
+  local key = table.concat({ c.server, w.resource_group, w.cluster, tostring(w.admin == true), ns }, "/")
+  clients[key] = clients[key] or { client = client_from(text, ns), text = text }
+  return clients[key].client
 end
 
 --- The AKS cluster's kubeconfig (YAML text; its client keys and tokens are registered as
