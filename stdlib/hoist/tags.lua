@@ -187,16 +187,19 @@ function M.for_commit(opts)
   end
   local info = opts.git
   if info == nil then
-    local needs_git = false
-    for _, name in ipairs(names) do needs_git = needs_git or (name ~= "env-date" and name ~= "branch") end
-    -- branch: git's when there is one, else the CI's variables
+    -- sha and semver need the commit; branch takes git's when there is one, else the CI's
+    -- variables; env-date needs nothing
+    local needs_git, wants_git = false, false
     for _, name in ipairs(names) do
-      if name == "branch" and not needs_git then
-        local ok, got = pcall(hoist.git.info, { dir = opts.dir })
-        info = ok and got or {}
-      end
+      needs_git = needs_git or (name ~= "env-date" and name ~= "branch")
+      wants_git = wants_git or name == "branch"
     end
-    info = needs_git and hoist.git.info { dir = opts.dir } or info or {}
+    if needs_git then
+      info = hoist.git.info { dir = opts.dir }
+    else
+      local ok, got = wants_git and pcall(hoist.git.info, { dir = opts.dir })
+      info = ok and got or {}
+    end
   elseif type(info) ~= "table" then
     fail("invalid_argument", "tags.for_commit: git must be a table from hoist.git.info")
   end

@@ -48,19 +48,26 @@ end
 
 ---------------------------------------------------------------- MLflow OSS 3
 
+-- Checks a signature over '{delivery}.{timestamp}.{body}' (MLflow's signed string, which the
+-- generic source takes too): the delivery id and timestamp headers, then `signature` matched
+-- against the HMAC as `prefix` + `decode`d text.
+local function signed_delivery(req, secret, id_header, ts_header, signature, prefix, decode, pattern)
+  local id, why = need(req, id_header:lower(), id_header)
+  if not id then return false, why end
+  local ts
+  ts, why = need(req, ts_header:lower(), ts_header)
+  if not ts then return false, why end
+  return any_matches(req.headers[signature], hmac(secret, id .. "." .. ts .. "." .. req.body), prefix, decode, pattern)
+end
+
 -- mlflow/webhooks/delivery.py: X-MLflow-Signature "v1,<base64 HMAC-SHA256 of
 -- '{delivery_id}.{timestamp}.{payload}'>", X-MLflow-Delivery-Id (a UUID),
 -- X-MLflow-Timestamp (unix seconds); the body {"entity", "action", "timestamp", "data"}.
 M.mlflow = {
   header = "x-mlflow-signature", header_name = "X-MLflow-Signature",
   verify = function(req, secret)
-    local id, why = need(req, "x-mlflow-delivery-id", "X-MLflow-Delivery-Id")
-    if not id then return false, why end
-    local ts
-    ts, why = need(req, "x-mlflow-timestamp", "X-MLflow-Timestamp")
-    if not ts then return false, why end
-    local expected = hmac(secret, id .. "." .. ts .. "." .. req.body)
-    return any_matches(req.headers["x-mlflow-signature"], expected, "v1,", from_base64, "[^%s]+")
+    return signed_delivery(req, secret, "X-MLflow-Delivery-Id", "X-MLflow-Timestamp", "x-mlflow-signature", "v1,",
+      from_base64, "[^%s]+")
   end,
   delivery = function(req) return req.headers["x-mlflow-delivery-id"] end,
   timestamp = function(req) return tonumber(req.headers["x-mlflow-timestamp"]) end,
@@ -120,12 +127,7 @@ M.github = {
 M.generic = {
   header = "x-hoist-signature", header_name = "X-Hoist-Signature",
   verify = function(req, secret)
-    local id, why = need(req, "x-hoist-delivery", "X-Hoist-Delivery")
-    if not id then return false, why end
-    local ts
-    ts, why = need(req, "x-hoist-timestamp", "X-Hoist-Timestamp")
-    if not ts then return false, why end
-    return any_matches(req.headers["x-hoist-signature"], hmac(secret, id .. "." .. ts .. "." .. req.body), "sha256=",
+    return signed_delivery(req, secret, "X-Hoist-Delivery", "X-Hoist-Timestamp", "x-hoist-signature", "sha256=",
       from_hex, "[^%s,]+")
   end,
   delivery = function(req) return req.headers["x-hoist-delivery"] end,
