@@ -2,7 +2,9 @@
 
 One worker thread per pod: scheduling check, image pull (imagePullPolicy, imagePullSecrets),
 env from secrets/configmaps, `docker run -p 127.0.0.1::PORT` for each container port and probe
-port, probes (httpGet, tcpSocket, exec) against the published 127.0.0.1 ports, restarts with
+port (`hostNetwork: true`: `--network host`, the pod's IP is the host's 127.0.0.1 and its ports
+are the container's own), configMap and secret volumes (their keys as files, bind-mounted
+read-only), probes (httpGet, tcpSocket, exec) against the published 127.0.0.1 ports, restarts with
 CrashLoopBackOff back-off, pod status and events like a real kubelet's, graceful deletion.
 Containers are labelled hoist-emulator=kube (down.sh removes them).
 """
@@ -15,6 +17,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -106,7 +109,9 @@ class PodWorker(threading.Thread):
         self.containers = [Container(c) for c in pod["spec"].get("containers", [])]
         self.conditions = {}
         self.phase = "Pending"
-        self.ip = kubelet.next_ip()
+        self.host_network = bool(pod["spec"].get("hostNetwork"))
+        self.ip = "127.0.0.1" if self.host_network else kubelet.next_ip()
+        self.volume_dir = None          # the files of the pod's configMap and secret volumes
         self.start_time = None
         self.stopping = False
         self.lock = threading.Lock()
@@ -355,6 +360,41 @@ class PodWorker(threading.Thread):
                 out.append((e["name"], val))
         return out
 
+    def volume_mounts(self, c):
+        """`-v` arguments for the container's configMap and secret volumes, their keys written as
+        files (0644, secrets 0600 as files of the pod's own); raises LookupError(message) for a
+        missing source, as the kubelet's MountVolume.SetUp fails. Other volume kinds: not run."""
+        volumes = {v.get("name"): v for v in self.pod["spec"].get("volumes") or []}
+        args = []
+        for m in c.spec.get("volumeMounts") or []:
+            v = volumes.get(m.get("name")) or {}
+            for kind, field, key in (("configmap", "configMap", "name"), ("secret", "secret", "secretName")):
+                src = v.get(field)
+                if src is None:
+                    continue
+                obj = self.k.store.get(f"/{kind}s", self.ns, src.get(key))
+                if obj is None and not src.get("optional"):
+                    what = "configmap" if kind == "configmap" else "secret"
+                    raise LookupError(f'MountVolume.SetUp failed for volume "{m.get("name")}" : '
+                                      f'{what} "{src.get(key)}" not found')
+                files = {}
+                for k, val in ((obj or {}).get("data") or {}).items():
+                    files[k] = base64.b64decode(val) if kind == "secret" else val.encode()
+                if src.get("items"):
+                    files = {i["path"]: files[i["key"]] for i in src["items"] if i.get("key") in files}
+                if self.volume_dir is None:
+                    self.volume_dir = tempfile.mkdtemp(prefix=f"vol-{self.uid[:8]}-", dir=self.k.state)
+                d = os.path.join(self.volume_dir, m["name"])
+                os.makedirs(d, exist_ok=True)
+                for name, data in files.items():
+                    path = os.path.join(d, name)
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "wb") as f:
+                        f.write(data)
+                    os.chmod(path, 0o600 if kind == "secret" else 0o644)
+                args += ["-v", f"{d}:{m['mountPath']}:ro"]
+        return args
+
     def pull(self, c, image):
         """True when the image is present; otherwise sets the waiting state and back-off."""
         policy = c.spec.get("imagePullPolicy", "IfNotPresent")
@@ -421,6 +461,13 @@ class PodWorker(threading.Thread):
             self.event("Warning", "Failed", f"Error: {e}", c.name)
             c.next_start = time.time() + max(1.0, self.k.backoff)
             return
+        try:
+            mounts = self.volume_mounts(c)
+        except LookupError as e:                       # the pod waits in ContainerCreating, as the kubelet's does
+            self.waiting(c, "ContainerCreating")
+            self.event("Warning", "FailedMount", str(e))
+            c.next_start = time.time() + max(1.0, self.k.backoff)
+            return
         if not self.pull(c, image):
             return
         ports = {p["containerPort"] for p in c.spec.get("ports") or [] if p.get("protocol", "TCP") == "TCP"}
@@ -437,8 +484,12 @@ class PodWorker(threading.Thread):
                 "--label", f"io.kubernetes.pod.name={self.name}",
                 "--label", f"io.kubernetes.pod.namespace={self.ns}",
                 "--label", f"io.kubernetes.container.name={c.name}"]
-        for p in sorted(ports):
-            args += ["-p", f"127.0.0.1::{p}/tcp"]
+        if self.host_network:                           # the container's ports are the host's own
+            args += ["--network", "host"]
+        else:
+            for p in sorted(ports):
+                args += ["-p", f"127.0.0.1::{p}/tcp"]
+        args += mounts
         lim = ((c.spec.get("resources") or {}).get("limits") or {}).get("memory")
         if lim:
             args += ["--memory", str(int(quantity(lim)))]
@@ -484,7 +535,7 @@ class PodWorker(threading.Thread):
             self.q.put(("die", c.id))
         c.started_at = now()
         c.state = {"running": {"startedAt": c.started_at}}
-        c.ports = self.k.published_ports(c.id)
+        c.ports = {p: p for p in ports} if self.host_network else self.k.published_ports(c.id)
         c.probe = {}
         c.started = not c.spec.get("startupProbe")
         c.ready = c.started and not c.spec.get("readinessProbe")
@@ -645,6 +696,9 @@ class PodWorker(threading.Thread):
                 if cid:
                     self.k.by_container.pop(cid, None)
                     docker("rm", "-f", cid, timeout=30)
+        if self.volume_dir:
+            shutil.rmtree(self.volume_dir, ignore_errors=True)
+            self.volume_dir = None
         if finalize:
             self.api.remove_now(POD, self.ns, self.name)
 

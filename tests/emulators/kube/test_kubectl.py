@@ -819,6 +819,80 @@ def test_stored_kinds():
           code == 200 and code2 == 409, st)
 
 
+def test_host_network_and_volumes():
+    """hostNetwork: the container on the host's network (its 127.0.0.1 is the machine's: the
+    registry answers there; its port is its own, not a published one); configMap and secret
+    volumes: their keys as files; a missing ConfigMap: ContainerCreating and FailedMount."""
+    reg = os.environ.get("HOIST_TEST_REGISTRY", "127.0.0.1:5000")
+    kubectl("create", "configmap", "plan", "--from-literal=params.json={\"a\": 1}")
+    kubectl("create", "secret", "generic", "cred", "--from-literal=token=vol-s3cret")
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hostnet"}, "spec": {
+        "backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "hostNetwork": True,
+            "containers": [{"name": "c", "image": IMAGE, "command": ["sh", "-c",
+                            f"cat /etc/plan/params.json; echo; cat /etc/cred/token; echo; "
+                            f"wget -q -O- http://{reg}/v2/ && echo registry-reached"],
+                            "volumeMounts": [{"name": "plan", "mountPath": "/etc/plan", "readOnly": True},
+                                             {"name": "cred", "mountPath": "/etc/cred", "readOnly": True}]}],
+            "volumes": [{"name": "plan", "configMap": {"name": "plan"}},
+                        {"name": "cred", "secret": {"secretName": "cred"}}]}}}}
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(job))
+    p = kubectl("wait", "--for=condition=complete", "job/hostnet", "--timeout=60s", ok=False)
+    logs = kubectl("logs", "job/hostnet", ok=False).stdout
+    check("a hostNetwork Job reaches the host's 127.0.0.1 and reads its configMap and secret volumes",
+          p.returncode == 0 and '{"a": 1}' in logs and "vol-s3cret" in logs and "registry-reached" in logs,
+          p.stderr + logs)
+    pod = json.loads(kubectl("get", "pods", "-l", "job-name=hostnet", "-o", "json").stdout)["items"][0]
+    check("... its pod's IP is the host's", pod["status"].get("podIP") == "127.0.0.1", pod["status"])
+
+    port = wait_until(lambda: free_port(), 5)
+    web = deployment("hostweb", replicas=1, probe=False,
+                     cmd=["httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/etc"])
+    spec = web["spec"]["template"]["spec"]
+    spec["hostNetwork"] = True
+    spec["containers"][0]["ports"] = [{"containerPort": port}]
+    spec["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/passwd", "port": port}, "periodSeconds": 1}
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(web))
+    p = kubectl("rollout", "status", "deploy/hostweb", "--timeout=60s", ok=False)
+    pod = json.loads(kubectl("get", "pods", "-l", "app=hostweb", "-o", "json").stdout)["items"][0]
+    ports = json.loads((pod["metadata"].get("annotations") or {}).get("hoist.dev/emulator-ports", "{}"))
+    body = ""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/passwd")
+        body = conn.getresponse().read().decode()
+    except OSError as e:
+        body = str(e)
+    check("a hostNetwork pod serves on its own port of 127.0.0.1, probed there, shown in emulator-ports",
+          p.returncode == 0 and "root:" in body and ports == {f"app/{port}": f"127.0.0.1:{port}"}, (p.stderr, body, ports))
+
+    lost = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lostvol"}, "spec": {
+        "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "30"],
+                        "volumeMounts": [{"name": "v", "mountPath": "/etc/v"}]}],
+        "volumes": [{"name": "v", "configMap": {"name": "nosuch"}}]}}
+    kubectl("apply", "--server-side", "-f", "-", stdin=docs(lost))
+
+    def failed_mount():
+        ev = json.loads(kubectl("get", "events", "--field-selector", "involvedObject.name=lostvol", "-o", "json").stdout)
+        return next((e for e in ev["items"] if e["reason"] == "FailedMount"), None)
+    ev = wait_until(failed_mount, 30)
+    pod = json.loads(kubectl("get", "pod", "lostvol", "-o", "json").stdout)
+    cs = (pod["status"].get("containerStatuses") or [{}])[0]
+    check("a missing ConfigMap volume: FailedMount naming it, the container waits in ContainerCreating",
+          ev and 'configmap "nosuch" not found' in ev["message"] and
+          cs.get("state", {}).get("waiting", {}).get("reason") == "ContainerCreating", (ev, cs))
+    kubectl("delete", "job/hostnet", "deploy/hostweb", "pod/lostvol", "configmap/plan", "secret/cred", "--wait=false")
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def test_cluster_views():
     lines = kubectl("get", "nodes").stdout.splitlines()
     check("kubectl get nodes: NAME STATUS ROLES AGE VERSION, filled", lines[0].split() ==
@@ -844,7 +918,8 @@ def main():
     try:
         groups = (test_conformance, test_cluster_views, test_auth_and_errors, test_watch_semantics, test_ssa,
                   test_field_validation, test_typed_creates, test_stored_kinds, test_rollout, test_failures,
-                  test_probes, test_strategies, test_pull_secret, test_cascade, test_workloads)
+                  test_probes, test_strategies, test_pull_secret, test_cascade, test_workloads,
+                  test_host_network_and_volumes)
         only = os.environ.get("HOIST_KUBE_TEST_ONLY")      # during development: a comma-separated subset
         for t in (g for g in groups if not only or g.__name__ in only.split(",")):
             t0 = time.monotonic()
