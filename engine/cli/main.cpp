@@ -401,6 +401,57 @@ int editor_command(CLI::App& app, const EditorFlags& f, CLI::App* completion) {
 }
 // ---------------------------------------------------------------- end of completion / lsp-defs
 
+// ---------------------------------------------------------------- hoist plan --matrix
+// The fan-out of a fleet handed to the engines users run (stdlib/hoist/plan.lua, docs/plan.md):
+// a GitHub Actions matrix or Kubernetes Jobs, one slice of the services each.
+struct PlanFlags {
+  bool matrix = false;
+  std::string pipeline, params_file, format = "github", image, out, name, artifacts, namespace_, service_account;
+  std::vector<std::string> sets, secrets;
+  int max_parallel = 0, slice_size = 0, slices = 0, ttl = 0;
+};
+
+void add_plan_command(CLI::App& app, PlanFlags& f, CLI::App*& cmd) {
+  cmd = app.add_subcommand("plan", "Plan a fleet's fan-out: a GitHub Actions matrix or Kubernetes Jobs, one slice of the services each");
+  cmd->add_flag("--matrix", f.matrix, "Plan the slices of the params file's services (or targets) as a matrix (required)");
+  cmd->add_option("pipeline", f.pipeline, "The pipeline each slice runs (container@1, or a pipeline file)");
+  cmd->add_option("--params-file", f.params_file, "The fleet's parameters: a JSON object with a services (or targets) list");
+  cmd->add_option("--set", f.sets, "A parameter for every slice: key=value (repeatable)")->allow_extra_args(false);
+  cmd->add_option("--max-parallel", f.max_parallel, "Slices running at once (default: all)")->type_name("N")->check(CLI::PositiveNumber);
+  cmd->add_option("--slice-size", f.slice_size, "Services per slice (default 1)")->type_name("K")->check(CLI::PositiveNumber);
+  cmd->add_option("--slices", f.slices, "Number of slices, services spread evenly")->type_name("N")->check(CLI::PositiveNumber);
+  cmd->add_option("--format", f.format, "github (strategy.matrix JSON, default) or jobs (Kubernetes YAML)")
+      ->check(CLI::IsMember({"github", "jobs"}));
+  cmd->add_option("--image", f.image, "jobs: the hoist image every Job runs");
+  cmd->add_option("--secret", f.secrets, "jobs: a Secret whose keys become the Jobs' environment (repeatable; default hoist-credentials)")
+      ->allow_extra_args(false);
+  cmd->add_option("--artifacts", f.artifacts, "jobs: the build's artifacts_out file; its digests go in the ConfigMap");
+  cmd->add_option("--namespace", f.namespace_, "jobs: the namespace of the ConfigMap and the Jobs");
+  cmd->add_option("--service-account", f.service_account, "jobs: the Jobs' service account (in-cluster credentials)");
+  cmd->add_option("--ttl", f.ttl, "jobs: seconds a finished Job is kept (default 86400)")->check(CLI::Range(1, 31536000));
+  cmd->add_option("--name", f.name, "The plan's name: labels and Job names (default: hoist-<params file name>)");
+  cmd->add_option("--out", f.out, "Also write the plan into this folder (matrix.json, or NAME.yaml)")->type_name("DIR");
+}
+
+int plan_command(const PlanFlags& f) {
+  if (!f.matrix) usage_error("plan: say what to plan: hoist plan --matrix PIPELINE --params-file FILE");
+  if (f.params_file.empty()) usage_error("plan: --params-file is required: it names the services to slice");
+  nlohmann::json sets = nlohmann::json::array();
+  for (auto& s : f.sets) {
+    param_key(s, "--set", "'" + s + "'");
+    sets.push_back(s);
+  }
+  RunsFlags rf;
+  return lua_tool(rf, "local a = ...\nrequire('hoist.plan').main(a)", "hoist plan",
+                  {{"pipeline", f.pipeline}, {"params_file", f.params_file}, {"params", read_params_file(f.params_file)},
+                   {"sets", sets}, {"format", f.format}, {"image", f.image}, {"out", f.out}, {"name", f.name},
+                   {"artifacts", f.artifacts}, {"namespace", f.namespace_}, {"service_account", f.service_account},
+                   {"secrets", f.secrets}, {"max_parallel", f.max_parallel}, {"slice_size", f.slice_size},
+                   {"slices", f.slices}, {"ttl", f.ttl}},
+                  "warn");
+}
+// ---------------------------------------------------------------- end of hoist plan
+
 // ---------------------------------------------------------------- hoist proxy (container helper)
 // A stable TCP front on a service port (engine/local/proxy.cpp). The local deploy target
 // starts it detached and switches its upstream; operators can do the same by hand.
@@ -572,6 +623,10 @@ int main(int argc, char** argv) {
   CLI::App* serve_cmd = nullptr;
   add_serve_command(app, serve_flags, serve_cmd);
 
+  PlanFlags plan_flags;  // hoist plan --matrix
+  CLI::App* plan_cmd = nullptr;
+  add_plan_command(app, plan_flags, plan_cmd);
+
   if (argc > 1 && argv[1][0] != '-') {
     std::string name = argv[1];
     bool known = false;
@@ -595,6 +650,7 @@ int main(int argc, char** argv) {
     }
     if (*proxy_cmd) return proxy_command(proxy_flags);  // hoist proxy
     if (*serve_cmd) return serve_command(serve_flags);  // hoist serve
+    if (*plan_cmd) return plan_command(plan_flags);     // hoist plan --matrix
     if (*completion_cmd || *lsp_defs_cmd) return editor_command(app, editor_flags, completion_cmd);
     if (*run) {
       if (run_flags.target.empty()) {

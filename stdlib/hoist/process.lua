@@ -92,10 +92,7 @@ local function last_lines(text, n)
   return table.concat(lines, "\n")
 end
 
-local function shell_quote(a)
-  if a:match("^[%w%._/:=@%%+,-]+$") then return a end
-  return "'" .. a:gsub("'", "'\\''") .. "'"
-end
+local shell_quote = util.shell_quote
 
 local function failure(program, argv, opts, r)
   local stderr = core.scrub(r.stderr)

@@ -210,11 +210,16 @@ end
 ---@return boolean
 function M.dry_run() return core.dry_run() end
 
-local function shell_quote(a)
+--- One word for sh: as is when it holds only safe characters, else single-quoted.
+--- Internal: the stdlib's one quoting of a command line shown to people (plans, dry runs).
+---@param a any
+---@return string
+function M.shell_quote(a)
   a = tostring(a)
-  if a:match("^[%w%._/:=@%-,+]+$") then return a end
+  if a:match("^[%w%._/:=@%-,+%%]+$") then return a end
   return "'" .. a:gsub("'", "'\\''") .. "'"
 end
+local shell_quote = M.shell_quote
 
 ---@class hoist.PlanStep
 ---@field message? string one human line (made from argv, method and url, or action when absent)
