@@ -9,6 +9,7 @@ local M = {}
 local FLAG_VALUES = {
   ["--log-level"] = { "debug", "info", "warn", "error" },
   ["--log-format"] = { "text", "json" },
+  ["--format"] = { "github", "jobs" }, -- hoist plan --matrix
 }
 
 -- Positionals that are not files: what `hoist completion` itself takes, a run id.
@@ -149,7 +150,7 @@ _hoist() {
   case $prev in
 %s
     --set)
-      if [[ $cmd == run && -n $target ]]; then
+      if [[ ($cmd == run || $cmd == plan) && -n $target ]]; then
         COMPREPLY=($(compgen -S = -W "$("$hoist" completion params "$target" 2>/dev/null)" -- "$cur"))
         compopt -o nospace 2>/dev/null
       fi
@@ -174,7 +175,7 @@ _hoist() {
     [[ -z $target ]] && COMPREPLY=($(compgen -W "$words" -- "$cur"))
     return 0
   fi
-  if [[ $cmd == run && -z $target ]]; then
+  if [[ ($cmd == run || $cmd == plan) && -z $target ]]; then
     COMPREPLY=($(compgen -W "$("$hoist" completion pipelines 2>/dev/null)" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur") $(compgen -d -- "$cur"))
     return 0
   fi
@@ -215,7 +216,7 @@ local function zsh(cli)
       end
     end
     local first
-    if c.name == "run" then first = "'1:pipeline or script:_hoist_targets'"
+    if c.name == "run" or c.name == "plan" then first = "'1:pipeline or script:_hoist_targets'"
     elseif c.positional then first = ("'1:%s:(%s)'"):format(c.name, words(c.positional))
     else first = "'*:file:_files'" end
     specs[#specs + 1] = first

@@ -48,6 +48,10 @@ t.cases("bash completes", {
   { name = "a command's flags", words = { "run", "container@1", "--dr" }, exact = { "--dry-run" } },
   { name = "runs' flags", words = { "runs", "--j" }, exact = { "--json" } },
   { name = "completion's shells", words = { "completion", "" }, exact = { "bash", "zsh" } },
+  { name = "plan's pipeline", words = { "plan", "--matrix", "cont" }, want = { "container", "container@1" } },
+  { name = "plan's --set names of its pipeline", words = { "plan", "--matrix", "container@1", "--set", "ima" }, exact = { "image=" } },
+  { name = "plan's formats", words = { "plan", "--format", "" }, exact = { "github", "jobs" } },
+  { name = "plan's flags", words = { "plan", "--sli" }, exact = { "--slice-size", "--slices" } },
   { name = "the new --secrets-env flag", words = { "run", "x.lua", "--secr" }, exact = { "--secrets-env" } },
 }, function(row)
   local got = complete(row.words)
