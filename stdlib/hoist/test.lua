@@ -142,6 +142,27 @@ local function print_file(res)
   io.stdout:flush()
 end
 
+-- A failed file's FAIL blocks (the line and its indented message, 40 lines at most each), or
+-- its last lines when it died without one.
+local function failures_of(res)
+  local out, lines, taking = {}, {}, 0
+  for line in (res.output .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+  for _, line in ipairs(lines) do
+    if line:match("^FAIL ") then
+      out[#out + 1], taking = "  " .. line, 40
+    elseif taking > 0 and line:match("^     ") then
+      out[#out + 1], taking = "  " .. line, taking - 1
+    else
+      taking = 0
+    end
+  end
+  if #out == 0 then
+    out[1] = ("  %s exited %s before its summary; its last lines:"):format(res.file, tostring(res.code))
+    for i = math.max(1, #lines - 20), #lines do out[#out + 1] = "    " .. lines[i] end
+  end
+  return table.concat(out, "\n")
+end
+
 local function print_summary(results, jobs, took)
   local total, failed_files = { passed = 0, failed = 0, skipped = 0 }, {}
   for _, res in ipairs(results) do
@@ -156,6 +177,12 @@ local function print_summary(results, jobs, took)
     table.sort(failed_files)
     print("failed files:")
     for _, file in ipairs(failed_files) do print("  " .. file) end
+    -- again at the very end, each failed case and its message: a log cut to its tail (as CI
+    -- shows it) still says what failed and why
+    print("failed cases:")
+    for _, res in ipairs(results) do
+      if res.counts.failed > 0 then print(failures_of(res)) end
+    end
   end
   print(("%d passed, %d failed, %d skipped (%d files, %d failed; %.1fs with -j %d)"):format(
     total.passed, total.failed, total.skipped, #results, #failed_files, took, jobs))

@@ -51,6 +51,31 @@ t.case("build: the classic builder's command line", function()
   end)
 end)
 
+t.case("build: BuildKit cache: cache_from specs and images pass through unpulled, cache_to exports", function()
+  with_docker({ BUILDX, built() }, function(calls)
+    local r = docker.build { context = here, tags = "127.0.0.1:5000/acme/app:2", oci_labels = false,
+                             cache_from = { "type=registry,ref=127.0.0.1:5000/acme/app:buildcache", "127.0.0.1:5000/acme/app:main" },
+                             cache_to = { "type=inline", "type=registry,ref=127.0.0.1:5000/acme/app:buildcache,mode=max" } }
+    t.eq(r.builder, "buildkit")
+    t.eq(#calls, 2, "no pull before a BuildKit build: BuildKit fetches the cache itself")
+    local spec, from, to = calls[2], {}, {}
+    for i, a in ipairs(spec) do
+      if a == "--cache-from" then from[#from + 1] = spec[i + 1] end
+      if a == "--cache-to" then to[#to + 1] = spec[i + 1] end
+    end
+    t.eq(from, { "type=registry,ref=127.0.0.1:5000/acme/app:buildcache", "127.0.0.1:5000/acme/app:main" })
+    t.eq(to, { "type=inline", "type=registry,ref=127.0.0.1:5000/acme/app:buildcache,mode=max" })
+  end)
+  -- the classic builder cannot export a cache nor read a cache spec: refused, naming the option
+  with_docker({ NO_BUILDX }, function()
+    t.raises(function() docker.build { context = here, tags = "a:1", builder = "classic", cache_to = "type=inline" } end,
+      "tool_missing", 'cache_to needs BuildKit, and builder = "classic" was asked for')
+    t.raises(function() docker.build { context = here, tags = "a:1", builder = "classic",
+                                       cache_from = "type=registry,ref=a:cache" } end,
+      "tool_missing", "cache_from with a BuildKit cache spec %(type=...%) needs BuildKit")
+  end)
+end)
+
 t.case("build: BuildKit when buildx is there, secrets through private files", function()
   local secret_value = "build-secret-" .. tostring(hoist.now())
   with_docker({ BUILDX, built() }, function(calls)

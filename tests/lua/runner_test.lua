@@ -82,6 +82,8 @@ t.case("third", function() t.skip("skipped on purpose") end)]])
   -- the summary: slowest files, the failed files again, totals last
   t.match(out, "slowest files:\n +[%d.]+s [^\n]+_test%.lua\n")
   t.match(out, "failed files:\n  [^\n]*/fail_test%.lua\n")
+  -- and each failed case with its message, at the very end (a CI log cut to its tail)
+  t.match(out, "failed cases:\n  FAIL [^\n]*fail_test%.lua: second fails\n  [^\n]*one is two[^\n]*\n.-\n4 passed, 1 failed")
   t.match(out, "\n4 passed, 1 failed, 1 skipped %(4 files, 1 failed; [%d.]+s with %-j 2%)\n$")
 
   -- the exclusive pair never overlapped; `fail` ran beside excl_a

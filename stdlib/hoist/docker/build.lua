@@ -262,8 +262,8 @@ function M.build(opts)
   for _, c in ipairs(cache_from) do cache_spec = cache_spec or c:find("^type=") ~= nil end
   if builder == "classic" and (#secrets > 0 or #cache_to > 0 or cache_spec) then
     local what = #secrets > 0 and "secrets" or (#cache_to > 0 and "cache_to" or "cache_from")
-    cli.fail("tool_missing", ("%s: %s need BuildKit, and %s"):format(fn, what == "secrets" and "build secrets"
-      or (what == "cache_to" and "cache_to" or "cache_from with a BuildKit cache spec (type=...)"), why),
+    cli.fail("tool_missing", ("%s: %s BuildKit, and %s"):format(fn, what == "secrets" and "build secrets need"
+      or (what == "cache_to" and "cache_to needs" or "cache_from with a BuildKit cache spec (type=...) needs"), why),
       { option = what, builder = builder })
   end
   local env_config = cli.opt(fn, opts, "config", "string")

@@ -219,6 +219,20 @@ class Core(unittest.TestCase):
         status = self.arm("GET", None, url=r.headers["Azure-AsyncOperation"]).json
         self.assertEqual((status["status"], status["percentComplete"]), ("Succeeded", 100))
 
+    def test_one_resource_held_longer(self):
+        # lro_duration_for holds the operations of the resources a test names; others keep lro_duration
+        control("settings", {"lro": {"Microsoft.Resources/resourceGroups": "async"}, "lro_duration": 0,
+                             "lro_duration_for": {"RG-Held": 60}})
+        held = self.arm("PUT", RG_PATH + "rg-held", {"location": "westus"})
+        other = self.arm("PUT", RG_PATH + "rg-other", {"location": "westus"})
+        self.assertEqual(self.arm.poll(other.headers["Azure-AsyncOperation"]).json["status"], "Succeeded")
+        self.assertEqual(self.arm("GET", None, url=held.headers["Azure-AsyncOperation"]).json["status"], "InProgress")
+        self.assertEqual(control("settings", {"lro_duration_for": {"rg-held": 0}})["lro_duration_for"], {})
+        self.assertEqual(self.arm.poll(held.headers["Azure-AsyncOperation"]).json["status"], "Succeeded")
+        for bad in ({"lro_duration_for": {"x": -1}}, {"lro_duration_for": {"x": "long"}}):
+            with self.assertRaisesRegex(AssertionError, "lro_duration_for .{1,3}x.{1,3} must be a number"):
+                control("settings", bad)
+
     def test_provisioning_failure_and_cancel(self):
         for outcome, mode in (("Failed", "async"), ("Canceled", "async"), ("Failed", "location")):
             with self.subTest(outcome=outcome, mode=mode):

@@ -122,12 +122,23 @@ class Operation:
             self.result_done.set()
             while self.status == "InProgress":
                 # read each time: a test may shorten lro_duration while the operation runs
-                left = self.t0 + self.arm.state.setting("lro_duration") - time.time()
+                left = self.t0 + self.duration() - time.time()
                 if left <= 0:
                     self.advance()
                     break
                 time.sleep(min(left, 0.05))
         self.thread = threading.Thread(target=run, daemon=True)
+
+    def duration(self):
+        """How long the operation stays in progress at least: `lro_duration`, or longer for a
+        resource a test named in `lro_duration_for` ({substring of the resource id: s}), so a
+        test can hold its own resource's operations without slowing anyone else's."""
+        state, rid = self.arm.state, self.rid.lower()
+        longest = state.setting("lro_duration")
+        for part, seconds in (state.setting("lro_duration_for") or {}).items():
+            if part in rid:
+                longest = max(longest, seconds)
+        return longest
 
     def url(self, kind):
         ns = self.rtype.namespace
@@ -141,7 +152,7 @@ class Operation:
         with self.arm.lock:
             if self.status != "InProgress" or not self.result_done.is_set():
                 return
-            if time.time() - self.t0 < self.arm.state.setting("lro_duration"):
+            if time.time() - self.t0 < self.duration():
                 return
             err = self.work_error
             status = self.forced or ("Failed" if err else "Succeeded")

@@ -21,6 +21,7 @@ from . import state as st
 
 SETTING_TYPES = {"token_lifetime": int, "github_token_lifetime": int, "retry_after": int,
                  "page_size": int, "lro_duration": float, "register_duration": float, "lro": dict,
+                 "lro_duration_for": dict,
                  "github_subject": str, "appservice_start_time_limit": int,
                  "containerapp_start_time_limit": int, "containerapp_probe_interval": int,
                  "aci_pull_retry_time": float}
@@ -64,13 +65,22 @@ def handle(h):
                     return bad("setting %r must be a %s" % (k, "number" if want is float else want.__name__))
                 if want in (int, float) and v < 0:
                     return bad("setting %r must not be negative" % k)
+                if k == "lro_duration_for":
+                    for part, secs in v.items():
+                        if isinstance(secs, bool) or not isinstance(secs, (int, float)) or secs < 0:
+                            return bad("lro_duration_for %r must be a number of seconds, not negative" % part)
                 if k == "lro":
                     for t, mode in v.items():
                         if mode not in LRO_MODES:
                             return bad("lro mode %r for %r is not one of %s" % (mode, t, ", ".join(LRO_MODES)))
                     v = {t.lower(): m for t, m in v.items()}
             with state.lock:
-                state.settings.update({k: v for k, v in body.items() if k != "lro"})
+                state.settings.update({k: v for k, v in body.items() if k not in ("lro", "lro_duration_for")})
+                if "lro_duration_for" in body:  # merged; 0 takes a resource's entry out
+                    for part, secs in body["lro_duration_for"].items():
+                        state.settings["lro_duration_for"].pop(part.lower(), None)
+                        if secs > 0:
+                            state.settings["lro_duration_for"][part.lower()] = secs
                 if "lro" in body:
                     state.settings["lro"].update({t.lower(): m for t, m in body["lro"].items()})
         with state.lock:

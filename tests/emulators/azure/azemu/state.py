@@ -42,6 +42,7 @@ DEFAULT_SETTINGS = {
     "page_size": 10,               # list page size before nextLink
     "lro_duration": 0.5,           # s a long-running operation stays in progress at least (by time)
     "lro": {},                     # resource type (lower case) -> sync | async | location
+    "lro_duration_for": {},        # substring of a resource id (lower case) -> s its operations last at least
     "register_duration": 0.5,      # s a provider stays Registering / Unregistering (by time)
     "github_subject": GITHUB_SUBJECT,
     # App Service: WEBSITES_CONTAINER_START_TIME_LIMIT when the site does not set it (s; Azure: 230)
