@@ -159,6 +159,10 @@ function M.matrix(o)
   local ids, targets
   if params.targets ~= nil then
     if params.services ~= nil then usage_error(("plan: %s has both services and targets: slice by one of them"):format(file)) end
+    if not declared.targets then
+      usage_error(("plan: pipeline %s has no `targets` parameter: each slice's run would refuse the params file's targets list")
+        :format(o.pipeline))
+    end
     targets = names_of(params.targets, "targets", file)
   else
     if params.services == nil or (type(params.services) == "table" and next(params.services) == nil) then

@@ -28,6 +28,10 @@ return hoist.pipeline.define {
 local DEPLOY_ONLY = dir .. "/deploy-only.lua"
 support.write(DEPLOY_ONLY, (support.must_read(PIPE):gsub("    artifacts_out = { type = \"string\" },\n", "")))
 
+-- ... and without targets.
+local NO_TARGETS = dir .. "/no-targets.lua"
+support.write(NO_TARGETS, (support.must_read(PIPE):gsub("    targets = { type = \"list\" },\n", "")))
+
 local function params_file(name, value)
   local path = dir .. "/" .. name
   support.write(path, hoist.json.encode(value))
@@ -203,6 +207,7 @@ t.cases("bad input is refused with exit 2, named", {
   { name = "a service named twice", args = { DEPLOY_ONLY, "--params-file", dup }, err = 'services names "api" twice %(entries 1 and 3%)' },
   { name = "a target named twice", args = { DEPLOY_ONLY, "--params-file", dup_target }, err = 'targets names "local" twice' },
   { name = "a service without a name", args = { DEPLOY_ONLY, "--params-file", noname }, err = "services%[1%].- has no name" },
+  { name = "targets for a pipeline without them", args = { NO_TARGETS, "--params-file", dup_target }, err = "has no `targets` parameter" },
   { name = "services and targets", args = { DEPLOY_ONLY, "--params-file", both }, err = "both services and targets" },
   { name = "--slices above the services", args = { DEPLOY_ONLY, "--params-file", FLEET, "--slices", "6" }, err = "%-%-slices 6 is out of range: 1 to 5" },
   { name = "--slice-size above the services", args = { DEPLOY_ONLY, "--params-file", FLEET, "--slice-size", "9" }, err = "%-%-slice%-size 9 is out of range" },
