@@ -40,12 +40,7 @@ end
 local target = {
   kind = { type = "string", required = true }, name = "string", api_version = "string", namespace = "string",
 }
-local function with_target(extra)
-  local spec = {}
-  for k, v in pairs(target) do spec[k] = v end
-  for k, v in pairs(extra or {}) do spec[k] = v end
-  return spec
-end
+local function with_target(extra) return util.spec(target, extra) end
 local named = with_target { name = { type = "string", required = true } }
 
 ---@class hoist.k8s.Client

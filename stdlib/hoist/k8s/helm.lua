@@ -110,12 +110,7 @@ local common = {
   release = { type = "string", required = true }, namespace = "string", kubeconfig = "string", context = "string",
   client = "table", timeout = "number", helm = "string", aks = "table",
 }
-local function spec_with(extra)
-  local s = {}
-  for k, v in pairs(common) do s[k] = v end
-  for k, v in pairs(extra or {}) do s[k] = v end
-  return s
-end
+local function spec_with(extra) return util.spec(common, extra) end
 
 -- Options checked, namespace filled in (the call's, else the client's, else the kubeconfig's).
 local function options(fname, opts, extra)
