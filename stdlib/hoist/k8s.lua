@@ -27,10 +27,7 @@ local call_spec = util.spec(util.rest_options, { server_dry_run = "boolean" })
 
 -- fname's options: the call options, the target fields given, and `extra`; defaults filled in.
 local function options(fname, opts, extra)
-  local spec = {}
-  for k, v in pairs(call_spec) do spec[k] = v end
-  for k, v in pairs(extra) do spec[k] = v end
-  local o = util.check_opts(fname, opts, spec)
+  local o = util.check_opts(fname, opts, util.spec(call_spec, extra))
   for _, k in ipairs { "attempts", "backoff", "max_backoff", "timeout" } do
     if o[k] == nil then o[k] = M.defaults[k] end
   end
