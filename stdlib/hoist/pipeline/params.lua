@@ -225,13 +225,7 @@ function M.suggest(name, specs)
   if best and best_d <= math.max(1, math.min(3, math.ceil(#name / 3))) then return best end
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
-end
-M.sorted_keys = sorted_keys
+local sorted_keys = require("hoist.util").sorted_keys
 
 -- Every string a secret parameter's value holds: its items, and for a list or map given as
 -- text also each piece and each value after '=', parsed or not, so a typo ("NAME:value")
