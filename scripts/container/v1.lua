@@ -47,7 +47,7 @@ end
 -- Checks that need more than one parameter, or more than a parameter's own spec (types,
 -- allowed values, patterns and ranges are checked by hoist.pipeline from the specs below):
 -- all problems at once, exit code 2.
-local function check_params(p)
+local function check_params(p, building)
   local problems = {}
   local function problem(text) problems[#problems + 1] = text end
   -- the image with Docker's own grammar (hoist.image), so a bad name stops here, before the build
@@ -72,7 +72,8 @@ local function check_params(p)
     problem("pull_username and pull_password: give both or neither")
   end
   local remote = p.context:find("://", 1, true) or p.context:match("^git@")
-  if remote then -- docker build fetches it
+  if not building then -- `artifacts`: nothing is built here
+  elseif remote then -- docker build fetches it
   elseif not hoist.fs.exists(p.context) then
     problem(("context: the build folder %s does not exist"):format(p.context))
   elseif p.dockerfile and not hoist.fs.exists(p.dockerfile) then
@@ -99,7 +100,7 @@ local function check_params(p)
   -- stage makes the tags themselves)
   local latest = p.tag == "latest"
   for _, tag in ipairs(extra) do latest = latest or tag == "latest" end
-  if latest then tags_of(p) end
+  if latest and building then tags_of(p) end
 end
 
 -- A docker config folder of this run only (0700, in the run's folder): `docker login`
@@ -124,12 +125,12 @@ local function drop_docker_config(run_id)
   hoist.exec { "rm", "-rf", c.temp or c.dir }
 end
 
--- The run is over: nothing of it stays held.
+-- The run is over: nothing of it stays held (the deploy locks of all its services).
 local function let_go(run_id)
   drop_docker_config(run_id)
   local mine = held[run_id]
   held[run_id] = nil
-  if mine and mine.lock then mine.lock:release() end
+  for _, lock in pairs(mine and mine.locks or {}) do lock:release() end
 end
 
 -- The service's name: the name parameter, else the repository's last path part.
@@ -163,9 +164,59 @@ end
 -- The parameter checks, then the target's preflight (its options, credentials, the resource
 -- group or namespace): before the build, so a wrong option fails in a second, not after the
 -- build and push.
-local function check(p)
-  check_params(p)
+local function check(p, building)
+  check_params(p, building)
   targets.preflight(p.target, deploy_options(p))
+end
+
+-- The deploy lock of p's service, taken once per run and held until the run is over
+-- (summary): verify and a rollback belong to the deploy.
+local function take_lock(ctx, p)
+  local mine = held[ctx.run.id] or {}
+  held[ctx.run.id] = mine
+  mine.locks = mine.locks or {}
+  local key = p.target .. "/" .. service_of(p)
+  if not mine.locks[key] then
+    local lock_opts = deploy_options(p, { run = ctx.run.id, timeout = p.lock_timeout })
+    for _, k in ipairs { "container_port", "health_path", "env", "secret_env", "lock_timeout", "name" } do lock_opts[k] = nil end
+    mine.locks[key] = targets.lock(p.target, lock_opts)
+  end
+  return mine.locks[key]
+end
+
+-- The `artifacts` file: {service name -> image reference by digest}, as `artifacts_out`
+-- wrote it. Raises a usage error naming what is wrong with it.
+local function read_artifacts(path)
+  local function bad(why)
+    hoist.error { code = "invalid_argument", message = ("artifacts: %s %s"):format(path, why), details = { exit_code = 2 } }
+  end
+  local text = hoist.fs.read_file(path, { missing_ok = true })
+  if not text then bad("does not exist") end
+  local ok, doc = pcall(hoist.json.decode, text)
+  if not ok or type(doc) ~= "table" or (next(doc) ~= nil and #doc > 0) then
+    bad("is not a JSON object {service name: image reference by digest}")
+  end
+  for name, ref in pairs(doc) do
+    local rok, r = pcall(hoist.image.parse, ref)
+    if type(ref) ~= "string" or not rok or not r.digest then
+      bad(("holds %s for service %s, not an image reference by digest (repository@sha256:...)"):format(
+        hoist.json.encode(ref), tostring(name)))
+    end
+  end
+  return doc
+end
+
+-- Writes the `artifacts_out` file: {service name -> image reference by digest} (dry run: a
+-- plan step; nothing was pushed).
+local function write_artifacts(ctx, path, refs)
+  if ctx.dry_run then
+    local n = 0
+    for _ in pairs(refs) do n = n + 1 end
+    ctx:plan { action = "fs.write_file", message = ("write the pushed images' digests of %d service(s) to %s"):format(n, path) }
+    return
+  end
+  hoist.fs.write_file(path, hoist.json.encode(refs, { pretty = true }) .. "\n")
+  ctx:summary("Image", ("artifacts written to %s"):format(path))
 end
 
 -- How the push logs in: "azure" = an Entra token exchanged for an ACR refresh token
@@ -244,27 +295,418 @@ local function with_target_options(params)
   return params
 end
 
-return pipeline.define {
-  name = "container",
-  version = "1.2.0",
-  requires = ">=0.1 <2",
-  description = "Build, scan, push, deploy and verify a container image (targets: " .. table.concat(targets.names(), ", ") .. ")",
-  -- Cross-parameter checks, run before anything changes (the build stage calls it too).
-  check = check,
-  -- Called once the run is over, after its rollback if any: only then may another run
-  -- deploy the service (a rollback is part of this run's deploy).
-  summary = function(ctx) let_go(ctx.run.id) end,
-  -- The notify* parameters (hoist.notify): once the run is over, its rollback included, the
-  -- channels hear how it ended, with what this pipeline knows of the deploy.
-  notify = function(p)
-    -- the target checks the new version in its deploy (before it takes traffic), then verify
-    return notify.from_params(p, { verify_stages = { "deploy", "verify" }, facts = function(result)
-      local o = result.outputs
-      return { target = p.target, service = service_of(p), url = o.deploy and o.deploy.url,
-               image = o.push and o.push.reference or (o.build and o.build.image), digest = o.push and o.push.digest }
-    end })
-  end,
-  params = notify.with_params(with_target_options {
+---------------------------------------------------------------- the stages of one service
+
+-- The stages of a run of one service. A run with `services` calls them once per build or
+-- per service (below), with a context of that service's own (service_ctx).
+local single = {}
+
+function single.build(ctx)
+  local p = ctx.params
+  if p.artifacts then return { artifacts = p.artifacts } end -- built in the run that wrote it
+  check_params(p, true)
+  local tags = tags_of(p)
+  local refs = hoist.tags.refs(p.image, tags)
+  -- the build cache comes from the registry (a fresh CI runner's engine is empty): log
+  -- in first, as the push does
+  local config = #p.cache_from > 0 and registry_login(ctx, p) or nil
+  local built = hoist.docker.build {
+    context = p.context, file = p.dockerfile, tags = refs, build_args = p.build_args,
+    cache_from = p.cache_from, cache_to = p.cache_to, config = config,
+    labels = { ["org.opencontainers.image.version"] = tags[1],
+               ["org.opencontainers.image.title"] = p.name or default_name(p.image) },
+  }
+  ctx:summary("Image", { table.concat(refs, ", "), "image id " .. tostring(built.id) })
+  return { image = refs[1], refs = refs, tag = tags[1], id = built.id }
+end
+
+function single.scan(ctx)
+  local p = ctx.params
+  if p.artifacts then return { ran = false, artifacts = p.artifacts } end -- gated in the run that wrote it
+  local image = ctx.outputs.build.image
+  if ctx.dry_run then
+    if p.scan ~= "off" then
+      ctx:plan { action = "trivy.scan", message = ("scan %s; fail on %s"):format(image, table.concat(p.fail_on, ",")) }
+    end
+    return { ran = false, planned = true }
+  end
+  local r = hoist.trivy.gate_scan { image = image, mode = p.scan, fail_on = p.fail_on,
+                                    ignore_unfixed = p.ignore_unfixed, sarif = p.sarif }
+  if r.sarif then ctx:summary("Scan", "SARIF: " .. r.sarif) end
+  if r.warning then ctx:summary("Scan", r.warning) end
+  if r.ran then
+    local counts = r.report and r.report.counts or {}
+    local parts = {}
+    for _, s in ipairs(SEVERITIES) do parts[#parts + 1] = ("%s %d"):format(s, counts[s] or 0) end
+    ctx:summary("Scan", ("passed (fail on %s): %s"):format(table.concat(p.fail_on, ","), table.concat(parts, ", ")))
+  end
+  return { ran = r.ran, mode = r.mode, counts = r.report and r.report.counts or nil, sarif = r.sarif }
+end
+
+-- The image a service deploys from the `artifacts` file: its reference by digest.
+local function recorded(p, name)
+  local ref = read_artifacts(p.artifacts)[name]
+  if not ref then
+    hoist.error { code = "invalid_argument", message = ("artifacts: %s records no image for service %s"):format(p.artifacts, name),
+                  details = { exit_code = 2 } }
+  end
+  return { digest = hoist.image.parse(ref).digest, reference = ref, artifacts = p.artifacts }
+end
+
+function single.push(ctx, no_artifacts_out)
+  local p = ctx.params
+  if p.artifacts then return recorded(p, service_of(p)) end
+  local image = ctx.outputs.build.image
+  local config, auth = registry_login(ctx, p)
+  local ok, pushed = pcall(function()
+    local first = hoist.docker.push { image = image, config = config, auth = auth }
+    for i = 2, #ctx.outputs.build.refs do hoist.docker.push { image = ctx.outputs.build.refs[i], config = config, auth = auth } end
+    return first
+  end)
+  drop_docker_config(ctx.run.id)
+  if not ok then error(pushed, 0) end
+  local reference = pushed.reference or image -- dry-run: no digest, deploy the tag
+  ctx:summary("Image", "pushed " .. reference)
+  if p.artifacts_out and not no_artifacts_out then write_artifacts(ctx, p.artifacts_out, { [service_of(p)] = reference }) end
+  return { digest = pushed.digest, reference = reference }
+end
+
+function single.deploy(ctx)
+  local p = ctx.params
+  local target = targets.get(p.target, SPEC)
+  take_lock(ctx, p)
+  local r = target.deploy(deploy_options(p, { ctx = ctx, image = ctx.outputs.push.reference, verify = verify_settings(p) }))
+  ctx:summary("Deployment", { ("%s %s %s"):format(r.service, ctx.dry_run and "would serve at" or "serves",
+                                tostring(r.url or "its URL")), "image " .. tostring(r.image),
+                              "replaced " .. (r.previous or (ctx.dry_run and "what serves now" or "nothing (first deploy)")) })
+  return { service = r.service, url = r.url, upstream = r.upstream, previous = r.previous, planned = r.planned }
+end
+
+function single.verify(ctx)
+  local p = ctx.params
+  if ctx.dry_run then -- nothing was deployed: the URL may not exist yet
+    local at = (ctx.outputs.deploy.url or ("the URL of " .. ctx.outputs.deploy.service)) .. p.health_path
+    ctx:plan { action = "verify.http", message = ("check GET %s answers 200 (within %gs)"):format(at, p.verify_timeout) }
+    return { url = at, planned = true }
+  end
+  local v = verify_settings(p)
+  local target = targets.get(p.target, SPEC)
+  if target.verify then -- the target checks what serves itself (azureml: samples with the endpoint key)
+    local r = target.verify(deploy_options(p, { image = ctx.outputs.push.reference, verify = v }))
+    return { url = r.url, checked = r.checked }
+  end
+  local url = ctx.outputs.deploy.url .. p.health_path
+  local r = hoist.verify.http { name = "service " .. url, url = url, expect_status = 200,
+                                retries = v.retries, interval = v.interval, timeout = v.timeout }
+  return { url = url, attempts = r.attempts, latency = r.latency }
+end
+
+function single.done(ctx)
+  local o = ctx.outputs
+  ctx:summary(("%s %s: %s -> %s"):format(o.push.reference, ctx.dry_run and "would be deployed" or "deployed",
+    o.deploy.service, tostring(o.deploy.url or "its URL")))
+  return { image = o.push.reference, digest = o.push.digest, url = o.deploy.url, service = o.deploy.service,
+           sarif = o.scan.sarif }
+end
+
+---------------------------------------------------------------- many services (services)
+
+-- A run with `services` deploys each entry (a table of container@1's own parameters, the
+-- top-level ones its defaults: hoist.pipeline checks each like a run's) with the stages
+-- above: one build, scan and push per distinct build, then the deploys in parallel (at most
+-- `concurrency` at once), each holding its service's deploy lock, then the checks. One
+-- journal: a failure rolls back every service the run changed.
+local fleet = {}
+
+-- The parameters that belong to the run, never to one of its services.
+local RUN_ONLY = { services = true, only = true, concurrency = true, artifacts = true, artifacts_out = true }
+for k in pairs(notify.params) do RUN_ONLY[k] = true end
+
+-- The entries this run deploys: `services`, sliced by `only`, in their order.
+local function selected(p)
+  if not p.only or #p.only == 0 then return p.services end
+  local want, out = {}, {}
+  for _, n in ipairs(p.only) do want[n] = true end
+  for _, e in ipairs(p.services) do
+    if want[e.name] then out[#out + 1] = e end
+  end
+  return out
+end
+
+-- What makes an image: entries equal in these build it once; two entries that push the same
+-- repository and tags must agree on them (else the second build would replace the first's).
+local BUILD = { "image", "context", "dockerfile", "build_args", "tag", "tags", "tag_strategy", "allow_latest",
+                "cache_from", "cache_to", "registry_auth", "registry_username" }
+-- ... and what gates and pushes it: equal in these too, one build, scan and push serves them all.
+local GATE = { "scan", "fail_on", "ignore_unfixed", "sarif" }
+
+local function key_of(p, fields)
+  local t = {}
+  for _, k in ipairs(fields) do t[k] = p[k] end
+  return hoist.json.encode(t)
+end
+
+-- The distinct builds of `entries`, in order: {p = the first entry's params, names = {...}, label}.
+local function builds(entries)
+  local out, by_key = {}, {}
+  for _, e in ipairs(entries) do
+    local key = key_of(e, BUILD) .. key_of(e, GATE)
+    local g = by_key[key]
+    if not g then
+      g = { p = e, names = {} }
+      by_key[key], out[#out + 1] = g, g
+    end
+    g.names[#g.names + 1] = e.name
+  end
+  for _, g in ipairs(out) do g.label = table.concat(g.names, ", ") end
+  return out
+end
+
+-- The stage context of one service (or one build of several): its own params and outputs;
+-- its compensations, plan steps and summary lines go to the run's, the lines marked with it.
+local function service_ctx(ctx, p, outputs, label)
+  local s = setmetatable({ params = p, outputs = outputs }, { __index = ctx })
+  local mark = "[" .. (label or p.name) .. "] "
+  function s.summary(_, section_or_line, lines)
+    if lines == nil then return ctx:summary(ctx.stage, mark .. tostring(section_or_line)) end
+    local marked = {}
+    for i, l in ipairs(type(lines) == "table" and lines or { lines }) do marked[i] = mark .. tostring(l) end
+    return ctx:summary(section_or_line, marked)
+  end
+  return s
+end
+
+-- What a fleet run knows of each service as it goes (for the Services summary, also when it fails).
+local function progress(ctx)
+  local mine = held[ctx.run.id] or {}
+  held[ctx.run.id] = mine
+  mine.fleet = mine.fleet or { status = {}, image = {}, url = {} }
+  return mine.fleet
+end
+
+-- Runs fn(e) for each entry, at most `concurrency` at once; an error names its service.
+local function each_service(ctx, entries, fn)
+  return hoist.map(entries, function(e)
+    local ok, r = pcall(fn, e)
+    if ok then return r end
+    local err = hoist.is_error(r) and r or hoist.new_error { code = "internal", message = tostring(r) }
+    if not hoist.is_error(err, "cancelled") then progress(ctx).status[e.name] = "failed" end
+    err.message = ("service %s: %s"):format(e.name, tostring(err.message))
+    err.details = err.details or {}
+    err.details.service = e.name
+    error(err, 0)
+  end, { limit = ctx.params.concurrency })
+end
+
+function fleet.build(ctx)
+  local p = ctx.params
+  local out = { services = {} }
+  if p.artifacts then return { artifacts = p.artifacts, services = {} } end
+  local list = builds(selected(p))
+  for _, g in ipairs(list) do
+    local r = single.build(service_ctx(ctx, g.p, {}, g.label))
+    for _, n in ipairs(g.names) do out.services[n] = r end
+  end
+  out.images = #list
+  return out
+end
+
+-- Every build's scan gates before anything is pushed (this stage ends before push starts).
+function fleet.scan(ctx)
+  local p = ctx.params
+  if p.artifacts then return { ran = false, artifacts = p.artifacts, services = {} } end
+  local list = builds(selected(p))
+  local results = hoist.map(list, function(g)
+    return single.scan(service_ctx(ctx, g.p, { build = ctx.outputs.build.services[g.names[1]] }, g.label))
+  end, { limit = p.concurrency })
+  local out = { services = {} }
+  for i, g in ipairs(list) do
+    for _, n in ipairs(g.names) do out.services[n] = results[i] end
+  end
+  return out
+end
+
+function fleet.push(ctx)
+  local p = ctx.params
+  local out, refs = { services = {} }, {}
+  if p.artifacts then
+    for _, e in ipairs(selected(p)) do out.services[e.name] = recorded(p, e.name) end
+  else
+    -- one after another: a push logs in to the run's one private docker config
+    for _, g in ipairs(builds(selected(p))) do
+      local r = single.push(service_ctx(ctx, g.p, { build = ctx.outputs.build.services[g.names[1]] }, g.label), true)
+      for _, n in ipairs(g.names) do out.services[n] = r end
+    end
+  end
+  local seen = progress(ctx)
+  for n, r in pairs(out.services) do refs[n], seen.image[n] = r.reference, r.reference end
+  if p.artifacts_out then write_artifacts(ctx, p.artifacts_out, refs) end
+  return out
+end
+
+-- Takes the deploy locks of `entries` in one order every run agrees on (target/service),
+-- each after the one before it: a run waits for a lock holding only locks that sort before
+-- it, so two runs naming some of the same services never wait for each other in a circle.
+-- Returns per service a task that ends once its lock is held, and all of them.
+local function ordered_locks(ctx, entries)
+  local sorted = {}
+  for i, e in ipairs(entries) do sorted[i] = e end
+  table.sort(sorted, function(a, b) return a.target .. "/" .. a.name < b.target .. "/" .. b.name end)
+  local by_name, all, before = {}, {}, nil
+  for _, e in ipairs(sorted) do
+    local prev = before
+    before = hoist.spawn(function()
+      if prev then prev:wait() end
+      take_lock(ctx, e)
+    end)
+    by_name[e.name], all[#all + 1] = before, before
+  end
+  return by_name, all
+end
+
+function fleet.deploy(ctx)
+  local p = ctx.params
+  local entries = selected(p)
+  local seen = progress(ctx)
+  local locked, all = ordered_locks(ctx, entries)
+  local ok, results = pcall(each_service, ctx, entries, function(e)
+    seen.status[e.name] = "waiting for its deploy lock"
+    locked[e.name]:wait()
+    seen.status[e.name] = "deploying"
+    local r = single.deploy(service_ctx(ctx, e, { push = ctx.outputs.push.services[e.name] }))
+    seen.status[e.name], seen.url[e.name] = "deployed", r.url
+    return r
+  end)
+  -- a lock still awaited is not wanted any more (a service failed, or SIGTERM)
+  for _, t in ipairs(all) do t:cancel() end
+  hoist.shielded(function()
+    for _, t in ipairs(all) do pcall(t.wait, t) end
+  end)
+  if not ok then error(results, 0) end
+  local out = { services = {} }
+  for i, e in ipairs(entries) do out.services[e.name] = results[i] end
+  return out
+end
+
+function fleet.verify(ctx)
+  local p = ctx.params
+  local entries = selected(p)
+  local results = each_service(ctx, entries, function(e)
+    local o = { push = ctx.outputs.push.services[e.name], deploy = ctx.outputs.deploy.services[e.name] }
+    return single.verify(service_ctx(ctx, e, o))
+  end)
+  local out = { services = {} }
+  for i, e in ipairs(entries) do out.services[e.name] = results[i] end
+  return out
+end
+
+-- The outputs: one row per service, in the order of `services`.
+function fleet.done(ctx)
+  local o = ctx.outputs
+  local rows = {}
+  for i, e in ipairs(selected(ctx.params)) do
+    local pushed = o.push.services[e.name]
+    rows[i] = { name = e.name, target = e.target, image = pushed.reference, digest = pushed.digest,
+                url = o.deploy.services[e.name].url, status = ctx.dry_run and "planned" or "deployed" }
+  end
+  return { services = hoist.json.array(rows) }
+end
+
+-- How a service the run changed ended, by the run's status.
+local UNDONE = { rolled_back = "rolled back", rollback_failed = "rollback incomplete", failed = "failed" }
+
+-- The Services section of the summary and report: each service, how it ended, its image and URL.
+local function services_summary(ctx, result)
+  local seen = progress(ctx)
+  local lines = {}
+  for _, e in ipairs(selected(ctx.params)) do
+    local status = seen.status[e.name]
+    if ctx.dry_run then status = "planned"
+    elseif status == "deployed" or status == "deploying" then
+      -- a deploy cut short (another service failed, SIGTERM) is undone like a finished one
+      status = (UNDONE[result.status] and status == "deploying") and "cancelled, " .. UNDONE[result.status]
+        or UNDONE[result.status] or status
+    elseif status ~= "failed" then status = "not deployed" end
+    lines[#lines + 1] = ("%s (%s): %s, image %s%s"):format(e.name, e.target, status, seen.image[e.name] or "-",
+      seen.url[e.name] and (", " .. seen.url[e.name]) or "")
+  end
+  ctx:summary("Services", lines)
+end
+
+-- A stage of either kind of run: of many services (`services`) or of one.
+local function stage(name)
+  return function(ctx) return (ctx.params.services and fleet or single)[name](ctx) end
+end
+
+-- The checks of a run with `services`, before anything changes: `only` names services, each
+-- selected entry passes the checks of a run of its own (check_params, the target's
+-- preflight), two entries that push the same image build it the same way, two on target
+-- local do not share a port, and `artifacts` records each selected service. All problems at
+-- once, each naming its entry (exit code 2).
+local function check_fleet(p)
+  local problems = {}
+  local function problem(text) problems[#problems + 1] = text end
+  if not p.services then
+    if p.only and #p.only > 0 then problem("only: it selects entries of services, and this run has no services") end
+  else
+    local names, known = {}, {}
+    for i, e in ipairs(p.services) do names[i], known[e.name] = e.name, i end
+    for _, n in ipairs(p.only or {}) do
+      if not known[n] then problem(("only: no service named %q (services: %s)"):format(n, table.concat(names, ", "))) end
+    end
+    local building = not p.artifacts
+    local images, ports = {}, {}
+    for _, e in ipairs(selected(p)) do
+      local label = ("services[%d] (%s)"):format(known[e.name], e.name)
+      local ok, err = pcall(check, e, building)
+      if not ok then
+        if not hoist.is_error(err, "invalid_argument") then -- a policy (exit 4), an unreachable service
+          err.message = label .. ": " .. tostring(err.message)
+          error(err, 0)
+        end
+        problem(label .. ": " .. tostring(err.message):gsub("^invalid parameters?: ", ""))
+      end
+      local same = building and images[e.image]
+      if same and same.build ~= key_of(e, BUILD) then
+        problem(("%s: pushes %s as %s does, built differently (context, dockerfile, build_args, tags): give it an image of its own")
+          :format(label, e.image, same.label))
+      elseif building and not same then
+        images[e.image] = { build = key_of(e, BUILD), label = label }
+      end
+      if e.target == "local" then
+        if ports[e.port] then problem(("%s: port %d is %s's too"):format(label, e.port, ports[e.port])) end
+        ports[e.port] = ports[e.port] or label
+      end
+    end
+  end
+  if p.artifacts then
+    local ok, doc = pcall(read_artifacts, p.artifacts)
+    if not ok then
+      problem(tostring(doc.message or doc))
+    else
+      local missing, have = {}, {}
+      local named, one = pcall(service_of, p)
+      for _, e in ipairs(p.services and selected(p) or { { name = named and one or nil } }) do
+        if e.name and not doc[e.name] then missing[#missing + 1] = e.name end
+      end
+      for n in pairs(doc) do have[#have + 1] = n end
+      table.sort(have)
+      if #missing > 0 then
+        problem(("artifacts: %s records no image for service(s) %s (it holds: %s)"):format(p.artifacts,
+          table.concat(missing, ", "), #have > 0 and table.concat(have, ", ") or "none"))
+      end
+    end
+  end
+  if #problems > 0 then
+    hoist.error { code = "invalid_argument", details = { exit_code = 2 },
+      message = (#problems == 1 and "invalid parameter: " or "invalid parameters: ") .. table.concat(problems, "; ") }
+  end
+  if not p.services then check(p, not p.artifacts) end
+end
+
+---------------------------------------------------------------- the pipeline
+
+local PARAMS = notify.with_params(with_target_options {
     context = { type = "string", default = ".", description = "Build context folder" },
     dockerfile = { type = "string", description = "Dockerfile (default: <context>/Dockerfile)" },
     image = { type = "string", required = true,
@@ -326,111 +768,74 @@ return pipeline.define {
               description = "[local] Seconds the old container keeps its open connections after the switch" },
     lock_timeout = { type = "number", default = 300, min = 0,
                      description = "Seconds to wait while another run deploys the same service, then fail with conflict" },
-  }),
+})
+
+-- What one entry of `services` may set: every parameter but the run's own.
+local SERVICE_FIELDS = {}
+for k, spec in pairs(PARAMS) do
+  if not RUN_ONLY[k] then SERVICE_FIELDS[k] = spec end
+end
+SERVICE_FIELDS.name = {}
+for f, v in pairs(PARAMS.name) do SERVICE_FIELDS.name[f] = v end
+SERVICE_FIELDS.name.required = true
+SERVICE_FIELDS.name.description = "The service's name (required in each entry, unique)"
+
+PARAMS.services = { type = "list", items = "table", fields = SERVICE_FIELDS, key = "name", inherit = true, max_items = 200,
+                    description = "Deploy many services in one run (--params-file): a list of tables of this pipeline's "
+                      .. "own parameters, one per service, each with its name; the top-level parameters are every "
+                      .. "entry's defaults. One build per distinct image, deploys in parallel (concurrency), one report; "
+                      .. "a failure rolls back every service the run changed" }
+PARAMS.only = { type = "list", pattern = "[%w][%w_.%-]*", hint = "a service name",
+                description = "With services: deploy only these (names of entries of services)" }
+PARAMS.concurrency = { type = "number", default = 4, integer = true, min = 1, max = 64,
+                       description = "With services: how many services deploy (and verify) at once" }
+PARAMS.artifacts_out = { type = "string", description = "After the push, write {service name: image reference by digest} "
+                           .. "as JSON to this file, for a later run's artifacts" }
+PARAMS.artifacts = { type = "string", description = "Skip build, scan and push: deploy each service's image recorded in "
+                       .. "this file (artifacts_out of an earlier run, whose scan gated it)" }
+
+return pipeline.define {
+  name = "container",
+  version = "1.3.0",
+  requires = ">=0.1 <2",
+  description = "Build, scan, push, deploy and verify a container image, or many services (targets: "
+    .. table.concat(targets.names(), ", ") .. ")",
+  -- Cross-parameter checks, run before anything changes (the build stage calls check_params too).
+  check = check_fleet,
+  -- Called once the run is over, after its rollback if any: only then may another run
+  -- deploy the service (a rollback is part of this run's deploy).
+  summary = function(ctx, result)
+    if ctx.params.services then services_summary(ctx, result) end
+    let_go(ctx.run.id)
+  end,
+  -- The notify* parameters (hoist.notify): once the run is over, its rollback included, the
+  -- channels hear how it ended, with what this pipeline knows of the deploy.
+  notify = function(p)
+    -- the target checks the new version in its deploy (before it takes traffic), then verify
+    return notify.from_params(p, { verify_stages = { "deploy", "verify" }, facts = function(result)
+      local o = result.outputs
+      if p.services then
+        local names = {}
+        for i, e in ipairs(selected(p)) do names[i] = e.name end
+        return { target = p.target, service = table.concat(names, ", ") }
+      end
+      return { target = p.target, service = service_of(p), url = o.deploy and o.deploy.url,
+               image = o.push and o.push.reference or (o.build and o.build.image), digest = o.push and o.push.digest }
+    end })
+  end,
+  params = PARAMS,
   stages = {
-    { name = "build", timeout = 1800,
-      description = "docker build, tagged from the commit, with OCI labels",
-      run = function(ctx)
-        local p = ctx.params
-        check_params(p)
-        local tags = tags_of(p)
-        local refs = hoist.tags.refs(p.image, tags)
-        -- the build cache comes from the registry (a fresh CI runner's engine is empty): log
-        -- in first, as the push does
-        local config = #p.cache_from > 0 and registry_login(ctx, p) or nil
-        local built = hoist.docker.build {
-          context = p.context, file = p.dockerfile, tags = refs, build_args = p.build_args,
-          cache_from = p.cache_from, cache_to = p.cache_to, config = config,
-          labels = { ["org.opencontainers.image.version"] = tags[1],
-                     ["org.opencontainers.image.title"] = p.name or default_name(p.image) },
-        }
-        ctx:summary("Image", { table.concat(refs, ", "), "image id " .. tostring(built.id) })
-        return { image = refs[1], refs = refs, tag = tags[1], id = built.id }
-      end },
-    { name = "scan", timeout = 900,
-      description = "Trivy scan of the built image, gated by fail_on before anything is pushed",
-      run = function(ctx)
-        local p, image = ctx.params, ctx.outputs.build.image
-        if ctx.dry_run then
-          if p.scan ~= "off" then
-            ctx:plan { action = "trivy.scan", message = ("scan %s; fail on %s"):format(image, table.concat(p.fail_on, ",")) }
-          end
-          return { ran = false, planned = true }
-        end
-        local r = hoist.trivy.gate_scan { image = image, mode = p.scan, fail_on = p.fail_on,
-                                          ignore_unfixed = p.ignore_unfixed, sarif = p.sarif }
-        if r.sarif then ctx:summary("Scan", "SARIF: " .. r.sarif) end
-        if r.warning then ctx:summary("Scan", r.warning) end
-        if r.ran then
-          local counts = r.report and r.report.counts or {}
-          local parts = {}
-          for _, s in ipairs(SEVERITIES) do parts[#parts + 1] = ("%s %d"):format(s, counts[s] or 0) end
-          ctx:summary("Scan", ("passed (fail on %s): %s"):format(table.concat(p.fail_on, ","), table.concat(parts, ", ")))
-        end
-        return { ran = r.ran, mode = r.mode, counts = r.report and r.report.counts or nil, sarif = r.sarif }
-      end },
-    { name = "push", timeout = 900, retry = { attempts = 3, backoff = 2 },
-      description = "docker push; the digest is read back from the registry",
-      run = function(ctx)
-        local p, image = ctx.params, ctx.outputs.build.image
-        local config, auth = registry_login(ctx, p)
-        local ok, pushed = pcall(function()
-          local first = hoist.docker.push { image = image, config = config, auth = auth }
-          for i = 2, #ctx.outputs.build.refs do hoist.docker.push { image = ctx.outputs.build.refs[i], config = config, auth = auth } end
-          return first
-        end)
-        drop_docker_config(ctx.run.id)
-        if not ok then error(pushed, 0) end
-        local reference = pushed.reference or image -- dry-run: no digest, deploy the tag
-        ctx:summary("Image", "pushed " .. reference)
-        return { digest = pushed.digest, reference = reference }
-      end },
-    { name = "deploy", timeout = 900,
+    { name = "build", timeout = 1800, run = stage("build"),
+      description = "docker build, tagged from the commit, with OCI labels (services: once per distinct image)" },
+    { name = "scan", timeout = 900, run = stage("scan"),
+      description = "Trivy scan of the built image, gated by fail_on before anything is pushed" },
+    { name = "push", timeout = 900, retry = { attempts = 3, backoff = 2 }, run = stage("push"),
+      description = "docker push; the digest is read back from the registry" },
+    { name = "deploy", timeout = 900, run = stage("deploy"),
       description = "Take the service's deploy lock; deploy the image to the target, which checks the new version "
-        .. "before it takes traffic (local: beside the old container, then the port switches)",
-      run = function(ctx)
-        local p = ctx.params
-        local target = targets.get(p.target, SPEC)
-        -- held until the run is over (summary): verify and a rollback belong to this deploy
-        local mine = held[ctx.run.id] or {}
-        held[ctx.run.id] = mine
-        local lock_opts = deploy_options(p, { run = ctx.run.id, timeout = p.lock_timeout })
-        for _, k in ipairs { "container_port", "health_path", "env", "secret_env", "lock_timeout", "name" } do lock_opts[k] = nil end
-        mine.lock = mine.lock or targets.lock(p.target, lock_opts)
-        local r = target.deploy(deploy_options(p, { ctx = ctx, image = ctx.outputs.push.reference, verify = verify_settings(p) }))
-        ctx:summary("Deployment", { ("%s %s %s"):format(r.service, ctx.dry_run and "would serve at" or "serves",
-                                      tostring(r.url or "its URL")), "image " .. tostring(r.image),
-                                    "replaced " .. (r.previous or (ctx.dry_run and "what serves now" or "nothing (first deploy)")) })
-        return { service = r.service, url = r.url, upstream = r.upstream, previous = r.previous, planned = r.planned }
-      end },
-    { name = "verify", timeout = 300,
-      description = "The service's URL answers health_path with 200 (a target with its own check, azureml: its sample requests)",
-      run = function(ctx)
-        local p = ctx.params
-        if ctx.dry_run then -- nothing was deployed: the URL may not exist yet
-          local at = (ctx.outputs.deploy.url or ("the URL of " .. ctx.outputs.deploy.service)) .. p.health_path
-          ctx:plan { action = "verify.http", message = ("check GET %s answers 200 (within %gs)"):format(at, p.verify_timeout) }
-          return { url = at, planned = true }
-        end
-        local v = verify_settings(p)
-        local target = targets.get(p.target, SPEC)
-        if target.verify then -- the target checks what serves itself (azureml: samples with the endpoint key)
-          local r = target.verify(deploy_options(p, { image = ctx.outputs.push.reference, verify = v }))
-          return { url = r.url, checked = r.checked }
-        end
-        local url = ctx.outputs.deploy.url .. p.health_path
-        local r = hoist.verify.http { name = "service " .. url, url = url, expect_status = 200,
-                                      retries = v.retries, interval = v.interval, timeout = v.timeout }
-        return { url = url, attempts = r.attempts, latency = r.latency }
-      end },
-    { name = "done",
-      description = "Outputs and summary",
-      run = function(ctx)
-        local o = ctx.outputs
-        ctx:summary(("%s %s: %s -> %s"):format(o.push.reference, ctx.dry_run and "would be deployed" or "deployed",
-          o.deploy.service, tostring(o.deploy.url or "its URL")))
-        return { image = o.push.reference, digest = o.push.digest, url = o.deploy.url, service = o.deploy.service,
-                 sarif = o.scan.sarif }
-      end },
+        .. "before it takes traffic (local: beside the old container, then the port switches); services: in parallel" },
+    { name = "verify", timeout = 300, run = stage("verify"),
+      description = "The service's URL answers health_path with 200 (a target with its own check, azureml: its sample requests)" },
+    { name = "done", run = stage("done"), description = "Outputs and summary" },
   },
 }

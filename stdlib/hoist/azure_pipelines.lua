@@ -5,6 +5,8 @@
 --- Commands go to stdout, where the agent reads them, scrubbed of registered secrets. The
 --- `##vso[task.setsecret]` lines are printed by the engine itself as each secret is
 --- registered (bindings/host.cpp), as GitHub's `::add-mask::` are.
+local util = require "hoist.util"
+
 local M = {}
 
 --- True when running as an Azure Pipelines step (the agent sets TF_BUILD=True).
@@ -39,10 +41,7 @@ function M.command(name, props, data)
   if props and props[1] then
     pairs_in_order = props
   elseif props then
-    local keys = {}
-    for k in pairs(props) do keys[#keys + 1] = k end
-    table.sort(keys)
-    for _, k in ipairs(keys) do pairs_in_order[#pairs_in_order + 1] = { k, props[k] } end
+    for _, k in ipairs(util.sorted_keys(props)) do pairs_in_order[#pairs_in_order + 1] = { k, props[k] } end
   end
   for _, p in ipairs(pairs_in_order) do
     if p[2] ~= nil and p[2] ~= "" then parts[#parts + 1] = p[1] .. "=" .. escape(hoist.scrub(tostring(p[2]))) .. ";" end

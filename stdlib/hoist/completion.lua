@@ -17,12 +17,7 @@ local POSITIONAL_WORDS = {
   completion = { "bash", "zsh" },
 }
 
-local function sorted_keys(t)
-  local out = {}
-  for k in pairs(t) do out[#out + 1] = k end
-  table.sort(out)
-  return out
-end
+local sorted_keys = require("hoist.util").sorted_keys
 
 --- The words `hoist run` completes as a pipeline: NAME, NAME@MAJOR and NAME@X.Y.Z of every
 --- bundled pipeline.

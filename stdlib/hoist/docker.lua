@@ -3,6 +3,7 @@
 --- Every call that changes something honours dry-run (a "plan" event, nothing runs).
 local cli = require "hoist.docker.cli"
 local builder = require "hoist.docker.build"
+local util = require "hoist.util"
 
 local M = {}
 
@@ -153,7 +154,7 @@ M._port_flag = port_flag
 
 local function env_file_text(fn, env)
   local lines, names = {}, {}
-  for _, k in ipairs(cli.sorted_keys(env)) do
+  for _, k in ipairs(util.sorted_keys(env)) do
     if not tostring(k):match("^[%a_][%w_]*$") then
       fail("invalid_argument", ("%s: env name %q must be letters, digits and '_'"):format(fn, tostring(k)))
     end
@@ -241,7 +242,7 @@ function M.run(opts)
   if opts.name then args[#args + 1] = "--name"; args[#args + 1] = opts.name end
   if opts.network then args[#args + 1] = "--network"; args[#args + 1] = opts.network end
   if opts.restart then args[#args + 1] = "--restart"; args[#args + 1] = opts.restart end
-  for _, k in ipairs(cli.sorted_keys(labels)) do args[#args + 1] = "--label"; args[#args + 1] = k .. "=" .. tostring(labels[k]) end
+  for _, k in ipairs(util.sorted_keys(labels)) do args[#args + 1] = "--label"; args[#args + 1] = k .. "=" .. tostring(labels[k]) end
   for i, p in ipairs(ports) do args[#args + 1] = "--publish"; args[#args + 1] = port_flag(fn, i, p) end
   local env_text, env_names = env_file_text(fn, env)
 
@@ -278,7 +279,7 @@ function M.run(opts)
     local name, info = opts.name, nil
     -- docker chose the name, or the host ports (a --rm container may be gone already)
     if id and (not name or (detach and #ports > 0)) then
-      local ok, i = require("hoist.util").try(M.inspect, { name = id, type = "container" })
+      local ok, i = util.try(M.inspect, { name = id, type = "container" })
       if ok then info = i end
     end
     if not name and info then name = (info.Name or ""):gsub("^/", "") end
@@ -398,7 +399,7 @@ local function filter_args(fn, filters)
   if filters == nil then return out end
   if type(filters) ~= "table" then fail("invalid_argument", fn .. ": option filters must be a table") end
   for _, f in ipairs(filters) do out[#out + 1] = "--filter"; out[#out + 1] = tostring(f) end
-  for _, k in ipairs(cli.sorted_keys(filters)) do
+  for _, k in ipairs(util.sorted_keys(filters)) do
     if type(k) == "string" then
       local v = filters[k]
       for _, one in ipairs(type(v) == "table" and v or { v }) do

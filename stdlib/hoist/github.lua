@@ -4,6 +4,8 @@
 --- Workflow commands go to stdout, where the runner reads them, scrubbed of registered
 --- secrets. `::add-mask::` lines are printed by the engine itself as each secret is
 --- registered (bindings/host.cpp): the one place a secret is written; GitHub hides it.
+local util = require "hoist.util"
+
 local M = {}
 
 --- True when running as a GitHub Actions step.
@@ -33,10 +35,7 @@ function M.command(name, props, message)
   if not M.active() then return end
   local parts = {}
   if props then
-    local keys = {}
-    for k in pairs(props) do keys[#keys + 1] = k end
-    table.sort(keys)
-    for _, k in ipairs(keys) do
+    for _, k in ipairs(util.sorted_keys(props)) do
       if props[k] ~= nil and props[k] ~= "" then
         parts[#parts + 1] = k .. "=" .. escape_property(hoist.scrub(tostring(props[k])))
       end

@@ -27,10 +27,7 @@ local call_spec = util.spec(util.rest_options, { server_dry_run = "boolean" })
 
 -- fname's options: the call options, the target fields given, and `extra`; defaults filled in.
 local function options(fname, opts, extra)
-  local spec = {}
-  for k, v in pairs(call_spec) do spec[k] = v end
-  for k, v in pairs(extra) do spec[k] = v end
-  local o = util.check_opts(fname, opts, spec)
+  local o = util.check_opts(fname, opts, util.spec(call_spec, extra))
   for _, k in ipairs { "attempts", "backoff", "max_backoff", "timeout" } do
     if o[k] == nil then o[k] = M.defaults[k] end
   end
@@ -40,12 +37,7 @@ end
 local target = {
   kind = { type = "string", required = true }, name = "string", api_version = "string", namespace = "string",
 }
-local function with_target(extra)
-  local spec = {}
-  for k, v in pairs(target) do spec[k] = v end
-  for k, v in pairs(extra or {}) do spec[k] = v end
-  return spec
-end
+local function with_target(extra) return util.spec(target, extra) end
 local named = with_target { name = { type = "string", required = true } }
 
 ---@class hoist.k8s.Client

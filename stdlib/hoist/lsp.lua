@@ -182,10 +182,7 @@ local function params_definition()
       out[#out + 1] = ""
       out[#out + 1] = ("---@class hoist.params.%s_%d %s %s: %s"):format(name:gsub("%-", "_"), major, name, s.version,
         tostring(s.def.description or ""):gsub("\n", " "))
-      local keys = {}
-      for k in pairs(params) do keys[#keys + 1] = k end
-      table.sort(keys)
-      for _, k in ipairs(keys) do
+      for _, k in ipairs(util.sorted_keys(params)) do
         local spec = params[k]
         local t = LUA_TYPE[spec.type] or "any"
         if spec.allowed then

@@ -353,26 +353,27 @@ function Client:get_registered_model(opts)
   return out
 end
 
+-- The model version that `key` of the ref ("version" or "alias") names, as `endpoint` answers
+-- it; `sep` joins name and key in the messages ("m/3", "m@champion").
+local function one_version(self, fname, opts, key, sep, endpoint)
+  local o = check_ref(fname, opts)
+  if not o[key] then invalid(("%s: option '%s' is required"):format(fname, key)) end
+  local what = ("get model version %s%s%s"):format(o.name, sep, o[key])
+  return model_version(self:_field(self:_call(what, "GET", endpoint, { name = o.name, [key] = o[key] }), "model_version", what))
+end
+
 --- One model version.
 ---@param opts {name: string, version: string|integer}
 ---@return hoist.mlflow.ModelVersion
 function Client:get_model_version(opts)
-  local o = check_ref("hoist.mlflow.Client:get_model_version", opts)
-  if not o.version then invalid("hoist.mlflow.Client:get_model_version: option 'version' is required") end
-  local what = ("get model version %s/%s"):format(o.name, o.version)
-  return model_version(self:_field(self:_call(what, "GET", "model-versions/get", { name = o.name, version = o.version }),
-    "model_version", what))
+  return one_version(self, "hoist.mlflow.Client:get_model_version", opts, "version", "/", "model-versions/get")
 end
 
 --- The model version an alias points to.
 ---@param opts {name: string, alias: string}
 ---@return hoist.mlflow.ModelVersion
 function Client:get_model_version_by_alias(opts)
-  local o = check_ref("hoist.mlflow.Client:get_model_version_by_alias", opts)
-  if not o.alias then invalid("hoist.mlflow.Client:get_model_version_by_alias: option 'alias' is required") end
-  local what = ("get model version %s@%s"):format(o.name, o.alias)
-  return model_version(self:_field(self:_call(what, "GET", "registered-models/alias", { name = o.name, alias = o.alias }),
-    "model_version", what))
+  return one_version(self, "hoist.mlflow.Client:get_model_version_by_alias", opts, "alias", "@", "registered-models/alias")
 end
 
 --- The latest version in each of `stages` (all stages when nil), as MLflow's

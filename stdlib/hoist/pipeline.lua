@@ -16,7 +16,7 @@ local M = {}
 
 ---@class hoist.ParamSpec
 ---@field type? "string"|"number"|"boolean"|"list"|"map" default "string"
----@field items? "string"|"number"|"boolean"|"any" element type of a list or map
+---@field items? "string"|"number"|"boolean"|"any"|"table" element type of a list or map; "table": a list of parameter tables checked against `fields`
 ---@field default? any
 ---@field required? boolean
 ---@field description? string
@@ -28,6 +28,11 @@ local M = {}
 ---@field min? number smallest number accepted (also of each list item or map value)
 ---@field max? number largest number accepted
 ---@field integer? boolean a number must be whole
+---@field max_length? integer longest string accepted
+---@field fields? table<string, hoist.ParamSpec> a list of tables: the parameters each item is checked against (by the same validation)
+---@field key? string a list of tables: the field naming each item (required, unique; errors say "services[2] (web)")
+---@field inherit? boolean a list of tables: the top-level values given for the same names are every item's defaults
+---@field max_items? integer the most items a list holds (required for a list of tables)
 
 ---@class hoist.Retry
 ---@field attempts integer attempts in all (1 = no retry)

@@ -157,24 +157,22 @@ function M.exec(opts)
   return r
 end
 
+-- `name` when it is a non-empty string; else invalid_argument ("hoist.which: expected a program name").
+local function name_arg(fname, what, name)
+  if type(name) ~= "string" or name == "" then
+    util.fail("invalid_argument", ("%s: expected a %s name, got %s"):format(fname, what, type(name)))
+  end
+  return name
+end
+
 --- Full path of a program on PATH, or nil.
 ---@param name string
 ---@return string|nil
-function M.which(name)
-  if type(name) ~= "string" or name == "" then
-    util.fail("invalid_argument", "hoist.which: expected a program name, got " .. type(name))
-  end
-  return native.which(name)
-end
+function M.which(name) return native.which(name_arg("hoist.which", "program", name)) end
 
 --- An environment variable of the engine's process, or nil.
 ---@param name string
 ---@return string|nil
-function M.env(name)
-  if type(name) ~= "string" or name == "" then
-    util.fail("invalid_argument", "hoist.env: expected a variable name, got " .. type(name))
-  end
-  return os.getenv(name)
-end
+function M.env(name) return os.getenv(name_arg("hoist.env", "variable", name)) end
 
 return M

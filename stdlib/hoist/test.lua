@@ -105,20 +105,23 @@ local function list_files(paths)
   return files
 end
 
--- The exclusive resources a test file declares in its leading comment block (read without
--- running the file): `-- hoist.test shares: docker-images, kube-emulator`.
-local function shares_of(file)
-  local names, f = {}, io.open(file, "r")
-  if not f then return names end
+-- What a test file declares in its leading comment block (read without running the file):
+-- the exclusive resources it shares (`-- hoist.test shares: docker-images, kube-emulator`) and
+-- whether it is slow (`-- hoist.test slow`: started before the others, so that the longest
+-- files do not end the run alone).
+local function header_of(file)
+  local h, f = { shares = {}, slow = false }, io.open(file, "r")
+  if not f then return h end
   for line in f:lines() do
     if not (line:match("^%s*%-%-") or line:match("^%s*$") or line:match("^#!")) then break end
     local list = line:match("^%s*%-%-+%s*hoist%.test%s+shares:%s*(.-)%s*$")
     if list then
-      for name in list:gmatch("[^,%s]+") do names[#names + 1] = name end
+      for name in list:gmatch("[^,%s]+") do h.shares[#h.shares + 1] = name end
     end
+    if line:match("^%s*%-%-+%s*hoist%.test%s+slow%s*$") then h.slow = true end
   end
   f:close()
-  return names
+  return h
 end
 
 -- Runs one file in its own `hoist test FILE`; its output (stderr merged into stdout, so a
@@ -193,7 +196,15 @@ end
 -- that share a resource at the same time.
 local function run_concurrently(files, opts)
   local started, pending, held, results = hoist.now(), {}, {}, {}
-  for i, file in ipairs(files) do pending[i] = { file = file, shares = shares_of(file) } end
+  for i, file in ipairs(files) do
+    local h = header_of(file)
+    pending[i] = { file = file, shares = h.shares, slow = h.slow, order = i }
+  end
+  -- slow files first, each group in name order
+  table.sort(pending, function(a, b)
+    if a.slow ~= b.slow then return a.slow end
+    return a.order < b.order
+  end)
   local function take()
     for i, p in ipairs(pending) do
       local free = true
@@ -226,7 +237,8 @@ end
 --- Runs the test files under `paths`; prints one line per test and "N passed, M failed".
 --- With `jobs` > 1 (and `argv`, the child command line `hoist test` gives), each file runs in
 --- its own child process, at most `jobs` at once; files declaring the same shared resource
---- (`-- hoist.test shares: NAME, ...` at the top) never run at the same time.
+--- (`-- hoist.test shares: NAME, ...` at the top) never run at the same time, and files declaring
+--- `-- hoist.test slow` start before the others.
 ---@param paths string[]
 ---@param opts? {filter?: string, jobs?: integer, argv?: string[]}
 ---@return integer failed

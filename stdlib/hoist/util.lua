@@ -204,6 +204,17 @@ function M.spec(base, extra)
   return s
 end
 
+--- The keys of a map, sorted by their text (so keys of any type sort): command lines, lists
+--- and messages come out in the same order on every run. nil gives {}.
+---@param map? table
+---@return any[]
+function M.sorted_keys(map)
+  local keys = {}
+  for k in pairs(map or {}) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
 --- True when the run in progress is a dry run: mutating primitives record a plan step
 --- (hoist.pipeline.plan) instead of acting. The one source: the engine's run context
 --- (`hoist run --dry-run`, or hoist.pipeline.run{dry_run=} for its duration).

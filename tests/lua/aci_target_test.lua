@@ -1,3 +1,4 @@
+-- hoist.test slow
 -- The aci target and the ARM-side deploy lock (hoist.targets.azure) against the Azure emulator:
 -- the lock's tag on the resource group, waiting and conflict naming the holder, two takers at
 -- once (one wins), the take-over of an expired lock and of one whose process on this host is

@@ -39,7 +39,7 @@ t.cases("bash completes", {
   { name = "bundled pipelines and their versions", words = { "run", "dem" },
     exact = { "demo", "demo@1", "demo@1.2.0", "demo@2", "demo@2.0.1" } },
   { name = "a pipeline after flags that take values", words = { "run", "--state-dir", "/tmp/x", "--log-level", "warn", "cont" },
-    exact = { "container", "container@1", "container@1.2.0" } },
+    exact = { "container", "container@1", "container@1.3.0" } },
   { name = "--set names of the named pipeline", words = { "run", "container@1", "--set", "ima" }, exact = { "image=" } },
   { name = "--set names after other flags", words = { "run", "--dry-run", "container", "--no-color", "--set", "target" },
     exact = { "target=" } },

@@ -1,3 +1,4 @@
+-- hoist.test slow
 -- hoist.azure.containerapp and hoist.targets.containerapp. Without the emulator: the
 -- contract and option checks. Against the Azure emulator (Docker under /tmp/hoist-docker.lock):
 -- examples/containerapp run as a child `hoist run` with the proxy variables, pulling from the

@@ -1,3 +1,4 @@
+-- hoist.test slow
 -- The kubernetes target against the Kubernetes emulator of tests/env (its controllers run the
 -- pods as real containers on the local Docker engine, from the local registry): container@1
 -- with target=kubernetes as a user runs it (a good rollout, a failing readiness and a crash

@@ -128,3 +128,69 @@ t.case("help lists name, type, required, default, allowed, pattern, env and desc
   t.no_match(text, "hidden-default")
   t.ok(text:find("image") < text:find("env"), "required parameters come first")
 end)
+
+---------------------------------------------------------------- lists of tables
+
+-- A list of tables (items = "table"): each item a set of parameters of its own, checked by
+-- the same validate against `fields`, over the top-level values (inherit), named by `key`.
+local fleet_fields = {
+  name = { type = "string", required = true, pattern = "[%w][%w_.%-]*" },
+  image = { type = "string", required = true },
+  port = { type = "number", default = 8080, integer = true, min = 1, max = 65535 },
+  secret_env = { type = "map", secret = true },
+}
+local fleet_specs = params.check_specs {
+  image = { type = "string", required = true },
+  port = { type = "number", default = 8080, integer = true, min = 1, max = 65535 },
+  secret_env = { type = "map", secret = true },
+  services = { type = "list", items = "table", max_items = 3, key = "name", inherit = true, fields = fleet_fields },
+}
+
+t.case("a list of tables: every item is checked against its fields, with the top-level values as defaults", function()
+  local v = params.validate(fleet_specs, { port = 9000, services = {
+    { name = "api", image = "r/api" }, { name = "web", image = "r/web", port = 9001 } } })
+  t.eq(v.services[1], { name = "api", image = "r/api", port = 9000 })
+  t.eq(v.services[2].port, 9001, "an item's own value wins")
+  t.eq(v.image, nil, "the top-level image is required of each item instead")
+  -- from --set: JSON text
+  local w = params.validate(fleet_specs, { services = '[{"name":"a","image":"x"}]' })
+  t.eq(w.services[1].port, 8080)
+end)
+
+t.cases("a list of tables: a bad item is named with its index and key", {
+  { name = "bad value", raw = { image = "r", services = { { name = "api" }, { name = "web", port = 70000 } } },
+    pattern = "services%[2%] %(web%): port: must be from 1 to 65535, got 70000" },
+  { name = "unknown field", raw = { image = "r", services = { { name = "api", prot = 1 } } },
+    pattern = 'services%[1%] %(api%): unknown parameter "prot" %(did you mean "port"%?%)' },
+  { name = "missing key", raw = { image = "r", services = { { port = 1 } } }, pattern = "services%[1%]: name is missing" },
+  { name = "duplicate key", raw = { image = "r", services = { { name = "a" }, { name = "a" } } },
+    pattern = 'services%[2%] %(a%): name "a" is services%[1%]\'s too' },
+  { name = "required per item", raw = { services = { { name = "a" } } },
+    pattern = "services%[1%] %(a%): image: required string parameter is missing" },
+  { name = "too many", raw = { image = "r", services = { { name = "a" }, { name = "b" }, { name = "c" }, { name = "d" } } },
+    pattern = "services: at most 3 items, got 4" },
+  { name = "not tables", raw = { image = "r", services = "a,b" }, pattern = "services: expected a list of tables" },
+}, function(row)
+  local e = t.raises(function() params.validate(fleet_specs, row.raw) end, "invalid_argument", row.pattern)
+  t.eq(e.details.exit_code, 2)
+end)
+
+t.case("a list of tables: each item's secrets are registered and redacted for the journal", function()
+  local raw = { image = "r", services = { { name = "a", secret_env = { TOKEN = "fleet-item-secret-1" } } } }
+  local got = params.register_secrets(fleet_specs, raw)
+  t.eq(got, { "fleet-item-secret-1" })
+  t.eq(hoist.scrub("x fleet-item-secret-1 y"), "x *** y")
+  local red = params.redact(fleet_specs, params.validate(fleet_specs, raw))
+  t.eq(red.services[1].secret_env, "***")
+  t.eq(red.services[1].name, "a")
+end)
+
+t.cases("a list of tables: bad declarations", {
+  { name = "no bound", specs = { s = { type = "list", items = "table", fields = {} } }, pattern = "needs max_items" },
+  { name = "no fields", specs = { s = { type = "list", items = "table", max_items = 2 } }, pattern = "needs fields" },
+  { name = "key not a field", specs = { s = { type = "list", items = "table", max_items = 2, fields = {}, key = "n" } },
+    pattern = "key must name one of its fields" },
+  { name = "fields on a string", specs = { s = { fields = {} } }, pattern = "are for a list of tables" },
+}, function(row)
+  t.raises(function() params.check_specs(row.specs) end, "invalid_argument", row.pattern)
+end)

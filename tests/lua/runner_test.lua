@@ -102,6 +102,20 @@ t.case("third", function() t.skip("skipped on purpose") end)]])
   hoist.exec { "rm", "-rf", dir }
 end, { timeout = 300 })
 
+t.case("a file declaring `hoist.test slow` starts with the first, the rest in name order", function()
+  local dir = support.tmpdir("hoist-runner")
+  fixture(dir, "a_quick")
+  fixture(dir, "b_quick")
+  fixture(dir, "z_long", "-- the suite's longest\n-- hoist.test slow\n")
+  local r = runner(dir, { "-j", "2" })
+  t.eq(r.code, 0, r.stdout .. r.stderr)
+  local starts = {}
+  for name in support.must_read(dir .. "/log"):gmatch("start ([%w_]+)\n") do starts[#starts + 1] = name end
+  -- two slots: z_long (slow) and a_quick (first by name) start at once; b_quick waits for a slot
+  t.eq(starts[3], "b_quick", "b_quick waited, z_long did not: " .. table.concat(starts, ", "))
+  hoist.exec { "rm", "-rf", dir }
+end, { timeout = 120 })
+
 t.case("-j 1 runs the files in this process, one after another, as before", function()
   local dir = support.tmpdir("hoist-runner")
   fixture(dir, "one")

@@ -1,3 +1,4 @@
+-- hoist.test slow
 -- The contract of every registered target, through the path users take: `hoist run
 -- container@1` and the CLI, against the local Docker engine and the project's Azure and
 -- Kubernetes emulators. One matrix: a target gets every case by being registered in

@@ -79,20 +79,13 @@ local def_spec = spec {
   timeout = "number", stable = "number", wait = "boolean", subnet_ids = "table",
 }
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t or {}) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
-
 --- The container group's ARM body for the options (secrets registered, never logged).
 ---@param o hoist.azure.aci.Options
 ---@return table
 function M.definition(o)
   local env = {}
-  for _, k in ipairs(sorted_keys(o.env)) do env[#env + 1] = { name = k, value = tostring(o.env[k]) } end
-  for _, k in ipairs(sorted_keys(o.secure_env)) do
+  for _, k in ipairs(util.sorted_keys(o.env)) do env[#env + 1] = { name = k, value = tostring(o.env[k]) } end
+  for _, k in ipairs(util.sorted_keys(o.secure_env)) do
     env[#env + 1] = { name = k, secureValue = hoist.secret(tostring(o.secure_env[k])) }
   end
   local ports = {}

@@ -242,10 +242,24 @@ function M.login(opts)
   return { login_server = server, username = M.TOKEN_USER, password = refresh }
 end
 
-local function login_server(fname, o)
-  if o.registry:find("[.:]") then return o.registry end
-  return M.login { registry = o.registry, resource_group = o.resource_group, subscription = o.subscription,
-                   credential = o.credential }.login_server
+-- The registry's login server, with credentials for its data plane set: `registry` is a login
+-- server (credentials only when one is given), or a name whose server M.login reads and signs in to.
+local function data_plane(fname, o)
+  local named = not o.registry:find("[.:]")
+  local server = o.registry
+  if named then
+    server = M.login { registry = o.registry, resource_group = o.resource_group, subscription = o.subscription,
+                       credential = o.credential }.login_server
+  end
+  if o.credential or named then
+    hoist.registry.credentials { host = server, acr = azure().credential_of(fname, o.credential) }
+  end
+  return server
+end
+
+local function sorted(list)
+  table.sort(list)
+  return list
 end
 
 --- The repositories of a registry, sorted, through its data plane (like `az acr repository
@@ -255,13 +269,7 @@ end
 function M.repositories(opts)
   local fname = "hoist.azure.acr.repositories"
   local o = util.check_opts(fname, opts, spec { registry = { type = "string", required = true } }, "registry")
-  local server = login_server(fname, o)
-  if o.credential or not o.registry:find("[.:]") then
-    hoist.registry.credentials { host = server, acr = azure().credential_of(fname, o.credential) }
-  end
-  local list = hoist.registry.catalog { registry = server }
-  table.sort(list)
-  return list
+  return sorted(hoist.registry.catalog { registry = data_plane(fname, o) })
 end
 
 --- The tags of a repository, sorted (like `az acr repository show-tags`).
@@ -271,13 +279,7 @@ function M.tags(opts)
   local fname = "hoist.azure.acr.tags"
   local o = util.check_opts(fname, opts, spec { registry = { type = "string", required = true },
                                                 repository = { type = "string", required = true } })
-  local server = login_server(fname, o)
-  if o.credential or not o.registry:find("[.:]") then
-    hoist.registry.credentials { host = server, acr = azure().credential_of(fname, o.credential) }
-  end
-  local list = hoist.registry.tags { repository = server .. "/" .. o.repository }
-  table.sort(list)
-  return list
+  return sorted(hoist.registry.tags { repository = data_plane(fname, o) .. "/" .. o.repository })
 end
 
 return M

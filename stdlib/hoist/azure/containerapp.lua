@@ -79,6 +79,16 @@ function M.url(app)
   return ingress and ingress.fqdn and ("https://" .. ingress.fqdn) or nil
 end
 
+local body_spec = spec { body = { type = "table", required = true } }
+
+-- PUT or PATCH `o.body` on the app; the operation polled until it ends.
+local function send(fname, o, method, verb)
+  local c, p = locate(fname, o)
+  local r = call(c, o, { method = method, path = p, body = o.body, action = "azure.containerapp." .. method:lower(),
+                         poll_interval = 1, what = verb .. " container app " .. o.name })
+  return r.planned and { planned = true, id = p } or r.body
+end
+
 --- Creates the app or replaces its definition (PUT): `body` is the ARM body without secrets'
 --- values shown anywhere (configuration.secrets values are registered here). The operation
 --- ends when the new revision is provisioned; wait_revision waits for it to be healthy.
@@ -86,15 +96,12 @@ end
 ---@return table app (or {planned = true})
 function M.put(opts)
   local fname = "hoist.azure.containerapp.put"
-  local o = util.check_opts(fname, opts, spec { body = { type = "table", required = true } })
+  local o = util.check_opts(fname, opts, body_spec)
   local conf = (o.body.properties or {}).configuration or {}
   for _, s in ipairs(conf.secrets or {}) do
     if type(s.value) == "string" and #s.value >= 4 then hoist.secret(s.value) end
   end
-  local c, p = locate(fname, o)
-  local r = call(c, o, { method = "PUT", path = p, body = o.body, action = "azure.containerapp.put", poll_interval = 1,
-                         what = "deploy container app " .. o.name })
-  return r.planned and { planned = true, id = p } or r.body
+  return send(fname, o, "PUT", "deploy")
 end
 
 --- Changes part of the app (PATCH, a JSON merge): e.g. `{properties = {template = {...}}}`
@@ -103,11 +110,7 @@ end
 ---@return table app (or {planned = true})
 function M.patch(opts)
   local fname = "hoist.azure.containerapp.patch"
-  local o = util.check_opts(fname, opts, spec { body = { type = "table", required = true } })
-  local c, p = locate(fname, o)
-  local r = call(c, o, { method = "PATCH", path = p, body = o.body, action = "azure.containerapp.patch", poll_interval = 1,
-                         what = "update container app " .. o.name })
-  return r.planned and { planned = true, id = p } or r.body
+  return send(fname, util.check_opts(fname, opts, body_spec), "PATCH", "update")
 end
 
 --- Deletes the app; absent is fine.

@@ -2,6 +2,7 @@
 --- builder otherwise, OCI labels from git, build secrets in private files, and failures
 --- reported as the failing step with its output. Reached as hoist.docker.build.
 local cli = require "hoist.docker.cli"
+local util = require "hoist.util"
 
 local M = {}
 
@@ -153,7 +154,7 @@ local function oci_labels(opts)
   if opts.oci_labels == false then return {} end
   local labels = { ["org.opencontainers.image.created"] = created_stamp() }
   local ok, info = true, opts.git
-  if info == nil then ok, info = require("hoist.util").try(hoist.git.info, { dir = opts.context }) end
+  if info == nil then ok, info = util.try(hoist.git.info, { dir = opts.context }) end
   if ok and type(info) == "table" then
     labels["org.opencontainers.image.revision"] = info.sha
     labels["org.opencontainers.image.source"] = info.remote_url
@@ -190,7 +191,7 @@ local function secret_flags(fn, secrets, files)
 end
 
 local function add_map(args, flag, map, fn, name)
-  for _, k in ipairs(cli.sorted_keys(map)) do
+  for _, k in ipairs(util.sorted_keys(map)) do
     local v = tostring(map[k])
     if hoist.scrub(v) ~= v then
       cli.fail("invalid_argument", ("%s: %s.%s holds a registered secret, and %s are stored in the image; "

@@ -253,14 +253,6 @@ function M.opt(fn, opts, name, kind, required)
   return v
 end
 
---- Sorted keys of a map, so command lines are stable.
-function M.sorted_keys(map)
-  local keys = {}
-  for k in pairs(map or {}) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
-
 --- Checks an image reference with Docker's grammar (hoist.image) before anything runs;
 --- returns it unchanged (docker normalises it itself).
 function M.check_image(fn, name, ref)

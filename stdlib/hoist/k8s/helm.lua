@@ -110,12 +110,7 @@ local common = {
   release = { type = "string", required = true }, namespace = "string", kubeconfig = "string", context = "string",
   client = "table", timeout = "number", helm = "string", aks = "table",
 }
-local function spec_with(extra)
-  local s = {}
-  for k, v in pairs(common) do s[k] = v end
-  for k, v in pairs(extra or {}) do s[k] = v end
-  return s
-end
+local function spec_with(extra) return util.spec(common, extra) end
 
 -- Options checked, namespace filled in (the call's, else the client's, else the kubeconfig's).
 local function options(fname, opts, extra)
@@ -354,10 +349,7 @@ function M.upgrade(opts)
     values_file = os.tmpname()
     argv[#argv + 1] = "--values"; argv[#argv + 1] = values_file
   end
-  local keys = {}
-  for k in pairs(o.set or {}) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for _, k in ipairs(keys) do
+  for _, k in ipairs(util.sorted_keys(o.set)) do
     local v = o.set[k]
     if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean") then
       fail("invalid_argument", ("hoist.k8s.helm.upgrade: set[%s] must map a path to a string, number or boolean"):format(tostring(k)))

@@ -4,10 +4,11 @@
 local M = {}
 
 local TYPES = { string = true, number = true, boolean = true, list = true, map = true }
-local ITEM_TYPES = { string = true, number = true, boolean = true, any = true }
+local ITEM_TYPES = { string = true, number = true, boolean = true, any = true, table = true }
 local SPEC_FIELDS = {
   type = true, items = true, default = true, required = true, description = true,
   secret = true, env = true, allowed = true, pattern = true, hint = true, min = true, max = true, integer = true, max_length = true,
+  fields = true, key = true, inherit = true, max_items = true,
 }
 
 local function bad_definition(message)
@@ -45,6 +46,22 @@ function M.check_specs(params)
       if spec[bound] ~= nil and type(spec[bound]) ~= "number" then bad_definition(("%s: %s must be a number"):format(where, bound)) end
     end
     if spec.env ~= nil and type(spec.env) ~= "string" then bad_definition(where .. ": env must be a variable name") end
+    if spec.max_items ~= nil and (type(spec.max_items) ~= "number" or spec.max_items < 1) then
+      bad_definition(where .. ": max_items must be a number >= 1")
+    end
+    if spec.items == "table" then
+      -- a list of tables: each item is a set of parameters of its own, checked against
+      -- `fields`; the bound keeps a params file from asking for thousands of them
+      if spec.type ~= "list" then bad_definition(where .. ": items \"table\" is for a list") end
+      if type(spec.fields) ~= "table" then bad_definition(where .. ": a list of tables needs fields = {name = {type=...}}") end
+      if not spec.max_items then bad_definition(where .. ": a list of tables needs max_items (a bound on its count)") end
+      M.check_specs(spec.fields)
+      if spec.key ~= nil and (type(spec.key) ~= "string" or not spec.fields[spec.key]) then
+        bad_definition(where .. ": key must name one of its fields")
+      end
+    elseif spec.fields ~= nil or spec.key ~= nil or spec.inherit ~= nil then
+      bad_definition(where .. ": fields, key and inherit are for a list of tables (items = \"table\")")
+    end
   end
   return params
 end
@@ -53,6 +70,10 @@ end
 local function to_scalar(kind, v)
   local t = type(v)
   if kind == "any" then return v end
+  if kind == "table" then -- a JSON object: a set of parameters (an empty table decodes as either)
+    if t == "table" and (next(v) == nil or #v == 0) then return v end
+    return nil, "a table"
+  end
   if kind == "string" then
     if t == "string" then return v end
     if t == "number" then return v == math.floor(v) and ("%d"):format(v) or tostring(v) end
@@ -107,7 +128,9 @@ local function to_list(v, items)
   local out = {}
   for i, item in ipairs(v) do
     local x, want = to_scalar(items, item)
-    if x == nil then return nil, ("a list of %s (item %d is not)"):format(items, i) end
+    if x == nil then
+      return nil, ("a list of %s (item %d is not)"):format(items == "table" and "tables (a JSON array of objects)" or items, i)
+    end
     out[i] = x
   end
   return out
@@ -202,13 +225,7 @@ function M.suggest(name, specs)
   if best and best_d <= math.max(1, math.min(3, math.ceil(#name / 3))) then return best end
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
-end
-M.sorted_keys = sorted_keys
+local sorted_keys = require("hoist.util").sorted_keys
 
 -- Every string a secret parameter's value holds: its items, and for a list or map given as
 -- text also each piece and each value after '=', parsed or not, so a typo ("NAME:value")
@@ -245,7 +262,12 @@ function M.register_secrets(specs, raw)
   local values = {}
   for _, name in ipairs(sorted_keys(specs)) do
     local spec = specs[name]
-    if spec.secret then
+    if spec.items == "table" then -- each item's own secrets (secret_env of one service)
+      local list = M.coerce(spec, raw[name])
+      for _, item in ipairs(type(list) == "table" and list or {}) do
+        for _, s in ipairs(M.register_secrets(spec.fields, item)) do values[#values + 1] = s end
+      end
+    elseif spec.secret then
       local v = raw[name]
       if v == nil and spec.env then v = os.getenv(spec.env) end
       if v == nil then v = spec.default end
@@ -258,8 +280,46 @@ function M.register_secrets(specs, raw)
   return values
 end
 
+-- The items of a list of tables (items = "table"): each one a set of parameters checked by
+-- this same M.validate against spec.fields, over the top-level values given for the same
+-- names when spec.inherit (the key excepted). Returns the typed items and the problems, each
+-- naming its item: `services[2] (web): port: must be from 1 to 65535, got 70000`.
+local function validate_items(name, spec, items, raw)
+  if #items > spec.max_items then
+    return nil, { ("%s: at most %d items, got %d"):format(name, spec.max_items, #items) }
+  end
+  local out, problems, seen = {}, {}, {}
+  for i, item in ipairs(items) do
+    local id = spec.key and item[spec.key]
+    local label = ("%s[%d]%s"):format(name, i, id ~= nil and (" (%s)"):format(tostring(id)) or "")
+    local merged = {}
+    if spec.inherit then
+      for k, v in pairs(raw) do
+        if spec.fields[k] and k ~= spec.key then merged[k] = v end
+      end
+    end
+    for k, v in pairs(item) do merged[k] = v end
+    if spec.key and id == nil then
+      problems[#problems + 1] = ("%s: %s is missing (every item is named by it)"):format(label, spec.key)
+    elseif spec.key and seen[tostring(id)] then
+      problems[#problems + 1] = ("%s: %s %q is %s's too (each must be unique)"):format(label, spec.key, tostring(id), seen[tostring(id)])
+    end
+    if id ~= nil then seen[tostring(id)] = seen[tostring(id)] or ("%s[%d]"):format(name, i) end
+    local ok, typed = pcall(M.validate, spec.fields, merged)
+    if ok then
+      out[i] = typed
+    elseif hoist.is_error(typed, "invalid_argument") then
+      problems[#problems + 1] = label .. ": " .. tostring(typed.message):gsub("^invalid parameters?: ", "")
+    else
+      error(typed, 0)
+    end
+  end
+  return out, problems
+end
+
 --- Validates raw parameters against the declarations. Returns the typed values, or raises
 --- invalid_argument (details.exit_code = 2) listing every problem, each naming its parameter.
+--- A list of tables (items = "table") is checked item by item against its `fields`.
 ---@param specs table<string, hoist.ParamSpec>
 ---@param raw table<string, any>
 ---@return table<string, any>
@@ -278,19 +338,33 @@ function M.validate(specs, raw)
       by_name[tostring(name)] = text
     end
   end
+  -- a required parameter that the items of a given list of tables (inherit) declare is
+  -- required of each item instead: the top level only gives their defaults
+  local per_item = {}
+  for name, spec in pairs(specs) do
+    local given = raw[name]
+    if spec.items == "table" and spec.inherit and (type(given) == "string" or (type(given) == "table" and #given > 0)) then
+      for k in pairs(spec.fields) do per_item[k] = true end
+    end
+  end
   for _, name in ipairs(sorted_keys(specs)) do
     local spec = specs[name]
     local v, from = raw[name], "given"
     if v == nil and spec.env then v, from = os.getenv(spec.env), "env " .. spec.env end
     if v == nil and spec.default ~= nil then v, from = spec.default, "default" end
     if v == nil then
-      if spec.required then
+      if spec.required and not per_item[name] then
         problem(name, ("required %s parameter is missing (--set %s=...)"):format(spec.type, name))
       end
     else
       local value, expected = M.coerce(spec, v)
       if value == nil then
         problem(name, ("expected %s, got %s"):format(expected, show(spec, type(v) == "table" and "a table" or v)))
+      elseif spec.items == "table" then
+        local items, item_problems = validate_items(name, spec, value, raw)
+        for _, text in ipairs(item_problems) do problems[#problems + 1] = text end
+        if #item_problems > 0 then by_name[name] = table.concat(item_problems, "; ") end
+        out[name] = items
       else
         local items = spec.type == "list" and value or (spec.type == "map" and {} or { value })
         for i, item in ipairs(items) do
@@ -323,7 +397,16 @@ end
 ---@return table
 function M.redact(specs, values)
   local out = {}
-  for k, v in pairs(values) do out[k] = (specs[k] and specs[k].secret) and "***" or v end
+  for k, v in pairs(values) do
+    local spec = specs[k]
+    if spec and spec.items == "table" and type(v) == "table" then
+      local items = {}
+      for i, item in ipairs(v) do items[i] = M.redact(spec.fields, item) end
+      out[k] = items
+    else
+      out[k] = (spec and spec.secret) and "***" or v
+    end
+  end
   return out
 end
 
@@ -372,6 +455,11 @@ function M.help(specs)
       lines[#lines + 1] = ("      range: %s to %s%s"):format(spec.min or "-inf", spec.max or "inf", spec.integer and ", whole numbers" or "")
     end
     if spec.env then lines[#lines + 1] = "      from env: $" .. spec.env .. " when not set" end
+    if spec.items == "table" then
+      lines[#lines + 1] = ("      each item: a table of parameters%s%s; at most %d items"):format(
+        spec.key and (", named by its " .. spec.key .. " (required, unique)") or "",
+        spec.inherit and ", the top-level values being its defaults" or "", spec.max_items)
+    end
   end
   return table.concat(lines, "\n") .. "\n"
 end

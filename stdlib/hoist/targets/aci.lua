@@ -169,10 +169,14 @@ end
 
 local function locked(args, fn) return azt.holding(M.name, args, fn, args) end
 
--- The run that deployed the group now, when it is neither this run nor the one before it.
-local function superseded(args, group)
+-- True, once said in an event, when another run deployed the group since: its run tag is
+-- neither this run nor the one before it. `doing` is the compensation it stops ("restoring").
+local function superseded(args, group, doing)
   local run = ((group or {}).tags or {})[T_RUN]
-  if run and run ~= args.run and run ~= (args.previous_run or "") then return run end
+  if not run or run == args.run or run == (args.previous_run or "") then return false end
+  hoist.log.event("aci.superseded", ("not %s %s: run %s deployed it since"):format(doing, args.name, run),
+    { name = args.name, run = args.run, newer = run })
+  return true
 end
 
 ---------------------------------------------------------------- compensations
@@ -188,12 +192,7 @@ end
 -- Puts the previous definition back over `current` (idempotent: nothing to do when it
 -- already runs).
 local function restore_over(args, current)
-  local newer = superseded(args, current)
-  if newer then
-    hoist.log.event("aci.superseded", ("not restoring %s: run %s deployed it since"):format(args.name, newer),
-      { name = args.name, run = args.run, newer = newer })
-    return
-  end
+  if superseded(args, current, "restoring") then return end
   local secrets = read_json(args.secrets_file) or { env = {}, registries = {} }
   register(secrets)
   local def = with_secrets(args.definition, secrets, "restore the previous definition of " .. args.name)
@@ -217,12 +216,7 @@ local function restore(args) return when_settled(args, function(current) return 
 -- Deletes the group this run created (`current`), unless another run deployed it since.
 local function delete_over(args, current)
   if not current then return end
-  local newer = superseded(args, current)
-  if newer then
-    hoist.log.event("aci.superseded", ("not deleting %s: run %s deployed it since"):format(args.name, newer),
-      { name = args.name, run = args.run, newer = newer })
-    return
-  end
+  if superseded(args, current, "deleting") then return end
   aci.delete(where(args))
   hoist.log.info(("deleted container group %s created by run %s"):format(args.name, args.run))
 end
