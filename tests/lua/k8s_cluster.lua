@@ -79,4 +79,23 @@ function M.need_kubelet(c, image)
   if not ok then skip("kubelet", "the emulator runs no kubelet (no container states within 15 s): start it without --no-kubelet") end
 end
 
+--- Skips (loudly) when the emulator's kubelet runs no hostNetwork pods (an emulator started
+--- from an older tests/emulators/kube: the pod gets a 10.244.x.y address instead of the host's
+--- 127.0.0.1, and cannot reach the registries and the API server there).
+function M.need_host_network(c, image)
+  if missing.host_network then skip("host_network", missing.host_network) end
+  c:apply { apiVersion = "v1", kind = "Pod", metadata = { name = "probe-host-network" },
+            spec = { hostNetwork = true, containers = { { name = "app", image = image, command = { "sh", "-c", "sleep 30" } } } } }
+  local ip
+  within(15, function()
+    ip = (c:get { kind = "Pod", name = "probe-host-network" }.status or {}).podIP
+    return ip ~= nil
+  end)
+  c:delete { kind = "Pod", name = "probe-host-network", missing_ok = true }
+  if ip ~= "127.0.0.1" then
+    skip("host_network", ("the emulator's kubelet runs no hostNetwork pods (pod IP %s, not 127.0.0.1): restart it from this tree (tests/env/up.sh)")
+      :format(tostring(ip)))
+  end
+end
+
 return M
