@@ -163,10 +163,10 @@ end
 
 -- The parameter checks, then the target's preflight (its options, credentials, the resource
 -- group or namespace): before the build, so a wrong option fails in a second, not after the
--- build and push.
-local function check(p, building)
+-- build and push. A run with deploy=false never reaches the target: no preflight.
+local function check(p, building, deploying)
   check_params(p, building)
-  targets.preflight(p.target, deploy_options(p))
+  if deploying ~= false then targets.preflight(p.target, deploy_options(p)) end
 end
 
 -- The deploy lock of p's service, taken once per run and held until the run is over
@@ -419,7 +419,7 @@ end
 local fleet = {}
 
 -- The parameters that belong to the run, never to one of its services.
-local RUN_ONLY = { services = true, only = true, concurrency = true, artifacts = true, artifacts_out = true }
+local RUN_ONLY = { services = true, only = true, concurrency = true, artifacts = true, artifacts_out = true, deploy = true }
 for k in pairs(notify.params) do RUN_ONLY[k] = true end
 
 -- The entries this run deploys: `services`, sliced by `only`, in their order.
@@ -626,7 +626,7 @@ local function services_summary(ctx, result)
       -- a deploy cut short (another service failed, SIGTERM) is undone like a finished one
       status = (UNDONE[result.status] and status == "deploying") and "cancelled, " .. UNDONE[result.status]
         or UNDONE[result.status] or status
-    elseif status ~= "failed" then status = "not deployed" end
+    elseif status ~= "failed" then status = ctx.params.deploy == false and "pushed, not deployed (deploy=false)" or "not deployed" end
     lines[#lines + 1] = ("%s (%s): %s, image %s%s"):format(e.name, e.target, status, seen.image[e.name] or "-",
       seen.url[e.name] and (", " .. seen.url[e.name]) or "")
   end
@@ -658,7 +658,7 @@ local function check_fleet(p)
     local images, ports = {}, {}
     for _, e in ipairs(selected(p)) do
       local label = ("services[%d] (%s)"):format(known[e.name], e.name)
-      local ok, err = pcall(check, e, building)
+      local ok, err = pcall(check, e, building, p.deploy)
       if not ok then
         if not hoist.is_error(err, "invalid_argument") then -- a policy (exit 4), an unreachable service
           err.message = label .. ": " .. tostring(err.message)
@@ -678,6 +678,9 @@ local function check_fleet(p)
         ports[e.port] = ports[e.port] or label
       end
     end
+  end
+  if p.deploy == false and p.artifacts then
+    problem("deploy=false with artifacts: nothing would be built and nothing deployed")
   end
   if p.artifacts then
     local ok, doc = pcall(read_artifacts, p.artifacts)
@@ -701,7 +704,7 @@ local function check_fleet(p)
     hoist.error { code = "invalid_argument", details = { exit_code = 2 },
       message = (#problems == 1 and "invalid parameter: " or "invalid parameters: ") .. table.concat(problems, "; ") }
   end
-  if not p.services then check(p, not p.artifacts) end
+  if not p.services then check(p, not p.artifacts, p.deploy) end
 end
 
 ---------------------------------------------------------------- the pipeline
@@ -791,8 +794,14 @@ PARAMS.concurrency = { type = "number", default = 4, integer = true, min = 1, ma
                        description = "With services: how many services deploy (and verify) at once" }
 PARAMS.artifacts_out = { type = "string", description = "After the push, write {service name: image reference by digest} "
                            .. "as JSON to this file, for a later run's artifacts" }
+PARAMS.deploy = { type = "boolean", default = true,
+                  description = "false: build, scan and push only (with artifacts_out, the digests later runs deploy by "
+                    .. "artifacts: hoist plan --matrix's build once); the target is not touched" }
 PARAMS.artifacts = { type = "string", description = "Skip build, scan and push: deploy each service's image recorded in "
                        .. "this file (artifacts_out of an earlier run, whose scan gated it)" }
+
+-- deploy=false (a build-once run): the stages from deploy on are skipped.
+local function deploying(ctx) return ctx.params.deploy ~= false end
 
 return pipeline.define {
   name = "container",
@@ -831,11 +840,11 @@ return pipeline.define {
       description = "Trivy scan of the built image, gated by fail_on before anything is pushed" },
     { name = "push", timeout = 900, retry = { attempts = 3, backoff = 2 }, run = stage("push"),
       description = "docker push; the digest is read back from the registry" },
-    { name = "deploy", timeout = 900, run = stage("deploy"),
+    { name = "deploy", timeout = 900, run = stage("deploy"), when = deploying,
       description = "Take the service's deploy lock; deploy the image to the target, which checks the new version "
         .. "before it takes traffic (local: beside the old container, then the port switches); services: in parallel" },
-    { name = "verify", timeout = 300, run = stage("verify"),
+    { name = "verify", timeout = 300, run = stage("verify"), when = deploying,
       description = "The service's URL answers health_path with 200 (a target with its own check, azureml: its sample requests)" },
-    { name = "done", run = stage("done"), description = "Outputs and summary" },
+    { name = "done", run = stage("done"), when = deploying, description = "Outputs and summary" },
   },
 }

@@ -258,10 +258,17 @@ function M.jobs(plan, o)
   if type(o.image) ~= "string" or o.image == "" then
     usage_error("plan: --format jobs needs --image: the hoist image every Job runs")
   end
-  for k, env in pairs(plan.secret_params) do
-    if o.params[k] ~= nil then
-      usage_error(("plan: %s holds the secret parameter %s: it would be written into a ConfigMap; give it in a Secret (%s)")
-        :format(plan.params_file, k, env ~= "" and env or "--secret"), { param = k })
+  -- the top level and each entry of services (an entry takes the pipeline's parameters too)
+  local scopes = { { where = "", params = o.params } }
+  for i, e in ipairs(type(o.params.services) == "table" and o.params.services or {}) do
+    if type(e) == "table" then scopes[#scopes + 1] = { where = ("services[%d] (%s): "):format(i, tostring(e.name)), params = e } end
+  end
+  for _, scope in ipairs(scopes) do
+    for k, env in pairs(plan.secret_params) do
+      if scope.params[k] ~= nil then
+        usage_error(("plan: %s holds the secret parameter %s%s: it would be written into a ConfigMap; give it in a Secret (%s)")
+          :format(plan.params_file, scope.where, k, env ~= "" and env or "--secret"), { param = k })
+      end
     end
   end
   if plan.build and not o.artifacts_json then

@@ -184,13 +184,16 @@ t.case("a. the GitHub matrix in a shell loop: one build, the slices' hoist run a
   t.eq(g["max-parallel"], 2)
   -- the build and the three slices, never more than max-parallel of them running at once
   -- (ordering of the runs' own start and end events)
-  local edges = {}
+  -- the build run (deploy=false) skipped deploy and verify: only the slices deployed
+  local edges, skipped = {}, {}
   for _, run in ipairs(hoist.fs.list(S.dir .. "/.hoist/runs")) do
     for line in support.must_read(S.dir .. "/.hoist/runs/" .. run .. "/events.jsonl"):gmatch("[^\n]+") do
       local e = hoist.json.decode(line)
       if e.kind == "run.start" then edges[#edges + 1] = { e.ts, 1 } elseif e.kind == "run.end" then edges[#edges + 1] = { e.ts, -1 } end
+      if e.kind == "stage.end" and e.fields.status == "skipped" then skipped[#skipped + 1] = e.fields.stage end
     end
   end
+  t.eq(skipped, { "deploy", "verify", "done" })
   t.eq(#edges, 8, "four runs, each started and ended")
   table.sort(edges, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
   local running, most = 0, 0

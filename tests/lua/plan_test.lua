@@ -194,6 +194,7 @@ t.case("jobs: default secret name, default plan name from the params file, --out
 end)
 
 local withsecret = params_file("with-secret.json", { services = services("api"), registry_password = SECRET })
+local entry_secret = params_file("entry-secret.json", { services = { { name = "api", registry_password = SECRET } } })
 local dup = params_file("dup.json", { services = { { name = "api" }, { name = "web" }, { name = "api" } } })
 local none = params_file("none.json", { target = "local" })
 local empty = params_file("empty.json", { services = {} })
@@ -225,6 +226,8 @@ t.cases("bad input is refused with exit 2, named", {
     err = "build once first %(hoist run .- artifacts_out=hoist%-artifacts%.json%) and pass %-%-artifacts" },
   { name = "jobs with a secret in the params file", args = { DEPLOY_ONLY, "--params-file", withsecret, "--format", "jobs", "--image", "h:1" },
     err = "holds the secret parameter registry_password: it would be written into a ConfigMap" },
+  { name = "jobs with a secret in a services entry", args = { DEPLOY_ONLY, "--params-file", entry_secret, "--format", "jobs", "--image", "h:1" },
+    err = "holds the secret parameter services%[1%] %(api%): registry_password: it would be written into a ConfigMap" },
   { name = "a bad plan name", args = { DEPLOY_ONLY, "--params-file", FLEET, "--name", "Bad_Name" }, err = "must be a DNS label" },
 }, function(row)
   local r = plan(row.args)
@@ -238,4 +241,42 @@ t.case("plan without --matrix says what to write", function()
   local r = support.run_hoist({ "plan", DEPLOY_ONLY, "--params-file", FLEET }, { cwd = dir })
   t.eq(r.code, 2)
   t.match(r.stderr, "hoist plan %-%-matrix PIPELINE")
+end)
+
+t.case("container@1: the build run builds, scans and pushes only (deploy=false); the slices deploy the digests", function()
+  local f = params_file("c1.json", { target = "kubernetes", services = services("api", "web", "worker") })
+  local g = github { "container@1", "--params-file", f, "--slices", "2" }
+  t.eq(g.build.command, "hoist run container@1 --params-file " .. f .. " --set artifacts_out=hoist-artifacts.json --set deploy=false")
+  t.eq(g.matrix.include[1].command, "hoist run container@1 --params-file " .. f .. " --set only=api,web --set artifacts=hoist-artifacts.json")
+  -- deploy=false with artifacts has nothing to do: refused before anything runs
+  support.write(dir .. "/digests.json", hoist.json.encode { api = "127.0.0.1:5000/hoist-matrix/api@sha256:" .. ("b"):rep(64) })
+  local r = support.run_hoist({ "run", "container@1", "--params-file", f, "--set", "only=api", "--set", "deploy=false",
+                                "--set", "artifacts=" .. dir .. "/digests.json", "--state-dir", dir .. "/state" }, { cwd = dir })
+  t.eq(r.code, 2, r.stdout .. r.stderr)
+  t.match(r.stderr, "deploy=false with artifacts: nothing would be built and nothing deployed")
+end)
+
+t.case("examples/fleet-matrix: the workflow's plan step makes the matrix its deploy job reads with fromJSON", function()
+  local wf = hoist.yaml.decode(support.must_read(support.root .. "/examples/fleet-matrix/workflow.yml"))
+  local plan_step
+  for _, s in ipairs(wf.jobs.plan.steps) do if s.id == "plan" then plan_step = s end end
+  t.eq(wf.jobs.plan.outputs.matrix, "${{ steps.plan.outputs.matrix }}")
+  t.eq(wf.jobs.deploy.needs, { "plan", "build" })
+  t.eq(wf.jobs.deploy.strategy.matrix, "${{ fromJSON(needs.plan.outputs.matrix) }}")
+  t.eq(wf.jobs.deploy.strategy["max-parallel"], "${{ fromJSON(needs.plan.outputs.max-parallel) }}")
+  t.eq(wf.jobs.build.steps[3].run, "${{ needs.plan.outputs.build-command }}")
+  local argv = {}
+  for w in plan_step.run:gmatch("%S+") do argv[#argv + 1] = w end
+  t.eq({ argv[1], argv[2], argv[3] }, { "hoist", "plan", "--matrix" })
+  table.remove(argv, 1)
+  for i, w in ipairs(argv) do if w == '"$PARAMS"' then argv[i] = support.root .. "/" .. wf.env.PARAMS end end
+  local out = support.root .. "/" .. wf.env.PARAMS
+  local r = support.run_hoist(argv, { cwd = dir, env = { GITHUB_ACTIONS = "" } })
+  t.eq(r.code, 0, r.stderr)
+  local g = hoist.json.decode(r.stdout)
+  local got = {}
+  for i, row in ipairs(g.matrix.include) do got[i] = row.services end
+  t.eq(got, { "api,web", "worker,mail", "search" })
+  t.eq(g["max-parallel"], 2)
+  t.match(g.build.command, "%-%-params%-file " .. out:gsub("%p", "%%%0") .. " %-%-set artifacts_out=hoist%-artifacts%.json %-%-set deploy=false$")
 end)
