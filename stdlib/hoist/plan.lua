@@ -275,6 +275,19 @@ function M.jobs(plan, o)
     usage_error(("plan: pipeline %s builds: Jobs deploy digests, so build once first (%s) and pass --artifacts %s")
       :format(plan.pipeline, M.command(plan.build.argv), plan.build.artifacts))
   end
+  if o.artifacts_json then -- checked here, not first in the cluster: each slice's services must be in it
+    local ok, doc = pcall(json.decode, o.artifacts_json)
+    if not ok or type(doc) ~= "table" or json.kind(doc) == "array" or (next(doc) ~= nil and #doc > 0) then
+      usage_error("plan: --artifacts is not a JSON object {service: image reference by digest} (the build's artifacts_out)")
+    end
+    local missing = {}
+    for _, s in ipairs(plan.slices) do
+      for _, name in ipairs(s.services) do if doc[name] == nil then missing[#missing + 1] = name end end
+    end
+    if #missing > 0 then
+      usage_error(("plan: --artifacts records no image for %s: build them first (artifacts_out)"):format(table.concat(missing, ", ")))
+    end
+  end
   local mount = M.defaults.mount
   local data = { ["params.json"] = json.encode(o.params, { pretty = true }) .. "\n" }
   if o.artifacts_json then data["artifacts.json"] = o.artifacts_json end

@@ -144,7 +144,9 @@ local function jobs(args)
 end
 
 t.case("jobs: a ConfigMap with the params file and the digests, one Job per slice, secrets by reference only", function()
-  local artifacts = params_file("artifacts.json", { api = "127.0.0.1:5000/hoist-matrix/api@sha256:" .. ("a"):rep(64) })
+  local digests = {}
+  for _, n in ipairs { "api", "web", "worker", "cron", "mail" } do digests[n] = "127.0.0.1:5000/hoist-matrix/" .. n .. "@sha256:" .. ("a"):rep(64) end
+  local artifacts = params_file("artifacts.json", digests)
   local docs = jobs { PIPE, "--params-file", FLEET, "--format", "jobs", "--slice-size", "2", "--image", "hoist-test/hoist:dev",
     "--secret", "hoist-matrix-registry", "--secret", "hoist-matrix-kube", "--artifacts", artifacts, "--name", "hoist-matrix-x",
     "--namespace", "hoist-matrix-ns", "--ttl", "600" }
@@ -195,6 +197,8 @@ end)
 
 local withsecret = params_file("with-secret.json", { services = services("api"), registry_password = SECRET })
 local entry_secret = params_file("entry-secret.json", { services = { { name = "api", registry_password = SECRET } } })
+local not_object = params_file("not-object.json", { "a", "b" })
+local partial = params_file("partial.json", { api = "127.0.0.1:5000/hoist-matrix/api@sha256:" .. ("c"):rep(64) })
 local dup = params_file("dup.json", { services = { { name = "api" }, { name = "web" }, { name = "api" } } })
 local none = params_file("none.json", { target = "local" })
 local empty = params_file("empty.json", { services = {} })
@@ -228,6 +232,10 @@ t.cases("bad input is refused with exit 2, named", {
     err = "holds the secret parameter registry_password: it would be written into a ConfigMap" },
   { name = "jobs with a secret in a services entry", args = { DEPLOY_ONLY, "--params-file", entry_secret, "--format", "jobs", "--image", "h:1" },
     err = "holds the secret parameter services%[1%] %(api%): registry_password: it would be written into a ConfigMap" },
+  { name = "jobs with artifacts that are not JSON", args = { PIPE, "--params-file", FLEET, "--format", "jobs", "--image", "h:1", "--artifacts", not_object },
+    err = "%-%-artifacts is not a JSON object" },
+  { name = "jobs with artifacts missing services", args = { PIPE, "--params-file", FLEET, "--format", "jobs", "--image", "h:1", "--artifacts", partial },
+    err = "%-%-artifacts records no image for web, worker, cron, mail" },
   { name = "a bad plan name", args = { DEPLOY_ONLY, "--params-file", FLEET, "--name", "Bad_Name" }, err = "must be a DNS label" },
 }, function(row)
   local r = plan(row.args)
