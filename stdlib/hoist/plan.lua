@@ -334,7 +334,8 @@ end
 
 --- Entry of `hoist plan --matrix` (the CLI passes its flags): prints the plan in the chosen
 --- format, writes it under `out` when given, and under GitHub Actions (or Azure Pipelines)
---- sets the step outputs `matrix`, `max-parallel`, `build-command` and `artifacts`.
+--- sets the step outputs `matrix`, `max-parallel`, `build-command` and `artifacts`, and adds
+--- the slices to the step summary.
 --- Internal: the CLI's entry.
 ---@param a table
 function M.main(a)
@@ -356,6 +357,10 @@ function M.main(a)
       ci.set_output("build-command", g.build.command)
       ci.set_output("artifacts", g.build.artifacts)
     end
+    local rows = { ("### hoist plan: %d slices of %s, at most %d at once%s\n\n| slice | services |\n|---|---|")
+      :format(#plan.slices, plan.pipeline, plan.max_parallel, g.build and ", after one build (" .. g.build.artifacts .. ")" or "") }
+    for _, row in ipairs(g.matrix.include) do rows[#rows + 1] = ("| %s | %s |"):format(row.slice, row.services ~= "" and row.services or row.target) end
+    ci.summary(table.concat(rows, "\n"))
   else
     local artifacts_json
     if opt(a.artifacts) then artifacts_json = require("hoist.fs").read_file(a.artifacts) end

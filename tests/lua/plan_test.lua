@@ -113,10 +113,13 @@ t.case("github: one slice per target with a targets list", function()
 end)
 
 t.case("github: under GitHub Actions the matrix and max-parallel are step outputs (hoist.ci), fromJSON-ready", function()
-  local out = dir .. "/github_output"
+  local out, summary = dir .. "/github_output", dir .. "/github_summary"
   support.write(out, "")
+  support.write(summary, "")
   local r = plan({ PIPE, "--params-file", FLEET, "--slice-size", "3", "--max-parallel", "1" },
-    { GITHUB_ACTIONS = "true", GITHUB_OUTPUT = out, HOIST_REGISTRY_PASSWORD = SECRET })
+    { GITHUB_ACTIONS = "true", GITHUB_OUTPUT = out, GITHUB_STEP_SUMMARY = summary, HOIST_REGISTRY_PASSWORD = SECRET })
+  t.match(support.must_read(summary), "hoist plan: 2 slices of .-, at most 1 at once, after one build %(hoist%-artifacts%.json%)\n\n"
+    .. "| slice | services |\n|%-%-%-|%-%-%-|\n| 1 | api,web,worker |\n| 2 | cron,mail |")
   t.eq(r.code, 0, r.stderr)
   local outputs = {}
   for k, v in support.must_read(out):gmatch("([%w_%-]+)=([^\n]*)\n") do outputs[k] = v end
@@ -126,7 +129,7 @@ t.case("github: under GitHub Actions the matrix and max-parallel are step output
   t.eq(outputs["max-parallel"], "1")
   t.eq(outputs.artifacts, "hoist-artifacts.json")
   t.match(outputs["build-command"], "artifacts_out=hoist%-artifacts%.json$")
-  t.eq(hoist.json.decode(r.stdout.."").matrix, m)
+  t.eq(hoist.json.decode(r.stdout).matrix, m)
 end)
 
 t.case("github: --out writes matrix.json too", function()
