@@ -23,7 +23,8 @@ SETTING_TYPES = {"token_lifetime": int, "github_token_lifetime": int, "retry_aft
                  "page_size": int, "lro_duration": float, "register_duration": float, "lro": dict,
                  "github_subject": str, "appservice_start_time_limit": int,
                  "containerapp_start_time_limit": int, "containerapp_probe_interval": int,
-                 "aci_pull_retry_time": float}
+                 "aci_pull_retry_time": float,
+                 "aci_pull_backoff": float}
 LRO_MODES = ("sync", "async", "location")
 
 
