@@ -204,6 +204,25 @@ class Aci(unittest.TestCase):
         self.assertEqual((g["properties"]["provisioningState"], g["properties"]["instanceView"]["state"]),
                          ("Failed", "Failed"))
 
+    def test_delete_during_pull_retries_cancels_them(self):
+        # what hoist's compensation does instead of waiting out the retries (minutes)
+        r = self.arm("PUT", self.base + "gone", group("hoist-gone", HTTPD, password="wrong-password"), api=API)
+        op = r.headers["Azure-AsyncOperation"]
+        for _ in range(50):
+            iv = self.arm("GET", self.base + "gone", api=API).json["properties"]["containers"][0]["properties"][
+                "instanceView"]
+            if "Failed" in [e["name"] for e in iv["events"]]:
+                break
+            time.sleep(0.2)
+        self.assertIn("Failed", [e["name"] for e in iv["events"]], iv)
+        self.assertEqual(self.arm("PUT", self.base + "gone", group("hoist-gone", HTTPD), api=API).json["error"]["code"],
+                         "AnotherOperationInProgress")
+        self.assertEqual(self.arm("DELETE", self.base + "gone", api=API).status, 200)
+        self.assertEqual(self.arm("GET", None, url=op).json["status"], "Canceled")
+        self.assertEqual(self.arm("GET", self.base + "gone", api=API).status, 404)
+        # the label is free again at once: the previous definition can be created anew
+        self.assertEqual(self.deploy("gone", group("hoist-gone", HTTPD))["status"], "Succeeded")
+
     def test_restart_pulls_a_moved_tag(self):
         image = "127.0.0.1:5002/azemu/hoist-aemu-restart:1"
         for tag, text in (("hoist-aemu-r1", "aemu-r1"), ("hoist-aemu-r2", "aemu-r2")):
