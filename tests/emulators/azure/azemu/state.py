@@ -51,9 +51,12 @@ DEFAULT_SETTINGS = {
     # Unhealthy/Degraded (s), and the interval of the emulator's health checks (s)
     "containerapp_start_time_limit": 240,
     "containerapp_probe_interval": 1,
-    # ACI: how long a create retries an image pull that fails before it gives up (s; Azure
-    # retries "for a period of time", minutes; short here so that tests stay fast)
-    "aci_pull_retry_time": 5,
+    # ACI: how long a create retries an image pull that fails before its operation fails (s;
+    # Azure retries "for a period of time": minutes, so a client must read the instance view to
+    # fail fast), and the first back-off between the tries (s; doubled each time up to 300 s;
+    # the kubelet's is 10 s: shorter here so that a client sees the failures count up sooner)
+    "aci_pull_retry_time": 600,
+    "aci_pull_backoff": 1,
 }
 
 
