@@ -12,20 +12,10 @@ local fail = util.fail
 
 local M = {}
 
--- base64url to bytes (a JWT's payload), nil when it is not
-local function b64url(s)
-  local std = s:gsub("-", "+"):gsub("_", "/")
-  std = std .. ("="):rep((4 - #std % 4) % 4)
-  local ok, out = pcall(require("hoist.native.core").base64_decode, std, "a JWT's payload")
-  return ok and out or nil
-end
-
 -- The expiry (seconds since the epoch) of a JWT, nil when `s` is none or has no exp.
 local function jwt_expiry(s)
-  local payload = s:match("^eyJ[%w_-]+%.([%w_-]+)%.[%w_-]*$")
-  local text = payload and b64url(payload)
-  local ok, claims = pcall(hoist.json.decode, text or "")
-  return ok and type(claims) == "table" and tonumber(claims.exp) or nil
+  local claims = util.jwt_claims(s)
+  return claims and tonumber(claims.exp) or nil
 end
 
 --- Why `username`/`password` must not be kept as a pull secret, or nil: an ACR refresh token

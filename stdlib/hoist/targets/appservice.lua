@@ -416,5 +416,28 @@ end
 -- Options a script may pass that are not parameters (an ARM endpoint, a credential object),
 -- and the checks before a deploy (credential, subscription, resource group, names).
 M.extra_options = azt.extra_options
-M.preflight = azt.preflight_of(M.name)
+--- The Azure actions a deploy with `o` performs in the resource group (the preflight checks
+--- the deployer holds them): the site's read, write, config (container, app settings) and
+--- delete (the rollback of a first deploy); with a slot, the same on the slot and its swap;
+--- the plan's write when hoist names it (created when missing).
+---@param o table the deploy options
+---@return string[]
+function M.actions(o)
+  local out = { "Microsoft.Web/sites/read", "Microsoft.Web/sites/write", "Microsoft.Web/sites/delete",
+                "Microsoft.Web/sites/config/write", "Microsoft.Web/sites/config/list/action",
+                "Microsoft.Web/sites/containerlogs/action" }
+  if o.slot ~= "" then
+    for _, a in ipairs { "read", "write", "delete", "config/write", "config/list/action", "containerlogs/action",
+                         "slotsswap/action" } do
+      out[#out + 1] = "Microsoft.Web/sites/slots/" .. a
+    end
+  end
+  if not (o.plan or ""):find("/", 1, true) then
+    out[#out + 1] = "Microsoft.Web/serverfarms/read"
+    out[#out + 1] = "Microsoft.Web/serverfarms/write"
+  end
+  return out
+end
+
+M.preflight = azt.preflight_of(M.name, "Microsoft.Web", M.actions)
 return require("hoist.targets").define(M)

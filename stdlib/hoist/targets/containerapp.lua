@@ -304,5 +304,24 @@ end
 -- Options a script may pass that are not parameters (an ARM endpoint, a credential object),
 -- and the checks before a deploy (credential, subscription, resource group, names).
 M.extra_options = azt.extra_options
-M.preflight = azt.preflight_of(M.name)
+--- The Azure actions a deploy with `o` performs in the resource group (the preflight checks
+--- the deployer holds them): the app's read, write and delete (the rollback of a first
+--- deploy), its revisions' activate and deactivate (traffic moves, rollback), its log token;
+--- the environment's read, write (created when missing) and join; attaching a
+--- `registry_identity` of the same group.
+---@param o table the deploy options
+---@return string[]
+function M.actions(o)
+  local out = {}
+  for _, a in ipairs { "read", "write", "delete", "revisions/read", "revisions/activate/action",
+                       "revisions/deactivate/action", "getAuthToken/action" } do
+    out[#out + 1] = "Microsoft.App/containerApps/" .. a
+  end
+  out[#out + 1] = "Microsoft.App/managedEnvironments/read"
+  out[#out + 1] = "Microsoft.App/managedEnvironments/join/action"
+  if not (o.environment or ""):find("/", 1, true) then out[#out + 1] = "Microsoft.App/managedEnvironments/write" end
+  return azt.identity_actions(out, o)
+end
+
+M.preflight = azt.preflight_of(M.name, "Microsoft.App", M.actions)
 return require("hoist.targets").define(M)
