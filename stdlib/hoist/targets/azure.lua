@@ -108,14 +108,15 @@ end
 
 -- The deployer's own permissions (hoist.azure.identity.missing_actions) at `scope`: its
 -- check's line, or invalid_argument (exit 2) naming the principal, the scope, each missing
--- action and a built-in role that grants them. `nothing_there` (a subscription scope Azure
--- does not list permissions at): the line says it was not checked.
-local function check_actions(what, ctx, scope, actions, nothing_there)
+-- action and a built-in role that grants them. Where Azure does not list permissions (a cloud
+-- without the API, a scope it does not take: 400 or 404), the line says they were not checked:
+-- Azure's own AuthorizationFailed still names the action then.
+local function check_actions(what, ctx, scope, actions)
   if #actions == 0 then return nil end
   local ok, r = util.try(require("hoist.azure.identity").missing_actions,
     { scope = scope, actions = actions, credential = ctx.credential, endpoint = ctx.endpoint })
   if not ok then
-    if nothing_there and (hoist.is_error(r, "not_found") or hoist.is_error(r, "invalid_argument")) then
+    if hoist.is_error(r, "not_found") or hoist.is_error(r, "invalid_argument") then
       return ("the deployer's permissions at %s were not checked (Azure did not list them: %s)"):format(scope, r.message)
     end
     error(r, 0)
@@ -186,10 +187,10 @@ function M.preflight_of(target, namespace, actions)
     end
     if got then
       checks[#checks + 1] = check_actions(what, ctx, ctx.group_id, need)
-      checks[#checks + 1] = check_actions(what, ctx, sub_scope, sub_need, true)
+      checks[#checks + 1] = check_actions(what, ctx, sub_scope, sub_need)
     else
       for _, a in ipairs(sub_need) do need[#need + 1] = a end
-      checks[#checks + 1] = check_actions(what, ctx, sub_scope, need, true)
+      checks[#checks + 1] = check_actions(what, ctx, sub_scope, need)
     end
     return checks
   end
