@@ -344,5 +344,6 @@ t.case("container@1 without a pull credential: a user-assigned identity with Acr
   end)
   if assignment then pcall(hoist.azure.request, { method = "DELETE", path = assignment, credential = S.credential }) end
   web.drop_group(S, rg)
+  hoist.exec { "sh", "-c", ("docker images -q --filter reference='%s' | xargs -r docker rmi -f"):format(repo .. "*") }
   if not ok then error(err, 0) end
 end, { timeout = 900 })

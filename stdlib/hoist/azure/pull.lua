@@ -128,17 +128,17 @@ local IDENTITY_ACTIONS = { "Microsoft.ManagedIdentity/userAssignedIdentities/wri
 local ASSIGN_ACTION = "Microsoft.Authorization/roleAssignments/write"
 
 --- The default pull credential that never expires, where the service pulls with a managed
---- identity (Container Apps): for an image in an ACR of the subscription, when the deployer
---- may create a user-assigned identity in the deploy's group and give it a role on the registry
---- (hoist.azure.identity.missing_actions: `userAssignedIdentities/write` and `/assign/action` at
---- the group, `roleAssignments/write` at the registry), the identity `<name>-pull` is ensured
---- there and given AcrPull on the registry (both idempotent) and its resource id returned, with
---- what was done; else nil and why not (the caller keeps its own default and says so). Under
---- --dry-run both are plan steps.
+--- identity (Container Apps, App Service): for an image in an ACR of the subscription, when
+--- the deployer may create a user-assigned identity in the deploy's group and give it a role on
+--- the registry (hoist.azure.identity.missing_actions: `userAssignedIdentities/write` and
+--- `/assign/action` at the group, `roleAssignments/write` at the registry), the identity
+--- `<name>-pull` is ensured there and given AcrPull on the registry (both idempotent) and
+--- returned, with what was done; else nil and why not (the caller keeps its own default and
+--- says so). Under --dry-run both are plan steps.
 ---@param what string names the target in messages
 ---@param o {name: string, service?: string, image: string, resource_group: string, registry_server?: string}
 ---@param ctx {credential: hoist.azure.Credential, subscription: string, endpoint?: string, location?: string, group_id: string}
----@return string|nil id the identity's resource id
+---@return hoist.azure.identity.Identity|nil identity the identity (id, client_id, principal_id, ...)
 ---@return string how what was done, or why not
 function M.ensure_identity(what, o, ctx)
   local server = o.registry_server or hoist.image.parse(o.image).registry
@@ -165,7 +165,7 @@ function M.ensure_identity(what, o, ctx)
     identity.assign { principal_id = id.principal_id, role = "AcrPull", scope = registry, subscription = ctx.subscription,
                       credential = ctx.credential, endpoint = ctx.endpoint }
   end
-  return id.id, ("the user-assigned identity %s (principal %s) with AcrPull on registry %s: a pull credential that "
+  return id, ("the user-assigned identity %s (principal %s) with AcrPull on registry %s: a pull credential that "
     .. "never expires"):format(id.name, tostring(id.principal_id or "to be created"), rname)
 end
 

@@ -212,9 +212,9 @@ local function deploy(o)
   if not (o.registry_password or o.registry_username or o.registry_identity) then
     -- no pull credential given: one that never expires where the deployer may make it
     local id, how = require("hoist.azure.pull").ensure_identity("targets.containerapp", o, where)
-    o.registry_identity = id
+    o.registry_identity = id and id.id
     hoist.log.event("azure.pull_credential", ("%s: pulls %s with %s"):format(o.name, image, id and how
-      or ("no credential (as before: the registry must allow it): " .. how)), { name = o.name, identity = id })
+      or ("no credential (as before: the registry must allow it): " .. how)), { name = o.name, identity = id and id.id })
   end
   local template, secrets, registries = template_of(o, image, suffix)
   jargs.revision = revision
