@@ -10,6 +10,7 @@ import uuid
 
 from testlib import ENV, LOGIN, RG_PATH, SUB, TENANT, ArmClient, call, require_emulator
 from azemu.providers.authorization import BUILTIN_ROLES, action_of, granted
+from azemu.registry_auth import principal_of
 
 API = "2022-04-01"
 MI_API = "2023-01-31"
@@ -63,6 +64,16 @@ class Rules(unittest.TestCase):
         # a notAction takes away from its own role only
         uaa = {"actions": ["Microsoft.Authorization/*"], "notActions": []}
         self.assertTrue(granted([contributor, uaa], "Microsoft.Authorization/roleAssignments/write"))
+
+    def test_the_identity_a_pull_names(self):
+        # Container Apps names a registry identity by resource id, App Service by client id
+        # (acrUserManagedIdentityID); either must be assigned to the resource
+        rid = "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/p"
+        ident = {"type": "UserAssigned", "userAssignedIdentities": {rid: {"clientId": "c-1", "principalId": "p-1"}}}
+        self.assertEqual(principal_of(ident, rid.upper()), ("c-1", "p-1"))
+        self.assertEqual(principal_of(ident, "C-1"), ("c-1", "p-1"))
+        with self.assertRaises(RuntimeError):
+            principal_of(ident, "c-2")
 
 
 @require_emulator
