@@ -2,7 +2,9 @@
 -- and assignments; a managed identity's pull checked as ACR checks it): an identity ensured,
 -- a federated credential for the GitHub OIDC token that then signs in as the identity, role
 -- assignments ensured once, the missing roles named, dry runs, errors; and the Azure targets'
--- preflight refusing a registry_identity without AcrPull in a second, before any build.
+-- preflight refusing a registry_identity without AcrPull in a second, before any build; the
+-- caller's own permissions (identity.granted, missing_actions) and a Reader-only deployer
+-- (the emulator's limited principal) refused by container@1 before any build.
 -- Skipped without the emulator (fails when CI=true).
 local t = require "hoist.test"
 local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
