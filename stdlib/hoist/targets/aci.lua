@@ -464,5 +464,17 @@ end
 -- Options a script may pass that are not parameters (an ARM endpoint, a credential object),
 -- and the checks before a deploy (credential, subscription, resource group, names).
 M.extra_options = azt.extra_options
-M.preflight = azt.preflight_of(M.name)
+--- The Azure actions a deploy with `o` performs in the resource group (the preflight checks
+--- the deployer holds them): the container group's read, write and delete (a cpu or memory
+--- change recreates it; the rollback of a first deploy deletes it), and attaching a
+--- `registry_identity` of the same group.
+---@param o table the deploy options
+---@return string[]
+function M.actions(o)
+  local out = { "Microsoft.ContainerInstance/containerGroups/read", "Microsoft.ContainerInstance/containerGroups/write",
+                "Microsoft.ContainerInstance/containerGroups/delete" }
+  return azt.identity_actions(out, o)
+end
+
+M.preflight = azt.preflight_of(M.name, "Microsoft.ContainerInstance", M.actions)
 return require("hoist.targets").define(M)

@@ -19,6 +19,11 @@ FED_CLIENT_ID = "c11e0002-0a11-4d5e-9b3c-000000000002"
 FED_OBJECT_ID = "0b1ec702-0a11-4d5e-9b3c-000000000002"
 MI_CLIENT_ID = "c11e0003-0a11-4d5e-9b3c-000000000003"
 MI_OBJECT_ID = "0b1ec703-0a11-4d5e-9b3c-000000000003"
+# a service principal that holds no role until a test gives it one (the deployer of a preflight
+# test that lacks a permission)
+LIMITED_CLIENT_ID = "c11e0004-0a11-4d5e-9b3c-000000000004"
+LIMITED_CLIENT_SECRET = "hoist-azure-limited-secret"
+LIMITED_OBJECT_ID = "0b1ec704-0a11-4d5e-9b3c-000000000004"
 OIDC_REQUEST_TOKEN = "hoist-github-oidc-request-token"
 MSI_HEADER = "hoist-msi-identity-header"
 GITHUB_SUBJECT = "repo:hoist-org/app:ref:refs/heads/main"
@@ -102,6 +107,7 @@ class State:
                  "audiences": [EXCHANGE_AUDIENCE]},
             ]},
             MI_CLIENT_ID: {"oid": MI_OBJECT_ID, "secret": None, "federated": []},
+            LIMITED_CLIENT_ID: {"oid": LIMITED_OBJECT_ID, "secret": LIMITED_CLIENT_SECRET, "federated": []},
         }
         self.store_reset_hooks = []
         self.shutdown_hooks = []
