@@ -27,6 +27,21 @@ function M.try(fn, ...)
   end)(pcall(fn, ...))
 end
 
+--- The claims of a JWT (its payload, decoded; the signature is not checked), nil when `s` is
+--- none: what a token says about itself (its expiry, its principal), never a proof of it.
+---@param s any
+---@return table|nil
+function M.jwt_claims(s)
+  local payload = type(s) == "string" and s:match("^eyJ[%w_-]+%.([%w_-]+)%.[%w_-]*$")
+  if not payload then return nil end
+  local std = payload:gsub("-", "+"):gsub("_", "/")
+  std = std .. ("="):rep((4 - #std % 4) % 4)
+  local ok, text = pcall(core.base64_decode, std, "a JWT's payload")
+  if not ok then return nil end
+  local decoded, claims = pcall(hoist.json.decode, text)
+  return decoded and type(claims) == "table" and claims or nil
+end
+
 local function scrub_deep(v, depth)
   if type(v) == "string" then return core.scrub(v) end
   if type(v) ~= "table" or depth > 20 then return v end

@@ -286,7 +286,8 @@ local function via_proxy(url)
   return hoist.exec { "curl", "-s", "-m", "5", "-x", E("HOIST_TEST_AZURE_PROXY"), url }.stdout
 end
 
-t.case("deploy, redeploy, a crashing version put back at once, status, remove", in_proxy_child("target", function()
+t.case("deploy, redeploy, a crashing version and an image that cannot be pulled put back at once, status, remove",
+  in_proxy_child("target", function()
   need_emulator()
   push_image()
   local target = require "hoist.targets.aci"
@@ -304,6 +305,17 @@ t.case("deploy, redeploy, a crashing version put back at once, status, remove", 
     for k, v in pairs(extra) do o[k] = v end
     return o
   end
+  -- an image that cannot be pulled: refused while Azure still retries the pull (for minutes),
+  -- and the group this first deploy created is gone, its operation with it
+  local NOPULL = "127.0.0.1:5002/hoist-aci-test/none:404"
+  local pat = "the new version of web did not start %(container group web did not start: the image "
+    .. NOPULL:gsub("%p", "%%%0") .. " of container web cannot be pulled: .*Failed to pull image .*Check the image reference"
+  -- (hoist.timeout: a bound, not a measure: Azure, and the emulator, retry the pull for 600 s; a
+  -- deploy or a compensation that waited for the operation would end only then)
+  local function bounded(extra) return function() hoist.timeout(300, target.deploy, with(extra)) end end
+  local e = t.raises(bounded { run = "run-0", image = NOPULL }, "rollout_failed", pat .. ".*the group it created was deleted")
+  t.eq(e.details.reason, "image_pull")
+  t.eq(hoist.azure.aci.get { name = "web", resource_group = rg, subscription = SUB, credential = cred }, nil)
   local r1 = target.deploy(base)
   t.eq(r1.previous, nil)
   t.eq(r1.url, ("http://web-%s.westeurope.azurecontainer.io:8000"):format(RUN))
@@ -317,6 +329,11 @@ t.case("deploy, redeploy, a crashing version put back at once, status, remove", 
   end, "rollout_failed", "the new version of web did not start .*web %(" .. IMAGE:gsub("%p", "%%%0") .. "%) runs again")
   t.eq(e.details.reason, "crash")
   t.match(e.details.logs, "crashing%-now")
+  t.match(via_proxy(r2.url .. "/"), "hello%-v2")
+  -- the same for an update: the previous definition is put back without waiting out Azure's retries
+  e = t.raises(bounded { run = "run-4", image = NOPULL, env = { GREETING = "v4" } }, "rollout_failed",
+    pat .. ".*web %(" .. IMAGE:gsub("%p", "%%%0") .. "%) runs again")
+  t.eq(e.details.reason, "image_pull")
   t.match(via_proxy(r2.url .. "/"), "hello%-v2")
   local st = target.status { service = "web", resource_group = rg, subscription = SUB, credential = cred, container_port = 8000 }
   t.eq(st.serving, true)

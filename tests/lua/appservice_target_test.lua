@@ -231,3 +231,76 @@ t.case("App Service: token registry, staged digest deploys, wrong port refused, 
     path = ("/subscriptions/%s/resourcegroups/%s"):format(S.subscription, RG) })
   if not ok then error(err, 0) end
 end, { timeout = 1200 })
+
+-- Issue 13: the default pull credential must keep working after tokens expire. Without
+-- registry_username or managed_identity, container@1 on appservice makes a user-assigned
+-- identity `<name>-pull` with AcrPull on the ACR, assigned to the site and the slot, and pulls
+-- with it (acrUserManagedIdentityID; the emulator pulls with it only when it holds AcrPull, as
+-- ACR does), through a first deploy and a staged one swapped in; a deployer that may not assign
+-- roles on the registry (Contributor: the emulator's limited principal) keeps the previous
+-- default, saying why.
+t.case("container@1 without a pull credential: the site and its slot pull with a user-assigned identity holding AcrPull; a Contributor keeps the old default", function()
+  web.need_emulator("App Service pull identity test")
+  local lim_id, lim_secret, lim_oid = E("HOIST_TEST_AZURE_LIMITED_CLIENT_ID"), E("HOIST_TEST_AZURE_LIMITED_CLIENT_SECRET"),
+    E("HOIST_TEST_AZURE_LIMITED_OBJECT_ID")
+  if not lim_id then
+    local why = "the Azure emulator has no limited principal (HOIST_TEST_AZURE_LIMITED_CLIENT_ID): restart it with tests/env/up.sh"
+    if E("CI") == "true" then error(why) end
+    t.skip("*** appservice pull identity test skipped *** " .. why)
+  end
+  local S = web.session("hoist-azperms")
+  local rg, site = "hoist-azperms-as-" .. RUN, "azperms-as-" .. RUN
+  local repo = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-azperms/web"
+  local assignment
+  local ok, err = pcall(function()
+    hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", credential = S.credential, subscription = S.subscription }
+    local registry = hoist.azure.acr.ensure { name = "azpermsas" .. RUN, resource_group = rg, location = "westeurope",
+                                              credential = S.credential, subscription = S.subscription }
+    local function run(name, tag, env, dry)
+      local argv = { "run", "container@1", "--state-dir", S.state, "--no-color",
+        "--set", "target=appservice", "--set", "resource_group=" .. rg, "--set", "location=westeurope",
+        "--set", "name=" .. name, "--set", "image=" .. repo, "--set", "tag=" .. tag, "--set", "scan=off",
+        "--set", "context=" .. web.support.root .. "/examples/app",
+        "--set", "registry_username=" .. S.auth.username, "--set", "registry_password=" .. S.auth.password }
+      if dry then table.insert(argv, 2, "--dry-run") end
+      local e = {}
+      for k, v in pairs(S.env) do e[k] = v end
+      for k, v in pairs(env or {}) do e[k] = v end
+      local r = web.support.run_hoist(argv, { env = e, timeout = 600 })
+      S.outputs[#S.outputs + 1] = (r.stdout or "") .. (r.stderr or "")
+      return r, (r.stdout or "") .. (r.stderr or "")
+    end
+    local ident = hoist.azure.resource_id(S.subscription, rg, "Microsoft.ManagedIdentity/userAssignedIdentities", site .. "-pull")
+    local pat = "pulls .- with the user%-assigned identity " .. site:gsub("%-", "%%-") .. "%-pull %(principal [%x%-]+%) "
+      .. "with AcrPull on registry azpermsas" .. RUN
+    local r, out = run(site, RUN .. "a")
+    t.eq(r.code, 0, out)
+    t.match(out, pat)
+    local client_id = hoist.azure.request { path = ident, credential = S.credential }.body.properties.clientId
+    r, out = run(site, RUN .. "b") -- staged on the slot, swapped in
+    t.eq(r.code, 0, out)
+    t.match(out, pat)
+    for _, slot in ipairs { false, "staging" } do
+      local ref = { resource_group = rg, name = site, slot = slot or nil, subscription = S.subscription, credential = S.credential }
+      local c = appservice.container(ref)
+      t.eq({ c.managed_identity, c.pull_identity }, { true, client_id }, "pulls with it: " .. tostring(slot))
+      t.match(c.image, "hoist%-azperms/web@sha256:")
+      local got = hoist.azure.request { path = appservice.path(ref), credential = S.credential }.body
+      t.ok(got.identity.userAssignedIdentities[ident], "it is assigned to " .. (slot or "production"))
+    end
+    t.eq(#hoist.azure.identity.missing { principal_id = hoist.azure.request { path = ident, credential = S.credential }
+      .body.properties.principalId, need = { { role = "AcrPull", scope = registry.id } }, credential = S.credential,
+      subscription = S.subscription }, 0, "it holds AcrPull on the registry")
+    -- Contributor on the group may deploy but not give a role on the registry
+    assignment = hoist.azure.identity.assign { principal_id = lim_oid, role = "Contributor", credential = S.credential,
+      subscription = S.subscription, scope = hoist.azure.resource_id(S.subscription, rg) }.id
+    r, out = run(site .. "b", RUN .. "a", { AZURE_CLIENT_ID = lim_id, AZURE_CLIENT_SECRET = lim_secret }, true)
+    t.eq(r.code, 0, out)
+    t.match(out, "pulls .- with the registry settings it has %(as before%): the deployer may not make a pull identity "
+      .. "%(it lacks Microsoft%.Authorization/roleAssignments/write at " .. registry.id:gsub("%-", "%%-"))
+  end)
+  if assignment then pcall(hoist.azure.request, { method = "DELETE", path = assignment, credential = S.credential }) end
+  web.drop_group(S, rg)
+  hoist.exec { "sh", "-c", ("docker images -q --filter reference='%s' | xargs -r docker rmi -f"):format(repo .. "*") }
+  if not ok then error(err, 0) end
+end, { timeout = 900 })

@@ -1,6 +1,7 @@
 -- hoist.azure.aci: the definition built from options (table of cases, no emulator needed), then
 -- against the Azure emulator running real containers: create, the FQDN answering through the
--- emulator's proxy, a crash and an image that cannot be pulled failing fast with their reason,
+-- emulator's proxy, a crash and an image that cannot be pulled failing fast with their reason
+-- (the pull: while Azure's operation still retries it; the rule on instance views shaped as ACI's),
 -- events and logs, a cpu change recreating the group, logs, restart, delete.
 -- Needs Docker: run under `flock /tmp/hoist-docker.lock`. Skipped loudly without the
 -- emulator's variables; failed instead when CI=true.
@@ -61,6 +62,38 @@ t.cases("the definition from options", {
   else
     row.check(aci.definition(row.opts))
   end
+end)
+
+-- the instance view as ACI shows a container whose pull fails (Azure's docs and events)
+local function pulling(image, failed, state, extra)
+  local events = { { name = "Pulling", type = "Normal", count = failed, message = ('pulling image "%s"'):format(image) } }
+  if failed > 0 then
+    events[2] = { name = "Failed", type = "Warning", count = failed, firstTimestamp = "2026-12-07T10:00:01Z",
+                  lastTimestamp = "2026-12-07T10:00:21Z",
+                  message = ('Failed to pull image "%s": rpc error: code = 2 desc = manifest unknown'):format(image) }
+    events[3] = { name = "BackOff", type = "Normal", count = failed, message = ('Back-off pulling image "%s"'):format(image) }
+  end
+  for _, e in ipairs(extra or {}) do events[#events + 1] = e end
+  return { properties = { provisioningState = "Creating", containers = { { name = "web", properties = {
+    image = image, instanceView = { restartCount = 0, currentState = state, events = events } } } } } }
+end
+local WAITING = { state = "Waiting", detailStatus = "ImagePullBackOff" }
+
+t.cases("a failing pull decides once it has failed pull_failures times", {
+  { name = "twice: its image, Azure's message, what to check", group = pulling("r.io/app:9", 2, WAITING),
+    want = 'the image r%.io/app:9 of container web cannot be pulled: 2 failed pull%(s%) %(ImagePullBackOff%), the last: '
+      .. 'Failed to pull image "r%.io/app:9": rpc error: code = 2 desc = manifest unknown%. Check the image reference' },
+  { name = "once may pass (a role assignment or a tag on its way)", group = pulling("r.io/app:9", 1, WAITING) },
+  { name = "once decides when asked (the operation has failed)", group = pulling("r.io/app:9", 1, WAITING), failures = 1,
+    want = "1 failed pull" },
+  { name = "not yet failed", group = pulling("r.io/app:9", 0, { state = "Waiting", detailStatus = "" }) },
+  { name = "running after failures that passed", group = pulling("r.io/app:9", 3, { state = "Running" }) },
+  { name = "the failures of the image before an update do not count", group = pulling("r.io/app:10", 0, WAITING, {
+      { name = "Failed", type = "Warning", count = 5, message = 'Failed to pull image "r.io/app:9": unauthorized' } }) },
+  { name = "no instance view yet", group = { properties = { containers = { { name = "web", properties = { image = "a" } } } } } },
+}, function(row)
+  local why = aci.pull_failure(row.group, row.failures)
+  if row.want then t.match(why, row.want) else t.eq(why, nil) end
 end)
 
 t.case("a cpu or memory change needs a recreate; other changes do not", function()
@@ -131,12 +164,20 @@ t.case("a crashing container fails fast with its exit code, restarts, events and
   aci.delete { name = "crash", resource_group = RG, subscription = SUB, credential = cred }
 end)
 
-t.case("an image that cannot be pulled fails with reason image_pull", function()
+-- Azure retries a failing pull for minutes before the PUT's operation fails (the emulator too):
+-- hoist reads the instance view while it polls the operation, and fails once the pull has
+-- failed twice, the operation still running.
+t.case("an image that cannot be pulled fails with reason image_pull, while Azure still retries", function()
   need_emulator()
+  local bad = "127.0.0.1:5002/hoist-aci-test/none:404"
   local e = t.raises(function()
-    aci.create_or_update(opts("nopull", { image = "127.0.0.1:5002/hoist-aci-test/none:404", timeout = 60 }))
-  end, "rollout_failed", "Failed to pull image")
+    aci.create_or_update(opts("nopull", { image = bad, timeout = 60 }))
+  end, "rollout_failed", "the image " .. bad:gsub("%p", "%%%0") .. " of container nopull cannot be pulled: %d+ failed pull")
   t.eq(e.details.reason, "image_pull")
+  t.match(e.message, 'the last: Failed to pull image "' .. bad:gsub("%p", "%%%0") .. '": ')
+  t.match(e.message, "Check the image reference .* and the pull credential")
+  local g = aci.get { name = "nopull", resource_group = RG, subscription = SUB, credential = cred }
+  t.eq(g.properties.provisioningState, "Creating")
   aci.delete { name = "nopull", resource_group = RG, subscription = SUB, credential = cred }
 end)
 

@@ -2,7 +2,9 @@
 -- and assignments; a managed identity's pull checked as ACR checks it): an identity ensured,
 -- a federated credential for the GitHub OIDC token that then signs in as the identity, role
 -- assignments ensured once, the missing roles named, dry runs, errors; and the Azure targets'
--- preflight refusing a registry_identity without AcrPull in a second, before any build.
+-- preflight refusing a registry_identity without AcrPull in a second, before any build; the
+-- caller's own permissions (identity.granted, missing_actions) and a Reader-only deployer
+-- (the emulator's limited principal) refused by container@1 before any build.
 -- Skipped without the emulator (fails when CI=true).
 local t = require "hoist.test"
 local support = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/support.lua")
@@ -159,7 +161,113 @@ t.case("container@1 on aci: a registry_identity without AcrPull is refused befor
   t.eq(r.code, 0, r.stdout .. r.stderr)
 end)
 
+t.case("granted evaluates actions and notActions as Azure does", function()
+  local contributor = { actions = { "*" }, notActions = { "Microsoft.Authorization/*/Write" } }
+  local uaa = { actions = { "*/read", "Microsoft.Authorization/*" } }
+  t.eq(identity.granted({ contributor }, "microsoft.web/sites/WRITE"), true, "no case")
+  t.eq(identity.granted({ contributor }, "Microsoft.Authorization/roleAssignments/write"), false)
+  t.eq(identity.granted({ contributor, uaa }, "Microsoft.Authorization/roleAssignments/write"), true,
+    "a notAction takes away from its own role only")
+  t.eq(identity.granted({ { actions = { "*/read" } } }, "Microsoft.Web/sites/read"), true)
+  t.eq(identity.granted({ { actions = { "*/read" } } }, "Microsoft.Web/sites/write"), false)
+  t.eq(identity.granted({ { actions = { "Microsoft.Web/*" } } }, "Microsoft.Web/sites/slots/slotsswap/action"), true)
+  t.eq(identity.granted({ { actions = { "Microsoft.Web/sites/*" } } }, "Microsoft.Web/serverfarms/write"), false)
+  t.eq(identity.granted({ { actions = { "Microsoft.Web.Extra/*" } } }, "MicrosoftXWeb.Extra/sites/write"), false,
+    "a dot is a dot")
+  t.eq(identity.granted({}, "Microsoft.Web/sites/read"), false)
+end)
+
+-- Issue 13: the deployer's OWN permissions, checked before the build. The emulator's limited
+-- service principal holds no role until the test gives it one; Azure's Permissions - List
+-- (the caller's effective actions) tells what it lacks, as ARM would refuse it later.
+local LIMITED_ID, LIMITED_SECRET, LIMITED_OID = E("HOIST_TEST_AZURE_LIMITED_CLIENT_ID"),
+  E("HOIST_TEST_AZURE_LIMITED_CLIENT_SECRET"), E("HOIST_TEST_AZURE_LIMITED_OBJECT_ID")
+local function need_limited()
+  need_emulator()
+  if not LIMITED_ID then
+    local why = "the Azure emulator has no limited principal (HOIST_TEST_AZURE_LIMITED_CLIENT_ID): restart it with tests/env/up.sh"
+    if E("CI") == "true" then error(why) end
+    t.skip("*** azure permissions test skipped *** " .. why)
+  end
+end
+local PRG = "hoist-azperms-" .. RUN
+local limited_assignments = {}
+local function give_limited(role, scope)
+  local a = identity.assign(o { principal_id = LIMITED_OID, role = role, scope = scope })
+  limited_assignments[#limited_assignments + 1] = a.id
+end
+
+t.case("missing_actions: no role, Reader, Contributor at a group, as Azure lists the caller's permissions", function()
+  need_limited()
+  hoist.azure.resource_groups.ensure { name = PRG, location = "westeurope", credential = S.cred, subscription = SUB }
+  local scope = hoist.azure.resource_id(SUB, PRG)
+  local lim = hoist.azure.credential { source = "client_secret", tenant_id = E("HOIST_TEST_AZURE_TENANT_ID"),
+    client_id = LIMITED_ID, client_secret = LIMITED_SECRET }
+  t.eq(lim:principal().object_id, LIMITED_OID, "the token names the principal")
+  t.eq(lim:principal().client_id, LIMITED_ID)
+  local want = { "Microsoft.ContainerInstance/containerGroups/read", "Microsoft.ContainerInstance/containerGroups/write",
+                 "Microsoft.Authorization/roleAssignments/write" }
+  local function missing() return identity.missing_actions { scope = scope, actions = want, credential = lim } end
+  t.eq(missing(), { missing = want, no_role = true, scope = scope })
+  give_limited("Reader", scope)
+  t.eq(missing(), { missing = { want[2], want[3] }, no_role = false, scope = scope })
+  give_limited("Contributor", scope)
+  t.eq(missing().missing, { want[3] }, "Contributor manages no access")
+  t.eq(identity.missing_actions { scope = "/subscriptions/" .. SUB, actions = want, credential = S.cred }.missing, {},
+    "the default principal owns it")
+  t.raises(function() identity.missing_actions { scope = scope, actions = { "write" } } end, "invalid_argument",
+    "actions%[1%] must be an action like")
+end)
+
+t.case("container@1 on aci: a deployer with Reader only is refused before the build, naming each missing action and a role", function()
+  need_limited()
+  support.need_docker("the azure permissions test (checks nothing was built)")
+  local scope = hoist.azure.resource_id(SUB, PRG)
+  -- the default principal registers the provider, as an owner does once per subscription
+  hoist.azure.providers.ensure { namespace = "Microsoft.ContainerInstance", subscription = SUB, credential = S.cred,
+                                 poll_interval = 0.2 }
+  for _, id in ipairs(limited_assignments) do
+    hoist.azure.request { method = "DELETE", credential = S.cred, path = id, missing_ok = true }
+  end
+  give_limited("Reader", scope)
+  local creds = hoist.json.decode(E("HOIST_TEST_AZURE_CREDENTIALS"))
+  creds.clientId, creds.clientSecret = LIMITED_ID, LIMITED_SECRET
+  local proxy = E("HOIST_TEST_AZURE_PROXY")
+  local env = { AZURE_CREDENTIALS = hoist.json.encode(creds), HTTPS_PROXY = proxy, HTTP_PROXY = proxy,
+                NO_PROXY = "127.0.0.1,localhost" }
+  local repo = "127.0.0.1:5002/hoist-azperms/app"
+  local function run(dry)
+    local args = { "run", "container@1", "--no-color", "--state-dir", support.tmpdir("hoist-azperms-state"),
+      "--set", "target=aci", "--set", "resource_group=" .. PRG, "--set", "name=hoist-azperms-" .. RUN, "--set", "image=" .. repo, "--set", "tag=" .. RUN,
+      "--set", "context=" .. support.root .. "/examples/app", "--set", "scan=off" }
+    if dry then table.insert(args, 2, "--dry-run") end
+    return support.run_hoist(args, { env = env, timeout = 120 })
+  end
+  local r = run(false)
+  t.eq(r.code, 2, r.stdout .. r.stderr)
+  local out = r.stdout .. r.stderr
+  t.match(out, "deploying principal %(client id " .. LIMITED_ID:gsub("%-", "%%-") .. ", object id "
+    .. LIMITED_OID:gsub("%-", "%%-") .. "%) may not perform at " .. scope:gsub("%-", "%%-"))
+  t.match(out, "Microsoft%.ContainerInstance/containerGroups/write")
+  t.match(out, "Microsoft%.ContainerInstance/containerGroups/delete")
+  t.match(out, "Microsoft%.Resources/subscriptions/resourceGroups/write")
+  t.no_match(out, "containerGroups/read", "Reader grants the reads")
+  t.match(out, "e%.g%. Contributor: az role assignment create")
+  t.no_match(out, "docker build", "nothing was built")
+  t.ok(hoist.exec({ "docker", "image", "inspect", repo .. ":" .. RUN }).code ~= 0, "no image " .. repo .. ":" .. RUN)
+  -- the same principal with Contributor passes the preflight (a dry run: the plan follows it)
+  give_limited("Contributor", scope)
+  r = run(true)
+  t.eq(r.code, 0, r.stdout .. r.stderr)
+end)
+
 t.case("clean up", function()
+  for _, id in ipairs(limited_assignments) do
+    pcall(hoist.azure.request, { method = "DELETE", credential = S.cred, path = id, missing_ok = true })
+  end
+  if S.cred then
+    pcall(hoist.azure.request, { method = "DELETE", credential = S.cred, path = hoist.azure.resource_id(SUB, PRG) })
+  end
   if S.cred then
     pcall(hoist.azure.request, { method = "DELETE", credential = S.cred, path = hoist.azure.resource_id(SUB, RG) })
   end

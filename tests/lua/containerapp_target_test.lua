@@ -285,3 +285,73 @@ t.case("SIGTERM while the revision's PATCH is polled: traffic_back waits for the
   web.drop_group(S, rg)
   if not ok then error(err, 0) end
 end, { timeout = 900 })
+
+-- Issue 13: the default pull credential must keep working after tokens expire. Without
+-- pull_username or registry_identity, container@1 on containerapp makes a user-assigned
+-- identity `<name>-pull` with AcrPull on the ACR (the emulator pulls with it only when it holds
+-- the role, as ACR does), attached to the app; a deployer that may not assign roles on the
+-- registry (Contributor: the emulator's limited principal) keeps the previous default, saying why.
+t.case("container@1 without a pull credential: a user-assigned identity with AcrPull pulls from ACR; a Contributor keeps the old default, saying why", function()
+  web.need_emulator("Container Apps pull identity test")
+  local lim_id, lim_secret, lim_oid = E("HOIST_TEST_AZURE_LIMITED_CLIENT_ID"), E("HOIST_TEST_AZURE_LIMITED_CLIENT_SECRET"),
+    E("HOIST_TEST_AZURE_LIMITED_OBJECT_ID")
+  if not lim_id then
+    local why = "the Azure emulator has no limited principal (HOIST_TEST_AZURE_LIMITED_CLIENT_ID): restart it with tests/env/up.sh"
+    if E("CI") == "true" then error(why) end
+    t.skip("*** containerapp pull identity test skipped *** " .. why)
+  end
+  local S = web.session("hoist-azperms")
+  local rg, app = "hoist-azperms-" .. RUN, "azperms-" .. RUN
+  local repo = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-azperms/api"
+  local assignment
+  local ok, err = pcall(function()
+    hoist.azure.resource_groups.ensure { name = rg, location = "westeurope", credential = S.credential, subscription = S.subscription }
+    local registry = hoist.azure.acr.ensure { name = "azperms" .. RUN, resource_group = rg, location = "westeurope",
+                                              credential = S.credential, subscription = S.subscription }
+    local function run(name, env, dry)
+      local argv = { "run", "container@1", "--state-dir", S.state, "--no-color",
+        "--set", "target=containerapp", "--set", "resource_group=" .. rg, "--set", "location=westeurope",
+        "--set", "name=" .. name, "--set", "image=" .. repo, "--set", "tag=" .. RUN, "--set", "scan=off",
+        "--set", "context=" .. web.support.root .. "/examples/app", "--set", "revision_timeout=60",
+        "--set", "registry_username=" .. S.auth.username, "--set", "registry_password=" .. S.auth.password }
+      if dry then table.insert(argv, 2, "--dry-run") end
+      local e = {}
+      for k, v in pairs(S.env) do e[k] = v end
+      for k, v in pairs(env or {}) do e[k] = v end
+      local r = web.support.run_hoist(argv, { env = e, timeout = 600 })
+      S.outputs[#S.outputs + 1] = (r.stdout or "") .. (r.stderr or "")
+      return r, (r.stdout or "") .. (r.stderr or "")
+    end
+    local r, out = run(app)
+    t.eq(r.code, 0, out)
+    local ident = hoist.azure.resource_id(S.subscription, rg, "Microsoft.ManagedIdentity/userAssignedIdentities", app .. "-pull")
+    t.match(out, "pulls .- with the user%-assigned identity " .. app:gsub("%-", "%%-") .. "%-pull %(principal [%x%-]+%) "
+      .. "with AcrPull on registry azperms" .. RUN)
+    local got = containerapp.get { resource_group = rg, name = app, subscription = S.subscription, credential = S.credential }
+    t.eq(got.properties.configuration.registries[1].identity, ident, "the app pulls with it")
+    t.ok(got.identity.userAssignedIdentities[ident], "it is assigned to the app")
+    local principal = hoist.azure.request { path = ident, credential = S.credential }.body.properties.principalId
+    t.eq(hoist.azure.identity.missing { principal_id = principal, need = { { role = "AcrPull", scope = registry.id } },
+      credential = S.credential, subscription = S.subscription }, {}, "it holds AcrPull on the registry")
+    -- a second deploy reuses it (no second identity, no second assignment)
+    r, out = run(app)
+    t.eq(r.code, 0, out)
+    local n = 0
+    for _, a in ipairs(hoist.azure.list { path = registry.id .. "/providers/Microsoft.Authorization/roleAssignments",
+        credential = S.credential, query = { ["$filter"] = ("principalId eq '%s'"):format(principal) } }) do
+      if tostring(a.properties.scope):lower() == registry.id:lower() then n = n + 1 end
+    end
+    t.eq(n, 1, "one AcrPull assignment")
+    -- Contributor on the group may make the app but not give a role on the registry
+    assignment = hoist.azure.identity.assign { principal_id = lim_oid, role = "Contributor", credential = S.credential,
+      subscription = S.subscription, scope = hoist.azure.resource_id(S.subscription, rg) }.id
+    r, out = run(app .. "b", { AZURE_CLIENT_ID = lim_id, AZURE_CLIENT_SECRET = lim_secret }, true)
+    t.eq(r.code, 0, out)
+    t.match(out, "pulls .- with no credential %(as before: the registry must allow it%): the deployer may not make a "
+      .. "pull identity %(it lacks Microsoft%.Authorization/roleAssignments/write at " .. registry.id:gsub("%-", "%%-"))
+  end)
+  if assignment then pcall(hoist.azure.request, { method = "DELETE", path = assignment, credential = S.credential }) end
+  web.drop_group(S, rg)
+  hoist.exec { "sh", "-c", ("docker images -q --filter reference='%s' | xargs -r docker rmi -f"):format(repo .. "*") }
+  if not ok then error(err, 0) end
+end, { timeout = 900 })

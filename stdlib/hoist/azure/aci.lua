@@ -2,9 +2,10 @@
 --- group from plain options (image, cpu, memory, ports, DNS label, public or private IP, env
 --- and secure env, registry credentials or a managed identity, restart policy, command),
 --- recreates it when cpu or memory change (Azure refuses that update), and waits until it
---- runs, reading the instance view: an image that cannot be pulled, a container that crashes
---- (with its restart count) or a quota fails fast as `rollout_failed` with the reason, the
---- events and the last log lines. logs, restart and delete. See docs/azure.md.
+--- runs, reading the instance view: an image that cannot be pulled (already while the PUT's
+--- operation runs: Azure retries a failing pull for minutes before it fails), a container that
+--- crashes (with its restart count) or a quota fails fast as `rollout_failed` with the reason,
+--- the events and the last log lines. logs, restart and delete. See docs/azure.md.
 local util = require "hoist.util"
 
 local fail = util.fail
@@ -13,8 +14,11 @@ local M = {}
 
 --- Policy: a group counts as running once every container has run `stable` seconds without
 --- a restart (a crash loop restarts within a few seconds); `timeout` covers a slow pull.
+--- `pull_failures`: failed pulls of a container's image after which the deploy fails, while
+--- Azure would go on retrying for minutes before its operation fails (one failure may pass:
+--- an AcrPull role assignment or a tag just pushed can take a moment to reach the registry).
 M.defaults = { cpu = 1, memory = 1.5, restart_policy = "Always", os_type = "Linux", timeout = 600, interval = 1,
-               stable = 5, log_lines = 20, container = nil }
+               stable = 5, log_lines = 20, container = nil, pull_failures = 2 }
 
 local function azure() return require "hoist.azure" end
 
@@ -177,17 +181,44 @@ local function events_of(group)
   return out
 end
 
+--- Why the group's image cannot be pulled, or nil: a container that does not run whose own
+--- image has failed to pull at least `failures` times (default M.defaults.pull_failures), as
+--- its instance view counts them (`Failed` events "Failed to pull image "<image>": ..."). The
+--- reason names the image, Azure's last message (the registry's words) and what to check.
+---@param group table|nil the container group as Azure shows it
+---@param failures? integer
+---@return string|nil
+function M.pull_failure(group, failures)
+  failures = failures or M.defaults.pull_failures
+  for _, c in ipairs(((group or {}).properties or {}).containers or {}) do
+    local cp = c.properties or {}
+    local iv = cp.instanceView or {}
+    local n, last = 0, nil
+    for _, e in ipairs(iv.events or {}) do
+      local m = tostring(e.message or "")
+      -- this image's only: after an update the events of the one before may still be there
+      if e.name == "Failed" and m:find("pull", 1, true) and (not cp.image or m:find(cp.image, 1, true)) then
+        n, last = n + (tonumber(e.count) or 1), m
+      end
+    end
+    if n >= math.max(1, failures) and (iv.currentState or {}).state ~= "Running" then
+      return ("the image %s of container %s cannot be pulled: %d failed pull(s) (%s), the last: %s. Check the image "
+        .. "reference (registry, repository and tag as pushed) and the pull credential (registry_username and "
+        .. "registry_password, or registry_identity with AcrPull on the registry)"):format(tostring(cp.image), c.name, n,
+        tostring((iv.currentState or {}).detailStatus or "no state"), last)
+    end
+  end
+  return nil
+end
+
 -- The reason a group does not run: "image_pull", "crash", "quota" or nil (not yet known).
-local function diagnose(group, restarts_before)
+-- `pulls`: failed pulls that decide (1 once Azure's operation has failed).
+local function diagnose(group, restarts_before, pulls)
+  local pull = M.pull_failure(group, pulls)
+  if pull then return "image_pull", pull end
   local props = (group or {}).properties or {}
   for _, c in ipairs(props.containers or {}) do
     local iv = (c.properties or {}).instanceView or {}
-    for _, e in ipairs(iv.events or {}) do
-      local m = e.message or ""
-      if e.name == "Failed" and m:find("pull", 1, true) or (e.name == "BackOff" and m:find("pulling", 1, true)) then
-        return "image_pull", ("container %s: %s"):format(c.name, m)
-      end
-    end
     local cur = iv.currentState or {}
     local restarts = iv.restartCount or 0
     if restarts > (restarts_before[c.name] or 0) or tostring(cur.detailStatus):find("CrashLoopBackOff", 1, true)
@@ -241,7 +272,7 @@ function M.wait_running(opts)
     group = call(c, o, { path = id, what = "get container group " .. o.name }).body
     local props = group.properties or {}
     if props.provisioningState == "Failed" then
-      local reason, why = diagnose(group, {})
+      local reason, why = diagnose(group, {}, 1)
       failure(o, c, id, reason or "provisioning", why or "provisioning failed", group)
     end
     baseline = baseline or restarts_of(group)
@@ -263,16 +294,53 @@ end
 
 ---------------------------------------------------------------- changes
 
+-- While the PUT's operation runs: Azure retries a pull that fails for minutes before the
+-- operation fails, so the instance view decides. Raises rollout_failed (image_pull) once the
+-- image has failed to pull M.defaults.pull_failures times; returns once `state.done`. Its
+-- sleep is a task, so that the PUT's end (state.sleeper:cancel()) stops it at once.
+local function watch_pull(c, o, id, state)
+  while true do
+    state.sleeper = hoist.spawn(hoist.sleep, o.poll_interval or M.defaults.interval)
+    local ok, err = pcall(state.sleeper.wait, state.sleeper)
+    if state.done then return end
+    if not ok then -- our own cancellation (SIGTERM): up, never caught
+      state.sleeper:cancel()
+      error(err, 0)
+    end
+    local got = call(c, o, { path = id, what = "get container group " .. o.name, missing_ok = true })
+    local why = not state.done and got and M.pull_failure(got.body)
+    if why then failure(o, c, id, "image_pull", why, got.body) end
+  end
+end
+
+-- The PUT, followed to the end of its operation, and beside it watch_pull: the first to fail
+-- stops the other (Azure's operation then goes on: a compensation deletes the group, which
+-- cancels it).
+local function put_watched(c, o, id, body)
+  local req = { method = "PUT", path = id, body = body, action = "azure.aci.put",
+                what = "create or update container group " .. o.name }
+  if util.dry_run() then return call(c, o, req) end
+  local state, r = {}, nil
+  hoist.parallel(function()
+    local ok, res = pcall(call, c, o, req)
+    state.done = true
+    if state.sleeper then state.sleeper:cancel() end
+    if not ok then error(res, 0) end
+    r = res
+  end, function() watch_pull(c, o, id, state) end)
+  return r
+end
+
 local function put(c, o, id, body)
-  local ok, r = pcall(call, c, o, { method = "PUT", path = id, body = body, action = "azure.aci.put",
-                                     what = "create or update container group " .. o.name })
+  local ok, r = pcall(put_watched, c, o, id, body)
   if ok then return r end
+  if hoist.is_error(r, "cancelled") or hoist.is_error(r, "rollout_failed") then error(r, 0) end
   -- a failed operation: say why from the instance view when there is one
   if hoist.is_error(r) and r.code ~= "invalid_argument" and r.code ~= "unauthorized" and r.code ~= "forbidden" then
     local msg = tostring(r.message)
     if msg:find("Quota", 1, true) or msg:find("quota", 1, true) then failure(o, c, id, "quota", msg, nil, r) end
     local got = M.get { name = o.name, resource_group = o.resource_group, subscription = o.subscription, credential = c }
-    local reason, why = diagnose(got, {})
+    local reason, why = diagnose(got, {}, 1)
     if reason or (got and (got.properties or {}).provisioningState == "Failed") then
       failure(o, c, id, reason or "provisioning", why or msg, got, r)
     end

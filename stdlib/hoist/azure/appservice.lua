@@ -144,17 +144,35 @@ local function settings_list(s)
   return out
 end
 
+---@class hoist.azure.appservice.PullIdentity a user-assigned identity the site pulls with
+---@field id string its resource id
+---@field client_id? string its client id (acrUserManagedIdentityID); nil under --dry-run for one still to be made
+
+-- The site's identity block with the user-assigned identity `id` in it, keeping those it has.
+local function with_identity(current, id)
+  current = type(current) == "table" and current or {}
+  local users = {}
+  if type(current.userAssignedIdentities) == "table" then
+    for k in pairs(current.userAssignedIdentities) do users[k] = {} end
+  end
+  users[id] = {}
+  local system = tostring(current.type or ""):lower():find("systemassigned", 1, true)
+  return { type = system and "SystemAssigned,UserAssigned" or "UserAssigned", userAssignedIdentities = users }
+end
+
 --- Creates a web app for containers (or a slot of one) running `image`, or replaces its whole
 --- definition. `settings` are app settings; `registry` adds DOCKER_REGISTRY_SERVER_*;
---- `managed_identity = true` pulls with the site's identity (acrUseManagedIdentityCreds).
----@param opts hoist.azure.appservice.Ref|{location: string, plan: string, image: string, settings?: table<string, string>, secret_settings?: table<string, string>, registry?: hoist.azure.appservice.Registry, managed_identity?: boolean, command?: string, tags?: table<string, string>}
+--- `managed_identity = true` pulls with the site's identity (acrUseManagedIdentityCreds);
+--- `pull_identity` with that user-assigned identity, assigned to the site
+--- (acrUserManagedIdentityID: its client id).
+---@param opts hoist.azure.appservice.Ref|{location: string, plan: string, image: string, settings?: table<string, string>, secret_settings?: table<string, string>, registry?: hoist.azure.appservice.Registry, managed_identity?: boolean, pull_identity?: hoist.azure.appservice.PullIdentity, command?: string, tags?: table<string, string>}
 ---@return table site (or {planned = true})
 function M.create(opts)
   local fname = "hoist.azure.appservice.create"
   local o = util.check_opts(fname, opts, spec {
     location = { type = "string", required = true }, plan = { type = "string", required = true },
     image = { type = "string", required = true }, settings = "table", secret_settings = "table", registry = "table",
-    managed_identity = "boolean", command = "string", tags = "table",
+    managed_identity = "boolean", pull_identity = "table", command = "string", tags = "table",
   })
   local c, p, sub = locate(fname, o)
   local plan = o.plan
@@ -166,11 +184,13 @@ function M.create(opts)
   for k, v in pairs(o.secret_settings or {}) do s[k] = hoist.secret(v) end
   for k, v in pairs(registry_settings(o.registry)) do s[k] = v end
   register_settings(s)
+  local pi = o.pull_identity
   local r = call(c, o, { method = "PUT", path = p, action = "azure.appservice.create",
     what = "create web app " .. label(o),
-    body = { location = o.location, kind = "app,linux,container", tags = o.tags,
+    body = { location = o.location, kind = "app,linux,container", tags = o.tags, identity = pi and with_identity(nil, pi.id),
              properties = { serverFarmId = plan, reserved = true, siteConfig = {
-               linuxFxVersion = "DOCKER|" .. o.image, acrUseManagedIdentityCreds = o.managed_identity == true,
+               linuxFxVersion = "DOCKER|" .. o.image, acrUseManagedIdentityCreds = o.managed_identity == true or pi ~= nil,
+               acrUserManagedIdentityID = pi and pi.client_id or nil,
                appCommandLine = o.command or "", appSettings = settings_list(s) } } } })
   return r.planned and { planned = true, id = p } or r.body
 end
@@ -240,6 +260,7 @@ end
 ---@class hoist.azure.appservice.Container what a site runs
 ---@field image string the reference after DOCKER| ("" when the site runs no container)
 ---@field managed_identity boolean acrUseManagedIdentityCreds
+---@field pull_identity? string acrUserManagedIdentityID: the client id of the user-assigned identity it pulls with
 ---@field command string appCommandLine
 ---@field port? integer WEBSITES_PORT (nil: none; App Service finds a container on 80 or 8080)
 
@@ -253,23 +274,53 @@ function M.container(opts)
   local web = (call(c, o, { path = p .. "/config/web", what = "get site config of " .. label(o) }).body or {}).properties or {}
   local settings = M.settings(o)
   local fx = web.linuxFxVersion or ""
+  local uid = web.acrUserManagedIdentityID
   return { image = fx:match("^[Dd][Oo][Cc][Kk][Ee][Rr]|(.*)$") or "", managed_identity = web.acrUseManagedIdentityCreds == true,
-           command = web.appCommandLine or "", port = tonumber(settings.WEBSITES_PORT or "") }
+           pull_identity = type(uid) == "string" and uid ~= "" and uid or nil, command = web.appCommandLine or "", port = tonumber(settings.WEBSITES_PORT or "") }
+end
+
+--- Assigns the user-assigned identity `identity` (a resource id) to the site (or slot), keeping
+--- the identities it has; nothing changes when it has it. What a pull with that identity needs:
+--- App Service pulls only with an identity assigned to the site.
+---@param opts hoist.azure.appservice.Ref|{identity: string}
+---@return {changed: boolean, planned?: boolean}
+function M.assign_identity(opts)
+  local fname = "hoist.azure.appservice.assign_identity"
+  local o = util.check_opts(fname, opts, spec { identity = { type = "string", required = true } })
+  local c, p = locate(fname, o)
+  local site = (call(c, o, { path = p, what = "get web app " .. label(o) }) or {}).body or {}
+  local have = type(site.identity) == "table" and type(site.identity.userAssignedIdentities) == "table"
+    and site.identity.userAssignedIdentities or {}
+  for k in pairs(have) do
+    if k:lower() == o.identity:lower() then return { changed = false } end
+  end
+  local r = call(c, o, { method = "PATCH", path = p, action = "azure.appservice.identity", body = {
+    identity = with_identity(site.identity, o.identity) }, what = ("assign identity %s to %s"):format(
+    o.identity:match("([^/]+)$"), label(o)) })
+  return { changed = true, planned = r.planned or nil }
 end
 
 --- Sets the container (config/web): `linuxFxVersion = DOCKER|image`, and when given the
---- managed-identity pull and the start command. App Service starts a new container.
----@param opts hoist.azure.appservice.Ref|{image: string, managed_identity?: boolean, command?: string}
+--- managed-identity pull and the start command. With `pull_identity`, the site pulls with that
+--- user-assigned identity (assigned to it first: assign_identity).
+--- App Service starts a new container.
+---@param opts hoist.azure.appservice.Ref|{image: string, managed_identity?: boolean, pull_identity?: hoist.azure.appservice.PullIdentity, command?: string}
 ---@return table planned_or_config
 function M.set_container(opts)
   local fname = "hoist.azure.appservice.set_container"
   local o = util.check_opts(fname, opts, spec { image = { type = "string", required = true },
-                                                managed_identity = "boolean", command = "string" })
+                                                managed_identity = "boolean", pull_identity = "table", command = "string" })
   local c, p = locate(fname, o)
+  local pi = o.pull_identity
+  if pi then
+    M.assign_identity { resource_group = o.resource_group, name = o.name, slot = o.slot, subscription = o.subscription,
+                        credential = c, endpoint = o.endpoint, identity = pi.id }
+  end
   local r = call(c, o, { method = "PATCH", path = p .. "/config/web", action = "azure.appservice.container",
     what = ("set the container of %s to %s"):format(label(o), o.image),
-    body = { properties = { linuxFxVersion = "DOCKER|" .. o.image, acrUseManagedIdentityCreds = o.managed_identity,
-                            appCommandLine = o.command } } })
+    body = { properties = { linuxFxVersion = "DOCKER|" .. o.image,
+                            acrUseManagedIdentityCreds = pi and true or o.managed_identity,
+                            acrUserManagedIdentityID = pi and pi.client_id or nil, appCommandLine = o.command } } })
   return r.planned and { planned = true } or (r.body or {}).properties
 end
 

@@ -52,6 +52,15 @@ function Credential:get_token(scope)
   return await(self.native:get_token(scope, { timeout = self.timeout }))
 end
 
+--- Who the credential signs in as, from its Resource Manager token's claims: `client_id`
+--- (appid), `object_id` (oid: the principal role assignments name) and `tenant_id`; a field
+--- the token lacks is nil. Fetches a token (from the cache when fresh).
+---@return {client_id?: string, object_id?: string, tenant_id?: string}
+function Credential:principal()
+  local claims = util.jwt_claims(self:get_token().token) or {}
+  return { client_id = claims.appid or claims.azp, object_id = claims.oid, tenant_id = claims.tid }
+end
+
 -- credential -> {client_id, client_secret}, for service_principal: out of the object, so that
 -- no dump or iteration of a credential shows the secret
 local principals = setmetatable({}, { __mode = "k" })

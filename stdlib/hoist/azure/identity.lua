@@ -1,8 +1,10 @@
 --- hoist.azure.identity: what a workflow sets up by hand with `az identity create`, `az
 --- identity federated-credential create` and `az role assignment create`, each ensured (it
 --- exists with the right values, or is created or corrected; nothing changes when it already
---- is right), planned under --dry-run, and the check the targets make before a deploy: which
---- role a principal lacks at a scope, named exactly. See docs/azure.md, "Identity and access".
+--- is right), planned under --dry-run, and the checks the targets make before a deploy: which
+--- role a principal lacks at a scope, named exactly, and which actions the deployer itself may
+--- not perform there (its effective permissions, as Azure evaluates them). See docs/azure.md,
+--- "Identity and access".
 local util = require "hoist.util"
 
 local fail = util.fail
@@ -250,6 +252,77 @@ function M.missing(opts)
     if not held then out[#out + 1] = { role = n.role, scope = n.scope, why = n.why } end
   end
   return out
+end
+
+
+---------------------------------------------------------------- the caller's own permissions
+
+-- Azure's action wildcard as a Lua pattern: '*' stands for any run of characters ('/' too).
+local function action_pattern(p)
+  return "^" .. p:lower():gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0"):gsub("%*", ".*") .. "$"
+end
+
+local function any_matches(list, action)
+  for _, p in ipairs(type(list) == "table" and list or {}) do
+    if type(p) == "string" and action:match(action_pattern(p)) then return true end
+  end
+  return false
+end
+
+--- Whether `permissions` (the entries of Azure's Permissions - List: `{actions, notActions}`,
+--- one per role the caller holds) grant `action`, as Azure evaluates them: an entry grants it
+--- when one of its `actions` matches and none of its `notActions` does ('*' stands for any run
+--- of characters, '/' included; no case). A notAction takes away from its own entry only:
+--- Contributor's `Microsoft.Authorization/*/Write` does not undo what User Access
+--- Administrator grants.
+---@param permissions {actions?: string[], notActions?: string[]}[]
+---@param action string e.g. "Microsoft.Web/sites/write"
+---@return boolean
+function M.granted(permissions, action)
+  local a = action:lower()
+  for _, p in ipairs(permissions or {}) do
+    if type(p) == "table" and any_matches(p.actions, a) and not any_matches(p.notActions, a) then return true end
+  end
+  return false
+end
+
+---@class hoist.azure.identity.MissingActions
+---@field missing string[] the actions of `actions` not granted at the scope, in their order
+---@field no_role boolean Azure refused to list the permissions (403): the caller holds no role at the scope
+---@field scope string
+
+--- The actions among `actions` the CALLER (the credential's principal) may not perform at
+--- `scope` (a subscription, resource group or resource id), from Azure's own answer
+--- (`GET {scope}/providers/Microsoft.Authorization/permissions`: the caller's effective
+--- permissions, roles held through groups and custom roles included). When Azure refuses that
+--- call (403: no role at the scope), every action is missing and `no_role` is true. Reads only.
+---@param opts {scope: string, actions: string[], credential?: string|hoist.azure.Credential, endpoint?: string}
+---@return hoist.azure.identity.MissingActions
+function M.missing_actions(opts)
+  local fname = "hoist.azure.identity.missing_actions"
+  local o = util.check_opts(fname, opts, spec { scope = { type = "string", required = true, pattern = "/subscriptions/.+",
+      hint = "a subscription, resource group or resource id" }, actions = { type = "table", required = true } })
+  for i, a in ipairs(o.actions) do
+    if type(a) ~= "string" or not a:match("^[%w%.]+/.+") then
+      fail("invalid_argument", ("%s: actions[%d] must be an action like Microsoft.Web/sites/write, got %s")
+        :format(fname, i, tostring(a)))
+    end
+  end
+  local c = azure().credential_of(fname, o.credential)
+  local scope = o.scope:gsub("/+$", "")
+  local ok, list = util.try(azure().list, { path = scope .. "/providers/Microsoft.Authorization/permissions",
+    api_version = "2022-04-01", credential = c, endpoint = o.endpoint, what = "the caller's permissions at " .. scope })
+  if not ok then
+    if not hoist.is_error(list, "forbidden") then error(list, 0) end
+    local all = {}
+    for i, a in ipairs(o.actions) do all[i] = a end
+    return { missing = all, no_role = true, scope = scope }
+  end
+  local missing = {}
+  for _, a in ipairs(o.actions) do
+    if not M.granted(list, a) then missing[#missing + 1] = a end
+  end
+  return { missing = missing, no_role = false, scope = scope }
 end
 
 return M

@@ -211,6 +211,15 @@ function M.another_operation(err)
   return type(e) == "table" and e.code == "AnotherOperationInProgress"
 end
 
+--- Whether an operation runs on the resource: its provisioningState is there and not terminal
+--- (Succeeded, Failed, Canceled).
+---@param res table|nil the resource as Azure shows it
+---@return boolean
+function M.in_progress(res)
+  local state = res and type(res.properties) == "table" and res.properties.provisioningState or nil
+  return state ~= nil and not TERMINAL[state]
+end
+
 ---@class hoist.azure.SettleOptions
 ---@field what string names the resource in messages ("container group web")
 ---@field get fun(): table|nil the resource as Azure shows it, nil when absent
@@ -227,8 +236,8 @@ function M.settled(opts)
   local said = false
   while true do
     local res = opts.get()
-    local state = res and type(res.properties) == "table" and res.properties.provisioningState or nil
-    if res == nil or state == nil or TERMINAL[state] then return res end
+    if not M.in_progress(res) then return res end
+    local state = res.properties.provisioningState
     if hoist.now() > deadline then
       fail("timeout", ("%s: an operation is still in progress on it (provisioningState %s) after %gs"):format(opts.what,
         tostring(state), opts.timeout or 600), { provisioning_state = state })

@@ -12,20 +12,10 @@ local fail = util.fail
 
 local M = {}
 
--- base64url to bytes (a JWT's payload), nil when it is not
-local function b64url(s)
-  local std = s:gsub("-", "+"):gsub("_", "/")
-  std = std .. ("="):rep((4 - #std % 4) % 4)
-  local ok, out = pcall(require("hoist.native.core").base64_decode, std, "a JWT's payload")
-  return ok and out or nil
-end
-
 -- The expiry (seconds since the epoch) of a JWT, nil when `s` is none or has no exp.
 local function jwt_expiry(s)
-  local payload = s:match("^eyJ[%w_-]+%.([%w_-]+)%.[%w_-]*$")
-  local text = payload and b64url(payload)
-  local ok, claims = pcall(hoist.json.decode, text or "")
-  return ok and type(claims) == "table" and tonumber(claims.exp) or nil
+  local claims = util.jwt_claims(s)
+  return claims and tonumber(claims.exp) or nil
 end
 
 --- Why `username`/`password` must not be kept as a pull secret, or nil: an ACR refresh token
@@ -108,6 +98,75 @@ function M.check_identity(what, o, ctx)
     .. "hoist.azure.identity.assign{principal_id = %q, role = \"AcrPull\", scope = <registry id>}, or az role assignment "
     .. "create --assignee-object-id %s --assignee-principal-type ServicePrincipal --role AcrPull --scope <registry id>")
     :format(what, id, principal, principal, principal), { option = "registry_identity", principal = principal, exit_code = 2 })
+end
+
+-- The registry of the subscription that serves `server` (its loginServer): its id, or nil and
+-- why not. Login servers are unique on Azure; where several registries answer at one (an
+-- emulator), the one in `resource_group` is taken when it is alone there.
+local function registry_at(server, ctx, resource_group)
+  local list = require("hoist.azure").list { path = ("/subscriptions/%s/providers/Microsoft.ContainerRegistry/registries")
+    :format(ctx.subscription), credential = ctx.credential, endpoint = ctx.endpoint,
+    what = "the registries of subscription " .. ctx.subscription }
+  local found, here = {}, {}
+  for _, r in ipairs(list) do
+    if type(r.properties) == "table" and tostring(r.properties.loginServer):lower() == server:lower() then
+      found[#found + 1] = r.id
+      if r.id:lower():find("/resourcegroups/" .. resource_group:lower() .. "/", 1, true) then here[#here + 1] = r.id end
+    end
+  end
+  if #found == 1 then return found[1] end
+  if #here == 1 then return here[1] end
+  if #found == 0 then return nil, ("no registry of subscription %s has the login server %s"):format(ctx.subscription, server) end
+  return nil, ("%d registries of subscription %s answer at %s, none alone in resource group %s"):format(#found,
+    ctx.subscription, server, resource_group)
+end
+
+-- What a pull identity needs the deployer to do: create and attach it in the group, give it a
+-- role on the registry (Owner or User Access Administrator there; Contributor may not).
+local IDENTITY_ACTIONS = { "Microsoft.ManagedIdentity/userAssignedIdentities/write",
+                           "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action" }
+local ASSIGN_ACTION = "Microsoft.Authorization/roleAssignments/write"
+
+--- The default pull credential that never expires, where the service pulls with a managed
+--- identity (Container Apps, App Service): for an image in an ACR of the subscription, when
+--- the deployer may create a user-assigned identity in the deploy's group and give it a role on
+--- the registry (hoist.azure.identity.missing_actions: `userAssignedIdentities/write` and
+--- `/assign/action` at the group, `roleAssignments/write` at the registry), the identity
+--- `<name>-pull` is ensured there and given AcrPull on the registry (both idempotent) and
+--- returned, with what was done; else nil and why not (the caller keeps its own default and
+--- says so). Under --dry-run both are plan steps.
+---@param what string names the target in messages
+---@param o {name: string, service?: string, image: string, resource_group: string, registry_server?: string}
+---@param ctx {credential: hoist.azure.Credential, subscription: string, endpoint?: string, location?: string, group_id: string}
+---@return hoist.azure.identity.Identity|nil identity the identity (id, client_id, principal_id, ...)
+---@return string how what was done, or why not
+function M.ensure_identity(what, o, ctx)
+  local server = o.registry_server or hoist.image.parse(o.image).registry
+  if not server then return nil, ("the image %s names no registry"):format(tostring(o.image)) end
+  local registry, why = registry_at(server, ctx, o.resource_group)
+  if not registry then return nil, why end
+  local identity = require "hoist.azure.identity"
+  local where = { credential = ctx.credential, endpoint = ctx.endpoint }
+  local lacking = {}
+  for _, check in ipairs { { scope = ctx.group_id, actions = IDENTITY_ACTIONS }, { scope = registry, actions = { ASSIGN_ACTION } } } do
+    local r = identity.missing_actions { scope = check.scope, actions = check.actions, credential = where.credential,
+                                         endpoint = where.endpoint }
+    for _, a in ipairs(r.missing) do lacking[#lacking + 1] = ("%s at %s"):format(a, check.scope) end
+  end
+  if #lacking > 0 then
+    return nil, ("the deployer may not make a pull identity (it lacks %s; Owner or User Access Administrator on the "
+      .. "registry gives the role assignment)"):format(table.concat(lacking, ", "))
+  end
+  local id = identity.ensure { name = o.name .. "-pull", resource_group = o.resource_group, location = ctx.location,
+    tags = { ["hoist-service"] = o.service or o.name }, subscription = ctx.subscription, credential = ctx.credential,
+    endpoint = ctx.endpoint }
+  local rname = registry:match("([^/]+)$")
+  if id.principal_id then
+    identity.assign { principal_id = id.principal_id, role = "AcrPull", scope = registry, subscription = ctx.subscription,
+                      credential = ctx.credential, endpoint = ctx.endpoint }
+  end
+  return id, ("the user-assigned identity %s (principal %s) with AcrPull on registry %s: a pull credential that "
+    .. "never expires"):format(id.name, tostring(id.principal_id or "to be created"), rname)
 end
 
 --- The pull credential of an image when none was given: nil when the image's registry has no

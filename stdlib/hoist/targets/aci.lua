@@ -181,10 +181,26 @@ end
 
 ---------------------------------------------------------------- compensations
 
+-- This run's PUT still in flight with its image failing to pull (the deploy failed fast on
+-- it): Azure would retry for minutes before the operation ends, and refuses a PUT meanwhile.
+-- Deleting the group cancels the operation, so the compensation need not wait that out.
+local function cancel_failing_pull(args)
+  local w = where(args)
+  local g = aci.get(w)
+  if not require("hoist.azure").in_progress(g) or (g.tags or {})[T_RUN] ~= args.run then return end
+  local why = aci.pull_failure(g, 1)
+  if not why then return end
+  aci.delete(w)
+  hoist.log.event("aci.pull_cancelled", ("deleted container group %s: its operation (%s) was still retrying the pull; %s")
+    :format(args.name, tostring(g.properties.provisioningState), why), { name = args.name, run = args.run })
+end
+
 -- Waits for an operation still in flight on the group (a run cancelled while its PUT was
--- being polled: Azure answers 409 AnotherOperationInProgress until it ends), then `change`.
+-- being polled: Azure answers 409 AnotherOperationInProgress until it ends), then `change`;
+-- one that only retries a failing pull is cancelled instead.
 local function when_settled(args, change)
   local w = where(args)
+  cancel_failing_pull(args)
   return require("hoist.azure").when_settled({ what = "container group " .. args.name, timeout = args.timeout,
                                                get = function() return aci.get(w) end }, change)
 end
@@ -448,5 +464,17 @@ end
 -- Options a script may pass that are not parameters (an ARM endpoint, a credential object),
 -- and the checks before a deploy (credential, subscription, resource group, names).
 M.extra_options = azt.extra_options
-M.preflight = azt.preflight_of(M.name)
+--- The Azure actions a deploy with `o` performs in the resource group (the preflight checks
+--- the deployer holds them): the container group's read, write and delete (a cpu or memory
+--- change recreates it; the rollback of a first deploy deletes it), and attaching a
+--- `registry_identity` of the same group.
+---@param o table the deploy options
+---@return string[]
+function M.actions(o)
+  local out = { "Microsoft.ContainerInstance/containerGroups/read", "Microsoft.ContainerInstance/containerGroups/write",
+                "Microsoft.ContainerInstance/containerGroups/delete" }
+  return azt.identity_actions(out, o)
+end
+
+M.preflight = azt.preflight_of(M.name, "Microsoft.ContainerInstance", M.actions)
 return require("hoist.targets").define(M)

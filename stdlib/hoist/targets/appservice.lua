@@ -231,7 +231,7 @@ local function first_deploy(o, r, image, digest, on_rollback)
   on_rollback("appservice.restore", journal_args(o, nil, { previous = false, image = image.run, wait = false }))
   local c = ref_of(o)
   c.location, c.plan, c.image, c.settings, c.secret_settings = o.location, plan, image.run, set, secret
-  c.managed_identity, c.tags = o.managed_identity, o.labels
+  c.managed_identity, c.pull_identity, c.tags = o.managed_identity, o.pull_identity, o.labels
   s.create(c)
   local w = ref_of(o)
   w.image, w.timeout = image.run, o.start_time_limit and (o.start_time_limit + s.defaults.pull_margin)
@@ -258,16 +258,17 @@ local function stage(o, r, image, digest, on_rollback, creating_slot, merged_fro
     for k, v in pairs(secret) do secret_all[k] = v end
     local c = ref_of(o, r.slot)
     c.location, c.plan, c.image, c.settings, c.secret_settings = o.location, o.plan or (o.name .. "-plan"), image.run, all, secret_all
-    c.managed_identity = o.managed_identity
+    c.managed_identity, c.pull_identity = o.managed_identity, o.pull_identity
     s.create(c)
   else
     local u = ref_of(o, r.slot)
     u.set, u.secret = set, secret
     s.update_settings(u)
     local current = s.container(r)
-    if current.image ~= image.run or (o.managed_identity ~= nil and current.managed_identity ~= o.managed_identity) then
+    if current.image ~= image.run or (o.managed_identity ~= nil and current.managed_identity ~= o.managed_identity)
+        or (o.pull_identity and current.pull_identity ~= o.pull_identity.client_id) then
       local c = ref_of(o, r.slot)
-      c.image, c.managed_identity = image.run, o.managed_identity
+      c.image, c.managed_identity, c.pull_identity = image.run, o.managed_identity, o.pull_identity
       s.set_container(c)
     end
     if o.update == "webhook" then s.webhook(ref_of(o, r.slot)) end
@@ -312,6 +313,13 @@ local function deploy(o)
   local s = svc()
   local on_rollback = function(action, args) if o.ctx then o.ctx:on_rollback(action, args) end end
   local prod = ref_of(o)
+  if not (o.registry_username or o.registry_password) and o.managed_identity == nil then
+    -- no pull credential given: one that never expires where the deployer may make it
+    local id, how = require("hoist.azure.pull").ensure_identity("targets.appservice", o, where_)
+    o.pull_identity = id and { id = id.id, client_id = id.client_id } or nil
+    hoist.log.event("azure.pull_credential", ("%s: pulls %s with %s"):format(o.name, o.image, id and how
+      or ("the registry settings it has (as before): " .. how)), { name = o.name, identity = id and id.id })
+  end
   local image, digest = what_to_run(o)
   local site = s.get(prod)
   local previous
@@ -326,6 +334,12 @@ local function deploy(o)
     local slot = ref_of(o, o.slot)
     local exists = s.get(slot) ~= nil
     stage(o, slot, image, digest, on_rollback, not exists, (not exists) and s.settings(prod) or nil)
+    if o.pull_identity then
+      -- after the swap production runs the slot's config, which pulls with this identity
+      local a = ref_of(o)
+      a.identity = o.pull_identity.id
+      s.assign_identity(a)
+    end
     on_rollback("appservice.swap_back", journal_args(o, o.slot, { image = image.run, previous_image = previous }))
     s.swap(slot)
     test_pause("HOIST_TEST_PAUSE_AFTER_SWITCH", "after the swap of " .. where(slot))
@@ -416,5 +430,28 @@ end
 -- Options a script may pass that are not parameters (an ARM endpoint, a credential object),
 -- and the checks before a deploy (credential, subscription, resource group, names).
 M.extra_options = azt.extra_options
-M.preflight = azt.preflight_of(M.name)
+--- The Azure actions a deploy with `o` performs in the resource group (the preflight checks
+--- the deployer holds them): the site's read, write, config (container, app settings) and
+--- delete (the rollback of a first deploy); with a slot, the same on the slot and its swap;
+--- the plan's write when hoist names it (created when missing).
+---@param o table the deploy options
+---@return string[]
+function M.actions(o)
+  local out = { "Microsoft.Web/sites/read", "Microsoft.Web/sites/write", "Microsoft.Web/sites/delete",
+                "Microsoft.Web/sites/config/write", "Microsoft.Web/sites/config/list/action",
+                "Microsoft.Web/sites/containerlogs/action" }
+  if o.slot ~= "" then
+    for _, a in ipairs { "read", "write", "delete", "config/write", "config/list/action", "containerlogs/action",
+                         "slotsswap/action" } do
+      out[#out + 1] = "Microsoft.Web/sites/slots/" .. a
+    end
+  end
+  if not (o.plan or ""):find("/", 1, true) then
+    out[#out + 1] = "Microsoft.Web/serverfarms/read"
+    out[#out + 1] = "Microsoft.Web/serverfarms/write"
+  end
+  return out
+end
+
+M.preflight = azt.preflight_of(M.name, "Microsoft.Web", M.actions)
 return require("hoist.targets").define(M)

@@ -84,12 +84,69 @@ function M.name_problem(target, name)
   return ("must be %s (Azure's rule for a %s name), got %q"):format(r.text, target, tostring(name))
 end
 
+-- Built-in roles a message may suggest, the narrowest first, with their permissions as Azure
+-- defines them (Contributor's notActions cut to those of access management).
+local SUGGESTED_ROLES = {
+  { name = "Contributor", permissions = { { actions = { "*" }, notActions = { "Microsoft.Authorization/*/Delete",
+    "Microsoft.Authorization/*/Write", "Microsoft.Authorization/elevateAccess/Action" } } } },
+  { name = "Owner", permissions = { { actions = { "*" } } } },
+}
+
+--- The built-in role that grants every action of `actions` ("Contributor", else "Owner").
+--- Internal: the preflight's message.
+---@param actions string[]
+---@return string
+function M.role_granting(actions)
+  local identity = require "hoist.azure.identity"
+  for _, r in ipairs(SUGGESTED_ROLES) do
+    local all = true
+    for _, a in ipairs(actions) do all = all and identity.granted(r.permissions, a) end
+    if all then return r.name end
+  end
+  return "Owner"
+end
+
+-- The deployer's own permissions (hoist.azure.identity.missing_actions) at `scope`: its
+-- check's line, or invalid_argument (exit 2) naming the principal, the scope, each missing
+-- action and a built-in role that grants them. Where Azure does not list permissions (a cloud
+-- without the API, a scope it does not take: 400 or 404), the line says they were not checked:
+-- Azure's own AuthorizationFailed still names the action then.
+local function check_actions(what, ctx, scope, actions)
+  if #actions == 0 then return nil end
+  local ok, r = util.try(require("hoist.azure.identity").missing_actions,
+    { scope = scope, actions = actions, credential = ctx.credential, endpoint = ctx.endpoint })
+  if not ok then
+    if hoist.is_error(r, "not_found") or hoist.is_error(r, "invalid_argument") then
+      return ("the deployer's permissions at %s were not checked (Azure did not list them: %s)"):format(scope, r.message)
+    end
+    error(r, 0)
+  end
+  local p = ctx.credential:principal()
+  local who = ("the deploying principal (client id %s, object id %s)"):format(tostring(p.client_id), tostring(p.object_id))
+  if #r.missing == 0 then
+    return ("%s may perform the %d action(s) the deploy needs at %s"):format(who, #actions, scope)
+  end
+  local role = M.role_granting(r.missing)
+  local why = r.no_role and ("holds no role at %s (Azure refused to list its permissions there), and the deploy needs")
+    :format(scope) or ("may not perform at %s"):format(scope)
+  fail("invalid_argument", ("%s: %s %s: %s. Azure would refuse the deploy with AuthorizationFailed after the build and "
+    .. "push. Give it a role that grants them, e.g. %s: az role assignment create --assignee %s --role %s --scope %s")
+    :format(what, who, why, table.concat(r.missing, ", "), role, tostring(p.object_id or p.client_id), role, scope),
+    { missing_actions = r.missing, scope = scope, principal = p.object_id, client_id = p.client_id, role = role,
+      no_role = r.no_role, exit_code = 2 })
+end
+
 --- The preflight of Azure target `target` (hoist.targets.define wraps it): the resource name
---- by Azure's rule, the credential (a token is fetched), the subscription, and the resource
---- group (it exists, or `location` is given to create it). Reads only.
+--- by Azure's rule, the credential (a token is fetched), the subscription, the resource group
+--- (it exists, or `location` is given to create it), and the deployer's own permissions: the
+--- actions `actions(o)` names at the group (at the subscription when the group is still to be
+--- created), the group's write (the deploy lock is a tag on it), and `namespace`'s
+--- registration when the provider is not registered yet. Reads only.
 ---@param target string
+---@param namespace? string the target's resource provider, e.g. "Microsoft.ContainerInstance"
+---@param actions? fun(o: table): string[] the actions the target's deploy performs in the group
 ---@return fun(o: table): string[]
-function M.preflight_of(target)
+function M.preflight_of(target, namespace, actions)
   return function(o)
     local what = "targets." .. target
     local name = o.name or o.service
@@ -100,11 +157,12 @@ function M.preflight_of(target)
     end
     require("hoist.azure.pull").check(what, o) -- a pull secret that expires: refused before the build
     local ctx = M.context(what, o)
+    local azure = require "hoist.azure"
     local checks = { ("credential %s: a token for subscription %s"):format(ctx.credential.source or "chain", ctx.subscription) }
     -- the identity that will pull holds AcrPull (else the service's pull fails after the build)
     checks[#checks + 1] = require("hoist.azure.pull").check_identity(what, o, ctx)
-    local got = require("hoist.azure").resource_groups.get { name = ctx.resource_group, subscription = ctx.subscription,
-                                                             credential = ctx.credential, endpoint = ctx.endpoint }
+    local got = azure.resource_groups.get { name = ctx.resource_group, subscription = ctx.subscription,
+                                            credential = ctx.credential, endpoint = ctx.endpoint }
     if got then
       checks[#checks + 1] = ("resource group %s exists (%s)"):format(ctx.resource_group, tostring(got.location))
     elseif o.location then
@@ -113,8 +171,45 @@ function M.preflight_of(target)
       fail("invalid_argument", ("%s: resource group %s does not exist in subscription %s; give location= to create it")
         :format(what, ctx.resource_group, ctx.subscription), { resource_group = ctx.resource_group, exit_code = 2 })
     end
+    -- the deployer's own permissions (else Azure's AuthorizationFailed comes after the build and push)
+    local need = { "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Resources/subscriptions/resourceGroups/write" }
+    for _, a in ipairs(actions and actions(o) or {}) do need[#need + 1] = a end
+    local sub_scope = "/subscriptions/" .. ctx.subscription
+    local sub_need = {}
+    if namespace then
+      -- (a principal that may not read it is told by the permissions check below)
+      local ok, p = util.try(azure.providers.get, { namespace = namespace, subscription = ctx.subscription,
+                                                     credential = ctx.credential, endpoint = ctx.endpoint })
+      if not ok and not hoist.is_error(p, "forbidden") then error(p, 0) end
+      if ok and p.registrationState ~= "Registered" and p.registrationState ~= "Registering" then
+        sub_need[1] = namespace .. "/register/action"
+      end
+    end
+    if got then
+      checks[#checks + 1] = check_actions(what, ctx, ctx.group_id, need)
+      checks[#checks + 1] = check_actions(what, ctx, sub_scope, sub_need)
+    else
+      for _, a in ipairs(sub_need) do need[#need + 1] = a end
+      checks[#checks + 1] = check_actions(what, ctx, sub_scope, need)
+    end
     return checks
   end
+end
+
+--- `actions` with the attach of `o.registry_identity` (a user-assigned identity: Azure
+--- checks Microsoft.ManagedIdentity/userAssignedIdentities/assign/action on it) when it is in
+--- the deploy's resource group, the scope the preflight checks.
+--- Internal: the Azure targets' `actions`.
+---@param actions string[]
+---@param o table the deploy options
+---@return string[]
+function M.identity_actions(actions, o)
+  local id = o.registry_identity
+  if id and id:lower() ~= "system" and type(o.resource_group) == "string"
+      and id:lower():find("/resourcegroups/" .. o.resource_group:lower() .. "/", 1, true) then
+    actions[#actions + 1] = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
+  end
+  return actions
 end
 
 -- the chain of the targets' calls without a credential: one per process, its tokens reused

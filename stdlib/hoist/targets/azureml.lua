@@ -463,7 +463,24 @@ end
 -- Options a script may pass that are not parameters (an ARM endpoint, a credential object),
 -- and the checks before a deploy: those of every Azure target, then the workspace.
 M.extra_options = azt.extra_options
-local azure_preflight = azt.preflight_of(M.name)
+--- The Azure actions a deploy with `o` performs in the resource group (the preflight checks
+--- the deployer holds them): the workspace's read, the environment version's write, the
+--- online endpoint's and its deployments' read, write and delete, the endpoint's keys and the
+--- deployment's logs; with registry_username, the workspace connection's write.
+---@param o table the deploy options
+---@return string[]
+function M.actions(o)
+  local ws = "Microsoft.MachineLearningServices/workspaces/"
+  local out = { ws:sub(1, -2) .. "/read", ws .. "environments/write", ws .. "environments/versions/write" }
+  for _, a in ipairs { "read", "write", "delete", "listKeys/action", "deployments/read", "deployments/write",
+                       "deployments/delete", "deployments/getLogs/action" } do
+    out[#out + 1] = ws .. "onlineEndpoints/" .. a
+  end
+  if o.registry_username then out[#out + 1] = ws .. "connections/write" end
+  return out
+end
+
+local azure_preflight = azt.preflight_of(M.name, NS, M.actions)
 
 --- The checks before a deploy, changing nothing (hoist.targets.define wraps it): those of every
 --- Azure target (the endpoint name by Azure ML's rule, the credential, the resource group),

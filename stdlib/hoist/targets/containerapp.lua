@@ -139,6 +139,24 @@ local function template_of(o, image, suffix)
   return { revisionSuffix = suffix, containers = { { name = o.name, image = image, env = env } } }, secrets, registries
 end
 
+-- The app's identity block with the pull identity `rid` (a user-assigned identity's id, or
+-- "system") in it, keeping those the app has (`current`): Container Apps pulls only with an
+-- identity assigned to the app. nil without `rid`.
+local function with_identity(current, rid)
+  if not rid then return nil end
+  current = type(current) == "table" and current or {}
+  local kinds, users = {}, {}
+  if tostring(current.type or ""):lower():find("systemassigned", 1, true) or rid:lower() == "system" then
+    kinds[1] = "SystemAssigned"
+  end
+  if type(current.userAssignedIdentities) == "table" then
+    for k in pairs(current.userAssignedIdentities) do users[k] = {} end
+  end
+  if rid:lower() ~= "system" then users[rid] = {} end
+  if next(users) then kinds[#kinds + 1] = "UserAssigned" end
+  return { type = table.concat(kinds, ","), userAssignedIdentities = next(users) and users or nil }
+end
+
 local function suffix_of(run)
   return ("h" .. tostring(run):lower():gsub("[^a-z0-9]", "")):sub(1, 30)
 end
@@ -191,6 +209,13 @@ local function deploy(o)
   local digest = hoist.image.parse(image).digest
   local suffix = suffix_of(o.run)
   local revision = o.name .. "--" .. suffix
+  if not (o.registry_password or o.registry_username or o.registry_identity) then
+    -- no pull credential given: one that never expires where the deployer may make it
+    local id, how = require("hoist.azure.pull").ensure_identity("targets.containerapp", o, where)
+    o.registry_identity = id and id.id
+    hoist.log.event("azure.pull_credential", ("%s: pulls %s with %s"):format(o.name, image, id and how
+      or ("no credential (as before: the registry must allow it): " .. how)), { name = o.name, identity = id and id.id })
+  end
   local template, secrets, registries = template_of(o, image, suffix)
   jargs.revision = revision
   local app = s.get(ref)
@@ -202,7 +227,8 @@ local function deploy(o)
     end
     jargs.previous = false
     on_rollback("containerapp.traffic_back", jargs)
-    local body = { location = o.location, tags = o.labels, properties = { environmentId = env_id,
+    local body = { location = o.location, tags = o.labels, identity = with_identity(nil, o.registry_identity),
+      properties = { environmentId = env_id,
       configuration = { activeRevisionsMode = "Multiple", secrets = secrets, registries = registries,
                         ingress = { external = true, targetPort = o.container_port, transport = "auto",
                                     traffic = { { revisionName = revision, weight = 100 } } } },
@@ -226,7 +252,8 @@ local function deploy(o)
                                                                  traffic = traffic } }
     if #secrets > 0 then conf.secrets = secrets end
     if #registries > 0 then conf.registries = registries end
-    s.patch(ref_of(o, { body = { properties = { configuration = conf, template = template } } }))
+    s.patch(ref_of(o, { body = { identity = with_identity(app.identity, o.registry_identity),
+                                 properties = { configuration = conf, template = template } } }))
     test_pause("HOIST_TEST_PAUSE_IN_DEPLOY", "with revision " .. revision .. " created")
     local rev = s.wait_revision(ref_of(o, { revision = revision, timeout = o.revision_timeout,
                                       port = o.container_port, image = image }))
@@ -304,5 +331,24 @@ end
 -- Options a script may pass that are not parameters (an ARM endpoint, a credential object),
 -- and the checks before a deploy (credential, subscription, resource group, names).
 M.extra_options = azt.extra_options
-M.preflight = azt.preflight_of(M.name)
+--- The Azure actions a deploy with `o` performs in the resource group (the preflight checks
+--- the deployer holds them): the app's read, write and delete (the rollback of a first
+--- deploy), its revisions' activate and deactivate (traffic moves, rollback), its log token;
+--- the environment's read, write (created when missing) and join; attaching a
+--- `registry_identity` of the same group.
+---@param o table the deploy options
+---@return string[]
+function M.actions(o)
+  local out = {}
+  for _, a in ipairs { "read", "write", "delete", "revisions/read", "revisions/activate/action",
+                       "revisions/deactivate/action", "getAuthToken/action" } do
+    out[#out + 1] = "Microsoft.App/containerApps/" .. a
+  end
+  out[#out + 1] = "Microsoft.App/managedEnvironments/read"
+  out[#out + 1] = "Microsoft.App/managedEnvironments/join/action"
+  if not (o.environment or ""):find("/", 1, true) then out[#out + 1] = "Microsoft.App/managedEnvironments/write" end
+  return azt.identity_actions(out, o)
+end
+
+M.preflight = azt.preflight_of(M.name, "Microsoft.App", M.actions)
 return require("hoist.targets").define(M)

@@ -10,7 +10,7 @@ STATE=${HOIST_ENV_DIR:-/tmp/hoist-env}
 [[ -z ${HOIST_TEST_AZURE_CONTROL:-} && -r $STATE/env.sh ]] && source "$STATE/env.sh"
 cd "$HERE" || exit 1
 rc=0
-for t in test_identity.py test_managedidentity.py test_arm.py test_acr.py test_aks.py; do
+for t in test_identity.py test_managedidentity.py test_authorization.py test_arm.py test_acr.py test_aks.py; do
     echo "== $t"; python3 "$t" 2>&1 || rc=1
 done
 for t in test_aci.py test_appservice.py test_containerapp.py test_azureml.py; do

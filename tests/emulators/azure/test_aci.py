@@ -134,7 +134,8 @@ class Aci(unittest.TestCase):
         r = self.arm("DELETE", self.base + "app", api=API)
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json["name"], "app")
-        out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=hoist-azure-group"],
+        # this group's containers only: another instance of the emulator may run groups meanwhile
+        out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=hoist-azure-group=" + g["id"].lower()],
                              stdout=subprocess.PIPE).stdout.split()
         self.assertEqual(out, [])
         self.assertEqual(self.arm("DELETE", self.base + "app", api=API).status, 204)
@@ -152,19 +153,35 @@ class Aci(unittest.TestCase):
         self.assertIn("BackOff", [e["name"] for e in iv["events"]])
 
     def test_image_pull_failure_retries_then_fails(self):
-        # as ACI's create: the pull is retried for a while (the group Pending), then it fails
-        control("settings", {"aci_pull_retry_time": 60})
+        # as ACI's create: the pull is retried for minutes (the group Creating and Pending, the
+        # failures counting up in the instance view), only then does the operation fail
+        self.assertGreaterEqual(control("settings", method="GET")["aci_pull_retry_time"], 300)
         r = self.arm("PUT", self.base + "nopull", group("hoist-nopull", HTTPD, password="wrong-password"), api=API)
         self.assertEqual(r.status, 201, r.raw)
         op = r.headers["Azure-AsyncOperation"]
+        seen = []  # (Pulling count, Failed count, detailStatus) at each GET
         for _ in range(100):
             g = self.arm("GET", self.base + "nopull", api=API).json
             iv = g["properties"]["containers"][0]["properties"]["instanceView"]
-            failed = [e for e in iv["events"] if e["name"] == "Failed"]
-            if failed and failed[0]["count"] >= 2:
-                break
+            by = {e["name"]: e for e in iv["events"]}
+            if "Failed" in by:
+                seen.append((by["Pulling"]["count"], by["Failed"]["count"], iv["currentState"]["detailStatus"]))
+                if by["Failed"]["count"] >= 3:
+                    break
             time.sleep(0.2)
-        self.assertGreaterEqual(failed[0]["count"], 2, iv)
+        self.assertEqual([e["name"] for e in iv["events"]], ["Pulling", "Failed", "BackOff"], iv)
+        self.assertGreaterEqual(by["Failed"]["count"], 3, seen)
+        # one Pulling per try (one ahead while a try runs); the counts grow over time, with a
+        # back-off between the tries
+        self.assertTrue(all(f <= p <= f + 1 for p, f, _ in seen), seen)
+        self.assertEqual(sorted(seen), seen)
+        self.assertIn(1, [f for p, f, _ in seen])
+        self.assertLess(by["Failed"]["firstTimestamp"], by["Failed"]["lastTimestamp"])
+        self.assertEqual(by["Failed"]["type"], "Warning")
+        self.assertTrue(by["Failed"]["message"].startswith('Failed to pull image "%s": ' % IMAGE), by["Failed"])
+        self.assertEqual(by["BackOff"]["message"], 'Back-off pulling image "%s"' % IMAGE)
+        self.assertTrue({d for _, _, d in seen} <= {"ErrImagePull", "ImagePullBackOff"}, seen)
+        self.assertIn("ImagePullBackOff", {d for _, _, d in seen})
         self.assertEqual(g["properties"]["provisioningState"], "Creating")
         self.assertEqual(g["properties"]["instanceView"]["state"], "Pending")
         self.assertEqual(iv["currentState"]["state"], "Waiting")
@@ -186,6 +203,25 @@ class Aci(unittest.TestCase):
         g = self.arm("GET", self.base + "nopull2", api=API).json
         self.assertEqual((g["properties"]["provisioningState"], g["properties"]["instanceView"]["state"]),
                          ("Failed", "Failed"))
+
+    def test_delete_during_pull_retries_cancels_them(self):
+        # what hoist's compensation does instead of waiting out the retries (minutes)
+        r = self.arm("PUT", self.base + "gone", group("hoist-gone", HTTPD, password="wrong-password"), api=API)
+        op = r.headers["Azure-AsyncOperation"]
+        for _ in range(50):
+            iv = self.arm("GET", self.base + "gone", api=API).json["properties"]["containers"][0]["properties"][
+                "instanceView"]
+            if "Failed" in [e["name"] for e in iv["events"]]:
+                break
+            time.sleep(0.2)
+        self.assertIn("Failed", [e["name"] for e in iv["events"]], iv)
+        self.assertEqual(self.arm("PUT", self.base + "gone", group("hoist-gone", HTTPD), api=API).json["error"]["code"],
+                         "AnotherOperationInProgress")
+        self.assertEqual(self.arm("DELETE", self.base + "gone", api=API).status, 200)
+        self.assertEqual(self.arm("GET", None, url=op).json["status"], "Canceled")
+        self.assertEqual(self.arm("GET", self.base + "gone", api=API).status, 404)
+        # the label is free again at once: the previous definition can be created anew
+        self.assertEqual(self.deploy("gone", group("hoist-gone", HTTPD))["status"], "Succeeded")
 
     def test_restart_pulls_a_moved_tag(self):
         image = "127.0.0.1:5002/azemu/hoist-aemu-restart:1"

@@ -468,6 +468,9 @@ class ArmHandler(Handler):
         self.state.count("arm:" + self.command)
         try:
             self.authenticate()
+            authorize = getattr(self.arm, "authorize", None)
+            if authorize:
+                authorize(self)
             status, body, headers = dispatch(self.arm, self)
             self.send(status, body, headers)
         except ArmError as e:

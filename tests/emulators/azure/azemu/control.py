@@ -24,7 +24,8 @@ SETTING_TYPES = {"token_lifetime": int, "github_token_lifetime": int, "retry_aft
                  "lro_duration_for": dict,
                  "github_subject": str, "appservice_start_time_limit": int,
                  "containerapp_start_time_limit": int, "containerapp_probe_interval": int,
-                 "aci_pull_retry_time": float}
+                 "aci_pull_retry_time": float,
+                 "aci_pull_backoff": float}
 LRO_MODES = ("sync", "async", "location")
 
 

@@ -18,11 +18,12 @@ ACR_USER = "00000000-0000-0000-0000-000000000000"
 
 def principal_of(identity, which="system"):
     """(client id, object id) of the managed identity a resource pulls with: its system-assigned
-    one ("system"), or the user-assigned one whose resource id `which` is."""
+    one ("system"), or the user-assigned one whose resource id (Container Apps' registry
+    identity) or client id (App Service's acrUserManagedIdentityID) `which` is."""
     identity = identity or {}
     if which and which.lower() != "system":
         for rid, ids in (identity.get("userAssignedIdentities") or {}).items():
-            if rid.lower() == which.lower():
+            if rid.lower() == which.lower() or str(ids.get("clientId", "")).lower() == which.lower():
                 return ids.get("clientId") or st.MI_CLIENT_ID, ids.get("principalId") or st.MI_OBJECT_ID
         raise RuntimeError("the identity %s is not assigned to the resource" % which)
     return st.MI_CLIENT_ID, identity.get("principalId") or st.MI_OBJECT_ID

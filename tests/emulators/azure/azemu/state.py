@@ -19,6 +19,11 @@ FED_CLIENT_ID = "c11e0002-0a11-4d5e-9b3c-000000000002"
 FED_OBJECT_ID = "0b1ec702-0a11-4d5e-9b3c-000000000002"
 MI_CLIENT_ID = "c11e0003-0a11-4d5e-9b3c-000000000003"
 MI_OBJECT_ID = "0b1ec703-0a11-4d5e-9b3c-000000000003"
+# a service principal that holds no role until a test gives it one (the deployer of a preflight
+# test that lacks a permission)
+LIMITED_CLIENT_ID = "c11e0004-0a11-4d5e-9b3c-000000000004"
+LIMITED_CLIENT_SECRET = "hoist-azure-limited-secret"
+LIMITED_OBJECT_ID = "0b1ec704-0a11-4d5e-9b3c-000000000004"
 OIDC_REQUEST_TOKEN = "hoist-github-oidc-request-token"
 MSI_HEADER = "hoist-msi-identity-header"
 GITHUB_SUBJECT = "repo:hoist-org/app:ref:refs/heads/main"
@@ -51,9 +56,12 @@ DEFAULT_SETTINGS = {
     # Unhealthy/Degraded (s), and the interval of the emulator's health checks (s)
     "containerapp_start_time_limit": 240,
     "containerapp_probe_interval": 1,
-    # ACI: how long a create retries an image pull that fails before it gives up (s; Azure
-    # retries "for a period of time", minutes; short here so that tests stay fast)
-    "aci_pull_retry_time": 5,
+    # ACI: how long a create retries an image pull that fails before its operation fails (s;
+    # Azure retries "for a period of time": minutes, so a client must read the instance view to
+    # fail fast), and the first back-off between the tries (s; doubled each time up to 300 s;
+    # the kubelet's is 10 s: shorter here so that a client sees the failures count up sooner)
+    "aci_pull_retry_time": 600,
+    "aci_pull_backoff": 1,
 }
 
 
@@ -99,6 +107,7 @@ class State:
                  "audiences": [EXCHANGE_AUDIENCE]},
             ]},
             MI_CLIENT_ID: {"oid": MI_OBJECT_ID, "secret": None, "federated": []},
+            LIMITED_CLIENT_ID: {"oid": LIMITED_OBJECT_ID, "secret": LIMITED_CLIENT_SECRET, "federated": []},
         }
         self.store_reset_hooks = []
         self.shutdown_hooks = []

@@ -188,15 +188,20 @@ class ContainerGroups(ResourceType):
 
     def pull(self, res, rt, c, retry):
         """Pulls a container's image with the group's credentials; True when it did. With
-        `retry`, ACI's create: a failed pull is tried again every second for
-        aci_pull_retry_time seconds (the group Pending, the container Waiting with the Failed
-        and BackOff events counting up), then given up."""
+        `retry`, ACI's create: a failed pull is tried again with a back-off that doubles from
+        aci_pull_backoff seconds up to 300 (the kubelet's, which ACI's events show) for
+        aci_pull_retry_time seconds: meanwhile the group is Creating and Pending, the container
+        Waiting (ErrImagePull, then ImagePullBackOff) with the Pulling, Failed and BackOff
+        events counting up. Then it gives up (the operation fails), or stops at once when the
+        group is deleted or replaced."""
         name, image = c["name"], c["properties"]["image"]
         creds = [x for x in res["properties"].get("imageRegistryCredentials") or []
                  if image.startswith(x.get("server", "") + "/")]
         events = rt.events.setdefault(name, [])
-        events.append(event("Pulling", 'pulling image "%s"' % image))
-        t0 = time.time()
+        pulling = event("Pulling", 'pulling image "%s"' % image)
+        events.append(pulling)
+        setting = self.arm.state.setting
+        t0, delay = time.time(), setting("aci_pull_backoff")
         while True:
             ok, msg = docker.pull(image, creds)
             if ok:
@@ -204,12 +209,21 @@ class ContainerGroups(ResourceType):
                 events.append(event("Pulled", 'Successfully pulled image "%s"' % image))
                 return True
             count(events, "Failed", 'Failed to pull image "%s": %s' % (image, msg), "Warning")
+            rt.failed[name] = "ErrImagePull"
             count(events, "BackOff", 'Back-off pulling image "%s"' % image, "Normal")
-            rt.failed[name] = "ImagePullBackOff"
-            left = t0 + self.arm.state.setting("aci_pull_retry_time") - time.time()
-            if not retry or left <= 0 or self.arm.get(res["id"]) is not res:
-                return False
-            time.sleep(min(1.0, left))
+            until = time.time() + delay
+            while True:  # read the settings each time: a test may end the retries meanwhile
+                now = time.time()
+                if not retry or now >= t0 + setting("aci_pull_retry_time") or self.arm.get(res["id"]) is not res:
+                    return False
+                if now >= until:
+                    break
+                if now >= until - delay / 2:
+                    rt.failed[name] = "ImagePullBackOff"
+                time.sleep(min(0.2, until - now))
+            delay = min(delay * 2, 300)
+            pulling["count"] += 1
+            pulling["lastTimestamp"] = now_iso()
 
     def run_container(self, res, rt, c):
         """docker run of one container of the group (its image pulled); an error or None."""

@@ -210,6 +210,8 @@ class Sites(ResourceType):
             before = container_config(res)
             if "tags" in body:
                 res["tags"] = body["tags"]
+            if isinstance(body.get("identity"), dict):
+                res["identity"] = self.arm.identity(body["identity"], res.get("identity"))
             props = body.get("properties") or {}
             for k, v in props.items():
                 if k == "siteConfig":
