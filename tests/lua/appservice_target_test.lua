@@ -8,7 +8,8 @@
 -- takes over the killed run's ARM-side lock at once); a prober counts failed requests on the
 -- production hostname throughout; every output and run file is scanned for the registry token,
 -- the publishing password, the webhook URL and the secret app setting. The ARM-side deploy
--- lock: a second run refused naming the holder, remove waiting for it.
+-- lock: a second run refused naming the holder, remove waiting for it. SIGTERM while the swap
+-- is polled: the compensations wait for the swap in flight, then production serves v1.
 local t = require "hoist.test"
 local web = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/appservice_support.lua")
 local appservice = hoist.azure.appservice
