@@ -15,7 +15,12 @@ the local Docker engine, as App Service on Linux does:
 - a new container (config change, CD webhook) starts beside the running one, which keeps serving
   until the new one answers; restart and start/stop replace it. The running container keeps the
   image (digest) it was started with: a new push of a tag changes nothing until the webhook or a
-  restart pulls again.
+  restart pulls again;
+- a swap is an operation (202 + Location) that first warms the source slot up (its container up,
+  then GET WEBSITE_SWAP_WARMUP_PING_PATH), then exchanges the slots; while it (or any other
+  operation) is in flight on a site or one of its slots, every change of them answers App
+  Service's 409 "Cannot modify this site because another operation is in progress", in App
+  Service's own error envelope (WebError).
 
 `<name>.azurewebsites.net` (slots: `<name>-<slot>.azurewebsites.net`) reaches the container
 through the proxy (http on 80, https on 443 with TLS ended at the proxy); the SCM site
