@@ -60,9 +60,37 @@ Code code_of_operation_error(const std::string& arm_code) {
   return Code::rollout_failed;
 }
 
+// ARM's envelope {error: {code, message, ...}} as every client reads it; Microsoft.Web (App
+// Service) sends its own instead, at the top level and in PascalCase: {Code, Message, Target,
+// Details: [{Message}, {Code}, {ErrorEntity: {ExtendedCode, ...}}], Innererror} (its 409 "Cannot
+// modify this site because another operation is in progress. Details: ..., OperationName:
+// SwapSiteSlots, ..."). That one is kept as ARM's shape in details.error, so the message names
+// the operation and callers read one shape. No code is set: the status decides retries as before.
+rest::RemoteError arm_error(const HttpResponse& resp) {
+  rest::RemoteError out = rest::default_error_parser(resp);
+  if (!out.message.empty()) return out;
+  auto body = hoist::parse_json_or_discarded(resp.body);
+  if (body.is_discarded() || !body.is_object() || !body.contains("Message") || !body["Message"].is_string()) return out;
+  nlohmann::json error = {{"message", body["Message"]}};
+  std::string code = body.contains("Code") && body["Code"].is_string() ? body["Code"].get<std::string>() : "";
+  if (!code.empty()) error["code"] = code;
+  if (body.contains("Target") && !body["Target"].is_null()) error["target"] = body["Target"];
+  if (body.contains("Details") && body["Details"].is_array()) {
+    error["details"] = body["Details"];
+    for (const auto& d : body["Details"])
+      if (d.is_object() && d.contains("ErrorEntity") && d["ErrorEntity"].is_object() &&
+          d["ErrorEntity"].contains("ExtendedCode"))
+        error["extended_code"] = d["ErrorEntity"]["ExtendedCode"];
+  }
+  out.message = body["Message"].get<std::string>() + (code.empty() ? "" : " (" + code + ")");
+  out.details["error"] = std::move(error);
+  return out;
+}
+
 rest::Api arm_api() {
   rest::Api api;
   api.name = "arm";
+  api.parse_error = arm_error;
   return api;
 }
 

@@ -217,6 +217,28 @@ TEST_CASE("the ARM error envelope keeps code, message, target, details and reque
   CHECK(out.error().details()["request_ids"]["x-ms-correlation-request-id"] == "c-1");
 }
 
+TEST_CASE("App Service's own error envelope (top-level Code, Message) is read as ARM's") {
+  Fixture f;
+  std::string message = "Cannot modify this site because another operation is in progress. Details: Id: 31d0ccd7, "
+                        "OperationName: SwapSiteSlots, SiteName: web, SlotName: staging";
+  json entity = {{"ExtendedCode", "59203"}, {"Code", "Conflict"}, {"Message", message}};
+  json details = json::array({{{"Message", message}}, {{"Code", "Conflict"}}, {{"ErrorEntity", entity}}});
+  f.server.handler = [&](const Seen&) {
+    return json_reply(409, {{"Code", "Conflict"}, {"Message", message}, {"Target", nullptr}, {"Details", details},
+                            {"Innererror", nullptr}});
+  };
+  auto out = f.arm(f.static_token(), put_order());
+  REQUIRE_FALSE(out.ok());
+  CHECK(out.error().code() == Code::conflict);
+  CHECK(out.error().message().find("OperationName: SwapSiteSlots, SiteName: web, SlotName: staging (Conflict) (HTTP 409") !=
+        std::string::npos);
+  CHECK(out.error().details()["error"]["code"] == "Conflict");
+  CHECK(out.error().details()["error"]["message"] == message);
+  CHECK(out.error().details()["error"]["extended_code"] == "59203");
+  CHECK(out.error().details()["error"]["details"] == details);
+  CHECK(f.server.seen.size() == 1);  // a 409 is not retried
+}
+
 TEST_CASE("429 with Retry-After is retried by the REST layer") {
   Fixture f;
   f.server.handler = [&](const Seen&) {

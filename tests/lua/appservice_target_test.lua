@@ -8,7 +8,8 @@
 -- takes over the killed run's ARM-side lock at once); a prober counts failed requests on the
 -- production hostname throughout; every output and run file is scanned for the registry token,
 -- the publishing password, the webhook URL and the secret app setting. The ARM-side deploy
--- lock: a second run refused naming the holder, remove waiting for it.
+-- lock: a second run refused naming the holder, remove waiting for it. SIGTERM while the swap
+-- is polled: the compensations wait for the swap in flight, then production serves v1.
 local t = require "hoist.test"
 local web = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/appservice_support.lua")
 local appservice = hoist.azure.appservice
@@ -140,6 +141,75 @@ t.case("without WEBSITES_PORT: 8080 is found; 8000 is not, and the failure says 
   hoist.exec { "sh", "-c", ("docker images -q --filter reference='%s' | xargs -r docker rmi -f"):format(repo .. "*") }
   if not ok then error(err, 0) end
 end)
+
+-- A swap is an operation: 202, then Location polling, while App Service warms up the slot
+-- (GET WEBSITE_SWAP_WARMUP_PING_PATH) before the slots change places. A run SIGTERM'd then
+-- leaves the swap running; no GET shows it, and App Service refuses every change of the site
+-- until it ends (409 "Cannot modify this site because another operation is in progress").
+-- swap_back used to look at once: production still ran v1, so it swapped nothing back, and the
+-- swap then put v2 in production for good.
+t.case("SIGTERM while the swap is polled: swap_back waits for the swap in flight, production serves v1", function()
+  web.need_emulator("App Service SIGTERM test")
+  local support = web.support
+  local S = web.session("hoist-appsvc-term")
+  local repo = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-appsvc/term"
+  local rg, name = "hoist-appsvc-term-" .. RUN, "hoist-appsvc-term-" .. RUN
+  local v1 = web.build(S, repo, "v1", "appsvc-v1", 8000)
+  -- v2 answers its warm-up path after 5 s (a CGI of the base image's httpd)
+  local dir = support.tmpdir("hoist-appsvc-term-img")
+  support.write(dir .. "/slow", "#!/bin/sh\nsleep 5\nprintf 'Content-Type: text/plain\\r\\n\\r\\nwarm\\n'\n")
+  support.write(dir .. "/Dockerfile", ("FROM %s:v1\nRUN echo appsvc-v2 > /www/index.html && mkdir -p /www/cgi-bin\n"
+    .. "COPY slow /www/cgi-bin/slow\nRUN chmod 755 /www/cgi-bin/slow\n"):format(repo))
+  hoist.docker.build { context = dir, tags = { repo .. ":v2" } }
+  local v2 = hoist.docker.push { image = repo .. ":v2", config = S.config, auth = S.auth }.digest
+  local prod = { resource_group = rg, name = name, credential = S.credential, subscription = S.subscription }
+  local slot = { resource_group = rg, name = name, slot = "staging", credential = S.credential, subscription = S.subscription }
+  local function argv(digest)
+    local a = { support.hoist_bin(), "run", support.root .. "/" .. SCRIPT, "--state-dir", S.state, "--no-color",
+      "--set", "resource_group=" .. rg, "--set", "name=" .. name, "--set", "image=" .. repo .. "@" .. digest,
+      "--set", "start_time_limit=20" }
+    a.env, a.timeout = S.env, 600
+    return a
+  end
+  local ok, err = pcall(function()
+    local r1 = hoist.exec(argv(v1))
+    t.eq(r1.code, 0, "v1: " .. r1.stderr)
+    -- the slot a deploy creates starts from production's settings: it gets the warm-up path too
+    appservice.update_settings { resource_group = rg, name = name, credential = S.credential, subscription = S.subscription,
+                                 set = { WEBSITE_SWAP_WARMUP_PING_PATH = "/cgi-bin/slow" } }
+    local pidfile = S.state .. "/term.pid"
+    local b = { "sh", "-c", 'echo $$ > "$0"; exec "$@"', pidfile }
+    for _, x in ipairs(argv(v2)) do b[#b + 1] = x end
+    b.env, b.timeout = S.env, 600
+    local task = hoist.spawn(function() return hoist.exec(b) end)
+    -- the swap is in flight once the slot's platform log says it warms up (read, not changed)
+    local deadline, sent = hoist.now() + 300, false
+    while hoist.now() < deadline and task:status() == "running" do
+      local okl, log = pcall(appservice.logs, slot)
+      if okl and log:find("Slot swap: warming up", 1, true) then
+        hoist.exec { "kill", "-TERM", support.must_read(pidfile):match("%d+"), check = true }
+        sent = true
+        break
+      end
+      hoist.sleep(0.1)
+    end
+    t.ok(sent, "SIGTERM was sent while the swap was in flight")
+    -- a swap someone else starts meanwhile is refused, naming the swap in flight
+    t.raises(function() appservice.swap(slot) end, "conflict",
+      "Cannot modify this site because another operation is in progress%. Details: Id: [%x-]+, OperationName: SwapSiteSlots")
+    local r2 = task:wait()
+    local out = r2.stdout .. r2.stderr
+    t.eq(r2.code, 130, "cancelled and rolled back: " .. out)
+    t.match(out, "web app " .. name:gsub("%p", "%%%0") .. ": an operation is in progress on it %(Azure: Cannot modify this site "
+      .. "because another operation is in progress%. Details: .*OperationName: SwapSiteSlots")
+    t.eq(body_of(appservice.url(prod) .. "/"), "appsvc-v1", "production serves v1 again")
+    t.eq(appservice.running(prod).digest, v1)
+    t.eq(appservice.get(slot), nil, "the slot the cancelled run created is deleted")
+  end)
+  web.drop_group(S, rg)
+  hoist.exec { "sh", "-c", ("docker images -q --filter reference='%s' | xargs -r docker rmi -f"):format(repo .. "*") }
+  if not ok then error(err, 0) end
+end, { timeout = 600 })
 
 ---------------------------------------------------------------- the scenario, end to end
 

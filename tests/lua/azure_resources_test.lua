@@ -83,6 +83,38 @@ t.case("the ARM error envelope: Azure's code and message, request ids, the api-v
     "no api-version is pinned for resource type 'Contoso.Widgets/widgets'", 1, true))
 end)
 
+-- App Service refuses a change during a swap in its own words and envelope, read as ARM's:
+-- {code = "Conflict", message = "Cannot modify this site because another operation ..."}.
+local BUSY_SITE = "Cannot modify this site because another operation is in progress. Details: Id: 31d0ccd7, "
+  .. "OperationName: SwapSiteSlots, SiteName: web, SlotName: staging"
+local function conflict(code, message)
+  return select(2, pcall(hoist.error, { code = "conflict", message = "PUT web: " .. message,
+                                        details = { error = { code = code, message = message } } }))
+end
+
+t.cases("another_operation: the 409s that mean an operation still runs on the resource", {
+  { name = "ARM's AnotherOperationInProgress", err = conflict("AnotherOperationInProgress", "Another operation ..."), yes = true },
+  { name = "App Service's Conflict during a swap", err = conflict("Conflict", BUSY_SITE), yes = true },
+  { name = "another Conflict", err = conflict("Conflict", "The slot cannot be swapped with itself."), yes = false },
+  { name = "not a conflict", err = select(2, pcall(hoist.error, { code = "not_found", message = "gone" })), yes = false },
+}, function(row) t.eq(azure.another_operation(row.err), row.yes) end)
+
+t.case("when_settled runs the change again while Azure answers that an operation runs, then goes on", function()
+  local tries = 0
+  local got = azure.when_settled({ what = "web app web", poll_interval = 0.01, get = function() return { properties = {} } end },
+    function()
+      tries = tries + 1
+      if tries < 3 then error(conflict("Conflict", BUSY_SITE), 0) end
+      return "changed"
+    end)
+  t.eq({ got, tries }, { "changed", 3 })
+  local e = t.raises(function()
+    azure.when_settled({ what = "web app web", poll_interval = 0.01, get = function() return nil end },
+      function() error(conflict("Conflict", "The slot cannot be swapped with itself."), 0) end)
+  end, "conflict")
+  t.match(e.message, "swapped with itself")
+end)
+
 t.case("hoist.azure.list follows nextLink pages", function()
   need_emulator()
   local before = control("GET", "settings")

@@ -416,6 +416,25 @@ function M.swap(opts)
   return { planned = r.planned or nil }
 end
 
+--- Cancels a swap with preview of the slot (`resetSlotConfig`): the slot's configuration goes
+--- back to its own; nothing changes when no swap was prepared. App Service refuses it, as every
+--- change of the site, with 409 while a swap runs on the site (hoist.azure.another_operation):
+--- appservice.swap_back does it first, through hoist.azure.when_settled, to wait for a swap a
+--- GET does not show.
+---@param opts hoist.azure.appservice.Ref|{slot: string}
+---@return {planned?: boolean}
+function M.reset_swap(opts)
+  local fname = "hoist.azure.appservice.reset_swap"
+  local o = util.check_opts(fname, opts, spec())
+  if not o.slot or o.slot == "" or o.slot:lower() == "production" then
+    fail("invalid_argument", fname .. ": option 'slot' must name a deployment slot (not production)", { option = "slot" })
+  end
+  local c, p = locate(fname, o)
+  local r = call(c, o, { method = "POST", path = p .. "/resetSlotConfig", action = "azure.appservice.reset_swap",
+                         what = ("reset the swap configuration of slot %s of %s"):format(o.slot, o.name) })
+  return { planned = r.planned or nil }
+end
+
 --- The container logs App Service keeps for the site: the platform's docker log (pulls,
 --- starts, warmup pings) then the container's own output (`POST .../containerlogs`).
 ---@param opts hoist.azure.appservice.Ref

@@ -201,14 +201,18 @@ function M.api_version(path) return native.api_version(path) end
 -- The Resource Manager RPC's terminal provisioning states: any other means an operation runs.
 local TERMINAL = { Succeeded = true, Failed = true, Canceled = true }
 
---- Whether `err` is Azure's 409 AnotherOperationInProgress: an operation still runs on the
---- resource (e.g. the PUT of a run that was cancelled while it was being polled).
+--- Whether `err` is Azure's 409 for an operation still running on the resource (e.g. the PUT
+--- of a run that was cancelled while it was being polled): ARM's AnotherOperationInProgress, or
+--- App Service's Conflict "Cannot modify this site because another operation is in progress.
+--- Details: ..., OperationName: SwapSiteSlots, ..." (its own envelope, read as ARM's).
 ---@param err any
 ---@return boolean
 function M.another_operation(err)
   if not hoist.is_error(err, "conflict") then return false end
   local e = type(err.details) == "table" and err.details.error
-  return type(e) == "table" and e.code == "AnotherOperationInProgress"
+  if type(e) ~= "table" then return false end
+  return e.code == "AnotherOperationInProgress"
+    or (e.code == "Conflict" and tostring(e.message or ""):find("another operation is in progress", 1, true) ~= nil)
 end
 
 --- Whether an operation runs on the resource: its provisioningState is there and not terminal
@@ -252,14 +256,17 @@ function M.settled(opts)
 end
 
 --- Runs `change` (a PUT, PATCH, DELETE or action on the resource) once no operation runs on
---- it: first M.settled, then `change`; when Azure still answers 409 AnotherOperationInProgress
---- (one started meanwhile), M.settled again and `change` again, within `timeout` in all.
+--- it: first M.settled, then `change`; when Azure still answers 409 for an operation in
+--- progress (M.another_operation: one started meanwhile, or one no GET shows, as App Service's
+--- swap), says once that it waits, naming it, then M.settled again and `change` again, within
+--- `timeout` in all.
 ---@generic T
 ---@param opts hoist.azure.SettleOptions
 ---@param change fun(current: table|nil): T gets the resource as it is once settled
 ---@return T
 function M.when_settled(opts, change)
   local deadline = hoist.now() + (opts.timeout or 600)
+  local said = false
   while true do
     local left = {}
     for k, v in pairs(opts) do left[k] = v end
@@ -269,6 +276,12 @@ function M.when_settled(opts, change)
     if ok then return r end
     -- anything else (cancellation included) goes on up
     if not M.another_operation(r) or hoist.now() > deadline then error(r, 0) end
+    if not said then
+      local azure_said = tostring(r.details.error.message or r.details.error.code)
+      hoist.log.event("azure.operation_wait", ("%s: an operation is in progress on it (Azure: %s); waiting for it to end")
+        :format(opts.what, azure_said), { what = opts.what, error = r.details.error.code })
+      said = true
+    end
     hoist.sleep(opts.poll_interval or 2)
   end
 end

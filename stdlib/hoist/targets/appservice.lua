@@ -111,10 +111,18 @@ end
 
 ---------------------------------------------------------------- compensations
 
+-- Runs `change` once no operation runs on the site: a run cancelled while its swap was polled
+-- leaves the swap running on App Service's side, which refuses every change of the site and its
+-- slots (409 "... another operation is in progress ...") until it ends, and shows it in no GET:
+-- hoist.azure.when_settled waits, saying so, and runs `change` again, which reads afresh.
+local function when_settled(a, r, change)
+  return require("hoist.azure").when_settled({ what = "web app " .. where(r), timeout = a.wait_timeout,
+                                               get = function() return svc().get(r) end }, change)
+end
+
 -- Puts back the previous container and settings of a site or slot (or deletes what the run
 -- created). Leaves alone a site another run has deployed since.
-local function restore(a)
-  local r = from_journal(a)
+local function restore_now(a, r)
   local s = svc()
   if not a.previous then
     local site = s.get(r)
@@ -160,20 +168,32 @@ local function restore(a)
     { site = where(r), image = a.previous.image })
 end
 
--- Swaps production back with the slot while production still runs this run's image.
+local function restore(a)
+  local r = from_journal(a)
+  return when_settled(a, r, function() return restore_now(a, r) end)
+end
+
+-- Swaps production back with the slot while production still runs this run's image. First the
+-- slot's swap configuration is reset: a change App Service refuses while a swap is in flight
+-- (this run's, cancelled while polled, shows in no GET: production still runs the previous
+-- image until it ends), so when_settled waits for it; and it cancels a swap with preview that
+-- would hold the slot. Only then does production's image say whether this run's swap happened.
 local function swap_back(a)
   local r = from_journal(a)
   local s = svc()
-  local prod = ref_of(r)
-  local now = s.get(prod) and s.container(prod) or nil
-  if not now or now.image ~= a.image then
-    hoist.log.event("appservice.superseded", ("not swapping %s back: production runs %s, not this run's %s")
-      :format(r.name, now and now.image or "nothing", a.image), { site = r.name })
-    return
-  end
-  s.swap(ref_of(r, r.slot))
-  hoist.log.event("appservice.swapped_back", ("%s: production runs %s again (swapped back from slot %s)")
-    :format(r.name, tostring(a.previous_image), r.slot), { site = r.name, slot = r.slot })
+  local prod, slot = ref_of(r), ref_of(r, r.slot)
+  return when_settled(a, prod, function()
+    if s.get(slot) then s.reset_swap(slot) end
+    local now = s.get(prod) and s.container(prod) or nil
+    if not now or now.image ~= a.image then
+      hoist.log.event("appservice.superseded", ("not swapping %s back: production runs %s, not this run's %s")
+        :format(r.name, now and now.image or "nothing", a.image), { site = r.name })
+      return
+    end
+    s.swap(slot)
+    hoist.log.event("appservice.swapped_back", ("%s: production runs %s again (swapped back from slot %s)")
+      :format(r.name, tostring(a.previous_image), r.slot), { site = r.name, slot = r.slot })
+  end)
 end
 
 hoist.pipeline.action("appservice.restore", function(a) azt.holding(M.name, a, restore, a) end, { args = azt.journal_args {

@@ -314,6 +314,65 @@ class AppService(unittest.TestCase):
         r = self.arm("POST", self.web + "sites/hoist-swap/slotsswap", {"targetSlot": "nope"}, api=API)
         self.assertEqual(r.status, 404)
 
+    def test_a_swap_in_flight_holds_the_site(self):
+        # the source slot's warm-up path answers 404 and only 200 counts: the swap stays in flight
+        # for the slot's start time limit (4 s), then fails as App Service's does
+        self.site("hoist-busy", REPO + ":v1")
+        slot = self.web + "sites/hoist-busy/slots/staging"
+        self.site(None, REPO + ":v2", path=slot, settings={
+            "WEBSITE_SWAP_WARMUP_PING_PATH": "/not-there", "WEBSITE_SWAP_WARMUP_PING_STATUSES": "200",
+            "WEBSITES_CONTAINER_START_TIME_LIMIT": "4"})
+        self.wait_body("http://hoist-busy.azurewebsites.net/index.html", "site-v1")
+        self.wait_body("http://hoist-busy-staging.azurewebsites.net/index.html", "site-v2")
+        r = self.arm("POST", slot + "/slotsswap", {"targetSlot": "production"}, api=API)
+        self.assertEqual(r.status, 202, r.raw)
+        location = r.headers["Location"]
+        site = self.web + "sites/hoist-busy"
+        changes = [
+            ("a second swap", "POST", site + "/slotsswap", {"targetSlot": "staging"}),
+            ("app settings of production", "PUT", site + "/config/appsettings", {"properties": {"A": "b"}}),
+            ("the slot's container", "PATCH", slot + "/config/web", {"properties": {"linuxFxVersion": "DOCKER|x:1"}}),
+            ("a restart", "POST", site + "/restart", None),
+            ("resetSlotConfig", "POST", slot + "/resetSlotConfig", None),
+            ("a PATCH of the site", "PATCH", site, {"tags": {"a": "b"}}),
+            ("a PUT of the slot", "PUT", slot, {"location": "westeurope", "properties": {"serverFarmId": self.plan}}),
+            ("a delete of the site", "DELETE", site, None),
+        ]
+        for what, method, path, body in changes:
+            r = self.arm(method, path, body, api=API)
+            self.assertEqual(r.status, 409, "%s during the swap: %s" % (what, r.raw))
+            e = r.json  # App Service's own envelope, not ARM's {error: {...}}
+            self.assertNotIn("error", e)
+            self.assertEqual(e["Code"], "Conflict", what)
+            self.assertRegex(e["Message"], r"^Cannot modify this site because another operation is in progress\. "
+                             r"Details: Id: [0-9a-f-]{36}, OperationName: SwapSiteSlots, CreatedTime: \d+/\d+/\d{4} "
+                             r"\d+:\d\d:\d\d [AP]M, .*SiteName: hoist-busy, SlotName: staging, ")
+            entity = e["Details"][2]["ErrorEntity"]
+            self.assertEqual((entity["ExtendedCode"], entity["Code"], entity["Message"]),
+                             ("59203", "Conflict", e["Message"]))
+        # reads go on, and nothing changed
+        self.assertEqual(self.arm("GET", site, api=API).status, 200)
+        self.assertEqual(self.arm("POST", slot + "/config/appsettings/list", api=API).status, 200)
+        self.assertIn(":v1", self.arm("GET", site + "/config/web", api=API).json["properties"]["linuxFxVersion"])
+        self.assertEqual(self.arm("GET", location, api=None, url=location).status, 202, "still in flight")
+        r = self.arm.poll(location)
+        self.assertEqual(r.status, 400, r.raw)
+        self.assertIn("Cannot swap slots for site 'hoist-busy' because the application initialization in 'staging' "
+                      "slot either took too long or failed", r.json["error"]["message"])
+        self.assertIn(":v1", self.arm("GET", site + "/config/web", api=API).json["properties"]["linuxFxVersion"],
+                      "a failed warm-up swaps nothing")
+        # the site takes changes again; a slot still starting is waited for, then the swap goes through
+        r = self.arm("PUT", slot + "/config/appsettings", {"properties": dict(
+            self.arm("POST", slot + "/config/appsettings/list", api=API).json["properties"],
+            WEBSITE_SWAP_WARMUP_PING_PATH="/index.html")}, api=API)
+        self.assertEqual(r.status, 200, r.raw)
+        r = self.arm("POST", slot + "/slotsswap", {"targetSlot": "production"}, api=API)
+        self.assertEqual(r.status, 202, r.raw)
+        self.assertEqual(self.arm.poll(r.headers["Location"]).status, 200)
+        self.wait_body("http://hoist-busy.azurewebsites.net/index.html", "site-v2")
+        self.assertIn("Slot swap: warming up hoist-busy-staging (GET /index.html)", self.logs("hoist-busy"))
+        self.assertEqual(self.arm("POST", site + "/config/appsettings/list", api=API).status, 200)
+
     def test_stop_start_restart_and_managed_identity_pull(self):
         site = self.site("hoist-mi", REPO + ":v1", mi=True)
         # the site's identity pulls once it holds AcrPull, as ACR checks: before, ACR's unauthorized

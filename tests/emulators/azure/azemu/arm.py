@@ -88,6 +88,11 @@ class ResourceType:
     def remove(self, ctx, res):
         """Clean-up of a DELETE (containers, ...)."""
 
+    def check_busy(self, ctx, rid):
+        """Raises the service's own refusal of a change to `rid` while an operation it counts as
+        conflicting is in flight (App Service: one on the site or any of its slots); ARM's generic
+        AnotherOperationInProgress covers the resource's own operation otherwise."""
+
     def view(self, res):
         return res
 
@@ -109,6 +114,7 @@ class Operation:
         self.result_done = threading.Event()
         self.work_error = None
         self.forced = None  # "Failed" | "Canceled" from the test header
+        self.name = None    # what the service calls it in its messages (App Service: SwapSiteSlots)
 
         def run():
             try:
@@ -235,9 +241,9 @@ class Arm:
                            "x-hoist-emulator-provisioning must be Failed or Canceled, not %r" % v)
         return v
 
-    def start_op(self, ctx, kind, res, rtype, work):
+    def start_op(self, ctx, kind, res, rtype, work, name=None):
         op = Operation(self, kind, res["id"], rtype, res.get("location"), ctx, work)
-        op.forced = self.forced_outcome(ctx)
+        op.forced, op.name = self.forced_outcome(ctx), name
         with self.lock:
             self.ops[op.id] = op
             self.pending[res["id"].lower()] = op
@@ -278,6 +284,7 @@ class Arm:
         if not isinstance(body, dict):
             raise ArmError(400, "InvalidRequestContent", "The request content was invalid and could "
                            "not be deserialized: a JSON object is required.")
+        rtype.check_busy(ctx, rid)
         with self.lock:
             if rid.lower() in self.pending:
                 raise ArmError(409, "AnotherOperationInProgress", "Another operation on the resource "
@@ -320,6 +327,7 @@ class Arm:
         return status, rtype.view(res), self.lro_headers(op, location=False)
 
     def delete(self, ctx, rtype, rid, missing_status=204):
+        rtype.check_busy(ctx, rid)
         with self.lock:
             res = self.resources.get(rid.lower())
             running = self.pending.get(rid.lower())

@@ -15,7 +15,12 @@ the local Docker engine, as App Service on Linux does:
 - a new container (config change, CD webhook) starts beside the running one, which keeps serving
   until the new one answers; restart and start/stop replace it. The running container keeps the
   image (digest) it was started with: a new push of a tag changes nothing until the webhook or a
-  restart pulls again.
+  restart pulls again;
+- a swap is an operation (202 + Location) that first warms the source slot up (its container up,
+  then GET WEBSITE_SWAP_WARMUP_PING_PATH), then exchanges the slots; while it (or any other
+  operation) is in flight on a site or one of its slots, every change of them answers App
+  Service's 409 "Cannot modify this site because another operation is in progress", in App
+  Service's own error envelope (WebError).
 
 `<name>.azurewebsites.net` (slots: `<name>-<slot>.azurewebsites.net`) reaches the container
 through the proxy (http on 80, https on 443 with TLS ended at the proxy); the SCM site
@@ -68,11 +73,63 @@ DEFAULT_SITE_CONFIG = {
 CONTAINER_FIELDS = ("linuxFxVersion", "appCommandLine", "acrUseManagedIdentityCreds")
 DETECTED_PORTS = (80, 8080)  # the ports App Service finds without WEBSITES_PORT
 REGISTRY_PASSWORD = "DOCKER_REGISTRY_SERVER_PASSWORD"
+# App Service's refusal of a change while another operation runs on the site or on one of its
+# slots (a swap, an asynchronous create or delete): HTTP 409, Code Conflict, this message with the
+# operation's details, extended code 59203 (as Azure answers it, e.g. a second swap during one)
+BUSY_TEMPLATE = "Cannot modify this site because another operation is in progress. Details: {0}"
+BUSY_EXTENDED_CODE = "59203"
+OPERATION_NAMES = {"put": "Update", "delete": "Delete", "action": "Action"}
 
 
 def log_time():
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
+
+
+class WebError(ArmError):
+    """An error as Microsoft.Web sends it: its own envelope at the top level, in PascalCase
+    ({Code, Message, Target, Details: [{Message}, {Code}, {ErrorEntity}], Innererror}), not ARM's
+    {error: {code, message}}: a client that reads only ARM's finds no message in it."""
+
+    def __init__(self, status, code, template, parameter, extended_code):
+        super().__init__(status, code, template.replace("{0}", parameter))
+        self.template, self.parameter, self.extended_code = template, parameter, extended_code
+
+    def body(self):
+        entity = {"ExtendedCode": self.extended_code, "MessageTemplate": self.template,
+                  "Parameters": [self.parameter], "Code": self.code, "Message": self.message}
+        return {"Code": self.code, "Message": self.message, "Target": None,
+                "Details": [{"Message": self.message}, {"Code": self.code}, {"ErrorEntity": entity}],
+                "Innererror": None}
+
+
+def created_time(t):
+    """App Service's way of writing a time in its messages: 9/20/2019 11:04:18 AM (UTC)."""
+    g = time.gmtime(t)
+    return "%d/%d/%d %d:%02d:%02d %s" % (g.tm_mon, g.tm_mday, g.tm_year, g.tm_hour % 12 or 12, g.tm_min,
+                                         g.tm_sec, "AM" if g.tm_hour < 12 else "PM")
+
+
+def check_site_busy(arm, rid):
+    """Raises App Service's 409 when an operation is in flight on the site of `rid` (a site or a
+    slot) or on any of its slots: App Service holds the whole site during it, so a second swap,
+    a config or settings write, a restart or a delete waits for its end."""
+    parts = rid.split("/")
+    site_id = ("/".join(parts[:-2]) if len(parts) >= 2 and parts[-2].lower() == "slots" else rid).lower()
+    with arm.lock:
+        running = [op for key, op in arm.pending.items()
+                   if key == site_id or key.startswith(site_id + "/slots/")]
+    if not running:
+        return
+    op = running[0]
+    site, slot = site_names({"id": op.rid})
+    res = arm.get(op.rid) or {}
+    detail = ("Id: %s, OperationName: %s, CreatedTime: %s, WebSystemName: websites, SubscriptionName: %s, "
+              "WebspaceName: %s-%swebspace, SiteName: %s, SlotName: %s, ServerFarmName: , GeoOperationId: (null)"
+              % (op.id, op.name or OPERATION_NAMES.get(op.kind, "Update"), created_time(op.t0),
+                 op.rid.split("/")[2], op.rid.split("/")[4], (res.get("location") or "").replace(" ", ""),
+                 site, slot or "Production"))
+    raise WebError(409, "Conflict", BUSY_TEMPLATE, detail, BUSY_EXTENDED_CODE)
 
 
 class Runtime:
@@ -86,6 +143,7 @@ class Runtime:
         self.port = None
         self.status = "Stopped"  # Starting | Running | Failed | Stopped
         self.gen = 0             # launches so far (container names, and a newer launch wins)
+        self.serving_gen = 0     # the launch whose container serves (< gen: a newer one is starting)
         self.log = collections.deque(maxlen=LOG_LINES)  # docker.log: the platform's lines
         self.containers = []     # every container this runtime started (for container logs)
 
@@ -154,6 +212,9 @@ class Sites(ResourceType):
         self.arm = arm
         self.runtime = {}  # resource id lower -> Runtime
 
+    def check_busy(self, ctx, rid):
+        check_site_busy(self.arm, rid)
+
     # --- body -------------------------------------------------------------------------
     def create(self, ctx, existing, body):
         props = copy.deepcopy(body.get("properties") or {})
@@ -206,6 +267,7 @@ class Sites(ResourceType):
         return None
 
     def patch(self, ctx, res, body):
+        check_site_busy(self.arm, res["id"])
         with self.arm.lock:
             before = container_config(res)
             if "tags" in body:
@@ -403,7 +465,7 @@ class Sites(ResourceType):
             old = rt.dname
             rt.dname, rt.host_port, rt.port = dname, host_port, port
             rt.image, rt.image_id, rt.digest = image, image_id, digest
-            rt.status = "Running"
+            rt.status, rt.serving_gen = "Running", gen
         rt.write("INFO", "Container %s for site %s initialized successfully and is ready to serve requests."
                  % (dname, label))
         if old and old != dname:
@@ -590,18 +652,24 @@ def container_config(res):
                        (res.get("_hidden") or {}).get("appsettings")], sort_keys=True)
 
 
-def ping(port):
-    """Any HTTP answer on the port counts, as App Service's warmup does."""
+def http_status(port, path, timeout):
+    """The status of GET `path` on the container's port, None when nothing answered."""
     import http.client
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        c.request("GET", PING_PATH)
-        c.getresponse().read()
-        return True
+        c.request("GET", path)
+        r = c.getresponse()
+        r.read()
+        return r.status
     except (OSError, http.client.HTTPException):
-        return False
+        return None
     finally:
         c.close()
+
+
+def ping(port):
+    """Any HTTP answer on the port counts, as App Service's warmup does."""
+    return http_status(port, PING_PATH, 2) is not None
 
 
 # --- the site's sub-resources and actions (config/*, restart, slotsswap, ...) --------------
@@ -619,6 +687,9 @@ def site_op(arm, h, m):
     parent = arm.get(sid)
     ctx = Context(arm, h, sub, rg["name"], sites, [site] + ([slot] if slot else []), h.query["api-version"])
     rt = sites.rt(res)
+    if h.command in ("PUT", "PATCH", "DELETE") or op in ("restart", "stop", "start", "slotsswap",
+                                                         "applyslotconfig", "resetslotconfig"):
+        check_site_busy(arm, res["id"])  # reads (GET, the list POSTs, logs) go on during a swap
 
     def config_body(name, props):
         return {"id": res["id"] + "/config/" + name, "name": name, "type": "Microsoft.Web/sites/config",
@@ -731,7 +802,8 @@ def site_op(arm, h, m):
             raise ArmError(400, "BadRequest", "A slot cannot be swapped with itself.")
         if op == "applyslotconfig":
             return 200, None, []
-        op_ = arm.start_op(ctx, "action", res, sites, lambda: swap(arm, sites, parent, res, other))
+        op_ = arm.start_op(ctx, "action", res, sites, lambda: swap(arm, sites, parent, res, other),
+                           name="SwapSiteSlots")
         return 202, None, arm.lro_headers(op_, location=True, async_op=False)
     raise ArmError(404, "NotFound", "No HTTP resource was found for '%s' on a site." % op)
 
@@ -786,9 +858,45 @@ def check_name(arm, h, m):
     return 200, {"nameAvailable": True, "reason": "", "message": ""}, []
 
 
+def warm_up(arm, sites, res):
+    """The first phase of a swap, as App Service runs it on the source slot: its instance must be
+    up (a start in progress is waited for), then it is warmed up: GET WEBSITE_SWAP_WARMUP_PING_PATH
+    (default /) until it answers, with one of WEBSITE_SWAP_WARMUP_PING_STATUSES when that is set,
+    within the slot's start time limit. The swap stays in flight meanwhile."""
+    site, slot = site_names(res)
+    rt = sites.rt(res)
+    with arm.lock:
+        settings = dict(res["_hidden"]["appsettings"])
+    limit = settings.get("WEBSITES_CONTAINER_START_TIME_LIMIT")
+    limit = int(limit) if limit and str(limit).isdigit() else arm.state.setting("appservice_start_time_limit")
+    deadline = time.monotonic() + limit
+    while True:
+        with rt.lock:
+            status, port, starting = rt.status, rt.host_port, rt.gen != rt.serving_gen
+        if status == "Running" and port and not starting:
+            break
+        if status not in ("Starting", "Running") or time.monotonic() >= deadline:
+            raise ArmError(400, "BadRequest", "Cannot swap slots for site '%s' because the worker process for "
+                           "'%s' slot could not be started." % (site, slot or "production"))
+        time.sleep(0.2)
+    path = settings.get("WEBSITE_SWAP_WARMUP_PING_PATH") or "/"
+    want = {int(v) for v in (settings.get("WEBSITE_SWAP_WARMUP_PING_STATUSES") or "").split(",") if v.strip().isdigit()}
+    rt.write("INFO", "Slot swap: warming up %s (GET %s)" % (host_label(site, slot), path))
+    while True:
+        status = http_status(port, path, max(1.0, deadline - time.monotonic()))
+        if status is not None and (not want or status in want):
+            return
+        if time.monotonic() >= deadline:
+            raise ArmError(400, "BadRequest", "Cannot swap slots for site '%s' because the application "
+                           "initialization in '%s' slot either took too long or failed. Please check application "
+                           "initialization configuration and make sure that it works." % (site, slot or "production"))
+        time.sleep(0.5)
+
+
 def swap(arm, sites, parent, a, b):
-    """Exchanges the running containers and the configuration of slots A and B; the sticky app
-    settings (slotConfigNames of the production site) stay with their slot."""
+    """Warms up slot A, then exchanges the running containers and the configuration of slots A
+    and B; the sticky app settings (slotConfigNames of the production site) stay with their slot."""
+    warm_up(arm, sites, a)
     with arm.lock:
         sticky = set((parent.get("_hidden") or {}).get("slot_config_names", {}).get("appSettingNames") or [])
         sa, sb = a["_hidden"]["appsettings"], b["_hidden"]["appsettings"]
