@@ -20,6 +20,14 @@ function M.need_emulator(what)
   end
 end
 
+-- Holds the Azure emulator's operations on resources whose id contains `part` for `seconds` at
+-- least (0: the emulator's default again): a test's SIGTERM lands inside its own operation
+-- however slow the machine, and no other test's operations are slowed.
+function M.hold(part, seconds)
+  hoist.http.request { method = "POST", url = E("HOIST_TEST_AZURE_CONTROL") .. "/settings", check = true, safe = true,
+                       json = { lro_duration_for = { [part] = seconds } } }
+end
+
 -- A unique name part per test run.
 function M.run_tag()
   math.randomseed(os.time() + math.floor(hoist.now() * 1000) % 100000)

@@ -187,6 +187,9 @@ t.case("SIGTERM while the swap is polled: swap_back waits for the swap in flight
     while hoist.now() < deadline and task:status() == "running" do
       local okl, log = pcall(appservice.logs, slot)
       if okl and log:find("Slot swap: warming up", 1, true) then
+        -- the swap (an operation on the slot) lasts 15 s at least, the setting read while it
+        -- runs: the SIGTERM, the competing swap and swap_back land inside it however slow the machine
+        web.hold("/sites/" .. name .. "/slots/staging", 15)
         hoist.exec { "kill", "-TERM", support.must_read(pidfile):match("%d+"), check = true }
         sent = true
         break
@@ -206,6 +209,7 @@ t.case("SIGTERM while the swap is polled: swap_back waits for the swap in flight
     t.eq(appservice.running(prod).digest, v1)
     t.eq(appservice.get(slot), nil, "the slot the cancelled run created is deleted")
   end)
+  pcall(web.hold, "/sites/" .. name .. "/slots/staging", 0)
   web.drop_group(S, rg)
   hoist.exec { "sh", "-c", ("docker images -q --filter reference='%s' | xargs -r docker rmi -f"):format(repo .. "*") }
   if not ok then error(err, 0) end

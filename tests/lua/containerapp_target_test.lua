@@ -16,12 +16,6 @@ local containerapp = hoist.azure.containerapp
 
 local E = os.getenv
 
--- Holds the emulator's operations on resources whose id contains `part` for `seconds` at least
--- (0: back to the emulator's default).
-local function hold(part, seconds)
-  hoist.http.request { method = "POST", url = E("HOIST_TEST_AZURE_CONTROL") .. "/settings", check = true, safe = true,
-                       json = { lro_duration_for = { [part] = seconds } } }
-end
 
 t.case("the target keeps the contract and is shipped; bad options are named", function()
   local targets = require "hoist.targets"
@@ -248,7 +242,7 @@ t.case("SIGTERM while the revision's PATCH is polled: traffic_back waits for the
     b.env, b.timeout = S.env, 600
     -- this app's operations stay in progress for 8 s (others keep the emulator's 0.5 s): the
     -- SIGTERM and the compensation land inside the operation however slow the machine
-    hold(name, 8)
+    web.hold(name, 8)
     local task = hoist.spawn(function() return hoist.exec(b) end)
     local deadline, sent = hoist.now() + 300, false
     while hoist.now() < deadline and task:status() == "running" do
@@ -281,7 +275,7 @@ t.case("SIGTERM while the revision's PATCH is polled: traffic_back waits for the
     end
     t.ok(seen, "the cancelled run's revision was created by the operation it started")
   end)
-  pcall(hold, name, 0)
+  pcall(web.hold, name, 0)
   web.drop_group(S, rg)
   if not ok then error(err, 0) end
 end, { timeout = 900 })
