@@ -76,6 +76,20 @@ CallOptions call_options(lua_State* L, const json& j, const char* fn, std::vecto
   return o;
 }
 
+// A call on one image, {image=, ...}: the reference and the call options (`auth` for the
+// image's registry).
+struct ImageCall {
+  Reference image;
+  CallOptions options;
+};
+
+ImageCall image_call(lua_State* L, const char* fn) {
+  json j = args(L, fn);
+  Reference image = Reference::parse(str(j, fn, "image"));
+  CallOptions o = call_options(L, j, fn, {image.registry});
+  return {std::move(image), std::move(o)};
+}
+
 json resolved_json(const Resolved& r, const std::string& name) {
   return {{"digest", r.digest}, {"media_type", r.media_type}, {"size", r.size}, {"image", name + "@" + r.digest}};
 }
@@ -99,21 +113,18 @@ json result_json(const CopyResult& r, bool copy) {
 
 // r = registry.resolve{image=, auth=, attempts=, ...}
 int l_resolve(lua_State* L) {
-  json j = args(L, "resolve");
-  Reference image = Reference::parse(str(j, "resolve", "image"));
-  CallOptions o = call_options(L, j, "resolve", {image.registry});
+  ImageCall a = image_call(L, "resolve");
   auto c = client_of(L);
-  return suspend_json<Resolved>(L, [&](auto done) { return c->resolve(image, o, done); },
-                            [name = image.name()](const Resolved& r) { return resolved_json(r, name); });
+  return suspend_json<Resolved>(L, [&](auto done) { return c->resolve(a.image, a.options, done); },
+                                [name = a.image.name()](const Resolved& r) { return resolved_json(r, name); });
 }
 
 // bool = registry.exists{image=, ...}
 int l_exists(lua_State* L) {
-  json j = args(L, "exists");
-  Reference image = Reference::parse(str(j, "exists", "image"));
-  CallOptions o = call_options(L, j, "exists", {image.registry});
+  ImageCall a = image_call(L, "exists");
   auto c = client_of(L);
-  return suspend_json<bool>(L, [&](auto done) { return c->exists(image, o, done); }, [](bool b) { return json(b); });
+  return suspend_json<bool>(L, [&](auto done) { return c->exists(a.image, a.options, done); },
+                            [](bool b) { return json(b); });
 }
 
 // tags = registry.tags{repository=, n=, limit=, ...}
@@ -140,26 +151,22 @@ int l_catalog(lua_State* L) {
 
 // m = registry.manifest{image=, ...}: {digest, media_type, size, raw, manifest}
 int l_manifest(lua_State* L) {
-  json j = args(L, "manifest");
-  Reference image = Reference::parse(str(j, "manifest", "image"));
-  CallOptions o = call_options(L, j, "manifest", {image.registry});
+  ImageCall a = image_call(L, "manifest");
   auto c = client_of(L);
-  return suspend_json<Manifest>(L, [&](auto done) { return c->manifest(image, o, done); },
-                            [name = image.name()](const Manifest& m) {
-                              json r = resolved_json(m.resolved, name);
-                              r["raw"] = m.bytes;
-                              r["manifest"] = m.content.json;
-                              return r;
-                            });
+  return suspend_json<Manifest>(L, [&](auto done) { return c->manifest(a.image, a.options, done); },
+                                [name = a.image.name()](const Manifest& m) {
+                                  json r = resolved_json(m.resolved, name);
+                                  r["raw"] = m.bytes;
+                                  r["manifest"] = m.content.json;
+                                  return r;
+                                });
 }
 
 // r = registry.delete{image=, ...}
 int l_delete(lua_State* L) {
-  json j = args(L, "delete");
-  Reference image = Reference::parse(str(j, "delete", "image"));
-  CallOptions o = call_options(L, j, "delete", {image.registry});
+  ImageCall a = image_call(L, "delete");
   auto c = client_of(L);
-  return suspend_json<CopyResult>(L, [&](auto done) { return c->remove(image, o, done); }, [](const CopyResult& r) {
+  return suspend_json<CopyResult>(L, [&](auto done) { return c->remove(a.image, a.options, done); }, [](const CopyResult& r) {
     json out = result_json(r, false);
     if (!r.planned) out["deleted"] = true;
     return out;
