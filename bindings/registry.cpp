@@ -90,6 +90,18 @@ ImageCall image_call(lua_State* L, const char* fn) {
   return {std::move(image), std::move(o)};
 }
 
+// The page size (n=) and the most names (limit=) of a listing call; 0: the registry's own.
+struct Paging {
+  int n;
+  int limit;
+};
+
+Paging paging(const json& j, const char* fn) {
+  return {static_cast<int>(num(j, fn, "n", 0)), static_cast<int>(num(j, fn, "limit", 0))};
+}
+
+json names_json(const std::vector<std::string>& names) { return json(names); }
+
 json resolved_json(const Resolved& r, const std::string& name) {
   return {{"digest", r.digest}, {"media_type", r.media_type}, {"size", r.size}, {"image", name + "@" + r.digest}};
 }
@@ -132,10 +144,10 @@ int l_tags(lua_State* L) {
   json j = args(L, "tags");
   Reference repo = Reference::parse_repository(str(j, "tags", "repository"));
   CallOptions o = call_options(L, j, "tags", {repo.registry});
-  int n = static_cast<int>(num(j, "tags", "n", 0)), limit = static_cast<int>(num(j, "tags", "limit", 0));
+  Paging p = paging(j, "tags");
   auto c = client_of(L);
-  return suspend_json<std::vector<std::string>>(L, [&](auto done) { return c->tags(repo, n, limit, o, done); },
-                                            [](const std::vector<std::string>& v) { return json(v); });
+  return suspend_json<std::vector<std::string>>(L, [&](auto done) { return c->tags(repo, p.n, p.limit, o, done); },
+                                                names_json);
 }
 
 // repositories = registry.catalog{registry=, n=, limit=, ...}
@@ -143,10 +155,10 @@ int l_catalog(lua_State* L) {
   json j = args(L, "catalog");
   std::string registry = parse_registry_host(str(j, "catalog", "registry"));
   CallOptions o = call_options(L, j, "catalog", {registry});
-  int n = static_cast<int>(num(j, "catalog", "n", 0)), limit = static_cast<int>(num(j, "catalog", "limit", 0));
+  Paging p = paging(j, "catalog");
   auto c = client_of(L);
-  return suspend_json<std::vector<std::string>>(L, [&](auto done) { return c->catalog(registry, n, limit, o, done); },
-                                            [](const std::vector<std::string>& v) { return json(v); });
+  return suspend_json<std::vector<std::string>>(
+      L, [&](auto done) { return c->catalog(registry, p.n, p.limit, o, done); }, names_json);
 }
 
 // m = registry.manifest{image=, ...}: {digest, media_type, size, raw, manifest}
