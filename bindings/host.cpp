@@ -2,13 +2,14 @@
 #include "bindings/json_bridge.hpp"
 #include "bindings/runtime.hpp"
 
+#include <hoist/strings.hpp>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include <chrono>
 #include <csignal>
-#include <ctime>
 #include <filesystem>
 #include <utility>
 #include <list>
@@ -324,15 +325,10 @@ struct Engine::Impl {
 };
 
 std::string new_run_id() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
   std::random_device rd;
   char suffix[8];
   std::snprintf(suffix, sizeof suffix, "%04x", rd() & 0xffff);
-  return std::string(stamp) + "-" + suffix;
+  return text::utc_now("%Y%m%d-%H%M%S") + "-" + suffix;
 }
 
 Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}

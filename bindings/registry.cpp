@@ -76,6 +76,32 @@ CallOptions call_options(lua_State* L, const json& j, const char* fn, std::vecto
   return o;
 }
 
+// A call on one image, {image=, ...}: the reference and the call options (`auth` for the
+// image's registry).
+struct ImageCall {
+  Reference image;
+  CallOptions options;
+};
+
+ImageCall image_call(lua_State* L, const char* fn) {
+  json j = args(L, fn);
+  Reference image = Reference::parse(str(j, fn, "image"));
+  CallOptions o = call_options(L, j, fn, {image.registry});
+  return {std::move(image), std::move(o)};
+}
+
+// The page size (n=) and the most names (limit=) of a listing call; 0: the registry's own.
+struct Paging {
+  int n;
+  int limit;
+};
+
+Paging paging(const json& j, const char* fn) {
+  return {static_cast<int>(num(j, fn, "n", 0)), static_cast<int>(num(j, fn, "limit", 0))};
+}
+
+json names_json(const std::vector<std::string>& names) { return json(names); }
+
 json resolved_json(const Resolved& r, const std::string& name) {
   return {{"digest", r.digest}, {"media_type", r.media_type}, {"size", r.size}, {"image", name + "@" + r.digest}};
 }
@@ -99,21 +125,18 @@ json result_json(const CopyResult& r, bool copy) {
 
 // r = registry.resolve{image=, auth=, attempts=, ...}
 int l_resolve(lua_State* L) {
-  json j = args(L, "resolve");
-  Reference image = Reference::parse(str(j, "resolve", "image"));
-  CallOptions o = call_options(L, j, "resolve", {image.registry});
+  ImageCall a = image_call(L, "resolve");
   auto c = client_of(L);
-  return suspend_json<Resolved>(L, [&](auto done) { return c->resolve(image, o, done); },
-                            [name = image.name()](const Resolved& r) { return resolved_json(r, name); });
+  return suspend_json<Resolved>(L, [&](auto done) { return c->resolve(a.image, a.options, done); },
+                                [name = a.image.name()](const Resolved& r) { return resolved_json(r, name); });
 }
 
 // bool = registry.exists{image=, ...}
 int l_exists(lua_State* L) {
-  json j = args(L, "exists");
-  Reference image = Reference::parse(str(j, "exists", "image"));
-  CallOptions o = call_options(L, j, "exists", {image.registry});
+  ImageCall a = image_call(L, "exists");
   auto c = client_of(L);
-  return suspend_json<bool>(L, [&](auto done) { return c->exists(image, o, done); }, [](bool b) { return json(b); });
+  return suspend_json<bool>(L, [&](auto done) { return c->exists(a.image, a.options, done); },
+                            [](bool b) { return json(b); });
 }
 
 // tags = registry.tags{repository=, n=, limit=, ...}
@@ -121,10 +144,10 @@ int l_tags(lua_State* L) {
   json j = args(L, "tags");
   Reference repo = Reference::parse_repository(str(j, "tags", "repository"));
   CallOptions o = call_options(L, j, "tags", {repo.registry});
-  int n = static_cast<int>(num(j, "tags", "n", 0)), limit = static_cast<int>(num(j, "tags", "limit", 0));
+  Paging p = paging(j, "tags");
   auto c = client_of(L);
-  return suspend_json<std::vector<std::string>>(L, [&](auto done) { return c->tags(repo, n, limit, o, done); },
-                                            [](const std::vector<std::string>& v) { return json(v); });
+  return suspend_json<std::vector<std::string>>(L, [&](auto done) { return c->tags(repo, p.n, p.limit, o, done); },
+                                                names_json);
 }
 
 // repositories = registry.catalog{registry=, n=, limit=, ...}
@@ -132,34 +155,30 @@ int l_catalog(lua_State* L) {
   json j = args(L, "catalog");
   std::string registry = parse_registry_host(str(j, "catalog", "registry"));
   CallOptions o = call_options(L, j, "catalog", {registry});
-  int n = static_cast<int>(num(j, "catalog", "n", 0)), limit = static_cast<int>(num(j, "catalog", "limit", 0));
+  Paging p = paging(j, "catalog");
   auto c = client_of(L);
-  return suspend_json<std::vector<std::string>>(L, [&](auto done) { return c->catalog(registry, n, limit, o, done); },
-                                            [](const std::vector<std::string>& v) { return json(v); });
+  return suspend_json<std::vector<std::string>>(
+      L, [&](auto done) { return c->catalog(registry, p.n, p.limit, o, done); }, names_json);
 }
 
 // m = registry.manifest{image=, ...}: {digest, media_type, size, raw, manifest}
 int l_manifest(lua_State* L) {
-  json j = args(L, "manifest");
-  Reference image = Reference::parse(str(j, "manifest", "image"));
-  CallOptions o = call_options(L, j, "manifest", {image.registry});
+  ImageCall a = image_call(L, "manifest");
   auto c = client_of(L);
-  return suspend_json<Manifest>(L, [&](auto done) { return c->manifest(image, o, done); },
-                            [name = image.name()](const Manifest& m) {
-                              json r = resolved_json(m.resolved, name);
-                              r["raw"] = m.bytes;
-                              r["manifest"] = m.content.json;
-                              return r;
-                            });
+  return suspend_json<Manifest>(L, [&](auto done) { return c->manifest(a.image, a.options, done); },
+                                [name = a.image.name()](const Manifest& m) {
+                                  json r = resolved_json(m.resolved, name);
+                                  r["raw"] = m.bytes;
+                                  r["manifest"] = m.content.json;
+                                  return r;
+                                });
 }
 
 // r = registry.delete{image=, ...}
 int l_delete(lua_State* L) {
-  json j = args(L, "delete");
-  Reference image = Reference::parse(str(j, "delete", "image"));
-  CallOptions o = call_options(L, j, "delete", {image.registry});
+  ImageCall a = image_call(L, "delete");
   auto c = client_of(L);
-  return suspend_json<CopyResult>(L, [&](auto done) { return c->remove(image, o, done); }, [](const CopyResult& r) {
+  return suspend_json<CopyResult>(L, [&](auto done) { return c->remove(a.image, a.options, done); }, [](const CopyResult& r) {
     json out = result_json(r, false);
     if (!r.planned) out["deleted"] = true;
     return out;

@@ -447,54 +447,48 @@ void raise(lua_State* L, const Error& error) {
 
 // ---------------------------------------------------------------- argument helpers
 
-std::string opt_string(lua_State* L, int table, const char* field, const std::string& fallback) {
+namespace {
+// A field of the table at `table`, read by get() while it is on top of the stack: `fallback`
+// when nil; invalid_argument naming the field and the type it has when is() refuses it.
+template <class T, class Is, class Get>
+T opt_field(lua_State* L, int table, const char* field, T fallback, const char* expected, Is is, Get get) {
   lua_getfield(L, table, field);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return fallback;
   }
-  if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
+  if (!is(L)) {
     std::string type = luaL_typename(L, -1);
     lua_pop(L, 1);
-    throw Error(Code::invalid_argument, std::string("option '") + field + "' must be a string, got " + type);
+    throw Error(Code::invalid_argument, std::string("option '") + field + "' must be " + expected + ", got " + type);
   }
-  size_t n;
-  const char* s = lua_tolstring(L, -1, &n);
-  std::string out(s, n);
+  T value = get(L);
   lua_pop(L, 1);
-  return out;
+  return value;
+}
+}  // namespace
+
+std::string opt_string(lua_State* L, int table, const char* field, const std::string& fallback) {
+  return opt_field<std::string>(
+      L, table, field, fallback, "a string",
+      [](lua_State* S) { return lua_type(S, -1) == LUA_TSTRING || lua_type(S, -1) == LUA_TNUMBER; },
+      [](lua_State* S) {
+        size_t n;
+        const char* s = lua_tolstring(S, -1, &n);
+        return std::string(s, n);
+      });
 }
 
 double opt_number(lua_State* L, int table, const char* field, double fallback) {
-  lua_getfield(L, table, field);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    return fallback;
-  }
-  if (!lua_isnumber(L, -1)) {
-    std::string type = luaL_typename(L, -1);
-    lua_pop(L, 1);
-    throw Error(Code::invalid_argument, std::string("option '") + field + "' must be a number, got " + type);
-  }
-  double v = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  return v;
+  return opt_field<double>(
+      L, table, field, fallback, "a number", [](lua_State* S) { return lua_isnumber(S, -1) != 0; },
+      [](lua_State* S) { return static_cast<double>(lua_tonumber(S, -1)); });
 }
 
 bool opt_bool(lua_State* L, int table, const char* field, bool fallback) {
-  lua_getfield(L, table, field);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    return fallback;
-  }
-  if (!lua_isboolean(L, -1)) {
-    std::string type = luaL_typename(L, -1);
-    lua_pop(L, 1);
-    throw Error(Code::invalid_argument, std::string("option '") + field + "' must be a boolean, got " + type);
-  }
-  bool v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
+  return opt_field<bool>(
+      L, table, field, fallback, "a boolean", [](lua_State* S) { return lua_isboolean(S, -1); },
+      [](lua_State* S) { return lua_toboolean(S, -1) != 0; });
 }
 
 int open_module_with_class(lua_State* L, const char* meta, const luaL_Reg* methods, lua_CFunction gc,

@@ -7,6 +7,11 @@
 namespace hoist::azure::detail {
 namespace {
 
+std::string pick(const std::string& given, const Env& env, const char* name) {
+  if (!given.empty()) return given;
+  return env(name).value_or("");
+}
+
 // One source's settings, or the names of what it lacks.
 struct Probe {
   Settings settings;
@@ -14,12 +19,13 @@ struct Probe {
   std::string failure;  // a present but unusable setting (AZURE_CREDENTIALS that is not JSON)
   nlohmann::json failure_details;
   bool applies() const { return missing.empty() && failure.empty(); }
+  // The option `given`, else the variable `name`; with neither, `name` is what the source lacks.
+  std::string need(const Env& env, const char* name, const std::string& given = "") {
+    std::string value = pick(given, env, name);
+    if (value.empty()) missing.push_back(name);
+    return value;
+  }
 };
-
-std::string pick(const std::string& given, const Env& env, const char* name) {
-  if (!given.empty()) return given;
-  return env(name).value_or("");
-}
 
 std::string join(const std::vector<std::string>& names, const char* last_sep) {
   std::string out;
@@ -32,10 +38,8 @@ std::string join(const std::vector<std::string>& names, const char* last_sep) {
 
 // AZURE_CLIENT_ID and AZURE_TENANT_ID, which every federated source needs too.
 void identity(Probe& p, const CredentialOptions& o, const Env& env) {
-  p.settings.client_id = pick(o.client_id, env, "AZURE_CLIENT_ID");
-  p.settings.tenant_id = pick(o.tenant_id, env, "AZURE_TENANT_ID");
-  if (p.settings.client_id.empty()) p.missing.push_back("AZURE_CLIENT_ID");
-  if (p.settings.tenant_id.empty()) p.missing.push_back("AZURE_TENANT_ID");
+  p.settings.client_id = p.need(env, "AZURE_CLIENT_ID", o.client_id);
+  p.settings.tenant_id = p.need(env, "AZURE_TENANT_ID", o.tenant_id);
 }
 
 Probe client_secret(const CredentialOptions& o, const Env& env) {
@@ -67,8 +71,7 @@ Probe client_secret(const CredentialOptions& o, const Env& env) {
 Probe workload_identity(const CredentialOptions& o, const Env& env) {
   Probe p;
   p.settings.source = "workload_identity";
-  p.settings.token_file = env("AZURE_FEDERATED_TOKEN_FILE").value_or("");
-  if (p.settings.token_file.empty()) p.missing.push_back("AZURE_FEDERATED_TOKEN_FILE");
+  p.settings.token_file = p.need(env, "AZURE_FEDERATED_TOKEN_FILE");
   identity(p, o, env);
   return p;
 }
@@ -76,10 +79,8 @@ Probe workload_identity(const CredentialOptions& o, const Env& env) {
 Probe oidc(const CredentialOptions& o, const Env& env) {
   Probe p;
   p.settings.source = "oidc";
-  p.settings.oidc_url = env("ACTIONS_ID_TOKEN_REQUEST_URL").value_or("");
-  p.settings.oidc_token = env("ACTIONS_ID_TOKEN_REQUEST_TOKEN").value_or("");
-  if (p.settings.oidc_url.empty()) p.missing.push_back("ACTIONS_ID_TOKEN_REQUEST_URL");
-  if (p.settings.oidc_token.empty()) p.missing.push_back("ACTIONS_ID_TOKEN_REQUEST_TOKEN");
+  p.settings.oidc_url = p.need(env, "ACTIONS_ID_TOKEN_REQUEST_URL");
+  p.settings.oidc_token = p.need(env, "ACTIONS_ID_TOKEN_REQUEST_TOKEN");
   identity(p, o, env);
   return p;
 }
@@ -91,12 +92,9 @@ Probe oidc(const CredentialOptions& o, const Env& env) {
 Probe azure_pipelines(const CredentialOptions& o, const Env& env) {
   Probe p;
   p.settings.source = "azure_pipelines";
-  p.settings.oidc_url = env("SYSTEM_OIDCREQUESTURI").value_or("");
-  p.settings.oidc_token = env("SYSTEM_ACCESSTOKEN").value_or("");
-  p.settings.service_connection_id = env("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID").value_or("");
-  if (p.settings.oidc_url.empty()) p.missing.push_back("SYSTEM_OIDCREQUESTURI");
-  if (p.settings.oidc_token.empty()) p.missing.push_back("SYSTEM_ACCESSTOKEN");
-  if (p.settings.service_connection_id.empty()) p.missing.push_back("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID");
+  p.settings.oidc_url = p.need(env, "SYSTEM_OIDCREQUESTURI");
+  p.settings.oidc_token = p.need(env, "SYSTEM_ACCESSTOKEN");
+  p.settings.service_connection_id = p.need(env, "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID");
   p.settings.client_id = pick(o.client_id, env, "AZURE_CLIENT_ID");
   if (p.settings.client_id.empty()) p.settings.client_id = env("AZURESUBSCRIPTION_CLIENT_ID").value_or("");
   p.settings.tenant_id = pick(o.tenant_id, env, "AZURE_TENANT_ID");

@@ -264,6 +264,8 @@ int run_command(const RunFlags& f, bool test_mode) {
   return r.exit_code;
 }
 
+const char* const kStateDirHelp = "Where runs are recorded (default .hoist)";
+
 void add_run_flags(CLI::App* cmd, RunFlags& f) {
   // one key=value per --set, so `--set a=b script.lua` keeps script.lua as the target
   cmd->add_option("--set", f.sets, "Set a parameter: key=value (repeatable)")->allow_extra_args(false);
@@ -274,7 +276,7 @@ void add_run_flags(CLI::App* cmd, RunFlags& f) {
   cmd->add_option("--log-format", f.log_format, "text (default) or json, on stderr");
   cmd->add_option("--log-level", f.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
-  cmd->add_option("--state-dir", f.state_dir, "Where runs are recorded (default .hoist)");
+  cmd->add_option("--state-dir", f.state_dir, kStateDirHelp);
   cmd->add_flag("--dry-run", f.dry_run, "Report every change the run would make, make none");
   cmd->add_flag("--no-color", f.no_color, "Plain terminal output");
 }
@@ -325,19 +327,23 @@ int lua_tool(const RunsFlags& f, const std::string& code, const std::string& nam
   return r.exit_code;
 }
 
+// Which recorded run a command reads: its id and where runs are recorded.
+void add_run_ref(CLI::App* cmd, RunsFlags& f) {
+  cmd->add_option("run", f.run_id, "Run id (see hoist runs)")->required();
+  cmd->add_option("--state-dir", f.state_dir, kStateDirHelp);
+}
+
 void add_runs_commands(CLI::App& app, RunsFlags& f, CLI::App*& runs, CLI::App*& rollback, CLI::App*& report) {
   runs = app.add_subcommand("runs", "List recorded runs: status, pipeline, version, start, duration");
-  runs->add_option("--state-dir", f.state_dir, "Where runs are recorded (default .hoist)");
+  runs->add_option("--state-dir", f.state_dir, kStateDirHelp);
   runs->add_flag("--json", f.json, "Print the list as JSON");
   rollback = app.add_subcommand("rollback", "Finish the rollback of a run (after a crash) from its journal");
-  rollback->add_option("run", f.run_id, "Run id (see hoist runs)")->required();
-  rollback->add_option("--state-dir", f.state_dir, "Where runs are recorded (default .hoist)");
+  add_run_ref(rollback, f);
   rollback->add_flag("--force", f.force, "Also when the run succeeded or its process still runs");
   rollback->add_option("--log-format", f.log_format, "text (default) or json, on stderr");
   rollback->add_flag("--no-color", f.no_color, "Plain terminal output");
   report = app.add_subcommand("report", "Show a run: text on stdout, or a self-contained HTML page");
-  report->add_option("run", f.run_id, "Run id (see hoist runs)")->required();
-  report->add_option("--state-dir", f.state_dir, "Where runs are recorded (default .hoist)");
+  add_run_ref(report, f);
   report->add_option("--html", f.html, "Write the HTML report to this file");
 }
 

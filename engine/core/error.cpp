@@ -54,6 +54,16 @@ nlohmann::json Error::to_json() const {
   return {{"code", to_string(code_)}, {"message", message_}, {"retryable", retryable_}, {"details", details_}};
 }
 
+Error error_of(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    return err;
+  } catch (const std::exception& err) {
+    return Error(Code::internal, err.what());
+  }
+}
+
 Code code_for_http_status(long status) {
   switch (status) {
     case 400: case 422: return Code::invalid_argument;

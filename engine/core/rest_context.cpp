@@ -109,13 +109,7 @@ Task<void> for_each_bounded(ContextPtr ctx, std::size_t n, std::size_t limit,
     asio::co_spawn(ctx->io, worker(g, n, fn), [g, ctx](std::exception_ptr e) {
       if (e && !g->first) {
         g->first = e;
-        try {
-          std::rethrow_exception(e);
-        } catch (const Error& err) {
-          ctx->abort(err);
-        } catch (const std::exception& err) {
-          ctx->abort(Error(Code::internal, err.what()));
-        }
+        ctx->abort(error_of(e));
       }
       if (--g->running == 0) g->wake.cancel();
     });

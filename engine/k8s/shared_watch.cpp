@@ -59,14 +59,7 @@ class Subscriber : public Watch, public std::enable_shared_from_this<Subscriber>
   void start() {
     auto self = shared_from_this();
     asio::co_spawn(client_->io(), run(self), [self](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const Error& err) {
-        self->fail(err);
-      } catch (const std::exception& err) {
-        self->fail(Error(Code::internal, err.what()));
-      }
+      if (e) self->fail(error_of(e));
     });
   }
 

@@ -128,14 +128,7 @@ Stream::~Stream() { ctx_->cancel(); }
 void Stream::start() {
   auto self = shared_from_this();
   asio::co_spawn(client_->io(), run(self), [self](std::exception_ptr e) {
-    if (!e) return self->finish(std::nullopt);
-    try {
-      std::rethrow_exception(e);
-    } catch (const Error& err) {
-      self->finish(err);
-    } catch (const std::exception& err) {
-      self->finish(Error(Code::internal, err.what()));
-    }
+    self->finish(e ? std::optional<Error>(error_of(e)) : std::nullopt);
   });
 }
 

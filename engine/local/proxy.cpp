@@ -1,5 +1,6 @@
 // hoist proxy: a TCP front on one Asio loop (see hoist/proxy.hpp for the protocol).
 #include <hoist/proxy.hpp>
+#include <hoist/strings.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -12,7 +13,6 @@
 #include <atomic>
 #include <csignal>
 #include <cstring>
-#include <ctime>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
@@ -32,14 +32,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string utc_now() { return text::utc_now("%Y-%m-%dT%H:%M:%SZ"); }
 
 // One line on stderr (the log file when detached).
 void log_line(const Options& o, const std::string& message) {

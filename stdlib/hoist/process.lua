@@ -133,11 +133,9 @@ end
 function M.exec(opts)
   local argv = validate(opts)
   local program = basename(argv[1])
-  local quoted, env_keys = {}, {}
+  local quoted, env_keys = {}, util.sorted_keys(opts.env)
   -- scrub, then quote: quoting first would split a secret holding ' out of its mask
   for i, a in ipairs(argv) do quoted[i] = shell_quote(core.scrub(a)) end
-  for k in pairs(opts.env or {}) do env_keys[#env_keys + 1] = k end
-  table.sort(env_keys)
   -- argv and cwd are scrubbed by the event bus; env values are never logged, only names
   log.event("exec.start", "exec " .. table.concat(quoted, " "),
     { program = program, argv = argv, cwd = opts.cwd, env = env_keys, timeout = opts.timeout }, "debug")

@@ -456,9 +456,7 @@ function M.main(a)
     hoist.log.warn(("hoist serve: plain HTTP on %s: the signatures keep deliveries from being forged or replayed, "
       .. "not from being read; give --tls-cert and --tls-key, or put a TLS proxy in front"):format(host))
   end
-  local paths = {}
-  for p in pairs(by_path) do paths[#paths + 1] = p end
-  table.sort(paths)
+  local paths = util.sorted_keys(by_path)
   hoist.log.event("serve.listening", ("hoist serve: listening on %s (%s), state in %s"):format(url, table.concat(paths, ", "), state_dir),
     { url = url, paths = paths, state_dir = state_dir }, "info")
   local ok, err = pcall(function()

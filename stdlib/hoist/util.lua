@@ -183,10 +183,8 @@ function M.check_opts(fname, opts, spec, key)
   end
   for k in pairs(opts) do
     if spec[k] == nil then
-      local names = {}
-      for name in pairs(spec) do names[#names + 1] = name end
-      table.sort(names)
-      M.fail("invalid_argument", ("%s: unknown option '%s' (known: %s)"):format(fname, tostring(k), table.concat(names, ", ")),
+      M.fail("invalid_argument", ("%s: unknown option '%s' (known: %s)"):format(fname, tostring(k),
+        table.concat(M.sorted_keys(spec), ", ")),
         { option = tostring(k) })
     end
   end

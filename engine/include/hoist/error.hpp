@@ -53,6 +53,10 @@ class Error : public std::exception {
   std::string what_;
 };
 
+// The Error a failed coroutine left in `e` (not null): the Error itself, or internal with
+// what() for another std::exception. Anything else is thrown again.
+Error error_of(std::exception_ptr e);
+
 // Maps an HTTP status to the error code a caller should see.
 Code code_for_http_status(long status);
 

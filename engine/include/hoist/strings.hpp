@@ -1,8 +1,9 @@
 #pragma once
 // Text helpers the engine and the bindings share: ASCII case folding (header names, media
-// types, Kubernetes kinds) and trimming of blanks, one copy each.
+// types, Kubernetes kinds), trimming of blanks and the time now as text, one copy each.
 #include <boost/algorithm/string/case_conv.hpp>
 
+#include <ctime>
 #include <locale>
 #include <string>
 #include <string_view>
@@ -20,6 +21,15 @@ inline std::string_view trim(std::string_view s) {
   while (!s.empty() && blank(s.front())) s.remove_prefix(1);
   while (!s.empty() && blank(s.back())) s.remove_suffix(1);
   return s;
+}
+
+// The time now in UTC as strftime writes `format` ("%Y-%m-%dT%H:%M:%SZ"); at most 63 bytes.
+inline std::string utc_now(const char* format) {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  return std::string(buf, std::strftime(buf, sizeof buf, format, &tm));
 }
 
 }  // namespace hoist::text

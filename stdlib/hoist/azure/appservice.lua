@@ -137,10 +137,8 @@ end
 M.registry_settings = registry_settings
 
 local function settings_list(s)
-  local names, out = {}, {}
-  for k in pairs(s) do names[#names + 1] = k end
-  table.sort(names)
-  for i, k in ipairs(names) do out[i] = { name = k, value = tostring(s[k]) } end
+  local out = {}
+  for i, k in ipairs(util.sorted_keys(s)) do out[i] = { name = k, value = tostring(s[k]) } end
   return out
 end
 
@@ -247,13 +245,10 @@ function M.update_settings(opts)
     if merged[k] ~= nil then merged[k], changed = nil, true end
   end
   if not changed then return merged, false end
-  local names = {}
-  for k in pairs(merged) do names[#names + 1] = k end
-  table.sort(names)
   local c, p = locate(fname, o)
   call(c, o, { method = "PUT", path = p .. "/config/appsettings", body = { properties = merged },
                action = "azure.appservice.settings",
-               what = ("set app settings of %s (%s)"):format(label(o), table.concat(names, ", ")) })
+               what = ("set app settings of %s (%s)"):format(label(o), table.concat(util.sorted_keys(merged), ", ")) })
   return merged, true
 end
 

@@ -156,10 +156,8 @@ end
 function M.set_traffic(opts)
   local fname = "hoist.azure.containerapp.set_traffic"
   local o = util.check_opts(fname, opts, spec { weights = { type = "table", required = true } })
-  local names, traffic, total = {}, {}, 0
-  for rev in pairs(o.weights) do names[#names + 1] = rev end
-  table.sort(names)
-  for _, rev in ipairs(names) do
+  local traffic, total = {}, 0
+  for _, rev in ipairs(util.sorted_keys(o.weights)) do
     local w = o.weights[rev]
     if type(w) ~= "number" or w < 0 or w ~= math.floor(w) then
       fail("invalid_argument", ("%s: the weight of %s must be a whole number >= 0, got %s"):format(fname, rev, tostring(w)))

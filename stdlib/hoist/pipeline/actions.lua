@@ -90,12 +90,7 @@ end
 
 --- Names of the registered actions, sorted.
 ---@return string[]
-function M.names()
-  local out = {}
-  for k in pairs(registry) do out[#out + 1] = k end
-  table.sort(out)
-  return out
-end
+function M.names() return require("hoist.util").sorted_keys(registry) end
 
 --- Makes sure the action of a journal entry is defined in this process: requires its
 --- module or runs its file again. Returns nil and the reason when it cannot.

@@ -83,10 +83,8 @@ end
 local function set_traffic(a, weights)
   local ep = endpoint_of(a) or (dry_run() and { properties = { authMode = "Key" } })
   if not ep then fail("not_found", ("online endpoint %s is gone"):format(a.name)) end
-  local names, shown = {}, {}
-  for k in pairs(weights) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do shown[#shown + 1] = ("%s %d%%"):format(k, weights[k]) end
+  local shown = {}
+  for _, k in ipairs(util.sorted_keys(weights)) do shown[#shown + 1] = ("%s %d%%"):format(k, weights[k]) end
   call(a, { method = "PUT", path = ep_path(a), action = "azure.ml.traffic", what = "set the traffic of " .. a.name,
             body = { location = ep.location, tags = ep.tags, identity = ep.identity and { type = ep.identity.type } or nil,
                      properties = { authMode = ep.properties.authMode, description = ep.properties.description,

@@ -115,14 +115,8 @@ end
 -- The template, secrets and registries of a revision running `image`.
 local function template_of(o, image, suffix)
   local env, secrets = {}, {}
-  local names = {}
-  for k in pairs(o.env or {}) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do env[#env + 1] = { name = k, value = tostring(o.env[k]) } end
-  names = {}
-  for k in pairs(o.secret_env or {}) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do
+  for _, k in ipairs(util.sorted_keys(o.env)) do env[#env + 1] = { name = k, value = tostring(o.env[k]) } end
+  for _, k in ipairs(util.sorted_keys(o.secret_env)) do
     local sname = ("env-%s"):format(k:lower():gsub("[^a-z0-9]", "-"))
     secrets[#secrets + 1] = { name = sname, value = hoist.secret(tostring(o.secret_env[k])) }
     env[#env + 1] = { name = k, secretRef = sname }

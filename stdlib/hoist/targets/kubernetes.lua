@@ -108,9 +108,7 @@ local function manifests_of(o, client, run, ns)
     -- entries merge by name, the others stay): a partial server-side apply would drop the
     -- fields an earlier full apply by hoist owns
     local patched = { name = c.name, image = o.image }
-    local names = {}
-    for k in pairs(o.env or {}) do names[#names + 1] = k end
-    table.sort(names)
+    local names = util.sorted_keys(o.env)
     if #names > 0 then
       patched.env = {}
       for i, k in ipairs(names) do patched.env[i] = { name = k, value = tostring(o.env[k]) } end
