@@ -114,6 +114,8 @@ t.cases("a bad entry, an unknown `only` name, a missing artifact: exit 2 before 
     end, pat = "services: at most 200 items, got 201" },
   { name = "a missing artifacts file", edit = function(p) p.artifacts = S.state .. "/none.json" end,
     pat = "artifacts: .*/none%.json does not exist" },
+  { name = "artifacts and artifacts_out", edit = function(p) p.artifacts, p.artifacts_out = S.state .. "/a.json", S.state .. "/a.json" end,
+    pat = "artifacts_out: a run with artifacts pushes nothing" },
 }, function(row)
   local p = base("bad", { services = three() })
   row.edit(p)
@@ -136,6 +138,16 @@ t.case("--dry-run plans every service: one build per image, a deploy and a check
   end
   t.match(r.stderr, "Services\n[^\n]*" .. svc("api"):gsub("%p", "%%%0") .. " %(local%): planned")
   t.no_match(r.stdout .. r.stderr, S.secret)
+end)
+
+t.case("examples/fleet/params.json is a valid parameter file: three services, two builds (dry run)", function()
+  local r = hoist.exec { hoist_bin(), "run", "container@1", "--params-file", "examples/fleet/params.json", "--dry-run",
+                         "--state-dir", S.state, "--no-color", cwd = root, timeout = 120 }
+  t.eq(r.code, 0, show(r))
+  t.eq(select(2, r.stdout:gsub("%[build%] docker build", "")), 2, r.stdout)
+  for _, n in ipairs { "fleet-api", "fleet-web", "fleet-worker" } do
+    t.match(r.stderr, n:gsub("%p", "%%%0") .. " %(local%): planned")
+  end
 end)
 
 ---------------------------------------------------------------- deploys
