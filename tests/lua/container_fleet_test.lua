@@ -2,10 +2,10 @@
 -- user runs it (`hoist run container@1 --params-file FILE`), against the real Docker engine
 -- and registry of tests/env, target local on 127.0.0.1 ports, scan off (the gate itself is
 -- container_test's). The cases share one state folder and run in order: a bad entry and an
--- unknown `only` refused before any build; the dry run; three services on two images (two
--- builds, three deploys, artifacts_out, a secret per service); `artifacts` + `only` deploying
--- one recorded digest; one unhealthy service rolling back all; two processes whose services
--- overlap; clean up.
+-- unknown `only` refused before any build; the dry runs; three services on two images (two
+-- builds, three deploys, artifacts_out, a secret per service); then, from those recorded
+-- digests (no more builds): `artifacts` + `only` deploying one; one unhealthy service rolling
+-- back all; two processes whose services overlap; SIGTERM; clean up.
 local t = require "hoist.test"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
@@ -216,16 +216,18 @@ end, SLOW)
 
 t.case("one service fails its health check: the run fails naming it, and every service it changed is rolled back", function()
   need_docker()
+  -- the images of the first deploy again (no build), wrk checked on a path its app does not serve
   local services = three()
-  services[3].build_args = { BASE_IMAGE = BASE, VERSION = "v2", HEALTHY = "false" }
-  services[3].verify_timeout = 2
-  local r = run_fleet(base("v2", { services = services, concurrency = 3 }))
+  services[3].health_path, services[3].verify_timeout = "/nonexistent", 2
+  local r = run_fleet(base("v1", { services = services, concurrency = 3, artifacts = S.state .. "/artifacts.json" }))
   t.eq(r.code, 1, show(r))
   t.match(r.stderr, "stage deploy failed %(rolled back %d+ change%(s%)%): service " .. svc("wrk"):gsub("%p", "%%%0")
     .. ": the new container [^\n]* did not become healthy")
   for _, n in ipairs(NAMES) do
-    t.eq(version_of(n), "v1", n .. " serves v1 again")
-    t.eq(#containers_of(n), 1, n .. ": no stray container")
+    t.eq(version_of(n), "v1", n .. " serves")
+    local rows = containers_of(n)
+    t.eq(#rows, 1, n .. ": no stray container")
+    t.ok(rows[1].labels["hoist.run"] ~= r.run, n .. ": what serves is not the failed run's (its deploy was undone)")
   end
   t.match(r.stderr, "Services\n")
   t.match(r.stderr, svc("wrk"):gsub("%p", "%%%0") .. " %(local%): failed")
