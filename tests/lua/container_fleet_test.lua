@@ -219,10 +219,19 @@ end, SLOW)
 t.case("one service fails its health check: the run fails naming it, and every service it changed is rolled back", function()
   need_docker()
   -- the images of the first deploy again (no build), wrk checked on a path its app does not serve
-  local services = three()
-  services[3].health_path, services[3].verify_timeout = "/nonexistent", 2
+  -- listed in reverse: the deploy locks are still taken in one order (target/name), the one
+  -- every run agrees on, so that two runs sharing services never wait for each other in a circle
+  local s3 = three()
+  local services = { s3[3], s3[2], s3[1] }
+  services[1].health_path, services[1].verify_timeout = "/nonexistent", 2
   local r = run_fleet(base("v1", { services = services, concurrency = 3, artifacts = S.state .. "/artifacts.json" }))
   t.eq(r.code, 1, show(r))
+  local order = {}
+  for line in read(S.state .. "/runs/" .. r.run .. "/events.jsonl"):gmatch("[^\n]+") do
+    local e = hoist.json.decode(line)
+    if e.kind == "lock.acquired" then order[#order + 1] = e.fields.key end
+  end
+  t.eq(order, { "local/" .. svc("api"), "local/" .. svc("web"), "local/" .. svc("wrk") }, "locks taken in name order")
   t.match(r.stderr, "stage deploy failed %(rolled back %d+ change%(s%)%): service " .. svc("wrk"):gsub("%p", "%%%0")
     .. ": the new container [^\n]* did not become healthy")
   for _, n in ipairs(NAMES) do
