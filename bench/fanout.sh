@@ -18,11 +18,18 @@
 #              the mode. What is left is hoist's own work: process start, parameter checks,
 #              journal, scheduling, and its sleeps between health probes (counted as hoist's:
 #              they are its policy), so the share is an upper bound.
+#   hoist CPU  the CPU time (user + system) of the hoist run processes themselves, their
+#              children excluded: utime + stime of /proc/<pid>/stat, read once the process has
+#              exited and before it is reaped (waitid WNOWAIT), summed over the mode's
+#              processes. With N processes at once the wall share above says little (while
+#              one process works another waits on docker); this says what hoist cost.
 #   peak RSS   VmHWM of each hoist process (its own, children excluded), polled every 50 ms
-#              from /proc/<pid>/status while it runs: the largest, and what the mode's
+#              (5 ms while one process runs, so that its end is noticed at once: the bench's
+#              own delay would count as hoist's in the serial mode) from /proc/<pid>/status
+#              while it runs: the largest, and what the mode's
 #              processes hold together at most (procs: the sum; one and serial: the largest)
 # ROUNDS rounds of every mode (the modes of one N in turn, each round on services of its own);
-# prints the medians of wall and hoist, the largest peaks, one row per (N, mode), and the
+# prints the medians of wall, hoist and hoist CPU, the largest peaks, one row per (N, mode), and the
 # ratios of one process against the two others.
 # Not part of ./test.sh. Needs tests/env/up.sh and `. /tmp/hoist-env/env.sh`.
 #   bench/fanout.sh [HOIST_BIN] [NS] [CONCURRENCY] [ROUNDS]   e.g. bench/fanout.sh build/hoist "1 10 50" 8 3
@@ -59,10 +66,21 @@ hoist, ns, conc, repo, ref, work, prefix, root, rounds = sys.argv[1:10]
 ns, conc, rounds = [int(n) for n in ns.split()], int(conc), int(rounds)
 
 def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks: s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks: s.close()
+    """n ports free on 127.0.0.1 below the kernel's ephemeral range, from which docker
+    publishes the candidates' ports (a service port taken from it may be a candidate's)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    ports, port = [], 20000 if low > 20000 + 1000 else 10000
+    while len(ports) < n and port < low:
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            ports.append(port)
+        except OSError:
+            pass
+        finally:
+            s.close()
+        port += 1
     return ports
 
 def hwm_kb(pid):
@@ -74,27 +92,40 @@ def hwm_kb(pid):
         pass
     return None
 
-def run(cmds, parallel):
-    """Runs the commands (all at once, or one after another); returns wall seconds, peaks (kB)."""
-    peaks, t0 = [0] * len(cmds), time.time()
-    def start(i):
-        return subprocess.Popen(cmds[i], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+TICK = os.sysconf("SC_CLK_TCK")
+
+def cpu_seconds(pid):
+    """utime + stime of an exited, not yet reaped process (its children excluded)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+def run(cmds, parallel, logs):
+    """Runs the commands (all at once, or one after another); returns wall seconds, peaks (kB),
+    the start time and the processes' own CPU seconds."""
+    peaks, cpu, t0 = [0] * len(cmds), [0.0] * len(cmds), time.time()
+    def start(i):  # output to files: a full pipe would stop a process before it ends
+        with open(os.path.join(logs, f"out-{i}.txt"), "w") as out:
+            return subprocess.Popen(cmds[i], cwd=root, stdout=out, stderr=subprocess.STDOUT)
     def watch(live):
         while live:
             for i, p in list(live.items()):
                 kb = hwm_kb(p.pid)
                 if kb: peaks[i] = max(peaks[i], kb)
-                if p.poll() is not None:
-                    out, err = p.communicate()
+                if os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                    cpu[i] = cpu_seconds(p.pid)
+                    p.wait()
                     if p.returncode != 0:
-                        sys.exit(f"run {i} exited with {p.returncode}:\n{err[-3000:]}")
+                        with open(os.path.join(logs, f"out-{i}.txt")) as f:
+                            sys.exit(f"run {i} exited with {p.returncode}:\n{f.read()[-3000:]}")
                     del live[i]
-            time.sleep(0.05)
+            # one process (serial): notice its end at once, or the gap counts as hoist's
+            time.sleep(0.05 if len(live) > 1 else 0.005)
     if parallel:
         watch({i: start(i) for i in range(len(cmds))})
     else:
         for i in range(len(cmds)): watch({i: start(i)})
-    return time.time() - t0, peaks, t0
+    return time.time() - t0, peaks, t0, sum(cpu)
 
 def waiting(state, t0, t1):
     """Seconds in [t0, t1] during which some hoist process of `state` waited on a child or HTTP."""
@@ -146,30 +177,33 @@ def one_mode(n, mode, r):
                 path = os.path.join(state, f"params-{i}.json")
                 with open(path, "w") as f: json.dump(dict(common, artifacts=artifacts, name=name, port=port), f)
                 cmds.append(run_cmd + [path])
-        wall, peaks, t0 = run(cmds, parallel=(mode == "procs"))
+        try:
+            wall, peaks, t0, cpu = run(cmds, parallel=(mode == "procs"), logs=state)
+        finally:  # the services go, also when a run failed
+            subprocess.run([hoist, "run", os.path.join(work, "remove.lua"), "--set", "state=" + state,
+                            "--set", "names=" + ",".join(names), "--log-level", "warn"], check=True, cwd=root,
+                           stdout=subprocess.DEVNULL)
         own = wall - waiting(state, t0, t0 + wall)
         # what the mode's processes hold together at most: all of them at once, else the largest
-        samples.setdefault((n, mode), []).append((wall, own, max(peaks), sum(peaks) if mode == "procs" else max(peaks)))
-        print(f"  round {r} N={n} {mode}: wall {wall:.2f}s, hoist {own:.2f}s", file=sys.stderr, flush=True)
-        subprocess.run([hoist, "run", os.path.join(work, "remove.lua"), "--set", "state=" + state,
-                        "--set", "names=" + ",".join(names), "--log-level", "warn"], check=True, cwd=root,
-                       stdout=subprocess.DEVNULL)
+        samples.setdefault((n, mode), []).append((wall, own, max(peaks), sum(peaks) if mode == "procs" else max(peaks), cpu))
+        print(f"  round {r} N={n} {mode}: wall {wall:.2f}s, hoist {own:.2f}s, hoist CPU {cpu:.2f}s", file=sys.stderr, flush=True)
 
 results = {}
-print(f"{'N':>3} {'mode':<7} {'wall s':>8} {'hoist s':>8} {'hoist %':>8} {'peak RSS MB':>12} {'sum RSS MB':>11}")
+print(f"{'N':>3} {'mode':<7} {'wall s':>8} {'hoist s':>8} {'hoist %':>8} {'CPU s':>7} {'peak RSS MB':>12} {'sum RSS MB':>11}")
 for n in ns:
     for r in range(rounds):
         for mode in ("one", "procs", "serial"): one_mode(n, mode, r)
     for mode in ("one", "procs", "serial"):
         xs = samples[(n, mode)]
-        wall, own = median([x[0] for x in xs]), median([x[1] for x in xs])
+        wall, own, cpu = median([x[0] for x in xs]), median([x[1] for x in xs]), median([x[4] for x in xs])
         peak, total = max(x[2] for x in xs), max(x[3] for x in xs)
-        results[(n, mode)] = (wall, own, peak, total)
-        print(f"{n:>3} {mode:<7} {wall:8.2f} {own:8.2f} {100 * own / wall:7.0f}% {peak / 1024:12.1f} {total / 1024:11.1f}",
+        results[(n, mode)] = (wall, own, peak, total, cpu)
+        print(f"{n:>3} {mode:<7} {wall:8.2f} {own:8.2f} {100 * own / wall:7.0f}% {cpu:7.2f} {peak / 1024:12.1f} {total / 1024:11.1f}",
               flush=True)
 for n in ns:
     o, p, s = results[(n, "one")], results[(n, "procs")], results[(n, "serial")]
-    print(f"N={n}: one process vs {n} processes at once: wall {p[0] / o[0]:.1f}x, hoist's own time {p[1] / o[1]:.1f}x, "
-          f"summed peak RSS {p[3] / o[3]:.1f}x; vs one after another: wall {s[0] / o[0]:.1f}x, hoist's own time {s[1] / o[1]:.1f}x")
+    print(f"N={n}: one process vs {n} processes at once: wall {p[0] / o[0]:.1f}x, hoist CPU {p[4] / o[4]:.1f}x, "
+          f"peak RSS held together {p[3] / o[3]:.1f}x; vs one after another: wall {s[0] / o[0]:.1f}x, "
+          f"hoist's own wall time {s[1] / o[1]:.1f}x, hoist CPU {s[4] / o[4]:.1f}x")
 print(f"medians of {rounds} round(s); reproduce: bench/fanout.sh {hoist} \"{' '.join(map(str, ns))}\" {conc} {rounds}")
 PY

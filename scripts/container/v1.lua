@@ -490,7 +490,8 @@ local function each_service(ctx, entries, fn)
     local ok, r = pcall(fn, e)
     if ok then return r end
     local err = hoist.is_error(r) and r or hoist.new_error { code = "internal", message = tostring(r) }
-    if not hoist.is_error(err, "cancelled") then progress(ctx).status[e.name] = "failed" end
+    if hoist.is_error(err, "cancelled") then error(err, 0) end -- another service's failure, or SIGTERM
+    progress(ctx).status[e.name] = "failed"
     err.message = ("service %s: %s"):format(e.name, tostring(err.message))
     err.details = err.details or {}
     err.details.service = e.name
@@ -681,6 +682,9 @@ local function check_fleet(p)
   end
   if p.deploy == false and p.artifacts then
     problem("deploy=false with artifacts: nothing would be built and nothing deployed")
+  end
+  if p.artifacts and p.artifacts_out then
+    problem("artifacts_out: a run with artifacts pushes nothing (the file it would write is the one it reads)")
   end
   if p.artifacts then
     local ok, doc = pcall(read_artifacts, p.artifacts)

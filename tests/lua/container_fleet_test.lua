@@ -2,10 +2,10 @@
 -- user runs it (`hoist run container@1 --params-file FILE`), against the real Docker engine
 -- and registry of tests/env, target local on 127.0.0.1 ports, scan off (the gate itself is
 -- container_test's). The cases share one state folder and run in order: a bad entry and an
--- unknown `only` refused before any build; the dry run; three services on two images (two
--- builds, three deploys, artifacts_out, a secret per service); `artifacts` + `only` deploying
--- one recorded digest; one unhealthy service rolling back all; two processes whose services
--- overlap; clean up.
+-- unknown `only` refused before any build; the dry runs; three services on two images (two
+-- builds, three deploys, artifacts_out, a secret per service); then, from those recorded
+-- digests (no more builds): `artifacts` + `only` deploying one; one unhealthy service rolling
+-- back all; two processes whose services overlap; SIGTERM; clean up.
 local t = require "hoist.test"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
@@ -114,6 +114,8 @@ t.cases("a bad entry, an unknown `only` name, a missing artifact: exit 2 before 
     end, pat = "services: at most 200 items, got 201" },
   { name = "a missing artifacts file", edit = function(p) p.artifacts = S.state .. "/none.json" end,
     pat = "artifacts: .*/none%.json does not exist" },
+  { name = "artifacts and artifacts_out", edit = function(p) p.artifacts, p.artifacts_out = S.state .. "/a.json", S.state .. "/a.json" end,
+    pat = "artifacts_out: a run with artifacts pushes nothing" },
 }, function(row)
   local p = base("bad", { services = three() })
   row.edit(p)
@@ -126,6 +128,7 @@ t.cases("a bad entry, an unknown `only` name, a missing artifact: exit 2 before 
 end)
 
 t.case("--dry-run plans every service: one build per image, a deploy and a check each", function()
+  need_docker() -- a dry run still reads what serves now
   local r = run_fleet(base("dry", { services = three() }), { dry_run = true })
   t.eq(r.code, 0, show(r))
   local builds = select(2, r.stdout:gsub("%[build%] docker build", ""))
@@ -136,6 +139,17 @@ t.case("--dry-run plans every service: one build per image, a deploy and a check
   end
   t.match(r.stderr, "Services\n[^\n]*" .. svc("api"):gsub("%p", "%%%0") .. " %(local%): planned")
   t.no_match(r.stdout .. r.stderr, S.secret)
+end)
+
+t.case("examples/fleet/params.json is a valid parameter file: three services, two builds (dry run)", function()
+  need_docker()
+  local r = hoist.exec { hoist_bin(), "run", "container@1", "--params-file", "examples/fleet/params.json", "--dry-run",
+                         "--state-dir", S.state, "--no-color", cwd = root, timeout = 120 }
+  t.eq(r.code, 0, show(r))
+  t.eq(select(2, r.stdout:gsub("%[build%] docker build", "")), 2, r.stdout)
+  for _, n in ipairs { "fleet-api", "fleet-web", "fleet-worker" } do
+    t.match(r.stderr, n:gsub("%p", "%%%0") .. " %(local%): planned")
+  end
 end)
 
 ---------------------------------------------------------------- deploys
@@ -204,16 +218,27 @@ end, SLOW)
 
 t.case("one service fails its health check: the run fails naming it, and every service it changed is rolled back", function()
   need_docker()
-  local services = three()
-  services[3].build_args = { BASE_IMAGE = BASE, VERSION = "v2", HEALTHY = "false" }
-  services[3].verify_timeout = 2
-  local r = run_fleet(base("v2", { services = services, concurrency = 3 }))
+  -- the images of the first deploy again (no build), wrk checked on a path its app does not serve
+  -- listed in reverse: the deploy locks are still taken in one order (target/name), the one
+  -- every run agrees on, so that two runs sharing services never wait for each other in a circle
+  local s3 = three()
+  local services = { s3[3], s3[2], s3[1] }
+  services[1].health_path, services[1].verify_timeout = "/nonexistent", 2
+  local r = run_fleet(base("v1", { services = services, concurrency = 3, artifacts = S.state .. "/artifacts.json" }))
   t.eq(r.code, 1, show(r))
+  local order = {}
+  for line in read(S.state .. "/runs/" .. r.run .. "/events.jsonl"):gmatch("[^\n]+") do
+    local e = hoist.json.decode(line)
+    if e.kind == "lock.acquired" then order[#order + 1] = e.fields.key end
+  end
+  t.eq(order, { "local/" .. svc("api"), "local/" .. svc("web"), "local/" .. svc("wrk") }, "locks taken in name order")
   t.match(r.stderr, "stage deploy failed %(rolled back %d+ change%(s%)%): service " .. svc("wrk"):gsub("%p", "%%%0")
     .. ": the new container [^\n]* did not become healthy")
   for _, n in ipairs(NAMES) do
-    t.eq(version_of(n), "v1", n .. " serves v1 again")
-    t.eq(#containers_of(n), 1, n .. ": no stray container")
+    t.eq(version_of(n), "v1", n .. " serves")
+    local rows = containers_of(n)
+    t.eq(#rows, 1, n .. ": no stray container")
+    t.ok(rows[1].labels["hoist.run"] ~= r.run, n .. ": what serves is not the failed run's (its deploy was undone)")
   end
   t.match(r.stderr, "Services\n")
   t.match(r.stderr, svc("wrk"):gsub("%p", "%%%0") .. " %(local%): failed")
@@ -296,7 +321,10 @@ t.case("SIGTERM while the services deploy: the in-flight deploys are cancelled a
 end, SLOW)
 
 t.case("clean up", function()
-  need_docker()
+  if os.getenv("HOIST_TEST_DOCKER") ~= "1" then
+    hoist.exec { "rm", "-rf", S.state }
+    need_docker()
+  end
   for _, n in ipairs(NAMES) do require("hoist.targets.local").remove { service = svc(n), state_dir = S.state } end
   for _, repo in ipairs { S.repo_a, S.repo_b } do
     for _, tag in ipairs { "v1", "v2" } do hoist.docker.rmi { image = repo .. ":" .. tag, force = true, missing_ok = true } end

@@ -457,7 +457,7 @@ function M.help(specs)
     if spec.env then lines[#lines + 1] = "      from env: $" .. spec.env .. " when not set" end
     if spec.items == "table" then
       lines[#lines + 1] = ("      each item: a table of parameters%s%s; at most %d items"):format(
-        spec.key and (", named by its " .. spec.key .. " (required, unique)") or "",
+        spec.key and (", named by its field " .. spec.key .. " (required, unique)") or "",
         spec.inherit and ", the top-level values being its defaults" or "", spec.max_items)
     end
   end
