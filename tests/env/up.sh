@@ -314,7 +314,8 @@ TS_ARGS=(python3 "$HERE/token_server.py" --listen 127.0.0.1:5003
          --issuer "$TOKEN_ISSUER" --service "$TOKEN_SERVICE"
          --user "$TOKEN_USER" --password "$TOKEN_PASSWORD" --aad-token "$AAD_TOKEN"
          --azure-dir "$STATE/azure")
-ts_sig=$( { printf '%s\n' "${TS_ARGS[@]}"; sha256sum "$HERE/token_server.py"; } | sha256sum | cut -d' ' -f1)
+# of content, not location (as the emulators'): up.sh from a second checkout keeps it running
+ts_sig=$( { printf '%s\n' "${TS_ARGS[@]#"$HERE"}"; sha256sum < "$HERE/token_server.py"; } | sha256sum | cut -d' ' -f1)
 if pid_alive "$TS_PF" token_server.py && [[ $(cat "$STATE/token/token-server.sig" 2>/dev/null) == "$ts_sig" ]] &&
    [[ $(http_status "$TOKEN_SERVER/healthz") == 200 ]]; then
     say token-server "running on 127.0.0.1:5003 (pid $(<"$TS_PF"))"
