@@ -433,6 +433,16 @@ local function selected(p)
   return out
 end
 
+-- A stage's timeout for a run: `seconds` for each round of work it does. A single run is one
+-- round; with services, one round per `concurrency` services (ceil(n / concurrency)), so a
+-- fleet of slow cloud deploys gets the time its rounds need, as each service would alone.
+local function per_round(seconds)
+  return function(p)
+    if not p.services then return seconds end
+    return seconds * math.max(1, math.ceil(#selected(p) / math.max(1, p.concurrency or 1)))
+  end
+end
+
 -- What makes an image: entries equal in these build it once; two entries that push the same
 -- repository and tags must agree on them (else the second build would replace the first's).
 local BUILD = { "image", "context", "dockerfile", "build_args", "tag", "tags", "tag_strategy", "allow_latest",
@@ -838,16 +848,16 @@ return pipeline.define {
   end,
   params = PARAMS,
   stages = {
-    { name = "build", timeout = 1800, run = stage("build"),
+    { name = "build", timeout = per_round(1800), run = stage("build"),
       description = "docker build, tagged from the commit, with OCI labels (services: once per distinct image)" },
-    { name = "scan", timeout = 900, run = stage("scan"),
+    { name = "scan", timeout = per_round(900), run = stage("scan"),
       description = "Trivy scan of the built image, gated by fail_on before anything is pushed" },
-    { name = "push", timeout = 900, retry = { attempts = 3, backoff = 2 }, run = stage("push"),
+    { name = "push", timeout = per_round(900), retry = { attempts = 3, backoff = 2 }, run = stage("push"),
       description = "docker push; the digest is read back from the registry" },
-    { name = "deploy", timeout = 900, run = stage("deploy"), when = deploying,
+    { name = "deploy", timeout = per_round(900), run = stage("deploy"), when = deploying,
       description = "Take the service's deploy lock; deploy the image to the target, which checks the new version "
         .. "before it takes traffic (local: beside the old container, then the port switches); services: in parallel" },
-    { name = "verify", timeout = 300, run = stage("verify"), when = deploying,
+    { name = "verify", timeout = per_round(300), run = stage("verify"), when = deploying,
       description = "The service's URL answers health_path with 200 (a target with its own check, azureml: its sample requests)" },
     { name = "done", run = stage("done"), when = deploying, description = "Outputs and summary" },
   },

@@ -43,7 +43,7 @@ local M = {}
 ---@field name string
 ---@field run fun(ctx: hoist.StageContext): table?
 ---@field description? string
----@field timeout? number seconds per attempt
+---@field timeout? number|fun(params: table): number seconds per attempt, or a function of the run's parameters giving them (a stage whose work grows with them: one deploy per service)
 ---@field retry? hoist.Retry
 ---@field when? fun(ctx: hoist.StageContext): boolean
 
@@ -85,8 +85,8 @@ local function check_stage(st, where, seen)
   if seen[st.name] then bad(where .. " is defined twice") end
   seen[st.name] = true
   if type(st.run) ~= "function" then bad(where .. ": run must be a function(ctx)") end
-  if st.timeout ~= nil and (type(st.timeout) ~= "number" or st.timeout <= 0) then
-    bad(where .. ": timeout must be a number of seconds > 0")
+  if st.timeout ~= nil and type(st.timeout) ~= "function" and (type(st.timeout) ~= "number" or st.timeout <= 0) then
+    bad(where .. ": timeout must be a number of seconds > 0, or a function(params) giving one")
   end
   if st.when ~= nil and type(st.when) ~= "function" then bad(where .. ": when must be a function(ctx)") end
   if st.retry ~= nil then
@@ -278,7 +278,12 @@ function M.help(def, opts)
   for i, item in ipairs(def.stages) do
     local function describe(st)
       local extra = {}
-      if st.timeout then extra[#extra + 1] = ("timeout %gs"):format(st.timeout) end
+      if type(st.timeout) == "number" then extra[#extra + 1] = ("timeout %gs"):format(st.timeout) end
+      if type(st.timeout) == "function" then -- what it gives for the defaults, when it can say
+        local ok, base = pcall(st.timeout, {})
+        extra[#extra + 1] = (ok and type(base) == "number") and ("timeout %gs, more by the parameters"):format(base)
+          or "timeout by the parameters"
+      end
       if st.retry and st.retry.attempts > 1 then extra[#extra + 1] = ("%d attempts"):format(st.retry.attempts) end
       if st.when then extra[#extra + 1] = "conditional" end
       return st.name .. (#extra > 0 and (" (" .. table.concat(extra, ", ") .. ")") or "")

@@ -127,6 +127,22 @@ t.cases("a bad entry, an unknown `only` name, a missing artifact: exit 2 before 
   t.eq(#hoist.fs.list(S.state .. "/runs"), before, "no run started")
 end)
 
+t.case("a stage's timeout grows with the rounds of deploys: ceil(services / concurrency) times one service's", function()
+  local _, def = require("hoist.scripts").resolve("container@1")
+  local timeouts = {}
+  for _, st in ipairs(def.stages) do timeouts[st.name] = st.timeout end
+  local function entries(n)
+    local list = {}
+    for i = 1, n do list[i] = { name = "s" .. i } end
+    return list
+  end
+  t.eq(timeouts.deploy({}), 900, "a single run: the stage's own")
+  t.eq(timeouts.deploy({ services = entries(10), concurrency = 4 }), 2700, "10 services, 4 at once: 3 rounds")
+  t.eq(timeouts.verify({ services = entries(10), concurrency = 10 }), 300, "one round")
+  t.eq(timeouts.deploy({ services = entries(10), concurrency = 4, only = { "s1", "s2" } }), 900, "a slice of 2: one round")
+  t.eq(timeouts.build({ services = entries(3), concurrency = 1 }), 5400)
+end)
+
 t.case("--dry-run plans every service: one build per image, a deploy and a check each", function()
   need_docker() -- a dry run still reads what serves now
   local r = run_fleet(base("dry", { services = three() }), { dry_run = true })

@@ -118,6 +118,25 @@ t.case("a stage over its timeout fails with timeout", function()
   t.match(r.error.message, "stage hang timed out after 0.1s")
 end)
 
+t.case("a stage's timeout may be a function of the run's parameters", function()
+  local seen
+  local def = { name = "to", version = "1.0.0", params = { n = { type = "number", default = 1 } }, stages = {
+    stage("hang", function() hoist.sleep(10) end, { timeout = function(p) seen = p.n; return 0.05 * p.n end }) } }
+  local r = run(def, { n = "3" })
+  t.eq(seen, 3, "the function got the checked parameters")
+  t.eq(r.error.code, "timeout")
+  t.match(r.error.message, "stage hang timed out after 0.15s")
+  t.match(pipeline.help(pipeline.define(def)), "hang %(timeout by the parameters%)") -- p.n is nil: it cannot say
+  local fixed = { name = "to", version = "1.0.0", stages = { stage("s", print, { timeout = function() return 60 end }) } }
+  t.match(pipeline.help(pipeline.define(fixed)), "s %(timeout 60s, more by the parameters%)")
+  def.stages[1].timeout = function() return -1 end
+  r = run(def)
+  t.eq(r.error.code, "internal")
+  t.match(r.error.message, "stage hang: its timeout function gave %-1, not a number of seconds > 0")
+  t.raises(function() pipeline.define { name = "to", version = "1.0.0", stages = { stage("a", print, { timeout = "1m" }) } } end,
+    "invalid_argument", "timeout must be a number of seconds > 0, or a function%(params%) giving one")
+end)
+
 t.cases("retries only retryable errors", {
   { name = "retryable, then success", code = "unavailable", fails = 2, attempts = 3, status = "succeeded", calls = 3 },
   { name = "throttled exhausts its attempts", code = "throttled", fails = 9, attempts = 2, status = "failed", calls = 2 },

@@ -63,12 +63,20 @@ end
 -- The stage function, under its timeout. Only a table (or nothing) is an output.
 local function call_stage(st, ctx)
   local out
-  if st.timeout then
-    local ok, r = pcall(hoist.timeout, st.timeout, st.run, ctx)
+  local timeout = st.timeout
+  if type(timeout) == "function" then -- of the run's parameters (checked by now)
+    timeout = timeout(ctx.params)
+    if type(timeout) ~= "number" or timeout <= 0 then
+      hoist.error { code = "internal", message = ("stage %s: its timeout function gave %s, not a number of seconds > 0")
+                      :format(st.name, tostring(timeout)) }
+    end
+  end
+  if timeout then
+    local ok, r = pcall(hoist.timeout, timeout, st.run, ctx)
     if not ok then
       if hoist.is_error(r, "timeout") and tostring(r.message):match("^timed out after") then
-        r = hoist.new_error { code = "timeout", message = ("stage %s timed out after %gs"):format(st.name, st.timeout),
-                              details = { timeout = st.timeout } }
+        r = hoist.new_error { code = "timeout", message = ("stage %s timed out after %gs"):format(st.name, timeout),
+                              details = { timeout = timeout } }
       end
       error(r, 0)
     end
