@@ -217,6 +217,38 @@ function M.spec(base, extra)
   return s
 end
 
+---@class hoist.util.Alarm
+---@field sleep fun(self: hoist.util.Alarm, seconds: number): boolean
+---@field wake fun(self: hoist.util.Alarm)
+
+--- A sleep another task can cut short: `a:sleep(seconds)` returns true when `a:wake()` was
+--- called (before or during the sleep; each wake is used once), false when the time ran out.
+--- The caller's own cancellation (SIGTERM) is never caught: it goes up from `sleep`, so a loop
+--- around it cannot turn a cancellation into a spin. The one way to wait for "this long, or
+--- until told" (a rollout's verdict, the end of an ARM operation).
+---@return hoist.util.Alarm
+function M.alarm()
+  local a = { pending = false }
+  function a:sleep(seconds)
+    if self.pending then
+      self.pending = false
+      return true
+    end
+    self.task = hoist.spawn(hoist.sleep, seconds)
+    local ok, err = pcall(self.task.wait, self.task)
+    self.task = nil
+    if ok then return false end
+    if not self.pending then error(err, 0) end -- not woken: our own cancellation
+    self.pending = false
+    return true
+  end
+  function a:wake()
+    self.pending = true
+    if self.task then self.task:cancel() end
+  end
+  return a
+end
+
 --- The keys of a map, sorted by their text (so keys of any type sort): command lines, lists
 --- and messages come out in the same order on every run. nil gives {}.
 ---@param map? table

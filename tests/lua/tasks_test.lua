@@ -159,3 +159,27 @@ t.case("util.try returns errors like pcall but raises a cancellation again", fun
   t.eq(werr.code, "cancelled")
   t.eq(turns, 1)
 end)
+
+t.case("util.alarm: a sleep a wake cuts short; the sleeper's own cancellation goes up, no spin", function()
+  local util = require "hoist.util"
+  local a = util.alarm()
+  t.eq(a:sleep(0.01), false, "the time ran out")
+  local waker = hoist.spawn(function() hoist.sleep(0.02); a:wake() end)
+  t.eq(a:sleep(30), true, "woken during the sleep (the test's own timeout would end a 30 s sleep)")
+  waker:wait()
+  a:wake()
+  t.eq(a:sleep(30), true, "a wake before the sleep is used by it")
+  t.eq(a:sleep(0.01), false, "once")
+  -- a loop around it, cancelled from outside: cancelled comes out of the loop
+  local turns = 0
+  local looper = hoist.spawn(function()
+    while not a:sleep(30) do turns = turns + 1 end
+    return "woken"
+  end)
+  hoist.sleep(0.02)
+  looper:cancel()
+  local ok, err = pcall(looper.wait, looper)
+  t.eq(ok, false)
+  t.ok(hoist.is_error(err, "cancelled"), tostring(err))
+  t.eq(turns, 0, "no turn after the cancellation")
+end)

@@ -296,17 +296,10 @@ end
 
 -- While the PUT's operation runs: Azure retries a pull that fails for minutes before the
 -- operation fails, so the instance view decides. Raises rollout_failed (image_pull) once the
--- image has failed to pull M.defaults.pull_failures times; returns once `state.done`. Its
--- sleep is a task, so that the PUT's end (state.sleeper:cancel()) stops it at once.
+-- image has failed to pull M.defaults.pull_failures times; returns once `state.done` (the
+-- PUT's end wakes state.alarm, cutting the sleep short).
 local function watch_pull(c, o, id, state)
-  while true do
-    state.sleeper = hoist.spawn(hoist.sleep, o.poll_interval or M.defaults.interval)
-    local ok, err = pcall(state.sleeper.wait, state.sleeper)
-    if state.done then return end
-    if not ok then -- our own cancellation (SIGTERM): up, never caught
-      state.sleeper:cancel()
-      error(err, 0)
-    end
+  while not state.alarm:sleep(o.poll_interval or M.defaults.interval) do
     local got = call(c, o, { path = id, what = "get container group " .. o.name, missing_ok = true })
     local why = not state.done and got and M.pull_failure(got.body)
     if why then failure(o, c, id, "image_pull", why, got.body) end
@@ -320,13 +313,11 @@ local function put_watched(c, o, id, body)
   local req = { method = "PUT", path = id, body = body, action = "azure.aci.put",
                 what = "create or update container group " .. o.name }
   if util.dry_run() then return call(c, o, req) end
-  local state, r = {}, nil
+  local state, r = { alarm = util.alarm() }, nil
   hoist.parallel(function()
-    local ok, res = pcall(call, c, o, req)
+    r = call(c, o, req)
     state.done = true
-    if state.sleeper then state.sleeper:cancel() end
-    if not ok then error(res, 0) end
-    r = res
+    state.alarm:wake()
   end, function() watch_pull(c, o, id, state) end)
   return r
 end

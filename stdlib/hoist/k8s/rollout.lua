@@ -236,13 +236,9 @@ function M.run(opts)
   st.obj = client:get { kind = o.kind, api_version = api_versions[o.kind], name = o.name, namespace = ns }
   local selector = selector_of(st.obj)
 
-  local decided, signal, woken, last_progress, last_class
-  local function wake()
-    if signal then
-      woken = true
-      signal:cancel()
-    end
-  end
+  local decided, last_progress, last_class
+  local alarm = util.alarm()
+  local function wake() alarm:wake() end
 
   local function evaluate(now)
     if not st.obj then return { code = "rollout_failed", reason = "Deleted", message = what .. " was deleted" } end
@@ -398,14 +394,10 @@ function M.run(opts)
                     message = ("%s: not done after %gs: %s"):format(what, o.timeout, last_class and last_class.message or "") }
       end
     else
-      -- the sleep is a task so that a verdict (wake) can cut it short; only that cancel is
-      -- caught: our own cancellation (SIGTERM) goes up, or each turn would fail at once and
-      -- start a new sleep without ever yielding (a spin)
-      woken = false
-      signal = hoist.spawn(hoist.sleep, wait)
-      local ok, err = pcall(signal.wait, signal)
-      signal = nil
-      if not ok and not woken then
+      -- a verdict (wake) cuts the sleep short; our own cancellation (SIGTERM) comes out of it
+      -- and is raised once the watches are closed (below)
+      local ok, err = pcall(alarm.sleep, alarm, wait)
+      if not ok then
         decided = { error = err }
         break
       end
