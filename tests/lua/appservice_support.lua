@@ -80,7 +80,9 @@ end
 
 -- Runs `hoist run <script> --set k=v ...` with the session's environment; keeps its output.
 function M.run(S, script, params, extra_env, flag)
-  local argv = { "run", support.root .. "/" .. script, "--state-dir", S.state, "--no-color", flag }
+  -- a script of the repository, or a bundled pipeline (container@1)
+  local path = script:find("%.lua$") and support.root .. "/" .. script or script
+  local argv = { "run", path, "--state-dir", S.state, "--no-color", flag }
   local names = {}
   for k in pairs(params) do names[#names + 1] = k end
   table.sort(names)
@@ -94,6 +96,30 @@ function M.run(S, script, params, extra_env, flag)
   local r = support.run_hoist(argv, { env = env, timeout = 900 })
   S.outputs[#S.outputs + 1] = (r.stdout or "") .. (r.stderr or "")
   return r
+end
+
+-- `hoist run container@1` deploying examples/app with `params` (target, resource_group, name,
+-- image, ...) on top of: scan off, the session's push credential. Returns the result and its
+-- whole output.
+function M.container1(S, params, extra_env, dry)
+  local all = { scan = "off", context = support.root .. "/examples/app", registry_username = S.auth.username,
+                registry_password = S.auth.password }
+  for k, v in pairs(params) do all[k] = v end
+  local r = M.run(S, "container@1", all, extra_env, dry and "--dry-run" or nil)
+  return r, (r.stdout or "") .. (r.stderr or "")
+end
+
+-- The emulator's limited principal {id, secret, oid} (it holds no role until a test assigns
+-- one); the test skips without it (fails under CI=true).
+function M.limited_principal(what)
+  local p = { id = E("HOIST_TEST_AZURE_LIMITED_CLIENT_ID"), secret = E("HOIST_TEST_AZURE_LIMITED_CLIENT_SECRET"),
+              oid = E("HOIST_TEST_AZURE_LIMITED_OBJECT_ID") }
+  if not p.id then
+    local why = "the Azure emulator has no limited principal (HOIST_TEST_AZURE_LIMITED_CLIENT_ID): restart it with tests/env/up.sh"
+    if E("CI") == "true" then error(why) end
+    t.skip("*** " .. what .. " skipped *** " .. why)
+  end
+  return p
 end
 
 -- What a service hostname answers (curl through the emulator's proxy), trailing space cut.

@@ -315,13 +315,7 @@ end, { timeout = 1200 })
 -- default, saying why.
 t.case("container@1 without a pull credential: the site and its slot pull with a user-assigned identity holding AcrPull; a Contributor keeps the old default", function()
   web.need_emulator("App Service pull identity test")
-  local lim_id, lim_secret, lim_oid = E("HOIST_TEST_AZURE_LIMITED_CLIENT_ID"), E("HOIST_TEST_AZURE_LIMITED_CLIENT_SECRET"),
-    E("HOIST_TEST_AZURE_LIMITED_OBJECT_ID")
-  if not lim_id then
-    local why = "the Azure emulator has no limited principal (HOIST_TEST_AZURE_LIMITED_CLIENT_ID): restart it with tests/env/up.sh"
-    if E("CI") == "true" then error(why) end
-    t.skip("*** appservice pull identity test skipped *** " .. why)
-  end
+  local lim = web.limited_principal("appservice pull identity test")
   local S = web.session("hoist-azperms")
   local rg, site = "hoist-azperms-as-" .. RUN, "azperms-as-" .. RUN
   local repo = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-azperms/web"
@@ -331,18 +325,8 @@ t.case("container@1 without a pull credential: the site and its slot pull with a
     local registry = hoist.azure.acr.ensure { name = "azpermsas" .. RUN, resource_group = rg, location = "westeurope",
                                               credential = S.credential, subscription = S.subscription }
     local function run(name, tag, env, dry)
-      local argv = { "run", "container@1", "--state-dir", S.state, "--no-color",
-        "--set", "target=appservice", "--set", "resource_group=" .. rg, "--set", "location=westeurope",
-        "--set", "name=" .. name, "--set", "image=" .. repo, "--set", "tag=" .. tag, "--set", "scan=off",
-        "--set", "context=" .. web.support.root .. "/examples/app",
-        "--set", "registry_username=" .. S.auth.username, "--set", "registry_password=" .. S.auth.password }
-      if dry then table.insert(argv, 2, "--dry-run") end
-      local e = {}
-      for k, v in pairs(S.env) do e[k] = v end
-      for k, v in pairs(env or {}) do e[k] = v end
-      local r = web.support.run_hoist(argv, { env = e, timeout = 600 })
-      S.outputs[#S.outputs + 1] = (r.stdout or "") .. (r.stderr or "")
-      return r, (r.stdout or "") .. (r.stderr or "")
+      return web.container1(S, { target = "appservice", resource_group = rg, location = "westeurope", name = name,
+                                 image = repo, tag = tag }, env, dry)
     end
     local ident = hoist.azure.resource_id(S.subscription, rg, "Microsoft.ManagedIdentity/userAssignedIdentities", site .. "-pull")
     local pat = "pulls .- with the user%-assigned identity " .. site:gsub("%-", "%%-") .. "%-pull %(principal [%x%-]+%) "
@@ -366,9 +350,9 @@ t.case("container@1 without a pull credential: the site and its slot pull with a
       .body.properties.principalId, need = { { role = "AcrPull", scope = registry.id } }, credential = S.credential,
       subscription = S.subscription }, 0, "it holds AcrPull on the registry")
     -- Contributor on the group may deploy but not give a role on the registry
-    assignment = hoist.azure.identity.assign { principal_id = lim_oid, role = "Contributor", credential = S.credential,
+    assignment = hoist.azure.identity.assign { principal_id = lim.oid, role = "Contributor", credential = S.credential,
       subscription = S.subscription, scope = hoist.azure.resource_id(S.subscription, rg) }.id
-    r, out = run(site .. "b", RUN .. "a", { AZURE_CLIENT_ID = lim_id, AZURE_CLIENT_SECRET = lim_secret }, true)
+    r, out = run(site .. "b", RUN .. "a", { AZURE_CLIENT_ID = lim.id, AZURE_CLIENT_SECRET = lim.secret }, true)
     t.eq(r.code, 0, out)
     t.match(out, "pulls .- with the registry settings it has %(as before%): the deployer may not make a pull identity "
       .. "%(it lacks Microsoft%.Authorization/roleAssignments/write at " .. registry.id:gsub("%-", "%%-"))

@@ -287,13 +287,7 @@ end, { timeout = 900 })
 -- registry (Contributor: the emulator's limited principal) keeps the previous default, saying why.
 t.case("container@1 without a pull credential: a user-assigned identity with AcrPull pulls from ACR; a Contributor keeps the old default, saying why", function()
   web.need_emulator("Container Apps pull identity test")
-  local lim_id, lim_secret, lim_oid = E("HOIST_TEST_AZURE_LIMITED_CLIENT_ID"), E("HOIST_TEST_AZURE_LIMITED_CLIENT_SECRET"),
-    E("HOIST_TEST_AZURE_LIMITED_OBJECT_ID")
-  if not lim_id then
-    local why = "the Azure emulator has no limited principal (HOIST_TEST_AZURE_LIMITED_CLIENT_ID): restart it with tests/env/up.sh"
-    if E("CI") == "true" then error(why) end
-    t.skip("*** containerapp pull identity test skipped *** " .. why)
-  end
+  local lim = web.limited_principal("containerapp pull identity test")
   local S = web.session("hoist-azperms")
   local rg, app = "hoist-azperms-" .. RUN, "azperms-" .. RUN
   local repo = (E("HOIST_TEST_REGISTRY_TOKEN") or "127.0.0.1:5002") .. "/hoist-azperms/api"
@@ -303,18 +297,8 @@ t.case("container@1 without a pull credential: a user-assigned identity with Acr
     local registry = hoist.azure.acr.ensure { name = "azperms" .. RUN, resource_group = rg, location = "westeurope",
                                               credential = S.credential, subscription = S.subscription }
     local function run(name, env, dry)
-      local argv = { "run", "container@1", "--state-dir", S.state, "--no-color",
-        "--set", "target=containerapp", "--set", "resource_group=" .. rg, "--set", "location=westeurope",
-        "--set", "name=" .. name, "--set", "image=" .. repo, "--set", "tag=" .. RUN, "--set", "scan=off",
-        "--set", "context=" .. web.support.root .. "/examples/app", "--set", "revision_timeout=60",
-        "--set", "registry_username=" .. S.auth.username, "--set", "registry_password=" .. S.auth.password }
-      if dry then table.insert(argv, 2, "--dry-run") end
-      local e = {}
-      for k, v in pairs(S.env) do e[k] = v end
-      for k, v in pairs(env or {}) do e[k] = v end
-      local r = web.support.run_hoist(argv, { env = e, timeout = 600 })
-      S.outputs[#S.outputs + 1] = (r.stdout or "") .. (r.stderr or "")
-      return r, (r.stdout or "") .. (r.stderr or "")
+      return web.container1(S, { target = "containerapp", resource_group = rg, location = "westeurope", name = name,
+                                 image = repo, tag = RUN, revision_timeout = 60 }, env, dry)
     end
     local r, out = run(app)
     t.eq(r.code, 0, out)
@@ -337,9 +321,9 @@ t.case("container@1 without a pull credential: a user-assigned identity with Acr
     end
     t.eq(n, 1, "one AcrPull assignment")
     -- Contributor on the group may make the app but not give a role on the registry
-    assignment = hoist.azure.identity.assign { principal_id = lim_oid, role = "Contributor", credential = S.credential,
+    assignment = hoist.azure.identity.assign { principal_id = lim.oid, role = "Contributor", credential = S.credential,
       subscription = S.subscription, scope = hoist.azure.resource_id(S.subscription, rg) }.id
-    r, out = run(app .. "b", { AZURE_CLIENT_ID = lim_id, AZURE_CLIENT_SECRET = lim_secret }, true)
+    r, out = run(app .. "b", { AZURE_CLIENT_ID = lim.id, AZURE_CLIENT_SECRET = lim.secret }, true)
     t.eq(r.code, 0, out)
     t.match(out, "pulls .- with no credential %(as before: the registry must allow it%): the deployer may not make a "
       .. "pull identity %(it lacks Microsoft%.Authorization/roleAssignments/write at " .. registry.id:gsub("%-", "%%-"))
