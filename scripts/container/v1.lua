@@ -343,9 +343,10 @@ function single.scan(ctx)
   return { ran = r.ran, mode = r.mode, counts = r.report and r.report.counts or nil, sarif = r.sarif }
 end
 
--- The image a service deploys from the `artifacts` file: its reference by digest.
-local function recorded(p, name)
-  local ref = read_artifacts(p.artifacts)[name]
+-- The image a service deploys from the `artifacts` file (`doc`: the file read once by the
+-- caller, else read here): its reference by digest.
+local function recorded(p, name, doc)
+  local ref = (doc or read_artifacts(p.artifacts))[name]
   if not ref then
     hoist.error { code = "invalid_argument", message = ("artifacts: %s records no image for service %s"):format(p.artifacts, name),
                   details = { exit_code = 2 } }
@@ -541,7 +542,8 @@ function fleet.push(ctx)
   local p = ctx.params
   local out, refs = { services = {} }, {}
   if p.artifacts then
-    for _, e in ipairs(selected(p)) do out.services[e.name] = recorded(p, e.name) end
+    local doc = read_artifacts(p.artifacts) -- once for all the services
+    for _, e in ipairs(selected(p)) do out.services[e.name] = recorded(p, e.name, doc) end
   else
     -- one after another: a push logs in to the run's one private docker config
     for _, g in ipairs(builds(selected(p))) do
